@@ -1,0 +1,91 @@
+/**
+ * The one error registry of Keyward.
+ *
+ * Every error a client can see has a stable code listed here with its HTTP status and a summary. Where the
+ * API is ECS-compatible the codes are Alibaba Cloud's own (see shared ECS-API.md); the rest follow the same
+ * `Family.Detail` shape. Codes are API: never rename or reuse one. docs/errors.md lists the same table and a
+ * test keeps the two in sync.
+ *
+ * Untrusted input becomes an `AppError` (4xx). Our own bugs and bad configuration stay plain `Error`s and
+ * are turned into `InternalError` (500) with the detail only in the log, in exactly one place: the HTTP
+ * error handler of the server.
+ */
+
+interface ErrorSpec {
+  readonly status: number;
+  readonly summary: string;
+}
+
+export const ERROR_CODES = {
+  // Request shape.
+  MissingParameter: { status: 400, summary: 'A required parameter is missing.' },
+  InvalidParameter: { status: 400, summary: 'A parameter has a value that is not valid.' },
+  UnknownParameter: { status: 400, summary: 'The request carries a parameter this action does not take.' },
+  'InvalidAction.NotFound': { status: 404, summary: 'The action named in the request does not exist.' },
+  InvalidVersion: { status: 400, summary: 'The API version is not supported for this action.' },
+  'InvalidRegionId.NotFound': { status: 404, summary: 'The region does not exist on this server.' },
+  RequestTooLarge: { status: 413, summary: 'The request line, headers or body exceed the size limit.' },
+  'Throttling.User': { status: 429, summary: 'Too many requests; retry after the time given.' },
+
+  // Request signatures (ACS3-HMAC-SHA256 and legacy v1).
+  IncompleteSignature: { status: 400, summary: 'The request is not signed, or its signature is incomplete.' },
+  SignatureDoesNotMatch: { status: 400, summary: 'The request signature does not match.' },
+  'InvalidAccessKeyId.NotFound': { status: 404, summary: 'The access key does not exist.' },
+  'InvalidAccessKeyId.Inactive': { status: 400, summary: 'The access key is disabled.' },
+  'InvalidTimeStamp.Format': { status: 400, summary: 'The request date is not in ISO 8601 UTC form.' },
+  'InvalidTimeStamp.Expired': {
+    status: 400,
+    summary: 'The request date is more than 15 minutes from server time.',
+  },
+  SignatureNonceUsed: { status: 400, summary: 'The signature nonce was already used.' },
+
+  // Key pairs.
+  'InvalidKeyPairName.Malformed': { status: 400, summary: 'The key pair name breaks the naming rules.' },
+  'KeyPair.AlreadyExist': { status: 400, summary: 'A key pair with this name already exists.' },
+  'QuotaExceed.KeyPair': { status: 403, summary: 'The account has reached 500 key pairs in this region.' },
+  'InvalidPublicKeyBody.Malformed': { status: 400, summary: 'The public key cannot be imported.' },
+  'InvalidKeyPairNames.ValueNotSupported': { status: 400, summary: 'KeyPairNames is not a valid list.' },
+  'InvalidKeyType.ValueNotSupported': { status: 400, summary: 'KeyType must be rsa or ed25519.' },
+
+  // Tags and resource groups.
+  'Duplicate.TagKey': { status: 400, summary: 'The same tag key appears twice.' },
+  'InvalidTagKey.Malformed': { status: 400, summary: 'A tag key breaks the tag rules.' },
+  'InvalidTagValue.Malformed': { status: 400, summary: 'A tag value breaks the tag rules.' },
+  'InvalidTagCount.LimitExceeded': { status: 400, summary: 'More than 20 tags were given.' },
+  'InvalidResourceGroupId.Malformed': { status: 400, summary: 'The resource group id is malformed.' },
+
+  // Access keys.
+  'EntityNotExist.AccessKey': { status: 404, summary: 'The access key does not exist in this account.' },
+  'LimitExceeded.AccessKey': { status: 409, summary: 'The account already has the most access keys.' },
+  'Forbidden.AccessKeyInUse': {
+    status: 403,
+    summary: 'The access key signing the request cannot disable or delete itself.',
+  },
+
+  // Our side.
+  InternalError: { status: 500, summary: 'The server failed; the log holds the detail for this request.' },
+  ServiceUnavailable: { status: 503, summary: 'The server is shutting down or not yet ready.' },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** An error caused by a client's input, safe to show to that client: code, status and message. */
+export class AppError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  /** Extra response headers (for example `x-acs-retry-after` on throttling). */
+  readonly headers: Readonly<Record<string, string>>;
+
+  constructor(code: ErrorCode, message: string, options?: { headers?: Record<string, string> }) {
+    super(message);
+    this.name = 'AppError';
+    this.code = code;
+    this.status = ERROR_CODES[code].status;
+    this.headers = options?.headers ?? {};
+  }
+}
+
+/** True when `err` is an AppError carrying `code` (for tests and adapters). */
+export function isAppError(err: unknown, code?: ErrorCode): err is AppError {
+  return err instanceof AppError && (code === undefined || err.code === code);
+}
