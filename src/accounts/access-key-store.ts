@@ -1,0 +1,186 @@
+/**
+ * Accounts and their access keys in storage. Secrets are sealed with the master key (SecretBox) before
+ * they are written and opened only to verify a request signature; they never leave this module except in
+ * the one response that creates them.
+ */
+import { AppError } from '../platform/errors.js';
+import type { SecretBox } from '../platform/crypto/secret-box.js';
+import type { Db } from '../platform/db/database.js';
+import { newAccessKeyId, newAccessKeySecret, newAccountId } from '../platform/ids.js';
+import type { Clock } from '../platform/clock.js';
+
+/** Most access keys one account may hold (RAM allows two per user; an account has more uses). */
+export const MAX_ACCESS_KEYS_PER_ACCOUNT = 10;
+
+export const ACCESS_KEY_STATUSES = ['Active', 'Inactive'] as const;
+export type AccessKeyStatus = (typeof ACCESS_KEY_STATUSES)[number];
+
+/** What request authentication needs to know about a key. */
+export interface AccessKeyForAuth {
+  readonly id: string;
+  readonly accountId: string;
+  readonly status: AccessKeyStatus;
+  readonly secret: string;
+}
+
+/** An access key as listed (no secret). */
+export interface AccessKeySummary {
+  readonly id: string;
+  readonly status: AccessKeyStatus;
+  readonly createdAt: string;
+}
+
+/** A key just created: the only time its secret is shown. */
+export interface NewAccessKey extends AccessKeySummary {
+  readonly secret: string;
+}
+
+export class AccessKeyStore {
+  readonly #db: Db;
+  readonly #box: SecretBox;
+  readonly #clock: Clock;
+
+  constructor(deps: { db: Db; secretBox: SecretBox; clock: Clock }) {
+    this.#db = deps.db;
+    this.#box = deps.secretBox;
+    this.#clock = deps.clock;
+  }
+
+  /** The id of the account, or undefined before the first start has created it. */
+  async findAccountId(): Promise<string | undefined> {
+    const row = await this.#db.selectFrom('accounts').select('id').orderBy('created_at').executeTakeFirst();
+    return row?.id;
+  }
+
+  /**
+   * Creates the account and its first (root) access key in one transaction. `beforeCommit` runs inside the
+   * transaction with the new credentials (the server writes them to a file there): if it throws, nothing
+   * is committed, so the account never exists without its credentials having been handed over.
+   */
+  async createAccount(
+    beforeCommit: (created: { accountId: string; accessKey: NewAccessKey }) => void,
+  ): Promise<{ accountId: string; accessKey: NewAccessKey }> {
+    const accountId = newAccountId();
+    const createdAt = new Date(this.#clock.nowMs()).toISOString();
+    return this.#db.transaction().execute(async (trx) => {
+      await trx
+        .insertInto('accounts')
+        .values({ id: accountId, created_at: createdAt, write_seq: 0 })
+        .execute();
+      const accessKey = await this.#insertKey(trx, accountId, createdAt);
+      beforeCommit({ accountId, accessKey });
+      return { accountId, accessKey };
+    });
+  }
+
+  /** Creates a new active access key for `accountId`, refusing past the per-account limit. */
+  async create(accountId: string): Promise<NewAccessKey> {
+    const createdAt = new Date(this.#clock.nowMs()).toISOString();
+    return this.#db.transaction().execute(async (trx) => {
+      // Serialise concurrent creates for the account so the limit holds (see key-pair-repository).
+      await trx
+        .updateTable('accounts')
+        .set((eb) => ({ write_seq: eb('write_seq', '+', 1) }))
+        .where('id', '=', accountId)
+        .execute();
+      const { count } = await trx
+        .selectFrom('access_keys')
+        .select((eb) => eb.fn.countAll<number>().as('count'))
+        .where('account_id', '=', accountId)
+        .executeTakeFirstOrThrow();
+      if (Number(count) >= MAX_ACCESS_KEYS_PER_ACCOUNT) {
+        throw new AppError(
+          'LimitExceeded.AccessKey',
+          `The account already has ${MAX_ACCESS_KEYS_PER_ACCOUNT} access keys; delete one you no longer use first.`,
+        );
+      }
+      return this.#insertKey(trx, accountId, createdAt);
+    });
+  }
+
+  async #insertKey(trx: Db, accountId: string, createdAt: string): Promise<NewAccessKey> {
+    const id = newAccessKeyId();
+    const secret = newAccessKeySecret();
+    await trx
+      .insertInto('access_keys')
+      .values({
+        id,
+        account_id: accountId,
+        secret_sealed: this.#box.seal(secret, id),
+        status: 'Active',
+        created_at: createdAt,
+      })
+      .execute();
+    return { id, secret, status: 'Active', createdAt };
+  }
+
+  /** Looks a key up for signature verification; undefined if it does not exist. */
+  async findForAuth(accessKeyId: string): Promise<AccessKeyForAuth | undefined> {
+    const row = await this.#db
+      .selectFrom('access_keys')
+      .select(['id', 'account_id', 'status', 'secret_sealed'])
+      .where('id', '=', accessKeyId)
+      .executeTakeFirst();
+    if (row === undefined) return undefined;
+    return {
+      id: row.id,
+      accountId: row.account_id,
+      status: row.status,
+      secret: this.#box.open(row.secret_sealed, row.id),
+    };
+  }
+
+  /** Every access key of the account, oldest first. */
+  async list(accountId: string): Promise<AccessKeySummary[]> {
+    const rows = await this.#db
+      .selectFrom('access_keys')
+      .select(['id', 'status', 'created_at'])
+      .where('account_id', '=', accountId)
+      .orderBy('created_at')
+      .orderBy('id')
+      .execute();
+    return rows.map((r) => ({ id: r.id, status: r.status, createdAt: r.created_at }));
+  }
+
+  /** Enables or disables a key of the account. */
+  async setStatus(accountId: string, accessKeyId: string, status: AccessKeyStatus): Promise<void> {
+    const result = await this.#db
+      .updateTable('access_keys')
+      .set({ status })
+      .where('id', '=', accessKeyId)
+      .where('account_id', '=', accountId)
+      .executeTakeFirst();
+    if (result.numUpdatedRows === 0n) throw notFound(accessKeyId);
+  }
+
+  /** Deletes a key of the account. */
+  async delete(accountId: string, accessKeyId: string): Promise<void> {
+    const result = await this.#db
+      .deleteFrom('access_keys')
+      .where('id', '=', accessKeyId)
+      .where('account_id', '=', accountId)
+      .executeTakeFirst();
+    if (result.numDeletedRows === 0n) throw notFound(accessKeyId);
+  }
+
+  /** Opens one sealed secret to prove the master key matches the data (fail closed at start-up). */
+  async checkMasterKey(): Promise<void> {
+    const row = await this.#db.selectFrom('access_keys').select(['id', 'secret_sealed']).executeTakeFirst();
+    if (row === undefined) return;
+    try {
+      this.#box.open(row.secret_sealed, row.id);
+    } catch {
+      throw new Error(
+        'the master key does not open the access key secrets in this data directory; ' +
+          'restore the master.key file this data directory was created with, or the KEYWARD_MASTER_KEY it used',
+      );
+    }
+  }
+}
+
+function notFound(accessKeyId: string): AppError {
+  return new AppError(
+    'EntityNotExist.AccessKey',
+    `The access key ${accessKeyId} does not exist in this account.`,
+  );
+}

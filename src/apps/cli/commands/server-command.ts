@@ -1,0 +1,117 @@
+/**
+ * `keyward server`: runs the server in the foreground until SIGTERM or SIGINT, then drains in-flight
+ * requests and exits 0.
+ */
+import { ConfigError, loadServerConfig } from '../../server/server-config.js';
+import { createLogger, startServer } from '../../server/run-server.js';
+import { parseCommandArgs, println, stringFlag, UsageError, type CliIo } from '../cli-io.js';
+
+export const SERVER_HELP = `Usage: keyward server [options]
+
+Runs the Keyward server in the foreground: the ECS-compatible API on POST /, GET /healthz.
+On first start with an empty data directory it creates the account and its root access key and
+writes them to DATA_DIR/initial-credentials.json (mode 0600).
+
+Options (each also from an environment variable, then from the config file; flags win):
+  --data-dir DIR      data directory, created 0700              KEYWARD_DATA_DIR   (default ./data)
+  --listen HOST:PORT  address to listen on                      KEYWARD_LISTEN     (default 127.0.0.1:8080)
+  --region ID         region this server serves                 KEYWARD_REGION     (default local)
+  --tls-cert FILE     PEM certificate chain; enables HTTPS      KEYWARD_TLS_CERT
+  --tls-key FILE      PEM private key for --tls-cert            KEYWARD_TLS_KEY
+  --log-level LEVEL   fatal|error|warn|info|debug|trace|silent  KEYWARD_LOG_LEVEL  (default info)
+  --config FILE       JSON file with any of: dataDir, listen, regionId, tlsCert, tlsKey, logLevel
+                                                                KEYWARD_CONFIG
+  -h, --help          show this help
+
+Environment only:
+  KEYWARD_MASTER_KEY  base64 of 32 bytes that seals access key secrets at rest; without it the
+                      key is kept in DATA_DIR/master.key (mode 0600), created on first start.
+
+Logs are JSON lines on standard output. SIGTERM or SIGINT drains in-flight requests and exits 0.
+`;
+
+const OPTIONS = {
+  'data-dir': { type: 'string' },
+  listen: { type: 'string' },
+  region: { type: 'string' },
+  'tls-cert': { type: 'string' },
+  'tls-key': { type: 'string' },
+  'log-level': { type: 'string' },
+  config: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+export async function serverCommand(args: readonly string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parseCommandArgs(args, OPTIONS);
+  if (values['help'] === true) {
+    io.stdout.write(SERVER_HELP);
+    return 0;
+  }
+  if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0] ?? ''}"`);
+  const flags: Record<string, string> = {};
+  const map = {
+    'data-dir': 'dataDir',
+    listen: 'listen',
+    region: 'regionId',
+    'tls-cert': 'tlsCert',
+    'tls-key': 'tlsKey',
+    'log-level': 'logLevel',
+    config: 'config',
+  } as const;
+  for (const [flag, field] of Object.entries(map)) {
+    const v = stringFlag(values, flag);
+    if (v !== undefined) flags[field] = v;
+  }
+  let config;
+  try {
+    config = loadServerConfig(flags, io.env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      println(io.stderr, `keyward server: ${err.message}`);
+      return 2;
+    }
+    throw err;
+  }
+  const logger = createLogger(config);
+  let server;
+  try {
+    server = await startServer(config, logger);
+  } catch (err) {
+    logger.fatal({ err }, 'keyward server could not start');
+    println(io.stderr, `keyward server: cannot start: ${(err as Error).message}`);
+    return 1;
+  }
+  if (server.initialCredentialsFile !== undefined) {
+    println(
+      io.stderr,
+      `Created the account. Its root access key is in ${server.initialCredentialsFile} (mode 0600).\n` +
+        `Run: keyward configure --from-file ${server.initialCredentialsFile}   then delete that file.`,
+    );
+  }
+  println(io.stderr, `Keyward is listening on ${server.endpoint} (region ${config.regionId}).`);
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: NodeJS.Signals): void => {
+      if (stopping) {
+        logger.warn({ signal }, 'second signal: exiting without draining');
+        resolve(1);
+        return;
+      }
+      stopping = true;
+      logger.info({ signal }, 'draining in-flight requests');
+      server.close().then(
+        () => {
+          logger.info('stopped');
+          resolve(0);
+        },
+        (err: unknown) => {
+          logger.error({ err }, 'error while stopping');
+          resolve(1);
+        },
+      );
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+  });
+}

@@ -1,0 +1,127 @@
+/**
+ * The `keyward` command: parses the first word, runs the matching command, and turns errors into a
+ * one-line message and an exit code (0 ok, 1 failed, 2 usage). API errors print their code and message.
+ */
+import { RpcClient, RpcError } from '../../client/index.js';
+import { ACCESSKEY_HELP, accesskeyCommand } from './commands/accesskey-command.js';
+import { CONFIGURE_HELP, configureCommand } from './commands/configure-command.js';
+import { KEYPAIR_HELP, keypairCommand } from './commands/keypair-command.js';
+import { SERVER_HELP, serverCommand } from './commands/server-command.js';
+import { CliFailure, println, UsageError, type CliIo } from './cli-io.js';
+import { resolveClientSettings } from './client-settings.js';
+
+export const VERSION = '0.1.0';
+
+export const MAIN_HELP = `keyward ${VERSION}: self-hosted control plane for SSH access to Linux hosts
+
+Usage: keyward <command> [options]
+
+Commands:
+  server                          run the Keyward server (API on POST /, GET /healthz)
+  keypair create|import|list|show|delete
+                                  manage SSH key pairs (ECS-compatible)
+  accesskey create|list|disable|enable|delete
+                                  manage the account's API access keys
+  configure                       write a CLI profile (endpoint, access key, region)
+  help [COMMAND]                  show help for a command
+
+Options:
+  -h, --help                      show help (also after any command)
+  --version                       print the version
+
+Client commands read KEYWARD_ENDPOINT, KEYWARD_ACCESS_KEY_ID, KEYWARD_ACCESS_KEY_SECRET and
+KEYWARD_REGION (default local), else the profile from \`keyward configure\` (KEYWARD_PROFILE picks it).
+Read commands take --json. Exit status: 0 success, 1 failure, 2 usage error.
+`;
+
+const HELP: Record<string, string> = {
+  server: SERVER_HELP,
+  keypair: KEYPAIR_HELP,
+  accesskey: ACCESSKEY_HELP,
+  configure: CONFIGURE_HELP,
+};
+
+/** Runs the CLI with `argv` (without node and script); resolves with the exit code. */
+export async function runCli(argv: readonly string[], io: CliIo = processIo()): Promise<number> {
+  const [command, ...rest] = argv;
+  let client: RpcClient | undefined;
+  const connect = (): { client: RpcClient; regionId: string } => {
+    const settings = resolveClientSettings(io.env);
+    client ??= new RpcClient({
+      endpoint: settings.endpoint,
+      accessKeyId: settings.accessKeyId,
+      accessKeySecret: settings.accessKeySecret,
+    });
+    return { client, regionId: settings.regionId };
+  };
+  try {
+    switch (command) {
+      case undefined:
+        io.stderr.write(MAIN_HELP);
+        return 2;
+      case '-h':
+      case '--help':
+        io.stdout.write(MAIN_HELP);
+        return 0;
+      case 'help': {
+        const topic = rest[0];
+        if (topic === undefined) io.stdout.write(MAIN_HELP);
+        else if (HELP[topic] !== undefined) io.stdout.write(HELP[topic]);
+        else throw new UsageError(`no help for "${topic}"`);
+        return 0;
+      }
+      case '--version':
+        println(io.stdout, VERSION);
+        return 0;
+      case 'server':
+        return await serverCommand(rest, io);
+      case 'keypair':
+        return await keypairCommand(rest, io, connect);
+      case 'accesskey':
+        return await accesskeyCommand(rest, io, connect);
+      case 'configure':
+        return await configureCommand(rest, io);
+      default:
+        throw new UsageError(`unknown command "${command}"`);
+    }
+  } catch (err) {
+    return reportError(err, io, command);
+  } finally {
+    client?.close();
+  }
+}
+
+function reportError(err: unknown, io: CliIo, command: string | undefined): number {
+  if (err instanceof UsageError) {
+    println(io.stderr, `keyward: ${err.message}`);
+    println(
+      io.stderr,
+      `Run 'keyward ${command !== undefined && HELP[command] !== undefined ? `${command} ` : ''}--help' for usage.`,
+    );
+    return 2;
+  }
+  if (err instanceof RpcError) {
+    const id = err.requestId === undefined ? '' : ` (request ${err.requestId})`;
+    println(io.stderr, `keyward: ${err.code}: ${err.message}${id}`);
+    return 1;
+  }
+  if (err instanceof CliFailure) {
+    println(io.stderr, `keyward: ${err.message}`);
+    return 1;
+  }
+  println(
+    io.stderr,
+    `keyward: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`,
+  );
+  return 1;
+}
+
+function processIo(): CliIo {
+  return {
+    stdout: process.stdout,
+    stderr: process.stderr,
+    stdin: process.stdin,
+    env: process.env,
+    cwd: process.cwd(),
+  };
+}

@@ -1,0 +1,98 @@
+/**
+ * Composes the HTTP server from its parts. `buildServer` returns a Fastify app that is not yet listening,
+ * so tests can `inject()` requests without a socket; `run-server.ts` makes it listen.
+ */
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import type { AccessKeyStore } from '../../accounts/index.js';
+import type { KeyPairService } from '../../keypairs/index.js';
+import type { Clock } from '../../platform/clock.js';
+import { handleError } from '../../platform/http/error-response.js';
+import { AppError } from '../../platform/errors.js';
+import { newRequestId } from '../../platform/ids.js';
+import { accessKeyActions } from '../../rpc/actions/access-key-actions.js';
+import { keyPairActions } from '../../rpc/actions/key-pair-actions.js';
+import { RequestAuthenticator } from '../../rpc/authenticate.js';
+import { RpcDispatcher } from '../../rpc/rpc-dispatcher.js';
+import { MAX_BODY_BYTES, registerRpcRoutes } from '../../rpc/rpc-routes.js';
+import type { NonceStore } from '../../rpc/signature/nonce-cache.js';
+
+/** Request line plus headers: a 16 KiB PublicKeyBody, percent-encoded in the query, must fit. */
+export const MAX_HEADER_BYTES = 64 * 1024;
+
+export interface ServerDeps {
+  readonly logger: Logger;
+  readonly clock: Clock;
+  readonly accessKeys: AccessKeyStore;
+  readonly keyPairs: KeyPairService;
+  readonly nonces: NonceStore;
+  readonly regions: ReadonlySet<string>;
+  readonly tls?: { readonly key: Buffer; readonly cert: Buffer };
+  /** `/healthz` answers 503 until this says ready (the first start still has the account to create). */
+  readonly readiness?: { readonly ready: boolean };
+}
+
+export function buildServer(deps: ServerDeps): FastifyInstance {
+  const common = {
+    loggerInstance: deps.logger,
+    disableRequestLogging: true,
+    genReqId: () => newRequestId(),
+    bodyLimit: MAX_BODY_BYTES,
+    requestTimeout: 30_000,
+    connectionTimeout: 60_000,
+    return503OnClosing: true,
+    forceCloseConnections: 'idle' as const,
+  };
+  const app = (deps.tls !== undefined
+    ? Fastify({
+        ...common,
+        https: { key: deps.tls.key, cert: deps.tls.cert, maxHeaderSize: MAX_HEADER_BYTES },
+      })
+    : Fastify({ ...common, http: { maxHeaderSize: MAX_HEADER_BYTES } })) as unknown as FastifyInstance;
+
+  app.setErrorHandler(handleError);
+  app.setNotFoundHandler((request) => {
+    throw new AppError(
+      'InvalidAction.NotFound',
+      `${request.method} ${(request.raw.url ?? '').split('?')[0]?.slice(0, 64) ?? ''} is not served; ` +
+        'the API is POST / and the health check GET /healthz.',
+    );
+  });
+  app.addHook('onResponse', (request, reply, done) => {
+    const path = (request.raw.url ?? '').split('?')[0];
+    const fields = {
+      reqId: request.id,
+      method: request.method,
+      path,
+      status: reply.statusCode,
+      ms: Math.round(reply.elapsedTime * 100) / 100,
+      ...(request.rpcAction !== undefined && { action: request.rpcAction }),
+      ...(request.rpcAccessKeyId !== undefined && { accessKeyId: request.rpcAccessKeyId }),
+    };
+    if (path === '/healthz') request.log.debug(fields, 'request');
+    else request.log.info(fields, 'request');
+    done();
+  });
+
+  app.get('/healthz', (_request, reply) => {
+    if (deps.readiness !== undefined && !deps.readiness.ready) {
+      throw new AppError('ServiceUnavailable', 'The server is starting; retry in a moment.');
+    }
+    void reply.header('cache-control', 'no-store').send({ status: 'ok' });
+  });
+
+  const authenticator = new RequestAuthenticator({
+    accessKeys: deps.accessKeys,
+    nonces: deps.nonces,
+    clock: deps.clock,
+  });
+  const dispatcher = new RpcDispatcher(
+    [
+      ...keyPairActions({ keyPairs: deps.keyPairs, regions: deps.regions }),
+      ...accessKeyActions({ accessKeys: deps.accessKeys }),
+    ],
+    authenticator,
+  );
+  registerRpcRoutes(app, dispatcher);
+  return app;
+}

@@ -1,0 +1,144 @@
+/**
+ * Starts and stops the Keyward server: the composition root. Loads configuration, opens the data
+ * directory and database, creates the account on first start, listens, and drains on SIGTERM.
+ */
+import { existsSync, readFileSync, renameSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { pino, type Logger } from 'pino';
+import { AccessKeyStore } from '../../accounts/index.js';
+import { KeyPairRepository, KeyPairService } from '../../keypairs/index.js';
+import { systemClock, type Clock } from '../../platform/clock.js';
+import { SecretBox } from '../../platform/crypto/secret-box.js';
+import { openDatabase, type Db } from '../../platform/db/database.js';
+import { NonceCache } from '../../rpc/signature/nonce-cache.js';
+import { buildServer } from './build-server.js';
+import {
+  DATABASE_FILE,
+  ensureDataDir,
+  INITIAL_CREDENTIALS_FILE,
+  loadOrCreateMasterKey,
+  writeSecretFile,
+} from './data-dir.js';
+import type { ServerConfig } from './server-config.js';
+
+/** The signature skew window of the ECS API, and so how long nonces are remembered. */
+export const SIGNATURE_WINDOW_MS = 15 * 60 * 1000;
+/** Bound on remembered nonces (about 1,100 signed requests per second sustained over the window). */
+export const MAX_REMEMBERED_NONCES = 1_000_000;
+
+/** Paths that pino must never print, whatever a caller logs by mistake. */
+export const REDACTED_LOG_PATHS = [
+  'req.headers.authorization',
+  'headers.authorization',
+  '*.accessKeySecret',
+  '*.AccessKeySecret',
+  '*.secret',
+  '*.PrivateKeyBody',
+  '*.privateKeyPem',
+  '*.masterKey',
+];
+
+/** Creates the server's logger (JSON lines on stdout, secrets redacted). */
+export function createLogger(config: Pick<ServerConfig, 'logLevel'>): Logger {
+  return pino({
+    level: config.logLevel,
+    base: { service: 'keyward-server' },
+    redact: { paths: REDACTED_LOG_PATHS, censor: '[redacted]' },
+  });
+}
+
+export interface RunningServer {
+  readonly app: FastifyInstance;
+  /** Base URL clients use, e.g. http://127.0.0.1:8080 */
+  readonly endpoint: string;
+  /** Set when this start created the account: where its credentials were written. */
+  readonly initialCredentialsFile?: string;
+  /** Stops accepting connections, waits for in-flight requests, closes the database. */
+  close(): Promise<void>;
+}
+
+/** Starts a server for `config`; resolves once it listens and is ready. */
+export async function startServer(
+  config: ServerConfig,
+  logger: Logger,
+  clock: Clock = systemClock,
+): Promise<RunningServer> {
+  ensureDataDir(config.dataDir);
+  const dbFile = join(config.dataDir, DATABASE_FILE);
+  const databaseIsNew = !existsSync(dbFile);
+  const masterKey = config.masterKey ?? loadOrCreateMasterKey(config.dataDir, databaseIsNew);
+  const db: Db = await openDatabase({ kind: 'sqlite', file: dbFile });
+  try {
+    const accessKeys = new AccessKeyStore({ db, secretBox: new SecretBox(masterKey), clock });
+    await accessKeys.checkMasterKey();
+    const tls =
+      config.tls === undefined
+        ? undefined
+        : { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) };
+    const readiness = { ready: false };
+    const app = buildServer({
+      readiness,
+      logger,
+      clock,
+      accessKeys,
+      keyPairs: new KeyPairService({ repository: new KeyPairRepository(db), clock }),
+      nonces: new NonceCache({ windowMs: SIGNATURE_WINDOW_MS, maxEntries: MAX_REMEMBERED_NONCES }),
+      regions: new Set([config.regionId]),
+      ...(tls !== undefined && { tls }),
+    });
+    await app.listen({ host: config.host, port: config.port });
+    const address = app.server.address() as AddressInfo;
+    const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+    const endpoint = `${config.tls === undefined ? 'http' : 'https'}://${host}:${address.port}`;
+
+    let initialCredentialsFile: string | undefined;
+    if ((await accessKeys.findAccountId()) === undefined) {
+      initialCredentialsFile = join(config.dataDir, INITIAL_CREDENTIALS_FILE);
+      const credentialsPath = initialCredentialsFile;
+      if (existsSync(credentialsPath)) {
+        // Left by a first start that died before its account was committed: those keys never existed.
+        renameSync(credentialsPath, `${credentialsPath}.stale-${Date.now()}`);
+      }
+      const created = await accessKeys.createAccount(({ accountId, accessKey }) => {
+        writeSecretFile(
+          credentialsPath,
+          `${JSON.stringify(
+            {
+              accountId,
+              accessKeyId: accessKey.id,
+              accessKeySecret: accessKey.secret,
+              endpoint,
+              regionId: config.regionId,
+            },
+            null,
+            2,
+          )}\n`,
+        );
+      });
+      logger.info(
+        { accountId: created.accountId, accessKeyId: created.accessKey.id, file: credentialsPath },
+        'created the account and its root access key; credentials written to the file (mode 0600)',
+      );
+    }
+    readiness.ready = true;
+    logger.info({ endpoint, regionId: config.regionId, dataDir: config.dataDir }, 'keyward server ready');
+    let closing: Promise<void> | undefined;
+    return {
+      app,
+      endpoint,
+      ...(initialCredentialsFile !== undefined && { initialCredentialsFile }),
+      close: () => {
+        closing ??= (async () => {
+          await app.close();
+          await db.destroy();
+        })();
+        return closing;
+      },
+    };
+  } catch (err) {
+    await db.destroy();
+    throw err;
+  }
+}

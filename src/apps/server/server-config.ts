@@ -1,0 +1,179 @@
+/**
+ * The server's configuration: one schema, safe defaults in one object, read from (highest first) command
+ * line flags, `KEYWARD_*` environment variables and a JSON config file, validated with the failing source
+ * and field named, then frozen. Only this app reads `process.env` (it is passed in as `env`).
+ */
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { MASTER_KEY_BYTES } from '../../platform/crypto/secret-box.js';
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export interface ServerConfig {
+  readonly dataDir: string;
+  readonly host: string;
+  readonly port: number;
+  readonly regionId: string;
+  readonly tls?: { readonly certFile: string; readonly keyFile: string };
+  readonly logLevel: LogLevel;
+  /** From KEYWARD_MASTER_KEY (base64, 32 bytes); otherwise the key file in the data directory is used. */
+  readonly masterKey?: Buffer;
+}
+
+export const DEFAULTS = Object.freeze({
+  dataDir: './data',
+  listen: '127.0.0.1:8080',
+  regionId: 'local',
+  logLevel: 'info' as LogLevel,
+});
+
+/** Raw settings before validation, each with where it came from (for error messages). */
+interface RawSetting {
+  readonly value: string;
+  readonly source: string;
+}
+
+/** A configuration error: the message names the source and the field. */
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+const FILE_FIELDS = ['dataDir', 'listen', 'regionId', 'tlsCert', 'tlsKey', 'logLevel'] as const;
+type Field = (typeof FILE_FIELDS)[number];
+
+const ENV_NAMES: Record<Field, string> = {
+  dataDir: 'KEYWARD_DATA_DIR',
+  listen: 'KEYWARD_LISTEN',
+  regionId: 'KEYWARD_REGION',
+  tlsCert: 'KEYWARD_TLS_CERT',
+  tlsKey: 'KEYWARD_TLS_KEY',
+  logLevel: 'KEYWARD_LOG_LEVEL',
+};
+
+const FLAG_NAMES: Record<Field, string> = {
+  dataDir: '--data-dir',
+  listen: '--listen',
+  regionId: '--region',
+  tlsCert: '--tls-cert',
+  tlsKey: '--tls-key',
+  logLevel: '--log-level',
+};
+
+const MAX_CONFIG_FILE_BYTES = 64 * 1024;
+
+function readConfigFile(path: string): Partial<Record<Field, RawSetting>> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read config file ${path}: ${(err as Error).message}`);
+  }
+  if (text.length > MAX_CONFIG_FILE_BYTES) throw new ConfigError(`config file ${path} is larger than 64 KiB`);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError(`config file ${path} is not valid JSON: ${(err as Error).message}`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new ConfigError(`config file ${path} must hold a JSON object`);
+  }
+  const out: Partial<Record<Field, RawSetting>> = {};
+  for (const [key, value] of Object.entries(parsed)) {
+    const field = FILE_FIELDS.find((f) => f === key);
+    if (field === undefined) {
+      throw new ConfigError(
+        `config file ${path}: unknown field "${key}"; known fields: ${FILE_FIELDS.join(', ')}`,
+      );
+    }
+    if (typeof value !== 'string') throw new ConfigError(`config file ${path}: "${key}" must be a string`);
+    out[field] = { value, source: `config file ${path} field "${key}"` };
+  }
+  return out;
+}
+
+/**
+ * Builds the configuration. `flags` are the parsed command line values (undefined when not given).
+ * Throws ConfigError naming the source of the first bad value.
+ */
+export function loadServerConfig(
+  flags: Partial<Record<Field | 'config', string>>,
+  env: Readonly<Record<string, string | undefined>>,
+): ServerConfig {
+  const configPath = flags.config ?? env['KEYWARD_CONFIG'];
+  const fromFile = configPath !== undefined && configPath !== '' ? readConfigFile(configPath) : {};
+  const pick = (field: Field): RawSetting | undefined => {
+    const flag = flags[field];
+    if (flag !== undefined) return { value: flag, source: FLAG_NAMES[field] };
+    const envValue = env[ENV_NAMES[field]];
+    if (envValue !== undefined && envValue !== '') return { value: envValue, source: ENV_NAMES[field] };
+    return fromFile[field];
+  };
+
+  const dataDir = pick('dataDir') ?? { value: DEFAULTS.dataDir, source: 'default' };
+  if (dataDir.value.includes('\0'))
+    throw new ConfigError(`${dataDir.source}: the data directory path is not valid`);
+
+  const listen = pick('listen') ?? { value: DEFAULTS.listen, source: 'default' };
+  const { host, port } = parseListen(listen);
+
+  const region = pick('regionId') ?? { value: DEFAULTS.regionId, source: 'default' };
+  if (!/^[a-z][a-z0-9-]{0,62}$/.test(region.value)) {
+    throw new ConfigError(
+      `${region.source}: region id "${region.value}" must be lowercase letters, digits and "-", starting with a letter`,
+    );
+  }
+
+  const level = pick('logLevel') ?? { value: DEFAULTS.logLevel, source: 'default' };
+  const logLevel = LOG_LEVELS.find((l) => l === level.value);
+  if (logLevel === undefined)
+    throw new ConfigError(`${level.source}: log level must be one of ${LOG_LEVELS.join(', ')}`);
+
+  const cert = pick('tlsCert');
+  const key = pick('tlsKey');
+  if ((cert === undefined) !== (key === undefined)) {
+    throw new ConfigError(
+      'TLS needs both --tls-cert and --tls-key (or KEYWARD_TLS_CERT and KEYWARD_TLS_KEY)',
+    );
+  }
+
+  let masterKey: Buffer | undefined;
+  const masterKeyText = env['KEYWARD_MASTER_KEY'];
+  if (masterKeyText !== undefined && masterKeyText !== '') {
+    masterKey = Buffer.from(masterKeyText, 'base64');
+    if (masterKey.length !== MASTER_KEY_BYTES || masterKey.toString('base64') !== masterKeyText.trim()) {
+      throw new ConfigError(
+        `KEYWARD_MASTER_KEY must be ${MASTER_KEY_BYTES} bytes in base64 (make one with: openssl rand -base64 32)`,
+      );
+    }
+  }
+
+  return Object.freeze({
+    dataDir: resolve(dataDir.value),
+    host,
+    port,
+    regionId: region.value,
+    logLevel,
+    ...(cert !== undefined &&
+      key !== undefined && {
+        tls: Object.freeze({ certFile: resolve(cert.value), keyFile: resolve(key.value) }),
+      }),
+    ...(masterKey !== undefined && { masterKey }),
+  });
+}
+
+function parseListen(setting: RawSetting): { host: string; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s[\]]+)):(\d{1,5})$/.exec(setting.value);
+  const port = Number(m?.[3]);
+  const host = m?.[1] ?? m?.[2];
+  if (m === null || host === undefined || !Number.isInteger(port) || port > 65535) {
+    throw new ConfigError(
+      `${setting.source}: listen address "${setting.value}" must be HOST:PORT, such as 127.0.0.1:8080 or [::1]:8080`,
+    );
+  }
+  return { host, port };
+}

@@ -1,0 +1,222 @@
+/**
+ * Key pairs in storage. Portable Kysely queries only (SQLite now, PostgreSQL next).
+ *
+ * The 500-per-region quota and name uniqueness are enforced inside one transaction that first bumps the
+ * account's `write_seq`: that row update takes the account's write lock on every engine (SQLite serialises
+ * writers; PostgreSQL row-locks the account), so two concurrent creates cannot both see 499 and both
+ * insert. The unique constraint on (account, region, name) stays as the last line of defence.
+ */
+import type { Db } from '../platform/db/database.js';
+import type { KeyPairRow } from '../platform/db/schema.js';
+import { AppError } from '../platform/errors.js';
+import type { Tag, TagFilter } from '../tags/index.js';
+
+/** A key pair as the domain sees it. */
+export interface KeyPairRecord {
+  readonly id: string;
+  readonly accountId: string;
+  readonly regionId: string;
+  readonly name: string;
+  readonly keyType: string;
+  readonly publicKey: string;
+  readonly fingerprintMd5: string;
+  readonly fingerprintSha256: string;
+  readonly resourceGroupId: string | null;
+  readonly createdAt: string;
+  readonly tags: readonly Tag[];
+}
+
+/** A listing query; `names` (when given) restricts to those exact names. */
+export interface KeyPairQuery {
+  readonly accountId: string;
+  readonly regionId: string;
+  readonly names?: readonly string[];
+  readonly fingerprintMd5?: string;
+  readonly resourceGroupId?: string;
+  readonly tags: readonly TagFilter[];
+  readonly offset: number;
+  readonly limit: number;
+}
+
+export class KeyPairRepository {
+  readonly #db: Db;
+
+  constructor(db: Db) {
+    this.#db = db;
+  }
+
+  /** Number of key pairs in (account, region). */
+  async count(accountId: string, regionId: string): Promise<number> {
+    const row = await this.#db
+      .selectFrom('key_pairs')
+      .select((eb) => eb.fn.countAll<number>().as('count'))
+      .where('account_id', '=', accountId)
+      .where('region_id', '=', regionId)
+      .executeTakeFirstOrThrow();
+    return Number(row.count);
+  }
+
+  /** True when (account, region) has a key pair called `name`. */
+  async exists(accountId: string, regionId: string, name: string): Promise<boolean> {
+    const row = await this.#db
+      .selectFrom('key_pairs')
+      .select('id')
+      .where('account_id', '=', accountId)
+      .where('region_id', '=', regionId)
+      .where('name', '=', name)
+      .executeTakeFirst();
+    return row !== undefined;
+  }
+
+  /**
+   * Inserts a key pair and its tags if the name is free and the region holds fewer than `quota`.
+   * Throws `KeyPair.AlreadyExist` or `QuotaExceed.KeyPair` otherwise.
+   */
+  async insertWithinQuota(record: KeyPairRecord, quota: number): Promise<void> {
+    await this.#db.transaction().execute(async (trx) => {
+      await trx
+        .updateTable('accounts')
+        .set((eb) => ({ write_seq: eb('write_seq', '+', 1) }))
+        .where('id', '=', record.accountId)
+        .execute();
+      const repo = new KeyPairRepository(trx);
+      if (await repo.exists(record.accountId, record.regionId, record.name)) {
+        throw alreadyExists(record.name);
+      }
+      const count = await repo.count(record.accountId, record.regionId);
+      if (count >= quota) {
+        throw new AppError(
+          'QuotaExceed.KeyPair',
+          `The account already has ${count} key pairs in region ${record.regionId}, the most allowed is ` +
+            `${quota}; delete key pairs you no longer use first.`,
+        );
+      }
+      await trx
+        .insertInto('key_pairs')
+        .values({
+          id: record.id,
+          account_id: record.accountId,
+          region_id: record.regionId,
+          name: record.name,
+          key_type: record.keyType,
+          public_key: record.publicKey,
+          fingerprint_md5: record.fingerprintMd5,
+          fingerprint_sha256: record.fingerprintSha256,
+          resource_group_id: record.resourceGroupId,
+          created_at: record.createdAt,
+        })
+        .execute();
+      if (record.tags.length > 0) {
+        await trx
+          .insertInto('key_pair_tags')
+          .values(record.tags.map((t) => ({ key_pair_id: record.id, tag_key: t.key, tag_value: t.value })))
+          .execute();
+      }
+    });
+  }
+
+  /** Every key pair name in (account, region); at most the quota, so cheap to match patterns against. */
+  async listNames(accountId: string, regionId: string): Promise<string[]> {
+    const rows = await this.#db
+      .selectFrom('key_pairs')
+      .select('name')
+      .where('account_id', '=', accountId)
+      .where('region_id', '=', regionId)
+      .execute();
+    return rows.map((r) => r.name);
+  }
+
+  /** One page of key pairs matching `q` (oldest first, then by name) and the total number matching. */
+  async find(q: KeyPairQuery): Promise<{ total: number; items: KeyPairRecord[] }> {
+    if (q.names !== undefined && q.names.length === 0) return { total: 0, items: [] };
+    let base = this.#db
+      .selectFrom('key_pairs as kp')
+      .where('kp.account_id', '=', q.accountId)
+      .where('kp.region_id', '=', q.regionId);
+    if (q.names !== undefined) base = base.where('kp.name', 'in', [...q.names]);
+    if (q.fingerprintMd5 !== undefined) base = base.where('kp.fingerprint_md5', '=', q.fingerprintMd5);
+    if (q.resourceGroupId !== undefined) base = base.where('kp.resource_group_id', '=', q.resourceGroupId);
+    for (const tag of q.tags) {
+      base = base.where((eb) =>
+        eb.exists(
+          eb
+            .selectFrom('key_pair_tags as t')
+            .select('t.key_pair_id')
+            .whereRef('t.key_pair_id', '=', 'kp.id')
+            .where('t.tag_key', '=', tag.key)
+            .$if(tag.value !== undefined, (qb) => qb.where('t.tag_value', '=', tag.value ?? '')),
+        ),
+      );
+    }
+    const { total } = await base
+      .select((eb) => eb.fn.countAll<number>().as('total'))
+      .executeTakeFirstOrThrow();
+    if (Number(total) === 0 || q.offset >= Number(total)) return { total: Number(total), items: [] };
+    const rows = await base
+      .selectAll('kp')
+      .orderBy('kp.created_at')
+      .orderBy('kp.name')
+      .limit(q.limit)
+      .offset(q.offset)
+      .execute();
+    const tags = await this.#tagsOf(rows.map((r) => r.id));
+    return { total: Number(total), items: rows.map((r) => toRecord(r, tags.get(r.id) ?? [])) };
+  }
+
+  async #tagsOf(ids: readonly string[]): Promise<Map<string, Tag[]>> {
+    const byId = new Map<string, Tag[]>();
+    if (ids.length === 0) return byId;
+    const rows = await this.#db
+      .selectFrom('key_pair_tags')
+      .select(['key_pair_id', 'tag_key', 'tag_value'])
+      .where('key_pair_id', 'in', [...ids])
+      .orderBy('tag_key')
+      .execute();
+    for (const r of rows) {
+      const list = byId.get(r.key_pair_id) ?? [];
+      list.push({ key: r.tag_key, value: r.tag_value });
+      byId.set(r.key_pair_id, list);
+    }
+    return byId;
+  }
+
+  /** Deletes the named key pairs (and their tags); names that do not exist are ignored. */
+  async deleteByNames(accountId: string, regionId: string, names: readonly string[]): Promise<number> {
+    if (names.length === 0) return 0;
+    return this.#db.transaction().execute(async (trx) => {
+      const ids = await trx
+        .selectFrom('key_pairs')
+        .select('id')
+        .where('account_id', '=', accountId)
+        .where('region_id', '=', regionId)
+        .where('name', 'in', [...names])
+        .execute();
+      if (ids.length === 0) return 0;
+      const idList = ids.map((r) => r.id);
+      await trx.deleteFrom('key_pair_tags').where('key_pair_id', 'in', idList).execute();
+      await trx.deleteFrom('key_pairs').where('id', 'in', idList).execute();
+      return idList.length;
+    });
+  }
+}
+
+function toRecord(row: KeyPairRow, tags: readonly Tag[]): KeyPairRecord {
+  return {
+    id: row.id,
+    accountId: row.account_id,
+    regionId: row.region_id,
+    name: row.name,
+    keyType: row.key_type,
+    publicKey: row.public_key,
+    fingerprintMd5: row.fingerprint_md5,
+    fingerprintSha256: row.fingerprint_sha256,
+    resourceGroupId: row.resource_group_id,
+    createdAt: row.created_at,
+    tags,
+  };
+}
+
+/** The error for a name already taken in the region. */
+export function alreadyExists(name: string): AppError {
+  return new AppError('KeyPair.AlreadyExist', `A key pair named "${name}" already exists in this region.`);
+}

@@ -1,0 +1,15 @@
+/**
+ * The ordered list of migrations. Names sort in apply order; a released migration is never edited, only
+ * followed by a new one.
+ */
+import type { Migration, MigrationProvider } from 'kysely';
+import { migration0001 } from './0001-initial.js';
+
+const MIGRATIONS: Record<string, Migration> = {
+  '0001-initial': migration0001,
+};
+
+/** Kysely migration provider over the migrations compiled into Keyward (no directory scanning). */
+export const migrationProvider: MigrationProvider = {
+  getMigrations: () => Promise.resolve(MIGRATIONS),
+};

@@ -1,0 +1,78 @@
+/**
+ * Request authentication: checks an ECS RPC request's signature (ACS3-HMAC-SHA256 or legacy v1) against
+ * the access key it names, and records its nonce. The structural and time checks are pure functions in
+ * ./signature; this shell adds the key lookup, the constant-time signature comparison and the nonce store.
+ *
+ * Order matters: the signature is verified before the nonce is recorded, so an unauthenticated caller
+ * cannot burn another client's nonces; the key's status is reported only to callers who proved the secret.
+ */
+import type { AccessKeyStore } from '../accounts/index.js';
+import type { Clock } from '../platform/clock.js';
+import { AppError } from '../platform/errors.js';
+import { checkAcs3Request, verifyAcs3Signature } from './signature/acs3.js';
+import type { NonceStore } from './signature/nonce-cache.js';
+import { detectScheme, type SignedRequestInput } from './signature/signed-request.js';
+import { checkV1Request, verifyV1Signature } from './signature/v1.js';
+
+/** The authenticated caller. */
+export interface Caller {
+  readonly accountId: string;
+  readonly accessKeyId: string;
+}
+
+export class RequestAuthenticator {
+  readonly #accessKeys: AccessKeyStore;
+  readonly #nonces: NonceStore;
+  readonly #clock: Clock;
+
+  constructor(deps: { accessKeys: AccessKeyStore; nonces: NonceStore; clock: Clock }) {
+    this.#accessKeys = deps.accessKeys;
+    this.#nonces = deps.nonces;
+    this.#clock = deps.clock;
+  }
+
+  /** Returns the caller, or throws the ECS error for the first check that fails. */
+  async authenticate(req: SignedRequestInput): Promise<Caller> {
+    const nowMs = this.#clock.nowMs();
+    const scheme = detectScheme(req);
+    if (scheme === undefined) {
+      throw new AppError(
+        'IncompleteSignature',
+        'The request is not signed: send an ACS3-HMAC-SHA256 Authorization header (the ECS SDKs do this) ' +
+          'or legacy v1 Signature parameters.',
+      );
+    }
+    const claims = scheme === 'acs3' ? checkAcs3Request(req, nowMs) : checkV1Request(req, nowMs);
+    const key = await this.#accessKeys.findForAuth(claims.accessKeyId);
+    if (key === undefined) {
+      throw new AppError(
+        'InvalidAccessKeyId.NotFound',
+        'The access key id in the request does not exist; check KEYWARD_ACCESS_KEY_ID or your profile.',
+      );
+    }
+    const valid =
+      scheme === 'acs3'
+        ? verifyAcs3Signature(claims as Parameters<typeof verifyAcs3Signature>[0], key.secret)
+        : verifyV1Signature(claims as Parameters<typeof verifyV1Signature>[0], key.secret);
+    if (!valid) {
+      throw new AppError(
+        'SignatureDoesNotMatch',
+        'The request signature does not match: check that the access key secret is the one issued with ' +
+          'this access key id.',
+      );
+    }
+    if (key.status !== 'Active') {
+      throw new AppError(
+        'InvalidAccessKeyId.Inactive',
+        `The access key ${key.id} is disabled; enable it or use another.`,
+      );
+    }
+    if (!this.#nonces.useOnce(key.id, claims.nonce, claims.dateMs, nowMs)) {
+      throw new AppError(
+        'SignatureNonceUsed',
+        'The signature nonce was already used; every request needs a fresh x-acs-signature-nonce.',
+      );
+    }
+    return { accountId: key.accountId, accessKeyId: key.id };
+  }
+}

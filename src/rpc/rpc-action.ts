@@ -1,0 +1,37 @@
+/**
+ * What an RPC action is: a name, the API version it belongs to, and a handler that reads its parameters
+ * and returns the response body (PascalCase, ECS shapes; RequestId is added by the dispatcher).
+ */
+import { AppError } from '../platform/errors.js';
+import type { ParamReader } from './rpc-params.js';
+
+/** ECS API version of the key pair and instance actions. */
+export const ECS_API_VERSION = '2014-05-26';
+/** RAM API version of the access key actions. */
+export const RAM_API_VERSION = '2015-05-01';
+
+/** Who is calling and where: established by request authentication before any action runs. */
+export interface RpcContext {
+  readonly requestId: string;
+  readonly accountId: string;
+  readonly accessKeyId: string;
+}
+
+export interface RpcAction {
+  readonly name: string;
+  readonly version: string;
+  handle(params: ParamReader, ctx: RpcContext): Promise<Record<string, unknown>>;
+}
+
+/** Reads the required `RegionId` and checks this server serves it. */
+export function readRegionId(params: ParamReader, regions: ReadonlySet<string>): string {
+  const regionId = params.requiredString('RegionId', 64);
+  if (!regions.has(regionId)) {
+    throw new AppError(
+      'InvalidRegionId.NotFound',
+      `The region ${JSON.stringify(regionId.slice(0, 64))} does not exist on this server; it serves ` +
+        `${[...regions].join(', ')}.`,
+    );
+  }
+  return regionId;
+}

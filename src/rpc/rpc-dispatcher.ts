@@ -1,0 +1,90 @@
+/**
+ * Dispatches one ECS RPC request: authenticate, find the action and check its version, read its
+ * parameters, run it. Returns the response body with its RequestId; errors propagate to the one error
+ * handler of the HTTP server.
+ */
+import { AppError } from '../platform/errors.js';
+import type { RequestAuthenticator } from './authenticate.js';
+import type { RpcAction } from './rpc-action.js';
+import { ParamReader } from './rpc-params.js';
+import { detectScheme, type SignedRequestInput } from './signature/signed-request.js';
+
+/** Parameters that carry the legacy v1 envelope, not action input. */
+const V1_ENVELOPE_PARAMS: ReadonlySet<string> = new Set([
+  'Action',
+  'Version',
+  'Format',
+  'AccessKeyId',
+  'Signature',
+  'SignatureMethod',
+  'SignatureVersion',
+  'SignatureNonce',
+  'SignatureType',
+  'Timestamp',
+]);
+const NO_ENVELOPE_PARAMS: ReadonlySet<string> = new Set();
+
+export interface RpcResult {
+  readonly action: string;
+  readonly accessKeyId: string;
+  readonly body: Record<string, unknown>;
+}
+
+export class RpcDispatcher {
+  readonly #actions: ReadonlyMap<string, RpcAction>;
+  readonly #auth: RequestAuthenticator;
+
+  constructor(actions: readonly RpcAction[], authenticator: RequestAuthenticator) {
+    const byName = new Map<string, RpcAction>();
+    for (const a of actions) {
+      if (byName.has(a.name)) throw new TypeError(`RPC action ${a.name} is registered twice`);
+      byName.set(a.name, a);
+    }
+    this.#actions = byName;
+    this.#auth = authenticator;
+  }
+
+  /** Names of every action served (for docs and tests). */
+  get actionNames(): string[] {
+    return [...this.#actions.keys()].sort();
+  }
+
+  async dispatch(req: SignedRequestInput, requestId: string): Promise<RpcResult> {
+    const caller = await this.#auth.authenticate(req);
+    const v1 = detectScheme(req) === 'v1';
+    const params = [...req.query, ...req.form];
+    const actionName = header(req, 'x-acs-action') ?? (v1 ? lookup(params, 'Action') : undefined);
+    const version = header(req, 'x-acs-version') ?? (v1 ? lookup(params, 'Version') : undefined);
+    if (actionName === undefined || actionName === '') {
+      throw new AppError('MissingParameter', 'The request names no action (x-acs-action header or Action).');
+    }
+    const action = this.#actions.get(actionName);
+    if (action === undefined) {
+      const shown = JSON.stringify(actionName.slice(0, 64));
+      throw new AppError(
+        'InvalidAction.NotFound',
+        `The action ${shown} does not exist; Keyward serves ${this.actionNames.join(', ')}.`,
+      );
+    }
+    if (version !== action.version) {
+      throw new AppError(
+        'InvalidVersion',
+        `${action.name} belongs to API version ${action.version}; the request says ${JSON.stringify(
+          (version ?? '(none)').slice(0, 32),
+        )}.`,
+      );
+    }
+    const reader = new ParamReader(params, v1 ? V1_ENVELOPE_PARAMS : NO_ENVELOPE_PARAMS);
+    const body = await action.handle(reader, { requestId, ...caller });
+    return { action: action.name, accessKeyId: caller.accessKeyId, body: { RequestId: requestId, ...body } };
+  }
+}
+
+function header(req: SignedRequestInput, name: string): string | undefined {
+  const v = req.headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+function lookup(pairs: ReadonlyArray<readonly [string, string]>, name: string): string | undefined {
+  return pairs.find(([k]) => k === name)?.[1];
+}
