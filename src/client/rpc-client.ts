@@ -54,7 +54,12 @@ export class RpcError extends Error {
     code: string,
     status: number,
     message: string,
-    extra: { requestId?: string | undefined; data?: unknown; retryAfterMs?: number | undefined; cause?: unknown } = {},
+    extra: {
+      requestId?: string | undefined;
+      data?: unknown;
+      retryAfterMs?: number | undefined;
+      cause?: unknown;
+    } = {},
   ) {
     super(message, extra.cause === undefined ? undefined : { cause: extra.cause });
     this.name = 'RpcError';
@@ -108,14 +113,16 @@ const NETWORK_ERROR_TEXT: Readonly<Record<string, string>> = {
   ERR_TLS_CERT_ALTNAME_INVALID: 'the server certificate does not match the host name',
 };
 
-/** A code/message pair of a failure before any response, built in the request callbacks. */
-class CallFailure {
+/** A failure before a complete response, raised in the request callbacks and turned into an RpcError. */
+class CallFailure extends Error {
   constructor(
     readonly code: RpcClientErrorCode,
-    readonly message: string,
-    readonly cause: unknown,
+    message: string,
+    cause: unknown,
     readonly retryable: boolean,
-  ) {}
+  ) {
+    super(message, { cause });
+  }
 }
 
 interface RawResponse {
@@ -143,7 +150,9 @@ export class RpcClient {
     try {
       url = new URL(opts.endpoint);
     } catch {
-      throw new Error(`The endpoint "${opts.endpoint}" is not a URL; use http://host:port or https://host:port.`);
+      throw new Error(
+        `The endpoint "${opts.endpoint}" is not a URL; use http://host:port or https://host:port.`,
+      );
     }
     if (
       (url.protocol !== 'http:' && url.protocol !== 'https:') ||
@@ -153,7 +162,9 @@ export class RpcClient {
       url.username !== '' ||
       url.password !== ''
     ) {
-      throw new Error(`The endpoint "${opts.endpoint}" must be http://host:port or https://host:port, with no path.`);
+      throw new Error(
+        `The endpoint "${opts.endpoint}" must be http://host:port or https://host:port, with no path.`,
+      );
     }
     const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) {
@@ -189,7 +200,11 @@ export class RpcClient {
    * @throws RpcError with the server's code on HTTP ≥ 400, or with a `RPC_CLIENT_ERROR_CODES` code when the
    *   server cannot be reached, does not answer in time, the call is aborted or the answer is not JSON.
    */
-  async call<T = Record<string, unknown>>(action: string, params: RpcParams, opts: RpcCallOptions = {}): Promise<T> {
+  async call<T = Record<string, unknown>>(
+    action: string,
+    params: RpcParams,
+    opts: RpcCallOptions = {},
+  ): Promise<T> {
     const query = this.#queryPairs(params);
     const version = opts.version ?? DEFAULT_API_VERSION;
     let response: RawResponse;
@@ -205,7 +220,7 @@ export class RpcClient {
         throw this.#toRpcError(again);
       }
     }
-    return this.#parse<T>(response);
+    return this.#parse(response) as T;
   }
 
   /** Closes the idle keep-alive connections of the client's own agent (not of an agent passed in). */
@@ -215,7 +230,8 @@ export class RpcClient {
 
   #queryPairs(params: RpcParams): Array<[string, string]> {
     const pairs: Array<[string, string]> = [];
-    if (this.#regionId !== undefined && !Object.hasOwn(params, 'RegionId')) pairs.push(['RegionId', this.#regionId]);
+    if (this.#regionId !== undefined && !Object.hasOwn(params, 'RegionId'))
+      pairs.push(['RegionId', this.#regionId]);
     for (const [name, value] of Object.entries(params)) {
       if (value === undefined) continue;
       if (typeof value === 'number' && !Number.isFinite(value)) {
@@ -277,7 +293,14 @@ export class RpcClient {
         req.destroy();
       };
       const timer = setTimeout(() => {
-        fail(new CallFailure('Timeout', `${this.endpoint} did not answer within ${this.#timeoutMs} ms.`, undefined, false));
+        fail(
+          new CallFailure(
+            'Timeout',
+            `${this.endpoint} did not answer within ${this.#timeoutMs} ms.`,
+            undefined,
+            false,
+          ),
+        );
       }, this.#timeoutMs);
       const onAbort = (): void => {
         fail(new CallFailure('Aborted', `The call to ${this.endpoint} was aborted.`, signal?.reason, false));
@@ -289,7 +312,12 @@ export class RpcClient {
         const hint = code === 'ECONNREFUSED' ? ' — is `keyward server` running?' : '';
         const retryable = req.reusedSocket && (code === 'ECONNRESET' || code === 'EPIPE');
         finish({
-          failure: new CallFailure('NetworkError', `cannot reach ${this.endpoint}: ${reason}${hint}`, err, retryable),
+          failure: new CallFailure(
+            'NetworkError',
+            `cannot reach ${this.endpoint}: ${reason}${hint}`,
+            err,
+            retryable,
+          ),
         });
       });
       req.on('response', (res) => {
@@ -313,7 +341,12 @@ export class RpcClient {
         });
         res.on('error', (err) => {
           finish({
-            failure: new CallFailure('NetworkError', `${this.endpoint} broke off its answer: ${err.message}`, err, false),
+            failure: new CallFailure(
+              'NetworkError',
+              `${this.endpoint} broke off its answer: ${err.message}`,
+              err,
+              false,
+            ),
           });
         });
       });
@@ -333,10 +366,12 @@ export class RpcClient {
   #toRpcError(err: unknown): RpcError {
     if (err instanceof CallFailure) return new RpcError(err.code, 0, err.message, { cause: err.cause });
     if (err instanceof RpcError) return err;
-    return new RpcError('NetworkError', 0, `The call to ${this.endpoint} failed: ${String(err)}`, { cause: err });
+    return new RpcError('NetworkError', 0, `The call to ${this.endpoint} failed: ${String(err)}`, {
+      cause: err,
+    });
   }
 
-  #parse<T>(res: RawResponse): T {
+  #parse(res: RawResponse): Record<string, unknown> {
     const text = res.body.toString('utf8');
     let json: unknown;
     try {
@@ -354,7 +389,7 @@ export class RpcClient {
           { data: text },
         );
       }
-      return json as T;
+      return json as Record<string, unknown>;
     }
     const body: Record<string, unknown> = isObject ? (json as Record<string, unknown>) : {};
     const code = typeof body.Code === 'string' && body.Code !== '' ? body.Code : undefined;

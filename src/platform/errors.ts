@@ -25,6 +25,8 @@ export const ERROR_CODES = {
   InvalidVersion: { status: 400, summary: 'The API version is not supported for this action.' },
   'InvalidRegionId.NotFound': { status: 404, summary: 'The region does not exist on this server.' },
   RequestTooLarge: { status: 413, summary: 'The request line, headers or body exceed the size limit.' },
+  RequestTimeout: { status: 408, summary: 'The request was not received in full in time.' },
+  MalformedRequest: { status: 400, summary: 'The HTTP request cannot be parsed.' },
   'Throttling.User': { status: 429, summary: 'Too many requests; retry after the time given.' },
 
   // Request signatures (ACS3-HMAC-SHA256 and legacy v1).

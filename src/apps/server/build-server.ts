@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import type { AccessKeyStore } from '../../accounts/index.js';
 import type { KeyPairService } from '../../keypairs/index.js';
 import type { Clock } from '../../platform/clock.js';
-import { handleError } from '../../platform/http/error-response.js';
+import { handleClientError, handleError } from '../../platform/http/error-response.js';
 import { AppError } from '../../platform/errors.js';
 import { newRequestId } from '../../platform/ids.js';
 import { accessKeyActions } from '../../rpc/actions/access-key-actions.js';
@@ -42,6 +42,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     connectionTimeout: 60_000,
     return503OnClosing: true,
     forceCloseConnections: 'idle' as const,
+    clientErrorHandler: handleClientError,
   };
   const app = (deps.tls !== undefined
     ? Fastify({

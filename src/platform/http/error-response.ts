@@ -3,6 +3,8 @@
  * framework errors for oversized or unreadable requests map to stable codes; anything else is our bug and
  * becomes InternalError with the detail only in the log.
  */
+import type { Socket } from 'node:net';
+import { randomUUID } from 'node:crypto';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError, ERROR_CODES, type ErrorCode } from '../errors.js';
 
@@ -59,4 +61,26 @@ export function handleError(err: unknown, request: FastifyRequest, reply: Fastif
     .headers(app.headers)
     .header('content-type', 'application/json; charset=utf-8')
     .send(errorBody(app, request.id, request.hostname));
+}
+
+/**
+ * Answers requests Node's HTTP parser rejects before any route runs (headers over the size limit,
+ * malformed requests, timeouts) with the same ECS JSON error body, then closes the connection.
+ */
+export function handleClientError(err: NodeJS.ErrnoException, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed || !socket.writable) return;
+  const app =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? new AppError(
+          'RequestTooLarge',
+          'The request line and headers exceed 64 KiB; send large values in a form body.',
+        )
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? new AppError('RequestTimeout', 'The request was not received in full within 30 seconds.')
+        : new AppError('MalformedRequest', 'The HTTP request cannot be parsed.');
+  const body = JSON.stringify(errorBody(app, randomUUID().toUpperCase(), socket.localAddress ?? ''));
+  socket.end(
+    `HTTP/1.1 ${app.status} ${app.code}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
 }

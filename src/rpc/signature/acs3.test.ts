@@ -53,7 +53,10 @@ function received(overrides: Partial<Acs3SignInput> = {}): SignedRequestInput {
   };
 }
 
-function withHeaders(req: SignedRequestInput, headers: Record<string, string | undefined>): SignedRequestInput {
+function withHeaders(
+  req: SignedRequestInput,
+  headers: Record<string, string | undefined>,
+): SignedRequestInput {
   return { ...req, headers: { ...req.headers, ...headers } };
 }
 
@@ -93,7 +96,10 @@ test('the documented example canonicalises to the known string-to-sign hash and 
     hashedPayload: acs3PayloadHash(''),
   });
   const stringToSign = acs3StringToSign(canonical);
-  assert.equal(stringToSign, 'ACS3-HMAC-SHA256\n7ea06492da5221eba5297e897ce16e55f964061054b7695beedaac1145b1e259');
+  assert.equal(
+    stringToSign,
+    'ACS3-HMAC-SHA256\n7ea06492da5221eba5297e897ce16e55f964061054b7695beedaac1145b1e259',
+  );
   assert.equal(
     acs3Signature('YourAccessKeySecret', stringToSign),
     '06563a9e1b43f5dfe96b81484da74bceab24a1d853912eee15083a6f0f3283c0',
@@ -220,7 +226,13 @@ test('an x-acs-* header that is not signed is refused as an incomplete signature
 test('a request whose SignedHeaders leaves out a required header is refused', () => {
   const req = received();
   const auth = authorizationOf(req);
-  for (const required of ['host', 'x-acs-action', 'x-acs-content-sha256', 'x-acs-date', 'x-acs-signature-nonce']) {
+  for (const required of [
+    'host',
+    'x-acs-action',
+    'x-acs-content-sha256',
+    'x-acs-date',
+    'x-acs-signature-nonce',
+  ]) {
     const stripped = auth.replace(`${required};`, '').replace(`;${required},`, ',');
     assert.notEqual(stripped, auth);
     rejects(withHeaders(req, { authorization: stripped }), 'IncompleteSignature');
@@ -229,7 +241,10 @@ test('a request whose SignedHeaders leaves out a required header is refused', ()
 
 test('an x-acs-version header sent but left out of SignedHeaders is refused', () => {
   const req = received();
-  rejects(withHeaders(req, { authorization: authorizationOf(req).replace(';x-acs-version', '') }), 'IncompleteSignature');
+  rejects(
+    withHeaders(req, { authorization: authorizationOf(req).replace(';x-acs-version', '') }),
+    'IncompleteSignature',
+  );
 });
 
 test('a signed header that was not sent is refused', () => {
@@ -241,7 +256,10 @@ test('a signed header that was not sent is refused', () => {
 });
 
 test('a body that differs from x-acs-content-sha256 is refused as a signature mismatch', () => {
-  const req = received({ body: Buffer.from('RegionId=cn-hangzhou'), contentType: 'application/x-www-form-urlencoded' });
+  const req = received({
+    body: Buffer.from('RegionId=cn-hangzhou'),
+    contentType: 'application/x-www-form-urlencoded',
+  });
   assert.equal(verifies(req), true);
   rejects({ ...req, body: Buffer.from('RegionId=cn-beijing') }, 'SignatureDoesNotMatch');
 });
@@ -289,7 +307,12 @@ test('a truncated, non-hex or upper-case signature is a mismatch', () => {
   const req = received();
   const auth = authorizationOf(req);
   const signature = auth.slice(auth.indexOf('Signature=') + 'Signature='.length);
-  const variants = [signature.slice(0, 63), signature.slice(0, 32), `${signature.slice(0, 63)}g`, signature.toUpperCase()];
+  const variants = [
+    signature.slice(0, 63),
+    signature.slice(0, 32),
+    `${signature.slice(0, 63)}g`,
+    signature.toUpperCase(),
+  ];
   for (const variant of variants) {
     assert.equal(verifies(withHeaders(req, { authorization: auth.replace(signature, variant) })), false);
   }
@@ -327,12 +350,15 @@ test('a missing or garbled Authorization header is refused as an incomplete sign
 });
 
 test('parseAcs3Authorization reads the three fields and tolerates spaces after commas', () => {
-  assert.deepEqual(parseAcs3Authorization('ACS3-HMAC-SHA256 Credential=AK1, SignedHeaders=host;x-acs-date, Signature=ab'), {
-    algorithm: 'ACS3-HMAC-SHA256',
-    accessKeyId: 'AK1',
-    signedHeaders: ['host', 'x-acs-date'],
-    signature: 'ab',
-  });
+  assert.deepEqual(
+    parseAcs3Authorization('ACS3-HMAC-SHA256 Credential=AK1, SignedHeaders=host;x-acs-date, Signature=ab'),
+    {
+      algorithm: 'ACS3-HMAC-SHA256',
+      accessKeyId: 'AK1',
+      signedHeaders: ['host', 'x-acs-date'],
+      signature: 'ab',
+    },
+  );
 });
 
 test('error messages never contain the secret or the expected signature', () => {

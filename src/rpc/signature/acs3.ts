@@ -125,7 +125,8 @@ export function parseAcs3Authorization(header: string): Acs3Authorization {
   for (let i = 0; i < signedHeaders.length; i++) {
     const name = signedHeaders[i] ?? '';
     const previous = signedHeaders[i - 1];
-    if (!HEADER_NAME.test(name)) throw garbled(`SignedHeaders has "${name.slice(0, 40)}", not a lowercase name`);
+    if (!HEADER_NAME.test(name))
+      throw garbled(`SignedHeaders has "${name.slice(0, 40)}", not a lowercase name`);
     if (previous !== undefined && previous >= name) {
       throw garbled('SignedHeaders must list each name once, sorted in ascending order');
     }
@@ -240,7 +241,10 @@ export function checkAcs3Request(req: SignedRequestInput, nowMs: number): Acs3Cl
     );
   }
   const dateMs = checkSignatureTimestamp(headerValue(req.headers, 'x-acs-date'), 'x-acs-date', nowMs);
-  const nonce = checkSignatureNonce(headerValue(req.headers, 'x-acs-signature-nonce'), 'x-acs-signature-nonce');
+  const nonce = checkSignatureNonce(
+    headerValue(req.headers, 'x-acs-signature-nonce'),
+    'x-acs-signature-nonce',
+  );
   const canonicalRequest = buildCanonicalRequest({
     method: req.method,
     path: req.path,
@@ -264,7 +268,10 @@ export function checkAcs3Request(req: SignedRequestInput, nowMs: number): Acs3Cl
  * True when `claims.signatureHex` is the HMAC-SHA256 of `claims.stringToSign` under `secret`, compared in
  * constant time. A signature that is not 64 lowercase hex digits is simply a mismatch.
  */
-export function verifyAcs3Signature(claims: Pick<Acs3Claims, 'signatureHex' | 'stringToSign'>, secret: string): boolean {
+export function verifyAcs3Signature(
+  claims: Pick<Acs3Claims, 'signatureHex' | 'stringToSign'>,
+  secret: string,
+): boolean {
   if (!HEX_SHA256.test(claims.signatureHex)) return false;
   const expected = createHmac('sha256', secret).update(claims.stringToSign).digest();
   const received = Buffer.from(claims.signatureHex, 'hex');
@@ -331,6 +338,8 @@ export function signAcs3(input: Acs3SignInput): Acs3SignedRequest {
   const names = signedHeaders.map(([name]) => name).join(';');
   const headers: Record<string, string> = Object.fromEntries(signedHeaders);
   headers.authorization = `ACS3-HMAC-SHA256 Credential=${input.accessKeyId},SignedHeaders=${names},Signature=${signature}`;
-  const queryString = input.query.map(([name, value]) => `${percentEncode(name)}=${percentEncode(value)}`).join('&');
+  const queryString = input.query
+    .map(([name, value]) => `${percentEncode(name)}=${percentEncode(value)}`)
+    .join('&');
   return { headers, queryString, stringToSign };
 }

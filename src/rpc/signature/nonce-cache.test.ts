@@ -47,7 +47,8 @@ test('a nonce dated in the past stays used for a window after it was first seen'
 
 test('expired entries are pruned so the cache does not grow', () => {
   const cache = new NonceCache({ windowMs: 1000, maxEntries: 5 });
-  for (let i = 0; i < 100; i++) assert.equal(cache.useOnce('AK1', `n-${i}`, T0 + i * 500, T0 + i * 500), true);
+  for (let i = 0; i < 100; i++)
+    assert.equal(cache.useOnce('AK1', `n-${i}`, T0 + i * 500, T0 + i * 500), true);
   assert.ok(cache.size <= 3);
 });
 

@@ -21,7 +21,12 @@ export interface NonceStore {
    * @param nowMs the server clock, epoch milliseconds
    * @throws AppError `Throttling.User` with an `x-acs-retry-after` header when the store is full
    */
-  useOnce(accessKeyId: string, nonce: string, requestDateMs: number, nowMs: number): boolean | Promise<boolean>;
+  useOnce(
+    accessKeyId: string,
+    nonce: string,
+    requestDateMs: number,
+    nowMs: number,
+  ): boolean | Promise<boolean>;
 }
 
 /** Options of `NonceCache`. */

@@ -65,7 +65,8 @@ export function v1Signature(secret: string, stringToSign: string): string {
 /**
  * Every check of a v1 request that needs no secret: the signature parameters present once each,
  * `SignatureMethod=HMAC-SHA1`, `SignatureVersion=1.0`, `Timestamp` format and ±15 minutes of `nowMs`, the
- * nonce shape, the signed `Action` present and any `x-acs-action` header agreeing with it. Returns the
+ * nonce shape, the signed `Action` present, and any `x-acs-action` / `x-acs-version` header equal to the
+ * signed `Action` / `Version` (the SDK sends both headers, unsigned, on this path). Returns the
  * claims to verify once the secret of `claims.accessKeyId` is known. Does not consult the nonce store.
  *
  * @throws AppError `IncompleteSignature`, `MissingParameter` (no `Action`), `InvalidTimeStamp.Format` or
@@ -78,7 +79,10 @@ export function checkV1Request(req: SignedRequestInput, nowMs: number): V1Claims
     for (const [key, value] of params) {
       if (key !== name) continue;
       if (found !== undefined) {
-        throw new AppError('IncompleteSignature', `The parameter ${name} appears more than once; send it once.`);
+        throw new AppError(
+          'IncompleteSignature',
+          `The parameter ${name} appears more than once; send it once.`,
+        );
       }
       found = value;
     }
@@ -106,15 +110,24 @@ export function checkV1Request(req: SignedRequestInput, nowMs: number): V1Claims
   const nonce = checkSignatureNonce(fields.get('SignatureNonce'), 'SignatureNonce');
   const action = single('Action');
   if (action === undefined || action === '') {
-    throw new AppError('MissingParameter', 'A v1 signed request must name its operation in the Action parameter.');
-  }
-  const actionHeader = headerValue(req.headers, 'x-acs-action');
-  if (actionHeader !== undefined && actionHeader !== action) {
     throw new AppError(
-      'IncompleteSignature',
-      'The x-acs-action header is not covered by a v1 signature and differs from the signed Action parameter; ' +
-        'drop the header or make it equal.',
+      'MissingParameter',
+      'A v1 signed request must name its operation in the Action parameter.',
     );
+  }
+  const version = single('Version');
+  for (const [header, signed, param] of [
+    ['x-acs-action', action, 'Action'],
+    ['x-acs-version', version, 'Version'],
+  ] as const) {
+    const value = headerValue(req.headers, header);
+    if (value !== undefined && value !== signed) {
+      throw new AppError(
+        'IncompleteSignature',
+        `The ${header} header is not covered by a v1 signature and differs from the signed ${param} ` +
+          'parameter; drop the header or make it equal.',
+      );
+    }
   }
   return {
     scheme: 'v1',
@@ -127,7 +140,7 @@ export function checkV1Request(req: SignedRequestInput, nowMs: number): V1Claims
       params.filter(([name]) => name !== 'Signature'),
     ),
     action,
-    version: single('Version'),
+    version,
   };
 }
 

@@ -1,0 +1,75 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { test } from 'node:test';
+import { ConfigError, loadServerConfig } from './server-config.js';
+
+test('defaults: ./data, 127.0.0.1:8080, region local, log level info, no TLS', () => {
+  const c = loadServerConfig({}, {});
+  assert.equal(c.dataDir, resolve('./data'));
+  assert.equal(c.host, '127.0.0.1');
+  assert.equal(c.port, 8080);
+  assert.equal(c.regionId, 'local');
+  assert.equal(c.logLevel, 'info');
+  assert.equal(c.tls, undefined);
+  assert.ok(Object.isFrozen(c));
+});
+
+test('flags win over environment, which wins over the config file', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'kw-config-'));
+  const file = join(dir, 'keyward.json');
+  writeFileSync(file, JSON.stringify({ listen: '127.0.0.1:1', regionId: 'file-region', logLevel: 'debug' }));
+  const c = loadServerConfig(
+    { config: file, listen: '127.0.0.1:3' },
+    { KEYWARD_LISTEN: '127.0.0.1:2', KEYWARD_REGION: 'env-region' },
+  );
+  assert.equal(c.port, 3);
+  assert.equal(c.regionId, 'env-region');
+  assert.equal(c.logLevel, 'debug');
+});
+
+test('IPv6 listen addresses are written in brackets', () => {
+  const c = loadServerConfig({ listen: '[::1]:9000' }, {});
+  assert.equal(c.host, '::1');
+  assert.equal(c.port, 9000);
+});
+
+for (const [flags, env, fragment] of [
+  [{ listen: 'localhost' }, {}, '--listen'],
+  [{ listen: '127.0.0.1:70000' }, {}, '--listen'],
+  [{}, { KEYWARD_LISTEN: 'nope' }, 'KEYWARD_LISTEN'],
+  [{ regionId: 'Bad Region' }, {}, '--region'],
+  [{ logLevel: 'loud' }, {}, '--log-level'],
+  [{ tlsCert: 'cert.pem' }, {}, '--tls-key'],
+  [{}, { KEYWARD_MASTER_KEY: 'c2hvcnQ=' }, 'KEYWARD_MASTER_KEY'],
+] as const) {
+  test(`a bad setting is refused naming its source (${fragment})`, () => {
+    assert.throws(
+      () => loadServerConfig(flags, env),
+      (e) => e instanceof ConfigError && e.message.includes(fragment),
+    );
+  });
+}
+
+test('a config file with an unknown field or bad JSON is refused with the file named', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'kw-config-'));
+  const unknown = join(dir, 'a.json');
+  writeFileSync(unknown, JSON.stringify({ lisen: '127.0.0.1:1' }));
+  assert.throws(
+    () => loadServerConfig({ config: unknown }, {}),
+    (e) => e instanceof ConfigError && e.message.includes('lisen'),
+  );
+  const bad = join(dir, 'b.json');
+  writeFileSync(bad, '{');
+  assert.throws(
+    () => loadServerConfig({ config: bad }, {}),
+    (e) => e instanceof ConfigError && e.message.includes(bad),
+  );
+  assert.throws(() => loadServerConfig({ config: join(dir, 'missing.json') }, {}), ConfigError);
+});
+
+test('a master key from the environment must be 32 bytes of base64', () => {
+  const key = Buffer.alloc(32, 7).toString('base64');
+  assert.equal(loadServerConfig({}, { KEYWARD_MASTER_KEY: key }).masterKey?.length, 32);
+});
