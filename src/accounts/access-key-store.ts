@@ -85,7 +85,7 @@ export class AccessKeyStore {
         .execute();
       const { count } = await trx
         .selectFrom('access_keys')
-        .select((eb) => eb.fn.countAll<number>().as('count'))
+        .select((eb) => eb.fn.countAll<string | number | bigint>().as('count'))
         .where('account_id', '=', accountId)
         .executeTakeFirstOrThrow();
       if (Number(count) >= MAX_ACCESS_KEYS_PER_ACCOUNT) {

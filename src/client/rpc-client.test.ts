@@ -50,7 +50,11 @@ async function startServer(handler: Handler): Promise<TestServer> {
     server,
     close: async () => {
       server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await new Promise<void>((resolve) =>
+        server.close(() => {
+          resolve();
+        }),
+      );
     },
   };
 }
@@ -204,14 +208,14 @@ test('a 4xx JSON error becomes an RpcError with the code, status and request id'
 });
 
 test('a throttled answer carries its retry-after in milliseconds', async () => {
-  const srv = await startServer((_req, res) =>
+  const srv = await startServer((_req, res) => {
     json(
       res,
       429,
       { RequestId: 'r', Code: 'Throttling.User', Message: 'slow down' },
       { 'x-acs-retry-after': '1500' },
-    ),
-  );
+    );
+  });
   const c = client(srv.endpoint);
   try {
     const err = await rpcErrorOf(c.call('DescribeKeyPairs', {}));

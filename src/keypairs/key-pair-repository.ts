@@ -49,7 +49,7 @@ export class KeyPairRepository {
   async count(accountId: string, regionId: string): Promise<number> {
     const row = await this.#db
       .selectFrom('key_pairs')
-      .select((eb) => eb.fn.countAll<number>().as('count'))
+      .select((eb) => eb.fn.countAll<string | number | bigint>().as('count'))
       .where('account_id', '=', accountId)
       .where('region_id', '=', regionId)
       .executeTakeFirstOrThrow();
@@ -149,7 +149,7 @@ export class KeyPairRepository {
       );
     }
     const { total } = await base
-      .select((eb) => eb.fn.countAll<number>().as('total'))
+      .select((eb) => eb.fn.countAll<string | number | bigint>().as('total'))
       .executeTakeFirstOrThrow();
     if (Number(total) === 0 || q.offset >= Number(total)) return { total: Number(total), items: [] };
     const rows = await base

@@ -12,7 +12,7 @@ export function randomAlphanumeric(length: number): string {
   while (out.length < length) {
     for (const byte of randomBytes(length * 2)) {
       // 248 = 4 * 62: bytes at or above it would bias the first characters.
-      if (byte < 248 && out.length < length) out += ALPHANUMERIC[byte % 62];
+      if (byte < 248 && out.length < length) out += ALPHANUMERIC.charAt(byte % 62);
     }
   }
   return out;

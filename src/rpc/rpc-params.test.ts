@@ -39,7 +39,9 @@ test('a parameter nobody reads is UnknownParameter, and ignored envelope paramet
   );
   r.requiredString('RegionId', 64);
   assert.throws(
-    () => r.finish('DescribeKeyPairs'),
+    () => {
+      r.finish('DescribeKeyPairs');
+    },
     (e) => isAppError(e, 'UnknownParameter'),
   );
   const ok = reader(

@@ -44,7 +44,7 @@ export class ParamReader {
   optionalString(name: string, maxChars: number): string | undefined {
     const value = this.#take(name);
     if (value === undefined || value === '') return undefined;
-    if ([...value].length > maxChars) {
+    if (Array.from(value).length > maxChars) {
       throw new AppError('InvalidParameter', `${name} must be at most ${maxChars} characters.`);
     }
     return value;

@@ -22,12 +22,11 @@ export interface TagFilter {
   readonly value?: string;
 }
 
-// eslint-disable-next-line no-control-regex -- control characters are exactly what this rejects
 const CONTROL_CHARS = /[\u0000-\u001f\u007f]/;
 const URL_SCHEMES = /https?:\/\//i;
 
 function checkKey(key: string, where: string): void {
-  const chars = [...key].length;
+  const chars = Array.from(key).length;
   if (chars === 0 || chars > MAX_TAG_KEY_CHARS) {
     throw new AppError(
       'InvalidTagKey.Malformed',
@@ -46,7 +45,7 @@ function checkKey(key: string, where: string): void {
 }
 
 function checkValue(value: string, where: string): void {
-  if ([...value].length > MAX_TAG_VALUE_CHARS) {
+  if (Array.from(value).length > MAX_TAG_VALUE_CHARS) {
     throw new AppError(
       'InvalidTagValue.Malformed',
       `${where}.Value must be at most ${MAX_TAG_VALUE_CHARS} characters.`,

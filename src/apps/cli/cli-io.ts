@@ -32,9 +32,9 @@ export class CliFailure extends Error {
 type Options = NonNullable<ParseArgsConfig['options']>;
 
 /** parseArgs in strict mode, with its errors turned into UsageErrors. */
-export function parseCommandArgs<O extends Options>(
+export function parseCommandArgs(
   args: readonly string[],
-  options: O,
+  options: Options,
   allowPositionals = true,
 ): { values: Record<string, string | boolean | string[] | undefined>; positionals: string[] } {
   try {
@@ -86,7 +86,7 @@ export async function readAll(stream: NodeJS.ReadableStream, maxBytes: number): 
   const chunks: Buffer[] = [];
   let total = 0;
   for await (const chunk of stream) {
-    const b = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
+    const b = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
     total += b.length;
     if (total > maxBytes) throw new CliFailure(`standard input is larger than ${maxBytes} bytes`);
     chunks.push(b);

@@ -21,12 +21,8 @@ export interface ServerConfig {
   readonly masterKey?: Buffer;
 }
 
-export const DEFAULTS = Object.freeze({
-  dataDir: './data',
-  listen: '127.0.0.1:8080',
-  regionId: 'local',
-  logLevel: 'info' as LogLevel,
-});
+export const DEFAULTS: Readonly<{ dataDir: string; listen: string; regionId: string; logLevel: LogLevel }> =
+  Object.freeze({ dataDir: './data', listen: '127.0.0.1:8080', regionId: 'local', logLevel: 'info' });
 
 /** Raw settings before validation, each with where it came from (for error messages). */
 interface RawSetting {

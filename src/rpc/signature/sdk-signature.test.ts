@@ -55,7 +55,11 @@ async function withServer(
     await run(`127.0.0.1:${port}`, captured);
   } finally {
     server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await new Promise<void>((resolve) =>
+      server.close(() => {
+        resolve();
+      }),
+    );
   }
 }
 
