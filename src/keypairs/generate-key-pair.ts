@@ -1,10 +1,13 @@
 /**
  * Key generation for CreateKeyPair. node:crypto generates on libuv's thread pool, so generation does not
- * block the event loop. The private key is exported once as unencrypted PEM PKCS#8 (what ECS returns) and
- * handed to the caller; nothing here stores or logs it.
+ * block the event loop. The private key is exported once and handed to the caller; nothing here stores or
+ * logs it. RSA keys are unencrypted PEM PKCS#8 (`-----BEGIN PRIVATE KEY-----`), what ECS returns; Ed25519
+ * keys are in OpenSSH's own format, because OpenSSH cannot load PKCS#8 Ed25519 keys (see
+ * openssh-private-key.ts).
  */
 import { generateKeyPair as generateKeyPairCb, type KeyObject } from 'node:crypto';
 import { promisify } from 'node:util';
+import { ed25519ToOpenSshPrivateKey } from './openssh-private-key.js';
 import { sshPublicKeyFromKeyObject, type SshPublicKey } from './public-key/index.js';
 
 const generateKeyPairAsync = promisify(generateKeyPairCb);
@@ -18,16 +21,19 @@ export const RSA_MODULUS_BITS = 2048;
 
 export interface GeneratedKeyPair {
   readonly publicKey: SshPublicKey;
-  /** `-----BEGIN PRIVATE KEY-----` PEM (PKCS#8, unencrypted). Return it once; never store or log it. */
+  /** PKCS#8 PEM (RSA) or OpenSSH format (Ed25519), unencrypted. Return it once; never store or log it. */
   readonly privateKeyPem: string;
 }
 
-/** Generates a fresh key pair of `keyType`. */
-export async function generateKeyPair(keyType: GeneratedKeyType): Promise<GeneratedKeyPair> {
+/** Generates a fresh key pair of `keyType`; `comment` goes into an OpenSSH-format private key. */
+export async function generateKeyPair(keyType: GeneratedKeyType, comment: string): Promise<GeneratedKeyPair> {
   const pair: { publicKey: KeyObject; privateKey: KeyObject } =
     keyType === 'rsa'
       ? await generateKeyPairAsync('rsa', { modulusLength: RSA_MODULUS_BITS, publicExponent: 0x10001 })
       : await generateKeyPairAsync('ed25519');
-  const privateKeyPem = pair.privateKey.export({ format: 'pem', type: 'pkcs8' }).toString();
+  const privateKeyPem =
+    keyType === 'rsa'
+      ? pair.privateKey.export({ format: 'pem', type: 'pkcs8' }).toString()
+      : ed25519ToOpenSshPrivateKey(pair.privateKey, comment);
   return { publicKey: sshPublicKeyFromKeyObject(pair.publicKey), privateKeyPem };
 }

@@ -51,7 +51,7 @@ export class KeyPairService {
   ): Promise<{ record: KeyPairRecord; privateKeyPem: string }> {
     // Fail fast before spending a key generation; insertWithinQuota re-checks both atomically.
     if (await this.#repo.exists(input.accountId, input.regionId, input.name)) throw alreadyExists(input.name);
-    const generated = await generateKeyPair(input.keyType);
+    const generated = await generateKeyPair(input.keyType, input.name);
     const record = this.#record(input, generated.publicKey);
     await this.#repo.insertWithinQuota(record, this.#quota);
     return { record, privateKeyPem: generated.privateKeyPem };

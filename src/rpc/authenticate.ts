@@ -14,10 +14,15 @@ import type { NonceStore } from './signature/nonce-cache.js';
 import { detectScheme, type SignedRequestInput } from './signature/signed-request.js';
 import { checkV1Request, verifyV1Signature } from './signature/v1.js';
 
-/** The authenticated caller. */
+/** The authenticated caller, and the action and version as covered by the signature. */
 export interface Caller {
   readonly accountId: string;
   readonly accessKeyId: string;
+  /** The signed action name (ACS3: the signed x-acs-action header; v1: the signed Action parameter). */
+  readonly action: string | undefined;
+  /** The signed API version. */
+  readonly version: string | undefined;
+  readonly scheme: 'acs3' | 'v1';
 }
 
 export class RequestAuthenticator {
@@ -51,9 +56,9 @@ export class RequestAuthenticator {
       );
     }
     const valid =
-      scheme === 'acs3'
-        ? verifyAcs3Signature(claims as Parameters<typeof verifyAcs3Signature>[0], key.secret)
-        : verifyV1Signature(claims as Parameters<typeof verifyV1Signature>[0], key.secret);
+      claims.scheme === 'acs3'
+        ? verifyAcs3Signature(claims, key.secret)
+        : verifyV1Signature(claims, key.secret);
     if (!valid) {
       throw new AppError(
         'SignatureDoesNotMatch',
@@ -67,12 +72,18 @@ export class RequestAuthenticator {
         `The access key ${key.id} is disabled; enable it or use another.`,
       );
     }
-    if (!this.#nonces.useOnce(key.id, claims.nonce, claims.dateMs, nowMs)) {
+    if (!(await this.#nonces.useOnce(key.id, claims.nonce, claims.dateMs, nowMs))) {
       throw new AppError(
         'SignatureNonceUsed',
         'The signature nonce was already used; every request needs a fresh x-acs-signature-nonce.',
       );
     }
-    return { accountId: key.accountId, accessKeyId: key.id };
+    return {
+      accountId: key.accountId,
+      accessKeyId: key.id,
+      action: claims.action,
+      version: claims.version,
+      scheme: claims.scheme,
+    };
   }
 }

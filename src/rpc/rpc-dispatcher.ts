@@ -7,7 +7,7 @@ import { AppError } from '../platform/errors.js';
 import type { RequestAuthenticator } from './authenticate.js';
 import type { RpcAction } from './rpc-action.js';
 import { ParamReader } from './rpc-params.js';
-import { detectScheme, type SignedRequestInput } from './signature/signed-request.js';
+import type { SignedRequestInput } from './signature/signed-request.js';
 
 /** Parameters that carry the legacy v1 envelope, not action input. */
 const V1_ENVELOPE_PARAMS: ReadonlySet<string> = new Set([
@@ -50,11 +50,16 @@ export class RpcDispatcher {
   }
 
   async dispatch(req: SignedRequestInput, requestId: string): Promise<RpcResult> {
-    const caller = await this.#auth.authenticate(req);
-    const v1 = detectScheme(req) === 'v1';
+    // Only signed values decide what runs: the action and version come from the verified claims.
+    const {
+      action: actionName,
+      version,
+      scheme,
+      accountId,
+      accessKeyId,
+    } = await this.#auth.authenticate(req);
+    const v1 = scheme === 'v1';
     const params = [...req.query, ...req.form];
-    const actionName = header(req, 'x-acs-action') ?? (v1 ? lookup(params, 'Action') : undefined);
-    const version = header(req, 'x-acs-version') ?? (v1 ? lookup(params, 'Version') : undefined);
     if (actionName === undefined || actionName === '') {
       throw new AppError('MissingParameter', 'The request names no action (x-acs-action header or Action).');
     }
@@ -75,16 +80,7 @@ export class RpcDispatcher {
       );
     }
     const reader = new ParamReader(params, v1 ? V1_ENVELOPE_PARAMS : NO_ENVELOPE_PARAMS);
-    const body = await action.handle(reader, { requestId, ...caller });
-    return { action: action.name, accessKeyId: caller.accessKeyId, body: { RequestId: requestId, ...body } };
+    const body = await action.handle(reader, { requestId, accountId, accessKeyId });
+    return { action: action.name, accessKeyId, body: { RequestId: requestId, ...body } };
   }
-}
-
-function header(req: SignedRequestInput, name: string): string | undefined {
-  const v = req.headers[name];
-  return Array.isArray(v) ? v[0] : v;
-}
-
-function lookup(pairs: ReadonlyArray<readonly [string, string]>, name: string): string | undefined {
-  return pairs.find(([k]) => k === name)?.[1];
 }

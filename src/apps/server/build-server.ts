@@ -2,7 +2,7 @@
  * Composes the HTTP server from its parts. `buildServer` returns a Fastify app that is not yet listening,
  * so tests can `inject()` requests without a socket; `run-server.ts` makes it listen.
  */
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { AccessKeyStore } from '../../accounts/index.js';
 import type { KeyPairService } from '../../keypairs/index.js';
@@ -35,7 +35,8 @@ export interface ServerDeps {
 export function buildServer(deps: ServerDeps): FastifyInstance {
   const common = {
     loggerInstance: deps.logger,
-    disableRequestLogging: true,
+    // One access-log line per request is written by the onResponse hook below, with chosen fields only.
+    logController: new LogController({ disableRequestLogging: true }),
     genReqId: () => newRequestId(),
     bodyLimit: MAX_BODY_BYTES,
     requestTimeout: 30_000,

@@ -53,7 +53,7 @@ export interface Certificate {
  */
 export function readCertificate(type: CertificateKeyType, blob: Buffer, reader: SshWireReader): Certificate {
   const { version, plainType } = CERTIFICATE_FORMATS[type];
-  let nonce: Buffer;
+  let nonce: Buffer = Buffer.alloc(0); // read below, at its place in the layout of this version
   let serial = 0n;
   let extensions: Buffer | undefined;
   if (version === 'v01') nonce = reader.readString('the nonce');

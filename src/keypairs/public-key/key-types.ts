@@ -81,8 +81,31 @@ export function isCertificateKeyType(name: string): name is CertificateKeyType {
   return isSshKeyType(name) && !isPlainKeyType(name);
 }
 
-/** Type names that exist in the SSH world but that Keyward refuses, each with the reason. */
-const KNOWN_UNSUPPORTED: readonly { readonly test: (name: string) => boolean; readonly reason: string }[] = [
+/** Type names that exist in the SSH world but that Keyward refuses; messages may show these in full. */
+const KNOWN_UNSUPPORTED_TYPES: ReadonlySet<string> = new Set([
+  'sk-ssh-ed25519@openssh.com',
+  'sk-ecdsa-sha2-nistp256@openssh.com',
+  'sk-ssh-ed25519-cert-v01@openssh.com',
+  'sk-ecdsa-sha2-nistp256-cert-v01@openssh.com',
+  'ssh-xmss@openssh.com',
+  'ssh-xmss-cert-v01@openssh.com',
+  'ssh-ed448',
+  'rsa-sha2-256',
+  'rsa-sha2-512',
+  'rsa-sha2-256-cert-v01@openssh.com',
+  'rsa-sha2-512-cert-v01@openssh.com',
+  'x509v3-ssh-rsa',
+  'x509v3-ssh-dss',
+  'x509v3-sign-rsa',
+  'x509v3-sign-dss',
+  'x509v3-rsa2048-sha256',
+  'x509v3-ecdsa-sha2-nistp256',
+  'x509v3-ecdsa-sha2-nistp384',
+  'x509v3-ecdsa-sha2-nistp521',
+]);
+
+/** Families of refused type names, each with the reason a person is shown. */
+const UNSUPPORTED_FAMILIES: readonly { readonly test: (name: string) => boolean; readonly reason: string }[] = [
   {
     test: (n) => n.startsWith('sk-'),
     reason: 'security-key (FIDO/U2F) keys are not supported; import an ssh-ed25519, ecdsa or ssh-rsa key',
@@ -90,6 +113,10 @@ const KNOWN_UNSUPPORTED: readonly { readonly test: (name: string) => boolean; re
   {
     test: (n) => n.startsWith('ssh-xmss'),
     reason: 'XMSS keys are not supported; import an ssh-ed25519, ecdsa or ssh-rsa key',
+  },
+  {
+    test: (n) => n.startsWith('ssh-ed448'),
+    reason: 'Ed448 keys are not supported; import an ssh-ed25519 key',
   },
   {
     test: (n) => n.startsWith('x509v3-'),
@@ -107,15 +134,20 @@ const KNOWN_UNSUPPORTED: readonly { readonly test: (name: string) => boolean; re
 
 /** True when `name` is a type name we recognise but refuse (so a line starting with it is not "options"). */
 export function isKnownUnsupportedType(name: string): boolean {
-  return KNOWN_UNSUPPORTED.some((entry) => entry.test(name));
+  return KNOWN_UNSUPPORTED_TYPES.has(name) || UNSUPPORTED_FAMILIES.some((family) => family.test(name));
 }
 
-/** The message for a type name that is not in `SSH_KEY_TYPES` (the name is quoted and cut short). */
+/** A type name for a message: in full when it is one we know by name, else quoted and cut short. */
+export function displayTypeName(name: string): string {
+  return isSshKeyType(name) || KNOWN_UNSUPPORTED_TYPES.has(name) ? name : quoteUntrusted(name);
+}
+
+/** The message for a type name that is not in `SSH_KEY_TYPES`. */
 export function unsupportedTypeMessage(name: string): string {
-  const known = KNOWN_UNSUPPORTED.find((entry) => entry.test(name));
-  if (known !== undefined) return `key type ${quoteUntrusted(name)} is not supported: ${known.reason}`;
+  const family = UNSUPPORTED_FAMILIES.find((entry) => entry.test(name));
+  if (family !== undefined) return `the key type ${displayTypeName(name)} is not supported: ${family.reason}`;
   return (
-    `unknown key type ${quoteUntrusted(name)}; supported types are ssh-ed25519, ecdsa-sha2-nistp256/384/521, ` +
+    `unknown key type ${displayTypeName(name)}; supported types are ssh-ed25519, ecdsa-sha2-nistp256/384/521, ` +
     `ssh-rsa, ssh-dss and their OpenSSH certificates`
   );
 }

@@ -10,8 +10,9 @@
  */
 import { constants, verify } from 'node:crypto';
 import { ECDSA_CURVES } from './ecdsa-key.js';
+import { displayTypeName } from './key-types.js';
 import type { PlainKey } from './plain-key.js';
-import { malformed, quoteUntrusted } from './public-key-error.js';
+import { malformed } from './public-key-error.js';
 import { SshWireReader } from './ssh-wire-reader.js';
 
 const RSA_SIGNATURE_HASHES: Readonly<Record<string, 'sha1' | 'sha256' | 'sha512'>> = {
@@ -35,7 +36,7 @@ export function verifySshSignature(ca: PlainKey, signature: Buffer, data: Buffer
 
   const mismatch = (): Error =>
     malformed(
-      `the certificate is signed with the algorithm ${quoteUntrusted(algorithm)}, which does not fit its ${ca.type} CA key`,
+      `the certificate is signed with the algorithm ${displayTypeName(algorithm)}, which does not fit its ${ca.type} CA key`,
     );
   const wrongLength = (): Error => malformed(`${WHAT} has the wrong length for ${algorithm}`);
 

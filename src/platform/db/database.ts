@@ -43,7 +43,8 @@ export async function migrateToLatest(db: Db): Promise<void> {
   const { error, results } = await migrator.migrateToLatest();
   const failed = results?.find((r) => r.status === 'Error');
   if (error !== undefined) {
-    const cause = error instanceof Error ? error : new Error('non-Error thrown by a migration', { cause: error });
+    const cause =
+      error instanceof Error ? error : new Error('non-Error thrown by a migration', { cause: error });
     throw new Error(`database migration ${failed?.migrationName ?? '(unknown)'} failed: ${cause.message}`, {
       cause,
     });

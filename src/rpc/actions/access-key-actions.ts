@@ -7,6 +7,11 @@ import { AppError } from '../../platform/errors.js';
 import { RAM_API_VERSION, type RpcAction, type RpcContext } from '../rpc-action.js';
 import type { ParamReader } from '../rpc-params.js';
 
+/** RAM's CreateDate form: ISO 8601 UTC to the second (`2015-01-23T12:33:18Z`). */
+function ramTime(iso: string): string {
+  return `${iso.slice(0, 19)}Z`;
+}
+
 function readKeyId(params: ParamReader, ctx: RpcContext, verb: string): string {
   const id = params.requiredString('UserAccessKeyId', 64);
   if (id === ctx.accessKeyId) {
@@ -31,7 +36,7 @@ export function accessKeyActions(deps: { accessKeys: AccessKeyStore }): RpcActio
             AccessKeyId: key.id,
             AccessKeySecret: key.secret,
             Status: key.status,
-            CreateDate: key.createdAt,
+            CreateDate: ramTime(key.createdAt),
           },
         };
       },
@@ -44,7 +49,11 @@ export function accessKeyActions(deps: { accessKeys: AccessKeyStore }): RpcActio
         const keys = await deps.accessKeys.list(ctx.accountId);
         return {
           AccessKeys: {
-            AccessKey: keys.map((k) => ({ AccessKeyId: k.id, Status: k.status, CreateDate: k.createdAt })),
+            AccessKey: keys.map((k) => ({
+              AccessKeyId: k.id,
+              Status: k.status,
+              CreateDate: ramTime(k.createdAt),
+            })),
           },
         };
       },

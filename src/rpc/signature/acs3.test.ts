@@ -264,6 +264,14 @@ test('a body that differs from x-acs-content-sha256 is refused as a signature mi
   rejects({ ...req, body: Buffer.from('RegionId=cn-beijing') }, 'SignatureDoesNotMatch');
 });
 
+test('a body whose content-type is not signed is refused as an incomplete signature', () => {
+  const req = received({ body: Buffer.from('RegionId=cn-hangzhou') });
+  assert.throws(
+    () => checkAcs3Request(withHeaders(req, { 'content-type': 'application/x-www-form-urlencoded' }), NOW),
+    (err: unknown) => isAppError(err, 'IncompleteSignature'),
+  );
+});
+
 test('a malformed x-acs-content-sha256 is refused as an incomplete signature', () => {
   const req = received();
   const hash = req.headers['x-acs-content-sha256'] as string;

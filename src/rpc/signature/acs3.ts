@@ -179,9 +179,10 @@ export function acs3Signature(secret: string, stringToSign: string): string {
 
 /**
  * Every check of an ACS3 request that needs no secret: Authorization shape and algorithm, the required
- * signed headers, every received `x-acs-*` header signed, every signed header received, the body hash, the
- * date (format and ±15 minutes of `nowMs`) and the nonce shape. Returns the claims to verify once the
- * secret of `claims.accessKeyId` is known. Does not consult the nonce store.
+ * signed headers, every received `x-acs-*` header signed (and `content-type` when there is a body), every
+ * signed header received, the body hash, the date (format and ±15 minutes of `nowMs`) and the nonce
+ * shape. Returns the claims to verify once the secret of `claims.accessKeyId` is known. Does not consult
+ * the nonce store.
  *
  * @throws AppError `IncompleteSignature`, `SignatureDoesNotMatch` (body hash differs from
  *   `x-acs-content-sha256`), `InvalidTimeStamp.Format` or `InvalidTimeStamp.Expired`.
@@ -215,6 +216,12 @@ export function checkAcs3Request(req: SignedRequestInput, nowMs: number): Acs3Cl
         `The header ${lower} is not listed in SignedHeaders; every x-acs-* header sent must be signed.`,
       );
     }
+  }
+  if (req.body.length > 0 && req.headers['content-type'] !== undefined && !signed.has('content-type')) {
+    throw new AppError(
+      'IncompleteSignature',
+      'A request with a body must list content-type in SignedHeaders, so that the body is read as signed.',
+    );
   }
   const headers = auth.signedHeaders.map((name): [string, string] => {
     const value = headerValue(req.headers, name);

@@ -72,6 +72,8 @@ export async function serverCommand(args: readonly string[], io: CliIo): Promise
     }
     throw err;
   }
+  // Everything the server creates (database, WAL, key files) is for its own user only.
+  process.umask(0o077);
   const logger = createLogger(config);
   let server;
   try {
