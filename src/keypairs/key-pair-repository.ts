@@ -85,11 +85,7 @@ export class KeyPairRepository {
       }
       const count = await repo.count(record.accountId, record.regionId);
       if (count >= quota) {
-        throw new AppError(
-          'QuotaExceed.KeyPair',
-          `The account already has ${count} key pairs in region ${record.regionId}, the most allowed is ` +
-            `${quota}; delete key pairs you no longer use first.`,
-        );
+        throw quotaExceeded(count, record.regionId, quota);
       }
       await trx
         .insertInto('key_pairs')
@@ -219,4 +215,13 @@ function toRecord(row: KeyPairRow, tags: readonly Tag[]): KeyPairRecord {
 /** The error for a name already taken in the region. */
 export function alreadyExists(name: string): AppError {
   return new AppError('KeyPair.AlreadyExist', `A key pair named "${name}" already exists in this region.`);
+}
+
+/** The error for a region at its key pair quota. */
+export function quotaExceeded(count: number, regionId: string, quota: number): AppError {
+  return new AppError(
+    'QuotaExceed.KeyPair',
+    `The account already has ${count} key pairs in region ${regionId}, the most allowed is ${quota}; ` +
+      'delete key pairs you no longer use first.',
+  );
 }

@@ -7,7 +7,12 @@ import { newKeyPairId } from '../platform/ids.js';
 import type { Tag, TagFilter } from '../tags/index.js';
 import { generateKeyPair, type GeneratedKeyType } from './generate-key-pair.js';
 import { matchesKeyPairNamePattern, type KeyPairName, type KeyPairNamePattern } from './key-pair-name.js';
-import { alreadyExists, type KeyPairRecord, type KeyPairRepository } from './key-pair-repository.js';
+import {
+  alreadyExists,
+  quotaExceeded,
+  type KeyPairRecord,
+  type KeyPairRepository,
+} from './key-pair-repository.js';
 import { AppError } from '../platform/errors.js';
 import { parsePublicKey, type SshPublicKey } from './public-key/index.js';
 
@@ -51,6 +56,8 @@ export class KeyPairService {
   ): Promise<{ record: KeyPairRecord; privateKeyPem: string }> {
     // Fail fast before spending a key generation; insertWithinQuota re-checks both atomically.
     if (await this.#repo.exists(input.accountId, input.regionId, input.name)) throw alreadyExists(input.name);
+    const count = await this.#repo.count(input.accountId, input.regionId);
+    if (count >= this.#quota) throw quotaExceeded(count, input.regionId, this.#quota);
     const generated = await generateKeyPair(input.keyType, input.name);
     const record = this.#record(input, generated.publicKey);
     await this.#repo.insertWithinQuota(record, this.#quota);
