@@ -73,7 +73,8 @@ export class DerReader {
 
   /** Refuses bytes left after the last element. */
   end(): void {
-    if (this.#pos !== this.#buf.length) throw this.#error('there are unexpected bytes after the last element');
+    if (this.#pos !== this.#buf.length)
+      throw this.#error('there are unexpected bytes after the last element');
   }
 
   #read(tag: number, name: string): Buffer {
@@ -127,7 +128,10 @@ export function derUnsignedInteger(magnitude: Uint8Array): Buffer {
   let i = 0;
   while (i < magnitude.length - 1 && magnitude[i] === 0) i++;
   const trimmed = magnitude.length === 0 ? Buffer.of(0) : Buffer.from(magnitude.subarray(i));
-  return element(TAG_INTEGER, ((trimmed[0] ?? 0) & 0x80) !== 0 ? Buffer.concat([Buffer.of(0), trimmed]) : trimmed);
+  return element(
+    TAG_INTEGER,
+    ((trimmed[0] ?? 0) & 0x80) !== 0 ? Buffer.concat([Buffer.of(0), trimmed]) : trimmed,
+  );
 }
 
 /** DER OBJECT IDENTIFIER from dotted form. */

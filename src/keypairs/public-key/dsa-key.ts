@@ -58,7 +58,8 @@ export function dsaComponentsFromSpki(spki: Buffer): DsaComponents {
   const info = outer.readSequence();
   outer.end();
   const algorithm = info.readSequence();
-  if (algorithm.readObjectIdentifier() !== ID_DSA) throw malformed(`${what} does not carry the id-dsa algorithm`);
+  if (algorithm.readObjectIdentifier() !== ID_DSA)
+    throw malformed(`${what} does not carry the id-dsa algorithm`);
   const params = algorithm.readSequence();
   algorithm.end();
   const p = params.readUnsignedInteger();
@@ -82,7 +83,9 @@ export function validateDsa(c: DsaComponents, prefix: string): { bits: number; p
   }
   const qBits = bitLength(c.q);
   if (qBits !== DSA_Q_BITS) {
-    throw malformed(`${prefix}ssh-dss keys must have a ${DSA_Q_BITS}-bit subprime q; this one has ${qBits} bits`);
+    throw malformed(
+      `${prefix}ssh-dss keys must have a ${DSA_Q_BITS}-bit subprime q; this one has ${qBits} bits`,
+    );
   }
   const [p, q, g, y] = [c.p, c.q, c.g, c.y].map(bytesToBigInt) as [bigint, bigint, bigint, bigint];
   const invalid = malformed(`${prefix}the DSA key is not valid (its parameters are inconsistent)`);

@@ -26,9 +26,14 @@ export function writeEd25519Components(writer: SshWireWriter, c: Ed25519Componen
 }
 
 /** Checks the key length; `prefix` says whose key it is in messages. Returns bits and a KeyObject. */
-export function validateEd25519(c: Ed25519Components, prefix: string): { bits: number; publicKey: KeyObject } {
+export function validateEd25519(
+  c: Ed25519Components,
+  prefix: string,
+): { bits: number; publicKey: KeyObject } {
   if (c.key.length !== ED25519_KEY_BYTES) {
-    throw malformed(`${prefix}Ed25519 public keys are ${ED25519_KEY_BYTES} bytes; this one has ${c.key.length}`);
+    throw malformed(
+      `${prefix}Ed25519 public keys are ${ED25519_KEY_BYTES} bytes; this one has ${c.key.length}`,
+    );
   }
   let publicKey: KeyObject;
   try {

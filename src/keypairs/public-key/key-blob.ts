@@ -4,7 +4,12 @@
  * key that fingerprints and sizes are computed from (for a certificate, the certified key).
  */
 import { readCertificate } from './certificate.js';
-import { isCertificateKeyType, isPlainKeyType, unsupportedTypeMessage, type SshKeyType } from './key-types.js';
+import {
+  isCertificateKeyType,
+  isPlainKeyType,
+  unsupportedTypeMessage,
+  type SshKeyType,
+} from './key-types.js';
 import { readPlainKey, type PlainKey } from './plain-key.js';
 import { malformed } from './public-key-error.js';
 import { SshWireReader } from './ssh-wire-reader.js';

@@ -16,7 +16,8 @@ import { toSshPublicKey, type SshPublicKey } from './ssh-public-key.js';
  * RSA under 2048 bits).
  */
 export function sshPublicKeyFromKeyObject(key: KeyObject): SshPublicKey {
-  if (!(key instanceof KeyObject)) throw new TypeError('sshPublicKeyFromKeyObject needs a node:crypto KeyObject');
+  if (!(key instanceof KeyObject))
+    throw new TypeError('sshPublicKeyFromKeyObject needs a node:crypto KeyObject');
   if (key.type === 'secret') throw new TypeError('a secret (symmetric) key has no SSH public key');
   const publicKey = key.type === 'private' ? createPublicKey(key) : key;
   try {

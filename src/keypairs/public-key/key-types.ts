@@ -105,32 +105,34 @@ const KNOWN_UNSUPPORTED_TYPES: ReadonlySet<string> = new Set([
 ]);
 
 /** Families of refused type names, each with the reason a person is shown. */
-const UNSUPPORTED_FAMILIES: readonly { readonly test: (name: string) => boolean; readonly reason: string }[] = [
-  {
-    test: (n) => n.startsWith('sk-'),
-    reason: 'security-key (FIDO/U2F) keys are not supported; import an ssh-ed25519, ecdsa or ssh-rsa key',
-  },
-  {
-    test: (n) => n.startsWith('ssh-xmss'),
-    reason: 'XMSS keys are not supported; import an ssh-ed25519, ecdsa or ssh-rsa key',
-  },
-  {
-    test: (n) => n.startsWith('ssh-ed448'),
-    reason: 'Ed448 keys are not supported; import an ssh-ed25519 key',
-  },
-  {
-    test: (n) => n.startsWith('x509v3-'),
-    reason: 'X.509-based SSH keys are not supported; import a plain OpenSSH public key',
-  },
-  {
-    test: (n) => /^rsa-sha2-(256|512)(-cert-v01@openssh\.com)?$/.test(n),
-    reason: 'that is a signature algorithm name, not a key type; an RSA public key line starts with ssh-rsa',
-  },
-  {
-    test: (n) => n.startsWith('ecdsa-sha2-'),
-    reason: 'only the NIST P-256, P-384 and P-521 curves are supported',
-  },
-];
+const UNSUPPORTED_FAMILIES: readonly { readonly test: (name: string) => boolean; readonly reason: string }[] =
+  [
+    {
+      test: (n) => n.startsWith('sk-'),
+      reason: 'security-key (FIDO/U2F) keys are not supported; import an ssh-ed25519, ecdsa or ssh-rsa key',
+    },
+    {
+      test: (n) => n.startsWith('ssh-xmss'),
+      reason: 'XMSS keys are not supported; import an ssh-ed25519, ecdsa or ssh-rsa key',
+    },
+    {
+      test: (n) => n.startsWith('ssh-ed448'),
+      reason: 'Ed448 keys are not supported; import an ssh-ed25519 key',
+    },
+    {
+      test: (n) => n.startsWith('x509v3-'),
+      reason: 'X.509-based SSH keys are not supported; import a plain OpenSSH public key',
+    },
+    {
+      test: (n) => /^rsa-sha2-(256|512)(-cert-v01@openssh\.com)?$/.test(n),
+      reason:
+        'that is a signature algorithm name, not a key type; an RSA public key line starts with ssh-rsa',
+    },
+    {
+      test: (n) => n.startsWith('ecdsa-sha2-'),
+      reason: 'only the NIST P-256, P-384 and P-521 curves are supported',
+    },
+  ];
 
 /** True when `name` is a type name we recognise but refuse (so a line starting with it is not "options"). */
 export function isKnownUnsupportedType(name: string): boolean {

@@ -5,8 +5,13 @@
  * the comment. The type in the text must match the type inside the blob.
  */
 import { parseKeyBlob, type ParsedKeyBlob } from './key-blob.js';
-import { displayTypeName, isKnownUnsupportedType, isSshKeyType, unsupportedTypeMessage } from './key-types.js';
-import { malformed } from './public-key-error.js';
+import {
+  displayTypeName,
+  isKnownUnsupportedType,
+  isSshKeyType,
+  unsupportedTypeMessage,
+} from './key-types.js';
+import { malformed, quoteUntrusted } from './public-key-error.js';
 import { SshWireReader } from './ssh-wire-reader.js';
 import { decodeStrictBase64 } from './strict-base64.js';
 
@@ -55,7 +60,8 @@ export function countKeyTokens(text: string): number {
 
 /** Names the first option of an options prefix for messages: `command=…`, `restrict`, `no-pty,…`. */
 function describeOption(token: string): string {
-  const name = /^@?[A-Za-z0-9_-]{1,20}/.exec(token)?.[0] ?? '?';
+  const name = /^@?[A-Za-z0-9_-]{1,20}/.exec(token)?.[0];
+  if (name === undefined) return quoteUntrusted(token);
   const next = token[name.length];
   if (next === undefined) return name;
   return next === '=' || next === ',' ? `${name}${next}…` : `${name}…`;

@@ -61,9 +61,13 @@ export function parsePublicKey(text: string): SshPublicKey {
 }
 
 function parseSingleKey(lines: readonly string[]): ParsedKeyBlob {
-  const blockStarts = lines.flatMap((line, i) => (isPemBeginLine(line) || isRfc4716BeginLine(line) ? [i] : []));
+  const blockStarts = lines.flatMap((line, i) =>
+    isPemBeginLine(line) || isRfc4716BeginLine(line) ? [i] : [],
+  );
   const nonBlank = lines.filter((line) => line.length > 0);
-  if (blockStarts.length > 1) throw malformed(`the body holds ${blockStarts.length} keys; import one at a time`);
+  if (blockStarts.length > 1) {
+    throw malformed(`the body holds ${blockStarts.length} keys; import one at a time`);
+  }
   if (blockStarts.length === 1) {
     const start = blockStarts[0] ?? 0;
     if (start !== 0) {
@@ -125,7 +129,9 @@ function checkCharacters(lines: readonly string[]): void {
     if (bad !== null) {
       const code = bad[0].codePointAt(0) ?? 0;
       const what =
-        code === 0 ? 'a NUL byte' : `the control character U+${code.toString(16).toUpperCase().padStart(4, '0')}`;
+        code === 0
+          ? 'a NUL byte'
+          : `the control character U+${code.toString(16).toUpperCase().padStart(4, '0')}`;
       throw malformed(`the public key body contains ${what} on line ${index + 1}`);
     }
     if (/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/.test(line)) {

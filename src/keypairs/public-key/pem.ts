@@ -1,9 +1,9 @@
 /**
  * PEM public keys (RFC 7468): `-----BEGIN PUBLIC KEY-----` (SubjectPublicKeyInfo, RFC 5280 §4.1.2.7) for
  * RSA, DSA, EC P-256/384/521 and Ed25519, and `-----BEGIN RSA PUBLIC KEY-----` (PKCS#1, RFC 8017 A.1.1).
- * node:crypto parses and checks the DER; it must be canonical (re-exporting gives the same bytes), then
- * the key's fields go through the same validation as an OpenSSH key. The caller has already refused
- * private keys and X.509 certificates and made sure the block is the whole body.
+ * node:crypto parses and checks the DER, the key's fields go through the same validation as an OpenSSH
+ * key, and the DER must be canonical: byte for byte what we would write for that key. The caller has
+ * already refused private keys and X.509 certificates and made sure the block is the whole body.
  */
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import type { ParsedKeyBlob } from './key-blob.js';
@@ -55,15 +55,6 @@ export function parsePemPublicKey(lines: readonly string[]): ParsedKeyBlob {
   } catch {
     throw malformed(`the PEM body is not ${what}`);
   }
-  let canonical: Buffer;
-  try {
-    canonical = keyObject.export({ format: 'der', type: derType });
-  } catch {
-    throw malformed(`the PEM body holds a key that cannot be used as ${what}`);
-  }
-  if (!canonical.equals(der)) {
-    throw malformed('the PEM body is not in canonical DER form (for EC keys: the point must be uncompressed)');
-  }
   let components: PlainKeyComponents;
   try {
     components = plainKeyComponentsFromKeyObject(keyObject);
@@ -72,5 +63,17 @@ export function parsePemPublicKey(lines: readonly string[]): ParsedKeyBlob {
     throw err;
   }
   const key = plainKeyFromComponents(components, 'key');
+  // Canonical means: exactly the DER we would write for this key (node re-exports a key in the form it was
+  // read, so the comparison is with the key rebuilt from its validated fields).
+  let canonical: Buffer;
+  try {
+    canonical = key.publicKey.export({ format: 'der', type: derType });
+  } catch {
+    throw malformed(`the PEM body holds a key that cannot be written as ${what}`);
+  }
+  if (!canonical.equals(der)) {
+    const hint = key.type.startsWith('ecdsa-') ? ' (EC points must be uncompressed)' : '';
+    throw malformed(`the PEM body is not in canonical DER form${hint}`);
+  }
   return { type: key.type, blob: key.blob, key, isCertificate: false };
 }

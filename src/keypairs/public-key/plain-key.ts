@@ -18,7 +18,12 @@ import {
   writeEd25519Components,
   type Ed25519Components,
 } from './ed25519-key.js';
-import { isCertificateKeyType, isPlainKeyType, unsupportedTypeMessage, type PlainKeyType } from './key-types.js';
+import {
+  isCertificateKeyType,
+  isPlainKeyType,
+  unsupportedTypeMessage,
+  type PlainKeyType,
+} from './key-types.js';
 import { malformed } from './public-key-error.js';
 import { readRsaComponents, validateRsa, writeRsaComponents, type RsaComponents } from './rsa-key.js';
 import { SshWireReader } from './ssh-wire-reader.js';
@@ -109,7 +114,14 @@ export function plainKeyFromComponents(components: PlainKeyComponents, role: Key
   }
   const fields = writer.toBuffer();
   const blob = new SshWireWriter().string(components.type).raw(fields).toBuffer();
-  return { type: components.type, components, blob, fields, bits: checked.bits, publicKey: checked.publicKey };
+  return {
+    type: components.type,
+    components,
+    blob,
+    fields,
+    bits: checked.bits,
+    publicKey: checked.publicKey,
+  };
 }
 
 /** Parses a complete plain key blob (type string, fields, nothing after). Certificates are refused. */

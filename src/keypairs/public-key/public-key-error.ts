@@ -18,7 +18,7 @@ export function quoteUntrusted(text: string): string {
   const chars = Array.from(text);
   const head = chars
     .slice(0, MAX_QUOTED_CHARS)
-    .map((c) => (/^[\x21-\x7e]$/.test(c) ? c : '?'))
+    .map((c) => (/^[\x20-\x7e]$/.test(c) ? c : '?'))
     .join('');
   return `"${head}${chars.length > MAX_QUOTED_CHARS ? '…' : ''}"`;
 }

@@ -56,7 +56,8 @@ export function parseRfc4716(lines: readonly string[]): Buffer {
     let value = line.slice(colon + 1).trimStart();
     while (value.endsWith('\\')) {
       i++;
-      if (i >= endIndex) throw malformed(`the RFC 4716 header ${quoteUntrusted(tag)} continues past the headers`);
+      if (i >= endIndex)
+        throw malformed(`the RFC 4716 header ${quoteUntrusted(tag)} continues past the headers`);
       value = value.slice(0, -1) + (lines[i] ?? '');
     }
     if (Buffer.byteLength(value, 'utf8') > MAX_VALUE_BYTES) {

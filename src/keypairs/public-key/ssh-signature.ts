@@ -74,7 +74,9 @@ export function verifySshSignature(ca: PlainKey, signature: Buffer, data: Buffer
         Buffer.alloc(curve.fieldBytes - s.length),
         s,
       ]);
-      ok = safeVerify(() => verify(curve.hash, data, { key: ca.publicKey, dsaEncoding: 'ieee-p1363' }, p1363));
+      ok = safeVerify(() =>
+        verify(curve.hash, data, { key: ca.publicKey, dsaEncoding: 'ieee-p1363' }, p1363),
+      );
       break;
     }
     case 'ssh-ed25519':

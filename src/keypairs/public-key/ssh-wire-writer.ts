@@ -37,7 +37,9 @@ export class SshWireWriter {
     while (i < magnitude.length && magnitude[i] === 0) i++;
     const trimmed = Buffer.from(magnitude.subarray(i));
     const first = trimmed[0];
-    return this.string(first !== undefined && (first & 0x80) !== 0 ? Buffer.concat([Buffer.of(0), trimmed]) : trimmed);
+    return this.string(
+      first !== undefined && (first & 0x80) !== 0 ? Buffer.concat([Buffer.of(0), trimmed]) : trimmed,
+    );
   }
 
   /** Appends raw bytes as they are (already encoded fields). */

@@ -18,7 +18,8 @@ export function decodeStrictBase64(text: string, what: string): Buffer {
   const bad = /[^A-Za-z0-9+/=]/.exec(text);
   if (bad !== null) {
     const code = bad[0].codePointAt(0) ?? 0;
-    const shown = code > 0x20 && code < 0x7f ? `"${bad[0]}"` : `U+${code.toString(16).toUpperCase().padStart(4, '0')}`;
+    const shown =
+      code > 0x20 && code < 0x7f ? `"${bad[0]}"` : `U+${code.toString(16).toUpperCase().padStart(4, '0')}`;
     throw malformed(`${what} is not valid base64: it contains the character ${shown}`);
   }
   if (text.length % 4 !== 0 || !BASE64_RE.test(text)) {
