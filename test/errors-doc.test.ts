@@ -13,7 +13,7 @@ const doc = readFileSync(`${repoRoot()}/docs/errors.md`, 'utf8');
 
 test('docs/errors.md lists every server error code with its HTTP status, and no other', () => {
   const documented = new Map<string, number>();
-  for (const m of doc.matchAll(/^\| `([A-Za-z.]+)` \| (\d{3}) \|/gm)) {
+  for (const m of doc.matchAll(/^\|\s*`([A-Za-z.]+)`\s*\|\s*(\d{3})\s*\|/gm)) {
     const [, code, status] = m;
     if (code !== undefined && status !== undefined) documented.set(code, Number(status));
   }
@@ -22,6 +22,6 @@ test('docs/errors.md lists every server error code with its HTTP status, and no 
 });
 
 test('docs/errors.md lists every client-side error code', () => {
-  const documented = [...doc.matchAll(/^\| `([A-Za-z.]+)` \| [^0-9]/gm)].map((m) => m[1]);
+  const documented = [...doc.matchAll(/^\|\s*`([A-Za-z.]+)`\s*\|\s*[^0-9\s]/gm)].map((m) => m[1]);
   assert.deepEqual(documented.sort(), [...RPC_CLIENT_ERROR_CODES].sort());
 });
