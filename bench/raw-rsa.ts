@@ -20,11 +20,14 @@ export interface RawRsaRunRequest {
   readonly kind: 'run';
   readonly count: number;
   readonly concurrency: number;
+  /** Start no new generation after this many milliseconds (a bound; normally `count` is reached first). */
+  readonly timeLimitMs: number;
 }
 
 /** The answer to a `run` command. */
 export interface RawRsaRunResult {
   readonly kind: 'result';
+  /** Key pairs generated (less than asked only when the time limit was reached). */
   readonly count: number;
   readonly elapsedMs: number;
 }
@@ -56,7 +59,9 @@ export function isRunRequest(msg: unknown): msg is RawRsaRunRequest {
     typeof m['concurrency'] === 'number' &&
     Number.isSafeInteger(m['concurrency']) &&
     m['concurrency'] > 0 &&
-    m['concurrency'] <= 256
+    m['concurrency'] <= 256 &&
+    typeof m['timeLimitMs'] === 'number' &&
+    m['timeLimitMs'] > 0
   );
 }
 
@@ -67,18 +72,27 @@ export function isRawRsaMessage(msg: unknown): msg is RawRsaMessage {
   return kind === 'result' || kind === 'error' || kind === 'ready';
 }
 
-/** Generates `count` RSA-2048 key pairs with `concurrency` in flight; resolves to the elapsed milliseconds. */
-export async function generateRsaKeys(count: number, concurrency: number): Promise<number> {
+/**
+ * Generates up to `count` RSA-2048 key pairs with `concurrency` in flight, starting none after
+ * `timeLimitMs`; resolves to how many were generated and the elapsed wall time.
+ */
+export async function generateRsaKeys(
+  count: number,
+  concurrency: number,
+  timeLimitMs: number,
+): Promise<{ count: number; elapsedMs: number }> {
   let started = 0;
+  let done = 0;
+  const t0 = performance.now();
   const worker = async (): Promise<void> => {
-    while (started < count) {
+    while (started < count && performance.now() - t0 < timeLimitMs) {
       started++;
       await generateKeyPairAsync('rsa', { modulusLength: 2048, publicExponent: 0x10001 });
+      done++;
     }
   };
-  const t0 = performance.now();
   await Promise.all(Array.from({ length: Math.min(concurrency, count) }, worker));
-  return performance.now() - t0;
+  return { count: done, elapsedMs: performance.now() - t0 };
 }
 
 function send(msg: RawRsaMessage): void {
@@ -92,9 +106,9 @@ if (process.send !== undefined && process.argv.includes('--raw-rsa-child')) {
       send({ kind: 'error', message: `unexpected message: ${JSON.stringify(msg).slice(0, 200)}` });
       return;
     }
-    generateRsaKeys(msg.count, msg.concurrency).then(
-      (elapsedMs) => {
-        send({ kind: 'result', count: msg.count, elapsedMs });
+    generateRsaKeys(msg.count, msg.concurrency, msg.timeLimitMs).then(
+      ({ count, elapsedMs }) => {
+        send({ kind: 'result', count, elapsedMs });
       },
       (err: unknown) => {
         send({ kind: 'error', message: err instanceof Error ? err.message : String(err) });

@@ -32,6 +32,12 @@ export interface ServerStartOptions {
   readonly env: NodeJS.ProcessEnv;
   /** Called with each stdout line (a JSON log record). */
   readonly onLogLine?: (line: string) => void;
+  /**
+   * True for the first start over an empty data directory: the endpoint and credentials come from the
+   * credentials file. False for a restart: the endpoint comes from the "ready" log line (log level info or
+   * debug needed), and a credentials file left from the first start (with its old port) is ignored.
+   */
+  readonly firstStart: boolean;
   /** Give up waiting for readiness after this long. */
   readonly readyTimeoutMs?: number;
 }
@@ -99,7 +105,16 @@ export function healthStatus(endpoint: string): Promise<number> {
 /** Starts the server child and waits until /healthz answers 200. */
 export async function startServerProcess(opts: ServerStartOptions): Promise<ServerProcess> {
   const bin = join(opts.repoRoot, 'bin', 'keyward.js');
-  const args = [bin, 'server', '--data-dir', opts.dataDir, '--listen', '127.0.0.1:0', '--log-level', opts.logLevel];
+  const args = [
+    bin,
+    'server',
+    '--data-dir',
+    opts.dataDir,
+    '--listen',
+    '127.0.0.1:0',
+    '--log-level',
+    opts.logLevel,
+  ];
   const commandLine = `${process.execPath} ${args.join(' ')}`;
   const child: ChildProcess = spawn(process.execPath, args, {
     cwd: opts.repoRoot,
@@ -187,7 +202,7 @@ export async function startServerProcess(opts: ServerStartOptions): Promise<Serv
     for (;;) {
       if (exited !== undefined) throw failure(`the server exited before it was ready (${exited})`);
       if (performance.now() > deadline) throw failure('the server did not become ready in time');
-      if (credentials === undefined && existsSync(credentialsFile)) {
+      if (opts.firstStart && credentials === undefined && existsSync(credentialsFile)) {
         credentials = parseCredentials(readFileSync(credentialsFile, 'utf8'));
       }
       const endpoint = readyEndpoint ?? credentials?.endpoint;

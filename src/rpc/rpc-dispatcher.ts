@@ -22,7 +22,14 @@ const V1_ENVELOPE_PARAMS: ReadonlySet<string> = new Set([
   'SignatureType',
   'Timestamp',
 ]);
-const NO_ENVELOPE_PARAMS: ReadonlySet<string> = new Set();
+/**
+ * Parameters every ECS request model of the official SDK carries (OwnerId, ResourceOwnerAccount, …). They
+ * name the caller's account on Alibaba Cloud; a Keyward server is one account, so they are accepted and
+ * ignored rather than refused as unknown.
+ */
+const ECS_OWNER_PARAMS = ['OwnerId', 'OwnerAccount', 'ResourceOwnerId', 'ResourceOwnerAccount'] as const;
+const ACS3_ENVELOPE_PARAMS: ReadonlySet<string> = new Set(ECS_OWNER_PARAMS);
+const V1_AND_OWNER_PARAMS: ReadonlySet<string> = new Set([...V1_ENVELOPE_PARAMS, ...ECS_OWNER_PARAMS]);
 
 export interface RpcResult {
   readonly action: string;
@@ -79,7 +86,7 @@ export class RpcDispatcher {
         )}.`,
       );
     }
-    const reader = new ParamReader(params, v1 ? V1_ENVELOPE_PARAMS : NO_ENVELOPE_PARAMS);
+    const reader = new ParamReader(params, v1 ? V1_AND_OWNER_PARAMS : ACS3_ENVELOPE_PARAMS);
     const body = await action.handle(reader, { requestId, accountId, accessKeyId });
     return { action: action.name, accessKeyId, body: { RequestId: requestId, ...body } };
   }

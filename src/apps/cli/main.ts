@@ -6,7 +6,7 @@ import { RpcClient, RpcError } from '../../client/index.js';
 import { ACCESSKEY_HELP, accesskeyCommand } from './commands/accesskey-command.js';
 import { CONFIGURE_HELP, configureCommand } from './commands/configure-command.js';
 import { KEYPAIR_HELP, keypairCommand } from './commands/keypair-command.js';
-import { SERVER_HELP, serverCommand } from './commands/server-command.js';
+import { SERVER_HELP } from './commands/server-help.js';
 import { CliFailure, println, UsageError, type CliIo } from './cli-io.js';
 import { resolveClientSettings } from './client-settings.js';
 
@@ -73,8 +73,11 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo()): 
       case '--version':
         println(io.stdout, VERSION);
         return 0;
-      case 'server':
+      case 'server': {
+        // Loaded on demand: client commands should not pay for the server's modules at start-up.
+        const { serverCommand } = await import('./commands/server-command.js');
         return await serverCommand(rest, io);
+      }
       case 'keypair':
         return await keypairCommand(rest, io, connect);
       case 'accesskey':

@@ -124,3 +124,10 @@ test('a form body that is not form-encoded is refused', async () => {
   });
   assert.equal(res.statusCode, 400);
 });
+
+test('the owner parameters every ECS SDK request model carries are accepted and ignored', async () => {
+  const res = await app.inject(
+    signed('DescribeKeyPairs', { RegionId: 'local', OwnerId: '123', ResourceOwnerAccount: 'acct' }, 'n-6'),
+  );
+  assert.equal(res.statusCode, 200, res.body);
+});

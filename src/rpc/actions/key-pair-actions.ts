@@ -5,7 +5,6 @@
 import { AppError } from '../../platform/errors.js';
 import {
   GENERATED_KEY_TYPES,
-  MAX_KEY_PAIRS_PER_REGION,
   parseKeyPairName,
   parseKeyPairNamePattern,
   parseResourceGroupId,
@@ -16,15 +15,18 @@ import {
 } from '../../keypairs/index.js';
 import { MAX_TAGS_PER_RESOURCE, validateTagFilters, validateTags } from '../../tags/index.js';
 import { ECS_API_VERSION, readRegionId, type RpcAction, type RpcContext } from '../rpc-action.js';
-import type { ParamReader } from '../rpc-params.js';
+import { MAX_PARAM_VALUE_BYTES, type ParamReader } from '../rpc-params.js';
 
 /** DescribeKeyPairs page size bounds (ECS: maximum 50, default 10). */
 export const MAX_KEY_PAIR_PAGE_SIZE = 50;
 export const DEFAULT_KEY_PAIR_PAGE_SIZE = 10;
 /** DeleteKeyPairs takes at most 100 names. */
 export const MAX_KEY_PAIR_NAMES_PER_DELETE = 100;
-/** Bound on the PublicKeyBody text (a 16384-bit RSA certificate in RFC 4716 form fits). */
-const MAX_PUBLIC_KEY_BODY_CHARS = 16384;
+/**
+ * Bound on the PublicKeyBody parameter as read; the parser applies the real limit (16 KiB) and answers an
+ * oversized key with InvalidPublicKeyBody.Malformed, as ECS does.
+ */
+const MAX_PUBLIC_KEY_BODY_CHARS = MAX_PARAM_VALUE_BYTES;
 
 interface Deps {
   readonly keyPairs: KeyPairService;
@@ -112,11 +114,8 @@ export function keyPairActions(deps: Deps): RpcAction[] {
         const fingerprint = params.optionalString('KeyPairFingerPrint', 64);
         const rg = params.optionalString('ResourceGroupId', 64);
         const tags = validateTagFilters(params.tags(MAX_TAGS_PER_RESOURCE));
-        const pageNumber = params.integer('PageNumber', {
-          min: 1,
-          max: MAX_KEY_PAIRS_PER_REGION,
-          fallback: 1,
-        });
+        // A page past the end is an empty page, as in ECS; the bound only keeps the offset arithmetic sane.
+        const pageNumber = params.integer('PageNumber', { min: 1, max: 100_000_000, fallback: 1 });
         const pageSize = params.integer('PageSize', {
           min: 1,
           max: MAX_KEY_PAIR_PAGE_SIZE,

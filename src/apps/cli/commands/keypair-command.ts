@@ -22,9 +22,10 @@ export const KEYPAIR_HELP = `Usage: keyward keypair <command> [options]
 
 Commands:
   create NAME [--type rsa|ed25519] [--out FILE] [--tag KEY=VALUE]... [--resource-group RG] [--json]
-      Creates a key pair (RSA-2048 by default). The private key (PEM PKCS#8) is returned once and is
-      not stored by Keyward: --out writes it to FILE with mode 0600 (refusing to overwrite); without
-      --out it is printed on standard output.
+      Creates a key pair (RSA-2048 by default). The private key is returned once and is not stored by
+      Keyward: RSA as PEM PKCS#8, Ed25519 in OpenSSH format (OpenSSH cannot load PKCS#8 Ed25519).
+      --out writes it to FILE with mode 0600 (refusing to overwrite); without --out it is printed on
+      standard output.
   import NAME --public-key FILE|- [--tag KEY=VALUE]... [--resource-group RG] [--json]
       Imports a public key: OpenSSH one-line, RFC 4716 or PEM; RSA (>= 2048 bits), DSA, ECDSA,
       Ed25519 and their OpenSSH certificates. "-" reads standard input.

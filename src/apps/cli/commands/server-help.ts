@@ -1,0 +1,24 @@
+/** Help text of `keyward server`, apart from the command so the CLI can show it without loading the server. */
+export const SERVER_HELP = `Usage: keyward server [options]
+
+Runs the Keyward server in the foreground: the ECS-compatible API on POST /, GET /healthz.
+On first start with an empty data directory it creates the account and its root access key and
+writes them to DATA_DIR/initial-credentials.json (mode 0600).
+
+Options (each also from an environment variable, then from the config file; flags win):
+  --data-dir DIR      data directory, created 0700              KEYWARD_DATA_DIR   (default ./data)
+  --listen HOST:PORT  address to listen on                      KEYWARD_LISTEN     (default 127.0.0.1:8080)
+  --region ID         region this server serves                 KEYWARD_REGION     (default local)
+  --tls-cert FILE     PEM certificate chain; enables HTTPS      KEYWARD_TLS_CERT
+  --tls-key FILE      PEM private key for --tls-cert            KEYWARD_TLS_KEY
+  --log-level LEVEL   fatal|error|warn|info|debug|trace|silent  KEYWARD_LOG_LEVEL  (default info)
+  --config FILE       JSON file with any of: dataDir, listen, regionId, tlsCert, tlsKey, logLevel
+                                                                KEYWARD_CONFIG
+  -h, --help          show this help
+
+Environment only:
+  KEYWARD_MASTER_KEY  base64 of 32 bytes that seals access key secrets at rest; without it the
+                      key is kept in DATA_DIR/master.key (mode 0600), created on first start.
+
+Logs are JSON lines on standard output. SIGTERM or SIGINT drains in-flight requests and exits 0.
+`;
