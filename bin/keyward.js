@@ -5,7 +5,9 @@ import { existsSync } from 'node:fs';
 
 const main = new URL('../dist/src/apps/cli/main.js', import.meta.url);
 if (!existsSync(main)) {
-  process.stderr.write('keyward: not built yet. Run `npm ci` (or `npm run build`) in the Keyward checkout.\n');
+  process.stderr.write(
+    'keyward: not built yet. Run `npm ci` (or `npm run build`) in the Keyward checkout.\n',
+  );
   process.exit(1);
 }
 const { runCli } = await import(main.href);
