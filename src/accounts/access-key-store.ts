@@ -35,7 +35,11 @@ export interface NewAccessKey extends AccessKeySummary {
   readonly secret: string;
 }
 
+/** Opened secrets kept in memory, keyed by their sealed form (a changed row never hits a stale entry). */
+const MAX_OPENED_SECRETS = 1024;
+
 export class AccessKeyStore {
+  readonly #opened = new Map<string, string>();
   readonly #db: Db;
   readonly #box: SecretBox;
   readonly #clock: Clock;
@@ -122,12 +126,14 @@ export class AccessKeyStore {
       .where('id', '=', accessKeyId)
       .executeTakeFirst();
     if (row === undefined) return undefined;
-    return {
-      id: row.id,
-      accountId: row.account_id,
-      status: row.status,
-      secret: this.#box.open(row.secret_sealed, row.id),
-    };
+    // The row (and so the key's status) is read on every request; only the AES-GCM opening is cached.
+    let secret = this.#opened.get(row.secret_sealed);
+    if (secret === undefined) {
+      secret = this.#box.open(row.secret_sealed, row.id);
+      if (this.#opened.size >= MAX_OPENED_SECRETS) this.#opened.clear();
+      this.#opened.set(row.secret_sealed, secret);
+    }
+    return { id: row.id, accountId: row.account_id, status: row.status, secret };
   }
 
   /** Every access key of the account, oldest first. */

@@ -10,6 +10,7 @@ import { matchesKeyPairNamePattern, type KeyPairName, type KeyPairNamePattern } 
 import {
   alreadyExists,
   quotaExceeded,
+  type KeyPairListing,
   type KeyPairRecord,
   type KeyPairRepository,
 } from './key-pair-repository.js';
@@ -37,6 +38,7 @@ export interface DescribeKeyPairsInput {
   readonly tags: readonly TagFilter[];
   readonly pageNumber: number;
   readonly pageSize: number;
+  readonly includePublicKey: boolean;
 }
 
 export class KeyPairService {
@@ -73,7 +75,7 @@ export class KeyPairService {
   }
 
   /** One page of key pairs matching the filters, and how many match in all. */
-  async describe(input: DescribeKeyPairsInput): Promise<{ total: number; items: KeyPairRecord[] }> {
+  async describe(input: DescribeKeyPairsInput): Promise<{ total: number; items: KeyPairListing[] }> {
     let names: string[] | undefined;
     const pattern = input.namePattern;
     if (pattern?.kind === 'exact') names = [pattern.name];
@@ -92,6 +94,7 @@ export class KeyPairService {
       tags: input.tags,
       offset: (input.pageNumber - 1) * input.pageSize,
       limit: input.pageSize,
+      includePublicKey: input.includePublicKey,
     });
   }
 

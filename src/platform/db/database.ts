@@ -6,7 +6,7 @@
  * writer, `synchronous=FULL` so a committed key pair survives a power cut, foreign keys on.
  */
 import BetterSqlite3 from 'better-sqlite3';
-import { Kysely, Migrator, SqliteDialect } from 'kysely';
+import { Kysely, Migrator, SqliteDialect, type SqliteDatabase, type SqliteStatement } from 'kysely';
 import { migrationProvider } from './migrations/index.js';
 import type { Database } from './schema.js';
 
@@ -27,7 +27,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<Db> {
   sqlite.pragma('synchronous = FULL');
   sqlite.pragma('foreign_keys = ON');
   sqlite.pragma('busy_timeout = 5000');
-  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
+  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
   try {
     await migrateToLatest(db);
   } catch (err) {
@@ -49,4 +49,38 @@ export async function migrateToLatest(db: Db): Promise<void> {
       cause,
     });
   }
+}
+
+/** Most prepared statements kept per SQLite connection. */
+const MAX_CACHED_STATEMENTS = 256;
+
+/**
+ * Kysely's SQLite driver prepares every query anew; preparing costs about as much as running a small
+ * query. Keyward's queries come from a fixed set of builders, so their SQL text repeats: this keeps the
+ * prepared statements by SQL text (least recently used dropped past the bound). Safe because the driver
+ * runs one query at a time on its single connection and Keyward never streams (an iterating statement
+ * could not be reused).
+ */
+function withStatementCache(sqlite: BetterSqlite3.Database): SqliteDatabase {
+  const cache = new Map<string, SqliteStatement>();
+  return {
+    close: () => {
+      cache.clear();
+      sqlite.close();
+    },
+    prepare: (sql) => {
+      let stmt = cache.get(sql);
+      if (stmt !== undefined) {
+        cache.delete(sql);
+      } else {
+        stmt = sqlite.prepare(sql);
+        if (cache.size >= MAX_CACHED_STATEMENTS) {
+          const oldest = cache.keys().next().value;
+          if (oldest !== undefined) cache.delete(oldest);
+        }
+      }
+      cache.set(sql, stmt);
+      return stmt;
+    },
+  };
 }

@@ -10,7 +10,7 @@ import {
   parseResourceGroupId,
   type GeneratedKeyType,
   type KeyPairPlacement,
-  type KeyPairRecord,
+  type KeyPairListing,
   type KeyPairService,
 } from '../../keypairs/index.js';
 import { MAX_TAGS_PER_RESOURCE, validateTagFilters, validateTags } from '../../tags/index.js';
@@ -64,13 +64,13 @@ function readKeyType(params: ParamReader): GeneratedKeyType {
   return found;
 }
 
-function keyPairView(r: KeyPairRecord, includePublicKey: boolean): Record<string, unknown> {
+function keyPairView(r: KeyPairListing): Record<string, unknown> {
   return {
     KeyPairName: r.name,
     KeyPairFingerPrint: r.fingerprintMd5,
     CreationTime: ecsTime(r.createdAt),
     ResourceGroupId: r.resourceGroupId ?? '',
-    ...(includePublicKey && { PublicKey: r.publicKey }),
+    ...(r.publicKey !== undefined && { PublicKey: r.publicKey }),
     Tags: { Tag: r.tags.map((t) => ({ TagKey: t.key, TagValue: t.value })) },
   };
 }
@@ -138,12 +138,13 @@ export function keyPairActions(deps: Deps): RpcAction[] {
           tags,
           pageNumber,
           pageSize,
+          includePublicKey,
         });
         return {
           TotalCount: total,
           PageNumber: pageNumber,
           PageSize: pageSize,
-          KeyPairs: { KeyPair: items.map((r) => keyPairView(r, includePublicKey)) },
+          KeyPairs: { KeyPair: items.map(keyPairView) },
         };
       },
     },
