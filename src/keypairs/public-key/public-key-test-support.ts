@@ -4,20 +4,11 @@
  * installs it, it never skips.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { repoRoot } from '../../../test/helpers/repo-root.js';
 
-/** The repository root: walks up from this (compiled) file to the directory holding package.json. */
-export function repoRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json'))) {
-    const up = dirname(dir);
-    if (up === dir) throw new Error('package.json not found above the test file');
-    dir = up;
-  }
-  return dir;
-}
+export { repoRoot };
 
 /** test/fixtures/public-keys (made by scripts/make-key-fixtures.sh). */
 export function fixturesDir(): string {
