@@ -49,6 +49,21 @@ export const ERROR_CODES = {
   'InvalidKeyPairNames.ValueNotSupported': { status: 400, summary: 'KeyPairNames is not a valid list.' },
   'InvalidKeyType.ValueNotSupported': { status: 400, summary: 'KeyType must be rsa or ed25519.' },
 
+  // Instances and bindings.
+  'InvalidKeyPairName.NotFound': { status: 404, summary: 'No key pair with this name exists in the region.' },
+  'InvalidParameter.KeypairAlreadyAttachedInstance': {
+    status: 400,
+    summary: 'The key pair is bound to an instance; detach it first.',
+  },
+  'InvalidInstanceIds.ValueNotSupported': { status: 400, summary: 'InstanceIds is not a valid list.' },
+  'InvalidInstanceId.NotFound': { status: 404, summary: 'No instance with this id exists in the region.' },
+  'InvalidInstanceName.Malformed': { status: 400, summary: 'The instance name breaks the naming rules.' },
+  IncorrectInstanceStatus: { status: 403, summary: 'The instance is in a state that does not allow this.' },
+  InvalidEnrollmentToken: {
+    status: 403,
+    summary: 'The enrollment token is unknown, expired or already used.',
+  },
+
   // Tags and resource groups.
   'Duplicate.TagKey': { status: 400, summary: 'The same tag key appears twice.' },
   'InvalidTagKey.Malformed': { status: 400, summary: 'A tag key breaks the tag rules.' },
