@@ -121,6 +121,22 @@ export class KeyPairRepository {
     });
   }
 
+  /** The id, name and public key of the key pair called `name` in (account, region), for binding. */
+  async findByName(
+    accountId: string,
+    regionId: string,
+    name: string,
+  ): Promise<{ id: string; name: string; publicKey: string } | undefined> {
+    const row = await this.#db
+      .selectFrom('key_pairs')
+      .select(['id', 'name', 'public_key'])
+      .where('account_id', '=', accountId)
+      .where('region_id', '=', regionId)
+      .where('name', '=', name)
+      .executeTakeFirst();
+    return row === undefined ? undefined : { id: row.id, name: row.name, publicKey: row.public_key };
+  }
+
   /** Every key pair name in (account, region); at most the quota, so cheap to match patterns against. */
   async listNames(accountId: string, regionId: string): Promise<string[]> {
     const rows = await this.#db
@@ -199,19 +215,36 @@ export class KeyPairRepository {
     return byId;
   }
 
-  /** Deletes the named key pairs (and their tags); names that do not exist are ignored. */
+  /**
+   * Deletes the named key pairs (and their tags); names that do not exist are ignored. Refuses, deleting
+   * nothing, when any of them is bound to an instance (`InvalidParameter.KeypairAlreadyAttachedInstance`);
+   * the check runs in the deleting transaction, and the instances' foreign key backs it up.
+   */
   async deleteByNames(accountId: string, regionId: string, names: readonly string[]): Promise<number> {
     if (names.length === 0) return 0;
     return this.#db.transaction().execute(async (trx) => {
       const ids = await trx
         .selectFrom('key_pairs')
-        .select('id')
+        .select(['id', 'name'])
         .where('account_id', '=', accountId)
         .where('region_id', '=', regionId)
         .where('name', 'in', [...names])
         .execute();
       if (ids.length === 0) return 0;
       const idList = ids.map((r) => r.id);
+      const bound = await trx
+        .selectFrom('instances')
+        .select(['id', 'key_pair_id'])
+        .where('key_pair_id', 'in', idList)
+        .limit(1)
+        .executeTakeFirst();
+      if (bound !== undefined) {
+        const name = ids.find((r) => r.id === bound.key_pair_id)?.name ?? '';
+        throw new AppError(
+          'InvalidParameter.KeypairAlreadyAttachedInstance',
+          `The key pair ${name} is bound to the instance ${bound.id}; detach it (DetachKeyPair) before deleting it.`,
+        );
+      }
       await trx.deleteFrom('key_pair_tags').where('key_pair_id', 'in', idList).execute();
       await trx.deleteFrom('key_pairs').where('id', 'in', idList).execute();
       return idList.length;

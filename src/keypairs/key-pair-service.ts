@@ -98,7 +98,19 @@ export class KeyPairService {
     });
   }
 
-  /** Deletes the named key pairs; names that do not exist are ignored, as ECS does. */
+  /** The key pair called `name` in (account, region), with what binding it to an instance needs. */
+  findByName(
+    accountId: string,
+    regionId: string,
+    name: string,
+  ): Promise<{ id: string; name: string; publicKey: string } | undefined> {
+    return this.#repo.findByName(accountId, regionId, name);
+  }
+
+  /**
+   * Deletes the named key pairs; names that do not exist are ignored, as ECS does. A key pair bound to an
+   * instance is refused (`InvalidParameter.KeypairAlreadyAttachedInstance`) and then nothing is deleted.
+   */
   async delete(accountId: string, regionId: string, names: readonly KeyPairName[]): Promise<number> {
     return this.#repo.deleteByNames(accountId, regionId, names);
   }

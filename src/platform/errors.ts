@@ -63,6 +63,9 @@ export const ERROR_CODES = {
     status: 403,
     summary: 'The enrollment token is unknown, expired or already used.',
   },
+  'KeyPair.NotAttached': { status: 400, summary: 'The key pair is not bound to the instance.' },
+  'InvalidResourceId.NotFound': { status: 404, summary: 'A resource to tag or untag does not exist.' },
+  'InvalidResourceType.NotSupported': { status: 400, summary: 'ResourceType must be instance.' },
 
   // Tags and resource groups.
   'Duplicate.TagKey': { status: 400, summary: 'The same tag key appears twice.' },

@@ -5,6 +5,7 @@
 import { RpcClient, RpcError } from '../../client/index.js';
 import { ACCESSKEY_HELP, accesskeyCommand } from './commands/accesskey-command.js';
 import { CONFIGURE_HELP, configureCommand } from './commands/configure-command.js';
+import { INSTANCE_HELP, instanceCommand } from './commands/instance-command.js';
 import { KEYPAIR_HELP, keypairCommand } from './commands/keypair-command.js';
 import { SERVER_HELP } from './commands/server-help.js';
 import { CliFailure, println, UsageError, type CliIo } from './cli-io.js';
@@ -18,8 +19,11 @@ Usage: keyward <command> [options]
 
 Commands:
   server                          run the Keyward server (API on POST /, GET /healthz)
-  keypair create|import|list|show|delete
-                                  manage SSH key pairs (ECS-compatible)
+  agent                           run the Keyward agent on a Linux host (enroll, stay connected, apply)
+  keypair create|import|list|show|delete|attach|detach
+                                  manage SSH key pairs (ECS-compatible) and bind them to instances
+  instance enroll-token|list|show|rename|tag|untag|revoke
+                                  enroll hosts (one-time tokens for their agents) and manage them
   accesskey create|list|disable|enable|delete
                                   manage the account's API access keys
   configure                       write a CLI profile (endpoint, access key, region)
@@ -37,6 +41,7 @@ Read commands take --json. Exit status: 0 success, 1 failure, 2 usage error.
 const HELP: Record<string, string> = {
   server: SERVER_HELP,
   keypair: KEYPAIR_HELP,
+  instance: INSTANCE_HELP,
   accesskey: ACCESSKEY_HELP,
   configure: CONFIGURE_HELP,
 };
@@ -78,8 +83,15 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo()): 
         const { serverCommand } = await import('./commands/server-command.js');
         return await serverCommand(rest, io);
       }
+      case 'agent': {
+        // Loaded on demand, like the server: client commands should not pay for the agent's modules.
+        const { agentCommand } = await import('./commands/agent-command.js');
+        return await agentCommand(rest, io);
+      }
       case 'keypair':
         return await keypairCommand(rest, io, connect);
+      case 'instance':
+        return await instanceCommand(rest, io, connect);
       case 'accesskey':
         return await accesskeyCommand(rest, io, connect);
       case 'configure':

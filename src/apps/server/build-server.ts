@@ -5,12 +5,15 @@
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { AccessKeyStore } from '../../accounts/index.js';
+import { registerEnrollRoute, type AgentGateway, type InstanceService } from '../../instances/index.js';
 import type { KeyPairService } from '../../keypairs/index.js';
 import type { Clock } from '../../platform/clock.js';
 import { handleClientError, handleError } from '../../platform/http/error-response.js';
 import { AppError } from '../../platform/errors.js';
 import { newRequestId } from '../../platform/ids.js';
 import { accessKeyActions } from '../../rpc/actions/access-key-actions.js';
+import { bindingActions } from '../../rpc/actions/binding-actions.js';
+import { instanceActions } from '../../rpc/actions/instance-actions.js';
 import { keyPairActions } from '../../rpc/actions/key-pair-actions.js';
 import { RequestAuthenticator } from '../../rpc/authenticate.js';
 import { RpcDispatcher } from '../../rpc/rpc-dispatcher.js';
@@ -30,6 +33,11 @@ export interface ServerDeps {
   readonly tls?: { readonly key: Buffer; readonly cert: Buffer };
   /** `/healthz` answers 503 until this says ready (the first start still has the account to create). */
   readonly readiness?: { readonly ready: boolean };
+  /**
+   * Enrolled instances: their RPC actions, the agent enrollment route and the agent WebSocket gateway
+   * (attached to the app's HTTP server here, closed with 1001 before the server closes).
+   */
+  readonly instances?: { readonly service: InstanceService; readonly gateway: AgentGateway };
 }
 
 export function buildServer(deps: ServerDeps): FastifyInstance {
@@ -88,13 +96,28 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     nonces: deps.nonces,
     clock: deps.clock,
   });
+  const instances = deps.instances;
   const dispatcher = new RpcDispatcher(
     [
       ...keyPairActions({ keyPairs: deps.keyPairs, regions: deps.regions }),
       ...accessKeyActions({ accessKeys: deps.accessKeys }),
+      ...(instances === undefined
+        ? []
+        : [
+            ...instanceActions({ instances: instances.service, regions: deps.regions }),
+            ...bindingActions({ instances: instances.service, regions: deps.regions }),
+          ]),
     ],
     authenticator,
   );
   registerRpcRoutes(app, dispatcher);
+  if (instances !== undefined) {
+    registerEnrollRoute(app, instances.service);
+    instances.gateway.attach(app.server);
+    // preClose runs before the HTTP server stops: open WebSockets would otherwise keep it from closing.
+    app.addHook('preClose', async () => {
+      await instances.gateway.close();
+    });
+  }
   return app;
 }

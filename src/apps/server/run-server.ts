@@ -8,6 +8,15 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { pino, type Logger } from 'pino';
 import { AccessKeyStore } from '../../accounts/index.js';
+import {
+  AgentGateway,
+  AgentHub,
+  EnrollmentTokenRepository,
+  InstanceRepository,
+  InstanceService,
+  loadOrCreateGrantSigningKey,
+  pinoAuditSink,
+} from '../../instances/index.js';
 import { KeyPairRepository, KeyPairService } from '../../keypairs/index.js';
 import { systemClock, type Clock } from '../../platform/clock.js';
 import { SecretBox } from '../../platform/crypto/secret-box.js';
@@ -71,8 +80,32 @@ export async function startServer(
   const masterKey = config.masterKey ?? loadOrCreateMasterKey(config.dataDir, databaseIsNew);
   const db: Db = await openDatabase({ kind: 'sqlite', file: dbFile });
   try {
-    const accessKeys = new AccessKeyStore({ db, secretBox: new SecretBox(masterKey), clock });
+    const secretBox = new SecretBox(masterKey);
+    const accessKeys = new AccessKeyStore({ db, secretBox, clock });
     await accessKeys.checkMasterKey();
+    const grantSigning = await loadOrCreateGrantSigningKey({ db, secretBox, clock });
+    if (grantSigning.created) {
+      logger.info(
+        { grantSigningPublicKey: grantSigning.key.publicKeyBase64 },
+        'created the grant-signing key (stored sealed with the master key)',
+      );
+    }
+    const keyPairs = new KeyPairService({ repository: new KeyPairRepository(db), clock });
+    const hub = new AgentHub();
+    const audit = pinoAuditSink(logger);
+    const instanceRepository = new InstanceRepository(db);
+    const instances = {
+      service: new InstanceService({
+        repository: instanceRepository,
+        tokens: new EnrollmentTokenRepository(db),
+        keyPairs,
+        hub,
+        audit,
+        clock,
+        grantSigningPublicKey: grantSigning.key.publicKeyBase64,
+      }),
+      gateway: new AgentGateway({ logger, clock, repository: instanceRepository, hub, audit }),
+    };
     const tls =
       config.tls === undefined
         ? undefined
@@ -83,7 +116,8 @@ export async function startServer(
       logger,
       clock,
       accessKeys,
-      keyPairs: new KeyPairService({ repository: new KeyPairRepository(db), clock }),
+      keyPairs,
+      instances,
       nonces: new NonceCache({ windowMs: SIGNATURE_WINDOW_MS, maxEntries: MAX_REMEMBERED_NONCES }),
       regions: new Set([config.regionId]),
       ...(tls !== undefined && { tls }),

@@ -41,12 +41,76 @@ export interface KeyPairTagsTable {
   tag_value: string;
 }
 
+export interface InstancesTable {
+  /** `i-` and 20 lowercase letters and digits. */
+  id: string;
+  account_id: string;
+  region_id: string;
+  name: string;
+  hostname: string;
+  os_name: string;
+  os_version: string;
+  kernel: string;
+  /** JSON array of the host's IP addresses, as the agent reported them. */
+  addresses: string;
+  ssh_address: string;
+  /** JSON array of `{ type, publicKey, fingerprintSha256 }`: sshd's host keys, parsed and re-serialised. */
+  host_keys: string;
+  agent_version: string;
+  login_user: string;
+  /** The agent's Ed25519 identity public key: raw 32 bytes, base64. */
+  identity_public_key: string;
+  status: 'active' | 'revoked';
+  created_at: string;
+  last_seen_at: string;
+  /** The desired binding (null: none). */
+  key_pair_id: string | null;
+  /** Bumped by every change of the desired state; the agent acknowledges each generation it applies. */
+  desired_generation: number;
+  applied_generation: number | null;
+  /** 1 when the applied generation succeeded, 0 when it failed, null before any report. */
+  apply_ok: number | null;
+  apply_error_code: string | null;
+  apply_error_message: string | null;
+}
+
+export interface InstanceTagsTable {
+  instance_id: string;
+  tag_key: string;
+  tag_value: string;
+}
+
+export interface EnrollmentTokensTable {
+  /** SHA-256 (hex) of the token; the token itself is never stored. */
+  digest: string;
+  account_id: string;
+  region_id: string;
+  expires_at: string;
+  used_at: string | null;
+  created_at: string;
+}
+
+export interface ServerKeysTable {
+  id: string;
+  algorithm: string;
+  /** Raw public key, base64. */
+  public_key: string;
+  /** PKCS#8 DER private key, sealed with the master key (SecretBox) bound to the row id. */
+  private_key_sealed: string;
+  created_at: string;
+}
+
 export interface Database {
   accounts: AccountsTable;
   access_keys: AccessKeysTable;
   key_pairs: KeyPairsTable;
   key_pair_tags: KeyPairTagsTable;
+  instances: InstancesTable;
+  instance_tags: InstanceTagsTable;
+  enrollment_tokens: EnrollmentTokensTable;
+  server_keys: ServerKeysTable;
 }
 
 export type AccessKeyRow = Selectable<AccessKeysTable>;
 export type KeyPairRow = Selectable<KeyPairsTable>;
+export type InstanceRow = Selectable<InstancesTable>;

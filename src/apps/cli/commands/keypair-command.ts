@@ -1,5 +1,5 @@
 /**
- * `keyward keypair create|import|list|show|delete`: the key pair actions over the signed API.
+ * `keyward keypair create|import|list|show|delete|attach|detach`: the key pair actions over the signed API.
  */
 import { closeSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -34,7 +34,15 @@ Commands:
   show NAME [--json]
       Shows one key pair with its public key and both fingerprints (MD5 and SHA256).
   delete NAME... [--json]
-      Deletes key pairs (at most 100 per call). Names that do not exist are reported.
+      Deletes key pairs (at most 100 per call). Names that do not exist are reported. A key pair bound to
+      an instance cannot be deleted: detach it first.
+  attach NAME ID... [--json]
+      Binds the key pair to instances (it replaces any key pair bound there; one binding per instance)
+      and prints one result per instance: "applied" once the host's agent has written it, "pending"
+      while the agent has yet to apply it (an offline host gets it when its agent reconnects), or the
+      failure code. Exit status 1 if any instance failed.
+  detach NAME ID... [--json]
+      Unbinds the key pair from instances, with the same per-instance results.
 
 Credentials come from KEYWARD_ENDPOINT, KEYWARD_ACCESS_KEY_ID, KEYWARD_ACCESS_KEY_SECRET and
 KEYWARD_REGION, else from the profile written by \`keyward configure\`.
@@ -42,6 +50,15 @@ KEYWARD_REGION, else from the profile written by \`keyward configure\`.
 
 const MAX_PUBLIC_KEY_FILE_BYTES = 64 * 1024;
 const PAGE_SIZE = 50;
+/** AttachKeyPair/DetachKeyPair take at most 50 instances per call; more are sent in several calls. */
+const MAX_INSTANCES_PER_CALL = 50;
+
+interface BindingResult {
+  InstanceId: string;
+  Success: string;
+  Code: string;
+  Message: string;
+}
 
 interface KeyPairItem {
   KeyPairName: string;
@@ -306,6 +323,45 @@ export async function keypairCommand(
         for (const n of missing) println(io.stderr, `No key pair named ${n} in region ${regionId}.`);
       }
       return missing.length > 0 ? 1 : 0;
+    }
+
+    case 'attach':
+    case 'detach': {
+      const { values, positionals } = parseCommandArgs(rest, common);
+      if (values['help'] === true) return help(io);
+      const [name, ...ids] = positionals;
+      if (name === undefined || ids.length === 0) {
+        throw new UsageError(`keypair ${sub} takes a key pair NAME and at least one instance ID`);
+      }
+      const { client, regionId } = connect();
+      const results: BindingResult[] = [];
+      for (let i = 0; i < ids.length; i += MAX_INSTANCES_PER_CALL) {
+        const res = await client.call<{ Results: { Result: BindingResult[] } }>(
+          sub === 'attach' ? 'AttachKeyPair' : 'DetachKeyPair',
+          {
+            RegionId: regionId,
+            KeyPairName: name,
+            InstanceIds: JSON.stringify(ids.slice(i, i + MAX_INSTANCES_PER_CALL)),
+          },
+        );
+        results.push(...res.Results.Result);
+      }
+      const failed = results.filter((r) => r.Success !== 'true').length;
+      if (values['json'] === true) println(io.stdout, JSON.stringify(results, null, 2));
+      else {
+        printTable(
+          io.stdout,
+          ['INSTANCE', 'RESULT', 'CODE', 'MESSAGE'],
+          results.map((r) => [
+            r.InstanceId,
+            r.Success !== 'true' ? 'failed' : r.Message === 'applied' ? 'applied' : 'pending',
+            r.Code,
+            r.Message,
+          ]),
+        );
+        if (failed > 0) println(io.stderr, `${failed} of ${results.length} instances failed.`);
+      }
+      return failed > 0 ? 1 : 0;
     }
 
     default:

@@ -4,9 +4,11 @@
  */
 import type { Migration, MigrationProvider } from 'kysely';
 import { migration0001 } from './0001-initial.js';
+import { migration0002 } from './0002-instances.js';
 
 const MIGRATIONS: Record<string, Migration> = {
   '0001-initial': migration0001,
+  '0002-instances': migration0002,
 };
 
 /** Kysely migration provider over the migrations compiled into Keyward (no directory scanning). */

@@ -1,0 +1,264 @@
+/**
+ * The agent's configuration: command line flags over `KEYWARD_AGENT_*` environment variables over
+ * defaults, validated once at start with the failing flag or variable named, then frozen. Files the
+ * agent cannot run without (sshd, its config, the CA bundle) are checked here so a typo fails at once
+ * instead of at the first apply. The token file is read only when enrollment needs it (after enrolling,
+ * operators are told to delete it). Only this app reads the environment (it is passed in as `env`).
+ */
+import { accessSync, constants, readFileSync, statSync } from 'node:fs';
+import { isAbsolute } from 'node:path';
+
+export const AGENT_LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type AgentLogLevel = (typeof AGENT_LOG_LEVELS)[number];
+
+/** Where the host's sshd lives (the host library's SshdTarget). */
+export interface SshdTargetConfig {
+  readonly configFile: string;
+  readonly pidFile: string;
+  readonly sshdBinary: string;
+}
+
+/** The validated, frozen configuration. */
+export interface AgentConfig {
+  /** http: or https: base URL, normalised without a trailing slash. */
+  readonly serverUrl: string;
+  readonly token?: string;
+  readonly tokenFile?: string;
+  readonly stateDir: string;
+  readonly loginUser: string;
+  readonly sshAddress?: string;
+  readonly sshd: SshdTargetConfig;
+  readonly caFile?: string;
+  /** The CA bundle's PEM text, read at start. */
+  readonly ca?: Buffer;
+  readonly once: boolean;
+  readonly logLevel: AgentLogLevel;
+}
+
+export const AGENT_DEFAULTS: Readonly<{ stateDir: string; loginUser: string; logLevel: AgentLogLevel }> =
+  Object.freeze({
+    stateDir: '/var/lib/keyward-agent',
+    loginUser: 'root',
+    logLevel: 'info',
+  });
+
+/** A bad setting: the message names the flag or variable it came from. */
+export class AgentConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'AgentConfigError';
+  }
+}
+
+/** The flag names (without `--`) `loadAgentConfig` understands. */
+export const AGENT_FLAGS = [
+  'server',
+  'token',
+  'token-file',
+  'state-dir',
+  'login-user',
+  'ssh-address',
+  'sshd-config',
+  'sshd-pid-file',
+  'sshd-binary',
+  'ca',
+  'once',
+  'log-level',
+] as const;
+/** One of AGENT_FLAGS. */
+export type AgentFlag = (typeof AGENT_FLAGS)[number];
+
+/** `--state-dir` ↔ `KEYWARD_AGENT_STATE_DIR`. */
+export function envName(flag: AgentFlag): string {
+  return `KEYWARD_AGENT_${flag.toUpperCase().replace(/-/g, '_')}`;
+}
+
+interface Setting {
+  readonly value: string;
+  readonly source: string;
+}
+
+const OS_USER = /^[a-z_][a-z0-9_-]{0,31}\$?$/;
+const SSH_ADDRESS = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
+const MAX_CA_BYTES = 1024 * 1024;
+
+/**
+ * Builds the configuration from parsed flags (strings, `once` a boolean) and the environment. Throws
+ * AgentConfigError naming the first bad setting. `defaultSshd` is the host library's DEFAULT_SSHD_TARGET.
+ */
+export function loadAgentConfig(
+  flags: Partial<Record<AgentFlag, string | boolean>>,
+  env: Readonly<Record<string, string | undefined>>,
+  platform: NodeJS.Platform,
+  defaultSshd: SshdTargetConfig,
+): AgentConfig {
+  if (platform !== 'linux') {
+    throw new AgentConfigError(`the agent runs on Linux hosts only (this is ${platform})`);
+  }
+  const pick = (flag: AgentFlag): Setting | undefined => {
+    const v = flags[flag];
+    if (typeof v === 'string') return { value: v, source: `--${flag}` };
+    const e = env[envName(flag)];
+    return e !== undefined && e !== '' ? { value: e, source: envName(flag) } : undefined;
+  };
+
+  const server = pick('server');
+  if (server === undefined) {
+    throw new AgentConfigError(`the server URL is required: --server URL (or ${envName('server')})`);
+  }
+  const serverUrl = parseServerUrl(server);
+
+  // The token and the token file are one setting: the command line beats the environment.
+  const tokenFlag = typeof flags.token === 'string' ? flags.token : undefined;
+  const tokenFileFlag = typeof flags['token-file'] === 'string' ? flags['token-file'] : undefined;
+  let token: Setting | undefined;
+  let tokenFile: Setting | undefined;
+  if (tokenFlag !== undefined || tokenFileFlag !== undefined) {
+    if (tokenFlag !== undefined && tokenFileFlag !== undefined) {
+      throw new AgentConfigError('give either --token or --token-file, not both');
+    }
+    token = tokenFlag === undefined ? undefined : { value: tokenFlag, source: '--token' };
+    tokenFile = tokenFileFlag === undefined ? undefined : { value: tokenFileFlag, source: '--token-file' };
+  } else {
+    token = pick('token');
+    tokenFile = pick('token-file');
+    if (token !== undefined && tokenFile !== undefined) {
+      throw new AgentConfigError(`set either ${envName('token')} or ${envName('token-file')}, not both`);
+    }
+  }
+  if (token !== undefined && !/^[A-Za-z0-9_-]{1,128}$/.test(token.value)) {
+    // Never echo the value: it is a secret.
+    throw new AgentConfigError(`${token.source}: the enrollment token is not in the form the server issues`);
+  }
+  if (tokenFile !== undefined) checkPath(tokenFile);
+
+  const stateDir = pick('state-dir') ?? { value: AGENT_DEFAULTS.stateDir, source: 'default' };
+  checkPath(stateDir);
+
+  const loginUser = pick('login-user') ?? { value: AGENT_DEFAULTS.loginUser, source: 'default' };
+  if (!OS_USER.test(loginUser.value)) {
+    throw new AgentConfigError(`${loginUser.source}: "${loginUser.value}" is not a valid user name`);
+  }
+
+  const sshAddress = pick('ssh-address');
+  if (sshAddress !== undefined) {
+    const m = SSH_ADDRESS.exec(sshAddress.value);
+    const port = Number(m?.[2]);
+    if (m === null || sshAddress.value.length > 300 || port < 1 || port > 65_535) {
+      throw new AgentConfigError(
+        `${sshAddress.source}: "${sshAddress.value}" must be HOST:PORT (a name or IPv4 address, or [IPv6]:PORT)`,
+      );
+    }
+  }
+
+  const sshd: SshdTargetConfig = {
+    configFile: sshdPath(pick('sshd-config'), defaultSshd.configFile, 'the sshd config file', 'file'),
+    pidFile: sshdPath(pick('sshd-pid-file'), defaultSshd.pidFile, 'the sshd pid file', 'any'),
+    sshdBinary: sshdPath(pick('sshd-binary'), defaultSshd.sshdBinary, 'sshd', 'executable'),
+  };
+
+  const caSetting = pick('ca');
+  let ca: Buffer | undefined;
+  if (caSetting !== undefined) {
+    if (!serverUrl.startsWith('https:')) {
+      throw new AgentConfigError(`${caSetting.source}: a CA bundle only applies to an https server URL`);
+    }
+    ca = readCa(caSetting);
+  }
+
+  const level = pick('log-level') ?? { value: AGENT_DEFAULTS.logLevel, source: 'default' };
+  const logLevel = AGENT_LOG_LEVELS.find((l) => l === level.value);
+  if (logLevel === undefined) {
+    throw new AgentConfigError(
+      `${level.source}: the log level must be one of ${AGENT_LOG_LEVELS.join(', ')}`,
+    );
+  }
+
+  return Object.freeze({
+    serverUrl,
+    ...(token !== undefined && { token: token.value }),
+    ...(tokenFile !== undefined && { tokenFile: tokenFile.value }),
+    stateDir: stateDir.value,
+    loginUser: loginUser.value,
+    ...(sshAddress !== undefined && { sshAddress: sshAddress.value }),
+    sshd: Object.freeze(sshd),
+    ...(caSetting !== undefined && { caFile: caSetting.value }),
+    ...(ca !== undefined && { ca }),
+    once: flags.once === true || parseBool(pick('once')),
+    logLevel,
+  });
+}
+
+function parseServerUrl(setting: Setting): string {
+  let url: URL;
+  try {
+    url = new URL(setting.value);
+  } catch {
+    throw new AgentConfigError(
+      `${setting.source}: "${setting.value}" is not a URL (e.g. https://keyward.example.com)`,
+    );
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new AgentConfigError(`${setting.source}: the server URL must start with https:// (or http://)`);
+  }
+  if (url.username !== '' || url.password !== '' || url.search !== '' || url.hash !== '') {
+    throw new AgentConfigError(
+      `${setting.source}: the server URL must not carry credentials, a query or a fragment`,
+    );
+  }
+  return `${url.origin}${url.pathname.replace(/\/+$/, '')}`;
+}
+
+function checkPath(setting: Setting): void {
+  if (setting.value === '' || setting.value.includes('\0')) {
+    throw new AgentConfigError(`${setting.source}: not a valid path`);
+  }
+}
+
+function sshdPath(
+  setting: Setting | undefined,
+  fallback: string,
+  what: string,
+  kind: 'file' | 'executable' | 'any',
+): string {
+  const s = setting ?? { value: fallback, source: 'default' };
+  checkPath(s);
+  // The host library runs and reads these directly; a relative path would depend on the working directory.
+  if (!isAbsolute(s.value)) throw new AgentConfigError(`${s.source}: ${what} must be an absolute path`);
+  if (kind === 'any') return s.value;
+  const hint = setting === undefined ? ' (install openssh-server, or point the agent at it)' : '';
+  try {
+    if (!statSync(s.value).isFile()) throw new Error('not a regular file');
+    if (kind === 'executable') accessSync(s.value, constants.X_OK);
+    else accessSync(s.value, constants.R_OK);
+  } catch (err) {
+    throw new AgentConfigError(
+      `${s.source}: ${what} ${s.value} is not usable: ${(err as Error).message}${hint}`,
+    );
+  }
+  return s.value;
+}
+
+function readCa(setting: Setting): Buffer {
+  checkPath(setting);
+  let pem: Buffer;
+  try {
+    if (statSync(setting.value).size > MAX_CA_BYTES) throw new Error('larger than 1 MiB');
+    pem = readFileSync(setting.value);
+  } catch (err) {
+    throw new AgentConfigError(
+      `${setting.source}: cannot read the CA bundle ${setting.value}: ${(err as Error).message}`,
+    );
+  }
+  if (!pem.includes('-----BEGIN CERTIFICATE-----')) {
+    throw new AgentConfigError(`${setting.source}: ${setting.value} holds no PEM certificate`);
+  }
+  return pem;
+}
+
+function parseBool(setting: Setting | undefined): boolean {
+  if (setting === undefined) return false;
+  if (['1', 'true', 'yes'].includes(setting.value)) return true;
+  if (['0', 'false', 'no'].includes(setting.value)) return false;
+  throw new AgentConfigError(`${setting.source}: must be true or false`);
+}

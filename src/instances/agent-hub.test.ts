@@ -1,0 +1,102 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { ServerMessage } from '../agent-channel/index.js';
+import { AgentHub, type AgentLink } from './agent-hub.js';
+import type { DesiredState } from './instance-repository.js';
+
+class FakeLink implements AgentLink {
+  lastSentGeneration = -1;
+  deferred: DesiredState | undefined;
+  lastHeardMs = 0;
+  ready = true;
+  readonly sent: ServerMessage[] = [];
+  closedWith: number | undefined;
+  constructor(readonly instanceId: string) {}
+  send(m: ServerMessage): void {
+    this.sent.push(m);
+  }
+  close(code: number): void {
+    this.closedWith = code;
+  }
+}
+
+const BINDING = { keyPairName: 'kp', publicKey: 'ssh-ed25519 AAAA' };
+
+test('a newer connection for the same instance replaces the older, which is handed back', () => {
+  const hub = new AgentHub();
+  const a = new FakeLink('i-1');
+  const b = new FakeLink('i-1');
+  assert.equal(hub.attach(a), undefined);
+  assert.equal(hub.attach(b), a);
+  assert.equal(hub.get('i-1'), b);
+  assert.equal(hub.detach(a), false, 'the replaced connection no longer detaches the current one');
+  assert.ok(hub.isConnected('i-1'));
+  assert.ok(hub.detach(b));
+  assert.equal(hub.isConnected('i-1'), false);
+});
+
+test('desired states reach a ready connection in generation order, never an older after a newer', () => {
+  const hub = new AgentHub();
+  const link = new FakeLink('i-1');
+  hub.attach(link);
+  assert.ok(hub.pushDesired('i-1', { generation: 2, binding: BINDING }));
+  assert.ok(hub.pushDesired('i-1', { generation: 1, binding: null }));
+  assert.ok(hub.pushDesired('i-1', { generation: 3, binding: null }));
+  assert.deepEqual(
+    link.sent.map((m) => (m.t === 'desired' ? m.generation : -1)),
+    [2, 3],
+  );
+});
+
+test('pushes to an offline instance are dropped; to one in its handshake they are kept, newest only', () => {
+  const hub = new AgentHub();
+  assert.equal(hub.pushDesired('i-1', { generation: 1, binding: null }), false);
+  const link = new FakeLink('i-1');
+  link.ready = false;
+  hub.attach(link);
+  assert.equal(hub.pushDesired('i-1', { generation: 3, binding: BINDING }), false);
+  assert.equal(hub.pushDesired('i-1', { generation: 2, binding: null }), false);
+  assert.deepEqual(link.sent, []);
+  assert.deepEqual(link.deferred, { generation: 3, binding: BINDING });
+});
+
+test('a waiter learns the applied result of its generation, or that a later one superseded it', async () => {
+  const hub = new AgentHub();
+  hub.attach(new FakeLink('i-1'));
+  const w1 = hub.awaitApplied('i-1', 1, 5_000);
+  const w2 = hub.awaitApplied('i-1', 2, 5_000);
+  const w3 = hub.awaitApplied('i-1', 3, 5_000);
+  hub.applied('i-1', { generation: 2, ok: false, code: 'Host.SshdConfigInvalid', message: 'sshd -t failed' });
+  assert.deepEqual(await w1, { kind: 'superseded', generation: 2 });
+  assert.deepEqual(await w2, {
+    kind: 'applied',
+    state: { generation: 2, ok: false, code: 'Host.SshdConfigInvalid', message: 'sshd -t failed' },
+  });
+  hub.applied('i-1', { generation: 3, ok: true });
+  assert.deepEqual(await w3, { kind: 'applied', state: { generation: 3, ok: true } });
+});
+
+test('waiting on an offline instance answers offline at once; a disconnect answers waiters offline', async () => {
+  const hub = new AgentHub();
+  assert.deepEqual(await hub.awaitApplied('i-1', 1, 5_000), { kind: 'offline' });
+  const link = new FakeLink('i-1');
+  hub.attach(link);
+  const w = hub.awaitApplied('i-1', 1, 5_000);
+  hub.detach(link);
+  assert.deepEqual(await w, { kind: 'offline' });
+});
+
+test('a waiter with no answer in time gets no-answer', async () => {
+  const hub = new AgentHub();
+  hub.attach(new FakeLink('i-1'));
+  assert.deepEqual(await hub.awaitApplied('i-1', 1, 20), { kind: 'no-answer' });
+});
+
+test('disconnect closes the connection with the code given', () => {
+  const hub = new AgentHub();
+  const link = new FakeLink('i-1');
+  hub.attach(link);
+  assert.ok(hub.disconnect('i-1', 4403, 'revoked'));
+  assert.equal(link.closedWith, 4403);
+  assert.equal(hub.disconnect('i-2', 4403, 'revoked'), false);
+});

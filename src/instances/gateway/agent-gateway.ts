@@ -1,0 +1,488 @@
+/**
+ * The agent gateway's WebSocket side: `GET /agent/v1/connect`, upgraded by the `ws` package in `noServer`
+ * mode on the HTTP(S) server's 'upgrade' event. Per connection: a challenge, the agent's signed hello
+ * (decided by hello.ts), then `welcome` and the current desired state; afterwards the agent's `applied`
+ * reports are stored and handed to the hub's waiters. Refusals close with the contract's codes (4400
+ * malformed, 4401 authentication failed, 4403 revoked, 4408 hello timeout, 4409 replaced; ws itself closes
+ * an oversized message with 1009) and each one is an audit event.
+ *
+ * Built for 10,000 agents per process: one small object per connection and no per-connection timers. One
+ * shared interval sweeps handshake deadlines every second and, every HEARTBEAT_INTERVAL_MS, pings every
+ * agent, drops those silent for HEARTBEAT_TIMEOUT_MS, and writes `last_seen_at` in batches at most every
+ * 30 s per instance. Deadlines are read from the Clock, so tests move time instead of waiting.
+ *
+ * Leaves to others: enrollment (enroll-route.ts), what a desired state means (instance service), and the
+ * agent's side of the channel (src/agent).
+ */
+import { randomBytes } from 'node:crypto';
+import type { IncomingMessage, Server as HttpServer } from 'node:http';
+import type { Server as HttpsServer } from 'node:https';
+import type { Duplex } from 'node:stream';
+import type { Logger } from 'pino';
+import { WebSocket, WebSocketServer } from 'ws';
+import {
+  AgentProtocolError,
+  CLOSE_CODES,
+  CONNECT_PATH,
+  HEARTBEAT_INTERVAL_MS,
+  HEARTBEAT_TIMEOUT_MS,
+  HELLO_TIMEOUT_MS,
+  MAX_AGENT_MESSAGE_BYTES,
+  parseAgentMessage,
+  type AgentMessage,
+  type AppliedState,
+} from '../../agent-channel/index.js';
+import type { Clock } from '../../platform/clock.js';
+import { AppError } from '../../platform/errors.js';
+import type { AgentHub } from '../agent-hub.js';
+import { storedFactsOf } from '../host-facts.js';
+import type { InstanceAuditSink, RefusalReason } from '../instance-audit.js';
+import type { InstanceId } from '../instance-id.js';
+import type { InstanceRepository } from '../instance-repository.js';
+import { causeOf, refuseUpgrade, Session, toBuffer, type SessionOwner } from './agent-session.js';
+import { decideHello } from './hello.js';
+
+/** Timings and bounds of the gateway; tests shorten some of them. */
+export interface GatewayTimings {
+  readonly helloTimeoutMs: number;
+  readonly heartbeatIntervalMs: number;
+  readonly heartbeatTimeoutMs: number;
+  /** Least time between two `last_seen_at` writes of one instance. */
+  readonly lastSeenWriteIntervalMs: number;
+  /** Period of the one shared timer (handshake deadlines are checked this often). */
+  readonly sweepIntervalMs: number;
+  /** How long shutdown waits for agents to answer the 1001 close before cutting them off. */
+  readonly closeGraceMs: number;
+  /** Connections still in their handshake beyond which new ones are turned away (503). */
+  readonly maxPendingHandshakes: number;
+}
+
+export const DEFAULT_GATEWAY_TIMINGS: GatewayTimings = Object.freeze({
+  helloTimeoutMs: HELLO_TIMEOUT_MS,
+  heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS,
+  heartbeatTimeoutMs: HEARTBEAT_TIMEOUT_MS,
+  lastSeenWriteIntervalMs: 30_000,
+  sweepIntervalMs: 1_000,
+  closeGraceMs: 2_000,
+  maxPendingHandshakes: 10_000,
+});
+
+/** Messages an agent may send while its hello is being verified (they are handled after `welcome`). */
+const MAX_QUEUED_DURING_HELLO = 8;
+
+export interface AgentGatewayDeps {
+  readonly logger: Logger;
+  readonly clock: Clock;
+  readonly repository: InstanceRepository;
+  readonly hub: AgentHub;
+  readonly audit: InstanceAuditSink;
+  readonly timings?: Partial<GatewayTimings>;
+}
+
+/** The WebSocket endpoint agents connect to. */
+export class AgentGateway implements SessionOwner {
+  readonly #logger: Logger;
+  readonly #clock: Clock;
+  readonly #repo: InstanceRepository;
+  readonly #hub: AgentHub;
+  readonly #audit: InstanceAuditSink;
+  readonly #t: GatewayTimings;
+  readonly #wss: WebSocketServer;
+  readonly #pending = new Set<Session>();
+  #server: HttpServer | HttpsServer | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #lastHeartbeatMs: number;
+  #closing: Promise<void> | undefined;
+  readonly #onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    this.#upgrade(req, socket, head);
+  };
+
+  constructor(deps: AgentGatewayDeps) {
+    this.#logger = deps.logger;
+    this.#clock = deps.clock;
+    this.#repo = deps.repository;
+    this.#hub = deps.hub;
+    this.#audit = deps.audit;
+    this.#t = { ...DEFAULT_GATEWAY_TIMINGS, ...deps.timings };
+    this.#lastHeartbeatMs = deps.clock.nowMs();
+    this.#wss = new WebSocketServer({
+      noServer: true,
+      maxPayload: MAX_AGENT_MESSAGE_BYTES,
+      perMessageDeflate: false,
+      clientTracking: false,
+    });
+  }
+
+  /** Number of authenticated connections. */
+  get connectionCount(): number {
+    return this.#hub.size;
+  }
+
+  /** Starts serving upgrades on `server` (the Fastify app's `app.server`) and the shared timer. */
+  attach(server: HttpServer | HttpsServer): void {
+    if (this.#server !== undefined) throw new TypeError('the agent gateway is already attached');
+    this.#server = server;
+    server.on('upgrade', this.#onUpgrade);
+    this.#timer = setInterval(() => {
+      try {
+        this.#tick();
+      } catch (err) {
+        this.#logger.error({ err }, 'agent gateway sweep failed');
+      }
+    }, this.#t.sweepIntervalMs);
+    this.#timer.unref();
+  }
+
+  /** Closes every agent connection with 1001 (waiting briefly for the close handshake) and stops. */
+  close(): Promise<void> {
+    this.#closing ??= this.#shutdown();
+    return this.#closing;
+  }
+
+  async #shutdown(): Promise<void> {
+    if (this.#timer !== undefined) clearInterval(this.#timer);
+    this.#server?.off('upgrade', this.#onUpgrade);
+    const sessions = new Set<Session>(this.#pending);
+    for (const link of this.#hub.links()) if (link instanceof Session) sessions.add(link);
+    const closed = [...sessions].map(
+      (s) =>
+        new Promise<void>((resolve) => {
+          if (s.ws.readyState === WebSocket.CLOSED) {
+            resolve();
+            return;
+          }
+          s.ws.once('close', () => {
+            resolve();
+          });
+          this.closeSession(s, CLOSE_CODES.serverShutdown, 'server shutting down');
+        }),
+    );
+    let grace: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.all(closed),
+      new Promise<void>((resolve) => {
+        grace = setTimeout(resolve, this.#t.closeGraceMs);
+      }),
+    ]);
+    clearTimeout(grace);
+    for (const s of sessions) if (s.ws.readyState !== WebSocket.CLOSED) s.ws.terminate();
+    await new Promise<void>((resolve) => {
+      this.#wss.close(() => {
+        resolve();
+      });
+    });
+  }
+
+  #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    // Errors on a socket before ws owns it (a client resetting mid-handshake) must not crash the server.
+    socket.on('error', () => {
+      socket.destroy();
+    });
+    const path = (req.url ?? '/').split('?')[0];
+    if (path !== CONNECT_PATH) {
+      refuseUpgrade(
+        socket,
+        new AppError('InvalidAction.NotFound', `Only ${CONNECT_PATH} accepts WebSocket connections.`),
+      );
+      return;
+    }
+    if (this.#closing !== undefined) {
+      refuseUpgrade(socket, new AppError('ServiceUnavailable', 'The server is shutting down.'));
+      return;
+    }
+    const remoteAddress = req.socket.remoteAddress ?? '';
+    if (this.#pending.size >= this.#t.maxPendingHandshakes) {
+      this.#audit.record({
+        event: 'agent.connect.refused',
+        reason: 'server-busy',
+        closeCode: 503,
+        remoteAddress,
+      });
+      refuseUpgrade(socket, new AppError('ServiceUnavailable', 'Too many agents are connecting; retry.'));
+      return;
+    }
+    this.#wss.handleUpgrade(req, socket, head, (ws) => {
+      this.#open(ws, remoteAddress);
+    });
+  }
+
+  #open(ws: WebSocket, remoteAddress: string): void {
+    const now = this.#clock.nowMs();
+    const s = new Session(ws, remoteAddress, this, now, now + this.#t.helloTimeoutMs);
+    s.nonce = randomBytes(32).toString('base64url');
+    this.#pending.add(s);
+    ws.on('message', (data, isBinary) => {
+      this.#message(s, toBuffer(data), isBinary);
+    });
+    ws.on('pong', () => {
+      s.lastHeardMs = this.#clock.nowMs();
+    });
+    ws.on('error', (err) => {
+      // ws closes the socket itself after an error (1009 for an oversized message, 1002 for a bad frame).
+      this.#logger.debug({ err, instanceId: s.instanceId, remoteAddress }, 'agent socket error');
+    });
+    ws.on('close', (code) => {
+      this.#closed(s, code);
+    });
+    s.send({ t: 'challenge', nonce: s.nonce });
+  }
+
+  #message(s: Session, data: Buffer, isBinary: boolean): void {
+    s.lastHeardMs = this.#clock.nowMs();
+    if (s.phase === 'closed') return;
+    if (isBinary) {
+      this.#protocolError(s, 'binary frames are not part of the protocol');
+      return;
+    }
+    switch (s.phase) {
+      case 'hello':
+        s.phase = 'verifying';
+        this.#verify(s, data).catch((err: unknown) => {
+          this.#logger.error({ err, remoteAddress: s.remoteAddress }, 'agent hello failed');
+          this.closeSession(s, 1011, 'server error');
+        });
+        return;
+      case 'verifying':
+        s.queued ??= [];
+        if (s.queued.length >= MAX_QUEUED_DURING_HELLO) {
+          this.#protocolError(s, 'too many messages before welcome');
+          return;
+        }
+        s.queued.push(data);
+        return;
+      case 'open':
+        this.#agentMessage(s, data).catch((err: unknown) => {
+          this.#logger.error({ err, instanceId: s.instanceId }, 'agent message failed');
+        });
+        return;
+    }
+  }
+
+  /** A message that breaks the protocol: refused before authentication, a disconnect after. */
+  #protocolError(s: Session, detail: string): void {
+    if (s.phase === 'open') {
+      this.#logger.warn({ instanceId: s.instanceId, detail }, 'agent broke the protocol');
+      this.closeSession(s, CLOSE_CODES.malformed, 'malformed message', detail);
+    } else {
+      this.#refuse(s, 'malformed', CLOSE_CODES.malformed, detail);
+    }
+  }
+
+  #refuse(s: Session, reason: RefusalReason, closeCode: number, detail?: string, instanceId?: string): void {
+    if (s.phase === 'closed') return;
+    this.#audit.record({
+      event: 'agent.connect.refused',
+      reason,
+      closeCode,
+      remoteAddress: s.remoteAddress,
+      ...(instanceId !== undefined && { instanceId }),
+      ...(detail !== undefined && { detail }),
+    });
+    this.closeSession(s, closeCode, reason);
+  }
+
+  async #verify(s: Session, data: Buffer): Promise<void> {
+    let msg: AgentMessage;
+    try {
+      msg = parseAgentMessage(data);
+    } catch (err) {
+      if (!(err instanceof AgentProtocolError)) throw err;
+      this.#refuse(s, 'malformed', CLOSE_CODES.malformed, err.message);
+      return;
+    }
+    if (msg.t !== 'hello') {
+      this.#refuse(s, 'malformed', CLOSE_CODES.malformed, 'the first message must be hello');
+      return;
+    }
+    const identity = await this.#repo.findIdentity(msg.instanceId);
+    if (s.phase !== 'verifying' || s.nonce === undefined) return;
+    const decision = decideHello(identity, msg.instanceId, msg.signature, s.nonce);
+    if (!decision.ok || identity === undefined) {
+      const reason = decision.ok ? 'unknown-instance' : decision.reason;
+      const code = decision.ok ? CLOSE_CODES.authenticationFailed : decision.closeCode;
+      this.#refuse(s, reason, code, undefined, msg.instanceId);
+      return;
+    }
+    const id: InstanceId = identity.id;
+    s.instanceId = id;
+    s.nonce = undefined;
+    // Attach before storing, so a revoke that lands meanwhile either sees this connection (and closes it) or
+    // has already marked the row, which recordHello then refuses.
+    const replaced = this.#hub.attach(s);
+    if (replaced !== undefined) replaced.close(CLOSE_CODES.replaced, 'replaced by a newer connection');
+    const { facts, droppedHostKeys } = storedFactsOf(msg.facts);
+    const nowMs = this.#clock.nowMs();
+    if (!(await this.#repo.recordHello(id, facts, new Date(nowMs).toISOString()))) {
+      this.#refuse(s, 'revoked', CLOSE_CODES.revoked, undefined, id);
+      return;
+    }
+    if (droppedHostKeys.length > 0) {
+      this.#logger.warn(
+        { instanceId: id, droppedHostKeys },
+        'agent reported host keys that cannot be pinned',
+      );
+    }
+    const before = identity.hostKeys.map((k) => k.publicKey).sort();
+    const after = facts.hostKeys.map((k) => k.publicKey).sort();
+    if (before.join('\n') !== after.join('\n')) {
+      this.#audit.record({
+        event: 'agent.hostkeys.changed',
+        instanceId: id,
+        remoteAddress: s.remoteAddress,
+        fingerprints: facts.hostKeys.map((k) => k.fingerprintSha256),
+      });
+    }
+    if (msg.applied !== null) await this.#applied(s, msg.applied);
+    const desired = await this.#repo.desiredState(id);
+    if (s.phase !== 'verifying' || desired === undefined) return;
+    // From here on, synchronously: ready, welcome, the desired state read just now, then any newer state
+    // pushed during the handshake (a change that committed after the read). Later pushes are delivered.
+    this.#pending.delete(s);
+    s.phase = 'open';
+    s.ready = true;
+    s.lastSeenWrittenMs = nowMs;
+    s.send({ t: 'welcome', instanceId: id });
+    const newest =
+      s.deferred !== undefined && s.deferred.generation > desired.generation ? s.deferred : desired;
+    s.deferred = undefined;
+    s.lastSentGeneration = newest.generation;
+    s.send({ t: 'desired', generation: newest.generation, binding: newest.binding });
+    this.#audit.record({
+      event: 'agent.connect',
+      instanceId: id,
+      remoteAddress: s.remoteAddress,
+      agentVersion: facts.agentVersion,
+    });
+    const queued = s.queued ?? [];
+    s.queued = undefined;
+    for (const data of queued) await this.#agentMessage(s, data);
+  }
+
+  async #agentMessage(s: Session, data: Buffer): Promise<void> {
+    if (s.phase !== 'open') return;
+    let msg: AgentMessage;
+    try {
+      msg = parseAgentMessage(data);
+    } catch (err) {
+      if (!(err instanceof AgentProtocolError)) throw err;
+      this.#protocolError(s, err.message);
+      return;
+    }
+    if (msg.t !== 'applied') {
+      this.#protocolError(s, 'hello is only valid as the first message');
+      return;
+    }
+    await this.#applied(s, {
+      generation: msg.generation,
+      ok: msg.ok,
+      ...(msg.code !== undefined && { code: msg.code }),
+      ...(msg.message !== undefined && { message: msg.message }),
+    });
+  }
+
+  async #applied(s: Session, state: AppliedState): Promise<void> {
+    const id = s.instanceId as InstanceId;
+    const current = await this.#repo.storeApplied(id, state);
+    this.#audit.record({
+      event: 'binding.applied',
+      instanceId: id,
+      remoteAddress: s.remoteAddress,
+      generation: state.generation,
+      ok: state.ok,
+      ...(state.code !== undefined && { code: state.code }),
+      current,
+    });
+    this.#hub.applied(id, state);
+  }
+
+  /**
+   * Ends a session: unregisters it and closes the socket with `code` (a terminate for 1006, a dead peer).
+   * Safe to call more than once. Called by the hub (revoke, replace) and by the gateway itself.
+   */
+  closeSession(s: Session, code: number, reason: string, detail?: string): void {
+    if (s.phase === 'closed') return;
+    const wasOpen = s.phase === 'open';
+    s.phase = 'closed';
+    s.nonce = undefined;
+    s.queued = undefined;
+    this.#pending.delete(s);
+    this.#hub.detach(s);
+    if (code === 1006) s.ws.terminate();
+    else if (s.ws.readyState === WebSocket.OPEN || s.ws.readyState === WebSocket.CONNECTING) {
+      s.ws.close(code, reason);
+    }
+    if (wasOpen) {
+      this.#audit.record({
+        event: 'agent.disconnect',
+        instanceId: s.instanceId,
+        remoteAddress: s.remoteAddress,
+        closeCode: code,
+        cause: code === 1006 ? 'heartbeat-timeout' : causeOf(code),
+        ...(detail !== undefined && { detail }),
+      });
+    }
+  }
+
+  /** The socket closed (by the agent, the network, or after our own close). */
+  #closed(s: Session, code: number): void {
+    if (s.phase === 'closed') return;
+    const wasOpen = s.phase === 'open';
+    s.phase = 'closed';
+    this.#pending.delete(s);
+    this.#hub.detach(s);
+    if (wasOpen) {
+      this.#audit.record({
+        event: 'agent.disconnect',
+        instanceId: s.instanceId,
+        remoteAddress: s.remoteAddress,
+        closeCode: code,
+        cause: 'closed',
+      });
+    }
+  }
+
+  #tick(): void {
+    const now = this.#clock.nowMs();
+    for (const s of this.#pending) {
+      if (now >= s.deadlineMs) {
+        this.#refuse(
+          s,
+          'hello-timeout',
+          CLOSE_CODES.helloTimeout,
+          undefined,
+          s.instanceId === '' ? undefined : s.instanceId,
+        );
+      }
+    }
+    if (now - this.#lastHeartbeatMs >= this.#t.heartbeatIntervalMs) {
+      this.#lastHeartbeatMs = now;
+      this.#heartbeat(now);
+    }
+  }
+
+  #heartbeat(now: number): void {
+    const due: string[] = [];
+    for (const link of this.#hub.links()) {
+      if (!(link instanceof Session) || !link.ready) continue;
+      if (now - link.lastHeardMs > this.#t.heartbeatTimeoutMs) {
+        // Deleting the current entry while iterating a Map is safe.
+        this.closeSession(link, 1006, 'heartbeat timeout');
+        continue;
+      }
+      // A socket the agent has started closing is not pinged (ws throws); its 'close' event follows.
+      if (link.ws.readyState === WebSocket.OPEN) link.ws.ping();
+      if (
+        link.lastHeardMs > link.lastSeenWrittenMs &&
+        now - link.lastSeenWrittenMs >= this.#t.lastSeenWriteIntervalMs
+      ) {
+        link.lastSeenWrittenMs = now;
+        due.push(link.instanceId);
+      }
+    }
+    if (due.length > 0) {
+      this.#repo.touchLastSeen(due, new Date(now).toISOString()).catch((err: unknown) => {
+        this.#logger.error({ err }, 'could not record agents last seen');
+      });
+    }
+  }
+}

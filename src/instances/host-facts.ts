@@ -1,0 +1,38 @@
+/**
+ * Host facts as Keyward stores them: the agent's report (already parsed strictly by the channel contract)
+ * with its sshd host keys parsed and re-serialised (host-keys.ts). Pure.
+ */
+import type { HostFacts } from '../agent-channel/index.js';
+import { normaliseHostKeys, type HostKey } from './host-keys.js';
+
+/** Host facts as stored. */
+export interface StoredFacts {
+  readonly hostname: string;
+  readonly osName: string;
+  readonly osVersion: string;
+  readonly kernel: string;
+  readonly addresses: readonly string[];
+  readonly sshAddress: string;
+  readonly hostKeys: readonly HostKey[];
+  readonly agentVersion: string;
+  readonly loginUser: string;
+}
+
+/** The stored form of reported facts, and why any reported host key was not kept. */
+export function storedFactsOf(facts: HostFacts): { facts: StoredFacts; droppedHostKeys: string[] } {
+  const { keys, dropped } = normaliseHostKeys(facts.hostKeys);
+  return {
+    facts: {
+      hostname: facts.hostname,
+      osName: facts.osName,
+      osVersion: facts.osVersion,
+      kernel: facts.kernel,
+      addresses: [...facts.addresses],
+      sshAddress: facts.sshAddress,
+      hostKeys: keys,
+      agentVersion: facts.agentVersion,
+      loginUser: facts.loginUser,
+    },
+    droppedHostKeys: dropped,
+  };
+}

@@ -1,0 +1,57 @@
+/**
+ * Instances: hosts running the Keyward agent. Enrollment tokens and enrollment, the agent gateway
+ * (HTTP enrollment and the WebSocket channel), the desired key pair binding and its delivery, listing,
+ * names, tags, revocation, and the server's grant-signing key.
+ */
+export { AgentHub, type AgentLink, type ApplyOutcome } from './agent-hub.js';
+export { outcomeResult, type BindingResult } from './binding-outcome.js';
+export { BINDING_STATES, bindingState, type BindingState } from './binding-state.js';
+export {
+  DEFAULT_ENROLLMENT_TTL_SECONDS,
+  ENROLLMENT_TOKEN_PREFIX,
+  MAX_ENROLLMENT_TTL_SECONDS,
+  MIN_ENROLLMENT_TTL_SECONDS,
+  enrollmentTokenDigest,
+} from './enrollment-token.js';
+export { EnrollmentTokenRepository } from './enrollment-token-repository.js';
+export {
+  AgentGateway,
+  DEFAULT_GATEWAY_TIMINGS,
+  type AgentGatewayDeps,
+  type GatewayTimings,
+} from './gateway/agent-gateway.js';
+export { registerEnrollRoute } from './gateway/enroll-route.js';
+export { decideHello, type HelloDecision } from './gateway/hello.js';
+export {
+  GrantSigningKey,
+  ed25519PublicKeyFromRaw,
+  loadOrCreateGrantSigningKey,
+  rawEd25519PublicKey,
+} from './grant-signing-key.js';
+export type { StoredFacts } from './host-facts.js';
+export type { HostKey } from './host-keys.js';
+export { pinoAuditSink, type InstanceAuditEvent, type InstanceAuditSink } from './instance-audit.js';
+export {
+  INSTANCE_ID_PATTERN,
+  isInstanceId,
+  parseInstanceName,
+  type InstanceId,
+  type InstanceName,
+} from './instance-id.js';
+export {
+  INSTANCE_STATES,
+  InstanceRepository,
+  type DesiredState,
+  type InstanceRecord,
+  type InstanceState,
+} from './instance-repository.js';
+export {
+  APPLY_WAIT_MS,
+  INSTANCE_STATUSES,
+  InstanceService,
+  type Actor,
+  type DescribeInstancesInput,
+  type InstanceStatus,
+  type InstanceView,
+  type KeyPairLookup,
+} from './instance-service.js';

@@ -1,0 +1,465 @@
+/**
+ * The instance use cases: enrollment tokens and enrollment, listing, rename, tags, revocation, and
+ * binding key pairs (attach/detach, up to 50 instances a call, one result per instance). Each validates
+ * what the RPC layer parsed, decides with pure functions, leaves storage to the repositories and delivery
+ * to the agent hub, and records audit events.
+ */
+import { AgentProtocolError, parseEnrollRequest, type EnrollResponse } from '../agent-channel/index.js';
+import type { Clock } from '../platform/clock.js';
+import { AppError } from '../platform/errors.js';
+import type { Tag, TagFilter } from '../tags/index.js';
+import type { AgentHub } from './agent-hub.js';
+import { failure, outcomeResult, type BindingResult } from './binding-outcome.js';
+import { bindingState, type BindingState } from './binding-state.js';
+import {
+  enrollmentTokenDigest,
+  enrollmentTokenExpiry,
+  isEnrollmentTokenForm,
+  newEnrollmentToken,
+} from './enrollment-token.js';
+import { TOKEN_RETENTION_MS, type EnrollmentTokenRepository } from './enrollment-token-repository.js';
+import { ed25519PublicKeyFromRaw } from './grant-signing-key.js';
+import { storedFactsOf } from './host-facts.js';
+import type { InstanceAuditSink } from './instance-audit.js';
+import { defaultInstanceName, isInstanceId, newInstanceId, type InstanceId } from './instance-id.js';
+import type {
+  DesiredState,
+  InstanceRecord,
+  InstanceRepository,
+  InstanceState,
+} from './instance-repository.js';
+
+/** How long AttachKeyPair/DetachKeyPair wait for a connected agent's report (the SDK gives up at 3 s). */
+export const APPLY_WAIT_MS = 2_000;
+
+/** ECS-style instance status: Running while the agent is connected. */
+export const INSTANCE_STATUSES = ['Running', 'Offline', 'Revoked'] as const;
+export type InstanceStatus = (typeof INSTANCE_STATUSES)[number];
+
+/** The key pair lookup binding needs (KeyPairService provides it). */
+export interface KeyPairLookup {
+  findByName(
+    accountId: string,
+    regionId: string,
+    name: string,
+  ): Promise<{ readonly id: string; readonly name: string; readonly publicKey: string } | undefined>;
+}
+
+/** An instance as listed: the record plus what is known only at run time. */
+export interface InstanceView {
+  readonly record: InstanceRecord;
+  readonly status: InstanceStatus;
+  /** The latest contact: the agent's last message or pong when it is connected here, else the stored time. */
+  readonly lastSeenAt: string;
+  readonly binding: {
+    readonly state: BindingState;
+    readonly errorCode: string | null;
+    readonly errorMessage: string | null;
+  };
+}
+
+export interface DescribeInstancesInput {
+  readonly accountId: string;
+  readonly regionId: string;
+  readonly ids?: readonly string[];
+  /** Exact name, or a pattern with `*` wildcards. */
+  readonly name?: string;
+  readonly keyPairName?: string;
+  readonly status?: InstanceStatus;
+  readonly tags: readonly TagFilter[];
+  readonly pageNumber: number;
+  readonly pageSize: number;
+}
+
+/** Who asked (for audit events). */
+export interface Actor {
+  readonly accountId: string;
+  readonly accessKeyId: string;
+}
+
+export interface InstanceServiceDeps {
+  readonly repository: InstanceRepository;
+  readonly tokens: EnrollmentTokenRepository;
+  readonly keyPairs: KeyPairLookup;
+  readonly hub: AgentHub;
+  readonly audit: InstanceAuditSink;
+  readonly clock: Clock;
+  /** The grant-signing public key handed to enrolling agents (raw Ed25519, base64). */
+  readonly grantSigningPublicKey: string;
+  readonly applyWaitMs?: number;
+}
+
+function wildcardRegex(pattern: string): RegExp {
+  const source = pattern
+    .split('*')
+    .map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))
+    .join('.*');
+  return new RegExp(`^${source}$`, 'su');
+}
+
+function notFound(id: string): AppError {
+  return new AppError(
+    'InvalidInstanceId.NotFound',
+    `The instance ${JSON.stringify(id.slice(0, 64))} does not exist in this region.`,
+  );
+}
+
+function revokedError(id: string): AppError {
+  return new AppError('IncorrectInstanceStatus', `The instance ${id} is revoked.`);
+}
+
+export class InstanceService {
+  readonly #repo: InstanceRepository;
+  readonly #tokens: EnrollmentTokenRepository;
+  readonly #keyPairs: KeyPairLookup;
+  readonly #hub: AgentHub;
+  readonly #audit: InstanceAuditSink;
+  readonly #clock: Clock;
+  readonly #grantSigningPublicKey: string;
+  readonly #applyWaitMs: number;
+
+  constructor(deps: InstanceServiceDeps) {
+    this.#repo = deps.repository;
+    this.#tokens = deps.tokens;
+    this.#keyPairs = deps.keyPairs;
+    this.#hub = deps.hub;
+    this.#audit = deps.audit;
+    this.#clock = deps.clock;
+    this.#grantSigningPublicKey = deps.grantSigningPublicKey;
+    this.#applyWaitMs = deps.applyWaitMs ?? APPLY_WAIT_MS;
+  }
+
+  #nowIso(): string {
+    return new Date(this.#clock.nowMs()).toISOString();
+  }
+
+  // ---- enrollment -----------------------------------------------------------------------------------
+
+  /** Makes a one-time enrollment token; the token is in the result and nowhere else. */
+  async createEnrollmentToken(
+    actor: Actor & { regionId: string; ttlSeconds: number },
+  ): Promise<{ token: string; expiresAt: string }> {
+    const nowMs = this.#clock.nowMs();
+    const token = newEnrollmentToken();
+    const expiresAt = new Date(enrollmentTokenExpiry(nowMs, actor.ttlSeconds)).toISOString();
+    await this.#tokens.purgeExpired(new Date(nowMs - TOKEN_RETENTION_MS).toISOString());
+    await this.#tokens.insert({
+      digest: enrollmentTokenDigest(token),
+      accountId: actor.accountId,
+      regionId: actor.regionId,
+      expiresAt,
+      createdAt: new Date(nowMs).toISOString(),
+    });
+    this.#audit.record({
+      event: 'enrollment.token.created',
+      accountId: actor.accountId,
+      regionId: actor.regionId,
+      accessKeyId: actor.accessKeyId,
+      expiresAt,
+    });
+    return { token, expiresAt };
+  }
+
+  /**
+   * Enrolls an agent: parses the request body strictly, consumes the token (once, atomically) and creates
+   * the instance with the reported facts and the agent's identity key. Throws `InvalidParameter` for a
+   * malformed body and `InvalidEnrollmentToken` for an unknown, expired or used token.
+   */
+  async enroll(body: Buffer, remoteAddress: string): Promise<EnrollResponse> {
+    let request;
+    try {
+      request = parseEnrollRequest(body);
+      ed25519PublicKeyFromRaw(request.identityPublicKey);
+    } catch (err) {
+      if (!(err instanceof AgentProtocolError) && !(err instanceof TypeError)) throw err;
+      const detail =
+        err instanceof AgentProtocolError ? err.message : 'the identity key is not an Ed25519 key';
+      this.#audit.record({ event: 'agent.enroll.refused', reason: 'malformed', remoteAddress, detail });
+      throw new AppError('InvalidParameter', `The enrollment request is not valid: ${detail}.`);
+    }
+    const refuseToken = (): AppError => {
+      this.#audit.record({ event: 'agent.enroll.refused', reason: 'invalid-token', remoteAddress });
+      return new AppError(
+        'InvalidEnrollmentToken',
+        'The enrollment token is unknown, expired or already used; make a new one with ' +
+          '`keyward instance enroll-token` (tokens work once).',
+      );
+    };
+    if (!isEnrollmentTokenForm(request.token)) throw refuseToken();
+    const { facts, droppedHostKeys } = storedFactsOf(request.facts);
+    const nowIso = this.#nowIso();
+    const enrolled = await this.#repo.enroll(enrollmentTokenDigest(request.token), nowIso, () => ({
+      id: newInstanceId(),
+      name: defaultInstanceName(request.facts.hostname),
+      facts,
+      identityPublicKey: request.identityPublicKey,
+      createdAt: nowIso,
+    }));
+    if (enrolled === undefined) throw refuseToken();
+    this.#audit.record({
+      event: 'agent.enroll',
+      instanceId: enrolled.id,
+      accountId: enrolled.accountId,
+      regionId: enrolled.regionId,
+      hostname: facts.hostname,
+      remoteAddress,
+      droppedHostKeys,
+    });
+    return {
+      instanceId: enrolled.id,
+      regionId: enrolled.regionId,
+      grantSigningPublicKey: this.#grantSigningPublicKey,
+    };
+  }
+
+  // ---- reading --------------------------------------------------------------------------------------
+
+  /** The view of one instance record (status, effective last-seen time, binding state). */
+  view(record: InstanceRecord): InstanceView {
+    const link = this.#hub.get(record.id);
+    const revoked = record.status === 'revoked';
+    let lastSeenAt = record.lastSeenAt;
+    if (link !== undefined) {
+      const heard = new Date(link.lastHeardMs).toISOString();
+      if (heard > lastSeenAt) lastSeenAt = heard;
+    }
+    const state = bindingState({
+      keyPairName: record.keyPairName,
+      desiredGeneration: record.desiredGeneration,
+      appliedGeneration: record.appliedGeneration,
+      applyOk: record.applyOk,
+      revoked,
+    });
+    return {
+      record,
+      status: revoked ? 'Revoked' : link !== undefined ? 'Running' : 'Offline',
+      lastSeenAt,
+      binding: {
+        state,
+        errorCode: state === 'Failed' ? record.applyErrorCode : null,
+        errorMessage: state === 'Failed' ? record.applyErrorMessage : null,
+      },
+    };
+  }
+
+  /** One page of the instances matching the filters, and how many match in all. */
+  async describe(input: DescribeInstancesInput): Promise<{ total: number; items: InstanceView[] }> {
+    let keyPairId: string | undefined;
+    if (input.keyPairName !== undefined) {
+      const kp = await this.#keyPairs.findByName(input.accountId, input.regionId, input.keyPairName);
+      if (kp === undefined) return { total: 0, items: [] };
+      keyPairId = kp.id;
+    }
+    const exactName = input.name !== undefined && !input.name.includes('*') ? input.name : undefined;
+    const states: InstanceState[] | undefined =
+      input.status === undefined ? undefined : input.status === 'Revoked' ? ['revoked'] : ['active'];
+    let summaries = await this.#repo.listSummaries({
+      accountId: input.accountId,
+      regionId: input.regionId,
+      ...(input.ids !== undefined && { ids: input.ids.filter(isInstanceId) }),
+      ...(exactName !== undefined && { name: exactName }),
+      ...(keyPairId !== undefined && { keyPairId }),
+      ...(states !== undefined && { states }),
+      tags: input.tags,
+    });
+    if (input.name !== undefined && exactName === undefined) {
+      const re = wildcardRegex(input.name);
+      summaries = summaries.filter((s) => re.test(s.name));
+    }
+    if (input.status === 'Running' || input.status === 'Offline') {
+      const running = input.status === 'Running';
+      summaries = summaries.filter((s) => this.#hub.isConnected(s.id) === running);
+    }
+    const offset = (input.pageNumber - 1) * input.pageSize;
+    const page = summaries.slice(offset, offset + input.pageSize);
+    const records = new Map(
+      (
+        await this.#repo.get(
+          input.accountId,
+          page.map((s) => s.id),
+        )
+      ).map((r) => [r.id, r]),
+    );
+    const items: InstanceView[] = [];
+    for (const s of page) {
+      const r = records.get(s.id);
+      if (r !== undefined) items.push(this.view(r));
+    }
+    return { total: summaries.length, items };
+  }
+
+  /** The instance `id` of the account (in `regionId` when given), or NotFound. */
+  async get(accountId: string, id: string, regionId?: string): Promise<InstanceRecord> {
+    const [record] = isInstanceId(id) ? await this.#repo.get(accountId, [id]) : [];
+    if (record === undefined || (regionId !== undefined && record.regionId !== regionId)) throw notFound(id);
+    return record;
+  }
+
+  // ---- changes --------------------------------------------------------------------------------------
+
+  /** Renames an instance. */
+  async rename(accountId: string, id: string, name: string, regionId?: string): Promise<void> {
+    const record = await this.get(accountId, id, regionId);
+    if (record.status === 'revoked' || !(await this.#repo.rename(accountId, record.id, name))) {
+      throw revokedError(record.id);
+    }
+  }
+
+  async #activeResources(accountId: string, regionId: string, ids: readonly string[]): Promise<InstanceId[]> {
+    const unique = [...new Set(ids)];
+    const found = new Map(
+      (await this.#repo.get(accountId, unique.filter(isInstanceId))).map((r) => [r.id as string, r]),
+    );
+    for (const id of unique) {
+      const r = found.get(id);
+      if (r === undefined || r.regionId !== regionId) {
+        throw new AppError(
+          'InvalidResourceId.NotFound',
+          `The instance ${JSON.stringify(id.slice(0, 64))} does not exist in this region.`,
+        );
+      }
+      if (r.status === 'revoked') throw revokedError(r.id);
+    }
+    return [...found.keys()] as InstanceId[];
+  }
+
+  /** Adds or overwrites tags on instances (TagResources), all or nothing. */
+  async tag(
+    accountId: string,
+    regionId: string,
+    ids: readonly string[],
+    tags: readonly Tag[],
+  ): Promise<void> {
+    const found = await this.#activeResources(accountId, regionId, ids);
+    await this.#repo.addTags(accountId, found, tags);
+  }
+
+  /** Removes tag keys (or all tags) from instances (UntagResources). */
+  async untag(
+    accountId: string,
+    regionId: string,
+    ids: readonly string[],
+    keys: readonly string[] | 'all',
+  ): Promise<void> {
+    const found = await this.#activeResources(accountId, regionId, ids);
+    await this.#repo.removeTags(found, keys);
+  }
+
+  /**
+   * Revokes an instance (DeleteInstance): it can never authenticate again and its binding is removed. A
+   * connected agent is sent the unbind (best effort) and then closed with 4403. Revoking twice is a no-op.
+   */
+  async revoke(actor: Actor, id: string, regionId?: string): Promise<void> {
+    const record = await this.get(actor.accountId, id, regionId);
+    if (record.status === 'revoked') return;
+    if (!(await this.#repo.revoke(actor.accountId, record.id))) return;
+    const desired = await this.#repo.desiredState(record.id);
+    if (desired !== undefined) this.#hub.pushDesired(record.id, desired);
+    const wasConnected = this.#hub.disconnect(record.id, 4403, 'instance revoked');
+    this.#audit.record({
+      event: 'instance.revoked',
+      instanceId: record.id,
+      accountId: actor.accountId,
+      accessKeyId: actor.accessKeyId,
+      wasConnected,
+    });
+  }
+
+  /**
+   * Binds `keyPairName` to each instance (replacing any other binding) and delivers the change to the
+   * connected agents, waiting briefly for their reports. Unknown key pair: `InvalidKeyPairName.NotFound`.
+   */
+  async attachKeyPair(
+    actor: Actor,
+    regionId: string,
+    keyPairName: string,
+    ids: readonly string[],
+  ): Promise<BindingResult[]> {
+    const kp = await this.#requireKeyPair(actor.accountId, regionId, keyPairName);
+    return this.#forEachInstance(actor.accountId, regionId, ids, async (record) => {
+      const generation = await this.#repo.setDesiredKeyPair(record.id, kp.id);
+      if (generation === undefined) return failure(record.id, revokedError(record.id));
+      return this.#changed(actor, record.id, kp.name, {
+        generation,
+        binding: { keyPairName: kp.name, publicKey: kp.publicKey },
+      });
+    });
+  }
+
+  /** Unbinds `keyPairName` from each instance bound to it; others get a `KeyPair.NotAttached` result. */
+  async detachKeyPair(
+    actor: Actor,
+    regionId: string,
+    keyPairName: string,
+    ids: readonly string[],
+  ): Promise<BindingResult[]> {
+    const kp = await this.#requireKeyPair(actor.accountId, regionId, keyPairName);
+    const notAttached = (id: string): BindingResult =>
+      failure(
+        id,
+        new AppError('KeyPair.NotAttached', `The key pair ${kp.name} is not bound to the instance ${id}.`),
+      );
+    return this.#forEachInstance(actor.accountId, regionId, ids, async (record) => {
+      if (record.keyPairId !== kp.id) return notAttached(record.id);
+      const generation = await this.#repo.setDesiredKeyPair(record.id, null, kp.id);
+      if (generation === undefined) {
+        // Changed under us: report what it is now.
+        const [now] = await this.#repo.get(actor.accountId, [record.id]);
+        return now?.status === 'revoked'
+          ? failure(record.id, revokedError(record.id))
+          : notAttached(record.id);
+      }
+      return this.#changed(actor, record.id, null, { generation, binding: null });
+    });
+  }
+
+  async #requireKeyPair(accountId: string, regionId: string, name: string) {
+    const kp = await this.#keyPairs.findByName(accountId, regionId, name);
+    if (kp === undefined) {
+      throw new AppError(
+        'InvalidKeyPairName.NotFound',
+        `No key pair named ${JSON.stringify(name.slice(0, 128))} exists in region ${regionId}.`,
+      );
+    }
+    return kp;
+  }
+
+  async #forEachInstance(
+    accountId: string,
+    regionId: string,
+    ids: readonly string[],
+    change: (record: InstanceRecord) => Promise<BindingResult>,
+  ): Promise<BindingResult[]> {
+    const unique = [...new Set(ids)];
+    const records = new Map(
+      (await this.#repo.get(accountId, unique.filter(isInstanceId))).map((r) => [r.id as string, r]),
+    );
+    return Promise.all(
+      unique.map(async (id) => {
+        const record = records.get(id);
+        if (record === undefined || record.regionId !== regionId) return failure(id, notFound(id));
+        if (record.status === 'revoked') return failure(id, revokedError(id));
+        return change(record);
+      }),
+    );
+  }
+
+  async #changed(
+    actor: Actor,
+    id: InstanceId,
+    keyPairName: string | null,
+    desired: DesiredState,
+  ): Promise<BindingResult> {
+    this.#audit.record({
+      event: 'binding.changed',
+      instanceId: id,
+      accountId: actor.accountId,
+      accessKeyId: actor.accessKeyId,
+      keyPairName,
+      generation: desired.generation,
+    });
+    const wait = this.#hub.awaitApplied(id, desired.generation, this.#applyWaitMs);
+    this.#hub.pushDesired(id, desired);
+    return outcomeResult(id, await wait);
+  }
+}

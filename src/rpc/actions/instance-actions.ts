@@ -1,0 +1,247 @@
+/**
+ * The ECS instance actions Keyward serves for enrolled hosts: DescribeInstances with ECS request
+ * parameters and response shapes (shared ECS-API.md), plus Keyward's extensions under the same API
+ * version: CreateEnrollmentToken, ModifyInstanceAttribute (rename), TagResources/UntagResources for
+ * ResourceType=instance, and DeleteInstance (revoke).
+ */
+import {
+  DEFAULT_ENROLLMENT_TTL_SECONDS,
+  INSTANCE_STATUSES,
+  MAX_ENROLLMENT_TTL_SECONDS,
+  MIN_ENROLLMENT_TTL_SECONDS,
+  parseInstanceName,
+  type InstanceService,
+  type InstanceStatus,
+  type InstanceView,
+} from '../../instances/index.js';
+import { AppError } from '../../platform/errors.js';
+import { MAX_TAGS_PER_RESOURCE, validateTagFilters, validateTags } from '../../tags/index.js';
+import { ECS_API_VERSION, readRegionId, type RpcAction } from '../rpc-action.js';
+import type { ParamReader } from '../rpc-params.js';
+import { ecsTime } from './key-pair-actions.js';
+
+/** DescribeInstances page size bounds (ECS: maximum 100, default 10) and InstanceIds bound. */
+export const MAX_INSTANCE_PAGE_SIZE = 100;
+export const DEFAULT_INSTANCE_PAGE_SIZE = 10;
+export const MAX_DESCRIBE_INSTANCE_IDS = 100;
+/** TagResources/UntagResources: ResourceId.N with N up to 50, TagKey.N up to 20 (ECS). */
+export const MAX_TAG_RESOURCE_IDS = 50;
+export const MAX_UNTAG_KEYS = 20;
+
+interface Deps {
+  readonly instances: InstanceService;
+  readonly regions: ReadonlySet<string>;
+}
+
+/** `yyyy-MM-ddTHH:mm:ssZ` (UTC, seconds): for times where minutes are too coarse. */
+export function ecsTimeSeconds(iso: string): string {
+  return `${iso.slice(0, 19)}Z`;
+}
+
+/** One `Instances.Instance[]` item: the ECS fields, and Keyward's agent facts under `KeywardAgent`. */
+export function instanceItem(v: InstanceView): Record<string, unknown> {
+  const r = v.record;
+  return {
+    InstanceId: r.id,
+    InstanceName: r.name,
+    HostName: r.hostname,
+    OSType: 'linux',
+    OSName: r.osName,
+    OSNameEn: r.osName,
+    Status: v.status,
+    KeyPairName: r.keyPairName ?? '',
+    RegionId: r.regionId,
+    CreationTime: ecsTime(r.createdAt),
+    InnerIpAddress: { IpAddress: [...r.addresses] },
+    Tags: { Tag: r.tags.map((t) => ({ TagKey: t.key, TagValue: t.value })) },
+    KeywardAgent: {
+      AgentVersion: r.agentVersion,
+      LastSeenTime: ecsTimeSeconds(v.lastSeenAt),
+      SshAddress: r.sshAddress,
+      LoginUser: r.loginUser,
+      OSVersion: r.osVersion,
+      Kernel: r.kernel,
+      HostKeys: {
+        HostKey: r.hostKeys.map((k) => ({
+          Type: k.type,
+          PublicKey: k.publicKey,
+          FingerprintSha256: k.fingerprintSha256,
+        })),
+      },
+      Binding: {
+        KeyPairName: r.keyPairName ?? '',
+        State: v.binding.state,
+        ErrorCode: v.binding.errorCode ?? '',
+        ErrorMessage: v.binding.errorMessage ?? '',
+      },
+    },
+  };
+}
+
+/** An optional RegionId (actions ECS defines without one); when given it must be served here. */
+function optionalRegionId(params: ParamReader, regions: ReadonlySet<string>): string | undefined {
+  const given = params.optionalString('RegionId', 64);
+  if (given === undefined) return undefined;
+  if (!regions.has(given)) {
+    throw new AppError(
+      'InvalidRegionId.NotFound',
+      `The region ${JSON.stringify(given)} does not exist on this server; it serves ${[...regions].join(', ')}.`,
+    );
+  }
+  return given;
+}
+
+function readStatus(params: ParamReader): InstanceStatus | undefined {
+  const value = params.optionalString('Status', 16);
+  if (value === undefined) return undefined;
+  const found = INSTANCE_STATUSES.find((s) => s.toLowerCase() === value.toLowerCase());
+  if (found === undefined) {
+    throw new AppError('InvalidParameter', `Status must be one of ${INSTANCE_STATUSES.join(', ')}.`);
+  }
+  return found;
+}
+
+function readResourceType(params: ParamReader): void {
+  const type = params.requiredString('ResourceType', 32);
+  if (type.toLowerCase() !== 'instance') {
+    throw new AppError(
+      'InvalidResourceType.NotSupported',
+      `ResourceType ${JSON.stringify(type)} is not supported; Keyward tags instances here (ResourceType=instance).`,
+    );
+  }
+}
+
+/** ECS repeated parameters `Name.N` (N from 1 to `max`), in N order. */
+function readIndexed(params: ParamReader, name: string, max: number, maxChars: number): string[] {
+  const out: string[] = [];
+  for (let n = 1; n <= max; n++) {
+    const v = params.optionalString(`${name}.${n}`, maxChars);
+    if (v !== undefined) out.push(v);
+  }
+  return out;
+}
+
+/** The instance actions, bound to their dependencies. */
+export function instanceActions(deps: Deps): RpcAction[] {
+  return [
+    {
+      name: 'DescribeInstances',
+      version: ECS_API_VERSION,
+      async handle(params, ctx) {
+        const regionId = readRegionId(params, deps.regions);
+        const ids = params.jsonStringArray('InstanceIds', {
+          max: MAX_DESCRIBE_INSTANCE_IDS,
+          code: 'InvalidInstanceIds.ValueNotSupported',
+          required: false,
+        });
+        const name = params.optionalString('InstanceName', 128);
+        const keyPairName = params.optionalString('KeyPairName', 128);
+        const status = readStatus(params);
+        const tags = validateTagFilters(params.tags(MAX_TAGS_PER_RESOURCE));
+        const pageNumber = params.integer('PageNumber', { min: 1, max: 100_000_000, fallback: 1 });
+        const pageSize = params.integer('PageSize', {
+          min: 1,
+          max: MAX_INSTANCE_PAGE_SIZE,
+          fallback: DEFAULT_INSTANCE_PAGE_SIZE,
+        });
+        params.finish('DescribeInstances');
+        const { total, items } = await deps.instances.describe({
+          accountId: ctx.accountId,
+          regionId,
+          ...(ids !== undefined && { ids }),
+          ...(name !== undefined && { name }),
+          ...(keyPairName !== undefined && { keyPairName }),
+          ...(status !== undefined && { status }),
+          tags,
+          pageNumber,
+          pageSize,
+        });
+        return {
+          TotalCount: total,
+          PageNumber: pageNumber,
+          PageSize: pageSize,
+          Instances: { Instance: items.map(instanceItem) },
+        };
+      },
+    },
+    {
+      name: 'CreateEnrollmentToken',
+      version: ECS_API_VERSION,
+      async handle(params, ctx) {
+        const regionId = readRegionId(params, deps.regions);
+        const ttlSeconds = params.integer('TtlSeconds', {
+          min: MIN_ENROLLMENT_TTL_SECONDS,
+          max: MAX_ENROLLMENT_TTL_SECONDS,
+          fallback: DEFAULT_ENROLLMENT_TTL_SECONDS,
+        });
+        params.finish('CreateEnrollmentToken');
+        const { token, expiresAt } = await deps.instances.createEnrollmentToken({
+          accountId: ctx.accountId,
+          accessKeyId: ctx.accessKeyId,
+          regionId,
+          ttlSeconds,
+        });
+        return { Token: token, ExpireTime: ecsTimeSeconds(expiresAt) };
+      },
+    },
+    {
+      name: 'ModifyInstanceAttribute',
+      version: ECS_API_VERSION,
+      async handle(params, ctx) {
+        const regionId = optionalRegionId(params, deps.regions);
+        const id = params.requiredString('InstanceId', 64);
+        const name = parseInstanceName(params.requiredString('InstanceName', 256));
+        params.finish('ModifyInstanceAttribute');
+        await deps.instances.rename(ctx.accountId, id, name, regionId);
+        return {};
+      },
+    },
+    {
+      name: 'DeleteInstance',
+      version: ECS_API_VERSION,
+      async handle(params, ctx) {
+        const regionId = optionalRegionId(params, deps.regions);
+        const id = params.requiredString('InstanceId', 64);
+        // ECS flags about stopping a running VM: a revoke needs no stop, so they are accepted and moot.
+        params.boolean('Force', false);
+        params.boolean('ForceStop', false);
+        params.finish('DeleteInstance');
+        await deps.instances.revoke({ accountId: ctx.accountId, accessKeyId: ctx.accessKeyId }, id, regionId);
+        return {};
+      },
+    },
+    {
+      name: 'TagResources',
+      version: ECS_API_VERSION,
+      async handle(params, ctx) {
+        const regionId = readRegionId(params, deps.regions);
+        readResourceType(params);
+        const ids = readIndexed(params, 'ResourceId', MAX_TAG_RESOURCE_IDS, 64);
+        const tags = validateTags(params.tags(MAX_TAGS_PER_RESOURCE));
+        params.finish('TagResources');
+        if (ids.length === 0)
+          throw new AppError('MissingParameter', 'The parameter ResourceId.1 is required.');
+        if (tags.length === 0) throw new AppError('MissingParameter', 'The parameter Tag.1.Key is required.');
+        await deps.instances.tag(ctx.accountId, regionId, ids, tags);
+        return {};
+      },
+    },
+    {
+      name: 'UntagResources',
+      version: ECS_API_VERSION,
+      async handle(params, ctx) {
+        const regionId = readRegionId(params, deps.regions);
+        readResourceType(params);
+        const ids = readIndexed(params, 'ResourceId', MAX_TAG_RESOURCE_IDS, 64);
+        const keys = readIndexed(params, 'TagKey', MAX_UNTAG_KEYS, 128);
+        // ECS: All applies only when no TagKey.N is given.
+        const all = params.boolean('All', false);
+        params.finish('UntagResources');
+        if (ids.length === 0)
+          throw new AppError('MissingParameter', 'The parameter ResourceId.1 is required.');
+        await deps.instances.untag(ctx.accountId, regionId, ids, keys.length > 0 ? keys : all ? 'all' : []);
+        return {};
+      },
+    },
+  ];
+}

@@ -1,0 +1,223 @@
+/**
+ * A private OpenSSH server and a throwaway login user for the host tests: sshd runs from a temp
+ * directory with its own host key, pid file and drop-in directory, listens on 127.0.0.1 only, and is
+ * stopped (and the user deleted with its home) in cleanup. Root's own ~/.ssh and the host's
+ * /etc/ssh are never touched. Needs root; a missing program fails with the command that installs it.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { connect, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { SshdTarget } from '../../src/agent/host/index.js';
+import { run, runOk, type RunResult } from './tools.js';
+
+export const SSHD_BINARY = '/usr/sbin/sshd';
+
+const TOOLS: readonly { readonly path: string; readonly install: string }[] = [
+  { path: SSHD_BINARY, install: 'apt-get install -y openssh-server' },
+  { path: '/usr/bin/ssh', install: 'apt-get install -y openssh-client' },
+  { path: '/usr/bin/ssh-keygen', install: 'apt-get install -y openssh-client' },
+  { path: '/usr/sbin/useradd', install: 'apt-get install -y passwd' },
+  { path: '/usr/sbin/userdel', install: 'apt-get install -y passwd' },
+  { path: '/usr/bin/getent', install: 'apt-get install -y libc-bin' },
+];
+
+/** Throws, naming the install command, unless every program the host tests run is there and we are root. */
+export function requireHostTools(): void {
+  for (const tool of TOOLS) {
+    if (!existsSync(tool.path)) {
+      throw new Error(
+        `${tool.path} is required by the host tests but is missing; install it with: ${tool.install}`,
+      );
+    }
+  }
+  if (process.getuid?.() !== 0)
+    throw new Error('the host tests create OS users and run sshd: run them as root');
+}
+
+/** A free TCP port on 127.0.0.1 (asked from the kernel, then released). */
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      srv.close(() => {
+        if (addr !== null && typeof addr === 'object') resolve(addr.port);
+        else reject(new Error('no port'));
+      });
+    });
+  });
+}
+
+function portAccepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = connect({ host: '127.0.0.1', port });
+    sock.once('connect', () => {
+      sock.destroy();
+      resolve(true);
+    });
+    sock.once('error', () => {
+      resolve(false);
+    });
+  });
+}
+
+/** A running private sshd. */
+export interface PrivateSshd {
+  readonly dir: string;
+  readonly configFile: string;
+  readonly pidFile: string;
+  readonly dropInDir: string;
+  readonly hostKeyPub: string;
+  readonly port: number;
+  readonly target: SshdTarget;
+  /** sshd's log so far (for assertion messages). */
+  log(): string;
+  stop(): Promise<void>;
+}
+
+/** The main configuration of a private sshd; `beforeInclude` lines go above the Include. */
+export function privateSshdConfig(dir: string, port: number, beforeInclude: readonly string[] = []): string {
+  return [
+    ...beforeInclude,
+    `Include ${join(dir, 'sshd_config.d')}/*.conf`,
+    `Port ${port}`,
+    'ListenAddress 127.0.0.1',
+    `HostKey ${join(dir, 'host_ed25519_key')}`,
+    `PidFile ${join(dir, 'sshd.pid')}`,
+    'UsePAM no',
+    'AuthorizedKeysFile .ssh/authorized_keys',
+    'StrictModes yes',
+    'LogLevel VERBOSE',
+    '',
+  ].join('\n');
+}
+
+/** Starts sshd -D on a free 127.0.0.1 port and waits until it accepts connections and wrote its pid file. */
+export async function startPrivateSshd(
+  opts: { beforeInclude?: readonly string[] } = {},
+): Promise<PrivateSshd> {
+  requireHostTools();
+  const dir = await mkdtemp(join(tmpdir(), 'kw-sshd-'));
+  const dropInDir = join(dir, 'sshd_config.d');
+  await mkdir(dropInDir);
+  // sshd(8) refuses to start without its privilege separation directory.
+  await mkdir('/run/sshd', { recursive: true, mode: 0o755 });
+  const hostKey = join(dir, 'host_ed25519_key');
+  await runOk('/usr/bin/ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'kw-test-host', '-f', hostKey]);
+  const port = await freePort();
+  const configFile = join(dir, 'sshd_config');
+  const pidFile = join(dir, 'sshd.pid');
+  const logFile = join(dir, 'sshd.log');
+  await writeFile(configFile, privateSshdConfig(dir, port, opts.beforeInclude));
+  const child: ChildProcess = spawn(SSHD_BINARY, ['-D', '-f', configFile, '-E', logFile], {
+    stdio: 'ignore',
+  });
+  let exited: string | null = null;
+  child.once('exit', (code, signal) => {
+    exited = `sshd exited (${String(code ?? signal)})`;
+  });
+  child.once('error', (err) => {
+    exited = `sshd could not be started: ${err.message}`;
+  });
+  const log = (): string => (existsSync(logFile) ? readFileSync(logFile, 'utf8') : '');
+  const deadline = Date.now() + 10_000;
+  while (!(existsSync(pidFile) && (await portAccepts(port)))) {
+    if (exited !== null || Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`private sshd did not start: ${exited ?? 'timeout'}\n${log()}`);
+    }
+    await sleep(20);
+  }
+  return {
+    dir,
+    configFile,
+    pidFile,
+    dropInDir,
+    hostKeyPub: (await readFile(`${hostKey}.pub`, 'utf8')).trim(),
+    port,
+    target: { configFile, pidFile, sshdBinary: SSHD_BINARY },
+    log,
+    async stop() {
+      if (exited === null) {
+        const gone = new Promise((resolve) => child.once('exit', resolve));
+        child.kill('SIGTERM');
+        await gone;
+      }
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A throwaway OS user with a home under /home. */
+export interface ThrowawayUser {
+  readonly name: string;
+  readonly uid: number;
+  readonly gid: number;
+  readonly home: string;
+  remove(): Promise<void>;
+}
+
+/** `useradd -m -s /bin/sh kwtest-<random>`; the password field is `*` (no password, not locked: sshd
+ * refuses every logon, keys included, to an account locked with `!` when UsePAM is off). */
+export async function createThrowawayUser(): Promise<ThrowawayUser> {
+  requireHostTools();
+  const name = `kwtest-${randomBytes(4).toString('hex')}`;
+  await runOk('/usr/sbin/useradd', ['-m', '-s', '/bin/sh', '-p', '*', name]);
+  const entry = (await runOk('/usr/bin/getent', ['passwd', name])).trim().split(':');
+  const uid = Number(entry[2]);
+  const gid = Number(entry[3]);
+  const home = entry[5] ?? '';
+  if (!home.startsWith('/home/')) throw new Error(`unexpected home for ${name}: ${home}`);
+  return {
+    name,
+    uid,
+    gid,
+    home,
+    async remove() {
+      await run('/usr/sbin/userdel', ['-r', name]);
+      await rm(home, { recursive: true, force: true });
+    },
+  };
+}
+
+/** `ssh -i key -p port … user@127.0.0.1 echo ok` with no config, agent or known_hosts. */
+export function sshEcho(port: number, user: string, keyPath: string): Promise<RunResult> {
+  return run('/usr/bin/ssh', [
+    '-F',
+    '/dev/null',
+    '-i',
+    keyPath,
+    '-p',
+    String(port),
+    '-o',
+    'BatchMode=yes',
+    '-o',
+    'IdentitiesOnly=yes',
+    '-o',
+    'IdentityAgent=none',
+    '-o',
+    'StrictHostKeyChecking=no',
+    '-o',
+    'UserKnownHostsFile=/dev/null',
+    '-o',
+    'ConnectTimeout=10',
+    '-o',
+    'LogLevel=ERROR',
+    `${user}@127.0.0.1`,
+    'echo',
+    'ok',
+  ]);
+}
+
+/** The effective value `sshd -T -f configFile` prints for `keyword` (lower case). */
+export async function effectiveSetting(configFile: string, keyword: string): Promise<string> {
+  const out = await runOk(SSHD_BINARY, ['-T', '-f', configFile]);
+  const line = out.split('\n').find((l) => l.startsWith(`${keyword} `));
+  return line?.slice(keyword.length + 1).trim() ?? '';
+}
