@@ -347,8 +347,9 @@ describe('the agent gateway', () => {
       await a.next('welcome');
       await s.next('welcome');
       clock.advance(21_000);
-      // Wait for the sweep to ping, and for the live agent's pong to come back.
-      await sleep(1_300);
+      // Wait for the sweep to ping both, and for the live agent's pong to reach the server.
+      await eventually(() => (a.pings > 0 && s.pings > 0 ? true : undefined), 'the heartbeat pings');
+      await sleep(100);
       clock.advance(40_000);
       assert.equal((await s.closed).code, 1006);
       assert.equal(a.ws.readyState, a.ws.OPEN);

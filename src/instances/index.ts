@@ -14,6 +14,7 @@ export {
   enrollmentTokenDigest,
 } from './enrollment-token.js';
 export { EnrollmentTokenRepository } from './enrollment-token-repository.js';
+export { EnrollmentService, type EnrollmentServiceDeps } from './enrollment-service.js';
 export {
   AgentGateway,
   DEFAULT_GATEWAY_TIMINGS,
@@ -30,7 +31,12 @@ export {
 } from './grant-signing-key.js';
 export type { StoredFacts } from './host-facts.js';
 export type { HostKey } from './host-keys.js';
-export { pinoAuditSink, type InstanceAuditEvent, type InstanceAuditSink } from './instance-audit.js';
+export {
+  pinoAuditSink,
+  type Actor,
+  type InstanceAuditEvent,
+  type InstanceAuditSink,
+} from './instance-audit.js';
 export {
   INSTANCE_ID_PATTERN,
   isInstanceId,
@@ -49,9 +55,9 @@ export {
   APPLY_WAIT_MS,
   INSTANCE_STATUSES,
   InstanceService,
-  type Actor,
   type DescribeInstancesInput,
   type InstanceStatus,
+  type InstanceServiceDeps,
   type InstanceView,
   type KeyPairLookup,
 } from './instance-service.js';

@@ -94,6 +94,12 @@ export type InstanceAuditEvent =
       readonly expiresAt: string;
     };
 
+/** Who asked for a change (for audit events). */
+export interface Actor {
+  readonly accountId: string;
+  readonly accessKeyId: string;
+}
+
 /** Where audit events go. */
 export interface InstanceAuditSink {
   record(event: InstanceAuditEvent): void;

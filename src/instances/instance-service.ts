@@ -1,27 +1,16 @@
 /**
- * The instance use cases: enrollment tokens and enrollment, listing, rename, tags, revocation, and
- * binding key pairs (attach/detach, up to 50 instances a call, one result per instance). Each validates
- * what the RPC layer parsed, decides with pure functions, leaves storage to the repositories and delivery
- * to the agent hub, and records audit events.
+ * The instance use cases: listing, rename, tags, revocation, and binding key pairs (attach/detach, up to
+ * 50 instances a call, one result per instance). Each validates what the RPC layer parsed, decides with
+ * pure functions, leaves storage to the repository and delivery to the agent hub, and records audit
+ * events. Enrollment is enrollment-service.ts.
  */
-import { AgentProtocolError, parseEnrollRequest, type EnrollResponse } from '../agent-channel/index.js';
-import type { Clock } from '../platform/clock.js';
 import { AppError } from '../platform/errors.js';
 import type { Tag, TagFilter } from '../tags/index.js';
 import type { AgentHub } from './agent-hub.js';
 import { failure, outcomeResult, type BindingResult } from './binding-outcome.js';
 import { bindingState, type BindingState } from './binding-state.js';
-import {
-  enrollmentTokenDigest,
-  enrollmentTokenExpiry,
-  isEnrollmentTokenForm,
-  newEnrollmentToken,
-} from './enrollment-token.js';
-import { TOKEN_RETENTION_MS, type EnrollmentTokenRepository } from './enrollment-token-repository.js';
-import { ed25519PublicKeyFromRaw } from './grant-signing-key.js';
-import { storedFactsOf } from './host-facts.js';
-import type { InstanceAuditSink } from './instance-audit.js';
-import { defaultInstanceName, isInstanceId, newInstanceId, type InstanceId } from './instance-id.js';
+import type { Actor, InstanceAuditSink } from './instance-audit.js';
+import { isInstanceId, type InstanceId } from './instance-id.js';
 import type {
   DesiredState,
   InstanceRecord,
@@ -71,21 +60,11 @@ export interface DescribeInstancesInput {
   readonly pageSize: number;
 }
 
-/** Who asked (for audit events). */
-export interface Actor {
-  readonly accountId: string;
-  readonly accessKeyId: string;
-}
-
 export interface InstanceServiceDeps {
   readonly repository: InstanceRepository;
-  readonly tokens: EnrollmentTokenRepository;
   readonly keyPairs: KeyPairLookup;
   readonly hub: AgentHub;
   readonly audit: InstanceAuditSink;
-  readonly clock: Clock;
-  /** The grant-signing public key handed to enrolling agents (raw Ed25519, base64). */
-  readonly grantSigningPublicKey: string;
   readonly applyWaitMs?: number;
 }
 
@@ -110,106 +89,17 @@ function revokedError(id: string): AppError {
 
 export class InstanceService {
   readonly #repo: InstanceRepository;
-  readonly #tokens: EnrollmentTokenRepository;
   readonly #keyPairs: KeyPairLookup;
   readonly #hub: AgentHub;
   readonly #audit: InstanceAuditSink;
-  readonly #clock: Clock;
-  readonly #grantSigningPublicKey: string;
   readonly #applyWaitMs: number;
 
   constructor(deps: InstanceServiceDeps) {
     this.#repo = deps.repository;
-    this.#tokens = deps.tokens;
     this.#keyPairs = deps.keyPairs;
     this.#hub = deps.hub;
     this.#audit = deps.audit;
-    this.#clock = deps.clock;
-    this.#grantSigningPublicKey = deps.grantSigningPublicKey;
     this.#applyWaitMs = deps.applyWaitMs ?? APPLY_WAIT_MS;
-  }
-
-  #nowIso(): string {
-    return new Date(this.#clock.nowMs()).toISOString();
-  }
-
-  // ---- enrollment -----------------------------------------------------------------------------------
-
-  /** Makes a one-time enrollment token; the token is in the result and nowhere else. */
-  async createEnrollmentToken(
-    actor: Actor & { regionId: string; ttlSeconds: number },
-  ): Promise<{ token: string; expiresAt: string }> {
-    const nowMs = this.#clock.nowMs();
-    const token = newEnrollmentToken();
-    const expiresAt = new Date(enrollmentTokenExpiry(nowMs, actor.ttlSeconds)).toISOString();
-    await this.#tokens.purgeExpired(new Date(nowMs - TOKEN_RETENTION_MS).toISOString());
-    await this.#tokens.insert({
-      digest: enrollmentTokenDigest(token),
-      accountId: actor.accountId,
-      regionId: actor.regionId,
-      expiresAt,
-      createdAt: new Date(nowMs).toISOString(),
-    });
-    this.#audit.record({
-      event: 'enrollment.token.created',
-      accountId: actor.accountId,
-      regionId: actor.regionId,
-      accessKeyId: actor.accessKeyId,
-      expiresAt,
-    });
-    return { token, expiresAt };
-  }
-
-  /**
-   * Enrolls an agent: parses the request body strictly, consumes the token (once, atomically) and creates
-   * the instance with the reported facts and the agent's identity key. Throws `InvalidParameter` for a
-   * malformed body and `InvalidEnrollmentToken` for an unknown, expired or used token.
-   */
-  async enroll(body: Buffer, remoteAddress: string): Promise<EnrollResponse> {
-    let request;
-    try {
-      request = parseEnrollRequest(body);
-      ed25519PublicKeyFromRaw(request.identityPublicKey);
-    } catch (err) {
-      if (!(err instanceof AgentProtocolError) && !(err instanceof TypeError)) throw err;
-      const detail =
-        err instanceof AgentProtocolError ? err.message : 'the identity key is not an Ed25519 key';
-      this.#audit.record({ event: 'agent.enroll.refused', reason: 'malformed', remoteAddress, detail });
-      throw new AppError('InvalidParameter', `The enrollment request is not valid: ${detail}.`);
-    }
-    const refuseToken = (): AppError => {
-      this.#audit.record({ event: 'agent.enroll.refused', reason: 'invalid-token', remoteAddress });
-      return new AppError(
-        'InvalidEnrollmentToken',
-        'The enrollment token is unknown, expired or already used; make a new one with ' +
-          '`keyward instance enroll-token` (tokens work once).',
-      );
-    };
-    if (!isEnrollmentTokenForm(request.token)) throw refuseToken();
-    const { facts, droppedHostKeys } = storedFactsOf(request.facts);
-    const nowIso = this.#nowIso();
-    const enrolled = await this.#repo.enroll(enrollmentTokenDigest(request.token), nowIso, () => ({
-      id: newInstanceId(),
-      name: defaultInstanceName(request.facts.hostname),
-      facts,
-      identityPublicKey: request.identityPublicKey,
-      createdAt: nowIso,
-    }));
-    if (enrolled === undefined) throw refuseToken();
-    this.#audit.record({
-      event: 'agent.enroll',
-      instanceId: enrolled.id,
-      accountId: enrolled.accountId,
-      regionId: enrolled.regionId,
-      hostname: facts.hostname,
-      remoteAddress,
-      droppedHostKeys,
-    });
-    return {
-      instanceId: enrolled.id,
-      regionId: enrolled.regionId,
-      grantSigningPublicKey: this.#grantSigningPublicKey,
-    };
   }
 
   // ---- reading --------------------------------------------------------------------------------------

@@ -105,6 +105,8 @@ export interface ConnectOptions {
 export class TestConnection {
   readonly ws: WebSocket;
   readonly received: ServerMessage[] = [];
+  /** WebSocket pings received from the server. */
+  pings = 0;
   /** Resolves when the socket closes, with the close code the client saw. */
   readonly closed: Promise<{ code: number; reason: string }>;
   readonly #waiters: Array<{ t: ServerMessage['t']; resolve: (m: ServerMessage) => void }> = [];
@@ -114,6 +116,9 @@ export class TestConnection {
     this.ws = ws;
     // A close the server initiates with an error code must not become an unhandled 'error' event.
     ws.on('error', () => undefined);
+    ws.on('ping', () => {
+      this.pings++;
+    });
     this.closed = new Promise((resolve) => {
       ws.on('close', (code, reason) => {
         resolve({ code, reason: reason.toString('utf8') });

@@ -5,7 +5,12 @@
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { AccessKeyStore } from '../../accounts/index.js';
-import { registerEnrollRoute, type AgentGateway, type InstanceService } from '../../instances/index.js';
+import {
+  registerEnrollRoute,
+  type AgentGateway,
+  type EnrollmentService,
+  type InstanceService,
+} from '../../instances/index.js';
 import type { KeyPairService } from '../../keypairs/index.js';
 import type { Clock } from '../../platform/clock.js';
 import { handleClientError, handleError } from '../../platform/http/error-response.js';
@@ -37,7 +42,11 @@ export interface ServerDeps {
    * Enrolled instances: their RPC actions, the agent enrollment route and the agent WebSocket gateway
    * (attached to the app's HTTP server here, closed with 1001 before the server closes).
    */
-  readonly instances?: { readonly service: InstanceService; readonly gateway: AgentGateway };
+  readonly instances?: {
+    readonly service: InstanceService;
+    readonly enrollment: EnrollmentService;
+    readonly gateway: AgentGateway;
+  };
 }
 
 export function buildServer(deps: ServerDeps): FastifyInstance {
@@ -104,7 +113,11 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
       ...(instances === undefined
         ? []
         : [
-            ...instanceActions({ instances: instances.service, regions: deps.regions }),
+            ...instanceActions({
+              instances: instances.service,
+              enrollment: instances.enrollment,
+              regions: deps.regions,
+            }),
             ...bindingActions({ instances: instances.service, regions: deps.regions }),
           ]),
     ],
@@ -112,7 +125,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   );
   registerRpcRoutes(app, dispatcher);
   if (instances !== undefined) {
-    registerEnrollRoute(app, instances.service);
+    registerEnrollRoute(app, instances.enrollment);
     instances.gateway.attach(app.server);
     // preClose runs before the HTTP server stops: open WebSockets would otherwise keep it from closing.
     app.addHook('preClose', async () => {

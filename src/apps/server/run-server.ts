@@ -11,6 +11,7 @@ import { AccessKeyStore } from '../../accounts/index.js';
 import {
   AgentGateway,
   AgentHub,
+  EnrollmentService,
   EnrollmentTokenRepository,
   InstanceRepository,
   InstanceService,
@@ -95,11 +96,10 @@ export async function startServer(
     const audit = pinoAuditSink(logger);
     const instanceRepository = new InstanceRepository(db);
     const instances = {
-      service: new InstanceService({
+      service: new InstanceService({ repository: instanceRepository, keyPairs, hub, audit }),
+      enrollment: new EnrollmentService({
         repository: instanceRepository,
         tokens: new EnrollmentTokenRepository(db),
-        keyPairs,
-        hub,
         audit,
         clock,
         grantSigningPublicKey: grantSigning.key.publicKeyBase64,

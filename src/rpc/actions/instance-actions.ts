@@ -10,6 +10,7 @@ import {
   MAX_ENROLLMENT_TTL_SECONDS,
   MIN_ENROLLMENT_TTL_SECONDS,
   parseInstanceName,
+  type EnrollmentService,
   type InstanceService,
   type InstanceStatus,
   type InstanceView,
@@ -30,6 +31,7 @@ export const MAX_UNTAG_KEYS = 20;
 
 interface Deps {
   readonly instances: InstanceService;
+  readonly enrollment: EnrollmentService;
   readonly regions: ReadonlySet<string>;
 }
 
@@ -175,7 +177,7 @@ export function instanceActions(deps: Deps): RpcAction[] {
           fallback: DEFAULT_ENROLLMENT_TTL_SECONDS,
         });
         params.finish('CreateEnrollmentToken');
-        const { token, expiresAt } = await deps.instances.createEnrollmentToken({
+        const { token, expiresAt } = await deps.enrollment.createEnrollmentToken({
           accountId: ctx.accountId,
           accessKeyId: ctx.accessKeyId,
           regionId,

@@ -19,9 +19,10 @@ export const INSTANCE_HELP = `Usage: keyward instance <command> [options]
 
 Commands:
   enroll-token [--ttl DURATION] [--json]
-      Makes a one-time enrollment token for an agent. Give it to the agent on the host when it enrolls;
-      it works once and expires after DURATION (90s, 15m, 2h, or plain seconds; 1m to 24h, default 15m).
-      Prints only the token, for scripts; --json prints the token and its expiry time.
+      Makes a one-time enrollment token for an agent: on the host, put it in a file and run
+      \`keyward agent --server URL --token-file FILE\`. It works once and expires after DURATION (90s,
+      15m, 2h, or plain seconds; 1m to 24h, default 15m). Prints only the token, for scripts; --json
+      prints the token and its expiry time.
   list [--name PATTERN] [--status Running|Offline|Revoked] [--key-pair NAME] [--tag KEY[=VALUE]]... [--json]
       Lists instances (every page): ID, NAME, STATUS, OS, ADDRESS, KEY PAIR (with "pending" or "failed"
       while the host has not applied the binding), AGENT version and LAST SEEN time. PATTERN may use *.
