@@ -55,7 +55,8 @@ function enroll(endpoint: string, token: string, publicKey: KeyObject, i: number
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => {
           const text = Buffer.concat(chunks).toString('utf8');
-          if (res.statusCode !== 200) reject(new Error(`enroll ${String(res.statusCode)}: ${text.slice(0, 200)}`));
+          if (res.statusCode !== 200)
+            reject(new Error(`enroll ${String(res.statusCode)}: ${text.slice(0, 200)}`));
           else resolve(parseEnrollResponse(text).instanceId);
         });
       },
@@ -68,7 +69,9 @@ function enroll(endpoint: string, token: string, publicKey: KeyObject, i: number
 
 function connect(endpoint: string, instanceId: string, privateKey: KeyObject, i: number): Promise<void> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(`${endpoint.replace(/^http/, 'ws')}${CONNECT_PATH}`, { perMessageDeflate: false });
+    const ws = new WebSocket(`${endpoint.replace(/^http/, 'ws')}${CONNECT_PATH}`, {
+      perMessageDeflate: false,
+    });
     let welcomed = false;
     ws.on('message', (data: Buffer) => {
       const msg = parseServerMessage(data);

@@ -64,9 +64,15 @@ async function createTokens(client: RpcClient, regionId: string, n: number): Pro
   return tokens;
 }
 
-function startChild(endpoint: string, tokens: readonly string[], onProgress: (p: Progress) => void): ChildProcess {
+function startChild(
+  endpoint: string,
+  tokens: readonly string[],
+  onProgress: (p: Progress) => void,
+): ChildProcess {
   const child = fork(CHILD, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  child.on('message', (m) => onProgress(m as Progress));
+  child.on('message', (m) => {
+    onProgress(m as Progress);
+  });
   child.send({ endpoint, tokens });
   return child;
 }
@@ -77,7 +83,13 @@ async function main(): Promise<void> {
   const children: ChildProcess[] = [];
   let server: ServerProcess | undefined;
   try {
-    server = await startServerProcess({ repoRoot: REPO_ROOT, dataDir, logLevel: 'warn', env, firstStart: true });
+    server = await startServerProcess({
+      repoRoot: REPO_ROOT,
+      dataDir,
+      logLevel: 'warn',
+      env,
+      firstStart: true,
+    });
     const pid = server.pid;
     const creds = server.credentials;
     if (pid === undefined || creds === undefined) throw new Error('server did not start');
@@ -150,7 +162,15 @@ async function main(): Promise<void> {
       `\n4. Agent fleet: one server holding N agent WebSockets (simulated agents in ${String(children.length)} child processes)\n` +
         `   baseline (same server, no agents): RSS ${fixed(baseRss / 2 ** 20, 1)} MiB, idle CPU ${fixed(idleCpu * 100, 2)}% of a core\n` +
         renderTable(
-          ['agents', 'connected', 'failed', 'server RSS MiB', 'KiB per agent', 'heartbeat CPU', 'enroll+connect/s'],
+          [
+            'agents',
+            'connected',
+            'failed',
+            'server RSS MiB',
+            'KiB per agent',
+            'heartbeat CPU',
+            'enroll+connect/s',
+          ],
           rows,
         ) +
         `\n   heartbeat CPU = server CPU over one ${String(HEARTBEAT_INTERVAL_MS / 1000)} s heartbeat interval with the fleet idle\n` +
@@ -158,7 +178,10 @@ async function main(): Promise<void> {
     );
     const resultsDir = join(REPO_ROOT, 'bench', 'results');
     mkdirSync(resultsDir, { recursive: true });
-    writeFileSync(join(resultsDir, 'agent-fleet.json'), `${JSON.stringify({ baseRss, idleCpu, results }, null, 2)}\n`);
+    writeFileSync(
+      join(resultsDir, 'agent-fleet.json'),
+      `${JSON.stringify({ baseRss, idleCpu, results }, null, 2)}\n`,
+    );
   } finally {
     for (const c of children) if (c.connected) c.send('stop');
     await sleep(500);

@@ -7,6 +7,7 @@ import { ACCESSKEY_HELP, accesskeyCommand } from './commands/accesskey-command.j
 import { CONFIGURE_HELP, configureCommand } from './commands/configure-command.js';
 import { INSTANCE_HELP, instanceCommand } from './commands/instance-command.js';
 import { KEYPAIR_HELP, keypairCommand } from './commands/keypair-command.js';
+import { AGENT_HELP } from './commands/agent-help.js';
 import { SERVER_HELP } from './commands/server-help.js';
 import { CliFailure, println, UsageError, type CliIo } from './cli-io.js';
 import { resolveClientSettings } from './client-settings.js';
@@ -40,6 +41,7 @@ Read commands take --json. Exit status: 0 success, 1 failure, 2 usage error.
 
 const HELP: Record<string, string> = {
   server: SERVER_HELP,
+  agent: AGENT_HELP,
   keypair: KEYPAIR_HELP,
   instance: INSTANCE_HELP,
   accesskey: ACCESSKEY_HELP,

@@ -1,0 +1,26 @@
+/** Help text of `keyward agent`, apart from the command so the CLI can show it without loading the agent. */
+import { DEFAULT_SSHD_TARGET } from '../../../agent/host/index.js';
+export const AGENT_HELP = `Usage: keyward agent --server URL [options]
+
+Runs the Keyward agent on this Linux host: enrolls it once with a one-time token, keeps an outbound
+connection to the server and applies the key pair bound to the host. Runs as root (it manages the login
+user's ~/.ssh/authorized_keys and an sshd drop-in).
+
+Options (each also as an environment variable, e.g. --state-dir ↔ KEYWARD_AGENT_STATE_DIR):
+  --server URL             the Keyward server, e.g. https://keyward.example.com (required)
+  --token TOKEN            one-time enrollment token (first run only; visible in ps: prefer --token-file)
+  --token-file FILE        file holding the enrollment token (read only when enrolling)
+  --state-dir DIR          identity key and state (default /var/lib/keyward-agent, mode 0700)
+  --login-user USER        OS user whose logons are managed (default root)
+  --ssh-address HOST:PORT  where the server reaches sshd (default: this host's primary address, sshd's port)
+  --sshd-config FILE       sshd's main config file (default ${DEFAULT_SSHD_TARGET.configFile})
+  --sshd-pid-file FILE     sshd's pid file, to signal a reload (default ${DEFAULT_SSHD_TARGET.pidFile})
+  --sshd-binary FILE       sshd, for sshd -t and sshd -T (default ${DEFAULT_SSHD_TARGET.sshdBinary})
+  --ca FILE                PEM CA bundle that signed the server's certificate (https only)
+  --once                   apply the first desired state, acknowledge it and exit (60 s limit)
+  --log-level LEVEL        fatal, error, warn, info (default), debug, trace or silent
+  -h, --help               show this help
+
+Logs are JSON lines on stdout. Exit status: 0 ok, 1 failed, 2 usage error, 3 stopped for good
+(revoked, identity or token refused, unsafe state directory): restarting will not help.
+`;
