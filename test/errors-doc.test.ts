@@ -21,7 +21,23 @@ test('docs/errors.md lists every server error code with its HTTP status, and no 
   assert.deepEqual([...documented.entries()].sort(), [...registered.entries()].sort());
 });
 
+/** The codes in the first column of the table under the heading `title`. */
+function codesUnder(title: string): string[] {
+  const start = doc.indexOf(`## ${title}`);
+  assert.notEqual(start, -1, `docs/errors.md has no "## ${title}" section`);
+  const end = doc.indexOf('\n## ', start + 1);
+  const section = doc.slice(start, end === -1 ? undefined : end);
+  return [...section.matchAll(/^\|\s*`([A-Za-z.]+)`\s*\|/gm)].map((m) => m[1] ?? '');
+}
+
 test('docs/errors.md lists every client-side error code', () => {
-  const documented = [...doc.matchAll(/^\|\s*`([A-Za-z.]+)`\s*\|\s*[^0-9\s]/gm)].map((m) => m[1]);
+  const documented = codesUnder('Client-side codes');
   assert.deepEqual(documented.sort(), [...RPC_CLIENT_ERROR_CODES].sort());
+});
+
+test('docs/errors.md lists every per-instance code the agent can report', async () => {
+  const { HOST_RESULT_CODES } = await import('../src/agent/host/index.js');
+  const { APPLY_CODES } = await import('../src/agent/agent-error.js');
+  const documented = codesUnder('Per-instance result codes from the host');
+  assert.deepEqual(documented.sort(), [...HOST_RESULT_CODES, ...Object.values(APPLY_CODES)].sort());
 });
