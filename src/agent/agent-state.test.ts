@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
 import {
   chmodSync,
+  existsSync,
   mkdtempSync,
   openSync,
   readdirSync,
@@ -202,4 +203,21 @@ test('a failed apply and a null binding are valid applied records', () => {
     message: 'sshd -t failed',
     binding: null,
   });
+});
+
+test('temporary files a crash left in the state directory are removed when it is opened', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'kw-state-tmp-'));
+  const stateDir = join(dir, 'state');
+  try {
+    openStateDir(stateDir, process.getuid?.() ?? 0);
+    const stale = join(stateDir, 'state.json.0123456789ab.tmp');
+    const foreign = join(stateDir, 'notes.txt');
+    writeFileSync(stale, '{', { mode: 0o600 });
+    writeFileSync(foreign, 'mine', { mode: 0o600 });
+    openStateDir(stateDir, process.getuid?.() ?? 0);
+    assert.equal(existsSync(stale), false);
+    assert.equal(existsSync(foreign), true);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -17,6 +17,7 @@ import {
   lstatSync,
   mkdirSync,
   openSync,
+  readdirSync,
   readFileSync,
   renameSync,
   unlinkSync,
@@ -106,6 +107,7 @@ export function ensureStateDir(dir: string, uid: number): void {
  */
 export function openStateDir(dir: string, uid: number): OpenedStateDir {
   ensureStateDir(dir, uid);
+  removeStaleTempFiles(dir);
   const state = loadState(dir, uid);
   const keyFile = join(dir, IDENTITY_KEY_FILE);
   const existing = readPrivateFile(keyFile, uid, MAX_KEY_FILE_BYTES);
@@ -119,6 +121,17 @@ export function openStateDir(dir: string, uid: number): OpenedStateDir {
   const identity =
     existing === undefined ? createIdentityKey(keyFile, uid) : parseIdentityKey(existing, keyFile);
   return { dir, identity, state };
+}
+
+/**
+ * Removes temporary files a crash left between writing and renaming (only names `writeFileAtomic` makes:
+ * `<state file or key file>.<12 hex>.tmp`); the real files are whole either way.
+ */
+function removeStaleTempFiles(dir: string): void {
+  const pattern = /^(state\.json|identity\.key)\.[0-9a-f]{12}\.tmp$/;
+  for (const name of readdirSync(dir)) {
+    if (pattern.test(name)) unlinkQuietly(join(dir, name));
+  }
 }
 
 /** Loads and strictly parses state.json; null when the agent has not enrolled yet. */

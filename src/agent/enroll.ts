@@ -123,7 +123,12 @@ function postJson(
     // The timeout event only reports inactivity; destroying the request turns it into an error.
     req.on('timeout', () => req.destroy(new Error(`no answer within ${target.timeoutMs} ms`)));
     req.on('error', (err) => {
-      failed(err.message, err);
+      const code = (err as NodeJS.ErrnoException).code ?? '';
+      // An untrusted certificate is the usual first-install mistake: say what fixes it.
+      const hint = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY/.test(code)
+        ? ' (pass the CA that signed the server certificate with --ca FILE)'
+        : '';
+      failed(`${err.message}${hint}`, err);
     });
     req.end(body);
   });
