@@ -1,0 +1,198 @@
+/**
+ * The policy decision: may this principal perform this action on these resources, now, from here?
+ *
+ * A pure function of plain data (the request, its context with `now`, and parsed documents), following the
+ * RAM evaluation logic ("Policy evaluation process"):
+ *   1. the account's root identity may do everything;
+ *   2. an explicit Deny in any matching statement of any document wins;
+ *   3. otherwise the request is allowed only if EVERY requested resource is covered by some matching Allow;
+ *   4. anything else is an implicit deny.
+ * A statement matches when its Action (or NotAction) matches the action, one of its Resource patterns
+ * matches the resource, and its whole condition block matches.
+ *
+ * Left to others: loading the documents attached to the principal (and its groups), auditing the decision,
+ * and turning a deny into an API error. `principal.name` plays no part here: the caller has already chosen
+ * which documents apply to that user.
+ */
+import { BlockList, isIP } from 'node:net';
+import type { ConditionClause, IpRange, PolicyDocument, PolicyStatement } from './policy-document.js';
+import { wildcardMatch } from './wildcard.js';
+
+export type Principal = { readonly kind: 'root' } | { readonly kind: 'user'; readonly name: string };
+
+/** Facts about the request that condition keys refer to. */
+export interface RequestContext {
+  /** `acs:SourceIp`: the client's IPv4 or IPv6 address. */
+  readonly sourceIp: string;
+  /** `acs:CurrentTime`: the decision time, from the caller's clock. */
+  readonly now: Date;
+  /** `acs:MFAPresent`: the session signed in with a second factor. */
+  readonly mfaPresent: boolean;
+  /** `acs:SecureTransport`: the request came over TLS. */
+  readonly secureTransport: boolean;
+  /** Service keys such as `ecs-workbench:LoginUser`; names are matched case-insensitively. */
+  readonly values?: Readonly<Record<string, string>>;
+}
+
+export interface AccessRequest {
+  readonly principal: Principal;
+  /** `service:ActionName`, e.g. `ecs:DescribeInstances`; compared case-insensitively. */
+  readonly action: string;
+  /** At least one resource name (`acs:...`); use `*` for account-wide actions. Case-sensitive. */
+  readonly resources: readonly string[];
+  readonly context: RequestContext;
+}
+
+/** Where a statement sits: index into the `documents` argument, then into that document's statements. */
+export interface StatementRef {
+  readonly document: number;
+  readonly statement: number;
+}
+
+export type Decision =
+  | { readonly allowed: true }
+  | {
+      readonly allowed: false;
+      readonly type: 'ExplicitDeny';
+      /** The Deny statement that matched. */
+      readonly statement: StatementRef;
+      /** The first requested resource it denied. */
+      readonly resource: string;
+    }
+  | {
+      readonly allowed: false;
+      readonly type: 'ImplicitDeny';
+      /** The first requested resource no Allow statement covers. */
+      readonly resource: string;
+    };
+
+/**
+ * Decides a request against the policy documents that apply to its principal.
+ * @throws {TypeError} on caller misuse: no resources, an invalid `now`, or a `sourceIp` that is not an IP
+ *   address (these are our bugs, not the client's, and must not silently turn into allow or deny).
+ */
+export function evaluate(request: AccessRequest, documents: readonly PolicyDocument[]): Decision {
+  const facts = checkRequest(request);
+  if (request.principal.kind === 'root') return { allowed: true };
+
+  const action = request.action.toLowerCase();
+  const applicable = (effect: 'Allow' | 'Deny'): { ref: StatementRef; statement: PolicyStatement }[] => {
+    const out: { ref: StatementRef; statement: PolicyStatement }[] = [];
+    documents.forEach((doc, d) => {
+      doc.statements.forEach((statement, s) => {
+        if (
+          statement.effect === effect &&
+          actionMatches(statement, action) &&
+          conditionsMatch(statement, facts)
+        ) {
+          out.push({ ref: { document: d, statement: s }, statement });
+        }
+      });
+    });
+    return out;
+  };
+
+  for (const { ref, statement } of applicable('Deny')) {
+    const resource = request.resources.find((r) => resourceMatches(statement, r));
+    if (resource !== undefined) return { allowed: false, type: 'ExplicitDeny', statement: ref, resource };
+  }
+  const allows = applicable('Allow');
+  const uncovered = request.resources.find(
+    (r) => !allows.some(({ statement }) => resourceMatches(statement, r)),
+  );
+  if (uncovered !== undefined) return { allowed: false, type: 'ImplicitDeny', resource: uncovered };
+  return { allowed: true };
+}
+
+interface Facts {
+  readonly sourceIp: string;
+  readonly sourceFamily: 'ipv4' | 'ipv6';
+  readonly nowMs: number;
+  readonly mfaPresent: boolean;
+  readonly secureTransport: boolean;
+  /** Service keys, lower-cased. */
+  readonly values: ReadonlyMap<string, string>;
+}
+
+function checkRequest(request: AccessRequest): Facts {
+  const { context } = request;
+  // An empty list would make "every resource is covered" vacuously true.
+  if (request.resources.length === 0) throw new TypeError('evaluate: request.resources must not be empty');
+  const nowMs = context.now.getTime();
+  if (Number.isNaN(nowMs)) throw new TypeError('evaluate: context.now is an invalid Date');
+  const version = isIP(context.sourceIp);
+  if (version === 0) throw new TypeError('evaluate: context.sourceIp is not an IP address');
+  const values = new Map<string, string>();
+  for (const [k, v] of Object.entries(context.values ?? {})) values.set(k.toLowerCase(), v);
+  return {
+    sourceIp: context.sourceIp,
+    sourceFamily: version === 4 ? 'ipv4' : 'ipv6',
+    nowMs,
+    mfaPresent: context.mfaPresent,
+    secureTransport: context.secureTransport,
+    values,
+  };
+}
+
+function actionMatches(statement: PolicyStatement, action: string): boolean {
+  // RAM action names are case-insensitive: `ecs:describeinstances` is `ecs:DescribeInstances`.
+  const listed = statement.actions.some((pattern) => wildcardMatch(pattern.toLowerCase(), action));
+  return statement.actionMode === 'Action' ? listed : !listed;
+}
+
+function resourceMatches(statement: PolicyStatement, resource: string): boolean {
+  // Resource names are case-sensitive in RAM.
+  return statement.resources.some((pattern) => wildcardMatch(pattern, resource));
+}
+
+/** All clauses must match (AND); within a clause the values any-match (OR); see `clauseMatches`. */
+function conditionsMatch(statement: PolicyStatement, facts: Facts): boolean {
+  return statement.conditions.every((clause) => clauseMatches(clause, facts));
+}
+
+/**
+ * One `operator: { key: values }` clause.
+ *
+ * Absent keys follow RAM/IAM semantics: a positive operator (`StringEquals`, `StringLike`) does not match
+ * when the request carries no value for the key; a negated operator (`StringNotEquals`, `StringNotLike`)
+ * DOES match, because "the value is not one of these" holds of a missing value. A negated operator is the
+ * negation of the whole OR over its values: `StringNotEquals: [a, b]` matches a value that is neither.
+ * Consequences to keep in mind when writing policies: a Deny with `StringNotEquals` also fires when the key
+ * is missing (fails closed), while an Allow with `StringNotEquals` also grants when the key is missing.
+ * The four `acs:` keys are always present in Keyward's context, so only service keys can be absent.
+ */
+function clauseMatches(clause: ConditionClause, facts: Facts): boolean {
+  switch (clause.kind) {
+    case 'string': {
+      const actual = facts.values.get(clause.key);
+      const negated = clause.operator === 'StringNotEquals' || clause.operator === 'StringNotLike';
+      if (actual === undefined) return negated;
+      const like = clause.operator === 'StringLike' || clause.operator === 'StringNotLike';
+      // String comparisons are case-sensitive, as RAM's StringEquals and StringLike are.
+      const any = clause.values.some((v) => (like ? wildcardMatch(v, actual) : v === actual));
+      return negated ? !any : any;
+    }
+    case 'ip': {
+      const any = inRanges(clause.values, facts);
+      return clause.operator === 'IpAddress' ? any : !any;
+    }
+    case 'date':
+      // Strict comparisons: at exactly the boundary instant neither DateLessThan nor DateGreaterThan holds.
+      return clause.operator === 'DateLessThan'
+        ? clause.values.some((t) => facts.nowMs < t)
+        : clause.values.some((t) => facts.nowMs > t);
+    case 'bool': {
+      const actual = clause.key === 'acs:MFAPresent' ? facts.mfaPresent : facts.secureTransport;
+      return clause.values.some((v) => v === actual);
+    }
+  }
+}
+
+function inRanges(ranges: readonly IpRange[], facts: Facts): boolean {
+  // BlockList treats an IPv4 address and its IPv4-mapped IPv6 form (RFC 4291 §2.5.5.2, ::ffff:10.0.0.1) as
+  // the same address, in both directions: a dual-stack listener reports IPv4 clients in the mapped form, and
+  // a policy written for 10.0.0.0/8 must still apply to them. So `::/0` covers IPv4 clients too.
+  const list = new BlockList();
+  for (const r of ranges) list.addSubnet(r.address, r.prefix, r.family);
+  return list.check(facts.sourceIp, facts.sourceFamily);
+}

@@ -1,0 +1,25 @@
+/**
+ * Policies: RAM-style policy documents (Alibaba Cloud RAM policy grammar: `Version`, `Statement[]` with
+ * `Effect`, `Action`/`NotAction`, `Resource`, `Condition`) and the pure decision over them.
+ * See DESIGN.md §5. Loading, attaching and auditing live with the callers.
+ */
+export {
+  BOOL_CONDITION_KEYS,
+  CONDITION_OPERATORS,
+  EFFECTS,
+  MAX_LIST_ENTRIES,
+  MAX_POLICY_DOCUMENT_BYTES,
+  MAX_STATEMENTS,
+  PolicyDocumentError,
+  parsePolicyDocument,
+} from './policy-document.js';
+export type {
+  ConditionClause,
+  ConditionOperator,
+  Effect,
+  IpRange,
+  PolicyDocument,
+  PolicyStatement,
+} from './policy-document.js';
+export { evaluate } from './evaluate-policy.js';
+export type { AccessRequest, Decision, Principal, RequestContext, StatementRef } from './evaluate-policy.js';
