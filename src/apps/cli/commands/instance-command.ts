@@ -3,6 +3,7 @@
  * (DescribeInstances and Keyward's instance actions).
  */
 import type { RpcClient } from '../../../client/index.js';
+import { describeAllPages, tagsText } from '../ecs-listing.js';
 import {
   listFlag,
   parseCommandArgs,
@@ -43,6 +44,21 @@ Bind key pairs with \`keyward keypair attach NAME ID...\` and \`keyward keypair 
 `;
 
 const PAGE_SIZE = 100;
+
+/** Every instance matching `filters`. */
+function describeAll(
+  client: RpcClient,
+  regionId: string,
+  filters: Record<string, string>,
+): Promise<InstanceItem[]> {
+  return describeAllPages<DescribeResponse, InstanceItem>(
+    client,
+    'DescribeInstances',
+    { RegionId: regionId, ...filters },
+    PAGE_SIZE,
+    (r) => r.Instances.Instance,
+  );
+}
 const MIN_TTL_SECONDS = 60;
 const MAX_TTL_SECONDS = 24 * 60 * 60;
 
@@ -99,30 +115,6 @@ export function keyPairText(item: InstanceItem): string {
       return `${name} (failed: ${binding.ErrorCode ?? ''})`;
     default:
       return name;
-  }
-}
-
-function tagsText(item: InstanceItem): string {
-  return (item.Tags?.Tag ?? [])
-    .map((t) => (t.TagValue === '' ? t.TagKey : `${t.TagKey}=${t.TagValue}`))
-    .join(',');
-}
-
-async function describeAll(
-  client: RpcClient,
-  regionId: string,
-  filters: Record<string, string>,
-): Promise<InstanceItem[]> {
-  const items: InstanceItem[] = [];
-  for (let page = 1; ; page++) {
-    const res = await client.call<DescribeResponse>('DescribeInstances', {
-      RegionId: regionId,
-      ...filters,
-      PageNumber: page,
-      PageSize: PAGE_SIZE,
-    });
-    items.push(...res.Instances.Instance);
-    if (res.Instances.Instance.length < PAGE_SIZE || items.length >= res.TotalCount) return items;
   }
 }
 
@@ -243,7 +235,7 @@ export async function instanceCommand(
           'Binding',
           `${binding.State ?? ''}${binding.State === 'Failed' ? `: ${binding.ErrorCode ?? ''} ${binding.ErrorMessage ?? ''}` : ''}`,
         ],
-        ['Tags', tagsText(item)],
+        ['Tags', tagsText(item.Tags)],
       ];
       for (const [k, v] of rows) println(io.stdout, `${k.padEnd(14)}${v}`.trimEnd());
       const keys = agent.HostKeys?.HostKey ?? [];

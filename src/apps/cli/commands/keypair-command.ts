@@ -5,6 +5,7 @@ import { closeSync, openSync, readFileSync, statSync, unlinkSync, writeSync } fr
 import { resolve } from 'node:path';
 import type { RpcClient } from '../../../client/index.js';
 import { parsePublicKey } from '../../../keypairs/index.js';
+import { describeAllPages, tagsText } from '../ecs-listing.js';
 import {
   CliFailure,
   listFlag,
@@ -50,6 +51,21 @@ KEYWARD_REGION, else from the profile written by \`keyward configure\`.
 
 const MAX_PUBLIC_KEY_FILE_BYTES = 64 * 1024;
 const PAGE_SIZE = 50;
+
+/** Every key pair matching `filters`, with public keys. */
+function describeAll(
+  client: RpcClient,
+  regionId: string,
+  filters: Record<string, string>,
+): Promise<KeyPairItem[]> {
+  return describeAllPages<DescribeResponse, KeyPairItem>(
+    client,
+    'DescribeKeyPairs',
+    { RegionId: regionId, ...filters, IncludePublicKey: true },
+    PAGE_SIZE,
+    (r) => r.KeyPairs.KeyPair,
+  );
+}
 /** AttachKeyPair/DetachKeyPair take at most 50 instances per call; more are sent in several calls. */
 const MAX_INSTANCES_PER_CALL = 50;
 
@@ -98,32 +114,6 @@ function oneName(positionals: readonly string[], command: string): string {
     throw new UsageError(`keypair ${command} takes exactly one NAME`);
   }
   return positionals[0];
-}
-
-function tagsText(item: KeyPairItem): string {
-  return (item.Tags?.Tag ?? [])
-    .map((t) => (t.TagValue === '' ? t.TagKey : `${t.TagKey}=${t.TagValue}`))
-    .join(',');
-}
-
-/** Fetches every page of DescribeKeyPairs for the given filters. */
-async function describeAll(
-  client: RpcClient,
-  regionId: string,
-  filters: Record<string, string>,
-): Promise<KeyPairItem[]> {
-  const items: KeyPairItem[] = [];
-  for (let page = 1; ; page++) {
-    const res = await client.call<DescribeResponse>('DescribeKeyPairs', {
-      RegionId: regionId,
-      ...filters,
-      IncludePublicKey: true,
-      PageNumber: page,
-      PageSize: PAGE_SIZE,
-    });
-    items.push(...res.KeyPairs.KeyPair);
-    if (res.KeyPairs.KeyPair.length < PAGE_SIZE || items.length >= res.TotalCount) return items;
-  }
 }
 
 export async function keypairCommand(
@@ -270,7 +260,7 @@ export async function keypairCommand(
           (i.PublicKey ?? '').split(' ')[0] ?? '',
           i.KeyPairFingerPrint,
           i.CreationTime,
-          tagsText(i),
+          tagsText(i.Tags),
         ]),
       );
       return 0;
@@ -297,7 +287,7 @@ export async function keypairCommand(
         ['', sha256],
         ['Created', item.CreationTime],
         ['Resource group', item.ResourceGroupId ?? ''],
-        ['Tags', tagsText(item)],
+        ['Tags', tagsText(item.Tags)],
         ['Public key', item.PublicKey ?? ''],
       ];
       for (const [k, v] of rows) println(io.stdout, `${k.padEnd(16)}${v}`);
