@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { RpcClient } from '../src/client/index.js';
-import { createThrowawayUser, sshEcho, startPrivateSshd } from '../test/helpers/sshd.js';
+import { agentArgs, createThrowawayUser, sshEcho, startPrivateSshd } from '../test/helpers/sshd.js';
 import { startServerProcess } from './server-process.js';
 import { summarize } from './stats.js';
 import { fixed, renderTable } from './table.js';
@@ -51,23 +51,13 @@ async function main(): Promise<void> {
       process.execPath,
       [
         join(REPO_ROOT, 'bin', 'keyward.js'),
-        'agent',
-        '--server',
-        server.endpoint,
-        '--token',
-        Token,
-        '--state-dir',
-        join(work, 'agent'),
-        '--login-user',
-        user.name,
-        '--sshd-config',
-        sshd.configFile,
-        '--sshd-pid-file',
-        sshd.pidFile,
-        '--ssh-address',
-        `127.0.0.1:${String(sshd.port)}`,
-        '--log-level',
-        'warn',
+        ...agentArgs({
+          server: server.endpoint,
+          stateDir: join(work, 'agent'),
+          loginUser: user.name,
+          sshd,
+          extra: ['--token', Token, '--log-level', 'warn'],
+        }),
       ],
       { env, stdio: 'ignore' },
     );

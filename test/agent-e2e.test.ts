@@ -22,6 +22,7 @@ import {
   type ChildServer,
 } from './helpers/server.js';
 import {
+  agentArgs,
   createThrowawayUser,
   effectiveSetting,
   sshEcho,
@@ -46,23 +47,7 @@ const USER_LINES =
 function startAgent(extra: readonly string[] = []): ChildProcess {
   const child = spawn(
     process.execPath,
-    [
-      BIN,
-      'agent',
-      '--server',
-      server.endpoint,
-      '--state-dir',
-      stateDir,
-      '--login-user',
-      user.name,
-      '--sshd-config',
-      sshd.configFile,
-      '--sshd-pid-file',
-      sshd.pidFile,
-      '--ssh-address',
-      `127.0.0.1:${String(sshd.port)}`,
-      ...extra,
-    ],
+    [BIN, ...agentArgs({ server: server.endpoint, stateDir, loginUser: user.name, sshd, extra })],
     { env: baseEnv(), stdio: ['ignore', 'pipe', 'pipe'] },
   );
   child.stdout?.on('data', (c: Buffer) => (agentLog += c.toString()));

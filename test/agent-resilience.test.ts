@@ -27,6 +27,7 @@ import {
   type ChildServer,
 } from './helpers/server.js';
 import {
+  agentArgs,
   createThrowawayUser,
   effectiveSetting,
   sshEcho,
@@ -34,7 +35,7 @@ import {
   type PrivateSshd,
   type ThrowawayUser,
 } from './helpers/sshd.js';
-import { requireTool, runOk } from './helpers/tools.js';
+import { makeSelfSignedCert, runOk } from './helpers/tools.js';
 
 /** The user's own authorized_keys: a comment, CR LF, a blank line, an options line, no final newline. */
 const USER_LINES =
@@ -112,20 +113,13 @@ function startAgent(spec: AgentSpec): AgentChild {
     process.execPath,
     [
       BIN,
-      'agent',
-      '--server',
-      spec.server,
-      '--state-dir',
-      spec.stateDir,
-      '--login-user',
-      host.user.name,
-      '--sshd-config',
-      host.sshd.configFile,
-      '--sshd-pid-file',
-      host.sshd.pidFile,
-      '--ssh-address',
-      `127.0.0.1:${String(host.sshd.port)}`,
-      ...(spec.extra ?? []),
+      ...agentArgs({
+        server: spec.server,
+        stateDir: spec.stateDir,
+        loginUser: host.user.name,
+        sshd: host.sshd,
+        ...(spec.extra !== undefined && { extra: spec.extra }),
+      }),
     ],
     { env: baseEnv(), stdio: ['ignore', 'pipe', 'pipe'] },
   );
@@ -277,30 +271,10 @@ describe('an agent talking to an https server', () => {
   let token = '';
 
   before(async () => {
-    requireTool('openssl');
     host = await makeHost('keyward-resilience-tls-');
-    certFile = join(host.work, 'tls.crt');
-    const keyFile = join(host.work, 'tls.key');
-    await runOk('openssl', [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-subj',
-      '/CN=127.0.0.1',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1',
-      '-days',
-      '2',
-      '-keyout',
-      keyFile,
-      '-out',
-      certFile,
-    ]);
-    const ca = await readFile(certFile, 'utf8');
+    const cert = await makeSelfSignedCert(host.work);
+    certFile = cert.certFile;
+    const { keyFile, pem: ca } = cert;
     server = await startChildServer({ args: ['--tls-cert', certFile, '--tls-key', keyFile], ca });
     rpc = rpcClient(server, server.credentials, { ca });
   });

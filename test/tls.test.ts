@@ -5,7 +5,6 @@
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as $Ecs from '@alicloud/ecs20140526';
 import { credentialsEnv, keyward } from './helpers/cli.js';
@@ -18,7 +17,7 @@ import {
   startChildServer,
   type ChildServer,
 } from './helpers/server.js';
-import { newEd25519OpenSsh, requireTool, runOk } from './helpers/tools.js';
+import { makeSelfSignedCert, newEd25519OpenSsh } from './helpers/tools.js';
 
 const REGION = 'local';
 
@@ -28,30 +27,9 @@ describe('the server over https', () => {
   let ca = '';
 
   before(async () => {
-    requireTool('openssl');
     dir = await makeTempDir('keyward-tls-');
-    const certFile = join(dir, 'tls.crt');
-    const keyFile = join(dir, 'tls.key');
-    await runOk('openssl', [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-subj',
-      '/CN=127.0.0.1',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1',
-      '-days',
-      '2',
-      '-keyout',
-      keyFile,
-      '-out',
-      certFile,
-    ]);
-    ca = await readFile(certFile, 'utf8');
+    const { certFile, keyFile, pem } = await makeSelfSignedCert(dir);
+    ca = pem;
     server = await startChildServer({ args: ['--tls-cert', certFile, '--tls-key', keyFile], ca });
   });
 

@@ -5,34 +5,24 @@
 import type { HostFacts } from '../agent-channel/index.js';
 import { normaliseHostKeys, type HostKey } from './host-keys.js';
 
-/** Host facts as stored. */
-export interface StoredFacts {
-  readonly hostname: string;
-  readonly osName: string;
-  readonly osVersion: string;
-  readonly kernel: string;
-  readonly addresses: readonly string[];
-  readonly sshAddress: string;
+/** Host facts as stored: the contract's facts, with host keys parsed (and the platform implied: Linux). */
+export type StoredFacts = Omit<HostFacts, 'platform' | 'hostKeys'> & {
   readonly hostKeys: readonly HostKey[];
-  readonly agentVersion: string;
-  readonly loginUser: string;
-}
+};
 
 /** The stored form of reported facts, and why any reported host key was not kept. */
 export function storedFactsOf(facts: HostFacts): { facts: StoredFacts; droppedHostKeys: string[] } {
   const { keys, dropped } = normaliseHostKeys(facts.hostKeys);
-  return {
-    facts: {
-      hostname: facts.hostname,
-      osName: facts.osName,
-      osVersion: facts.osVersion,
-      kernel: facts.kernel,
-      addresses: [...facts.addresses],
-      sshAddress: facts.sshAddress,
-      hostKeys: keys,
-      agentVersion: facts.agentVersion,
-      loginUser: facts.loginUser,
-    },
-    droppedHostKeys: dropped,
+  const stored: StoredFacts = {
+    hostname: facts.hostname,
+    osName: facts.osName,
+    osVersion: facts.osVersion,
+    kernel: facts.kernel,
+    addresses: [...facts.addresses],
+    sshAddress: facts.sshAddress,
+    hostKeys: keys,
+    agentVersion: facts.agentVersion,
+    loginUser: facts.loginUser,
   };
+  return { facts: stored, droppedHostKeys: dropped };
 }

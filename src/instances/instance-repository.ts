@@ -20,20 +20,11 @@ export const INSTANCE_STATES = ['active', 'revoked'] as const;
 export type InstanceState = (typeof INSTANCE_STATES)[number];
 
 /** An instance as the domain sees it. */
-export interface InstanceRecord {
+export interface InstanceRecord extends StoredFacts {
   readonly id: InstanceId;
   readonly accountId: string;
   readonly regionId: string;
   readonly name: string;
-  readonly hostname: string;
-  readonly osName: string;
-  readonly osVersion: string;
-  readonly kernel: string;
-  readonly addresses: readonly string[];
-  readonly sshAddress: string;
-  readonly hostKeys: readonly HostKey[];
-  readonly agentVersion: string;
-  readonly loginUser: string;
   /** Raw Ed25519 public key, base64. */
   readonly identityPublicKey: string;
   readonly status: InstanceState;

@@ -221,3 +221,32 @@ export async function effectiveSetting(configFile: string, keyword: string): Pro
   const line = out.split('\n').find((l) => l.startsWith(`${keyword} `));
   return line?.slice(keyword.length + 1).trim() ?? '';
 }
+
+/**
+ * Arguments of `keyward agent` (after `bin/keyward.js`) managing `sshd` for `loginUser`: the one place tests
+ * and benchmarks spell the agent's command line.
+ */
+export function agentArgs(opts: {
+  readonly server: string;
+  readonly stateDir: string;
+  readonly loginUser: string;
+  readonly sshd: Pick<PrivateSshd, 'configFile' | 'pidFile' | 'port'>;
+  readonly extra?: readonly string[];
+}): string[] {
+  return [
+    'agent',
+    '--server',
+    opts.server,
+    '--state-dir',
+    opts.stateDir,
+    '--login-user',
+    opts.loginUser,
+    '--sshd-config',
+    opts.sshd.configFile,
+    '--sshd-pid-file',
+    opts.sshd.pidFile,
+    '--ssh-address',
+    `127.0.0.1:${String(opts.sshd.port)}`,
+    ...(opts.extra ?? []),
+  ];
+}

@@ -262,3 +262,32 @@ export function parseOpenSshEd25519Private(pem: string): OpenSshEd25519Private {
   if (!derived.equals(publicKey)) throw new Error('the seed does not derive the public key');
   return { seed, publicKey, comment, keyObject, raw };
 }
+
+/** A self-signed P-256 certificate for IP 127.0.0.1 made by openssl in `dir`: its files and PEM text. */
+export async function makeSelfSignedCert(
+  dir: string,
+): Promise<{ certFile: string; keyFile: string; pem: string }> {
+  requireTool('openssl');
+  const certFile = join(dir, 'tls.crt');
+  const keyFile = join(dir, 'tls.key');
+  await runOk('openssl', [
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-subj',
+    '/CN=127.0.0.1',
+    '-addext',
+    'subjectAltName=IP:127.0.0.1',
+    '-days',
+    '2',
+    '-keyout',
+    keyFile,
+    '-out',
+    certFile,
+  ]);
+  return { certFile, keyFile, pem: await readFile(certFile, 'utf8') };
+}

@@ -4,13 +4,9 @@
  */
 import { ACCESS_KEY_STATUSES, type AccessKeyStore } from '../../accounts/index.js';
 import { AppError } from '../../platform/errors.js';
+import { ecsTimeSeconds } from '../ecs-shapes.js';
 import { RAM_API_VERSION, type RpcAction, type RpcContext } from '../rpc-action.js';
 import type { ParamReader } from '../rpc-params.js';
-
-/** RAM's CreateDate form: ISO 8601 UTC to the second (`2015-01-23T12:33:18Z`). */
-function ramTime(iso: string): string {
-  return `${iso.slice(0, 19)}Z`;
-}
 
 function readKeyId(params: ParamReader, ctx: RpcContext, verb: string): string {
   const id = params.requiredString('UserAccessKeyId', 64);
@@ -36,7 +32,7 @@ export function accessKeyActions(deps: { accessKeys: AccessKeyStore }): RpcActio
             AccessKeyId: key.id,
             AccessKeySecret: key.secret,
             Status: key.status,
-            CreateDate: ramTime(key.createdAt),
+            CreateDate: ecsTimeSeconds(key.createdAt),
           },
         };
       },
@@ -52,7 +48,7 @@ export function accessKeyActions(deps: { accessKeys: AccessKeyStore }): RpcActio
             AccessKey: keys.map((k) => ({
               AccessKeyId: k.id,
               Status: k.status,
-              CreateDate: ramTime(k.createdAt),
+              CreateDate: ecsTimeSeconds(k.createdAt),
             })),
           },
         };

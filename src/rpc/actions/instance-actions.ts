@@ -19,7 +19,7 @@ import { AppError } from '../../platform/errors.js';
 import { MAX_TAGS_PER_RESOURCE, validateTagFilters, validateTags } from '../../tags/index.js';
 import { ECS_API_VERSION, readRegionId, type RpcAction } from '../rpc-action.js';
 import type { ParamReader } from '../rpc-params.js';
-import { ecsTime } from './key-pair-actions.js';
+import { ecsTime, ecsTimeSeconds, readPaging, tagsView } from '../ecs-shapes.js';
 
 /** DescribeInstances page size bounds (ECS: maximum 100, default 10) and InstanceIds bound. */
 export const MAX_INSTANCE_PAGE_SIZE = 100;
@@ -33,11 +33,6 @@ interface Deps {
   readonly instances: InstanceService;
   readonly enrollment: EnrollmentService;
   readonly regions: ReadonlySet<string>;
-}
-
-/** `yyyy-MM-ddTHH:mm:ssZ` (UTC, seconds): for times where minutes are too coarse. */
-export function ecsTimeSeconds(iso: string): string {
-  return `${iso.slice(0, 19)}Z`;
 }
 
 /** One `Instances.Instance[]` item: the ECS fields, and Keyward's agent facts under `KeywardAgent`. */
@@ -55,7 +50,7 @@ export function instanceItem(v: InstanceView): Record<string, unknown> {
     RegionId: r.regionId,
     CreationTime: ecsTime(r.createdAt),
     InnerIpAddress: { IpAddress: [...r.addresses] },
-    Tags: { Tag: r.tags.map((t) => ({ TagKey: t.key, TagValue: t.value })) },
+    Tags: tagsView(r.tags),
     KeywardAgent: {
       AgentVersion: r.agentVersion,
       LastSeenTime: ecsTimeSeconds(v.lastSeenAt),
@@ -140,9 +135,7 @@ export function instanceActions(deps: Deps): RpcAction[] {
         const keyPairName = params.optionalString('KeyPairName', 128);
         const status = readStatus(params);
         const tags = validateTagFilters(params.tags(MAX_TAGS_PER_RESOURCE));
-        const pageNumber = params.integer('PageNumber', { min: 1, max: 100_000_000, fallback: 1 });
-        const pageSize = params.integer('PageSize', {
-          min: 1,
+        const { pageNumber, pageSize } = readPaging(params, {
           max: MAX_INSTANCE_PAGE_SIZE,
           fallback: DEFAULT_INSTANCE_PAGE_SIZE,
         });

@@ -14,6 +14,7 @@ import {
   type KeyPairService,
 } from '../../keypairs/index.js';
 import { MAX_TAGS_PER_RESOURCE, validateTagFilters, validateTags } from '../../tags/index.js';
+import { ecsTime, readPaging, tagsView } from '../ecs-shapes.js';
 import { ECS_API_VERSION, readRegionId, type RpcAction, type RpcContext } from '../rpc-action.js';
 import { MAX_PARAM_VALUE_BYTES, type ParamReader } from '../rpc-params.js';
 
@@ -31,11 +32,6 @@ const MAX_PUBLIC_KEY_BODY_CHARS = MAX_PARAM_VALUE_BYTES;
 interface Deps {
   readonly keyPairs: KeyPairService;
   readonly regions: ReadonlySet<string>;
-}
-
-/** ECS CreationTime form: `yyyy-MM-ddTHH:mmZ` (UTC, minutes). */
-export function ecsTime(iso: string): string {
-  return `${iso.slice(0, 16)}Z`;
 }
 
 function readPlacement(params: ParamReader, ctx: RpcContext, deps: Deps): KeyPairPlacement {
@@ -71,7 +67,7 @@ function keyPairView(r: KeyPairListing): Record<string, unknown> {
     CreationTime: ecsTime(r.createdAt),
     ResourceGroupId: r.resourceGroupId ?? '',
     ...(r.publicKey !== undefined && { PublicKey: r.publicKey }),
-    Tags: { Tag: r.tags.map((t) => ({ TagKey: t.key, TagValue: t.value })) },
+    Tags: tagsView(r.tags),
   };
 }
 
@@ -114,10 +110,7 @@ export function keyPairActions(deps: Deps): RpcAction[] {
         const fingerprint = params.optionalString('KeyPairFingerPrint', 64);
         const rg = params.optionalString('ResourceGroupId', 64);
         const tags = validateTagFilters(params.tags(MAX_TAGS_PER_RESOURCE));
-        // A page past the end is an empty page, as in ECS; the bound only keeps the offset arithmetic sane.
-        const pageNumber = params.integer('PageNumber', { min: 1, max: 100_000_000, fallback: 1 });
-        const pageSize = params.integer('PageSize', {
-          min: 1,
+        const { pageNumber, pageSize } = readPaging(params, {
           max: MAX_KEY_PAIR_PAGE_SIZE,
           fallback: DEFAULT_KEY_PAIR_PAGE_SIZE,
         });
