@@ -82,7 +82,7 @@ function connect(endpoint: string, instanceId: string, privateKey: KeyObject, i:
         welcomed = true;
         sockets.push(ws);
         resolve();
-      } else {
+      } else if (msg.t === 'desired') {
         ws.send(JSON.stringify({ t: 'applied', generation: msg.generation, ok: true }));
       }
     });

@@ -185,6 +185,7 @@ export class FakeGateway {
         conn.applied.push(msg);
         return;
       }
+      if (msg.t !== 'hello') return;
       conn.hello = msg;
       const key = this.keys.get(msg.instanceId);
       conn.signatureValid =

@@ -11,6 +11,11 @@
  *   agent  → {t:'hello', instanceId, signature, facts, applied}   signature = Ed25519(identity key, helloSigningInput)
  *   server → {t:'welcome', instanceId} then {t:'desired', generation, binding}   (again whenever it changes)
  *   agent  → {t:'applied', generation, ok, code?, message?}      after applying each desired state
+ * One-time logon (DESIGN §4):
+ *   server → {t:'grant', grant, signature}      signature = Ed25519(grant-signing key, grantSigningInput(grant))
+ *   agent  → {t:'grant-result', grantId, ok, code?, message?, hostExpiresAt?}   once stored (or refused)
+ *   server → {t:'grant-revoke', grantId}        the key is no longer needed (the agent deletes it at once)
+ *   agent  → {t:'grant-removed', grantId, reason}   whenever a grant leaves the host's disk
  * Liveness: the server pings every HEARTBEAT_INTERVAL_MS; a side that hears nothing for
  * HEARTBEAT_TIMEOUT_MS closes the socket (the agent then reconnects with jittered backoff).
  */
@@ -84,10 +89,49 @@ export interface AppliedState {
   readonly message?: string;
 }
 
+/** Longest life a one-time logon grant may have; agents refuse longer ones. */
+export const MAX_GRANT_LIFETIME_SECONDS = 300;
+/** OS user names a grant may name (Debian's default NAME_REGEX, ≤ 32): no commas, newlines, dots or slashes. */
+export const OS_USER_PATTERN = /^[a-z_][a-z0-9_-]{0,31}\$?$/;
+/** `lg-` and 20 lowercase letters and digits. */
+export const GRANT_ID_PATTERN = /^lg-[a-z0-9]{20}$/;
+/** The only key type a one-time grant carries: `ssh-ed25519` and the base64 of its 51-byte blob. */
+export const GRANT_PUBLIC_KEY_PATTERN = /^ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI[A-Za-z0-9+/]{43}=?$/;
+/** Who asked for a grant: `root` or `user/<name>` (for the host's records; ≤ 160). */
+export const GRANT_CALLER_PATTERN = /^(root|user\/[A-Za-z0-9._@-]{1,128})$/;
+/** A source address the key line's `from=` may name: an IPv4/IPv6 address or CIDR. */
+export const GRANT_SOURCE_PATTERN = /^[0-9a-fA-F:.]{2,45}(\/\d{1,3})?$/;
+
+/**
+ * A one-time logon grant, signed by the server: the agent serves `publicKey` to sshd for `osUser` until
+ * `expiresAt` (Unix seconds), never longer than `expiresAt - issuedAt` after it received the grant by its
+ * own clock, and deletes it from disk at that moment.
+ */
+export interface LogonGrant {
+  readonly grantId: string;
+  readonly instanceId: string;
+  readonly osUser: string;
+  readonly publicKey: string;
+  /** Unix seconds, server clock. */
+  readonly issuedAt: number;
+  /** Unix seconds, server clock; 1 ≤ expiresAt − issuedAt ≤ MAX_GRANT_LIFETIME_SECONDS. */
+  readonly expiresAt: number;
+  /** The API request that issued the grant. */
+  readonly requestId: string;
+  readonly caller: string;
+  /** Addresses for the key line's `from=` option (the broker's, when configured); empty means any. */
+  readonly sourceAddresses: readonly string[];
+}
+
+/** Why a grant left the host's disk. */
+export type GrantRemovalReason = 'expired' | 'revoked' | 'swept';
+
 export type ServerMessage =
   | { readonly t: 'challenge'; readonly nonce: string }
   | { readonly t: 'welcome'; readonly instanceId: string }
-  | { readonly t: 'desired'; readonly generation: number; readonly binding: BindingSpec | null };
+  | { readonly t: 'desired'; readonly generation: number; readonly binding: BindingSpec | null }
+  | { readonly t: 'grant'; readonly grant: LogonGrant; readonly signature: string }
+  | { readonly t: 'grant-revoke'; readonly grantId: string };
 
 export type AgentMessage =
   | {
@@ -97,7 +141,42 @@ export type AgentMessage =
       readonly facts: HostFacts;
       readonly applied: AppliedState | null;
     }
-  | ({ readonly t: 'applied' } & AppliedState);
+  | ({ readonly t: 'applied' } & AppliedState)
+  | {
+      readonly t: 'grant-result';
+      readonly grantId: string;
+      readonly ok: boolean;
+      /** A stable `Host.*` code when !ok (e.g. `Host.UnknownUser`). */
+      readonly code?: string;
+      readonly message?: string;
+      /** When ok: the Unix second at which the host stops serving the key, by the host's clock. */
+      readonly hostExpiresAt?: number;
+    }
+  | { readonly t: 'grant-removed'; readonly grantId: string; readonly reason: GrantRemovalReason };
+
+const GRANT_CONTEXT = 'keyward-logon-grant-v1';
+
+/**
+ * The bytes the server signs for a grant: a context line, then every field on its own line in a fixed
+ * order (the parsers guarantee no field holds a newline, and no source address a comma).
+ */
+export function grantSigningInput(g: LogonGrant): Buffer {
+  return Buffer.from(
+    [
+      GRANT_CONTEXT,
+      g.grantId,
+      g.instanceId,
+      g.osUser,
+      g.publicKey,
+      String(g.issuedAt),
+      String(g.expiresAt),
+      g.requestId,
+      g.caller,
+      g.sourceAddresses.join(','),
+    ].join('\n'),
+    'utf8',
+  );
+}
 
 const HELLO_CONTEXT = 'keyward-agent-hello-v1';
 
@@ -175,7 +254,8 @@ const BASE64URL = /^[A-Za-z0-9_-]+$/;
 const PRINTABLE = /^[\x20-\x7e]*$/;
 const INSTANCE_ID = /^i-[a-z0-9]{20}$/;
 const PUBLIC_KEY_LINE = /^[a-z0-9@.-]{3,64} [A-Za-z0-9+/]+={0,2}$/;
-const OS_USER = /^[a-z_][a-z0-9_-]{0,31}\$?$/;
+const OS_USER = OS_USER_PATTERN;
+const REQUEST_ID = /^[A-Za-z0-9-]{1,64}$/;
 
 /** Parses host facts (from enrollment or hello). */
 export function parseHostFacts(value: unknown, where = 'facts'): HostFacts {
@@ -258,6 +338,48 @@ export function parseEnrollResponse(body: string | Buffer): EnrollResponse {
   };
 }
 
+function unixSeconds(o: Json, key: string, where: string): number {
+  const v = o[key];
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0 || v > 253_402_300_799)
+    throw new AgentProtocolError(`${where}.${key} must be a whole number of Unix seconds`);
+  return v;
+}
+
+/** Parses a grant (agent side, before its signature is checked). */
+export function parseLogonGrant(value: unknown, where = 'grant'): LogonGrant {
+  const o = object(value, where, [
+    'grantId',
+    'instanceId',
+    'osUser',
+    'publicKey',
+    'issuedAt',
+    'expiresAt',
+    'requestId',
+    'caller',
+    'sourceAddresses',
+  ]);
+  const issuedAt = unixSeconds(o, 'issuedAt', where);
+  const expiresAt = unixSeconds(o, 'expiresAt', where);
+  if (expiresAt - issuedAt < 1 || expiresAt - issuedAt > MAX_GRANT_LIFETIME_SECONDS) {
+    throw new AgentProtocolError(
+      `${where} must live between 1 and ${MAX_GRANT_LIFETIME_SECONDS} seconds (expiresAt − issuedAt)`,
+    );
+  }
+  return {
+    grantId: str(o, 'grantId', where, 23, GRANT_ID_PATTERN),
+    instanceId: str(o, 'instanceId', where, 22, INSTANCE_ID),
+    osUser: str(o, 'osUser', where, 33, OS_USER),
+    publicKey: str(o, 'publicKey', where, 80, GRANT_PUBLIC_KEY_PATTERN),
+    issuedAt,
+    expiresAt,
+    requestId: str(o, 'requestId', where, 64, REQUEST_ID),
+    caller: str(o, 'caller', where, 160, GRANT_CALLER_PATTERN),
+    sourceAddresses: strList(o, 'sourceAddresses', where, 8, 49, GRANT_SOURCE_PATTERN),
+  };
+}
+
+const GRANT_REMOVAL_REASONS: ReadonlySet<string> = new Set(['expired', 'revoked', 'swept']);
+
 /** Parses a message from the agent (server side). */
 export function parseAgentMessage(data: string | Buffer): AgentMessage {
   const raw = parseJson(data);
@@ -282,6 +404,33 @@ export function parseAgentMessage(data: string | Buffer): AgentMessage {
   if (t === 'applied') {
     const o = object(raw, 'applied', ['t', 'generation', 'ok'], ['code', 'message']);
     return { t: 'applied', ...parseApplied(o, 'applied') };
+  }
+  if (t === 'grant-result') {
+    const o = object(raw, 'grant-result', ['t', 'grantId', 'ok'], ['code', 'message', 'hostExpiresAt']);
+    const ok = bool(o, 'ok', 'grant-result');
+    const code = o['code'] === undefined ? undefined : str(o, 'code', 'grant-result', 64, /^[A-Za-z0-9.]+$/);
+    const message = o['message'] === undefined ? undefined : str(o, 'message', 'grant-result', 1024);
+    const hostExpiresAt =
+      o['hostExpiresAt'] === undefined ? undefined : unixSeconds(o, 'hostExpiresAt', 'grant-result');
+    return {
+      t: 'grant-result',
+      grantId: str(o, 'grantId', 'grant-result', 23, GRANT_ID_PATTERN),
+      ok,
+      ...(code !== undefined && { code }),
+      ...(message !== undefined && { message }),
+      ...(hostExpiresAt !== undefined && { hostExpiresAt }),
+    };
+  }
+  if (t === 'grant-removed') {
+    const o = object(raw, 'grant-removed', ['t', 'grantId', 'reason']);
+    const reason = o['reason'];
+    if (typeof reason !== 'string' || !GRANT_REMOVAL_REASONS.has(reason))
+      throw new AgentProtocolError('grant-removed.reason must be expired, revoked or swept');
+    return {
+      t: 'grant-removed',
+      grantId: str(o, 'grantId', 'grant-removed', 23, GRANT_ID_PATTERN),
+      reason: reason as GrantRemovalReason,
+    };
   }
   throw new AgentProtocolError('message has an unknown type');
 }
@@ -309,6 +458,18 @@ export function parseServerMessage(data: string | Buffer): ServerMessage {
       };
     }
     return { t: 'desired', generation: generation(o, 'desired'), binding };
+  }
+  if (t === 'grant') {
+    const o = object(raw, 'grant', ['t', 'grant', 'signature']);
+    return {
+      t: 'grant',
+      grant: parseLogonGrant(o['grant'], 'grant.grant'),
+      signature: str(o, 'signature', 'grant', 128, BASE64),
+    };
+  }
+  if (t === 'grant-revoke') {
+    const o = object(raw, 'grant-revoke', ['t', 'grantId']);
+    return { t: 'grant-revoke', grantId: str(o, 'grantId', 'grant-revoke', 23, GRANT_ID_PATTERN) };
   }
   throw new AgentProtocolError('message has an unknown type');
 }

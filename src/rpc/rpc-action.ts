@@ -9,6 +9,8 @@ import type { ParamReader } from './rpc-params.js';
 export const ECS_API_VERSION = '2014-05-26';
 /** RAM API version of the access key actions. */
 export const RAM_API_VERSION = '2015-05-01';
+/** API version of Keyward's own actions (one-time logon, terminal sessions, audit), which ECS lacks. */
+export const KEYWARD_API_VERSION = '2026-11-01';
 
 /** Who is calling and where: established by request authentication before any action runs. */
 export interface RpcContext {
