@@ -8,7 +8,7 @@
  * closes (4409). Desired states carry increasing generations; a connection is never sent a generation
  * older than one it was already sent, so concurrent changes cannot reach the agent out of order.
  */
-import type { AppliedState, ServerMessage } from '../agent-channel/index.js';
+import type { AgentMessage, AppliedState, ServerMessage } from '../agent-channel/index.js';
 import type { DesiredState } from './instance-repository.js';
 
 /** One authenticated connection, as the hub sees it (implemented by the gateway). */
@@ -39,6 +39,9 @@ export type ApplyOutcome =
   /** No connection (or it closed while waiting): the agent gets the state when it reconnects. */
   | { readonly kind: 'offline' };
 
+/** What an agent reports about one-time logon grants (handled by the logon service). */
+export type GrantReport = Extract<AgentMessage, { t: 'grant-result' } | { t: 'grant-removed' }>;
+
 interface Waiter {
   readonly generation: number;
   readonly resolve: (outcome: ApplyOutcome) => void;
@@ -47,6 +50,7 @@ interface Waiter {
 export class AgentHub<L extends AgentLink = AgentLink> {
   readonly #links = new Map<string, L>();
   readonly #waiters = new Map<string, Set<Waiter>>();
+  #grantListener: ((instanceId: string, report: GrantReport) => void) | undefined;
 
   /** Number of connections. */
   get size(): number {
@@ -145,6 +149,27 @@ export class AgentHub<L extends AgentLink = AgentLink> {
       else if (w.generation < state.generation)
         w.resolve({ kind: 'superseded', generation: state.generation });
     }
+  }
+
+  /**
+   * Sends `message` to the instance's agent if it is connected and past its handshake; false otherwise
+   * (nothing is queued: one-time grants are only worth sending live).
+   */
+  sendNow(instanceId: string, message: ServerMessage): boolean {
+    const link = this.#links.get(instanceId);
+    if (link === undefined || !link.ready) return false;
+    link.send(message);
+    return true;
+  }
+
+  /** Sets the one listener for agents' grant reports (the logon service). */
+  onGrantReport(listener: (instanceId: string, report: GrantReport) => void): void {
+    this.#grantListener = listener;
+  }
+
+  /** An agent reported on a grant (called by the gateway). */
+  grantReport(instanceId: string, report: GrantReport): void {
+    this.#grantListener?.(instanceId, report);
   }
 
   /** Closes the instance's connection with `code`; true when there was one. */

@@ -3,7 +3,7 @@
  * (HTTP enrollment and the WebSocket channel), the desired key pair binding and its delivery, listing,
  * names, tags, revocation, and the server's grant-signing key.
  */
-export { AgentHub, type AgentLink, type ApplyOutcome } from './agent-hub.js';
+export { AgentHub, type AgentLink, type ApplyOutcome, type GrantReport } from './agent-hub.js';
 export { outcomeResult, type BindingResult } from './binding-outcome.js';
 export { BINDING_STATES, bindingState, type BindingState } from './binding-state.js';
 export {

@@ -82,6 +82,28 @@ export const ERROR_CODES = {
     summary: 'The access key signing the request cannot disable or delete itself.',
   },
 
+  // One-time logon (SendSSHPublicKey, StartTerminalSession and the terminal WebSocket).
+  'Logon.InvalidOsUser': { status: 400, summary: 'The OS user name is not a valid Linux user name.' },
+  'Logon.InvalidPublicKey': { status: 400, summary: 'The one-time public key must be an Ed25519 key.' },
+  'Logon.InstanceOffline': { status: 409, summary: "The instance's agent is not connected." },
+  'Logon.UnknownOsUser': { status: 404, summary: 'The OS user does not exist on the instance.' },
+  'Logon.HostRefused': { status: 502, summary: 'The agent on the instance refused the one-time key.' },
+  'Logon.GrantNotInstalled': {
+    status: 504,
+    summary: 'The agent did not confirm the one-time key in time.',
+  },
+  'Logon.NoHostKeys': { status: 409, summary: 'The instance has no pinned host key to verify sshd with.' },
+  'Logon.SshdUnreachable': { status: 502, summary: "The broker cannot reach the instance's sshd." },
+  'Logon.HostKeyMismatch': {
+    status: 502,
+    summary: "sshd presented a host key that is not the instance's pinned key.",
+  },
+  'Logon.AuthenticationFailed': { status: 502, summary: 'sshd refused the one-time key.' },
+  'Logon.TicketInvalid': {
+    status: 401,
+    summary: 'The terminal ticket is unknown, expired or already used.',
+  },
+
   // Our side.
   InternalError: { status: 500, summary: 'The server failed; the log holds the detail for this request.' },
   ServiceUnavailable: { status: 503, summary: 'The server is shutting down or not yet ready.' },

@@ -118,11 +118,14 @@ export class AgentGateway implements SessionOwner {
     return this.#hub.size;
   }
 
-  /** Starts serving upgrades on `server` (the Fastify app's `app.server`) and the shared timer. */
-  attach(server: HttpServer | HttpsServer): void {
+  /**
+   * Starts the shared timer and, unless `routeUpgrades` is false (another router hands this gateway the
+   * upgrades for CONNECT_PATH through `handleUpgrade`), serves every upgrade on `server`.
+   */
+  attach(server: HttpServer | HttpsServer, routeUpgrades = true): void {
     if (this.#server !== undefined) throw new TypeError('the agent gateway is already attached');
     this.#server = server;
-    server.on('upgrade', this.#onUpgrade);
+    if (routeUpgrades) server.on('upgrade', this.#onUpgrade);
     this.#timer = setInterval(() => {
       try {
         this.#tick();
@@ -171,6 +174,11 @@ export class AgentGateway implements SessionOwner {
         resolve();
       });
     });
+  }
+
+  /** Takes one upgrade request (for routers that serve several WebSocket paths). */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    this.#upgrade(req, socket, head);
   }
 
   #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -366,6 +374,10 @@ export class AgentGateway implements SessionOwner {
     } catch (err) {
       if (!(err instanceof AgentProtocolError)) throw err;
       this.#protocolError(s, err.message);
+      return;
+    }
+    if (msg.t === 'grant-result' || msg.t === 'grant-removed') {
+      this.#hub.grantReport(s.instanceId as InstanceId, msg);
       return;
     }
     if (msg.t !== 'applied') {

@@ -3,12 +3,8 @@
  * deadlines and heartbeat times, and the hub's view of it once authenticated. Small on purpose (one per
  * connected agent). Also the gateway's small socket helpers.
  */
-import type { Duplex } from 'node:stream';
 import { WebSocket, type RawData } from 'ws';
 import { CLOSE_CODES, type ServerMessage } from '../../agent-channel/index.js';
-import type { AppError } from '../../platform/errors.js';
-import { errorBody } from '../../platform/http/error-response.js';
-import { newRequestId } from '../../platform/ids.js';
 import type { AgentLink } from '../agent-hub.js';
 import type { InstanceAuditEvent } from '../instance-audit.js';
 import type { DesiredState } from '../instance-repository.js';
@@ -77,22 +73,11 @@ export function causeOf(code: number): DisconnectCause {
   }
 }
 
-/** Answers an upgrade request that will not become a WebSocket, with the ECS JSON error body. */
-export function refuseUpgrade(socket: Duplex, err: AppError): void {
-  if (!socket.writable) {
-    socket.destroy();
-    return;
-  }
-  const body = JSON.stringify(errorBody(err, newRequestId(), ''));
-  socket.end(
-    `HTTP/1.1 ${err.status} ${err.code}\r\nConnection: close\r\n` +
-      `Content-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
-  );
-}
-
 /** A ws message payload as one Buffer. */
 export function toBuffer(data: RawData): Buffer {
   if (Buffer.isBuffer(data)) return data;
   if (Array.isArray(data)) return Buffer.concat(data);
   return Buffer.from(data);
 }
+
+export { refuseUpgrade } from '../../platform/http/refuse-upgrade.js';

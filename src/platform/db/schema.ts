@@ -100,6 +100,40 @@ export interface ServerKeysTable {
   created_at: string;
 }
 
+/** One one-time logon key pair's life (migration 0005). Times are ISO-8601 UTC. */
+export interface LogonGrantsTable {
+  /** `lg-` and 20 lowercase letters and digits. */
+  id: string;
+  account_id: string;
+  region_id: string;
+  instance_id: string;
+  os_user: string;
+  /** `broker` (the server's terminal) or `client` (`keyward ssh`, the key made on the user's machine). */
+  kind: 'broker' | 'client';
+  /** `root` or `user/<name>`. */
+  caller: string;
+  request_id: string;
+  source_ip: string;
+  /** SHA256 fingerprint of the one-time public key (never the private key). */
+  key_fingerprint: string;
+  issued_at: string;
+  /** The server's deadline: issue + the key lifetime (60 s by default). */
+  expires_at: string;
+  installed_at: string | null;
+  /** The host's own deadline, by its clock (never later than the server's lifetime after receipt). */
+  host_expires_at: string | null;
+  /** When the broker authenticated with the key (broker logons only). */
+  used_at: string | null;
+  /** A `Logon.*` or `Host.*` code when the logon failed. */
+  failure_code: string | null;
+  /** When the server let go of the key (deadline, or at once after the broker's authentication). */
+  destroyed_at: string | null;
+  destroy_reason: string | null;
+  /** When the agent reported the key gone from the host's disk, and why. */
+  host_removed_at: string | null;
+  host_removed_reason: string | null;
+}
+
 export interface Database {
   accounts: AccountsTable;
   access_keys: AccessKeysTable;
@@ -109,8 +143,10 @@ export interface Database {
   instance_tags: InstanceTagsTable;
   enrollment_tokens: EnrollmentTokensTable;
   server_keys: ServerKeysTable;
+  logon_grants: LogonGrantsTable;
 }
 
 export type AccessKeyRow = Selectable<AccessKeysTable>;
 export type KeyPairRow = Selectable<KeyPairsTable>;
 export type InstanceRow = Selectable<InstancesTable>;
+export type LogonGrantRow = Selectable<LogonGrantsTable>;

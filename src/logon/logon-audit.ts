@@ -1,0 +1,57 @@
+/**
+ * Audit events of one-time logons: a grant issued, installed on the host (or refused), used by the broker,
+ * destroyed by the server, removed from the host's disk; terminal sessions opened and closed. Events carry
+ * ids, names, fingerprints, codes and addresses only: never a private key, a ticket or a signature.
+ */
+import type { Logger } from 'pino';
+import type { LogonKind } from './logon-grant-repository.js';
+
+interface GrantRef {
+  readonly grantId: string;
+  readonly accountId: string;
+  readonly instanceId: string;
+}
+
+export type LogonAuditEvent =
+  | (GrantRef & {
+      readonly event: 'grant.issued';
+      readonly kind: LogonKind;
+      readonly osUser: string;
+      readonly caller: string;
+      readonly requestId: string;
+      readonly sourceIp: string;
+      readonly keyFingerprint: string;
+      readonly expiresAt: string;
+    })
+  | (GrantRef & { readonly event: 'grant.installed'; readonly hostExpiresAt: string })
+  | (GrantRef & { readonly event: 'grant.failed'; readonly code: string })
+  | (GrantRef & { readonly event: 'grant.used'; readonly caller: string })
+  | (GrantRef & { readonly event: 'grant.destroyed'; readonly reason: string })
+  | (GrantRef & { readonly event: 'grant.removed'; readonly reason: string })
+  | (GrantRef & {
+      readonly event: 'session.opened';
+      readonly sessionId: string;
+      readonly caller: string;
+      readonly osUser: string;
+      readonly sourceIp: string;
+    })
+  | (GrantRef & {
+      readonly event: 'session.closed';
+      readonly sessionId: string;
+      readonly reason: string;
+      readonly seconds: number;
+    });
+
+export interface LogonAuditSink {
+  record(event: LogonAuditEvent): void;
+}
+
+/** Writes each event as one structured pino line (`audit: true`). */
+export function pinoLogonAuditSink(logger: Logger): LogonAuditSink {
+  return {
+    record(event) {
+      if (event.event === 'grant.failed') logger.warn({ audit: true, ...event }, event.event);
+      else logger.info({ audit: true, ...event }, event.event);
+    },
+  };
+}

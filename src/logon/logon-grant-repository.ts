@@ -1,0 +1,139 @@
+/**
+ * Storage of one-time logon key pairs' lives (`logon_grants`, migration 0005). Each row is written when the
+ * grant is issued (before it is sent, so a crash leaves a record) and then only gains timestamps: installed,
+ * used, destroyed, removed from the host. Never holds a private key.
+ */
+import type { Db } from '../platform/db/database.js';
+import type { LogonGrantRow } from '../platform/db/schema.js';
+
+export type LogonKind = 'broker' | 'client';
+
+export interface NewLogonGrant {
+  readonly id: string;
+  readonly accountId: string;
+  readonly regionId: string;
+  readonly instanceId: string;
+  readonly osUser: string;
+  readonly kind: LogonKind;
+  readonly caller: string;
+  readonly requestId: string;
+  readonly sourceIp: string;
+  readonly keyFingerprint: string;
+  readonly issuedAt: string;
+  readonly expiresAt: string;
+}
+
+export class LogonGrantRepository {
+  readonly #db: Db;
+
+  constructor(db: Db) {
+    this.#db = db;
+  }
+
+  async insert(g: NewLogonGrant): Promise<void> {
+    await this.#db
+      .insertInto('logon_grants')
+      .values({
+        id: g.id,
+        account_id: g.accountId,
+        region_id: g.regionId,
+        instance_id: g.instanceId,
+        os_user: g.osUser,
+        kind: g.kind,
+        caller: g.caller,
+        request_id: g.requestId,
+        source_ip: g.sourceIp,
+        key_fingerprint: g.keyFingerprint,
+        issued_at: g.issuedAt,
+        expires_at: g.expiresAt,
+      })
+      .execute();
+  }
+
+  async markInstalled(id: string, atIso: string, hostExpiresAtIso: string): Promise<void> {
+    await this.#db
+      .updateTable('logon_grants')
+      .set({ installed_at: atIso, host_expires_at: hostExpiresAtIso })
+      .where('id', '=', id)
+      .execute();
+  }
+
+  async markFailed(id: string, code: string): Promise<void> {
+    await this.#db
+      .updateTable('logon_grants')
+      .set({ failure_code: code })
+      .where('id', '=', id)
+      .where('failure_code', 'is', null)
+      .execute();
+  }
+
+  async markUsed(id: string, atIso: string): Promise<void> {
+    await this.#db
+      .updateTable('logon_grants')
+      .set({ used_at: atIso })
+      .where('id', '=', id)
+      .where('used_at', 'is', null)
+      .execute();
+  }
+
+  /** Records the server letting go of the key; true the first time only. */
+  async markDestroyed(id: string, atIso: string, reason: string): Promise<boolean> {
+    const r = await this.#db
+      .updateTable('logon_grants')
+      .set({ destroyed_at: atIso, destroy_reason: reason })
+      .where('id', '=', id)
+      .where('destroyed_at', 'is', null)
+      .executeTakeFirst();
+    return r.numUpdatedRows > 0n;
+  }
+
+  async markHostRemoved(id: string, instanceId: string, atIso: string, reason: string): Promise<boolean> {
+    const r = await this.#db
+      .updateTable('logon_grants')
+      .set({ host_removed_at: atIso, host_removed_reason: reason })
+      .where('id', '=', id)
+      .where('instance_id', '=', instanceId)
+      .where('host_removed_at', 'is', null)
+      .executeTakeFirst();
+    return r.numUpdatedRows > 0n;
+  }
+
+  /** Grants the server has not yet destroyed (after a restart: to destroy or to time again). */
+  async listOpen(): Promise<Pick<LogonGrantRow, 'id' | 'instance_id' | 'expires_at'>[]> {
+    return this.#db
+      .selectFrom('logon_grants')
+      .select(['id', 'instance_id', 'expires_at'])
+      .where('destroyed_at', 'is', null)
+      .execute();
+  }
+
+  async findAccount(id: string): Promise<string | undefined> {
+    const row = await this.#db
+      .selectFrom('logon_grants')
+      .select('account_id')
+      .where('id', '=', id)
+      .executeTakeFirst();
+    return row?.account_id;
+  }
+
+  async get(accountId: string, id: string): Promise<LogonGrantRow | undefined> {
+    return this.#db
+      .selectFrom('logon_grants')
+      .selectAll()
+      .where('account_id', '=', accountId)
+      .where('id', '=', id)
+      .executeTakeFirst();
+  }
+
+  /** Newest first. */
+  async list(accountId: string, limit: number): Promise<LogonGrantRow[]> {
+    return this.#db
+      .selectFrom('logon_grants')
+      .selectAll()
+      .where('account_id', '=', accountId)
+      .orderBy('issued_at', 'desc')
+      .orderBy('id', 'desc')
+      .limit(limit)
+      .execute();
+  }
+}

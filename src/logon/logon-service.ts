@@ -1,0 +1,356 @@
+/**
+ * One-time logon grants, the server's side (DESIGN.md §3–5): checks the instance and OS user, records the
+ * grant, signs it with the grant-signing key, sends it to the instance's agent and waits for the agent to
+ * confirm it is installed. Then it keeps the server's own deadline: at `expiresAt` (issue + the lifetime,
+ * 60 s by default) the grant is destroyed on the server and the agent is told to delete it — though the
+ * agent and sshd (through the AuthorizedKeysCommand's clock check and the key line's `expiry-time`)
+ * enforce the same deadline without the server. A restart sweeps what died with the previous process.
+ *
+ * Policy is not decided here: callers (the RPC actions, the terminal endpoint) authorize first.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import {
+  GRANT_PUBLIC_KEY_PATTERN,
+  grantSigningInput,
+  MAX_GRANT_LIFETIME_SECONDS,
+  OS_USER_PATTERN,
+  type LogonGrant,
+} from '../agent-channel/index.js';
+import type {
+  AgentHub,
+  GrantReport,
+  GrantSigningKey,
+  InstanceRecord,
+  InstanceRepository,
+} from '../instances/index.js';
+import { parsePublicKey } from '../keypairs/index.js';
+import type { Clock } from '../platform/clock.js';
+import { AppError } from '../platform/errors.js';
+import type { LogonAuditSink } from './logon-audit.js';
+import type { LogonGrantRepository, LogonKind } from './logon-grant-repository.js';
+
+export const DEFAULT_KEY_LIFETIME_SECONDS = 60;
+/** How long a logon waits for the agent to confirm a grant is on the host. */
+export const DEFAULT_INSTALL_TIMEOUT_MS = 5_000;
+
+export interface LogonServiceDeps {
+  readonly logger: Logger;
+  readonly clock: Clock;
+  readonly grants: LogonGrantRepository;
+  readonly instances: InstanceRepository;
+  readonly hub: AgentHub;
+  readonly signingKey: GrantSigningKey;
+  readonly audit: LogonAuditSink;
+  readonly keyLifetimeSeconds?: number;
+  readonly installTimeoutMs?: number;
+  /** Addresses the broker connects from, for the key line's `from=` on broker grants (empty: any). */
+  readonly brokerSourceAddresses?: readonly string[];
+}
+
+export interface IssueRequest {
+  readonly accountId: string;
+  readonly regionId: string;
+  readonly instanceId: string;
+  readonly osUser: string;
+  /** `ssh-ed25519 base64`. */
+  readonly publicKey: string;
+  readonly kind: LogonKind;
+  /** `root` or `user/<name>`. */
+  readonly caller: string;
+  readonly requestId: string;
+  readonly sourceIp: string;
+}
+
+export interface IssuedGrant {
+  readonly grantId: string;
+  readonly instance: InstanceRecord;
+  /** The server's deadline, epoch ms. */
+  readonly expiresAtMs: number;
+  /** The host's deadline by its own clock, Unix seconds. */
+  readonly hostExpiresAt: number;
+}
+
+interface Pending {
+  readonly instanceId: string;
+  readonly resolve: (report: Extract<GrantReport, { t: 'grant-result' }> | undefined) => void;
+}
+
+const iso = (ms: number): string => new Date(ms).toISOString();
+
+/** Checks an OS user name before it goes anywhere (the agent checks again). */
+export function parseOsUser(value: string): string {
+  if (!OS_USER_PATTERN.test(value)) {
+    throw new AppError(
+      'Logon.InvalidOsUser',
+      `The OS user ${JSON.stringify(value.slice(0, 40))} is not a Linux user name: lowercase letters, digits, ` +
+        '"_" and "-", at most 32, starting with a letter or "_".',
+    );
+  }
+  return value;
+}
+
+export class LogonService {
+  readonly #d: LogonServiceDeps;
+  readonly #lifetimeSeconds: number;
+  readonly #installTimeoutMs: number;
+  readonly #pending = new Map<string, Pending>();
+  readonly #timers = new Map<string, NodeJS.Timeout>();
+  #closed = false;
+
+  constructor(deps: LogonServiceDeps) {
+    const lifetime = deps.keyLifetimeSeconds ?? DEFAULT_KEY_LIFETIME_SECONDS;
+    if (!Number.isInteger(lifetime) || lifetime < 1 || lifetime > MAX_GRANT_LIFETIME_SECONDS) {
+      throw new TypeError(`the key lifetime must be 1–${MAX_GRANT_LIFETIME_SECONDS} seconds`);
+    }
+    this.#d = deps;
+    this.#lifetimeSeconds = lifetime;
+    this.#installTimeoutMs = deps.installTimeoutMs ?? DEFAULT_INSTALL_TIMEOUT_MS;
+    deps.hub.onGrantReport((instanceId, report) => {
+      this.#report(instanceId, report);
+    });
+  }
+
+  get keyLifetimeSeconds(): number {
+    return this.#lifetimeSeconds;
+  }
+
+  /**
+   * After a start: grants a previous process issued and never destroyed are destroyed now if their
+   * deadline passed while the server was down, or timed again if it has not.
+   */
+  async resume(): Promise<void> {
+    const now = this.#d.clock.nowMs();
+    for (const g of await this.#d.grants.listOpen()) {
+      const expiresMs = Date.parse(g.expires_at);
+      if (expiresMs <= now) await this.#destroy(g.id, g.instance_id, 'expired-while-server-down');
+      else this.#schedule(g.id, g.instance_id, expiresMs);
+    }
+  }
+
+  /** Finds the instance a logon is for, or throws the error a person can act on. */
+  async instanceFor(accountId: string, regionId: string, instanceId: string): Promise<InstanceRecord> {
+    const [instance] = await this.#d.instances.get(accountId, [instanceId]);
+    if (instance === undefined || instance.regionId !== regionId || instance.status !== 'active') {
+      throw new AppError(
+        'InvalidInstanceId.NotFound',
+        `No instance ${JSON.stringify(instanceId.slice(0, 40))} exists in region ${regionId}.`,
+      );
+    }
+    if (!this.#d.hub.isConnected(instance.id)) {
+      throw new AppError(
+        'Logon.InstanceOffline',
+        `The agent of ${instance.id} is not connected (last seen ${instance.lastSeenAt}), so no one-time key ` +
+          'can reach the host; check the keyward-agent service there.',
+      );
+    }
+    return instance;
+  }
+
+  /** Issues a grant and waits until the agent confirms it installed; throws Logon.* errors otherwise. */
+  async issue(req: IssueRequest): Promise<IssuedGrant> {
+    if (this.#closed) throw new AppError('ServiceUnavailable', 'The server is shutting down.');
+    parseOsUser(req.osUser);
+    if (!GRANT_PUBLIC_KEY_PATTERN.test(req.publicKey)) {
+      throw new AppError(
+        'Logon.InvalidPublicKey',
+        'The one-time public key must be one Ed25519 key in OpenSSH form ("ssh-ed25519 AAAA…").',
+      );
+    }
+    const key = parsePublicKey(req.publicKey);
+    const instance = await this.instanceFor(req.accountId, req.regionId, req.instanceId);
+
+    const nowMs = this.#d.clock.nowMs();
+    const issuedAt = Math.floor(nowMs / 1000);
+    const expiresAt = issuedAt + this.#lifetimeSeconds;
+    const grantId = `lg-${randomId()}`;
+    const grant: LogonGrant = {
+      grantId,
+      instanceId: instance.id,
+      osUser: req.osUser,
+      publicKey: req.publicKey,
+      issuedAt,
+      expiresAt,
+      requestId: req.requestId,
+      caller: req.caller,
+      sourceAddresses: req.kind === 'broker' ? (this.#d.brokerSourceAddresses ?? []) : [],
+    };
+    const ref = { grantId, accountId: req.accountId, instanceId: instance.id };
+    await this.#d.grants.insert({
+      id: grantId,
+      accountId: req.accountId,
+      regionId: req.regionId,
+      instanceId: instance.id,
+      osUser: req.osUser,
+      kind: req.kind,
+      caller: req.caller,
+      requestId: req.requestId,
+      sourceIp: req.sourceIp,
+      keyFingerprint: key.fingerprintSha256,
+      issuedAt: iso(issuedAt * 1000),
+      expiresAt: iso(expiresAt * 1000),
+    });
+    this.#d.audit.record({
+      event: 'grant.issued',
+      ...ref,
+      kind: req.kind,
+      osUser: req.osUser,
+      caller: req.caller,
+      requestId: req.requestId,
+      sourceIp: req.sourceIp,
+      keyFingerprint: key.fingerprintSha256,
+      expiresAt: iso(expiresAt * 1000),
+    });
+    // The server's deadline holds whatever happens next.
+    this.#schedule(grantId, instance.id, expiresAt * 1000);
+
+    const result = new Promise<Extract<GrantReport, { t: 'grant-result' }> | undefined>((resolve) => {
+      const timer = setTimeout(() => {
+        this.#pending.delete(grantId);
+        resolve(undefined);
+      }, this.#installTimeoutMs);
+      this.#pending.set(grantId, {
+        instanceId: instance.id,
+        resolve: (r) => {
+          clearTimeout(timer);
+          this.#pending.delete(grantId);
+          resolve(r);
+        },
+      });
+    });
+    const signature = this.#d.signingKey.sign(grantSigningInput(grant)).toString('base64');
+    if (!this.#d.hub.sendNow(instance.id, { t: 'grant', grant, signature })) {
+      this.#pending.get(grantId)?.resolve(undefined);
+      await this.#fail(ref, 'Logon.InstanceOffline');
+      throw new AppError(
+        'Logon.InstanceOffline',
+        `The agent of ${instance.id} disconnected before the one-time key could be sent; retry in a moment.`,
+      );
+    }
+    const report = await result;
+    if (report === undefined) {
+      await this.#fail(ref, 'Logon.GrantNotInstalled');
+      throw new AppError(
+        'Logon.GrantNotInstalled',
+        `The agent of ${instance.id} did not confirm the one-time key within ${this.#installTimeoutMs} ms; the ` +
+          'key expires on its own. Retry; if it persists, read the agent log on the host.',
+      );
+    }
+    if (!report.ok || report.hostExpiresAt === undefined) {
+      const code = report.code ?? 'Host.Unknown';
+      await this.#fail(ref, code);
+      const detail = report.message ?? 'no detail';
+      if (code === 'Host.UnknownUser') {
+        throw new AppError(
+          'Logon.UnknownOsUser',
+          `The OS user ${req.osUser} does not exist on ${instance.id} (${instance.hostname}); create it there ` +
+            'or log on as another user.',
+        );
+      }
+      throw new AppError('Logon.HostRefused', `The agent of ${instance.id} refused the key: ${code}: ${detail}`);
+    }
+    const installedMs = this.#d.clock.nowMs();
+    void this.#d.grants
+      .markInstalled(grantId, iso(installedMs), iso(report.hostExpiresAt * 1000))
+      .catch((err: unknown) => this.#d.logger.error({ err, grantId }, 'recording an installed grant failed'));
+    this.#d.audit.record({ event: 'grant.installed', ...ref, hostExpiresAt: iso(report.hostExpiresAt * 1000) });
+    return { grantId, instance, expiresAtMs: expiresAt * 1000, hostExpiresAt: report.hostExpiresAt };
+  }
+
+  /** The broker authenticated with the grant's key. */
+  markUsed(grantId: string, accountId: string, instanceId: string, caller: string): void {
+    void this.#d.grants
+      .markUsed(grantId, iso(this.#d.clock.nowMs()))
+      .catch((err: unknown) => this.#d.logger.error({ err, grantId }, 'recording a used grant failed'));
+    this.#d.audit.record({ event: 'grant.used', grantId, accountId, instanceId, caller });
+  }
+
+  /** Destroys a grant before its deadline (the broker is done with the key). */
+  release(grantId: string, instanceId: string, reason: string): Promise<void> {
+    return this.#destroy(grantId, instanceId, reason);
+  }
+
+  /** Stops the timers (the agent and sshd keep every deadline on their own). */
+  close(): void {
+    this.#closed = true;
+    for (const t of this.#timers.values()) clearTimeout(t);
+    this.#timers.clear();
+    for (const p of this.#pending.values()) p.resolve(undefined);
+  }
+
+  #schedule(grantId: string, instanceId: string, atMs: number): void {
+    const timer = setTimeout(
+      () => {
+        void this.#destroy(grantId, instanceId, 'expired');
+      },
+      Math.max(0, atMs - this.#d.clock.nowMs()),
+    );
+    timer.unref();
+    this.#timers.set(grantId, timer);
+  }
+
+  async #destroy(grantId: string, instanceId: string, reason: string): Promise<void> {
+    const timer = this.#timers.get(grantId);
+    if (timer !== undefined) clearTimeout(timer);
+    this.#timers.delete(grantId);
+    this.#d.hub.sendNow(instanceId, { t: 'grant-revoke', grantId });
+    try {
+      const first = await this.#d.grants.markDestroyed(grantId, iso(this.#d.clock.nowMs()), reason);
+      if (first) {
+        const row = await this.#accountOf(grantId);
+        this.#d.audit.record({ event: 'grant.destroyed', grantId, accountId: row, instanceId, reason });
+      }
+    } catch (err) {
+      this.#d.logger.error({ err, grantId }, 'recording a destroyed grant failed');
+    }
+  }
+
+  async #accountOf(grantId: string): Promise<string> {
+    const row = await this.#d.grants.findAccount(grantId);
+    return row ?? '';
+  }
+
+  async #fail(ref: { grantId: string; accountId: string; instanceId: string }, code: string): Promise<void> {
+    this.#d.audit.record({ event: 'grant.failed', ...ref, code });
+    await this.#d.grants.markFailed(ref.grantId, code);
+    await this.#destroy(ref.grantId, ref.instanceId, 'logon-failed');
+  }
+
+  #report(instanceId: string, report: GrantReport): void {
+    if (report.t === 'grant-result') {
+      const p = this.#pending.get(report.grantId);
+      // A result for a grant this process did not send to that instance is ignored.
+      if (p !== undefined && p.instanceId === instanceId) p.resolve(report);
+      return;
+    }
+    void (async () => {
+      const first = await this.#d.grants.markHostRemoved(
+        report.grantId,
+        instanceId,
+        iso(this.#d.clock.nowMs()),
+        report.reason,
+      );
+      if (first) {
+        const accountId = await this.#accountOf(report.grantId);
+        this.#d.audit.record({
+          event: 'grant.removed',
+          grantId: report.grantId,
+          accountId,
+          instanceId,
+          reason: report.reason,
+        });
+      }
+    })().catch((err: unknown) => {
+      this.#d.logger.error({ err, grantId: report.grantId }, 'recording a removed grant failed');
+    });
+  }
+}
+
+function randomId(): string {
+  const alphabet = 'abcdefghijklmnopqrstuvwxyz0123456789';
+  let out = '';
+  for (const b of randomBytes(40)) {
+    if (b < 252 && out.length < 20) out += alphabet.charAt(b % 36);
+  }
+  return out.length === 20 ? out : randomId();
+}

@@ -1,0 +1,363 @@
+/**
+ * The terminal WebSocket, `GET /terminal/v1/connect`: a broker logon bridged to a client (the console's
+ * xterm.js, or any WebSocket client).
+ *
+ * Handshake: the client offers two subprotocols, `keyward-terminal-v1` and `ticket.<ticket>` (a ticket from
+ * StartTerminalSession; in a header rather than the URL so it never reaches an access log). A browser's
+ * Origin, when sent, must be this server's own. The ticket is redeemed before the upgrade is accepted.
+ *
+ * Then the broker logs on: a one-time Ed25519 key made in memory, a signed grant installed by the agent,
+ * an ssh2 connection with the instance's pinned host keys, authentication, the key forgotten and its grant
+ * destroyed at once (the 60-second deadline is the backstop), a shell with a pty.
+ *
+ * Frames: binary frames are terminal bytes in both directions. Text frames are JSON control messages:
+ *   client → {"type":"resize","cols":N,"rows":N}
+ *   server → {"type":"status","phase":"connecting"}
+ *            {"type":"ready","sessionId","instanceId","osUser","keyExpiresAt","sessionExpiresAt","idleTimeoutSeconds"}
+ *            {"type":"error","code","message"}           then close 4000 + the HTTP status of the code
+ *            {"type":"exit","reason","exitCode"?,"signal"?} then close 1000
+ * Back-pressure both ways: the shell's output is paused while the client is more than HIGH_WATER_BYTES
+ * behind, and the client's socket is paused while the shell's input is full.
+ * Limits: a session ends after `maxSessionSeconds` (default 6 h) and after `idleTimeoutSeconds` (default
+ * 30 min) with no byte in either direction.
+ */
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Logger } from 'pino';
+import type { ClientChannel } from 'ssh2';
+import { WebSocket, WebSocketServer, type RawData } from 'ws';
+import type { Clock } from '../platform/clock.js';
+import { AppError, isAppError } from '../platform/errors.js';
+import { refuseUpgrade } from '../platform/http/refuse-upgrade.js';
+import { brokerConnect } from './broker.js';
+import type { LogonAuditSink } from './logon-audit.js';
+import type { LogonService } from './logon-service.js';
+import { makeOneTimeKey } from './one-time-key.js';
+import type { TerminalTarget, TerminalTickets } from './terminal-tickets.js';
+
+export const TERMINAL_PATH = '/terminal/v1/connect';
+export const TERMINAL_SUBPROTOCOL = 'keyward-terminal-v1';
+export const DEFAULT_MAX_SESSION_SECONDS = 6 * 60 * 60;
+export const DEFAULT_IDLE_TIMEOUT_SECONDS = 30 * 60;
+const HIGH_WATER_BYTES = 1024 * 1024;
+/** Largest frame a client may send (keystrokes and pastes; a paste over this is split by any client). */
+const MAX_CLIENT_FRAME_BYTES = 256 * 1024;
+const MAX_COLS = 1000;
+const MAX_ROWS = 1000;
+
+export interface TerminalGatewayDeps {
+  readonly logger: Logger;
+  readonly clock: Clock;
+  readonly tickets: TerminalTickets;
+  readonly logon: LogonService;
+  readonly audit: LogonAuditSink;
+  readonly maxSessionSeconds?: number;
+  readonly idleTimeoutSeconds?: number;
+}
+
+/** Reads `cols`/`rows` bounds (shared with StartTerminalSession). */
+export function checkTerminalSize(cols: number, rows: number): void {
+  if (!Number.isInteger(cols) || cols < 1 || cols > MAX_COLS || !Number.isInteger(rows) || rows < 1 || rows > MAX_ROWS) {
+    throw new AppError('InvalidParameter', `The terminal size must be 1–${MAX_COLS} columns and 1–${MAX_ROWS} rows.`);
+  }
+}
+
+export class TerminalGateway {
+  readonly #d: TerminalGatewayDeps;
+  readonly #wss: WebSocketServer;
+  readonly #sessions = new Set<WebSocket>();
+  readonly #maxSessionMs: number;
+  readonly #idleMs: number;
+  #closing = false;
+
+  constructor(deps: TerminalGatewayDeps) {
+    this.#d = deps;
+    this.#maxSessionMs = (deps.maxSessionSeconds ?? DEFAULT_MAX_SESSION_SECONDS) * 1000;
+    this.#idleMs = (deps.idleTimeoutSeconds ?? DEFAULT_IDLE_TIMEOUT_SECONDS) * 1000;
+    this.#wss = new WebSocketServer({
+      noServer: true,
+      maxPayload: MAX_CLIENT_FRAME_BYTES,
+      perMessageDeflate: false,
+      clientTracking: false,
+      handleProtocols: () => TERMINAL_SUBPROTOCOL,
+    });
+  }
+
+  get idleTimeoutSeconds(): number {
+    return this.#idleMs / 1000;
+  }
+
+  get maxSessionSeconds(): number {
+    return this.#maxSessionMs / 1000;
+  }
+
+  /** Number of open terminal sockets. */
+  get sessionCount(): number {
+    return this.#sessions.size;
+  }
+
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on('error', () => {
+      socket.destroy();
+    });
+    if (this.#closing) {
+      refuseUpgrade(socket, new AppError('ServiceUnavailable', 'The server is shutting down.'));
+      return;
+    }
+    const origin = req.headers.origin;
+    if (origin !== undefined && !sameOrigin(origin, req)) {
+      refuseUpgrade(
+        socket,
+        new AppError('Logon.TicketInvalid', 'The terminal can only be opened from pages served by this server.'),
+      );
+      return;
+    }
+    const offered = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim());
+    const ticket = offered.find((p) => p.startsWith('ticket.'))?.slice('ticket.'.length);
+    const target =
+      offered.includes(TERMINAL_SUBPROTOCOL) && ticket !== undefined ? this.#d.tickets.redeem(ticket) : undefined;
+    if (target === undefined) {
+      refuseUpgrade(
+        socket,
+        new AppError(
+          'Logon.TicketInvalid',
+          `Open the terminal with the subprotocols "${TERMINAL_SUBPROTOCOL}" and "ticket.<ticket>", using a ticket ` +
+            'from StartTerminalSession that is less than 30 seconds old and not used before.',
+        ),
+      );
+      return;
+    }
+    this.#wss.handleUpgrade(req, socket, head, (ws) => {
+      this.#sessions.add(ws);
+      ws.once('close', () => this.#sessions.delete(ws));
+      void this.#run(ws, target);
+    });
+  }
+
+  /** Ends every session with 1001. */
+  close(): void {
+    this.#closing = true;
+    for (const ws of this.#sessions) {
+      sendJson(ws, { type: 'exit', reason: 'server-shutdown' });
+      ws.close(1001, 'server shutdown');
+    }
+  }
+
+  async #run(ws: WebSocket, t: TerminalTarget): Promise<void> {
+    const started = this.#d.clock.nowMs();
+    const ref = { accountId: t.accountId, instanceId: t.instanceId };
+    let shell: ClientChannel | undefined;
+    let grantId = '';
+    let clientGone = false;
+    ws.once('close', () => {
+      clientGone = true;
+    });
+    sendJson(ws, { type: 'status', phase: 'connecting' });
+    try {
+      const key = makeOneTimeKey();
+      const grant = await this.#d.logon.issue({
+        accountId: t.accountId,
+        regionId: t.regionId,
+        instanceId: t.instanceId,
+        osUser: t.osUser,
+        publicKey: key.publicKeyLine,
+        kind: 'broker',
+        caller: t.caller,
+        requestId: t.requestId,
+        sourceIp: t.sourceIp,
+      });
+      grantId = grant.grantId;
+      const id = grant.grantId;
+      const client = await brokerConnect({
+        instanceId: t.instanceId,
+        sshAddress: grant.instance.sshAddress,
+        hostKeys: grant.instance.hostKeys,
+        username: t.osUser,
+        privateKey: key.privateKey,
+        publicKeyLine: key.publicKeyLine,
+        onAuthenticationEnded: (ok) => {
+          if (ok) this.#d.logon.markUsed(id, t.accountId, t.instanceId, t.caller);
+          void this.#d.logon.release(id, t.instanceId, ok ? 'used' : 'authentication-failed');
+        },
+      });
+      if (clientGone) {
+        client.end();
+        return;
+      }
+      shell = await new Promise<ClientChannel>((resolve, reject) => {
+        client.shell({ term: 'xterm-256color', cols: t.cols, rows: t.rows }, (err, channel) => {
+          if (err !== undefined && err !== null) reject(err);
+          else resolve(channel);
+        });
+      });
+      this.#bridge(ws, client, shell, t, grant.grantId, grant.expiresAtMs, started);
+    } catch (err) {
+      const appErr = isAppError(err)
+        ? err
+        : new AppError('Logon.SshdUnreachable', `The shell could not be opened: ${(err as Error).message}`);
+      if (!isAppError(err)) this.#d.logger.warn({ err, sessionId: t.sessionId }, 'terminal logon failed');
+      sendJson(ws, { type: 'error', code: appErr.code, message: appErr.message });
+      ws.close(4000 + appErr.status, appErr.code.slice(0, 100));
+      if (grantId !== '') {
+        this.#d.audit.record({
+          event: 'session.closed',
+          grantId,
+          ...ref,
+          sessionId: t.sessionId,
+          reason: `failed:${appErr.code}`,
+          seconds: 0,
+        });
+      }
+    }
+  }
+
+  #bridge(
+    ws: WebSocket,
+    client: { end(): void },
+    shell: ClientChannel,
+    t: TerminalTarget,
+    grantId: string,
+    keyExpiresAtMs: number,
+    startedMs: number,
+  ): void {
+    const ref = { grantId, accountId: t.accountId, instanceId: t.instanceId };
+    this.#d.audit.record({
+      event: 'session.opened',
+      ...ref,
+      sessionId: t.sessionId,
+      caller: t.caller,
+      osUser: t.osUser,
+      sourceIp: t.sourceIp,
+    });
+    const sessionEndsMs = startedMs + this.#maxSessionMs;
+    sendJson(ws, {
+      type: 'ready',
+      sessionId: t.sessionId,
+      instanceId: t.instanceId,
+      osUser: t.osUser,
+      keyExpiresAt: new Date(keyExpiresAtMs).toISOString(),
+      sessionExpiresAt: new Date(sessionEndsMs).toISOString(),
+      idleTimeoutSeconds: this.#idleMs / 1000,
+    });
+
+    let reason = 'client-closed';
+    let ended = false;
+    let exitCode: number | undefined;
+    let exitSignal: string | undefined;
+    const end = (why: string): void => {
+      if (ended) return;
+      ended = true;
+      reason = why;
+      clearTimeout(maxTimer);
+      clearTimeout(idleTimer);
+      if (ws.readyState === WebSocket.OPEN) {
+        sendJson(ws, {
+          type: 'exit',
+          reason,
+          ...(exitCode !== undefined && { exitCode }),
+          ...(exitSignal !== undefined && { signal: exitSignal }),
+        });
+        ws.close(1000, reason);
+      }
+      shell.close();
+      client.end();
+      this.#d.audit.record({
+        event: 'session.closed',
+        ...ref,
+        sessionId: t.sessionId,
+        reason,
+        seconds: Math.round((this.#d.clock.nowMs() - startedMs) / 1000),
+      });
+    };
+    const maxTimer = setTimeout(() => {
+      end('max-session-length');
+    }, this.#maxSessionMs);
+    let idleTimer = setTimeout(() => {
+      end('idle-timeout');
+    }, this.#idleMs);
+    const activity = (): void => {
+      idleTimer.refresh();
+    };
+
+    shell.on('data', (chunk: Buffer) => {
+      activity();
+      if (ws.readyState !== WebSocket.OPEN) return;
+      ws.send(chunk, { binary: true }, () => {
+        if (ws.bufferedAmount < HIGH_WATER_BYTES / 2 && shell.isPaused()) shell.resume();
+      });
+      if (ws.bufferedAmount > HIGH_WATER_BYTES) shell.pause();
+    });
+    shell.stderr.on('data', (chunk: Buffer) => {
+      activity();
+      if (ws.readyState === WebSocket.OPEN) ws.send(chunk, { binary: true });
+    });
+    shell.on('exit', (code: number | null, signal?: string) => {
+      if (typeof code === 'number') exitCode = code;
+      if (typeof signal === 'string') exitSignal = signal;
+    });
+    shell.on('close', () => {
+      end('shell-exited');
+    });
+    shell.on('drain', () => {
+      if (ws.isPaused) ws.resume();
+    });
+    ws.on('message', (data: RawData, isBinary: boolean) => {
+      activity();
+      const buf = toBuffer(data);
+      if (isBinary) {
+        if (!shell.write(buf)) ws.pause();
+        return;
+      }
+      const resize = parseResize(buf);
+      if (resize === undefined) {
+        sendJson(ws, { type: 'error', code: 'InvalidParameter', message: 'Unknown control message.' });
+        return;
+      }
+      shell.setWindow(resize.rows, resize.cols, 0, 0);
+    });
+    ws.on('close', () => {
+      end(ended ? reason : 'client-closed');
+    });
+  }
+}
+
+function parseResize(buf: Buffer): { cols: number; rows: number } | undefined {
+  if (buf.length > 256) return undefined;
+  let msg: unknown;
+  try {
+    msg = JSON.parse(buf.toString('utf8'));
+  } catch {
+    return undefined;
+  }
+  if (typeof msg !== 'object' || msg === null) return undefined;
+  const o = msg as Record<string, unknown>;
+  if (Object.keys(o).some((k) => k !== 'type' && k !== 'cols' && k !== 'rows')) return undefined;
+  if (o['type'] !== 'resize') return undefined;
+  const cols = o['cols'];
+  const rows = o['rows'];
+  if (typeof cols !== 'number' || typeof rows !== 'number') return undefined;
+  try {
+    checkTerminalSize(cols, rows);
+  } catch {
+    return undefined;
+  }
+  return { cols, rows };
+}
+
+function sendJson(ws: WebSocket, msg: Record<string, unknown>): void {
+  if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(msg));
+}
+
+function toBuffer(data: RawData): Buffer {
+  if (Buffer.isBuffer(data)) return data;
+  if (Array.isArray(data)) return Buffer.concat(data);
+  return Buffer.from(data);
+}
+
+/** True when `origin` names the scheme, host and port the request was sent to. */
+function sameOrigin(origin: string, req: IncomingMessage): boolean {
+  const host = req.headers.host;
+  if (host === undefined) return false;
+  const scheme = (req.socket as { encrypted?: boolean }).encrypted === true ? 'https' : 'http';
+  return origin === `${scheme}://${host}`;
+}

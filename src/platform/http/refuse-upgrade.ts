@@ -1,0 +1,20 @@
+/**
+ * Answers a WebSocket upgrade request that will not be accepted with a plain HTTP response carrying the ECS
+ * error body, then closes the socket. Used by every WebSocket endpoint before `ws` takes the socket.
+ */
+import type { Duplex } from 'node:stream';
+import type { AppError } from '../errors.js';
+import { newRequestId } from '../ids.js';
+import { errorBody } from './error-response.js';
+
+export function refuseUpgrade(socket: Duplex, err: AppError): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const body = JSON.stringify(errorBody(err, newRequestId(), ''));
+  socket.end(
+    `HTTP/1.1 ${err.status} ${err.code}\r\nConnection: close\r\n` +
+      `Content-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+  );
+}
