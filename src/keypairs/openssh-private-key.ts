@@ -54,3 +54,13 @@ export function ed25519ToOpenSshPrivateKey(privateKey: KeyObject, comment: strin
   body.fill(0);
   return `-----BEGIN OPENSSH PRIVATE KEY-----\n${lines.join('\n')}\n-----END OPENSSH PRIVATE KEY-----\n`;
 }
+
+/** The OpenSSH public key line (`ssh-ed25519 base64`, no comment) of an Ed25519 public or private key. */
+export function ed25519PublicKeyLine(key: KeyObject): string {
+  const x = key.export({ format: 'jwk' }).x;
+  if (key.asymmetricKeyType !== 'ed25519' || x === undefined) {
+    throw new TypeError('ed25519PublicKeyLine needs an Ed25519 key');
+  }
+  const blob = new SshWireWriter().string('ssh-ed25519').string(Buffer.from(x, 'base64url')).toBuffer();
+  return `ssh-ed25519 ${blob.toString('base64')}`;
+}

@@ -68,7 +68,10 @@ export function parseSshAddress(address: string): { host: string; port: number }
   const port = Number(m?.[3]);
   const host = m?.[1] ?? m?.[2];
   if (m === null || host === undefined || port < 1 || port > 65535) {
-    throw new AppError('Logon.SshdUnreachable', `The instance's SSH address ${JSON.stringify(address)} is not valid.`);
+    throw new AppError(
+      'Logon.SshdUnreachable',
+      `The instance's SSH address ${JSON.stringify(address)} is not valid.`,
+    );
   }
   return { host, port };
 }
@@ -167,7 +170,10 @@ export function brokerConnect(o: BrokerConnectOptions): Promise<Ssh2Client> {
     });
     client.once('close', () => {
       fail(
-        new AppError('Logon.SshdUnreachable', `sshd at ${o.sshAddress} closed the connection before authentication.`),
+        new AppError(
+          'Logon.SshdUnreachable',
+          `sshd at ${o.sshAddress} closed the connection before authentication.`,
+        ),
       );
     });
     client.connect({
@@ -179,7 +185,9 @@ export function brokerConnect(o: BrokerConnectOptions): Promise<Ssh2Client> {
       readyTimeout: o.readyTimeoutMs ?? DEFAULT_BROKER_READY_TIMEOUT_MS,
       keepaliveInterval: 15_000,
       keepaliveCountMax: 4,
-      algorithms: { serverHostKey: [...new Set(pinned.flatMap((k) => HOST_KEY_ALGORITHMS[k.type] ?? []))] as never },
+      algorithms: {
+        serverHostKey: [...new Set(pinned.flatMap((k) => HOST_KEY_ALGORITHMS[k.type] ?? []))] as never,
+      },
       hostVerifier: (key: Buffer) => {
         const ok = pinnedBlobs.some((b) => b.equals(key));
         if (!ok) mismatch = true;

@@ -247,13 +247,20 @@ export class LogonService {
             'or log on as another user.',
         );
       }
-      throw new AppError('Logon.HostRefused', `The agent of ${instance.id} refused the key: ${code}: ${detail}`);
+      throw new AppError(
+        'Logon.HostRefused',
+        `The agent of ${instance.id} refused the key: ${code}: ${detail}`,
+      );
     }
     const installedMs = this.#d.clock.nowMs();
     void this.#d.grants
       .markInstalled(grantId, iso(installedMs), iso(report.hostExpiresAt * 1000))
       .catch((err: unknown) => this.#d.logger.error({ err, grantId }, 'recording an installed grant failed'));
-    this.#d.audit.record({ event: 'grant.installed', ...ref, hostExpiresAt: iso(report.hostExpiresAt * 1000) });
+    this.#d.audit.record({
+      event: 'grant.installed',
+      ...ref,
+      hostExpiresAt: iso(report.hostExpiresAt * 1000),
+    });
     return { grantId, instance, expiresAtMs: expiresAt * 1000, hostExpiresAt: report.hostExpiresAt };
   }
 

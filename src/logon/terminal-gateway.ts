@@ -57,8 +57,18 @@ export interface TerminalGatewayDeps {
 
 /** Reads `cols`/`rows` bounds (shared with StartTerminalSession). */
 export function checkTerminalSize(cols: number, rows: number): void {
-  if (!Number.isInteger(cols) || cols < 1 || cols > MAX_COLS || !Number.isInteger(rows) || rows < 1 || rows > MAX_ROWS) {
-    throw new AppError('InvalidParameter', `The terminal size must be 1–${MAX_COLS} columns and 1–${MAX_ROWS} rows.`);
+  if (
+    !Number.isInteger(cols) ||
+    cols < 1 ||
+    cols > MAX_COLS ||
+    !Number.isInteger(rows) ||
+    rows < 1 ||
+    rows > MAX_ROWS
+  ) {
+    throw new AppError(
+      'InvalidParameter',
+      `The terminal size must be 1–${MAX_COLS} columns and 1–${MAX_ROWS} rows.`,
+    );
   }
 }
 
@@ -108,14 +118,19 @@ export class TerminalGateway {
     if (origin !== undefined && !sameOrigin(origin, req)) {
       refuseUpgrade(
         socket,
-        new AppError('Logon.TicketInvalid', 'The terminal can only be opened from pages served by this server.'),
+        new AppError(
+          'Logon.TicketInvalid',
+          'The terminal can only be opened from pages served by this server.',
+        ),
       );
       return;
     }
     const offered = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim());
     const ticket = offered.find((p) => p.startsWith('ticket.'))?.slice('ticket.'.length);
     const target =
-      offered.includes(TERMINAL_SUBPROTOCOL) && ticket !== undefined ? this.#d.tickets.redeem(ticket) : undefined;
+      offered.includes(TERMINAL_SUBPROTOCOL) && ticket !== undefined
+        ? this.#d.tickets.redeem(ticket)
+        : undefined;
     if (target === undefined) {
       refuseUpgrade(
         socket,

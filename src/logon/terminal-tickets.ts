@@ -45,9 +45,13 @@ export class TerminalTickets {
   issue(target: TerminalTarget): { ticket: string; expiresAtMs: number } {
     this.#sweep();
     if (this.#entries.size >= MAX_OUTSTANDING_TICKETS) {
-      throw new AppError('Throttling.User', 'Too many terminal sessions are starting; retry in a few seconds.', {
-        headers: { 'x-acs-retry-after': '5' },
-      });
+      throw new AppError(
+        'Throttling.User',
+        'Too many terminal sessions are starting; retry in a few seconds.',
+        {
+          headers: { 'x-acs-retry-after': '5' },
+        },
+      );
     }
     const ticket = `${TICKET_PREFIX}${randomBytes(32).toString('base64url')}`;
     const expiresAtMs = this.#nowMs() + TICKET_TTL_MS;

@@ -7,6 +7,7 @@ import { ACCESSKEY_HELP, accesskeyCommand } from './commands/accesskey-command.j
 import { CONFIGURE_HELP, configureCommand } from './commands/configure-command.js';
 import { INSTANCE_HELP, instanceCommand } from './commands/instance-command.js';
 import { KEYPAIR_HELP, keypairCommand } from './commands/keypair-command.js';
+import { SSH_HELP, sshCommand } from './commands/ssh-command.js';
 import { AGENT_HELP } from './commands/agent-help.js';
 import { SERVER_HELP } from './commands/server-help.js';
 import { CliFailure, println, UsageError, type CliIo } from './cli-io.js';
@@ -25,6 +26,8 @@ Commands:
                                   manage SSH key pairs (ECS-compatible) and bind them to instances
   instance enroll-token|list|show|rename|tag|untag|revoke
                                   enroll hosts (one-time tokens for their agents) and manage them
+  ssh [USER@]INSTANCE [-- SSH_ARGS...]
+                                  log on with the system's ssh and a one-time key (no key to manage)
   accesskey create|list|disable|enable|delete
                                   manage the account's API access keys
   configure                       write a CLI profile (endpoint, access key, region)
@@ -46,6 +49,7 @@ const HELP: Record<string, string> = {
   instance: INSTANCE_HELP,
   accesskey: ACCESSKEY_HELP,
   configure: CONFIGURE_HELP,
+  ssh: SSH_HELP,
 };
 
 /** Runs the CLI with `argv` (without node and script); resolves with the exit code. */
@@ -96,6 +100,8 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo()): 
         return await instanceCommand(rest, io, connect);
       case 'accesskey':
         return await accesskeyCommand(rest, io, connect);
+      case 'ssh':
+        return await sshCommand(rest, io, connect);
       case 'configure':
         return await configureCommand(rest, io);
       default:

@@ -12,6 +12,13 @@ import {
   type InstanceService,
 } from '../../instances/index.js';
 import type { KeyPairService } from '../../keypairs/index.js';
+import {
+  TERMINAL_PATH,
+  type LogonGrantRepository,
+  type LogonService,
+  type TerminalGateway,
+  type TerminalTickets,
+} from '../../logon/index.js';
 import type { Clock } from '../../platform/clock.js';
 import { handleClientError, handleError } from '../../platform/http/error-response.js';
 import { AppError } from '../../platform/errors.js';
@@ -46,6 +53,13 @@ export interface ServerDeps {
     readonly service: InstanceService;
     readonly enrollment: EnrollmentService;
     readonly gateway: AgentGateway;
+  };
+  /** Password-free logon: its RPC actions and the terminal WebSocket (needs `instances`). */
+  readonly logon?: {
+    readonly service: LogonService;
+    readonly grants: LogonGrantRepository;
+    readonly tickets: TerminalTickets;
+    readonly terminal: TerminalGateway;
   };
 }
 
@@ -126,9 +140,22 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   registerRpcRoutes(app, dispatcher);
   if (instances !== undefined) {
     registerEnrollRoute(app, instances.enrollment);
-    instances.gateway.attach(app.server);
+    const logon = deps.logon;
+    if (logon === undefined) {
+      instances.gateway.attach(app.server);
+    } else {
+      // Two WebSocket endpoints: route upgrades by path; anything else is refused as the gateway would.
+      instances.gateway.attach(app.server, false);
+      app.server.on('upgrade', (req, socket, head: Buffer) => {
+        const path = (req.url ?? '/').split('?')[0];
+        if (path === TERMINAL_PATH) logon.terminal.handleUpgrade(req, socket, head);
+        else instances.gateway.handleUpgrade(req, socket, head);
+      });
+    }
     // preClose runs before the HTTP server stops: open WebSockets would otherwise keep it from closing.
     app.addHook('preClose', async () => {
+      logon?.terminal.close();
+      logon?.service.close();
       await instances.gateway.close();
     });
   }

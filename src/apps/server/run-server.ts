@@ -19,6 +19,13 @@ import {
   pinoAuditSink,
 } from '../../instances/index.js';
 import { KeyPairRepository, KeyPairService } from '../../keypairs/index.js';
+import {
+  LogonGrantRepository,
+  LogonService,
+  pinoLogonAuditSink,
+  TerminalGateway,
+  TerminalTickets,
+} from '../../logon/index.js';
 import { systemClock, type Clock } from '../../platform/clock.js';
 import { SecretBox } from '../../platform/crypto/secret-box.js';
 import { openDatabase, type Db } from '../../platform/db/database.js';
@@ -106,6 +113,35 @@ export async function startServer(
       }),
       gateway: new AgentGateway({ logger, clock, repository: instanceRepository, hub, audit }),
     };
+    const logonAudit = pinoLogonAuditSink(logger);
+    const logonGrants = new LogonGrantRepository(db);
+    const logonService = new LogonService({
+      logger,
+      clock,
+      grants: logonGrants,
+      instances: instanceRepository,
+      hub,
+      signingKey: grantSigning.key,
+      audit: logonAudit,
+      keyLifetimeSeconds: config.logon.keyLifetimeSeconds,
+      brokerSourceAddresses: config.logon.brokerSourceAddresses,
+    });
+    await logonService.resume();
+    const tickets = new TerminalTickets(() => clock.nowMs());
+    const logon = {
+      service: logonService,
+      grants: logonGrants,
+      tickets,
+      terminal: new TerminalGateway({
+        logger,
+        clock,
+        tickets,
+        logon: logonService,
+        audit: logonAudit,
+        maxSessionSeconds: config.logon.maxSessionSeconds,
+        idleTimeoutSeconds: config.logon.idleTimeoutSeconds,
+      }),
+    };
     const tls =
       config.tls === undefined
         ? undefined
@@ -118,6 +154,7 @@ export async function startServer(
       accessKeys,
       keyPairs,
       instances,
+      logon,
       nonces: new NonceCache({ windowMs: SIGNATURE_WINDOW_MS, maxEntries: MAX_REMEMBERED_NONCES }),
       regions: new Set([config.regionId]),
       ...(tls !== undefined && { tls }),

@@ -19,6 +19,19 @@ export interface ServerConfig {
   readonly logLevel: LogLevel;
   /** From KEYWARD_MASTER_KEY (base64, 32 bytes); otherwise the key file in the data directory is used. */
   readonly masterKey?: Buffer;
+  /** Password-free logon: key lifetime, terminal session limits, the broker's own addresses. */
+  readonly logon: LogonConfig;
+}
+
+export interface LogonConfig {
+  /** Life of a one-time key pair (1–300 s; 60 by default). */
+  readonly keyLifetimeSeconds: number;
+  /** Longest terminal session (60 s – 7 days; 6 hours by default). */
+  readonly maxSessionSeconds: number;
+  /** A terminal session with no byte either way for this long ends (10 s – 24 h; 30 minutes by default). */
+  readonly idleTimeoutSeconds: number;
+  /** Addresses the broker connects to hosts from, for the key line's `from=` (empty: not restricted). */
+  readonly brokerSourceAddresses: readonly string[];
 }
 
 export const DEFAULTS: Readonly<{ dataDir: string; listen: string; regionId: string; logLevel: LogLevel }> =
@@ -38,7 +51,18 @@ export class ConfigError extends Error {
   }
 }
 
-const FILE_FIELDS = ['dataDir', 'listen', 'regionId', 'tlsCert', 'tlsKey', 'logLevel'] as const;
+const FILE_FIELDS = [
+  'dataDir',
+  'listen',
+  'regionId',
+  'tlsCert',
+  'tlsKey',
+  'logLevel',
+  'logonKeyLifetime',
+  'sessionMaxSeconds',
+  'sessionIdleSeconds',
+  'brokerSourceAddresses',
+] as const;
 type Field = (typeof FILE_FIELDS)[number];
 
 const ENV_NAMES: Record<Field, string> = {
@@ -48,6 +72,10 @@ const ENV_NAMES: Record<Field, string> = {
   tlsCert: 'KEYWARD_TLS_CERT',
   tlsKey: 'KEYWARD_TLS_KEY',
   logLevel: 'KEYWARD_LOG_LEVEL',
+  logonKeyLifetime: 'KEYWARD_LOGON_KEY_LIFETIME',
+  sessionMaxSeconds: 'KEYWARD_SESSION_MAX_SECONDS',
+  sessionIdleSeconds: 'KEYWARD_SESSION_IDLE_SECONDS',
+  brokerSourceAddresses: 'KEYWARD_BROKER_SOURCE_ADDRESSES',
 };
 
 const FLAG_NAMES: Record<Field, string> = {
@@ -57,9 +85,15 @@ const FLAG_NAMES: Record<Field, string> = {
   tlsCert: '--tls-cert',
   tlsKey: '--tls-key',
   logLevel: '--log-level',
+  logonKeyLifetime: '--logon-key-lifetime',
+  sessionMaxSeconds: '--session-max-seconds',
+  sessionIdleSeconds: '--session-idle-seconds',
+  brokerSourceAddresses: '--broker-source-addresses',
 };
 
 const MAX_CONFIG_FILE_BYTES = 64 * 1024;
+/** What the agent accepts in a grant's `from=` list (src/agent-channel GRANT_SOURCE_PATTERN). */
+const SOURCE_ADDRESS = /^[0-9a-fA-F:.]{2,45}(\/\d{1,3})?$/;
 
 function readConfigFile(path: string): Partial<Record<Field, RawSetting>> {
   let text: string;
@@ -148,7 +182,32 @@ export function loadServerConfig(
     }
   }
 
+  const seconds = (field: Field, fallback: number, min: number, max: number): number => {
+    const setting = pick(field);
+    if (setting === undefined) return fallback;
+    const n = /^\d{1,9}$/.test(setting.value) ? Number(setting.value) : NaN;
+    if (!(n >= min && n <= max)) {
+      throw new ConfigError(`${setting.source}: must be a whole number of seconds from ${min} to ${max}`);
+    }
+    return n;
+  };
+  const sources = pick('brokerSourceAddresses');
+  const brokerSourceAddresses =
+    sources === undefined || sources.value.trim() === '' ? [] : sources.value.split(',').map((a) => a.trim());
+  if (brokerSourceAddresses.length > 8 || brokerSourceAddresses.some((a) => !SOURCE_ADDRESS.test(a))) {
+    throw new ConfigError(
+      `${sources?.source ?? ''}: broker source addresses must be at most 8 IP addresses or CIDR blocks, comma-separated`,
+    );
+  }
+  const logon: LogonConfig = Object.freeze({
+    keyLifetimeSeconds: seconds('logonKeyLifetime', 60, 1, 300),
+    maxSessionSeconds: seconds('sessionMaxSeconds', 6 * 3600, 60, 7 * 86_400),
+    idleTimeoutSeconds: seconds('sessionIdleSeconds', 30 * 60, 10, 86_400),
+    brokerSourceAddresses: Object.freeze(brokerSourceAddresses),
+  });
+
   return Object.freeze({
+    logon,
     dataDir: resolve(dataDir.value),
     host,
     port,

@@ -14,6 +14,10 @@ const OPTIONS = {
   'tls-cert': { type: 'string' },
   'tls-key': { type: 'string' },
   'log-level': { type: 'string' },
+  'logon-key-lifetime': { type: 'string' },
+  'session-max-seconds': { type: 'string' },
+  'session-idle-seconds': { type: 'string' },
+  'broker-source-addresses': { type: 'string' },
   config: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -33,6 +37,10 @@ export async function serverCommand(args: readonly string[], io: CliIo): Promise
     'tls-cert': 'tlsCert',
     'tls-key': 'tlsKey',
     'log-level': 'logLevel',
+    'logon-key-lifetime': 'logonKeyLifetime',
+    'session-max-seconds': 'sessionMaxSeconds',
+    'session-idle-seconds': 'sessionIdleSeconds',
+    'broker-source-addresses': 'brokerSourceAddresses',
     config: 'config',
   } as const;
   for (const [flag, field] of Object.entries(map)) {

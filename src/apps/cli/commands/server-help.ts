@@ -12,7 +12,14 @@ Options (each also from an environment variable, then from the config file; flag
   --tls-cert FILE     PEM certificate chain; enables HTTPS      KEYWARD_TLS_CERT
   --tls-key FILE      PEM private key for --tls-cert            KEYWARD_TLS_KEY
   --log-level LEVEL   fatal|error|warn|info|debug|trace|silent  KEYWARD_LOG_LEVEL  (default info)
-  --config FILE       JSON file with any of: dataDir, listen, regionId, tlsCert, tlsKey, logLevel
+  --logon-key-lifetime SECONDS   life of a one-time logon key pair, 1-300
+                                                      KEYWARD_LOGON_KEY_LIFETIME    (default 60)
+  --session-max-seconds SECONDS  longest terminal session KEYWARD_SESSION_MAX_SECONDS  (default 21600)
+  --session-idle-seconds SECONDS terminal idle timeout    KEYWARD_SESSION_IDLE_SECONDS (default 1800)
+  --broker-source-addresses LIST the broker's own IPs/CIDRs; one-time keys of terminal logons are then
+                                 accepted by sshd only from them (from=)   KEYWARD_BROKER_SOURCE_ADDRESSES
+  --config FILE       JSON file with any of: dataDir, listen, regionId, tlsCert, tlsKey, logLevel,
+                      logonKeyLifetime, sessionMaxSeconds, sessionIdleSeconds, brokerSourceAddresses
                                                                 KEYWARD_CONFIG
   -h, --help          show this help
 

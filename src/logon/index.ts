@@ -1,0 +1,37 @@
+/**
+ * Password-free logon (DESIGN.md §3–5): one-time grants signed for the agent, the life record of every
+ * one-time key, the broker's SSH client, terminal tickets and the terminal WebSocket.
+ */
+export {
+  brokerConnect,
+  DEFAULT_BROKER_READY_TIMEOUT_MS,
+  parseSshAddress,
+  type BrokerConnectOptions,
+} from './broker.js';
+export { pinoLogonAuditSink, type LogonAuditEvent, type LogonAuditSink } from './logon-audit.js';
+export { LogonGrantRepository, type LogonKind, type NewLogonGrant } from './logon-grant-repository.js';
+export {
+  DEFAULT_INSTALL_TIMEOUT_MS,
+  DEFAULT_KEY_LIFETIME_SECONDS,
+  LogonService,
+  parseOsUser,
+  type IssuedGrant,
+  type IssueRequest,
+  type LogonServiceDeps,
+} from './logon-service.js';
+export { makeOneTimeKey, type OneTimeKey } from './one-time-key.js';
+export {
+  checkTerminalSize,
+  DEFAULT_IDLE_TIMEOUT_SECONDS,
+  DEFAULT_MAX_SESSION_SECONDS,
+  TERMINAL_PATH,
+  TERMINAL_SUBPROTOCOL,
+  TerminalGateway,
+  type TerminalGatewayDeps,
+} from './terminal-gateway.js';
+export {
+  MAX_OUTSTANDING_TICKETS,
+  TerminalTickets,
+  TICKET_TTL_MS,
+  type TerminalTarget,
+} from './terminal-tickets.js';
