@@ -255,7 +255,9 @@ export class LogonService {
     const installedMs = this.#d.clock.nowMs();
     void this.#d.grants
       .markInstalled(grantId, iso(installedMs), iso(report.hostExpiresAt * 1000))
-      .catch((err: unknown) => this.#d.logger.error({ err, grantId }, 'recording an installed grant failed'));
+      .catch((err: unknown) => {
+        this.#d.logger.error({ err, grantId }, 'recording an installed grant failed');
+      });
     this.#d.audit.record({
       event: 'grant.installed',
       ...ref,
@@ -266,9 +268,9 @@ export class LogonService {
 
   /** The broker authenticated with the grant's key. */
   markUsed(grantId: string, accountId: string, instanceId: string, caller: string): void {
-    void this.#d.grants
-      .markUsed(grantId, iso(this.#d.clock.nowMs()))
-      .catch((err: unknown) => this.#d.logger.error({ err, grantId }, 'recording a used grant failed'));
+    void this.#d.grants.markUsed(grantId, iso(this.#d.clock.nowMs())).catch((err: unknown) => {
+      this.#d.logger.error({ err, grantId }, 'recording a used grant failed');
+    });
     this.#d.audit.record({ event: 'grant.used', grantId, accountId, instanceId, caller });
   }
 

@@ -287,7 +287,7 @@ export class TerminalGateway {
     const maxTimer = setTimeout(() => {
       end('max-session-length');
     }, this.#maxSessionMs);
-    let idleTimer = setTimeout(() => {
+    const idleTimer = setTimeout(() => {
       end('idle-timeout');
     }, this.#idleMs);
     const activity = (): void => {

@@ -377,7 +377,7 @@ export class AgentGateway implements SessionOwner {
       return;
     }
     if (msg.t === 'grant-result' || msg.t === 'grant-removed') {
-      this.#hub.grantReport(s.instanceId as InstanceId, msg);
+      this.#hub.grantReport(s.instanceId, msg);
       return;
     }
     if (msg.t !== 'applied') {
