@@ -92,9 +92,22 @@ export interface BrokerConnectOptions {
  * Connects and authenticates. Resolves with the ready client; rejects with Logon.SshdUnreachable,
  * Logon.HostKeyMismatch, Logon.AuthenticationFailed or Logon.NoHostKeys.
  */
-export function brokerConnect(o: BrokerConnectOptions): Promise<Ssh2Client> {
+export function brokerConnect(options: BrokerConnectOptions): Promise<Ssh2Client> {
+  // The options hold the private key: only the agent keeps it, so nothing below may capture `options`.
+  const agent = new OneKeyAgent(options.privateKey, options.publicKeyLine);
+  const o = {
+    instanceId: options.instanceId,
+    sshAddress: options.sshAddress,
+    hostKeys: options.hostKeys,
+    username: options.username,
+    readyTimeoutMs: options.readyTimeoutMs,
+  };
+  // Dropped once called: the caller's closure (and whatever its scope holds) must not live as long as
+  // the connection.
+  let onAuthenticationEnded = options.onAuthenticationEnded;
   const pinned = o.hostKeys.filter((k) => HOST_KEY_ALGORITHMS[k.type] !== undefined);
   if (pinned.length === 0) {
+    agent.forget();
     return Promise.reject(
       new AppError(
         'Logon.NoHostKeys',
@@ -105,14 +118,15 @@ export function brokerConnect(o: BrokerConnectOptions): Promise<Ssh2Client> {
   }
   const pinnedBlobs = pinned.map((k) => Buffer.from(k.publicKey.split(' ')[1] ?? '', 'base64'));
   const { host, port } = parseSshAddress(o.sshAddress);
-  const agent = new OneKeyAgent(o.privateKey, o.publicKeyLine);
   let mismatch = false;
   let authEnded = false;
   const endAuth = (ok: boolean): void => {
     if (authEnded) return;
     authEnded = true;
     agent.forget();
-    o.onAuthenticationEnded?.(ok);
+    const notify = onAuthenticationEnded;
+    onAuthenticationEnded = undefined;
+    notify?.(ok);
   };
 
   return new Promise((resolve, reject) => {

@@ -12,7 +12,7 @@ export interface OneTimeKey {
   readonly publicKeyLine: string;
 }
 
-/** Makes a key pair (≈ 0.1 ms: done inline, a thread-pool hop would cost more than the work). */
+/** Makes a key pair (≈ 0.1 ms of work: inline, since a thread-pool hop would cost about as much). */
 export function makeOneTimeKey(): OneTimeKey {
   const { privateKey } = generateKeyPairSync('ed25519');
   return { privateKey, publicKeyLine: ed25519PublicKeyLine(privateKey) };

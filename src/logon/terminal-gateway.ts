@@ -32,7 +32,7 @@ import { refuseUpgrade } from '../platform/http/refuse-upgrade.js';
 import { brokerConnect } from './broker.js';
 import type { LogonAuditSink } from './logon-audit.js';
 import type { LogonService } from './logon-service.js';
-import { makeOneTimeKey } from './one-time-key.js';
+import { makeOneTimeKey, type OneTimeKey } from './one-time-key.js';
 import type { TerminalTarget, TerminalTickets } from './terminal-tickets.js';
 
 export const TERMINAL_PATH = '/terminal/v1/connect';
@@ -169,7 +169,7 @@ export class TerminalGateway {
     });
     sendJson(ws, { type: 'status', phase: 'connecting' });
     try {
-      const key = makeOneTimeKey();
+      let key: OneTimeKey | undefined = makeOneTimeKey();
       const grant = await this.#d.logon.issue({
         accountId: t.accountId,
         regionId: t.regionId,
@@ -183,7 +183,7 @@ export class TerminalGateway {
       });
       grantId = grant.grantId;
       const id = grant.grantId;
-      const client = await brokerConnect({
+      const connecting = brokerConnect({
         instanceId: t.instanceId,
         sshAddress: grant.instance.sshAddress,
         hostKeys: grant.instance.hostKeys,
@@ -195,6 +195,9 @@ export class TerminalGateway {
           void this.#d.logon.release(id, t.instanceId, ok ? 'used' : 'authentication-failed');
         },
       });
+      // From here only the broker's signing agent holds the private key, until authentication ends.
+      key = undefined;
+      const client = await connecting;
       if (clientGone) {
         client.end();
         return;

@@ -40,7 +40,7 @@ export function requireHostTools(): void {
 }
 
 /** A free TCP port on 127.0.0.1 (asked from the kernel, then released). */
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.once('error', reject);

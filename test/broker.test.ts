@@ -1,0 +1,175 @@
+/**
+ * The broker's SSH client against a real OpenSSH sshd on 127.0.0.1: authentication with a one-time key
+ * held only as an unexported KeyObject, host keys pinned (a different host key is refused), the key
+ * forgotten once authentication ends, and readable errors for an unreachable sshd and a refused key.
+ */
+import assert from 'node:assert/strict';
+import { chmod, chown, mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import type { Client } from 'ssh2';
+import { parsePublicKey } from '../src/keypairs/index.js';
+import { brokerConnect, makeOneTimeKey } from '../src/logon/index.js';
+import { isAppError } from '../src/platform/errors.js';
+import {
+  createThrowawayUser,
+  freePort,
+  startPrivateSshd,
+  type PrivateSshd,
+  type ThrowawayUser,
+} from './helpers/sshd.js';
+
+let sshd: PrivateSshd;
+let user: ThrowawayUser;
+
+before(async () => {
+  sshd = await startPrivateSshd();
+  user = await createThrowawayUser();
+});
+after(async () => {
+  await sshd.stop();
+  await user.remove();
+});
+
+function pinned(line: string) {
+  const k = parsePublicKey(line);
+  return { type: k.type, publicKey: k.openssh, fingerprintSha256: k.fingerprintSha256 };
+}
+
+async function authorize(line: string): Promise<void> {
+  const dir = join(user.home, '.ssh');
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  await writeFile(join(dir, 'authorized_keys'), `${line}\n`, { mode: 0o600 });
+  await chmod(dir, 0o700);
+  await chown(dir, user.uid, user.gid);
+  await chown(join(dir, 'authorized_keys'), user.uid, user.gid);
+}
+
+function exec(client: Client, command: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    client.exec(command, (err, stream) => {
+      if (err !== undefined && err !== null) {
+        reject(err);
+        return;
+      }
+      let out = '';
+      stream.on('data', (d: Buffer) => (out += d.toString()));
+      stream.on('close', () => {
+        resolve(out);
+      });
+    });
+  });
+}
+
+/** Logs on in its own frame, so the caller holds the client and a WeakRef to the key, nothing more. */
+async function logOnOnce(): Promise<{ client: Client; key: WeakRef<object>; ended: boolean | undefined }> {
+  let key: ReturnType<typeof makeOneTimeKey> | undefined = makeOneTimeKey();
+  await authorize(key.publicKeyLine);
+  const weak = new WeakRef(key.privateKey);
+  let ended: boolean | undefined;
+  const connecting = brokerConnect({
+    instanceId: 'i-test',
+    sshAddress: `127.0.0.1:${sshd.port}`,
+    hostKeys: [pinned(sshd.hostKeyPub)],
+    username: user.name,
+    privateKey: key.privateKey,
+    publicKeyLine: key.publicKeyLine,
+    onAuthenticationEnded: (ok) => {
+      ended = ok;
+    },
+  });
+  key = undefined;
+  const client = await connecting;
+  return { client, key: weak, ended };
+}
+
+test('logs on with a one-time key and the pinned host key; the key is unreachable once authenticated', async () => {
+  const { client, key, ended } = await logOnOnce();
+  try {
+    assert.equal(ended, true);
+    assert.equal((await exec(client, 'id -un')).trim(), user.name);
+    // The session is still open: the broker must already have let go of the key.
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    // deref() keeps its target alive until the current job ends, so collect first, look once at the end.
+    for (let i = 0; i < 5; i++) {
+      gc();
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.equal(key.deref(), undefined, 'the private key is still reachable during the session');
+    assert.equal((await exec(client, 'echo still-open')).trim(), 'still-open');
+  } finally {
+    client.end();
+  }
+});
+
+test('refuses a host whose key is not the pinned one', async () => {
+  const key = makeOneTimeKey();
+  await authorize(key.publicKeyLine);
+  const other = makeOneTimeKey();
+  await assert.rejects(
+    brokerConnect({
+      instanceId: 'i-test',
+      sshAddress: `127.0.0.1:${sshd.port}`,
+      hostKeys: [pinned(other.publicKeyLine)],
+      username: user.name,
+      privateKey: key.privateKey,
+      publicKeyLine: key.publicKeyLine,
+    }),
+    (err: unknown) => isAppError(err, 'Logon.HostKeyMismatch'),
+  );
+});
+
+test('a key sshd does not accept is Logon.AuthenticationFailed', async () => {
+  const key = makeOneTimeKey();
+  await authorize(makeOneTimeKey().publicKeyLine);
+  let ended: boolean | undefined;
+  await assert.rejects(
+    brokerConnect({
+      instanceId: 'i-test',
+      sshAddress: `127.0.0.1:${sshd.port}`,
+      hostKeys: [pinned(sshd.hostKeyPub)],
+      username: user.name,
+      privateKey: key.privateKey,
+      publicKeyLine: key.publicKeyLine,
+      onAuthenticationEnded: (ok) => {
+        ended = ok;
+      },
+    }),
+    (err: unknown) => isAppError(err, 'Logon.AuthenticationFailed'),
+  );
+  assert.equal(ended, false);
+});
+
+test('an address where nothing listens is Logon.SshdUnreachable', async () => {
+  const key = makeOneTimeKey();
+  const port = await freePort();
+  await assert.rejects(
+    brokerConnect({
+      instanceId: 'i-test',
+      sshAddress: `127.0.0.1:${port}`,
+      hostKeys: [pinned(sshd.hostKeyPub)],
+      username: user.name,
+      privateKey: key.privateKey,
+      publicKeyLine: key.publicKeyLine,
+    }),
+    (err: unknown) => isAppError(err, 'Logon.SshdUnreachable') && /ECONNREFUSED/.test((err as Error).message),
+  );
+});
+
+test('no pinned host key is Logon.NoHostKeys, before any connection', async () => {
+  const key = makeOneTimeKey();
+  await assert.rejects(
+    brokerConnect({
+      instanceId: 'i-test',
+      sshAddress: `127.0.0.1:${sshd.port}`,
+      hostKeys: [],
+      username: user.name,
+      privateKey: key.privateKey,
+      publicKeyLine: key.publicKeyLine,
+    }),
+    (err: unknown) => isAppError(err, 'Logon.NoHostKeys'),
+  );
+});
