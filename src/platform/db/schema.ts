@@ -19,6 +19,8 @@ export interface AccessKeysTable {
   secret_sealed: string;
   status: 'Active' | 'Inactive';
   created_at: string;
+  /** The RAM user owning the key; null for the account's root identity. */
+  user_id: string | null;
 }
 
 export interface KeyPairsTable {
@@ -100,6 +102,56 @@ export interface ServerKeysTable {
   created_at: string;
 }
 
+export interface UsersTable {
+  id: string;
+  account_id: string;
+  /** RAM user name: 1-64 of `A-Za-z0-9._@-`, unique per account. */
+  name: string;
+  display_name: string;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface LoginProfilesTable {
+  user_id: string;
+  /** `scrypt$N$r$p$salt$hash` (base64url); see identity/password-hash.ts. Never the password. */
+  password_hash: string;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface MfaDevicesTable {
+  /** `acs:ram::{account}:mfa/{name}` */
+  serial_number: string;
+  account_id: string;
+  /** The TOTP seed (Base32), sealed with the master key bound to the serial number. */
+  seed_sealed: string;
+  user_id: string | null;
+  /** The last RFC 6238 time step accepted: a code is good once. */
+  last_used_step: number | null;
+  created_at: string;
+  bound_at: string | null;
+}
+
+export interface PoliciesTable {
+  id: string;
+  account_id: string;
+  name: string;
+  description: string;
+  /** The policy document as given, already validated by parsePolicyDocument. */
+  document: string;
+  created_at: string;
+}
+
+export interface PolicyAttachmentsTable {
+  user_id: string;
+  policy_type: 'Custom' | 'System';
+  policy_name: string;
+  /** The custom policy row; null for a system policy. */
+  policy_id: string | null;
+  attached_at: string;
+}
+
 export interface Database {
   accounts: AccountsTable;
   access_keys: AccessKeysTable;
@@ -109,6 +161,11 @@ export interface Database {
   instance_tags: InstanceTagsTable;
   enrollment_tokens: EnrollmentTokensTable;
   server_keys: ServerKeysTable;
+  users: UsersTable;
+  login_profiles: LoginProfilesTable;
+  mfa_devices: MfaDevicesTable;
+  policies: PoliciesTable;
+  policy_attachments: PolicyAttachmentsTable;
 }
 
 export type AccessKeyRow = Selectable<AccessKeysTable>;

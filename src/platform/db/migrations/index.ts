@@ -5,10 +5,12 @@
 import type { Migration, MigrationProvider } from 'kysely';
 import { migration0001 } from './0001-initial.js';
 import { migration0002 } from './0002-instances.js';
+import { migration0003 } from './0003-identity.js';
 
 const MIGRATIONS: Record<string, Migration> = {
   '0001-initial': migration0001,
   '0002-instances': migration0002,
+  '0003-identity': migration0003,
 };
 
 /** Kysely migration provider over the migrations compiled into Keyward (no directory scanning). */
