@@ -57,7 +57,8 @@ export class Authorizer {
     conditionKeys: ConditionKeys | undefined,
     requestId: string,
   ): Promise<void> {
-    const documents = principal.kind === 'root' ? [] : await this.#policies.documentsForUser(principal.userId);
+    const documents =
+      principal.kind === 'root' ? [] : await this.#policies.documentsForUser(principal.userId);
     const evaluated: PolicyPrincipal =
       principal.kind === 'root' ? { kind: 'root' } : { kind: 'user', name: principal.userName };
     const decision = evaluate(

@@ -181,4 +181,5 @@ export class MfaStore {
 }
 
 /** The resource an MFA device action names. */
-export const mfaResource = (accountId: string, deviceName: string): string => arn.mfaDevice(accountId, deviceName);
+export const mfaResource = (accountId: string, deviceName: string): string =>
+  arn.mfaDevice(accountId, deviceName);

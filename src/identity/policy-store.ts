@@ -51,7 +51,9 @@ function notFound(name: string, type: PolicyType): AppError {
   return new AppError(
     'EntityNotExist.Policy',
     `No ${type} policy named ${JSON.stringify(name)} exists` +
-      (type === 'System' ? `; the system policies are ${SYSTEM_POLICIES.map((p) => p.name).join(', ')}.` : '.'),
+      (type === 'System'
+        ? `; the system policies are ${SYSTEM_POLICIES.map((p) => p.name).join(', ')}.`
+        : '.'),
   );
 }
 
@@ -104,7 +106,10 @@ export class PolicyStore {
         .where('account_id', '=', accountId)
         .execute();
       if (rows.some((r) => r.name === name)) {
-        throw new AppError('EntityAlreadyExists.Policy', `The policy ${JSON.stringify(name)} already exists.`);
+        throw new AppError(
+          'EntityAlreadyExists.Policy',
+          `The policy ${JSON.stringify(name)} already exists.`,
+        );
       }
       if (rows.length >= MAX_CUSTOM_POLICIES_PER_ACCOUNT) {
         throw new AppError(
@@ -188,7 +193,13 @@ export class PolicyStore {
           eb.fn.count<string | number | bigint>('policy_attachments.user_id').as('count'),
         ])
         .where('policies.account_id', '=', accountId)
-        .groupBy(['policies.id', 'policies.name', 'policies.description', 'policies.document', 'policies.created_at'])
+        .groupBy([
+          'policies.id',
+          'policies.name',
+          'policies.description',
+          'policies.document',
+          'policies.created_at',
+        ])
         .orderBy('policies.name')
         .execute();
       for (const r of rows) {
@@ -275,7 +286,13 @@ export class PolicyStore {
       }
       await trx
         .insertInto('policy_attachments')
-        .values({ user_id: user.id, policy_type: type, policy_name: name, policy_id: policyId, attached_at: attachedAt })
+        .values({
+          user_id: user.id,
+          policy_type: type,
+          policy_name: name,
+          policy_id: policyId,
+          attached_at: attachedAt,
+        })
         .execute();
     });
   }
@@ -327,7 +344,9 @@ export class PolicyStore {
       name: r.policy_name,
       type: r.policy_type,
       description:
-        r.policy_type === 'System' ? (findSystemPolicy(r.policy_name)?.description ?? '') : (r.description ?? ''),
+        r.policy_type === 'System'
+          ? (findSystemPolicy(r.policy_name)?.description ?? '')
+          : (r.description ?? ''),
       attachedAt: r.attached_at,
     }));
   }

@@ -33,7 +33,10 @@ function newUserId(): string {
 }
 
 export function userNotFound(name: string): AppError {
-  return new AppError('EntityNotExist.User', `The user ${JSON.stringify(name)} does not exist in this account.`);
+  return new AppError(
+    'EntityNotExist.User',
+    `The user ${JSON.stringify(name)} does not exist in this account.`,
+  );
 }
 
 type Row = { id: string; name: string; display_name: string; created_at: string; updated_at: string };
@@ -212,7 +215,11 @@ export class UserStore {
         .where('name', '=', name)
         .executeTakeFirst();
       if (user === undefined) throw userNotFound(name);
-      const key = await trx.selectFrom('access_keys').select('id').where('user_id', '=', user.id).executeTakeFirst();
+      const key = await trx
+        .selectFrom('access_keys')
+        .select('id')
+        .where('user_id', '=', user.id)
+        .executeTakeFirst();
       if (key !== undefined) {
         throw new AppError(
           'DeleteConflict.User.AccessKey',
@@ -296,7 +303,10 @@ export class UserStore {
 
   async deleteLoginProfile(accountId: string, name: string): Promise<void> {
     const user = await this.get(accountId, name);
-    const result = await this.#db.deleteFrom('login_profiles').where('user_id', '=', user.id).executeTakeFirst();
+    const result = await this.#db
+      .deleteFrom('login_profiles')
+      .where('user_id', '=', user.id)
+      .executeTakeFirst();
     if (result.numDeletedRows === 0n) throw noLoginProfile(name);
   }
 

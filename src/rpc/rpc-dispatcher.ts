@@ -129,7 +129,9 @@ export class RpcDispatcher {
       },
     });
     if (!authorized) {
-      throw new Error(`RPC action ${action.name} returned without calling ctx.authorize; its result is withheld`);
+      throw new Error(
+        `RPC action ${action.name} returned without calling ctx.authorize; its result is withheld`,
+      );
     }
     return { action: action.name, accessKeyId, body: { RequestId: requestId, ...body } };
   }

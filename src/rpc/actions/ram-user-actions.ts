@@ -130,32 +130,30 @@ export function ramUserActions(deps: Deps): RpcAction[] {
         return {};
       },
     },
-    ...(['CreateLoginProfile', 'UpdateLoginProfile'] as const).map(
-      (action): RpcAction => ({
-        name: action,
-        version: RAM_API_VERSION,
-        async handle(params, ctx) {
-          const name = readUserName(params);
-          const password = readPassword(params);
-          params.finish(action);
-          await ctx.authorize(`ram:${action}`, [arn.user(ctx.accountId, name)]);
-          const profile = await deps.users.setPassword(
-            ctx.accountId,
-            name,
-            password,
-            action === 'CreateLoginProfile' ? 'create' : 'update',
-          );
-          return {
-            LoginProfile: {
-              UserName: profile.userName,
-              PasswordResetRequired: false,
-              MFABindRequired: false,
-              CreateDate: ecsTimeSeconds(profile.createdAt),
-            },
-          };
-        },
-      }),
-    ),
+    ...(['CreateLoginProfile', 'UpdateLoginProfile'] as const).map((action): RpcAction => ({
+      name: action,
+      version: RAM_API_VERSION,
+      async handle(params, ctx) {
+        const name = readUserName(params);
+        const password = readPassword(params);
+        params.finish(action);
+        await ctx.authorize(`ram:${action}`, [arn.user(ctx.accountId, name)]);
+        const profile = await deps.users.setPassword(
+          ctx.accountId,
+          name,
+          password,
+          action === 'CreateLoginProfile' ? 'create' : 'update',
+        );
+        return {
+          LoginProfile: {
+            UserName: profile.userName,
+            PasswordResetRequired: false,
+            MFABindRequired: false,
+            CreateDate: ecsTimeSeconds(profile.createdAt),
+          },
+        };
+      },
+    })),
     {
       name: 'GetLoginProfile',
       version: RAM_API_VERSION,
