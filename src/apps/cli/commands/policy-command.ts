@@ -86,7 +86,9 @@ export async function policyCommand(
     try {
       return await fn('Custom');
     } catch (err) {
-      if (!(err instanceof RpcError && err.code === 'EntityNotExist.Policy')) throw err;
+      // Detaching a system policy first reads as "this custom policy is not attached".
+      const missing = ['EntityNotExist.Policy', 'EntityNotExist.User.Policy'];
+      if (!(err instanceof RpcError && missing.includes(err.code))) throw err;
       return fn('System');
     }
   };
