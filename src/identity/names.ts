@@ -54,7 +54,6 @@ export function parseMfaDeviceName(value: string): string {
 
 export function parseDisplayName(value: string, param = 'DisplayName'): string {
   const chars = Array.from(value).length;
-  // eslint-disable-next-line no-control-regex
   if (chars < 1 || chars > MAX_DISPLAY_NAME_CHARS || /[\u0000-\u001f\u007f]/.test(value)) {
     throw new AppError(
       'InvalidParameter.DisplayName',
