@@ -1,5 +1,6 @@
 /**
- * Accounts and their access keys in storage. Secrets are sealed with the master key (SecretBox) before
+ * Accounts and their access keys in storage. A key belongs to the account's root identity (`userId`
+ * null) or to one of its RAM users; every operation names the identity it acts on. Secrets are sealed with the master key (SecretBox) before
  * they are written and opened only to verify a request signature; they never leave this module except in
  * the one response that creates them.
  */
@@ -9,8 +10,10 @@ import type { Db } from '../platform/db/database.js';
 import { newAccessKeyId, newAccessKeySecret, newAccountId } from '../platform/ids.js';
 import type { Clock } from '../platform/clock.js';
 
-/** Most access keys one account may hold (RAM allows two per user; an account has more uses). */
+/** Most access keys the account's root identity may hold (it has more uses than one user). */
 export const MAX_ACCESS_KEYS_PER_ACCOUNT = 10;
+/** Most access keys one RAM user may hold (RAM's limit). */
+export const MAX_ACCESS_KEYS_PER_USER = 2;
 
 export const ACCESS_KEY_STATUSES = ['Active', 'Inactive'] as const;
 export type AccessKeyStatus = (typeof ACCESS_KEY_STATUSES)[number];
@@ -19,6 +22,8 @@ export type AccessKeyStatus = (typeof ACCESS_KEY_STATUSES)[number];
 export interface AccessKeyForAuth {
   readonly id: string;
   readonly accountId: string;
+  /** The RAM user owning the key; null for the root identity. */
+  readonly userId: string | null;
   readonly status: AccessKeyStatus;
   readonly secret: string;
 }
@@ -71,14 +76,17 @@ export class AccessKeyStore {
         .insertInto('accounts')
         .values({ id: accountId, created_at: createdAt, write_seq: 0 })
         .execute();
-      const accessKey = await this.#insertKey(trx, accountId, createdAt);
+      const accessKey = await this.#insertKey(trx, accountId, null, createdAt);
       beforeCommit({ accountId, accessKey });
       return { accountId, accessKey };
     });
   }
 
-  /** Creates a new active access key for `accountId`, refusing past the per-account limit. */
-  async create(accountId: string): Promise<NewAccessKey> {
+  /**
+   * Creates a new active access key for the root identity (`userId` null) or a user of `accountId`,
+   * refusing past the identity's limit.
+   */
+  async create(accountId: string, userId: string | null = null): Promise<NewAccessKey> {
     const createdAt = new Date(this.#clock.nowMs()).toISOString();
     return this.#db.transaction().execute(async (trx) => {
       // Serialise concurrent creates for the account so the limit holds (see key-pair-repository).
@@ -91,18 +99,25 @@ export class AccessKeyStore {
         .selectFrom('access_keys')
         .select((eb) => eb.fn.countAll<string | number | bigint>().as('count'))
         .where('account_id', '=', accountId)
+        .where((eb) => (userId === null ? eb('user_id', 'is', null) : eb('user_id', '=', userId)))
         .executeTakeFirstOrThrow();
-      if (Number(count) >= MAX_ACCESS_KEYS_PER_ACCOUNT) {
+      const max = userId === null ? MAX_ACCESS_KEYS_PER_ACCOUNT : MAX_ACCESS_KEYS_PER_USER;
+      if (Number(count) >= max) {
         throw new AppError(
           'LimitExceeded.AccessKey',
-          `The account already has ${MAX_ACCESS_KEYS_PER_ACCOUNT} access keys; delete one you no longer use first.`,
+          `${userId === null ? 'The account' : 'The user'} already has ${max} access keys; delete one you no longer use first.`,
         );
       }
-      return this.#insertKey(trx, accountId, createdAt);
+      return this.#insertKey(trx, accountId, userId, createdAt);
     });
   }
 
-  async #insertKey(trx: Db, accountId: string, createdAt: string): Promise<NewAccessKey> {
+  async #insertKey(
+    trx: Db,
+    accountId: string,
+    userId: string | null,
+    createdAt: string,
+  ): Promise<NewAccessKey> {
     const id = newAccessKeyId();
     const secret = newAccessKeySecret();
     await trx
@@ -110,6 +125,7 @@ export class AccessKeyStore {
       .values({
         id,
         account_id: accountId,
+        user_id: userId,
         secret_sealed: this.#box.seal(secret, id),
         status: 'Active',
         created_at: createdAt,
@@ -122,7 +138,7 @@ export class AccessKeyStore {
   async findForAuth(accessKeyId: string): Promise<AccessKeyForAuth | undefined> {
     const row = await this.#db
       .selectFrom('access_keys')
-      .select(['id', 'account_id', 'status', 'secret_sealed'])
+      .select(['id', 'account_id', 'user_id', 'status', 'secret_sealed'])
       .where('id', '=', accessKeyId)
       .executeTakeFirst();
     if (row === undefined) return undefined;
@@ -133,38 +149,46 @@ export class AccessKeyStore {
       if (this.#opened.size >= MAX_OPENED_SECRETS) this.#opened.clear();
       this.#opened.set(row.secret_sealed, secret);
     }
-    return { id: row.id, accountId: row.account_id, status: row.status, secret };
+    return { id: row.id, accountId: row.account_id, userId: row.user_id, status: row.status, secret };
   }
 
-  /** Every access key of the account, oldest first. */
-  async list(accountId: string): Promise<AccessKeySummary[]> {
+  /** Every access key of one identity (root: `userId` null), oldest first. */
+  async list(accountId: string, userId: string | null = null): Promise<AccessKeySummary[]> {
     const rows = await this.#db
       .selectFrom('access_keys')
       .select(['id', 'status', 'created_at'])
       .where('account_id', '=', accountId)
+      .where((eb) => (userId === null ? eb('user_id', 'is', null) : eb('user_id', '=', userId)))
       .orderBy('created_at')
       .orderBy('id')
       .execute();
     return rows.map((r) => ({ id: r.id, status: r.status, createdAt: r.created_at }));
   }
 
-  /** Enables or disables a key of the account. */
-  async setStatus(accountId: string, accessKeyId: string, status: AccessKeyStatus): Promise<void> {
+  /** Enables or disables a key of one identity (root: `userId` null). */
+  async setStatus(
+    accountId: string,
+    userId: string | null,
+    accessKeyId: string,
+    status: AccessKeyStatus,
+  ): Promise<void> {
     const result = await this.#db
       .updateTable('access_keys')
       .set({ status })
       .where('id', '=', accessKeyId)
       .where('account_id', '=', accountId)
+      .where((eb) => (userId === null ? eb('user_id', 'is', null) : eb('user_id', '=', userId)))
       .executeTakeFirst();
     if (result.numUpdatedRows === 0n) throw notFound(accessKeyId);
   }
 
-  /** Deletes a key of the account. */
-  async delete(accountId: string, accessKeyId: string): Promise<void> {
+  /** Deletes a key of one identity (root: `userId` null). */
+  async delete(accountId: string, userId: string | null, accessKeyId: string): Promise<void> {
     const result = await this.#db
       .deleteFrom('access_keys')
       .where('id', '=', accessKeyId)
       .where('account_id', '=', accountId)
+      .where((eb) => (userId === null ? eb('user_id', 'is', null) : eb('user_id', '=', userId)))
       .executeTakeFirst();
     if (result.numDeletedRows === 0n) throw notFound(accessKeyId);
   }
@@ -187,6 +211,6 @@ export class AccessKeyStore {
 function notFound(accessKeyId: string): AppError {
   return new AppError(
     'EntityNotExist.AccessKey',
-    `The access key ${accessKeyId} does not exist in this account.`,
+    `The access key ${accessKeyId} does not exist for this identity in this account.`,
   );
 }

@@ -3,6 +3,7 @@ export {
   AccessKeyStore,
   ACCESS_KEY_STATUSES,
   MAX_ACCESS_KEYS_PER_ACCOUNT,
+  MAX_ACCESS_KEYS_PER_USER,
   type AccessKeyForAuth,
   type AccessKeyStatus,
   type AccessKeySummary,

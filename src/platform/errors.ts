@@ -104,6 +104,53 @@ export const ERROR_CODES = {
     summary: 'The terminal ticket is unknown, expired or already used.',
   },
 
+  // Authorization (RAM policies).
+  'Forbidden.RAM': {
+    status: 403,
+    summary: 'No policy attached to the caller allows this action on this resource, or one denies it.',
+  },
+
+  // RAM users, login profiles and MFA devices.
+  'InvalidParameter.UserName': { status: 400, summary: 'The user name breaks the naming rules.' },
+  'InvalidParameter.DisplayName': { status: 400, summary: 'The display name breaks the naming rules.' },
+  'EntityNotExist.User': { status: 404, summary: 'No user with this name exists in the account.' },
+  'EntityAlreadyExists.User': { status: 409, summary: 'A user with this name already exists.' },
+  'LimitExceeded.User': { status: 409, summary: 'The account already has the most users.' },
+  'DeleteConflict.User.AccessKey': {
+    status: 409,
+    summary: 'The user still has access keys; delete them first.',
+  },
+  'DeleteConflict.User.Policy': {
+    status: 409,
+    summary: 'The user still has policies attached; detach them first.',
+  },
+  'EntityNotExist.User.LoginProfile': { status: 404, summary: 'The user has no console login profile.' },
+  'EntityAlreadyExists.User.LoginProfile': { status: 409, summary: 'The user already has a login profile.' },
+  'InvalidParameter.PasswordPolicy': { status: 400, summary: 'The password breaks the password policy.' },
+  'InvalidParameter.VirtualMFADeviceName': { status: 400, summary: 'The MFA device name breaks the rules.' },
+  'EntityNotExist.VirtualMFADevice': {
+    status: 404,
+    summary: 'No MFA device with this serial number exists.',
+  },
+  'EntityAlreadyExists.VirtualMFADevice': { status: 409, summary: 'An MFA device with this name exists.' },
+  'EntityNotExist.User.MFADevice': { status: 404, summary: 'The user has no MFA device bound.' },
+  'EntityAlreadyExists.User.MFADevice': { status: 409, summary: 'The user already has an MFA device bound.' },
+  'InvalidParameter.AuthenticationCode': {
+    status: 400,
+    summary: 'The MFA codes are wrong: two consecutive current codes are needed.',
+  },
+
+  // RAM policies.
+  'InvalidParameter.PolicyName': { status: 400, summary: 'The policy name breaks the naming rules.' },
+  MalformedPolicyDocument: { status: 400, summary: 'The policy document breaks the policy grammar.' },
+  'EntityNotExist.Policy': { status: 404, summary: 'No policy with this name and type exists.' },
+  'EntityAlreadyExists.Policy': { status: 409, summary: 'A custom policy with this name already exists.' },
+  'LimitExceeded.Policy': { status: 409, summary: 'The account already has the most custom policies.' },
+  'DeleteConflict.Policy.User': { status: 409, summary: 'The policy is attached to users; detach it first.' },
+  'EntityAlreadyExists.User.Policy': { status: 409, summary: 'The policy is already attached to the user.' },
+  'EntityNotExist.User.Policy': { status: 404, summary: 'The policy is not attached to the user.' },
+  'LimitExceeded.User.Policy': { status: 409, summary: 'The user already has the most policies attached.' },
+
   // Our side.
   InternalError: { status: 500, summary: 'The server failed; the log holds the detail for this request.' },
   ServiceUnavailable: { status: 503, summary: 'The server is shutting down or not yet ready.' },
@@ -117,13 +164,23 @@ export class AppError extends Error {
   readonly status: number;
   /** Extra response headers (for example `x-acs-retry-after` on throttling). */
   readonly headers: Readonly<Record<string, string>>;
+  /**
+   * Extra fields of the JSON error body (for example `AccessDeniedDetail` on `Forbidden.RAM`). They never
+   * replace the standard fields (RequestId, HostId, Code, Message, Recommend).
+   */
+  readonly bodyFields: Readonly<Record<string, unknown>>;
 
-  constructor(code: ErrorCode, message: string, options?: { headers?: Record<string, string> }) {
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options?: { headers?: Record<string, string>; bodyFields?: Record<string, unknown> },
+  ) {
     super(message);
     this.name = 'AppError';
     this.code = code;
     this.status = ERROR_CODES[code].status;
     this.headers = options?.headers ?? {};
+    this.bodyFields = options?.bodyFields ?? {};
   }
 }
 

@@ -30,8 +30,11 @@ export interface RequestContext {
   readonly mfaPresent: boolean;
   /** `acs:SecureTransport`: the request came over TLS. */
   readonly secureTransport: boolean;
-  /** Service keys such as `ecs-workbench:LoginUser`; names are matched case-insensitively. */
-  readonly values?: Readonly<Record<string, string>>;
+  /**
+   * Service keys such as `ecs-workbench:LoginUser`; names are matched case-insensitively. A key with
+   * several values matches a positive operator when any of them does, and a negated one when none does.
+   */
+  readonly values?: Readonly<Record<string, string | readonly string[]>>;
 }
 
 export interface AccessRequest {
@@ -110,8 +113,8 @@ interface Facts {
   readonly nowMs: number;
   readonly mfaPresent: boolean;
   readonly secureTransport: boolean;
-  /** Service keys, lower-cased. */
-  readonly values: ReadonlyMap<string, string>;
+  /** Service keys, lower-cased, each with its values. */
+  readonly values: ReadonlyMap<string, readonly string[]>;
 }
 
 function checkRequest(request: AccessRequest): Facts {
@@ -122,8 +125,10 @@ function checkRequest(request: AccessRequest): Facts {
   if (Number.isNaN(nowMs)) throw new TypeError('evaluate: context.now is an invalid Date');
   const version = isIP(context.sourceIp);
   if (version === 0) throw new TypeError('evaluate: context.sourceIp is not an IP address');
-  const values = new Map<string, string>();
-  for (const [k, v] of Object.entries(context.values ?? {})) values.set(k.toLowerCase(), v);
+  const values = new Map<string, readonly string[]>();
+  for (const [k, v] of Object.entries(context.values ?? {})) {
+    values.set(k.toLowerCase(), typeof v === 'string' ? [v] : v);
+  }
   return {
     sourceIp: context.sourceIp,
     sourceFamily: version === 4 ? 'ipv4' : 'ipv6',
@@ -164,12 +169,14 @@ function conditionsMatch(statement: PolicyStatement, facts: Facts): boolean {
 function clauseMatches(clause: ConditionClause, facts: Facts): boolean {
   switch (clause.kind) {
     case 'string': {
-      const actual = facts.values.get(clause.key);
+      const actuals = facts.values.get(clause.key);
       const negated = clause.operator === 'StringNotEquals' || clause.operator === 'StringNotLike';
-      if (actual === undefined) return negated;
+      if (actuals === undefined || actuals.length === 0) return negated;
       const like = clause.operator === 'StringLike' || clause.operator === 'StringNotLike';
       // String comparisons are case-sensitive, as RAM's StringEquals and StringLike are.
-      const any = clause.values.some((v) => (like ? wildcardMatch(v, actual) : v === actual));
+      const any = actuals.some((actual) =>
+        clause.values.some((v) => (like ? wildcardMatch(v, actual) : v === actual)),
+      );
       return negated ? !any : any;
     }
     case 'ip': {

@@ -7,6 +7,7 @@
  * cannot burn another client's nonces; the key's status is reported only to callers who proved the secret.
  */
 import type { AccessKeyStore } from '../accounts/index.js';
+import type { Principal, UserStore } from '../identity/index.js';
 import type { Clock } from '../platform/clock.js';
 import { AppError } from '../platform/errors.js';
 import { checkAcs3Request, verifyAcs3Signature } from './signature/acs3.js';
@@ -17,6 +18,8 @@ import { checkV1Request, verifyV1Signature } from './signature/v1.js';
 /** The authenticated caller, and the action and version as covered by the signature. */
 export interface Caller {
   readonly accountId: string;
+  /** The identity owning the access key. */
+  readonly principal: Principal;
   readonly accessKeyId: string;
   /** The signed action name (ACS3: the signed x-acs-action header; v1: the signed Action parameter). */
   readonly action: string | undefined;
@@ -29,9 +32,16 @@ export class RequestAuthenticator {
   readonly #accessKeys: AccessKeyStore;
   readonly #nonces: NonceStore;
   readonly #clock: Clock;
+  readonly #users: Pick<UserStore, 'findById'>;
 
-  constructor(deps: { accessKeys: AccessKeyStore; nonces: NonceStore; clock: Clock }) {
+  constructor(deps: {
+    accessKeys: AccessKeyStore;
+    users: Pick<UserStore, 'findById'>;
+    nonces: NonceStore;
+    clock: Clock;
+  }) {
     this.#accessKeys = deps.accessKeys;
+    this.#users = deps.users;
     this.#nonces = deps.nonces;
     this.#clock = deps.clock;
   }
@@ -78,7 +88,20 @@ export class RequestAuthenticator {
         'The signature nonce was already used; every request needs a fresh x-acs-signature-nonce.',
       );
     }
+    let principal: Principal = { kind: 'root', accountId: key.accountId };
+    if (key.userId !== null) {
+      const user = await this.#users.findById(key.accountId, key.userId);
+      // DeleteUser refuses while the user has keys, so this is a race with a delete: fail closed.
+      if (user === undefined) {
+        throw new AppError(
+          'InvalidAccessKeyId.NotFound',
+          'The access key id in the request belongs to no existing user; use another key.',
+        );
+      }
+      principal = { kind: 'user', accountId: key.accountId, userId: user.id, userName: user.name };
+    }
     return {
+      principal,
       accountId: key.accountId,
       accessKeyId: key.id,
       action: claims.action,

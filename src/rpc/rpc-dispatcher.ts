@@ -2,7 +2,13 @@
  * Dispatches one ECS RPC request: authenticate, find the action and check its version, read its
  * parameters, run it. Returns the response body with its RequestId; errors propagate to the one error
  * handler of the HTTP server.
+ *
+ * Enforcement fails closed: every handler gets `ctx.authorize` and must call it (before any side effect);
+ * a handler that returns without having called it is our bug, and its result is never sent (plain Error,
+ * so a 500 with the detail in the log).
  */
+import type { Authorizer, ConditionKeys, RequestFacts } from '../identity/index.js';
+import type { Clock } from '../platform/clock.js';
 import { AppError } from '../platform/errors.js';
 import type { RequestAuthenticator } from './authenticate.js';
 import type { RpcAction } from './rpc-action.js';
@@ -37,11 +43,24 @@ export interface RpcResult {
   readonly body: Record<string, unknown>;
 }
 
+/** What the transport knows about a request: the TCP peer and whether it came over TLS. */
+export interface TransportFacts {
+  readonly sourceIp: string;
+  readonly secureTransport: boolean;
+}
+
 export class RpcDispatcher {
   readonly #actions: ReadonlyMap<string, RpcAction>;
   readonly #auth: RequestAuthenticator;
+  readonly #authorizer: Authorizer;
+  readonly #clock: Clock;
 
-  constructor(actions: readonly RpcAction[], authenticator: RequestAuthenticator) {
+  constructor(
+    actions: readonly RpcAction[],
+    authenticator: RequestAuthenticator,
+    authorizer: Authorizer,
+    clock: Clock,
+  ) {
     const byName = new Map<string, RpcAction>();
     for (const a of actions) {
       if (byName.has(a.name)) throw new TypeError(`RPC action ${a.name} is registered twice`);
@@ -49,6 +68,8 @@ export class RpcDispatcher {
     }
     this.#actions = byName;
     this.#auth = authenticator;
+    this.#authorizer = authorizer;
+    this.#clock = clock;
   }
 
   /** Names of every action served (for docs and tests). */
@@ -56,7 +77,7 @@ export class RpcDispatcher {
     return [...this.#actions.keys()].sort();
   }
 
-  async dispatch(req: SignedRequestInput, requestId: string): Promise<RpcResult> {
+  async dispatch(req: SignedRequestInput, requestId: string, transport: TransportFacts): Promise<RpcResult> {
     // Only signed values decide what runs: the action and version come from the verified claims.
     const {
       action: actionName,
@@ -64,6 +85,7 @@ export class RpcDispatcher {
       scheme,
       accountId,
       accessKeyId,
+      principal,
     } = await this.#auth.authenticate(req);
     const v1 = scheme === 'v1';
     const params = [...req.query, ...req.form];
@@ -87,7 +109,30 @@ export class RpcDispatcher {
       );
     }
     const reader = new ParamReader(params, v1 ? V1_AND_OWNER_PARAMS : ACS3_ENVELOPE_PARAMS);
-    const body = await action.handle(reader, { requestId, accountId, accessKeyId });
+    const requestFacts: RequestFacts = {
+      sourceIp: transport.sourceIp,
+      secureTransport: transport.secureTransport,
+      mfaPresent: false,
+      currentTime: new Date(this.#clock.nowMs()),
+    };
+    let authorized = false;
+    const authorizer = this.#authorizer;
+    const body = await action.handle(reader, {
+      requestId,
+      accountId,
+      accessKeyId,
+      principal,
+      requestFacts,
+      async authorize(name: string, resources: readonly string[], conditionKeys?: ConditionKeys) {
+        await authorizer.authorize(principal, requestFacts, name, resources, conditionKeys, requestId);
+        authorized = true;
+      },
+    });
+    if (!authorized) {
+      throw new Error(
+        `RPC action ${action.name} returned without calling ctx.authorize; its result is withheld`,
+      );
+    }
     return { action: action.name, accessKeyId, body: { RequestId: requestId, ...body } };
   }
 }

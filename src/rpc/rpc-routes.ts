@@ -49,7 +49,11 @@ export function registerRpcRoutes(app: FastifyInstance, dispatcher: RpcDispatche
       headers: request.headers,
       body,
     };
-    const result = await dispatcher.dispatch(input, request.id);
+    // The TCP peer, never X-Forwarded-For: Keyward trusts no proxy (Fastify's trustProxy is off).
+    const result = await dispatcher.dispatch(input, request.id, {
+      sourceIp: request.ip,
+      secureTransport: request.protocol === 'https',
+    });
     request.rpcAction = result.action;
     request.rpcAccessKeyId = result.accessKeyId;
     return result.body;

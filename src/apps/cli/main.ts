@@ -8,6 +8,8 @@ import { CONFIGURE_HELP, configureCommand } from './commands/configure-command.j
 import { INSTANCE_HELP, instanceCommand } from './commands/instance-command.js';
 import { KEYPAIR_HELP, keypairCommand } from './commands/keypair-command.js';
 import { SSH_HELP, sshCommand } from './commands/ssh-command.js';
+import { POLICY_HELP, policyCommand } from './commands/policy-command.js';
+import { USER_HELP, userCommand } from './commands/user-command.js';
 import { AGENT_HELP } from './commands/agent-help.js';
 import { SERVER_HELP } from './commands/server-help.js';
 import { CliFailure, println, UsageError, type CliIo } from './cli-io.js';
@@ -30,6 +32,10 @@ Commands:
                                   log on with the system's ssh and a one-time key (no key to manage)
   accesskey create|list|disable|enable|delete
                                   manage the account's API access keys
+  user create|list|show|delete|password|mfa|accesskey
+                                  manage RAM users (console password, MFA, access keys)
+  policy create|list|show|delete|attach|detach
+                                  manage RAM policies and attach them to users
   configure                       write a CLI profile (endpoint, access key, region)
   help [COMMAND]                  show help for a command
 
@@ -48,6 +54,8 @@ const HELP: Record<string, string> = {
   keypair: KEYPAIR_HELP,
   instance: INSTANCE_HELP,
   accesskey: ACCESSKEY_HELP,
+  user: USER_HELP,
+  policy: POLICY_HELP,
   configure: CONFIGURE_HELP,
   ssh: SSH_HELP,
 };
@@ -102,6 +110,10 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo()): 
         return await accesskeyCommand(rest, io, connect);
       case 'ssh':
         return await sshCommand(rest, io, connect);
+      case 'user':
+        return await userCommand(rest, io, connect);
+      case 'policy':
+        return await policyCommand(rest, io, connect);
       case 'configure':
         return await configureCommand(rest, io);
       default:

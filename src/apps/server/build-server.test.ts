@@ -7,6 +7,7 @@ import { after, before, test } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import { AccessKeyStore } from '../../accounts/index.js';
+import { MfaStore, PolicyStore, UserStore } from '../../identity/index.js';
 import { KeyPairRepository, KeyPairService } from '../../keypairs/index.js';
 import { fixedClock } from '../../platform/clock.js';
 import { SecretBox } from '../../platform/crypto/secret-box.js';
@@ -26,13 +27,19 @@ before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'kw-build-'));
   db = await openDatabase({ kind: 'sqlite', file: join(dir, 'db.sqlite') });
   const clock = fixedClock(NOW);
-  const accessKeys = new AccessKeyStore({ db, secretBox: new SecretBox(randomBytes(32)), clock });
+  const secretBox = new SecretBox(randomBytes(32));
+  const accessKeys = new AccessKeyStore({ db, secretBox, clock });
   const created = await accessKeys.createAccount(() => undefined);
   key = { id: created.accessKey.id, secret: created.accessKey.secret };
   app = buildServer({
     logger: pino({ level: 'silent' }),
     clock,
     accessKeys,
+    identity: {
+      users: new UserStore({ db, clock }),
+      mfa: new MfaStore({ db, secretBox, clock }),
+      policies: new PolicyStore({ db, clock }),
+    },
     keyPairs: new KeyPairService({ repository: new KeyPairRepository(db), clock }),
     nonces: new NonceCache({ windowMs: 15 * 60_000, maxEntries: 1000 }),
     regions: new Set(['local']),

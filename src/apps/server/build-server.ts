@@ -6,6 +6,13 @@ import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { AccessKeyStore } from '../../accounts/index.js';
 import {
+  Authorizer,
+  type AuthorizationDecision,
+  type MfaStore,
+  type PolicyStore,
+  type UserStore,
+} from '../../identity/index.js';
+import {
   registerEnrollRoute,
   type AgentGateway,
   type EnrollmentService,
@@ -27,6 +34,9 @@ import { accessKeyActions } from '../../rpc/actions/access-key-actions.js';
 import { bindingActions } from '../../rpc/actions/binding-actions.js';
 import { instanceActions } from '../../rpc/actions/instance-actions.js';
 import { keyPairActions } from '../../rpc/actions/key-pair-actions.js';
+import { logonActions } from '../../rpc/actions/logon-actions.js';
+import { ramPolicyActions } from '../../rpc/actions/ram-policy-actions.js';
+import { ramUserActions } from '../../rpc/actions/ram-user-actions.js';
 import { RequestAuthenticator } from '../../rpc/authenticate.js';
 import { RpcDispatcher } from '../../rpc/rpc-dispatcher.js';
 import { MAX_BODY_BYTES, registerRpcRoutes } from '../../rpc/rpc-routes.js';
@@ -39,6 +49,12 @@ export interface ServerDeps {
   readonly logger: Logger;
   readonly clock: Clock;
   readonly accessKeys: AccessKeyStore;
+  /** RAM users, their MFA devices, and policies: the API actions and policy enforcement read them. */
+  readonly identity: {
+    readonly users: UserStore;
+    readonly mfa: MfaStore;
+    readonly policies: PolicyStore;
+  };
   readonly keyPairs: KeyPairService;
   readonly nonces: NonceStore;
   readonly regions: ReadonlySet<string>;
@@ -61,6 +77,33 @@ export interface ServerDeps {
     readonly tickets: TerminalTickets;
     readonly terminal: TerminalGateway;
   };
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Names of every RPC action served (tests loop over them to prove enforcement on each). */
+    rpcActionNames: readonly string[];
+  }
+}
+
+/** One structured, secret-free log line per authorization decision (the audit log takes it over). */
+function logDecision(logger: Logger, d: AuthorizationDecision): void {
+  const fields = {
+    audit: true,
+    event: 'authorization',
+    allowed: d.allowed,
+    reason: d.reason,
+    principal: d.principalName,
+    accountId: d.principal.accountId,
+    action: d.action,
+    resources: d.resources,
+    ...(d.deniedResource !== undefined && { deniedResource: d.deniedResource }),
+    ...(d.policyName !== undefined && { policyName: d.policyName, policyType: d.policyType }),
+    reqId: d.requestId,
+    sourceIp: d.sourceIp,
+  };
+  if (d.allowed) logger.info(fields, 'authorization allowed');
+  else logger.warn(fields, 'authorization denied');
 }
 
 export function buildServer(deps: ServerDeps): FastifyInstance {
@@ -118,12 +161,21 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     accessKeys: deps.accessKeys,
     nonces: deps.nonces,
     clock: deps.clock,
+    users: deps.identity.users,
+  });
+  const authorizer = new Authorizer({
+    policies: deps.identity.policies,
+    onDecision: (d) => {
+      logDecision(deps.logger, d);
+    },
   });
   const instances = deps.instances;
   const dispatcher = new RpcDispatcher(
     [
       ...keyPairActions({ keyPairs: deps.keyPairs, regions: deps.regions }),
-      ...accessKeyActions({ accessKeys: deps.accessKeys }),
+      ...accessKeyActions({ accessKeys: deps.accessKeys, users: deps.identity.users }),
+      ...ramUserActions({ users: deps.identity.users, mfa: deps.identity.mfa }),
+      ...ramPolicyActions({ policies: deps.identity.policies }),
       ...(instances === undefined
         ? []
         : [
@@ -133,10 +185,21 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
               regions: deps.regions,
             }),
             ...bindingActions({ instances: instances.service, regions: deps.regions }),
+            ...(deps.logon === undefined
+              ? []
+              : logonActions({
+                  logon: deps.logon.service,
+                  grants: deps.logon.grants,
+                  tickets: deps.logon.tickets,
+                  regions: deps.regions,
+                })),
           ]),
     ],
     authenticator,
+    authorizer,
+    deps.clock,
   );
+  app.decorate('rpcActionNames', dispatcher.actionNames);
   registerRpcRoutes(app, dispatcher);
   if (instances !== undefined) {
     registerEnrollRoute(app, instances.enrollment);

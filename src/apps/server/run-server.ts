@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { pino, type Logger } from 'pino';
 import { AccessKeyStore } from '../../accounts/index.js';
+import { MfaStore, PolicyStore, UserStore } from '../../identity/index.js';
 import {
   AgentGateway,
   AgentHub,
@@ -152,6 +153,11 @@ export async function startServer(
       logger,
       clock,
       accessKeys,
+      identity: {
+        users: new UserStore({ db, clock }),
+        mfa: new MfaStore({ db, secretBox, clock }),
+        policies: new PolicyStore({ db, clock }),
+      },
       keyPairs,
       instances,
       logon,

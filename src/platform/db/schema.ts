@@ -19,6 +19,8 @@ export interface AccessKeysTable {
   secret_sealed: string;
   status: 'Active' | 'Inactive';
   created_at: string;
+  /** The RAM user owning the key; null for the account's root identity. */
+  user_id: string | null;
 }
 
 export interface KeyPairsTable {
@@ -134,6 +136,56 @@ export interface LogonGrantsTable {
   host_removed_reason: string | null;
 }
 
+export interface UsersTable {
+  id: string;
+  account_id: string;
+  /** RAM user name: 1-64 of `A-Za-z0-9._@-`, unique per account. */
+  name: string;
+  display_name: string;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface LoginProfilesTable {
+  user_id: string;
+  /** `scrypt$N$r$p$salt$hash` (base64url); see identity/password-hash.ts. Never the password. */
+  password_hash: string;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface MfaDevicesTable {
+  /** `acs:ram::{account}:mfa/{name}` */
+  serial_number: string;
+  account_id: string;
+  /** The TOTP seed (Base32), sealed with the master key bound to the serial number. */
+  seed_sealed: string;
+  user_id: string | null;
+  /** The last RFC 6238 time step accepted: a code is good once. */
+  last_used_step: number | null;
+  created_at: string;
+  bound_at: string | null;
+}
+
+export interface PoliciesTable {
+  id: string;
+  account_id: string;
+  name: string;
+  description: string;
+  /** The policy document as given, already validated by parsePolicyDocument. */
+  document: string;
+  created_at: string;
+}
+
+export interface PolicyAttachmentsTable {
+  user_id: string;
+  policy_type: 'Custom' | 'System';
+  policy_name: string;
+  /** The custom policy row; null for a system policy. */
+  policy_id: string | null;
+  attached_at: string;
+}
+
 export interface Database {
   accounts: AccountsTable;
   access_keys: AccessKeysTable;
@@ -144,6 +196,11 @@ export interface Database {
   enrollment_tokens: EnrollmentTokensTable;
   server_keys: ServerKeysTable;
   logon_grants: LogonGrantsTable;
+  users: UsersTable;
+  login_profiles: LoginProfilesTable;
+  mfa_devices: MfaDevicesTable;
+  policies: PoliciesTable;
+  policy_attachments: PolicyAttachmentsTable;
 }
 
 export type AccessKeyRow = Selectable<AccessKeysTable>;

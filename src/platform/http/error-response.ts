@@ -8,8 +8,12 @@ import { randomUUID } from 'node:crypto';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError, ERROR_CODES, type ErrorCode } from '../errors.js';
 
-/** The ECS error body: `{ RequestId, HostId, Code, Message, Recommend }`. */
+/**
+ * The ECS error body: `{ RequestId, HostId, Code, Message, Recommend }`, plus any extra fields the error
+ * carries (`AccessDeniedDetail` on `Forbidden.RAM`, in Alibaba Cloud's shape).
+ */
 export interface ErrorBody {
+  readonly [extra: string]: unknown;
   readonly RequestId: string;
   readonly HostId: string;
   readonly Code: ErrorCode;
@@ -38,6 +42,8 @@ export function toAppError(err: unknown): AppError | undefined {
 
 export function errorBody(err: AppError, requestId: string, hostId: string): ErrorBody {
   return {
+    // Extra fields first, so they can never overwrite a standard one.
+    ...err.bodyFields,
     RequestId: requestId,
     HostId: hostId,
     Code: err.code,

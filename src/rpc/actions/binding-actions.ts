@@ -3,6 +3,7 @@
  * instance in `Results.Result[]`. Counts and `Success` are strings, as ECS sends them and as the official
  * SDK's response models type them (AttachKeyPairResponseBody: totalCount, failCount, success: 'string').
  */
+import { arn } from '../../identity/index.js';
 import type { BindingResult, InstanceService } from '../../instances/index.js';
 import { parseKeyPairName } from '../../keypairs/index.js';
 import { ECS_API_VERSION, readRegionId, type RpcAction, type RpcContext } from '../rpc-action.js';
@@ -45,6 +46,14 @@ function bindingResponse(keyPairName: string, results: readonly BindingResult[])
   };
 }
 
+/** Binding changes the key pair's use and every instance's logons: both are authorized. */
+function bindingResources(ctx: RpcContext, regionId: string, keyPairName: string, ids: readonly string[]) {
+  return [
+    arn.keyPair(regionId, ctx.accountId, keyPairName),
+    ...ids.map((id) => arn.instance(regionId, ctx.accountId, id)),
+  ];
+}
+
 function actor(ctx: RpcContext) {
   return { accountId: ctx.accountId, accessKeyId: ctx.accessKeyId };
 }
@@ -57,6 +66,7 @@ export function bindingActions(deps: Deps): RpcAction[] {
       version: ECS_API_VERSION,
       async handle(params, ctx) {
         const { regionId, keyPairName, ids } = readBindingParams(params, deps, 'AttachKeyPair');
+        await ctx.authorize('ecs:AttachKeyPair', bindingResources(ctx, regionId, keyPairName, ids));
         const results = await deps.instances.attachKeyPair(actor(ctx), regionId, keyPairName, ids);
         return bindingResponse(keyPairName, results);
       },
@@ -66,6 +76,7 @@ export function bindingActions(deps: Deps): RpcAction[] {
       version: ECS_API_VERSION,
       async handle(params, ctx) {
         const { regionId, keyPairName, ids } = readBindingParams(params, deps, 'DetachKeyPair');
+        await ctx.authorize('ecs:DetachKeyPair', bindingResources(ctx, regionId, keyPairName, ids));
         const results = await deps.instances.detachKeyPair(actor(ctx), regionId, keyPairName, ids);
         return bindingResponse(keyPairName, results);
       },

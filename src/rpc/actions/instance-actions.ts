@@ -15,9 +15,10 @@ import {
   type InstanceStatus,
   type InstanceView,
 } from '../../instances/index.js';
+import { arn } from '../../identity/index.js';
 import { AppError } from '../../platform/errors.js';
 import { MAX_TAGS_PER_RESOURCE, validateTagFilters, validateTags } from '../../tags/index.js';
-import { ECS_API_VERSION, readRegionId, type RpcAction } from '../rpc-action.js';
+import { ECS_API_VERSION, readRegionId, regionForResource, type RpcAction } from '../rpc-action.js';
 import type { ParamReader } from '../rpc-params.js';
 import { ecsTime, ecsTimeSeconds, readPaging, tagsView } from '../ecs-shapes.js';
 
@@ -140,6 +141,7 @@ export function instanceActions(deps: Deps): RpcAction[] {
           fallback: DEFAULT_INSTANCE_PAGE_SIZE,
         });
         params.finish('DescribeInstances');
+        await ctx.authorize('ecs:DescribeInstances', [arn.instance(regionId, ctx.accountId, '*')]);
         const { total, items } = await deps.instances.describe({
           accountId: ctx.accountId,
           regionId,
@@ -170,6 +172,7 @@ export function instanceActions(deps: Deps): RpcAction[] {
           fallback: DEFAULT_ENROLLMENT_TTL_SECONDS,
         });
         params.finish('CreateEnrollmentToken');
+        await ctx.authorize('ecs:CreateEnrollmentToken', [arn.instance(regionId, ctx.accountId, '*')]);
         const { token, expiresAt } = await deps.enrollment.createEnrollmentToken({
           accountId: ctx.accountId,
           accessKeyId: ctx.accessKeyId,
@@ -187,6 +190,9 @@ export function instanceActions(deps: Deps): RpcAction[] {
         const id = params.requiredString('InstanceId', 64);
         const name = parseInstanceName(params.requiredString('InstanceName', 256));
         params.finish('ModifyInstanceAttribute');
+        await ctx.authorize('ecs:ModifyInstanceAttribute', [
+          arn.instance(regionForResource(regionId, deps.regions), ctx.accountId, id),
+        ]);
         await deps.instances.rename(ctx.accountId, id, name, regionId);
         return {};
       },
@@ -201,6 +207,9 @@ export function instanceActions(deps: Deps): RpcAction[] {
         params.boolean('Force', false);
         params.boolean('ForceStop', false);
         params.finish('DeleteInstance');
+        await ctx.authorize('ecs:DeleteInstance', [
+          arn.instance(regionForResource(regionId, deps.regions), ctx.accountId, id),
+        ]);
         await deps.instances.revoke({ accountId: ctx.accountId, accessKeyId: ctx.accessKeyId }, id, regionId);
         return {};
       },
@@ -217,6 +226,10 @@ export function instanceActions(deps: Deps): RpcAction[] {
         if (ids.length === 0)
           throw new AppError('MissingParameter', 'The parameter ResourceId.1 is required.');
         if (tags.length === 0) throw new AppError('MissingParameter', 'The parameter Tag.1.Key is required.');
+        await ctx.authorize(
+          'ecs:TagResources',
+          ids.map((id) => arn.instance(regionId, ctx.accountId, id)),
+        );
         await deps.instances.tag(ctx.accountId, regionId, ids, tags);
         return {};
       },
@@ -234,6 +247,10 @@ export function instanceActions(deps: Deps): RpcAction[] {
         params.finish('UntagResources');
         if (ids.length === 0)
           throw new AppError('MissingParameter', 'The parameter ResourceId.1 is required.');
+        await ctx.authorize(
+          'ecs:UntagResources',
+          ids.map((id) => arn.instance(regionId, ctx.accountId, id)),
+        );
         await deps.instances.untag(ctx.accountId, regionId, ids, keys.length > 0 ? keys : all ? 'all' : []);
         return {};
       },

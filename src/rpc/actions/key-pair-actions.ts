@@ -2,6 +2,7 @@
  * The ECS key pair actions: CreateKeyPair, ImportKeyPair, DescribeKeyPairs, DeleteKeyPairs, with ECS
  * request parameters and response shapes (shared ECS-API.md).
  */
+import { arn } from '../../identity/index.js';
 import { AppError } from '../../platform/errors.js';
 import {
   GENERATED_KEY_TYPES,
@@ -81,6 +82,9 @@ export function keyPairActions(deps: Deps): RpcAction[] {
         const placement = readPlacement(params, ctx, deps);
         const keyType = readKeyType(params);
         params.finish('CreateKeyPair');
+        await ctx.authorize('ecs:CreateKeyPair', [
+          arn.keyPair(placement.regionId, ctx.accountId, placement.name),
+        ]);
         const { record, privateKeyPem } = await deps.keyPairs.create({ ...placement, keyType });
         return {
           KeyPairId: record.id,
@@ -97,6 +101,9 @@ export function keyPairActions(deps: Deps): RpcAction[] {
         const placement = readPlacement(params, ctx, deps);
         const publicKeyBody = params.requiredString('PublicKeyBody', MAX_PUBLIC_KEY_BODY_CHARS);
         params.finish('ImportKeyPair');
+        await ctx.authorize('ecs:ImportKeyPair', [
+          arn.keyPair(placement.regionId, ctx.accountId, placement.name),
+        ]);
         const record = await deps.keyPairs.import({ ...placement, publicKeyBody });
         return { KeyPairId: record.id, KeyPairName: record.name, KeyPairFingerPrint: record.fingerprintMd5 };
       },
@@ -116,6 +123,7 @@ export function keyPairActions(deps: Deps): RpcAction[] {
         });
         const includePublicKey = params.boolean('IncludePublicKey', false);
         params.finish('DescribeKeyPairs');
+        await ctx.authorize('ecs:DescribeKeyPairs', [arn.keyPair(regionId, ctx.accountId, '*')]);
         if (fingerprint !== undefined && !/^([0-9a-fA-F]{2}:){15}[0-9a-fA-F]{2}$/.test(fingerprint)) {
           throw new AppError(
             'InvalidParameter',
@@ -161,6 +169,10 @@ export function keyPairActions(deps: Deps): RpcAction[] {
             throw err;
           }
         });
+        await ctx.authorize(
+          'ecs:DeleteKeyPairs',
+          names.map((n) => arn.keyPair(regionId, ctx.accountId, n)),
+        );
         await deps.keyPairs.delete(ctx.accountId, regionId, names);
         return {};
       },

@@ -1,0 +1,170 @@
+/**
+ * One-time logon actions (version KEYWARD_API_VERSION; ECS has no equivalent, so they take Keyward's own
+ * names, shaped like ECS responses):
+ * - SendSSHPublicKey: the caller made a key pair on their own machine (`keyward ssh`) and sends only the
+ *   public key, like EC2 Instance Connect's action of the same name. Answers once the agent has installed
+ *   it, with what the client needs to verify the host (the pinned host keys) and reach it.
+ * - StartTerminalSession: a ticket for the terminal WebSocket, where the broker logs on for the caller.
+ * - DescribeLogonGrants: the life record of one-time keys (issued, installed, used, destroyed, removed).
+ * Each authorizes `ecs-workbench:LoginInstance` on the instance's workbench resource, with the OS user as
+ * the condition key `ecs-workbench:LoginUser`, before anything else happens.
+ */
+import { randomUUID } from 'node:crypto';
+import { arn, principalName } from '../../identity/index.js';
+import {
+  checkTerminalSize,
+  parseOsUser,
+  TERMINAL_PATH,
+  TERMINAL_SUBPROTOCOL,
+  type LogonGrantRepository,
+  type LogonService,
+  type TerminalTickets,
+} from '../../logon/index.js';
+import { ecsTimeSeconds } from '../ecs-shapes.js';
+import { KEYWARD_API_VERSION, readRegionId, type RpcAction, type RpcContext } from '../rpc-action.js';
+
+export const LOGIN_INSTANCE_ACTION = 'ecs-workbench:LoginInstance';
+export const LOGIN_USER_CONDITION_KEY = 'ecs-workbench:LoginUser';
+const DEFAULT_OS_USER = 'root';
+
+interface Deps {
+  readonly logon: LogonService;
+  readonly grants: LogonGrantRepository;
+  readonly tickets: TerminalTickets;
+  readonly regions: ReadonlySet<string>;
+}
+
+async function authorizeLogon(ctx: RpcContext, regionId: string, instanceId: string, osUser: string) {
+  await ctx.authorize(LOGIN_INSTANCE_ACTION, [arn.workbench(regionId, ctx.accountId, instanceId)], {
+    [LOGIN_USER_CONDITION_KEY]: osUser,
+  });
+}
+
+const iso = (v: string | null): string | null => (v === null ? null : ecsTimeSeconds(v));
+
+export function logonActions(deps: Deps): RpcAction[] {
+  return [
+    {
+      name: 'SendSSHPublicKey',
+      version: KEYWARD_API_VERSION,
+      async handle(params, ctx) {
+        const regionId = readRegionId(params, deps.regions);
+        const instanceId = params.requiredString('InstanceId', 64);
+        const osUser = params.optionalString('InstanceOSUser', 64) ?? DEFAULT_OS_USER;
+        const publicKey = params.requiredString('SSHPublicKey', 1024);
+        params.finish('SendSSHPublicKey');
+        parseOsUser(osUser);
+        await authorizeLogon(ctx, regionId, instanceId, osUser);
+        const grant = await deps.logon.issue({
+          accountId: ctx.accountId,
+          regionId,
+          instanceId,
+          osUser,
+          publicKey: publicKey.trim().split(/\s+/).slice(0, 2).join(' '),
+          kind: 'client',
+          caller: principalName(ctx.principal),
+          requestId: ctx.requestId,
+          sourceIp: ctx.requestFacts.sourceIp,
+        });
+        return {
+          Success: true,
+          GrantId: grant.grantId,
+          InstanceId: grant.instance.id,
+          InstanceOSUser: osUser,
+          ExpiresAt: new Date(grant.expiresAtMs).toISOString(),
+          HostExpiresAt: new Date(grant.hostExpiresAt * 1000).toISOString(),
+          SshAddress: grant.instance.sshAddress,
+          HostKeys: {
+            HostKey: grant.instance.hostKeys.map((k) => ({
+              Type: k.type,
+              PublicKey: k.publicKey,
+              FingerprintSha256: k.fingerprintSha256,
+            })),
+          },
+        };
+      },
+    },
+    {
+      name: 'StartTerminalSession',
+      version: KEYWARD_API_VERSION,
+      async handle(params, ctx) {
+        const regionId = readRegionId(params, deps.regions);
+        const instanceId = params.requiredString('InstanceId', 64);
+        const osUser = params.optionalString('InstanceOSUser', 64) ?? DEFAULT_OS_USER;
+        const cols = params.integer('Cols', { min: 1, max: 1000, fallback: 80 });
+        const rows = params.integer('Rows', { min: 1, max: 1000, fallback: 24 });
+        params.finish('StartTerminalSession');
+        parseOsUser(osUser);
+        await authorizeLogon(ctx, regionId, instanceId, osUser);
+        checkTerminalSize(cols, rows);
+        // Fail early with the reason a person can act on (unknown instance, agent offline).
+        const instance = await deps.logon.instanceFor(ctx.accountId, regionId, instanceId);
+        const sessionId = `ts-${randomUUID()}`;
+        const { ticket, expiresAtMs } = deps.tickets.issue({
+          sessionId,
+          accountId: ctx.accountId,
+          regionId,
+          instanceId: instance.id,
+          osUser,
+          caller: principalName(ctx.principal),
+          requestId: ctx.requestId,
+          sourceIp: ctx.requestFacts.sourceIp,
+          cols,
+          rows,
+        });
+        return {
+          SessionId: sessionId,
+          InstanceId: instance.id,
+          InstanceOSUser: osUser,
+          WebSocketPath: TERMINAL_PATH,
+          Subprotocols: { Subprotocol: [TERMINAL_SUBPROTOCOL, `ticket.${ticket}`] },
+          TicketExpiresAt: new Date(expiresAtMs).toISOString(),
+          KeyLifetimeSeconds: deps.logon.keyLifetimeSeconds,
+        };
+      },
+    },
+    {
+      name: 'DescribeLogonGrants',
+      version: KEYWARD_API_VERSION,
+      async handle(params, ctx) {
+        const regionId = readRegionId(params, deps.regions);
+        const grantId = params.optionalString('GrantId', 32);
+        const limit = params.integer('MaxResults', { min: 1, max: 100, fallback: 50 });
+        params.finish('DescribeLogonGrants');
+        await ctx.authorize('ecs-workbench:DescribeLogonGrants', [
+          arn.workbench(regionId, ctx.accountId, '*'),
+        ]);
+        const rows =
+          grantId === undefined
+            ? await deps.grants.list(ctx.accountId, limit)
+            : [await deps.grants.get(ctx.accountId, grantId)].filter((r) => r !== undefined);
+        return {
+          Grants: {
+            Grant: rows
+              .filter((r) => r.region_id === regionId)
+              .map((r) => ({
+                GrantId: r.id,
+                InstanceId: r.instance_id,
+                InstanceOSUser: r.os_user,
+                Kind: r.kind,
+                Caller: r.caller,
+                RequestId: r.request_id,
+                SourceIp: r.source_ip,
+                KeyFingerprint: r.key_fingerprint,
+                IssuedAt: iso(r.issued_at),
+                ExpiresAt: iso(r.expires_at),
+                InstalledAt: iso(r.installed_at),
+                HostExpiresAt: iso(r.host_expires_at),
+                UsedAt: iso(r.used_at),
+                FailureCode: r.failure_code,
+                DestroyedAt: iso(r.destroyed_at),
+                DestroyReason: r.destroy_reason,
+                HostRemovedAt: iso(r.host_removed_at),
+                HostRemovedReason: r.host_removed_reason,
+              })),
+          },
+        };
+      },
+    },
+  ];
+}
