@@ -1,0 +1,687 @@
+/**
+ * Password-free logon end to end, every part real: a `keyward server` child with a 3-second key lifetime, a
+ * `keyward agent` child enrolled with a token, a private sshd on 127.0.0.1 that runs the agent's
+ * AuthorizedKeysCommand, a throwaway OS user, the terminal WebSocket (broker logon), `keyward ssh` and the
+ * real OpenSSH client (client logon). Then the 60-second promise with a short lifetime: after the deadline
+ * the same key is refused by sshd and its grant file is gone, also with the server killed right after
+ * issuing, the agent killed right after installing, and the channel between them cut.
+ */
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
+import { existsSync, readdirSync } from 'node:fs';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { createServer, connect as netConnect, type Server, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { after, before, test } from 'node:test';
+import { randomBytes } from 'node:crypto';
+import { WebSocket } from 'ws';
+import { RpcClient, RpcError } from '../src/client/index.js';
+import { ed25519PublicKeyLine, ed25519ToOpenSshPrivateKey } from '../src/keypairs/openssh-private-key.js';
+import { TERMINAL_SUBPROTOCOL } from '../src/logon/index.js';
+import {
+  BIN,
+  baseEnv,
+  makeTempDir,
+  removeDir,
+  startChildServer,
+  type ChildServer,
+} from './helpers/server.js';
+import {
+  agentArgs,
+  createThrowawayUser,
+  startPrivateSshd,
+  type PrivateSshd,
+  type ThrowawayUser,
+} from './helpers/sshd.js';
+import { run } from './helpers/tools.js';
+
+const KEYWARD = '2026-11-01';
+const LIFETIME_SECONDS = 3;
+
+let server: ChildServer;
+let dataDir: string;
+let sshd: PrivateSshd;
+let user: ThrowawayUser;
+let rpc: RpcClient;
+let work: string;
+/** Root-owned, not group/world-writable (sshd refuses an AuthorizedKeysCommand elsewhere): under /run. */
+let hostDir: string;
+let grantsDir: string;
+let stateDir: string;
+let agent: ChildProcess | undefined;
+let agentLog = '';
+let instanceId = '';
+let proxy: { server: Server; sockets: Set<Socket>; port: number } | undefined;
+
+function agentExtra(): string[] {
+  return [
+    '--grants-dir',
+    grantsDir,
+    '--authorized-keys-command',
+    join(hostDir, 'libexec', 'authorized-keys-command'),
+  ];
+}
+
+function startAgent(serverUrl: string, extra: readonly string[] = []): ChildProcess {
+  const child = spawn(
+    process.execPath,
+    [
+      BIN,
+      ...agentArgs({
+        server: serverUrl,
+        stateDir,
+        loginUser: user.name,
+        sshd,
+        extra: [...agentExtra(), ...extra],
+      }),
+    ],
+    { env: baseEnv(), stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  child.stdout?.on('data', (c: Buffer) => (agentLog += c.toString()));
+  child.stderr?.on('data', (c: Buffer) => (agentLog += c.toString()));
+  return child;
+}
+
+async function stopAgent(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  const child = agent;
+  agent = undefined;
+  if (child === undefined || child.exitCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill(signal);
+  await Promise.race([exited, sleep(10_000).then(() => child.kill('SIGKILL'))]);
+}
+
+async function instanceStatus(): Promise<string> {
+  const res = await rpc.call<{ Instances: { Instance: Array<{ InstanceId: string; Status: string }> } }>(
+    'DescribeInstances',
+    { RegionId: 'local', InstanceIds: JSON.stringify([instanceId]) },
+  );
+  return res.Instances.Instance[0]?.Status ?? 'missing';
+}
+
+async function waitRunning(): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  while ((await instanceStatus()) !== 'Running') {
+    if (Date.now() > deadline) throw new Error(`the agent did not connect:\n${agentLog}`);
+    await sleep(50);
+  }
+}
+
+/** A TCP relay between the agent and the server, so a test can cut the channel without killing either. */
+async function startProxy(targetPort: number): Promise<NonNullable<typeof proxy>> {
+  const sockets = new Set<Socket>();
+  const srv = createServer((client) => {
+    const upstream = netConnect(targetPort, '127.0.0.1');
+    sockets.add(client);
+    sockets.add(upstream);
+    client.pipe(upstream).pipe(client);
+    const drop = (): void => {
+      client.destroy();
+      upstream.destroy();
+      sockets.delete(client);
+      sockets.delete(upstream);
+    };
+    client.on('error', drop).on('close', drop);
+    upstream.on('error', drop).on('close', drop);
+  });
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  const port = (srv.address() as { port: number }).port;
+  return { server: srv, sockets, port };
+}
+
+function cutProxy(): void {
+  if (proxy === undefined) return;
+  proxy.server.close();
+  for (const s of proxy.sockets) s.destroy();
+  proxy = undefined;
+}
+
+function newKey(): { line: string; pem: string } {
+  const { privateKey } = generateKeyPairSync('ed25519');
+  return { line: ed25519PublicKeyLine(privateKey), pem: ed25519ToOpenSshPrivateKey(privateKey, 'test') };
+}
+
+async function keyFile(pem: string): Promise<string> {
+  const file = join(work, `key-${randomBytes(4).toString('hex')}`);
+  await writeFile(file, pem, { mode: 0o600 });
+  return file;
+}
+
+/** Plain OpenSSH with `file` only, host key checked against the sshd's own key. */
+function ssh(
+  file: string,
+  command = 'echo logged-on',
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return run('/usr/bin/ssh', [
+    '-F',
+    '/dev/null',
+    '-i',
+    file,
+    '-p',
+    String(sshd.port),
+    '-o',
+    'BatchMode=yes',
+    '-o',
+    'IdentitiesOnly=yes',
+    '-o',
+    'IdentityAgent=none',
+    '-o',
+    `UserKnownHostsFile=${join(work, 'known_hosts')}`,
+    '-o',
+    'StrictHostKeyChecking=yes',
+    '-o',
+    'HostKeyAlias=sshd-under-test',
+    '-o',
+    'ConnectTimeout=10',
+    '-o',
+    'LogLevel=ERROR',
+    `${user.name}@127.0.0.1`,
+    command,
+  ]);
+}
+
+function grantFiles(): string[] {
+  const dir = join(grantsDir, user.name);
+  return existsSync(dir) ? readdirSync(dir) : [];
+}
+
+async function sendKey(line: string, osUser = user.name): Promise<{ GrantId: string; ExpiresAt: string }> {
+  return rpc.call(
+    'SendSSHPublicKey',
+    {
+      RegionId: 'local',
+      InstanceId: instanceId,
+      InstanceOSUser: osUser,
+      SSHPublicKey: line,
+    },
+    { version: KEYWARD },
+  );
+}
+
+async function refused(p: Promise<unknown>): Promise<RpcError> {
+  try {
+    await p;
+  } catch (err) {
+    if (err instanceof RpcError) return err;
+    throw err;
+  }
+  throw new Error('the call succeeded');
+}
+
+/** Waits past the key's deadline (server clock, whole seconds) plus a margin for the host's second. */
+async function pastDeadline(expiresAt: string): Promise<void> {
+  const wait = Date.parse(expiresAt) - Date.now() + 1_200;
+  if (wait > 0) await sleep(wait);
+}
+
+async function grantRecord(grantId: string): Promise<Record<string, string | null>> {
+  const res = await rpc.call<{ Grants: { Grant: Array<Record<string, string | null>> } }>(
+    'DescribeLogonGrants',
+    { RegionId: 'local', GrantId: grantId },
+    { version: KEYWARD },
+  );
+  const g = res.Grants.Grant[0];
+  if (g === undefined) throw new Error(`grant ${grantId} not listed`);
+  return g;
+}
+
+before(async () => {
+  work = await makeTempDir('keyward-logon-');
+  hostDir = join('/run', `kw-logon-${randomBytes(4).toString('hex')}`);
+  await mkdir(join(hostDir, 'libexec'), { recursive: true, mode: 0o755 });
+  grantsDir = join(hostDir, 'grants');
+  stateDir = join(work, 'agent-state');
+  sshd = await startPrivateSshd();
+  await writeFile(join(work, 'known_hosts'), `sshd-under-test ${sshd.hostKeyPub}\n`);
+  user = await createThrowawayUser();
+  dataDir = await makeTempDir('keyward-logon-data-');
+  server = await startChildServer({ dataDir, args: ['--logon-key-lifetime', String(LIFETIME_SECONDS)] });
+  rpc = new RpcClient({
+    endpoint: server.endpoint,
+    accessKeyId: server.credentials.accessKeyId,
+    accessKeySecret: server.credentials.accessKeySecret,
+  });
+  const { Token } = await rpc.call<{ Token: string }>('CreateEnrollmentToken', { RegionId: 'local' });
+  agent = startAgent(server.endpoint, ['--token', Token]);
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const res = await rpc.call<{ Instances: { Instance: Array<{ InstanceId: string; Status: string }> } }>(
+      'DescribeInstances',
+      { RegionId: 'local' },
+    );
+    const found = res.Instances.Instance.find((i) => i.Status === 'Running');
+    if (found !== undefined) {
+      instanceId = found.InstanceId;
+      break;
+    }
+    if (Date.now() > deadline) throw new Error(`the agent never came up:\n${agentLog}`);
+    await sleep(50);
+  }
+});
+
+after(async () => {
+  cutProxy();
+  await stopAgent();
+  rpc.close();
+  await server.close();
+  await removeDir(dataDir);
+  await sshd.stop();
+  await user.remove();
+  await rm(hostDir, { recursive: true, force: true });
+  await removeDir(work);
+});
+
+/** Opens the terminal and runs `command` in the shell; resolves with what the terminal showed. */
+async function brokerRun(
+  command: string,
+  marker: string,
+): Promise<{ output: string; ready: Record<string, unknown> }> {
+  const start = await rpc.call<{ Subprotocols: { Subprotocol: string[] }; WebSocketPath: string }>(
+    'StartTerminalSession',
+    { RegionId: 'local', InstanceId: instanceId, InstanceOSUser: user.name, Cols: 120, Rows: 30 },
+    { version: KEYWARD },
+  );
+  const ws = new WebSocket(
+    `${server.endpoint.replace('http', 'ws')}${start.WebSocketPath}`,
+    start.Subprotocols.Subprotocol,
+  );
+  assert.equal(start.Subprotocols.Subprotocol[0], TERMINAL_SUBPROTOCOL);
+  let output = '';
+  let ready: Record<string, unknown> | undefined;
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      ws.terminate();
+      reject(new Error(`no "${marker}" from the terminal; got ${JSON.stringify(output)}\n${agentLog}`));
+    }, 15_000);
+    ws.on('message', (data: Buffer, isBinary: boolean) => {
+      if (!isBinary) {
+        const msg = JSON.parse(data.toString()) as Record<string, unknown>;
+        if (msg['type'] === 'ready') {
+          ready = msg;
+          ws.send(Buffer.from(`${command}\n`));
+        } else if (msg['type'] === 'error') {
+          clearTimeout(timer);
+          reject(new Error(`terminal error ${String(msg['code'])}: ${String(msg['message'])}`));
+        }
+        return;
+      }
+      output += data.toString();
+      if (output.includes(marker) && ready !== undefined) {
+        clearTimeout(timer);
+        const r = ready;
+        ws.send(Buffer.from('exit\n'));
+        ws.once('close', () => {
+          resolve({ output, ready: r });
+        });
+      }
+    });
+    ws.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+  });
+}
+
+test('broker logon: the terminal WebSocket runs a command as the OS user and shows its output', async () => {
+  const { output, ready } = await brokerRun('echo "broker:$(id -un):$((6*7))"', `broker:${user.name}:42`);
+  assert.match(output, new RegExp(`broker:${user.name}:42`));
+  assert.equal(ready['instanceId'], instanceId);
+  assert.equal(ready['osUser'], user.name);
+  assert.equal(typeof ready['keyExpiresAt'], 'string');
+  const list = await rpc.call<{ Grants: { Grant: Array<Record<string, string | null>> } }>(
+    'DescribeLogonGrants',
+    { RegionId: 'local' },
+    { version: KEYWARD },
+  );
+  const g = list.Grants.Grant.find((x) => x['Kind'] === 'broker');
+  assert.ok(g !== undefined);
+  assert.equal(g['InstanceOSUser'], user.name);
+  assert.equal(g['Caller'], 'root');
+  assert.ok(g['InstalledAt'] !== null && g['UsedAt'] !== null, JSON.stringify(g));
+  // The broker lets go of the key as soon as it authenticated: destroyed before its deadline.
+  assert.equal(g['DestroyReason'], 'used');
+  const deadline = Date.now() + 5_000;
+  while ((await grantRecord(String(g['GrantId'])))['HostRemovedAt'] === null && Date.now() < deadline)
+    await sleep(50);
+  assert.equal((await grantRecord(String(g['GrantId'])))['HostRemovedReason'], 'revoked');
+});
+
+test('keyward ssh logs on with the system ssh, passes arguments through, and leaves no key behind', async () => {
+  const runtime = join(work, 'runtime');
+  await mkdir(runtime, { mode: 0o700 });
+  const env = baseEnv({
+    KEYWARD_ENDPOINT: server.endpoint,
+    KEYWARD_ACCESS_KEY_ID: server.credentials.accessKeyId,
+    KEYWARD_ACCESS_KEY_SECRET: server.credentials.accessKeySecret,
+    XDG_RUNTIME_DIR: runtime,
+  });
+  const res = await run(
+    process.execPath,
+    [
+      BIN,
+      'ssh',
+      `${user.name}@${instanceId}`,
+      '--',
+      '-o',
+      'BatchMode=yes',
+      '-T',
+      'echo',
+      'via-keyward-ssh',
+      '$((1+1))',
+    ],
+    { env },
+  );
+  assert.equal(res.code, 0, res.stderr);
+  assert.equal(res.stdout.trim(), 'via-keyward-ssh 2');
+  assert.deepEqual(readdirSync(runtime), [], 'the key files must be removed when ssh exits');
+});
+
+test('keyward ssh refuses a host whose key is not the pinned one', async () => {
+  // Another sshd (another host key) answers on the address: ssh must refuse it, not trust it.
+  const impostor = await startPrivateSshd();
+  try {
+    const runtime = join(work, 'runtime-2');
+    await mkdir(runtime, { mode: 0o700 });
+    const res = await run(
+      process.execPath,
+      [
+        BIN,
+        'ssh',
+        '--address',
+        `127.0.0.1:${impostor.port}`,
+        `${user.name}@${instanceId}`,
+        '--',
+        '-o',
+        'BatchMode=yes',
+        'true',
+      ],
+      {
+        env: baseEnv({
+          KEYWARD_ENDPOINT: server.endpoint,
+          KEYWARD_ACCESS_KEY_ID: server.credentials.accessKeyId,
+          KEYWARD_ACCESS_KEY_SECRET: server.credentials.accessKeySecret,
+          XDG_RUNTIME_DIR: runtime,
+        }),
+      },
+    );
+    assert.equal(res.code, 255);
+    assert.match(res.stderr, /REMOTE HOST IDENTIFICATION HAS CHANGED|Host key verification failed/);
+    assert.deepEqual(readdirSync(runtime), []);
+  } finally {
+    await impostor.stop();
+  }
+});
+
+test('a user without ecs-workbench:LoginInstance gets Forbidden.RAM and no grant is issued', async () => {
+  await rpc.call('CreateUser', { UserName: 'no-logon' }, { version: '2015-05-01' });
+  await rpc.call(
+    'AttachPolicyToUser',
+    { PolicyType: 'System', PolicyName: 'ReadOnlyAccess', UserName: 'no-logon' },
+    { version: '2015-05-01' },
+  );
+  const { AccessKey } = await rpc.call<{ AccessKey: { AccessKeyId: string; AccessKeySecret: string } }>(
+    'CreateAccessKey',
+    { UserName: 'no-logon' },
+    { version: '2015-05-01' },
+  );
+  const denied = new RpcClient({
+    endpoint: server.endpoint,
+    accessKeyId: AccessKey.AccessKeyId,
+    accessKeySecret: AccessKey.AccessKeySecret,
+  });
+  const before = await rpc.call<{ Grants: { Grant: unknown[] } }>(
+    'DescribeLogonGrants',
+    { RegionId: 'local', MaxResults: 100 },
+    { version: KEYWARD },
+  );
+  try {
+    const err = await refused(
+      denied.call(
+        'SendSSHPublicKey',
+        { RegionId: 'local', InstanceId: instanceId, InstanceOSUser: user.name, SSHPublicKey: newKey().line },
+        { version: KEYWARD },
+      ),
+    );
+    assert.equal(err.code, 'Forbidden.RAM');
+    assert.match(err.message, /ecs-workbench:LoginInstance/);
+    const err2 = await refused(
+      denied.call(
+        'StartTerminalSession',
+        { RegionId: 'local', InstanceId: instanceId },
+        { version: KEYWARD },
+      ),
+    );
+    assert.equal(err2.code, 'Forbidden.RAM');
+  } finally {
+    denied.close();
+  }
+  const afterList = await rpc.call<{ Grants: { Grant: unknown[] } }>(
+    'DescribeLogonGrants',
+    { RegionId: 'local', MaxResults: 100 },
+    { version: KEYWARD },
+  );
+  assert.equal(
+    afterList.Grants.Grant.length,
+    before.Grants.Grant.length,
+    'a refused logon must not issue a grant',
+  );
+});
+
+test('a policy can allow logons as one OS user only (ecs-workbench:LoginUser)', async () => {
+  await rpc.call('CreateUser', { UserName: 'only-app' }, { version: '2015-05-01' });
+  await rpc.call(
+    'CreatePolicy',
+    {
+      PolicyName: 'login-as-app',
+      PolicyDocument: JSON.stringify({
+        Version: '1',
+        Statement: [
+          {
+            Effect: 'Allow',
+            Action: 'ecs-workbench:LoginInstance',
+            Resource: `acs:ecs-workbench:local:*:workbench/${instanceId}`,
+            Condition: { StringEquals: { 'ecs-workbench:LoginUser': 'app' } },
+          },
+        ],
+      }),
+    },
+    { version: '2015-05-01' },
+  );
+  await rpc.call(
+    'AttachPolicyToUser',
+    { PolicyType: 'Custom', PolicyName: 'login-as-app', UserName: 'only-app' },
+    { version: '2015-05-01' },
+  );
+  const { AccessKey } = await rpc.call<{ AccessKey: { AccessKeyId: string; AccessKeySecret: string } }>(
+    'CreateAccessKey',
+    { UserName: 'only-app' },
+    { version: '2015-05-01' },
+  );
+  const c = new RpcClient({
+    endpoint: server.endpoint,
+    accessKeyId: AccessKey.AccessKeyId,
+    accessKeySecret: AccessKey.AccessKeySecret,
+  });
+  try {
+    const err = await refused(
+      c.call(
+        'SendSSHPublicKey',
+        { RegionId: 'local', InstanceId: instanceId, InstanceOSUser: user.name, SSHPublicKey: newKey().line },
+        { version: KEYWARD },
+      ),
+    );
+    assert.equal(err.code, 'Forbidden.RAM');
+    // Allowed as "app": the request passes the policy and reaches the host, which has no such user.
+    const err2 = await refused(
+      c.call(
+        'SendSSHPublicKey',
+        { RegionId: 'local', InstanceId: instanceId, InstanceOSUser: 'app', SSHPublicKey: newKey().line },
+        { version: KEYWARD },
+      ),
+    );
+    assert.equal(err2.code, 'Logon.UnknownOsUser');
+  } finally {
+    c.close();
+  }
+});
+
+test('hostile or malformed logon input is refused before anything reaches the host', async () => {
+  for (const osUser of [
+    'root,admin',
+    'root\nadmin',
+    '..',
+    '../etc',
+    '-oProxyCommand=x',
+    'a b',
+    'x'.repeat(40),
+  ]) {
+    const err = await refused(sendKey(newKey().line, osUser));
+    assert.ok(
+      ['Logon.InvalidOsUser', 'InvalidParameter'].includes(err.code),
+      `${JSON.stringify(osUser)}: ${err.code}`,
+    );
+  }
+  const notEd25519 = await refused(sendKey('ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQ'));
+  assert.equal(notEd25519.code, 'Logon.InvalidPublicKey');
+  const oversized = await refused(sendKey(`ssh-ed25519 ${'A'.repeat(5000)}`));
+  assert.equal(oversized.code, 'InvalidParameter');
+  const withOptions = await refused(sendKey(`command="sh" ${newKey().line}`));
+  assert.equal(withOptions.code, 'Logon.InvalidPublicKey');
+  const unknownUser = await refused(sendKey(newKey().line, 'nosuchuser'));
+  assert.equal(unknownUser.code, 'Logon.UnknownOsUser');
+  assert.deepEqual(grantFiles(), []);
+});
+
+test('60 seconds, whatever happens: the key works, then sshd refuses it and the grant file is gone', async () => {
+  const key = newKey();
+  const file = await keyFile(key.pem);
+  const sent = await sendKey(key.line);
+  assert.equal(grantFiles().length, 1);
+  const ok = await ssh(file);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.equal(ok.stdout.trim(), 'logged-on');
+  await pastDeadline(sent.ExpiresAt);
+  const late = await ssh(file);
+  assert.notEqual(late.code, 0);
+  assert.match(late.stderr, /Permission denied/);
+  assert.deepEqual(grantFiles(), []);
+  const record = await grantRecord(sent.GrantId);
+  assert.equal(record['DestroyReason'], 'expired');
+  assert.equal(record['HostRemovedReason'], 'expired');
+});
+
+test('60 seconds with the agent killed right after installing: sshd still refuses the key after the deadline', async () => {
+  const key = newKey();
+  const file = await keyFile(key.pem);
+  const sent = await sendKey(key.line);
+  await stopAgent('SIGKILL');
+  assert.equal(grantFiles().length, 1, 'the grant file stays behind with the agent dead');
+  assert.equal((await ssh(file)).code, 0);
+  await pastDeadline(sent.ExpiresAt);
+  const late = await ssh(file);
+  assert.notEqual(late.code, 0, 'an expired grant must not authenticate with the agent dead');
+  // The next agent start sweeps the leftover.
+  agent = startAgent(server.endpoint);
+  const deadline = Date.now() + 10_000;
+  while (grantFiles().length > 0 && Date.now() < deadline) await sleep(50);
+  assert.deepEqual(grantFiles(), []);
+  await waitRunning();
+});
+
+test('60 seconds with the channel cut right after installing: sshd refuses the key after the deadline', async () => {
+  await stopAgent();
+  proxy = await startProxy(server.port);
+  agent = startAgent(`http://127.0.0.1:${proxy.port}`);
+  await waitRunning();
+  const key = newKey();
+  const file = await keyFile(key.pem);
+  const sent = await sendKey(key.line);
+  cutProxy();
+  assert.equal((await ssh(file)).code, 0);
+  await pastDeadline(sent.ExpiresAt);
+  assert.notEqual((await ssh(file)).code, 0);
+  assert.deepEqual(grantFiles(), []);
+  await stopAgent();
+  agent = startAgent(server.endpoint);
+  await waitRunning();
+});
+
+test('an offline instance is Logon.InstanceOffline', async () => {
+  await stopAgent();
+  const deadline = Date.now() + 10_000;
+  while ((await instanceStatus()) === 'Running' && Date.now() < deadline) await sleep(50);
+  const err = await refused(sendKey(newKey().line));
+  assert.equal(err.code, 'Logon.InstanceOffline');
+  agent = startAgent(server.endpoint);
+  await waitRunning();
+});
+
+test('60 seconds with the server killed right after issuing: sshd refuses the key after the deadline', async () => {
+  const key = newKey();
+  const file = await keyFile(key.pem);
+  const sent = await sendKey(key.line);
+  server.child.kill('SIGKILL');
+  await server.exited;
+  assert.equal((await ssh(file)).code, 0);
+  await pastDeadline(sent.ExpiresAt);
+  assert.notEqual((await ssh(file)).code, 0);
+  assert.deepEqual(grantFiles(), []);
+  // A restart records what the dead process could not: the key was destroyed while it was down.
+  server = await startChildServer({ dataDir, args: ['--logon-key-lifetime', String(LIFETIME_SECONDS)] });
+  rpc.close();
+  rpc = new RpcClient({
+    endpoint: server.endpoint,
+    accessKeyId: server.credentials.accessKeyId,
+    accessKeySecret: server.credentials.accessKeySecret,
+  });
+  assert.equal((await grantRecord(sent.GrantId))['DestroyReason'], 'expired-while-server-down');
+});
+
+/** Opens the terminal socket with `protocols`/`origin`; resolves with the HTTP status of a refusal. */
+function upgradeStatus(path: string, protocols: string[], origin?: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`${server.endpoint.replace('http', 'ws')}${path}`, protocols, {
+      ...(origin !== undefined && { origin }),
+    });
+    ws.on('unexpected-response', (_req, res) => {
+      resolve(res.statusCode ?? 0);
+      res.resume();
+      ws.terminate();
+    });
+    ws.on('open', () => {
+      ws.terminate();
+      reject(new Error('the terminal socket opened'));
+    });
+    ws.on('error', () => undefined);
+  });
+}
+
+test('the terminal socket refuses a missing, reused or foreign-origin ticket', async () => {
+  const start = await rpc.call<{ Subprotocols: { Subprotocol: string[] }; WebSocketPath: string }>(
+    'StartTerminalSession',
+    { RegionId: 'local', InstanceId: instanceId, InstanceOSUser: user.name },
+    { version: KEYWARD },
+  );
+  assert.equal(await upgradeStatus(start.WebSocketPath, [TERMINAL_SUBPROTOCOL]), 401);
+  assert.equal(await upgradeStatus(start.WebSocketPath, [TERMINAL_SUBPROTOCOL, 'ticket.kwtt_forged']), 401);
+  // A page on another origin cannot use a ticket (and the refusal does not spend it).
+  assert.equal(
+    await upgradeStatus(start.WebSocketPath, start.Subprotocols.Subprotocol, 'https://evil.example'),
+    401,
+  );
+  const ws = new WebSocket(
+    `${server.endpoint.replace('http', 'ws')}${start.WebSocketPath}`,
+    start.Subprotocols.Subprotocol,
+  );
+  await new Promise<void>((resolve, reject) => {
+    ws.once('open', () => {
+      resolve();
+    });
+    ws.once('error', reject);
+  });
+  ws.close();
+  // Used once: never again.
+  assert.equal(await upgradeStatus(start.WebSocketPath, start.Subprotocols.Subprotocol), 401);
+});
