@@ -30,6 +30,7 @@ import type { Clock } from '../platform/clock.js';
 import { AppError, isAppError } from '../platform/errors.js';
 import { refuseUpgrade } from '../platform/http/refuse-upgrade.js';
 import { brokerConnect } from './broker.js';
+import { HandshakeLimiter } from './handshake-limiter.js';
 import type { LogonAuditSink } from './logon-audit.js';
 import type { LogonService } from './logon-service.js';
 import { makeOneTimeKey, type OneTimeKey } from './one-time-key.js';
@@ -53,6 +54,8 @@ export interface TerminalGatewayDeps {
   readonly audit: LogonAuditSink;
   readonly maxSessionSeconds?: number;
   readonly idleTimeoutSeconds?: number;
+  /** SSH handshakes in flight per instance (below sshd's MaxStartups); 8 by default. */
+  readonly handshakesPerInstance?: number;
 }
 
 /** Reads `cols`/`rows` bounds (shared with StartTerminalSession). */
@@ -78,12 +81,14 @@ export class TerminalGateway {
   readonly #sessions = new Set<WebSocket>();
   readonly #maxSessionMs: number;
   readonly #idleMs: number;
+  readonly #handshakes: HandshakeLimiter;
   #closing = false;
 
   constructor(deps: TerminalGatewayDeps) {
     this.#d = deps;
     this.#maxSessionMs = (deps.maxSessionSeconds ?? DEFAULT_MAX_SESSION_SECONDS) * 1000;
     this.#idleMs = (deps.idleTimeoutSeconds ?? DEFAULT_IDLE_TIMEOUT_SECONDS) * 1000;
+    this.#handshakes = new HandshakeLimiter(deps.handshakesPerInstance);
     this.#wss = new WebSocketServer({
       noServer: true,
       maxPayload: MAX_CLIENT_FRAME_BYTES,
@@ -168,7 +173,9 @@ export class TerminalGateway {
       clientGone = true;
     });
     sendJson(ws, { type: 'status', phase: 'connecting' });
+    let releaseSlot: (() => void) | undefined;
     try {
+      releaseSlot = await this.#handshakes.acquire(t.instanceId);
       let key: OneTimeKey | undefined = makeOneTimeKey();
       const grant = await this.#d.logon.issue({
         accountId: t.accountId,
@@ -197,7 +204,9 @@ export class TerminalGateway {
       });
       // From here only the broker's signing agent holds the private key, until authentication ends.
       key = undefined;
-      const client = await connecting;
+      const client = await connecting.finally(() => {
+        releaseSlot?.();
+      });
       if (clientGone) {
         client.end();
         return;
@@ -210,6 +219,7 @@ export class TerminalGateway {
       });
       this.#bridge(ws, client, shell, t, grant.grantId, grant.expiresAtMs, started);
     } catch (err) {
+      releaseSlot?.();
       const appErr = isAppError(err)
         ? err
         : new AppError('Logon.SshdUnreachable', `The shell could not be opened: ${(err as Error).message}`);
