@@ -40,6 +40,8 @@ export interface ServerStartOptions {
   readonly firstStart: boolean;
   /** Give up waiting for readiness after this long. */
   readonly readyTimeoutMs?: number;
+  /** More `keyward server` flags. */
+  readonly extraArgs?: readonly string[];
 }
 
 /** A started server child. */
@@ -114,6 +116,7 @@ export async function startServerProcess(opts: ServerStartOptions): Promise<Serv
     '127.0.0.1:0',
     '--log-level',
     opts.logLevel,
+    ...(opts.extraArgs ?? []),
   ];
   const commandLine = `${process.execPath} ${args.join(' ')}`;
   const child: ChildProcess = spawn(process.execPath, args, {
