@@ -19,6 +19,7 @@ import {
   type AppliedState,
   type BindingSpec,
   type HostFacts,
+  type LogonGrant,
 } from '../agent-channel/index.js';
 
 /** A desired state the server sent. */
@@ -54,6 +55,10 @@ export interface ChannelOptions {
   readonly onWelcome: () => void;
   /** Called for every desired state, in order. */
   readonly onDesired: (desired: DesiredState) => void;
+  /** Called for every one-time grant (verified by the receiver, not here). */
+  readonly onGrant?: (grant: LogonGrant, signature: string) => void;
+  /** Called when the server no longer needs a grant. */
+  readonly onGrantRevoke?: (grantId: string) => void;
 }
 
 type Phase = 'challenge' | 'welcome' | 'ready' | 'closing';
@@ -121,6 +126,12 @@ export class AgentChannel {
     return this.send({ t: 'applied', ...applied });
   }
 
+  /** Sends a grant report when connected and welcomed; dropped otherwise (the server keeps its own deadline). */
+  sendGrantReport(message: Extract<AgentMessage, { t: 'grant-result' } | { t: 'grant-removed' }>): void {
+    if (this.phase !== 'ready') return;
+    void this.send(message);
+  }
+
   /** Closes the connection (normal closure unless a code is given). */
   close(code = 1000, reason = 'agent closing'): void {
     this.phase = 'closing';
@@ -182,6 +193,14 @@ export class AgentChannel {
         case 'desired':
           if (this.phase !== 'ready') throw new AgentProtocolError('a desired state before the welcome');
           this.options.onDesired({ generation: msg.generation, binding: msg.binding });
+          return;
+        case 'grant':
+          if (this.phase !== 'ready') throw new AgentProtocolError('a grant before the welcome');
+          this.options.onGrant?.(msg.grant, msg.signature);
+          return;
+        case 'grant-revoke':
+          if (this.phase !== 'ready') throw new AgentProtocolError('a grant-revoke before the welcome');
+          this.options.onGrantRevoke?.(msg.grantId);
           return;
       }
     } catch (err) {

@@ -6,6 +6,7 @@
  * the last applied state stays in force. Everything from outside (host library, clock, randomness,
  * logger, the user id that must own the state) is a parameter, so tests run it in-process.
  */
+import { createPublicKey } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
@@ -30,6 +31,7 @@ import { DesiredApplier, outcomeOf } from './desired-applier.js';
 import { enroll } from './enroll.js';
 import { collectHostFacts, type HostFactsSources } from './host-facts.js';
 import type { AgentHostBinder } from './host-binder-port.js';
+import { GrantKeeper, GrantStore, type LogonReadiness } from './logon/index.js';
 
 /** What the agent is told to do (validated by the caller: src/apps/agent/agent-config.ts). */
 export interface RunAgentOptions {
@@ -70,6 +72,17 @@ export interface AgentDeps {
   readonly uid?: number;
   /** Where host facts come from (default: the real host). */
   readonly factSources?: HostFactsSources;
+  /** One-time logons (absent: grants are refused as Host.LogonNotReady). */
+  readonly logon?: AgentLogonPort;
+}
+
+/** What one-time logons need from the host. */
+export interface AgentLogonPort {
+  /** Where grant files go. */
+  readonly grantsDir: string;
+  /** Installs or checks the AuthorizedKeysCommand helper and its sshd drop-in. */
+  prepare(): Promise<LogonReadiness>;
+  userExists(name: string): Promise<boolean>;
 }
 
 /** How a run ended (a failure is thrown as AgentError instead). */
@@ -152,6 +165,7 @@ export async function runAgent(options: RunAgentOptions, deps: AgentDeps): Promi
     );
     await checkHost(deps.binder, logger);
     const session = new Session(options, deps, opened.dir, opened.identity, state, freshFacts, stop);
+    await session.startGrants();
     const applied = await session.run();
     if (options.once === true && applied === null) checkTimeout();
     return { instanceId: session.state.instanceId, enrolled, applied };
@@ -237,6 +251,7 @@ class Session {
   private readonly applier: DesiredApplier;
   private readonly backoff: ReconnectBackoff;
   private onceResult: AppliedState | undefined;
+  private readonly grants: GrantKeeper | undefined;
 
   constructor(
     private readonly options: RunAgentOptions,
@@ -266,6 +281,33 @@ class Session {
         }
       },
     });
+    if (deps.logon !== undefined && options.once !== true) {
+      this.grants = new GrantKeeper({
+        store: new GrantStore(deps.logon.grantsDir),
+        instanceId: state.instanceId,
+        signingKey: createPublicKey({
+          key: {
+            kty: 'OKP',
+            crv: 'Ed25519',
+            x: Buffer.from(state.grantSigningPublicKey, 'base64').toString('base64url'),
+          },
+          format: 'jwk',
+        }),
+        logger: deps.logger,
+        nowMs: () => deps.clock.nowMs(),
+        userExists: (name) => deps.logon?.userExists(name) ?? Promise.resolve(false),
+        send: (message) => {
+          this.channel?.sendGrantReport(message);
+        },
+      });
+    }
+  }
+
+  /** Prepares the host for one-time logons and sweeps grants left by an earlier run. */
+  async startGrants(): Promise<void> {
+    const port = this.deps.logon;
+    if (this.grants === undefined || port === undefined) return;
+    await this.grants.start(await port.prepare());
   }
 
   async run(): Promise<AppliedState | null> {
@@ -297,6 +339,7 @@ class Session {
         await sleep(delayMs, undefined, { signal }).catch(() => undefined);
       }
     } finally {
+      this.grants?.stop();
       await this.applier.stop();
       this.channel?.close(1001, 'agent stopping');
     }
@@ -330,6 +373,22 @@ class Session {
       },
       onDesired: (desired) => {
         this.applier.submit(desired);
+      },
+      onGrant: (grant, signature) => {
+        if (this.grants === undefined) {
+          channel.sendGrantReport({
+            t: 'grant-result',
+            grantId: grant.grantId,
+            ok: false,
+            code: 'Host.LogonNotReady',
+            message: 'One-time logons are not enabled in this agent.',
+          });
+          return;
+        }
+        void this.grants.handle(grant, signature);
+      },
+      onGrantRevoke: (grantId) => {
+        void this.grants?.revoke(grantId);
       },
     });
     this.channel = channel;

@@ -240,7 +240,7 @@ export class LogonService {
       const code = report.code ?? 'Host.Unknown';
       await this.#fail(ref, code);
       const detail = report.message ?? 'no detail';
-      if (code === 'Host.UnknownUser') {
+      if (code === 'Host.UserUnknown') {
         throw new AppError(
           'Logon.UnknownOsUser',
           `The OS user ${req.osUser} does not exist on ${instance.id} (${instance.hostname}); create it there ` +

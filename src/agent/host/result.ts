@@ -20,6 +20,13 @@ export const HOST_RESULT_CODES = [
   'Host.PasswordSettingOverridden',
   'Host.SshdNotRunning',
   'Host.SshdReloadFailed',
+  'Host.GrantSignatureInvalid',
+  'Host.GrantWrongInstance',
+  'Host.GrantExpired',
+  'Host.GrantReplayed',
+  'Host.AuthorizedKeysCommandInUse',
+  'Host.LogonNotReady',
+  'Host.GrantStoreFailed',
 ] as const;
 
 /** One of HOST_RESULT_CODES. */

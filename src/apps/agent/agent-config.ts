@@ -33,14 +33,29 @@ export interface AgentConfig {
   readonly ca?: Buffer;
   readonly once: boolean;
   readonly logLevel: AgentLogLevel;
+  /** One-time logons: where grants live, the AuthorizedKeysCommand helper and the user it runs as. */
+  readonly logon: {
+    readonly grantsDir: string;
+    readonly helperPath: string;
+    readonly helperUser: string;
+  };
 }
 
-export const AGENT_DEFAULTS: Readonly<{ stateDir: string; loginUser: string; logLevel: AgentLogLevel }> =
-  Object.freeze({
-    stateDir: '/var/lib/keyward-agent',
-    loginUser: 'root',
-    logLevel: 'info',
-  });
+export const AGENT_DEFAULTS: Readonly<{
+  stateDir: string;
+  loginUser: string;
+  logLevel: AgentLogLevel;
+  grantsDir: string;
+  helperPath: string;
+  helperUser: string;
+}> = Object.freeze({
+  stateDir: '/var/lib/keyward-agent',
+  loginUser: 'root',
+  logLevel: 'info',
+  grantsDir: '/run/keyward-agent/grants',
+  helperPath: '/usr/local/libexec/keyward-agent/authorized-keys-command',
+  helperUser: 'nobody',
+});
 
 /** A bad setting: the message names the flag or variable it came from. */
 export class AgentConfigError extends Error {
@@ -64,6 +79,9 @@ export const AGENT_FLAGS = [
   'ca',
   'once',
   'log-level',
+  'grants-dir',
+  'authorized-keys-command',
+  'authorized-keys-command-user',
 ] as const;
 /** One of AGENT_FLAGS. */
 export type AgentFlag = (typeof AGENT_FLAGS)[number];
@@ -81,6 +99,7 @@ interface Setting {
 const OS_USER = /^[a-z_][a-z0-9_-]{0,31}\$?$/;
 const SSH_ADDRESS = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
 const MAX_CA_BYTES = 1024 * 1024;
+const SAFE_ABSOLUTE_PATH = /^(\/[A-Za-z0-9._-]+){1,32}$/;
 
 /**
  * Builds the configuration from parsed flags (strings, `once` a boolean) and the environment. Throws
@@ -174,7 +193,31 @@ export function loadAgentConfig(
     );
   }
 
+  const logonPath = (flag: AgentFlag, fallback: string): string => {
+    const setting = pick(flag) ?? { value: fallback, source: 'default' };
+    // Written into a shell script and an sshd_config line: a plain absolute path only.
+    if (!SAFE_ABSOLUTE_PATH.test(setting.value) || setting.value.split('/').includes('..')) {
+      throw new AgentConfigError(
+        `${setting.source}: "${setting.value}" must be an absolute path of letters, digits, "/", ".", "_" and "-"`,
+      );
+    }
+    return setting.value;
+  };
+  const helperUser = pick('authorized-keys-command-user') ?? {
+    value: AGENT_DEFAULTS.helperUser,
+    source: 'default',
+  };
+  if (!OS_USER.test(helperUser.value)) {
+    throw new AgentConfigError(`${helperUser.source}: "${helperUser.value}" is not a valid user name`);
+  }
+  const logon = Object.freeze({
+    grantsDir: logonPath('grants-dir', AGENT_DEFAULTS.grantsDir),
+    helperPath: logonPath('authorized-keys-command', AGENT_DEFAULTS.helperPath),
+    helperUser: helperUser.value,
+  });
+
   return Object.freeze({
+    logon,
     serverUrl,
     ...(token !== undefined && { token: token.value }),
     ...(tokenFile !== undefined && { tokenFile: tokenFile.value }),

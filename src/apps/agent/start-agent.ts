@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { pino, type Logger } from 'pino';
 import { AgentError, runAgent, type AgentHostBinder, type AgentRunResult } from '../../agent/index.js';
 import { systemClock } from '../../platform/clock.js';
+import { osUserExists, prepareLogonHost } from '../../agent/logon/index.js';
 import type { AgentConfig } from './agent-config.js';
 
 /**
@@ -86,7 +87,17 @@ export async function startAgent(config: AgentConfig, deps: StartAgentDeps): Pro
         ...(config.ca !== undefined && { ca: config.ca }),
         ...(deps.signal !== undefined && { signal: deps.signal }),
       },
-      { binder: deps.binder, clock: systemClock, random: Math.random, logger },
+      {
+        binder: deps.binder,
+        clock: systemClock,
+        random: Math.random,
+        logger,
+        logon: {
+          grantsDir: config.logon.grantsDir,
+          prepare: () => prepareLogonHost(config.sshd, config.logon),
+          userExists: osUserExists,
+        },
+      },
     );
   } catch (err) {
     if (err instanceof AgentError) {

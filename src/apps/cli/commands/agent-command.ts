@@ -24,6 +24,9 @@ const OPTIONS = {
   ca: { type: 'string' },
   once: { type: 'boolean' },
   'log-level': { type: 'string' },
+  'grants-dir': { type: 'string' },
+  'authorized-keys-command': { type: 'string' },
+  'authorized-keys-command-user': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 

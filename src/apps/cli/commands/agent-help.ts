@@ -3,8 +3,9 @@ import { DEFAULT_SSHD_TARGET } from '../../../agent/host/index.js';
 export const AGENT_HELP = `Usage: keyward agent --server URL [options]
 
 Runs the Keyward agent on this Linux host: enrolls it once with a one-time token, keeps an outbound
-connection to the server and applies the key pair bound to the host. Runs as root (it manages the login
-user's ~/.ssh/authorized_keys and an sshd drop-in).
+connection to the server, applies the key pair bound to the host and serves one-time logon keys to sshd
+through an AuthorizedKeysCommand. Runs as root (it manages the login user's ~/.ssh/authorized_keys, two
+sshd drop-ins and the helper).
 
 Options (each also as an environment variable, e.g. --state-dir ↔ KEYWARD_AGENT_STATE_DIR):
   --server URL             the Keyward server, e.g. https://keyward.example.com (required)
@@ -19,6 +20,12 @@ Options (each also as an environment variable, e.g. --state-dir ↔ KEYWARD_AGEN
   --ca FILE                PEM CA bundle that signed the server's certificate (https only)
   --once                   apply the first desired state, acknowledge it and exit (60 s limit)
   --log-level LEVEL        fatal, error, warn, info (default), debug, trace or silent
+  --grants-dir DIR         one-time grants, read by the helper (default /run/keyward-agent/grants)
+  --authorized-keys-command FILE
+                           the helper sshd runs, in root-owned directories no one else can write
+                           (default /usr/local/libexec/keyward-agent/authorized-keys-command)
+  --authorized-keys-command-user USER
+                           the user sshd runs the helper as (default nobody)
   -h, --help               show this help
 
 Logs are JSON lines on stdout. Exit status: 0 ok, 1 failed, 2 usage error, 3 stopped for good

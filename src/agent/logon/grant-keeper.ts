@@ -1,0 +1,179 @@
+/**
+ * The agent's one-time grants (DESIGN.md §4): verifies each grant the server sends, stores it for the
+ * AuthorizedKeysCommand helper, and deletes it at its deadline — by a timer per grant, by a sweep every
+ * few seconds and at start (leftovers of a crash or an earlier run), and at once on `grant-revoke`.
+ *
+ * Verification, before anything touches the disk: the signature by the grant-signing key pinned at
+ * enrollment; the grant names this instance; it has not expired (host clock); its id was not seen before
+ * (replay); the OS user exists here. The host's deadline is min(expiresAt, receipt + lifetime) by the host's
+ * own clock, so a host clock behind the server's cannot lengthen a key's life.
+ *
+ * Grants are handled at once, never queued behind a binding being applied: a logon is waiting.
+ */
+import { verify, type KeyObject } from 'node:crypto';
+import type { Logger } from 'pino';
+import {
+  grantSigningInput,
+  type AgentMessage,
+  type GrantRemovalReason,
+  type LogonGrant,
+} from '../../agent-channel/index.js';
+import type { HostResultCode } from '../host/result.js';
+import type { GrantStore, StoredGrant } from './grant-store.js';
+import type { LogonReadiness } from './logon-sshd-config.js';
+
+export const SWEEP_INTERVAL_MS = 5_000;
+
+type GrantResult = Extract<AgentMessage, { t: 'grant-result' }>;
+/** What the keeper tells the server. */
+export type GrantReportMessage = Extract<AgentMessage, { t: 'grant-result' } | { t: 'grant-removed' }>;
+
+export interface GrantKeeperDeps {
+  readonly store: GrantStore;
+  readonly instanceId: string;
+  readonly signingKey: KeyObject;
+  readonly logger: Logger;
+  readonly nowMs: () => number;
+  readonly userExists: (name: string) => Promise<boolean>;
+  /** Sends a message when connected (dropped otherwise: the server keeps its own deadline). */
+  readonly send: (message: GrantReportMessage) => void;
+}
+
+export class GrantKeeper {
+  readonly #d: GrantKeeperDeps;
+  /** Grants on disk by id (the ids double as the replay memory until their deadline). */
+  readonly #grants = new Map<string, StoredGrant & { timer: NodeJS.Timeout }>();
+  readonly #seen = new Map<string, number>();
+  #readiness: LogonReadiness = { ok: false, code: 'Host.LogonNotReady', message: 'The agent is starting.' };
+  #sweeper: NodeJS.Timeout | undefined;
+
+  constructor(deps: GrantKeeperDeps) {
+    this.#d = deps;
+  }
+
+  #nowSeconds(): number {
+    return Math.floor(this.#d.nowMs() / 1000);
+  }
+
+  /** Sweeps leftovers and starts the periodic sweep; `readiness` says whether grants can work here. */
+  async start(readiness: LogonReadiness): Promise<void> {
+    this.#readiness = readiness;
+    if (!readiness.ok) {
+      this.#d.logger.warn({ code: readiness.code }, `one-time logons are off on this host: ${readiness.message}`);
+    }
+    await this.#d.store.ensureDir();
+    await this.#sweep('swept');
+    this.#sweeper = setInterval(() => {
+      void this.#sweep('swept');
+    }, SWEEP_INTERVAL_MS);
+    this.#sweeper.unref();
+  }
+
+  stop(): void {
+    if (this.#sweeper !== undefined) clearInterval(this.#sweeper);
+    for (const g of this.#grants.values()) clearTimeout(g.timer);
+    this.#grants.clear();
+  }
+
+  /** Verifies and stores a grant; the answer goes back to the server. */
+  async handle(grant: LogonGrant, signature: string): Promise<void> {
+    const result = await this.#accept(grant, signature);
+    if (!result.ok) {
+      this.#d.logger.warn({ grantId: grant.grantId, code: result.code }, 'one-time grant refused');
+    }
+    this.#d.send(result);
+  }
+
+  async #accept(grant: LogonGrant, signature: string): Promise<GrantResult> {
+    const refuse = (code: HostResultCode, message: string): GrantResult => ({
+      t: 'grant-result',
+      grantId: grant.grantId,
+      ok: false,
+      code,
+      message,
+    });
+    const sig = Buffer.from(signature, 'base64');
+    if (sig.length !== 64 || !verify(null, grantSigningInput(grant), this.#d.signingKey, sig)) {
+      return refuse(
+        'Host.GrantSignatureInvalid',
+        'The grant is not signed by the grant-signing key this agent pinned at enrollment.',
+      );
+    }
+    if (grant.instanceId !== this.#d.instanceId) {
+      return refuse('Host.GrantWrongInstance', `The grant is for ${grant.instanceId}, not this instance.`);
+    }
+    const now = this.#nowSeconds();
+    this.#forgetOld(now);
+    if (this.#seen.has(grant.grantId)) {
+      return refuse('Host.GrantReplayed', `The grant ${grant.grantId} was already received.`);
+    }
+    if (grant.expiresAt <= now) {
+      return refuse(
+        'Host.GrantExpired',
+        `The grant expired at ${new Date(grant.expiresAt * 1000).toISOString()} by this host's clock ` +
+          `(${new Date(now * 1000).toISOString()}); check the clocks (NTP).`,
+      );
+    }
+    this.#seen.set(grant.grantId, grant.expiresAt);
+    if (!this.#readiness.ok) return refuse(this.#readiness.code, this.#readiness.message);
+    if (!(await this.#d.userExists(grant.osUser))) {
+      return refuse('Host.UserUnknown', `There is no user ${grant.osUser} on this host.`);
+    }
+    const hostExpiresAt = Math.min(grant.expiresAt, now + (grant.expiresAt - grant.issuedAt));
+    try {
+      await this.#d.store.write(grant, hostExpiresAt);
+    } catch (err) {
+      return refuse('Host.GrantStoreFailed', `The grant could not be stored: ${(err as Error).message}`);
+    }
+    const stored = { grantId: grant.grantId, osUser: grant.osUser, hostExpiresAt };
+    const timer = setTimeout(
+      () => {
+        void this.#remove(stored, 'expired');
+      },
+      Math.max(0, hostExpiresAt * 1000 - this.#d.nowMs()),
+    );
+    timer.unref();
+    this.#grants.set(grant.grantId, { ...stored, timer });
+    return { t: 'grant-result', grantId: grant.grantId, ok: true, hostExpiresAt };
+  }
+
+  /** The server no longer needs the key: delete it now (unknown ids are fine). */
+  async revoke(grantId: string): Promise<void> {
+    const g = this.#grants.get(grantId);
+    if (g !== undefined) await this.#remove(g, 'revoked');
+  }
+
+  async #remove(g: StoredGrant, reason: GrantRemovalReason): Promise<void> {
+    const entry = this.#grants.get(g.grantId);
+    if (entry !== undefined) clearTimeout(entry.timer);
+    this.#grants.delete(g.grantId);
+    try {
+      if (await this.#d.store.remove(g)) {
+        this.#d.logger.info({ grantId: g.grantId, reason }, 'one-time grant removed');
+        this.#d.send({ t: 'grant-removed', grantId: g.grantId, reason });
+      }
+    } catch (err) {
+      // The sweep tries again; the helper already ignores an expired file.
+      this.#d.logger.error({ err, grantId: g.grantId }, 'removing a grant failed');
+    }
+  }
+
+  async #sweep(reason: GrantRemovalReason): Promise<void> {
+    try {
+      const removed = await this.#d.store.sweep(this.#nowSeconds());
+      for (const g of removed) {
+        const entry = this.#grants.get(g.grantId);
+        if (entry !== undefined) clearTimeout(entry.timer);
+        this.#grants.delete(g.grantId);
+        this.#d.logger.info({ grantId: g.grantId, reason }, 'one-time grant removed');
+        this.#d.send({ t: 'grant-removed', grantId: g.grantId, reason });
+      }
+    } catch (err) {
+      this.#d.logger.error({ err }, 'sweeping expired grants failed');
+    }
+  }
+
+  #forgetOld(now: number): void {
+    for (const [id, expiresAt] of this.#seen) if (expiresAt <= now) this.#seen.delete(id);
+  }
+}

@@ -1,0 +1,121 @@
+/**
+ * One-time grants on the host's disk: `<grantsDir>/<osUser>/<hostExpiresAt>-<grantId>.key`, one line each,
+ * read by the AuthorizedKeysCommand helper. Directories 0755 and files 0644, owned by root: the helper runs
+ * as an unprivileged user (public keys are not secret), and only root can add or change a grant.
+ *
+ * Files are written to a temporary name in the same directory and renamed into place, so the helper never
+ * reads half a line. They are not fsynced: a grant lives seconds, and the default directory is on /run (a
+ * tmpfs); one lost in a crash only fails the logon it was for.
+ *
+ * Removal is by name (grant-revoke, the per-grant timer) or by time (`sweep`: every few seconds and at
+ * start, for leftovers of a crash). Empty user directories are removed.
+ */
+import { chmod, lstat, mkdir, readdir, rename, rmdir, unlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { GRANT_ID_PATTERN, OS_USER_PATTERN, type LogonGrant } from '../../agent-channel/index.js';
+
+const FILE_NAME = /^(\d{1,12})-(lg-[a-z0-9]{20})\.key$/;
+
+/** `YYYYMMDDHHMMSSZ` for `expiry-time`, UTC. */
+export function expiryTimeOption(unixSeconds: number): string {
+  return new Date(unixSeconds * 1000).toISOString().replace(/[-:T]/g, '').slice(0, 14) + 'Z';
+}
+
+/**
+ * The authorized_keys line for a grant. Options come only from validated fields (never free text):
+ * `restrict` (no forwarding, no X11, no agent, no user rc), `pty`, the expiry, and `from=` when set.
+ */
+export function grantLine(grant: LogonGrant, hostExpiresAt: number): string {
+  const options = ['restrict', 'pty', `expiry-time="${expiryTimeOption(hostExpiresAt)}"`];
+  if (grant.sourceAddresses.length > 0) options.push(`from="${grant.sourceAddresses.join(',')}"`);
+  return `${options.join(',')} ${grant.publicKey} keyward-grant:${grant.grantId}\n`;
+}
+
+export interface StoredGrant {
+  readonly grantId: string;
+  readonly osUser: string;
+  readonly hostExpiresAt: number;
+}
+
+export class GrantStore {
+  readonly dir: string;
+
+  constructor(dir: string) {
+    this.dir = dir;
+  }
+
+  /**
+   * Creates the directory, or checks the one there: a real directory (not a link), owned by this process's
+   * user (root), writable by nobody else — fail closed, since whoever can write here can grant logons.
+   */
+  async ensureDir(): Promise<void> {
+    await mkdir(this.dir, { recursive: true, mode: 0o755 });
+    const st = await lstat(this.dir);
+    if (!st.isDirectory() || st.uid !== process.getuid?.() || (st.mode & 0o022) !== 0) {
+      throw new Error(
+        `${this.dir} must be a directory owned by the agent's user (root) and writable by no one else; ` +
+          'remove it and restart the agent.',
+      );
+    }
+    await chmod(this.dir, 0o755);
+  }
+
+  async write(grant: LogonGrant, hostExpiresAt: number): Promise<void> {
+    if (!OS_USER_PATTERN.test(grant.osUser) || !GRANT_ID_PATTERN.test(grant.grantId)) {
+      throw new TypeError('grant fields must be validated before they reach the store');
+    }
+    const userDir = join(this.dir, grant.osUser);
+    // Modes set explicitly: the agent runs with umask 077, and the helper (not root) must read these.
+    await mkdir(userDir, { recursive: true, mode: 0o755 });
+    await chmod(userDir, 0o755);
+    const temp = join(userDir, `.tmp-${grant.grantId}`);
+    await writeFile(temp, grantLine(grant, hostExpiresAt), { mode: 0o644, flag: 'w' });
+    await chmod(temp, 0o644);
+    await rename(temp, join(userDir, `${String(hostExpiresAt)}-${grant.grantId}.key`));
+  }
+
+  /** Every grant file on disk. */
+  async list(): Promise<StoredGrant[]> {
+    const out: StoredGrant[] = [];
+    for (const user of await readdirOrEmpty(this.dir)) {
+      if (!OS_USER_PATTERN.test(user)) continue;
+      for (const name of await readdirOrEmpty(join(this.dir, user))) {
+        const m = FILE_NAME.exec(name);
+        if (m !== null) out.push({ grantId: m[2] ?? '', osUser: user, hostExpiresAt: Number(m[1]) });
+      }
+    }
+    return out;
+  }
+
+  /** Deletes one grant's file; false when it was not there. */
+  async remove(g: StoredGrant): Promise<boolean> {
+    const userDir = join(this.dir, g.osUser);
+    let removed = true;
+    try {
+      await unlink(join(userDir, `${String(g.hostExpiresAt)}-${g.grantId}.key`));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      removed = false;
+    }
+    await rmdir(userDir).catch(() => undefined); // only when empty
+    return removed;
+  }
+
+  /** Deletes every grant whose expiry is at or before `nowSeconds`; returns them. */
+  async sweep(nowSeconds: number): Promise<StoredGrant[]> {
+    const expired = (await this.list()).filter((g) => g.hostExpiresAt <= nowSeconds);
+    const removed: StoredGrant[] = [];
+    for (const g of expired) if (await this.remove(g)) removed.push(g);
+    return removed;
+  }
+}
+
+async function readdirOrEmpty(dir: string): Promise<string[]> {
+  try {
+    return await readdir(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR')
+      return [];
+    throw err;
+  }
+}
