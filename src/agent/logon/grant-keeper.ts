@@ -59,7 +59,10 @@ export class GrantKeeper {
   async start(readiness: LogonReadiness): Promise<void> {
     this.#readiness = readiness;
     if (!readiness.ok) {
-      this.#d.logger.warn({ code: readiness.code }, `one-time logons are off on this host: ${readiness.message}`);
+      this.#d.logger.warn(
+        { code: readiness.code },
+        `one-time logons are off on this host: ${readiness.message}`,
+      );
     }
     await this.#d.store.ensureDir();
     await this.#sweep('swept');

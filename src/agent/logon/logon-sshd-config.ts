@@ -40,7 +40,7 @@ function dropInContent(s: LogonHostSettings): string {
   return `${LOGON_DROP_IN_HEADER}\nAuthorizedKeysCommand ${s.helperPath} %u\nAuthorizedKeysCommandUser ${s.helperUser}\n`;
 }
 
-async function dateBinary(): Promise<string> {
+function dateBinary(): string {
   for (const p of ['/usr/bin/date', '/bin/date']) if (existsSync(p)) return p;
   throw new Error('date(1) is missing (apt-get install -y coreutils)');
 }
@@ -138,7 +138,7 @@ async function prepare(target: SshdTarget, s: LogonHostSettings): Promise<LogonR
       `${s.helperPath} exists but was not written by Keyward; choose another --authorized-keys-command path.`,
     );
   }
-  await writeIfChanged(s.helperPath, helperScript(s.grantsDir, await dateBinary()), 0o755);
+  await writeIfChanged(s.helperPath, helperScript(s.grantsDir, dateBinary()), 0o755);
 
   const content = dropInContent(s);
   if (previous === content && current === ours) return { ok: true };
