@@ -25,6 +25,7 @@ import {
   LOGON_DROP_IN_NAME,
   prepareLogonHost,
   type GrantKeeperDeps,
+  type GrantReportMessage,
 } from '../src/agent/logon/index.js';
 import { ed25519PublicKeyLine } from '../src/keypairs/openssh-private-key.js';
 import { effectiveSetting, startPrivateSshd } from './helpers/sshd.js';
@@ -64,7 +65,7 @@ function signed(g: LogonGrant, key: KeyObject = signing.privateKey): string {
 }
 
 function keeper(dir: string, overrides: Partial<GrantKeeperDeps> = {}) {
-  const sent: Array<Record<string, unknown>> = [];
+  const sent: Array<GrantReportMessage & Record<string, unknown>> = [];
   const k = new GrantKeeper({
     store: new GrantStore(dir),
     instanceId: INSTANCE,
@@ -73,7 +74,7 @@ function keeper(dir: string, overrides: Partial<GrantKeeperDeps> = {}) {
     nowMs: () => Date.now(),
     userExists: (name) => Promise.resolve(name === 'root'),
     send: (m) => {
-      sent.push(m as Record<string, unknown>);
+      sent.push({ ...m });
     },
     ...overrides,
   });
@@ -106,9 +107,7 @@ test('a signed grant is stored for the helper with restrict,pty and its expiry, 
       `restrict,pty,expiry-time="${expiry}Z",from="10.0.0.5,192.168.0.0/24" ${g.publicKey} keyward-grant:${g.grantId}\n`,
     );
     // Readable by the helper's unprivileged user, writable by root only.
-    const { mode } = await import('node:fs/promises').then((fs) =>
-      fs.stat(join(dir, 'root', files[0] ?? '')),
-    );
+    const { mode } = await stat(join(dir, 'root', files[0] ?? ''));
     assert.equal(mode & 0o777, 0o644);
     await k.revoke(g.grantId);
     assert.deepEqual(sent[1], { t: 'grant-removed', grantId: g.grantId, reason: 'revoked' });
@@ -238,7 +237,7 @@ test('the channel contract refuses hostile grants before the keeper sees them', 
 function sh(script: string, args: string[]): Promise<{ code: number; stdout: string }> {
   return new Promise((resolve) => {
     execFile('/bin/sh', [script, ...args], (err, stdout) => {
-      resolve({ code: err === null ? 0 : Number((err as { code?: number }).code ?? 1), stdout });
+      resolve({ code: err === null ? 0 : ((err as { code?: number }).code ?? 1), stdout });
     });
   });
 }
