@@ -14,6 +14,7 @@ import { SecretBox } from '../../platform/crypto/secret-box.js';
 import { openDatabase, type Db } from '../../platform/db/database.js';
 import { signAcs3 } from '../../rpc/signature/acs3.js';
 import { NonceCache } from '../../rpc/signature/nonce-cache.js';
+import { AuditLog } from '../../audit/index.js';
 import { buildServer } from './build-server.js';
 
 const NOW = Date.UTC(2026, 10, 22, 12, 0, 0);
@@ -31,8 +32,10 @@ before(async () => {
   const accessKeys = new AccessKeyStore({ db, secretBox, clock });
   const created = await accessKeys.createAccount(() => undefined);
   key = { id: created.accessKey.id, secret: created.accessKey.secret };
+  const logger = pino({ level: 'silent' });
   app = buildServer({
-    logger: pino({ level: 'silent' }),
+    logger,
+    audit: new AuditLog({ db, clock, logger }),
     clock,
     accessKeys,
     identity: {

@@ -35,6 +35,9 @@ import { bindingActions } from '../../rpc/actions/binding-actions.js';
 import { instanceActions } from '../../rpc/actions/instance-actions.js';
 import { keyPairActions } from '../../rpc/actions/key-pair-actions.js';
 import { logonActions } from '../../rpc/actions/logon-actions.js';
+import { auditActions } from '../../rpc/actions/audit-actions.js';
+import type { AuditLog } from '../../audit/index.js';
+import { decisionAuditEvent } from './audit-sinks.js';
 import { ramPolicyActions } from '../../rpc/actions/ram-policy-actions.js';
 import { ramUserActions } from '../../rpc/actions/ram-user-actions.js';
 import { RequestAuthenticator } from '../../rpc/authenticate.js';
@@ -47,6 +50,8 @@ export const MAX_HEADER_BYTES = 64 * 1024;
 
 export interface ServerDeps {
   readonly logger: Logger;
+  /** The hash-chained audit log: every authorization decision goes to it. */
+  readonly audit: AuditLog;
   readonly clock: Clock;
   readonly accessKeys: AccessKeyStore;
   /** RAM users, their MFA devices, and policies: the API actions and policy enforcement read them. */
@@ -167,6 +172,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     policies: deps.identity.policies,
     onDecision: (d) => {
       logDecision(deps.logger, d);
+      deps.audit.record(decisionAuditEvent(d));
     },
   });
   const instances = deps.instances;
@@ -176,6 +182,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
       ...accessKeyActions({ accessKeys: deps.accessKeys, users: deps.identity.users }),
       ...ramUserActions({ users: deps.identity.users, mfa: deps.identity.mfa }),
       ...ramPolicyActions({ policies: deps.identity.policies }),
+      ...auditActions({ audit: deps.audit }),
       ...(instances === undefined
         ? []
         : [

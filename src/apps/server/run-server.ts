@@ -17,20 +17,15 @@ import {
   InstanceRepository,
   InstanceService,
   loadOrCreateGrantSigningKey,
-  pinoAuditSink,
 } from '../../instances/index.js';
 import { KeyPairRepository, KeyPairService } from '../../keypairs/index.js';
-import {
-  LogonGrantRepository,
-  LogonService,
-  pinoLogonAuditSink,
-  TerminalGateway,
-  TerminalTickets,
-} from '../../logon/index.js';
+import { LogonGrantRepository, LogonService, TerminalGateway, TerminalTickets } from '../../logon/index.js';
 import { systemClock, type Clock } from '../../platform/clock.js';
 import { SecretBox } from '../../platform/crypto/secret-box.js';
 import { openDatabase, type Db } from '../../platform/db/database.js';
 import { NonceCache } from '../../rpc/signature/nonce-cache.js';
+import { AuditLog } from '../../audit/index.js';
+import { instanceSink, logonSink } from './audit-sinks.js';
 import { buildServer } from './build-server.js';
 import {
   DATABASE_FILE,
@@ -101,7 +96,8 @@ export async function startServer(
     }
     const keyPairs = new KeyPairService({ repository: new KeyPairRepository(db), clock });
     const hub = new AgentHub();
-    const audit = pinoAuditSink(logger);
+    const auditLog = new AuditLog({ db, clock, logger });
+    const audit = instanceSink(logger, auditLog);
     const instanceRepository = new InstanceRepository(db);
     const instances = {
       service: new InstanceService({ repository: instanceRepository, keyPairs, hub, audit }),
@@ -114,7 +110,7 @@ export async function startServer(
       }),
       gateway: new AgentGateway({ logger, clock, repository: instanceRepository, hub, audit }),
     };
-    const logonAudit = pinoLogonAuditSink(logger);
+    const logonAudit = logonSink(logger, auditLog);
     const logonGrants = new LogonGrantRepository(db);
     const logonService = new LogonService({
       logger,
@@ -151,6 +147,7 @@ export async function startServer(
     const app = buildServer({
       readiness,
       logger,
+      audit: auditLog,
       clock,
       accessKeys,
       identity: {
@@ -209,6 +206,7 @@ export async function startServer(
       close: () => {
         closing ??= (async () => {
           await app.close();
+          await auditLog.drain();
           await db.destroy();
         })();
         return closing;

@@ -186,6 +186,29 @@ export interface PolicyAttachmentsTable {
   attached_at: string;
 }
 
+/** One audit event (migration 0004): append-only, hash-chained; see src/audit/audit-log.ts. */
+export interface AuditEventsTable {
+  seq: number;
+  at: string;
+  type: string;
+  account_id: string | null;
+  actor: string;
+  request_id: string | null;
+  instance_id: string | null;
+  remote_address: string | null;
+  /** Canonical JSON of a flat object (no secrets). */
+  detail: string;
+  prev_hash: string;
+  hash: string;
+}
+
+/** The chain's head: one row (id 1), updated first by every append. */
+export interface AuditHeadTable {
+  id: number;
+  seq: number;
+  hash: string;
+}
+
 export interface Database {
   accounts: AccountsTable;
   access_keys: AccessKeysTable;
@@ -196,6 +219,8 @@ export interface Database {
   enrollment_tokens: EnrollmentTokensTable;
   server_keys: ServerKeysTable;
   logon_grants: LogonGrantsTable;
+  audit_events: AuditEventsTable;
+  audit_head: AuditHeadTable;
   users: UsersTable;
   login_profiles: LoginProfilesTable;
   mfa_devices: MfaDevicesTable;

@@ -6,12 +6,14 @@ import type { Migration, MigrationProvider } from 'kysely';
 import { migration0001 } from './0001-initial.js';
 import { migration0002 } from './0002-instances.js';
 import { migration0003 } from './0003-identity.js';
+import { migration0004 } from './0004-audit.js';
 import { migration0005 } from './0005-logon.js';
 
 const MIGRATIONS: Record<string, Migration> = {
   '0001-initial': migration0001,
   '0002-instances': migration0002,
   '0003-identity': migration0003,
+  '0004-audit': migration0004,
   '0005-logon': migration0005,
 };
 

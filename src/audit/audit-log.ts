@@ -1,0 +1,364 @@
+/**
+ * The audit log (DESIGN.md §5): every decision and every change to access, append-only and hash-chained,
+ * so that altering, removing or reordering any event — or cutting off the newest ones — is detectable.
+ *
+ * The chain. Each event has `seq` (1, 2, 3 …) and
+ *   hash = hex(SHA-256(prev_hash + "\n" + canonical))
+ * where prev_hash is the previous event's hash (64 zeros before the first), and `canonical` is the JSON of
+ *   { accountId, actor, at, detail, instanceId, remoteAddress, requestId, seq, type }
+ * with object keys sorted at every level, no whitespace, absent values as null (JSON.stringify of the
+ * sorted structure): an outside tool can recompute it from the rows. `audit_head` keeps the last seq and
+ * hash; verification ends by comparing it with the last event, so a truncated tail is caught too (short of
+ * an attacker who also rewrites the head: export `VerifyAuditChain`'s head hash elsewhere to anchor it).
+ *
+ * Appends are grouped: events queue in memory and one writer commits them in order, up to 500 per
+ * transaction, each transaction first bumping `audit_head` (the row lock that orders writers on every
+ * engine). `append` resolves once its event is committed; hot paths record without waiting (`record`), so
+ * an API call never waits for an fsync of its audit line, and a burst costs one fsync per batch.
+ *
+ * No secret may enter: detail keys named like secrets and values that look like key material or Keyward
+ * tokens are refused with a TypeError — a bug in the caller, never a user's input.
+ */
+import { createHash } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { Clock } from '../platform/clock.js';
+import type { Db } from '../platform/db/database.js';
+import type { AuditEventsTable } from '../platform/db/schema.js';
+
+export const GENESIS_HASH = '0'.repeat(64);
+const TYPE_PATTERN = /^[a-z]+(\.[a-z-]+){1,3}$/;
+const SECRET_KEY = /secret|password|passwd|token|private|signature|ticket|seed/i;
+const SECRET_VALUE = /-----BEGIN|PRIVATE KEY|kwet_|kwtt_/;
+const MAX_DETAIL_KEYS = 32;
+const MAX_VALUE_CHARS = 1024;
+const MAX_BATCH = 500;
+const VERIFY_PAGE = 1000;
+
+export type DetailValue = string | number | boolean | null | readonly string[];
+
+export interface AuditEventInput {
+  /** `area.verb[.outcome]`, e.g. `authz.deny`, `grant.issued`, `session.closed`. */
+  readonly type: string;
+  readonly accountId?: string | null;
+  /** `root`, `user/<name>`, `accesskey/<id>`, `agent/<instanceId>` or `system`. */
+  readonly actor: string;
+  readonly requestId?: string | null;
+  readonly instanceId?: string | null;
+  readonly remoteAddress?: string | null;
+  readonly detail?: Readonly<Record<string, DetailValue | undefined>>;
+}
+
+export interface AuditRecord {
+  readonly seq: number;
+  readonly at: string;
+  readonly type: string;
+  readonly accountId: string | null;
+  readonly actor: string;
+  readonly requestId: string | null;
+  readonly instanceId: string | null;
+  readonly remoteAddress: string | null;
+  readonly detail: Readonly<Record<string, DetailValue>>;
+  readonly prevHash: string;
+  readonly hash: string;
+}
+
+export interface AuditFilter {
+  readonly typePrefix?: string;
+  readonly actor?: string;
+  readonly instanceId?: string;
+  readonly requestId?: string;
+  /** ISO times, inclusive. */
+  readonly since?: string;
+  readonly until?: string;
+  /** Only events with seq below this (paging, newest first). */
+  readonly beforeSeq?: number;
+  readonly limit: number;
+}
+
+export interface VerifyResult {
+  readonly ok: boolean;
+  readonly count: number;
+  /** The head's hash (anchor it elsewhere to detect a rewritten head). */
+  readonly headHash: string;
+  readonly firstBad?: { readonly seq: number; readonly reason: string };
+}
+
+/** Sorted-key JSON of a JSON value. */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map((v) => canonicalJson(v)).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const o = value as Record<string, unknown>;
+    return `{${Object.keys(o)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`)
+      .join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+/** The hash of an event given its predecessor's. */
+export function eventHash(prevHash: string, r: Omit<AuditRecord, 'hash' | 'prevHash'>): string {
+  const canonical = canonicalJson({
+    accountId: r.accountId,
+    actor: r.actor,
+    at: r.at,
+    detail: r.detail,
+    instanceId: r.instanceId,
+    remoteAddress: r.remoteAddress,
+    requestId: r.requestId,
+    seq: r.seq,
+    type: r.type,
+  });
+  return createHash('sha256').update(`${prevHash}\n${canonical}`).digest('hex');
+}
+
+function checkedDetail(input: AuditEventInput): Record<string, DetailValue> {
+  if (!TYPE_PATTERN.test(input.type)) throw new TypeError(`audit event type "${input.type}" is malformed`);
+  const out: Record<string, DetailValue> = {};
+  const entries = Object.entries(input.detail ?? {}).filter(([, v]) => v !== undefined);
+  if (entries.length > MAX_DETAIL_KEYS)
+    throw new TypeError(`audit detail has more than ${MAX_DETAIL_KEYS} keys`);
+  const checkString = (key: string, v: string): void => {
+    if (v.length > MAX_VALUE_CHARS)
+      throw new TypeError(`audit detail "${key}" is longer than ${MAX_VALUE_CHARS}`);
+    if (SECRET_VALUE.test(v)) throw new TypeError(`audit detail "${key}" looks like a secret`);
+  };
+  for (const [key, v] of entries) {
+    if (SECRET_KEY.test(key)) throw new TypeError(`audit detail key "${key}" names a secret`);
+    if (typeof v === 'string') checkString(key, v);
+    else if (Array.isArray(v)) {
+      if (v.length > 64) throw new TypeError(`audit detail "${key}" has more than 64 items`);
+      for (const item of v as readonly unknown[]) {
+        if (typeof item !== 'string') throw new TypeError(`audit detail "${key}" must hold strings`);
+        checkString(key, item);
+      }
+    } else if (!(v === null || typeof v === 'number' || typeof v === 'boolean')) {
+      throw new TypeError(`audit detail "${key}" has an unsupported type`);
+    }
+    out[key] = v as DetailValue;
+  }
+  for (const field of [
+    input.actor,
+    input.requestId,
+    input.instanceId,
+    input.remoteAddress,
+    input.accountId,
+  ]) {
+    if (typeof field === 'string' && (field.length > 256 || SECRET_VALUE.test(field))) {
+      throw new TypeError('an audit event field is too long or looks like a secret');
+    }
+  }
+  return out;
+}
+
+interface Pending {
+  readonly input: AuditEventInput;
+  readonly detail: Record<string, DetailValue>;
+  readonly resolve: (r: AuditRecord) => void;
+  readonly reject: (err: unknown) => void;
+}
+
+function toRecord(row: AuditEventsTable): AuditRecord {
+  return {
+    seq: row.seq,
+    at: row.at,
+    type: row.type,
+    accountId: row.account_id,
+    actor: row.actor,
+    requestId: row.request_id,
+    instanceId: row.instance_id,
+    remoteAddress: row.remote_address,
+    detail: JSON.parse(row.detail) as Record<string, DetailValue>,
+    prevHash: row.prev_hash,
+    hash: row.hash,
+  };
+}
+
+export class AuditLog {
+  readonly #db: Db;
+  readonly #clock: Clock;
+  readonly #logger: Logger;
+  #queue: Pending[] = [];
+  #flushing: Promise<void> | undefined;
+
+  constructor(deps: { db: Db; clock: Clock; logger: Logger }) {
+    this.#db = deps.db;
+    this.#clock = deps.clock;
+    this.#logger = deps.logger;
+  }
+
+  /** Appends an event; resolves once it is committed. Throws TypeError at once for a malformed event. */
+  append(input: AuditEventInput): Promise<AuditRecord> {
+    const detail = checkedDetail(input);
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ input, detail, resolve, reject });
+      this.#flushing ??= this.#flush();
+    });
+  }
+
+  /** Appends without waiting (hot paths); a failure is logged with the event type, never dropped silently. */
+  record(input: AuditEventInput): void {
+    try {
+      this.append(input).catch((err: unknown) => {
+        this.#logger.error({ err, auditType: input.type }, 'could not append an audit event');
+      });
+    } catch (err) {
+      this.#logger.error({ err, auditType: input.type }, 'refused a malformed audit event');
+    }
+  }
+
+  /** Resolves when everything queued so far is committed (shutdown, tests). */
+  async drain(): Promise<void> {
+    while (this.#flushing !== undefined) await this.#flushing;
+  }
+
+  async #flush(): Promise<void> {
+    try {
+      while (this.#queue.length > 0) {
+        const batch = this.#queue.splice(0, MAX_BATCH);
+        try {
+          const records = await this.#commit(batch);
+          batch.forEach((p, i) => {
+            const r = records[i];
+            if (r !== undefined) p.resolve(r);
+          });
+        } catch (err) {
+          for (const p of batch) p.reject(err);
+        }
+      }
+    } finally {
+      this.#flushing = undefined;
+    }
+  }
+
+  async #commit(batch: readonly Pending[]): Promise<AuditRecord[]> {
+    const at = new Date(this.#clock.nowMs()).toISOString();
+    return this.#db.transaction().execute(async (trx) => {
+      // Taking the head row first serialises writers (the same lock trick as the key pair quota).
+      await trx
+        .updateTable('audit_head')
+        .set((eb) => ({ seq: eb('seq', '+', 0) }))
+        .where('id', '=', 1)
+        .execute();
+      const head = await trx
+        .selectFrom('audit_head')
+        .select(['seq', 'hash'])
+        .where('id', '=', 1)
+        .executeTakeFirstOrThrow();
+      let seq = head.seq;
+      let prevHash = head.hash;
+      const records: AuditRecord[] = [];
+      for (const p of batch) {
+        seq++;
+        const base = {
+          seq,
+          at,
+          type: p.input.type,
+          accountId: p.input.accountId ?? null,
+          actor: p.input.actor,
+          requestId: p.input.requestId ?? null,
+          instanceId: p.input.instanceId ?? null,
+          remoteAddress: p.input.remoteAddress ?? null,
+          detail: p.detail,
+        };
+        const hash = eventHash(prevHash, base);
+        records.push({ ...base, prevHash, hash });
+        prevHash = hash;
+      }
+      for (const r of records) {
+        await trx
+          .insertInto('audit_events')
+          .values({
+            seq: r.seq,
+            at: r.at,
+            type: r.type,
+            account_id: r.accountId,
+            actor: r.actor,
+            request_id: r.requestId,
+            instance_id: r.instanceId,
+            remote_address: r.remoteAddress,
+            detail: canonicalJson(r.detail),
+            prev_hash: r.prevHash,
+            hash: r.hash,
+          })
+          .execute();
+      }
+      await trx.updateTable('audit_head').set({ seq, hash: prevHash }).where('id', '=', 1).execute();
+      return records;
+    });
+  }
+
+  /** Newest first. */
+  async list(f: AuditFilter): Promise<AuditRecord[]> {
+    let q = this.#db.selectFrom('audit_events').selectAll();
+    if (f.typePrefix !== undefined) {
+      // Prefix match without LIKE (whose escaping and case rules differ between engines).
+      q = q.where((eb) =>
+        eb.or([
+          eb('type', '=', f.typePrefix ?? ''),
+          eb('type', '>=', `${f.typePrefix ?? ''}.`).and('type', '<', `${f.typePrefix ?? ''}/`),
+        ]),
+      );
+    }
+    if (f.actor !== undefined) q = q.where('actor', '=', f.actor);
+    if (f.instanceId !== undefined) q = q.where('instance_id', '=', f.instanceId);
+    if (f.requestId !== undefined) q = q.where('request_id', '=', f.requestId);
+    if (f.since !== undefined) q = q.where('at', '>=', f.since);
+    if (f.until !== undefined) q = q.where('at', '<=', f.until);
+    if (f.beforeSeq !== undefined) q = q.where('seq', '<', f.beforeSeq);
+    const rows = await q.orderBy('seq', 'desc').limit(f.limit).execute();
+    return rows.map(toRecord);
+  }
+
+  /** Recomputes the whole chain, a page at a time, and checks it ends at the head. */
+  async verify(): Promise<VerifyResult> {
+    await this.drain();
+    const head = await this.#db
+      .selectFrom('audit_head')
+      .select(['seq', 'hash'])
+      .where('id', '=', 1)
+      .executeTakeFirstOrThrow();
+    let expectedSeq = 1;
+    let prevHash = GENESIS_HASH;
+    let count = 0;
+    const bad = (seq: number, reason: string): VerifyResult => ({
+      ok: false,
+      count,
+      headHash: head.hash,
+      firstBad: { seq, reason },
+    });
+    for (;;) {
+      const rows = await this.#db
+        .selectFrom('audit_events')
+        .selectAll()
+        .where('seq', '>=', expectedSeq)
+        .orderBy('seq', 'asc')
+        .limit(VERIFY_PAGE)
+        .execute();
+      if (rows.length === 0) break;
+      for (const row of rows) {
+        if (row.seq !== expectedSeq) return bad(expectedSeq, `event ${expectedSeq} is missing`);
+        if (row.prev_hash !== prevHash)
+          return bad(row.seq, 'its prev_hash does not match the previous event');
+        let record: AuditRecord;
+        try {
+          record = toRecord(row);
+        } catch {
+          return bad(row.seq, 'its detail is not valid JSON');
+        }
+        if (eventHash(prevHash, record) !== row.hash)
+          return bad(row.seq, 'its content does not match its hash');
+        prevHash = row.hash;
+        expectedSeq++;
+        count++;
+      }
+    }
+    if (head.seq !== count || head.hash !== prevHash) {
+      return bad(
+        count + 1,
+        `the chain ends at ${count} but its head says ${head.seq}: events were removed from the end`,
+      );
+    }
+    return { ok: true, count, headHash: head.hash };
+  }
+}
