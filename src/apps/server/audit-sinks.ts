@@ -11,7 +11,7 @@ import { pinoLogonAuditSink, type LogonAuditEvent, type LogonAuditSink } from '.
 
 type Flat = Record<string, DetailValue | undefined>;
 
-function rest<T extends object>(event: T, drop: readonly string[]): Flat {
+function rest(event: object, drop: readonly string[]): Flat {
   const out: Flat = {};
   for (const [k, v] of Object.entries(event)) {
     if (!drop.includes(k)) out[k] = v as DetailValue;
