@@ -8,6 +8,7 @@ import { CONFIGURE_HELP, configureCommand } from './commands/configure-command.j
 import { INSTANCE_HELP, instanceCommand } from './commands/instance-command.js';
 import { KEYPAIR_HELP, keypairCommand } from './commands/keypair-command.js';
 import { SSH_HELP, sshCommand } from './commands/ssh-command.js';
+import { AUDIT_HELP, auditCommand } from './commands/audit-command.js';
 import { POLICY_HELP, policyCommand } from './commands/policy-command.js';
 import { USER_HELP, userCommand } from './commands/user-command.js';
 import { AGENT_HELP } from './commands/agent-help.js';
@@ -36,6 +37,7 @@ Commands:
                                   manage RAM users (console password, MFA, access keys)
   policy create|list|show|delete|attach|detach
                                   manage RAM policies and attach them to users
+  audit list|verify               read the audit log and check its hash chain
   configure                       write a CLI profile (endpoint, access key, region)
   help [COMMAND]                  show help for a command
 
@@ -58,6 +60,7 @@ const HELP: Record<string, string> = {
   policy: POLICY_HELP,
   configure: CONFIGURE_HELP,
   ssh: SSH_HELP,
+  audit: AUDIT_HELP,
 };
 
 /** Runs the CLI with `argv` (without node and script); resolves with the exit code. */
@@ -110,6 +113,8 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo()): 
         return await accesskeyCommand(rest, io, connect);
       case 'ssh':
         return await sshCommand(rest, io, connect);
+      case 'audit':
+        return await auditCommand(rest, io, connect);
       case 'user':
         return await userCommand(rest, io, connect);
       case 'policy':
