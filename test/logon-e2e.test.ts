@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { createServer, connect as netConnect, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
@@ -366,6 +366,7 @@ test('keyward ssh logs on with the system ssh, passes arguments through, and lea
     KEYWARD_ACCESS_KEY_ID: server.credentials.accessKeyId,
     KEYWARD_ACCESS_KEY_SECRET: server.credentials.accessKeySecret,
     XDG_RUNTIME_DIR: runtime,
+    XDG_CACHE_HOME: join(work, 'cache'),
   });
   const res = await run(
     process.execPath,
@@ -386,6 +387,39 @@ test('keyward ssh logs on with the system ssh, passes arguments through, and lea
   assert.equal(res.code, 0, res.stderr);
   assert.equal(res.stdout.trim(), 'via-keyward-ssh 2');
   assert.deepEqual(readdirSync(runtime), [], 'the key files must be removed when ssh exits');
+
+  // Second time: the address is known, so ssh starts before the server answers and waits for the host keys.
+  const cacheFile = join(work, 'cache', 'keyward', 'ssh.json');
+  const cached = JSON.parse(readFileSync(cacheFile, 'utf8')) as { addresses: Record<string, string> };
+  assert.equal(cached.addresses[instanceId], `127.0.0.1:${String(sshd.port)}`);
+  const again = await run(
+    process.execPath,
+    [BIN, 'ssh', `${user.name}@${instanceId}`, '--', '-T', 'echo', 'early'],
+    {
+      env,
+    },
+  );
+  assert.equal(again.code, 0, again.stderr);
+  assert.equal(again.stdout.trim(), 'early');
+
+  // A stale address (the instance moved): that early ssh is stopped and ssh starts again where it is now.
+  const other = await startPrivateSshd();
+  try {
+    cached.addresses[instanceId] = `127.0.0.1:${String(other.port)}`;
+    writeFileSync(cacheFile, JSON.stringify(cached));
+    const moved = await run(
+      process.execPath,
+      [BIN, 'ssh', `${user.name}@${instanceId}`, '--', '-T', 'echo', 'moved'],
+      {
+        env,
+      },
+    );
+    assert.equal(moved.code, 0, moved.stderr);
+    assert.equal(moved.stdout.trim(), 'moved');
+  } finally {
+    await other.stop();
+  }
+  assert.deepEqual(readdirSync(runtime), []);
 });
 
 test('keyward ssh refuses a host whose key is not the pinned one', async () => {
@@ -413,6 +447,7 @@ test('keyward ssh refuses a host whose key is not the pinned one', async () => {
           KEYWARD_ACCESS_KEY_ID: server.credentials.accessKeyId,
           KEYWARD_ACCESS_KEY_SECRET: server.credentials.accessKeySecret,
           XDG_RUNTIME_DIR: runtime,
+          XDG_CACHE_HOME: join(work, 'cache-2'),
         }),
       },
     );

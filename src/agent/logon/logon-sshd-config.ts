@@ -173,11 +173,25 @@ async function prepare(target: SshdTarget, s: LogonHostSettings): Promise<LogonR
   return { ok: true };
 }
 
-/** `getent passwd NAME` (no shell): whether the OS user exists. */
+/** How long a user found by getent is remembered (a logon is waiting on this lookup: ≈ 2–4 ms each). */
+const USER_CACHE_MS = 30_000;
+const knownUsers = new Map<string, number>();
+
+/**
+ * `getent passwd NAME` (no shell): whether the OS user exists, through NSS (local files, LDAP, …). Users
+ * found are remembered for 30 s; a miss is never remembered, so a user created a moment ago is found.
+ */
 export function osUserExists(name: string): Promise<boolean> {
+  const seen = knownUsers.get(name);
+  if (seen !== undefined && Date.now() - seen < USER_CACHE_MS) return Promise.resolve(true);
   return new Promise((resolve) => {
     execFile('/usr/bin/getent', ['passwd', '--', name], { timeout: 5_000 }, (err, stdout) => {
-      resolve(err === null && stdout.startsWith(`${name}:`));
+      const found = err === null && stdout.startsWith(`${name}:`);
+      if (found) {
+        if (knownUsers.size > 1000) knownUsers.clear();
+        knownUsers.set(name, Date.now());
+      } else knownUsers.delete(name);
+      resolve(found);
     });
   });
 }

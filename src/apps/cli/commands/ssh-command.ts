@@ -11,15 +11,16 @@
  * Keyward's options come first on ssh's command line, and ssh keeps the first value it reads for each
  * option, so passed-through options cannot weaken the host key check.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { RpcClient } from '../../../client/index.js';
 import { ed25519PublicKeyLine, ed25519ToOpenSshPrivateKey } from '../../../keypairs/openssh-private-key.js';
 import { KEYWARD_API_VERSION } from '../../../rpc/rpc-action.js';
 import { CliFailure, parseCommandArgs, println, stringFlag, UsageError, type CliIo } from '../cli-io.js';
+import { SshCache } from '../ssh-cache.js';
 
 export const SSH_HELP = `Usage: keyward ssh [options] [USER@]INSTANCE [-- SSH_ARGS...]
 
@@ -97,44 +98,39 @@ export async function sshCommand(
 
   const { publicKey, privateKey } = generateKeyPairSync('ed25519');
   const publicKeyLine = ed25519PublicKeyLine(publicKey);
-  const { client, regionId } = connect();
-  const sent = await client.call<SendResponse>(
-    'SendSSHPublicKey',
-    { RegionId: regionId, InstanceId: instanceId, InstanceOSUser: osUser, SSHPublicKey: publicKeyLine },
-    { version: KEYWARD_API_VERSION },
-  );
-  client.close();
-  const hostKeys = sent.HostKeys.HostKey;
-  if (hostKeys.length === 0) {
-    throw new CliFailure(`${instanceId} has no pinned host key; Keyward will not trust one on first use.`);
-  }
+  const program = stringFlag(values, 'ssh') ?? 'ssh';
+  const cache = new SshCache(io.env);
 
   const dir = mkdtempSync(join(io.env['XDG_RUNTIME_DIR'] ?? tmpdir(), 'keyward-ssh-'));
   const cleanup = (): void => {
     rmSync(dir, { recursive: true, force: true });
   };
   process.once('exit', cleanup);
+  let early: RunningSsh | undefined;
   try {
     const keyFile = join(dir, 'id_ed25519');
-    writeFileSync(keyFile, ed25519ToOpenSshPrivateKey(privateKey, `keyward-${sent.GrantId}`), {
+    writeFileSync(keyFile, ed25519ToOpenSshPrivateKey(privateKey, `keyward-${instanceId}`), {
       mode: 0o600,
       flag: 'wx',
     });
     const knownHosts = join(dir, 'known_hosts');
-    writeFileSync(knownHosts, hostKeys.map((k) => `${instanceId} ${k.PublicKey}\n`).join(''), {
-      mode: 0o600,
-      flag: 'wx',
-    });
-    const { host, port } = override ?? splitAddress(sent.SshAddress);
-    const sshArgs = [
+    const waiter = join(dir, 'known-hosts-command');
+    // Start ssh before the server answers when we know where the instance is and that this ssh can wait
+    // for its known hosts (KnownHostsCommand): TCP, version exchange and key exchange then overlap the
+    // request. The waiter hands ssh the pinned host keys only once the one-time key is installed, so ssh
+    // can neither verify the host nor try the key before that.
+    const cachedAddress = override ?? splitCached(cache.address(instanceId));
+    const canWait = cache.knownHostsCommand(program) === true && !/[\s%]/.test(dir);
+    const argsFor = (address: { host: string; port: string }, wait: boolean): string[] => [
       '-i',
       keyFile,
       '-o',
       'IdentitiesOnly=yes',
       '-o',
       'IdentityAgent=none',
-      '-o',
-      `UserKnownHostsFile=${knownHosts}`,
+      ...(wait
+        ? ['-o', 'UserKnownHostsFile=/dev/null', '-o', `KnownHostsCommand=${waiter}`]
+        : ['-o', `UserKnownHostsFile=${knownHosts}`]),
       '-o',
       'GlobalKnownHostsFile=/dev/null',
       '-o',
@@ -146,14 +142,53 @@ export async function sshCommand(
       '-o',
       'PreferredAuthentications=publickey',
       '-p',
-      port,
+      address.port,
       '-l',
       osUser,
-      host,
+      address.host,
       ...passThrough,
     ];
-    const program = stringFlag(values, 'ssh') ?? 'ssh';
-    const code = await runSsh(program, sshArgs);
+    if (cachedAddress !== undefined && canWait) {
+      writeFileSync(waiter, waiterScript(knownHosts), { mode: 0o700, flag: 'wx' });
+      early = startSsh(program, argsFor(cachedAddress, true));
+    }
+
+    const { client, regionId } = connect();
+    let sent: SendResponse;
+    try {
+      sent = await client.call<SendResponse>(
+        'SendSSHPublicKey',
+        { RegionId: regionId, InstanceId: instanceId, InstanceOSUser: osUser, SSHPublicKey: publicKeyLine },
+        { version: KEYWARD_API_VERSION },
+      );
+    } finally {
+      client.close();
+    }
+    const hostKeys = sent.HostKeys.HostKey;
+    if (hostKeys.length === 0) {
+      throw new CliFailure(`${instanceId} has no pinned host key; Keyward will not trust one on first use.`);
+    }
+    const address = override ?? splitAddress(sent.SshAddress);
+    if (
+      early !== undefined &&
+      (address.host !== cachedAddress?.host || address.port !== cachedAddress.port)
+    ) {
+      // The instance moved: that ssh has not seen a host key yet; start over at the right address.
+      await early.stop();
+      early = undefined;
+    }
+    const lines = hostKeys.map((k) => `${instanceId} ${k.PublicKey}\n`).join('');
+    // Written whole under another name, then renamed: the waiter never reads half a file.
+    writeFileSync(`${knownHosts}.tmp`, lines, { mode: 0o600, flag: 'wx' });
+    renameSync(`${knownHosts}.tmp`, knownHosts);
+    const session = early ?? startSsh(program, argsFor(address, false));
+    early = undefined;
+    const code = await session.exited;
+    if (override === undefined) cache.setAddress(instanceId, sent.SshAddress);
+    if (cache.knownHostsCommand(program) === undefined) {
+      cache.setKnownHostsCommand(program, sshSupportsKnownHostsCommand(program));
+    }
+    cache.save();
     if (code === 255) {
       println(
         io.stderr,
@@ -164,30 +199,72 @@ export async function sshCommand(
     }
     return code;
   } finally {
+    if (early !== undefined) await early.stop();
     cleanup();
     process.removeListener('exit', cleanup);
   }
 }
 
-/** Runs ssh on this terminal; resolves with its exit status (128 + n for a signal, as shells report). */
-function runSsh(program: string, args: string[]): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(program, args, { stdio: 'inherit' });
-    // ssh owns the terminal: Ctrl-C goes to it (same process group); keyward waits for it to finish.
-    const ignore = (): void => undefined;
-    const forward = (signal: NodeJS.Signals) => (): void => {
-      child.kill(signal);
-    };
-    const onTerm = forward('SIGTERM');
-    const onHup = forward('SIGHUP');
-    process.on('SIGINT', ignore);
-    process.on('SIGTERM', onTerm);
-    process.on('SIGHUP', onHup);
-    const done = (): void => {
-      process.removeListener('SIGINT', ignore);
-      process.removeListener('SIGTERM', onTerm);
-      process.removeListener('SIGHUP', onHup);
-    };
+/** A cached `host:port`, or undefined when absent or malformed. */
+function splitCached(text: string | undefined): { host: string; port: string } | undefined {
+  if (text === undefined) return undefined;
+  try {
+    return splitAddress(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The KnownHostsCommand: waits (at most 30 s) until keyward has written the pinned host keys, then prints
+ * them. Exits 1 with nothing printed if they never come, and ssh then refuses the host.
+ */
+function waiterScript(knownHosts: string): string {
+  return `#!/bin/sh
+f='${knownHosts}'
+i=0
+while [ ! -s "$f" ]; do
+  i=$((i + 1))
+  [ "$i" -gt 6000 ] && exit 1
+  sleep 0.005
+done
+exec cat "$f"
+`;
+}
+
+/** Whether `program` accepts KnownHostsCommand (OpenSSH 8.5 and later): `ssh -G` parses options only. */
+function sshSupportsKnownHostsCommand(program: string): boolean {
+  const r = spawnSync(program, ['-G', '-o', 'KnownHostsCommand=none', 'keyward.invalid'], {
+    stdio: 'ignore',
+    timeout: 5_000,
+  });
+  return r.status === 0;
+}
+
+interface RunningSsh {
+  readonly exited: Promise<number>;
+  stop(): Promise<void>;
+}
+
+/** Starts ssh on this terminal; `exited` resolves with its exit status (128 + n for a signal). */
+function startSsh(program: string, args: string[]): RunningSsh {
+  const child = spawn(program, args, { stdio: 'inherit' });
+  // ssh owns the terminal: Ctrl-C goes to it (same process group); keyward waits for it to finish.
+  const ignore = (): void => undefined;
+  const forward = (signal: NodeJS.Signals) => (): void => {
+    child.kill(signal);
+  };
+  const onTerm = forward('SIGTERM');
+  const onHup = forward('SIGHUP');
+  process.on('SIGINT', ignore);
+  process.on('SIGTERM', onTerm);
+  process.on('SIGHUP', onHup);
+  const done = (): void => {
+    process.removeListener('SIGINT', ignore);
+    process.removeListener('SIGTERM', onTerm);
+    process.removeListener('SIGHUP', onHup);
+  };
+  const exited = new Promise<number>((resolve, reject) => {
     child.once('error', (err: NodeJS.ErrnoException) => {
       done();
       reject(
@@ -203,6 +280,13 @@ function runSsh(program: string, args: string[]): Promise<number> {
       resolve(code ?? 128 + (signal === null ? 0 : signalNumber(signal)));
     });
   });
+  return {
+    exited,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      await exited.catch(() => 0);
+    },
+  };
 }
 
 function signalNumber(signal: NodeJS.Signals): number {
