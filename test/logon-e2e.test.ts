@@ -358,6 +358,140 @@ test('broker logon: the terminal WebSocket runs a command as the OS user and sho
   assert.equal((await grantRecord(String(g['GrantId'])))['HostRemovedReason'], 'revoked');
 });
 
+/** An open terminal: bytes in and out, control messages, and the server's last word. */
+interface Terminal {
+  readonly ready: Record<string, unknown>;
+  output(): Buffer;
+  send(data: string | Buffer): void;
+  control(msg: Record<string, unknown>): void;
+  waitFor(pattern: RegExp, timeoutMs?: number): Promise<string>;
+  /** The `exit` (or `error`) message and the close code. */
+  readonly ended: Promise<{ last: Record<string, unknown> | undefined; code: number }>;
+}
+
+async function openTerminal(endpoint = server.endpoint, client = rpc): Promise<Terminal> {
+  const start = await client.call<{ Subprotocols: { Subprotocol: string[] }; WebSocketPath: string }>(
+    'StartTerminalSession',
+    { RegionId: 'local', InstanceId: instanceId, InstanceOSUser: user.name, Cols: 80, Rows: 24 },
+    { version: KEYWARD },
+  );
+  const ws = new WebSocket(
+    `${endpoint.replace('http', 'ws')}${start.WebSocketPath}`,
+    start.Subprotocols.Subprotocol,
+  );
+  const chunks: Buffer[] = [];
+  let last: Record<string, unknown> | undefined;
+  const ended = new Promise<{ last: Record<string, unknown> | undefined; code: number }>((resolve) => {
+    ws.once('close', (code) => {
+      resolve({ last, code });
+    });
+  });
+  const ready = await new Promise<Record<string, unknown>>((resolve, reject) => {
+    ws.on('message', (data: Buffer, isBinary: boolean) => {
+      if (isBinary) {
+        chunks.push(data);
+        return;
+      }
+      const msg = JSON.parse(data.toString()) as Record<string, unknown>;
+      if (msg['type'] === 'ready') resolve(msg);
+      else if (msg['type'] === 'exit' || msg['type'] === 'error') {
+        last = msg;
+        reject(new Error(`terminal ${String(msg['type'])}: ${JSON.stringify(msg)}`));
+      }
+    });
+    ws.once('error', reject);
+  });
+  return {
+    ready,
+    ended,
+    output: () => Buffer.concat(chunks),
+    send: (data) => {
+      ws.send(typeof data === 'string' ? Buffer.from(data) : data);
+    },
+    control: (msg) => {
+      ws.send(JSON.stringify(msg));
+    },
+    async waitFor(pattern, timeoutMs = 10_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const text = Buffer.concat(chunks).toString('latin1');
+        if (pattern.test(text)) return text;
+        if (Date.now() > deadline)
+          throw new Error(`no ${String(pattern)} in ${JSON.stringify(text.slice(-400))}`);
+        await sleep(20);
+      }
+    },
+  };
+}
+
+test('a broker session outlives its one-time key, follows resizes, carries any byte, and is audited', async () => {
+  const t = await openTerminal();
+  const keyExpires = Date.parse(String(t.ready['keyExpiresAt']));
+  // Past the key's deadline the session stays up (sshd does not end sessions of a removed key).
+  await sleep(Math.max(0, keyExpires - Date.now()) + 1_200);
+  t.send('echo "still:$((20+22))"\n');
+  await t.waitFor(/still:42/);
+  t.control({ type: 'resize', cols: 133, rows: 47 });
+  await sleep(200);
+  t.send('stty size\n');
+  await t.waitFor(/47 133/);
+  // Binary-safe both ways: every byte value through the pty and back out as hex.
+  t.send("printf '\\377\\000\\200\\033' | od -An -tx1\n");
+  await t.waitFor(/ff 00 80 1b/);
+  t.send('exit 3\n');
+  const { last, code } = await t.ended;
+  assert.equal(code, 1000);
+  assert.deepEqual(
+    last === undefined
+      ? undefined
+      : { type: last['type'], reason: last['reason'], exitCode: last['exitCode'] },
+    {
+      type: 'exit',
+      reason: 'shell-exited',
+      exitCode: 3,
+    },
+  );
+  const sessionId = String(t.ready['sessionId']);
+  let types: string[] = [];
+  for (let i = 0; i < 50; i++) {
+    const res = await rpc.call<{
+      Events: { Event: Array<{ EventType: string; Detail: Record<string, unknown> }> };
+    }>('ListAuditEvents', { InstanceId: instanceId, MaxResults: 100 }, { version: KEYWARD });
+    const grantId = res.Events.Event.find(
+      (e) => e.Detail['sessionId'] === sessionId && e.EventType === 'session.opened',
+    )?.Detail['grantId'];
+    types = res.Events.Event.filter((e) => e.Detail['grantId'] === grantId).map((e) => e.EventType);
+    if (types.includes('session.closed') && types.includes('grant.removed')) break;
+    await sleep(50);
+  }
+  for (const type of [
+    'grant.issued',
+    'grant.installed',
+    'grant.used',
+    'grant.destroyed',
+    'grant.removed',
+    'session.opened',
+    'session.closed',
+  ]) {
+    assert.ok(types.includes(type), `${type} missing from ${types.join(', ')}`);
+  }
+  const verify = await rpc.call<{ Ok: boolean }>('VerifyAuditChain', {}, { version: KEYWARD });
+  assert.equal(verify.Ok, true);
+});
+
+test('an agent that does not answer in time is Logon.GrantNotInstalled, and the key expires anyway', async () => {
+  const pid = agent?.pid;
+  assert.ok(pid !== undefined);
+  process.kill(pid, 'SIGSTOP');
+  try {
+    const err = await refused(sendKey(newKey().line));
+    assert.equal(err.code, 'Logon.GrantNotInstalled');
+    assert.match(err.message, /did not confirm/);
+  } finally {
+    process.kill(pid, 'SIGCONT');
+  }
+});
+
 test('keyward ssh logs on with the system ssh, passes arguments through, and leaves no key behind', async () => {
   const runtime = join(work, 'runtime');
   await mkdir(runtime, { mode: 0o700 });

@@ -44,6 +44,8 @@ export class GrantKeeper {
   /** Grants on disk by id (the ids double as the replay memory until their deadline). */
   readonly #grants = new Map<string, StoredGrant & { timer: NodeJS.Timeout }>();
   readonly #seen = new Map<string, number>();
+  /** Revoked before they were stored (a revoke can overtake a grant still being written). */
+  readonly #revoked = new Set<string>();
   #readiness: LogonReadiness = { ok: false, code: 'Host.LogonNotReady', message: 'The agent is starting.' };
   #sweeper: NodeJS.Timeout | undefined;
 
@@ -137,6 +139,10 @@ export class GrantKeeper {
     );
     timer.unref();
     this.#grants.set(grant.grantId, { ...stored, timer });
+    if (this.#revoked.delete(grant.grantId)) {
+      await this.#remove(stored, 'revoked');
+      return refuse('Host.GrantExpired', 'The server revoked the grant before it was stored.');
+    }
     return { t: 'grant-result', grantId: grant.grantId, ok: true, hostExpiresAt };
   }
 
@@ -144,6 +150,11 @@ export class GrantKeeper {
   async revoke(grantId: string): Promise<void> {
     const g = this.#grants.get(grantId);
     if (g !== undefined) await this.#remove(g, 'revoked');
+    else if (this.#seen.has(grantId)) {
+      // Still being verified or written: remove it as soon as it is stored.
+      if (this.#revoked.size > 10_000) this.#revoked.clear();
+      this.#revoked.add(grantId);
+    }
   }
 
   async #remove(g: StoredGrant, reason: GrantRemovalReason): Promise<void> {
