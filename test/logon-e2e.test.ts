@@ -866,3 +866,40 @@ test('the terminal socket refuses a missing, reused or foreign-origin ticket', a
   // Used once: never again.
   assert.equal(await upgradeStatus(start.WebSocketPath, start.Subprotocols.Subprotocol), 401);
 });
+
+test('terminal sessions end at the idle timeout and at the maximum session length, saying why', async () => {
+  // The same data directory, restarted with short limits (the agent follows through the relay).
+  await server.close();
+  server = await startChildServer({
+    dataDir,
+    args: [
+      '--logon-key-lifetime',
+      String(LIFETIME_SECONDS),
+      '--session-idle-seconds',
+      '10',
+      '--session-max-seconds',
+      '15',
+    ],
+  });
+  rpc.close();
+  rpc = new RpcClient({
+    endpoint: server.endpoint,
+    accessKeyId: server.credentials.accessKeyId,
+    accessKeySecret: server.credentials.accessKeySecret,
+  });
+  relay.target = server.port;
+  await waitRunning();
+  const idle = await openTerminal();
+  const busy = await openTerminal();
+  assert.equal(idle.ready['idleTimeoutSeconds'], 10);
+  const typing = setInterval(() => {
+    busy.send('echo tick\n');
+  }, 2_000);
+  try {
+    const [i, b] = await Promise.all([idle.ended, busy.ended]);
+    assert.equal(i.last?.['reason'], 'idle-timeout');
+    assert.equal(b.last?.['reason'], 'max-session-length');
+  } finally {
+    clearInterval(typing);
+  }
+});

@@ -26,7 +26,7 @@ export interface ServerConfig {
 export interface LogonConfig {
   /** Life of a one-time key pair (1–300 s; 60 by default). */
   readonly keyLifetimeSeconds: number;
-  /** Longest terminal session (60 s – 7 days; 6 hours by default). */
+  /** Longest terminal session (10 s – 7 days; 6 hours by default). */
   readonly maxSessionSeconds: number;
   /** A terminal session with no byte either way for this long ends (10 s – 24 h; 30 minutes by default). */
   readonly idleTimeoutSeconds: number;
@@ -201,7 +201,7 @@ export function loadServerConfig(
   }
   const logon: LogonConfig = Object.freeze({
     keyLifetimeSeconds: seconds('logonKeyLifetime', 60, 1, 300),
-    maxSessionSeconds: seconds('sessionMaxSeconds', 6 * 3600, 60, 7 * 86_400),
+    maxSessionSeconds: seconds('sessionMaxSeconds', 6 * 3600, 10, 7 * 86_400),
     idleTimeoutSeconds: seconds('sessionIdleSeconds', 30 * 60, 10, 86_400),
     brokerSourceAddresses: Object.freeze(brokerSourceAddresses),
   });
