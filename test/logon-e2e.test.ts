@@ -396,7 +396,7 @@ async function openTerminal(endpoint = server.endpoint, client = rpc): Promise<T
       if (msg['type'] === 'ready') resolve(msg);
       else if (msg['type'] === 'exit' || msg['type'] === 'error') {
         last = msg;
-        reject(new Error(`terminal ${String(msg['type'])}: ${JSON.stringify(msg)}`));
+        reject(new Error(`terminal ${msg['type']}: ${JSON.stringify(msg)}`));
       }
     });
     ws.once('error', reject);
