@@ -591,7 +591,12 @@ describe('an agent killed with SIGKILL while bindings change', () => {
     );
     // No temp file left behind, in ~/.ssh or next to the drop-in.
     assert.deepEqual(await readdir(ssh), ['authorized_keys'], report());
-    assert.deepEqual(await readdir(host.sshd.dropInDir), ['00-keyward.conf'], report());
+    // The binding's drop-in, beside the one-time logon drop-in the agent installs at every start.
+    assert.deepEqual(
+      await readdir(host.sshd.dropInDir),
+      ['00-keyward-logon.conf', '00-keyward.conf'],
+      report(),
+    );
     for (const line of history) t.diagnostic(line);
   });
 });

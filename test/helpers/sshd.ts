@@ -247,6 +247,11 @@ export function agentArgs(opts: {
     opts.sshd.pidFile,
     '--ssh-address',
     `127.0.0.1:${String(opts.sshd.port)}`,
+    // One-time logon parts under /run (tmpfs), not the system's /usr/local; `extra` may override them.
+    '--grants-dir',
+    '/run/keyward-test/grants',
+    '--authorized-keys-command',
+    '/run/keyward-test/libexec/authorized-keys-command',
     ...(opts.extra ?? []),
   ];
 }

@@ -12,6 +12,7 @@
  */
 import { chmod, lstat, mkdir, readdir, rename, rmdir, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { mkdirPublic } from './mkdir-public.js';
 import { GRANT_ID_PATTERN, OS_USER_PATTERN, type LogonGrant } from '../../agent-channel/index.js';
 
 const FILE_NAME = /^(\d{1,12})-(lg-[a-z0-9]{20})\.key$/;
@@ -49,7 +50,7 @@ export class GrantStore {
    * user (root), writable by nobody else — fail closed, since whoever can write here can grant logons.
    */
   async ensureDir(): Promise<void> {
-    await mkdir(this.dir, { recursive: true, mode: 0o755 });
+    await mkdirPublic(this.dir);
     const st = await lstat(this.dir);
     if (!st.isDirectory() || st.uid !== process.getuid?.() || (st.mode & 0o022) !== 0) {
       throw new Error(

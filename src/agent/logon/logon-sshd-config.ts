@@ -15,6 +15,7 @@
  * (and rightly: whoever can replace it can log on as anyone).
  */
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chmod, lstat, mkdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -22,6 +23,7 @@ import { fail, isFailure, type HostFailure } from '../host/result.js';
 import { findDropInInclude, globMatch } from '../host/sshd-config-parse.js';
 import { reloadSshd, runningSshdPid, sshdDump, sshdTest, type SshdTarget } from '../host/sshd-process.js';
 import { HELPER_MARKER, helperScript } from './helper-script.js';
+import { mkdirPublic } from './mkdir-public.js';
 
 export const LOGON_DROP_IN_NAME = '00-keyward-logon.conf';
 const LOGON_DROP_IN_HEADER = '# keyward-agent logon drop-in v1: written by the Keyward agent; do not edit.';
@@ -69,7 +71,7 @@ async function writeIfChanged(path: string, content: string, mode: number): Prom
     await chmod(path, mode);
     return;
   }
-  const temp = `${path}.keyward-tmp`;
+  const temp = `${path}.keyward-tmp-${String(process.pid)}-${randomBytes(4).toString('hex')}`;
   await writeFile(temp, content, { mode });
   await chmod(temp, mode);
   await rename(temp, path);
@@ -124,7 +126,7 @@ async function prepare(target: SshdTarget, s: LogonHostSettings): Promise<LogonR
   }
 
   // The helper: root-owned directories, the script rewritten when it differs.
-  await mkdir(dirname(s.helperPath), { recursive: true, mode: 0o755 });
+  await mkdirPublic(dirname(s.helperPath));
   const unsafe = await checkHelperDirs(s.helperPath);
   if (unsafe !== undefined) return unsafe;
   const existing = await lstat(s.helperPath).catch(() => undefined);
