@@ -283,6 +283,46 @@ after(async () => {
   await removeDir(work);
 });
 
+const RAM = '2015-05-01';
+
+/** A RAM user with `policy` attached and an access key: a client signing as that user. */
+async function userClient(
+  name: string,
+  policy: { type: 'System' | 'Custom'; name: string },
+): Promise<RpcClient> {
+  await rpc.call('CreateUser', { UserName: name }, { version: RAM });
+  await rpc.call(
+    'AttachPolicyToUser',
+    { PolicyType: policy.type, PolicyName: policy.name, UserName: name },
+    { version: RAM },
+  );
+  const { AccessKey } = await rpc.call<{ AccessKey: { AccessKeyId: string; AccessKeySecret: string } }>(
+    'CreateAccessKey',
+    { UserName: name },
+    { version: RAM },
+  );
+  return new RpcClient({
+    endpoint: server.endpoint,
+    accessKeyId: AccessKey.AccessKeyId,
+    accessKeySecret: AccessKey.AccessKeySecret,
+  });
+}
+
+/** Starts the server again over the same data directory; the agent follows through the relay. */
+async function restartServer(args: readonly string[] = []): Promise<void> {
+  server = await startChildServer({
+    dataDir,
+    args: ['--logon-key-lifetime', String(LIFETIME_SECONDS), ...args],
+  });
+  rpc.close();
+  rpc = new RpcClient({
+    endpoint: server.endpoint,
+    accessKeyId: server.credentials.accessKeyId,
+    accessKeySecret: server.credentials.accessKeySecret,
+  });
+  relay.target = server.port;
+}
+
 /** Opens the terminal and runs `command` in the shell; resolves with what the terminal showed. */
 async function brokerRun(
   command: string,
@@ -594,22 +634,7 @@ test('keyward ssh refuses a host whose key is not the pinned one', async () => {
 });
 
 test('a user without ecs-workbench:LoginInstance gets Forbidden.RAM and no grant is issued', async () => {
-  await rpc.call('CreateUser', { UserName: 'no-logon' }, { version: '2015-05-01' });
-  await rpc.call(
-    'AttachPolicyToUser',
-    { PolicyType: 'System', PolicyName: 'ReadOnlyAccess', UserName: 'no-logon' },
-    { version: '2015-05-01' },
-  );
-  const { AccessKey } = await rpc.call<{ AccessKey: { AccessKeyId: string; AccessKeySecret: string } }>(
-    'CreateAccessKey',
-    { UserName: 'no-logon' },
-    { version: '2015-05-01' },
-  );
-  const denied = new RpcClient({
-    endpoint: server.endpoint,
-    accessKeyId: AccessKey.AccessKeyId,
-    accessKeySecret: AccessKey.AccessKeySecret,
-  });
+  const denied = await userClient('no-logon', { type: 'System', name: 'ReadOnlyAccess' });
   const before = await rpc.call<{ Grants: { Grant: unknown[] } }>(
     'DescribeLogonGrants',
     { RegionId: 'local', MaxResults: 100 },
@@ -649,7 +674,6 @@ test('a user without ecs-workbench:LoginInstance gets Forbidden.RAM and no grant
 });
 
 test('a policy can allow logons as one OS user only (ecs-workbench:LoginUser)', async () => {
-  await rpc.call('CreateUser', { UserName: 'only-app' }, { version: '2015-05-01' });
   await rpc.call(
     'CreatePolicy',
     {
@@ -666,23 +690,9 @@ test('a policy can allow logons as one OS user only (ecs-workbench:LoginUser)', 
         ],
       }),
     },
-    { version: '2015-05-01' },
+    { version: RAM },
   );
-  await rpc.call(
-    'AttachPolicyToUser',
-    { PolicyType: 'Custom', PolicyName: 'login-as-app', UserName: 'only-app' },
-    { version: '2015-05-01' },
-  );
-  const { AccessKey } = await rpc.call<{ AccessKey: { AccessKeyId: string; AccessKeySecret: string } }>(
-    'CreateAccessKey',
-    { UserName: 'only-app' },
-    { version: '2015-05-01' },
-  );
-  const c = new RpcClient({
-    endpoint: server.endpoint,
-    accessKeyId: AccessKey.AccessKeyId,
-    accessKeySecret: AccessKey.AccessKeySecret,
-  });
+  const c = await userClient('only-app', { type: 'Custom', name: 'login-as-app' });
   try {
     const err = await refused(
       c.call(
@@ -808,14 +818,7 @@ test('60 seconds with the server killed right after issuing: sshd refuses the ke
   assert.notEqual((await ssh(file)).code, 0);
   assert.ok(!onDisk(sent.GrantId), 'the agent deletes the grant without the server');
   // A restart records what the dead process could not: the key was destroyed while it was down.
-  server = await startChildServer({ dataDir, args: ['--logon-key-lifetime', String(LIFETIME_SECONDS)] });
-  rpc.close();
-  rpc = new RpcClient({
-    endpoint: server.endpoint,
-    accessKeyId: server.credentials.accessKeyId,
-    accessKeySecret: server.credentials.accessKeySecret,
-  });
-  relay.target = server.port;
+  await restartServer();
   assert.equal((await grantRecord(sent.GrantId))['DestroyReason'], 'expired-while-server-down');
   await waitRunning();
 });
@@ -870,24 +873,7 @@ test('the terminal socket refuses a missing, reused or foreign-origin ticket', a
 test('terminal sessions end at the idle timeout and at the maximum session length, saying why', async () => {
   // The same data directory, restarted with short limits (the agent follows through the relay).
   await server.close();
-  server = await startChildServer({
-    dataDir,
-    args: [
-      '--logon-key-lifetime',
-      String(LIFETIME_SECONDS),
-      '--session-idle-seconds',
-      '10',
-      '--session-max-seconds',
-      '15',
-    ],
-  });
-  rpc.close();
-  rpc = new RpcClient({
-    endpoint: server.endpoint,
-    accessKeyId: server.credentials.accessKeyId,
-    accessKeySecret: server.credentials.accessKeySecret,
-  });
-  relay.target = server.port;
+  await restartServer(['--session-idle-seconds', '10', '--session-max-seconds', '15']);
   await waitRunning();
   const idle = await openTerminal();
   const busy = await openTerminal();
