@@ -519,6 +519,19 @@ test('a broker session outlives its one-time key, follows resizes, carries any b
   assert.equal(verify.Ok, true);
 });
 
+test('an oversized or malformed frame closes that terminal only; the server goes on', async () => {
+  const t = await openTerminal();
+  t.send(Buffer.alloc(300 * 1024, 0x61));
+  const { code } = await t.ended;
+  assert.equal(code, 1009);
+  const u = await openTerminal();
+  u.control({ type: 'resize', cols: 'wide', rows: 1 });
+  u.send('echo "alive:$((40+2))"\n');
+  await u.waitFor(/alive:42/);
+  u.send('exit\n');
+  assert.equal((await u.ended).code, 1000);
+});
+
 test('an agent that does not answer in time is Logon.GrantNotInstalled, and the key expires anyway', async () => {
   const pid = agent?.pid;
   assert.ok(pid !== undefined);

@@ -148,6 +148,10 @@ export class TerminalGateway {
       return;
     }
     this.#wss.handleUpgrade(req, socket, head, (ws) => {
+      // A client's bad frame (oversized, malformed) is an 'error' then a close: never a crash.
+      ws.on('error', (err) => {
+        this.#d.logger.info({ err: err.message, sessionId: target.sessionId }, 'terminal socket error');
+      });
       this.#sessions.add(ws);
       ws.once('close', () => this.#sessions.delete(ws));
       void this.#run(ws, target);
@@ -318,6 +322,10 @@ export class TerminalGateway {
     shell.stderr.on('data', (chunk: Buffer) => {
       activity();
       if (ws.readyState === WebSocket.OPEN) ws.send(chunk, { binary: true });
+    });
+    shell.on('error', (err: Error) => {
+      this.#d.logger.warn({ err: err.message, sessionId: t.sessionId }, 'terminal channel error');
+      end('channel-error');
     });
     shell.on('exit', (code: number | null, signal?: string) => {
       if (typeof code === 'number') exitCode = code;
