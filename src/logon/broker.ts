@@ -142,7 +142,7 @@ export function brokerConnect(options: BrokerConnectOptions): Promise<Ssh2Client
       sock.destroy();
       reject(err);
     };
-    sock.once('error', (err) => {
+    sock.on('error', (err) => {
       fail(
         new AppError(
           'Logon.SshdUnreachable',
