@@ -56,6 +56,7 @@ function grant(overrides: Partial<LogonGrant> = {}, nowS = Math.floor(Date.now()
     requestId: 'REQ-1',
     caller: 'user/alice',
     sourceAddresses: [],
+    portForwarding: false,
     ...overrides,
   };
 }
@@ -111,6 +112,15 @@ test('a signed grant is stored for the helper with restrict,pty and its expiry, 
     assert.equal(mode & 0o777, 0o644);
     await k.revoke(g.grantId);
     assert.deepEqual(sent[1], { t: 'grant-removed', grantId: g.grantId, reason: 'revoked' });
+    // Port forwarding only when the signed grant says so.
+    const tunnel = grant({ portForwarding: true });
+    await k.handle(tunnel, signed(tunnel));
+    const [tunnelFile] = await readdir(join(dir, 'root'));
+    assert.match(
+      await readFile(join(dir, 'root', tunnelFile ?? ''), 'utf8'),
+      /^restrict,pty,port-forwarding,expiry-time="\d{14}Z" /,
+    );
+    await k.revoke(tunnel.grantId);
     assert.equal(existsSync(join(dir, 'root')), false, 'the empty user directory is removed');
   } finally {
     k.stop();
@@ -136,6 +146,7 @@ test('forged, tampered, misdirected, expired, replayed and unknown-user grants a
       { ...original, expiresAt: original.expiresAt + 200 },
       signed(original),
     ]);
+    cases.push(['Host.GrantSignatureInvalid', { ...original, portForwarding: true }, signed(original)]);
     const elsewhere = grant({ instanceId: 'i-bbbbbbbbbbbbbbbbbbbb' });
     cases.push(['Host.GrantWrongInstance', elsewhere, signed(elsewhere)]);
     const now = Math.floor(Date.now() / 1000);

@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, test } from 'node:test';
 import { randomBytes } from 'node:crypto';
+import { get as httpGet } from 'node:http';
 import { WebSocket } from 'ws';
 import { RpcClient, RpcError } from '../src/client/index.js';
 import { ed25519PublicKeyLine, ed25519ToOpenSshPrivateKey } from '../src/keypairs/openssh-private-key.js';
@@ -31,6 +32,7 @@ import {
 import {
   agentArgs,
   createThrowawayUser,
+  freePort,
   startPrivateSshd,
   type PrivateSshd,
   type ThrowawayUser,
@@ -901,4 +903,130 @@ test('terminal sessions end at the idle timeout and at the maximum session lengt
   } finally {
     clearInterval(typing);
   }
+});
+
+/** GET /healthz through 127.0.0.1:port; the status, or the error's code when the request fails. */
+function healthThrough(port: number): Promise<number | string> {
+  return new Promise((resolve) => {
+    const req = httpGet({ host: '127.0.0.1', port, path: '/healthz', timeout: 3_000 }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('error', (err: NodeJS.ErrnoException) => {
+      resolve(err.code ?? err.message);
+    });
+    req.on('timeout', () => {
+      req.destroy(new Error('timeout'));
+    });
+  });
+}
+
+test('ssh -L through keyward ssh forwards a port when policy allows it; other one-time keys carry restrict', async () => {
+  const env = baseEnv({
+    KEYWARD_ENDPOINT: server.endpoint,
+    KEYWARD_ACCESS_KEY_ID: server.credentials.accessKeyId,
+    KEYWARD_ACCESS_KEY_SECRET: server.credentials.accessKeySecret,
+    XDG_CACHE_HOME: join(work, 'cache-tunnel'),
+  });
+  // The tunnel reaches the Keyward server itself from the instance's side.
+  const local = await freePort();
+  const tunnel = spawn(
+    process.execPath,
+    [
+      BIN,
+      'ssh',
+      `${user.name}@${instanceId}`,
+      '--',
+      '-o',
+      'BatchMode=yes',
+      '-o',
+      'ExitOnForwardFailure=yes',
+      '-L',
+      `${String(local)}:127.0.0.1:${String(server.port)}`,
+      'sleep 5',
+    ],
+    { env, stdio: 'ignore' },
+  );
+  const exited = new Promise<number | null>((resolve) => tunnel.once('exit', resolve));
+  let status: number | string = 'no answer';
+  for (let i = 0; i < 100 && status !== 200; i++) {
+    await sleep(50);
+    status = await healthThrough(local);
+  }
+  assert.equal(status, 200);
+  assert.equal(await exited, 0);
+
+  // A user allowed to log on but not to forward ports gets Forbidden.RAM, and no key.
+  await rpc.call(
+    'CreatePolicy',
+    {
+      PolicyName: 'login-only',
+      PolicyDocument: JSON.stringify({
+        Version: '1',
+        Statement: [{ Effect: 'Allow', Action: 'ecs-workbench:LoginInstance', Resource: '*' }],
+      }),
+    },
+    { version: RAM },
+  );
+  const limited = await userClient('no-tunnels', { type: 'Custom', name: 'login-only' });
+  try {
+    const err = await refused(
+      limited.call(
+        'SendSSHPublicKey',
+        {
+          RegionId: 'local',
+          InstanceId: instanceId,
+          InstanceOSUser: user.name,
+          SSHPublicKey: newKey().line,
+          PortForwarding: 'true',
+        },
+        { version: KEYWARD },
+      ),
+    );
+    assert.equal(err.code, 'Forbidden.RAM');
+    assert.match(err.message, /ecs-workbench:PortForwarding/);
+  } finally {
+    limited.close();
+  }
+
+  // A key granted without forwarding: sshd refuses the forwarded connection (restrict).
+  const key = newKey();
+  const file = await keyFile(key.pem);
+  await sendKey(key.line);
+  const local2 = await freePort();
+  const plain = spawn(
+    '/usr/bin/ssh',
+    [
+      '-F',
+      '/dev/null',
+      '-i',
+      file,
+      '-p',
+      String(sshd.port),
+      '-o',
+      'BatchMode=yes',
+      '-o',
+      'IdentitiesOnly=yes',
+      '-o',
+      `UserKnownHostsFile=${join(work, 'known_hosts')}`,
+      '-o',
+      'HostKeyAlias=sshd-under-test',
+      '-L',
+      `${String(local2)}:127.0.0.1:${String(server.port)}`,
+      `${user.name}@127.0.0.1`,
+      'sleep 3',
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  let stderr = '';
+  plain.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+  const plainExit = new Promise<number | null>((resolve) => plain.once('exit', resolve));
+  let refusedStatus: number | string = 'ECONNREFUSED';
+  for (let i = 0; i < 100 && refusedStatus === 'ECONNREFUSED'; i++) {
+    await sleep(50);
+    refusedStatus = await healthThrough(local2);
+  }
+  assert.notEqual(refusedStatus, 200, 'a restricted one-time key must not forward ports');
+  await plainExit;
+  assert.match(stderr, /administratively prohibited/);
 });

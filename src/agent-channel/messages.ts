@@ -121,6 +121,11 @@ export interface LogonGrant {
   readonly caller: string;
   /** Addresses for the key line's `from=` option (the broker's, when configured); empty means any. */
   readonly sourceAddresses: readonly string[];
+  /**
+   * Whether the key line allows port forwarding (`port-forwarding` after `restrict`): only when the caller
+   * asked for it and policy allowed `ecs-workbench:PortForwarding`.
+   */
+  readonly portForwarding: boolean;
 }
 
 /** Why a grant left the host's disk. */
@@ -173,6 +178,7 @@ export function grantSigningInput(g: LogonGrant): Buffer {
       g.requestId,
       g.caller,
       g.sourceAddresses.join(','),
+      g.portForwarding ? 'port-forwarding' : 'no-port-forwarding',
     ].join('\n'),
     'utf8',
   );
@@ -357,6 +363,7 @@ export function parseLogonGrant(value: unknown, where = 'grant'): LogonGrant {
     'requestId',
     'caller',
     'sourceAddresses',
+    'portForwarding',
   ]);
   const issuedAt = unixSeconds(o, 'issuedAt', where);
   const expiresAt = unixSeconds(o, 'expiresAt', where);
@@ -375,6 +382,7 @@ export function parseLogonGrant(value: unknown, where = 'grant'): LogonGrant {
     requestId: str(o, 'requestId', where, 64, REQUEST_ID),
     caller: str(o, 'caller', where, 160, GRANT_CALLER_PATTERN),
     sourceAddresses: strList(o, 'sourceAddresses', where, 8, 49, GRANT_SOURCE_PATTERN),
+    portForwarding: bool(o, 'portForwarding', where),
   };
 }
 

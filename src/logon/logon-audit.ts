@@ -21,6 +21,7 @@ export type LogonAuditEvent =
       readonly requestId: string;
       readonly sourceIp: string;
       readonly keyFingerprint: string;
+      readonly portForwarding: boolean;
       readonly expiresAt: string;
     })
   | (GrantRef & { readonly event: 'grant.installed'; readonly hostExpiresAt: string })

@@ -19,6 +19,7 @@ export interface NewLogonGrant {
   readonly requestId: string;
   readonly sourceIp: string;
   readonly keyFingerprint: string;
+  readonly portForwarding: boolean;
   readonly issuedAt: string;
   readonly expiresAt: string;
 }
@@ -44,6 +45,7 @@ export class LogonGrantRepository {
         request_id: g.requestId,
         source_ip: g.sourceIp,
         key_fingerprint: g.keyFingerprint,
+        port_forwarding: g.portForwarding ? 1 : 0,
         issued_at: g.issuedAt,
         expires_at: g.expiresAt,
       })

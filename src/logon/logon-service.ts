@@ -60,6 +60,8 @@ export interface IssueRequest {
   readonly caller: string;
   readonly requestId: string;
   readonly sourceIp: string;
+  /** Allow port forwarding on the key line (client logons whose policy allows it). */
+  readonly portForwarding?: boolean;
 }
 
 export interface IssuedGrant {
@@ -174,6 +176,7 @@ export class LogonService {
       requestId: req.requestId,
       caller: req.caller,
       sourceAddresses: req.kind === 'broker' ? (this.#d.brokerSourceAddresses ?? []) : [],
+      portForwarding: req.portForwarding === true,
     };
     const ref = { grantId, accountId: req.accountId, instanceId: instance.id };
     await this.#d.grants.insert({
@@ -187,6 +190,7 @@ export class LogonService {
       requestId: req.requestId,
       sourceIp: req.sourceIp,
       keyFingerprint: key.fingerprintSha256,
+      portForwarding: grant.portForwarding,
       issuedAt: iso(issuedAt * 1000),
       expiresAt: iso(expiresAt * 1000),
     });
@@ -199,6 +203,7 @@ export class LogonService {
       requestId: req.requestId,
       sourceIp: req.sourceIp,
       keyFingerprint: key.fingerprintSha256,
+      portForwarding: grant.portForwarding,
       expiresAt: iso(expiresAt * 1000),
     });
     // The server's deadline holds whatever happens next.

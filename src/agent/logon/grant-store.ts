@@ -24,10 +24,13 @@ export function expiryTimeOption(unixSeconds: number): string {
 
 /**
  * The authorized_keys line for a grant. Options come only from validated fields (never free text):
- * `restrict` (no forwarding, no X11, no agent, no user rc), `pty`, the expiry, and `from=` when set.
+ * `restrict` (no forwarding, no X11, no agent, no user rc), `pty`, `port-forwarding` only when the grant
+ * allows it, the expiry, and `from=` when set.
  */
 export function grantLine(grant: LogonGrant, hostExpiresAt: number): string {
-  const options = ['restrict', 'pty', `expiry-time="${expiryTimeOption(hostExpiresAt)}"`];
+  const options = ['restrict', 'pty'];
+  if (grant.portForwarding) options.push('port-forwarding');
+  options.push(`expiry-time="${expiryTimeOption(hostExpiresAt)}"`);
   if (grant.sourceAddresses.length > 0) options.push(`from="${grant.sourceAddresses.join(',')}"`);
   return `${options.join(',')} ${grant.publicKey} keyward-grant:${grant.grantId}\n`;
 }

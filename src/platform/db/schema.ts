@@ -118,6 +118,8 @@ export interface LogonGrantsTable {
   source_ip: string;
   /** SHA256 fingerprint of the one-time public key (never the private key). */
   key_fingerprint: string;
+  /** 1 when the key line allowed port forwarding. */
+  port_forwarding: number;
   issued_at: string;
   /** The server's deadline: issue + the key lifetime (60 s by default). */
   expires_at: string;

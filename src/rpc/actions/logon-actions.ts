@@ -3,7 +3,8 @@
  * names, shaped like ECS responses):
  * - SendSSHPublicKey: the caller made a key pair on their own machine (`keyward ssh`) and sends only the
  *   public key, like EC2 Instance Connect's action of the same name. Answers once the agent has installed
- *   it, with what the client needs to verify the host (the pinned host keys) and reach it.
+ *   it, with what the client needs to verify the host (the pinned host keys) and reach it. The key line
+ *   refuses port forwarding unless `PortForwarding=true` and `ecs-workbench:PortForwarding` is allowed.
  * - StartTerminalSession: a ticket for the terminal WebSocket, where the broker logs on for the caller.
  * - DescribeLogonGrants: the life record of one-time keys (issued, installed, used, destroyed, removed).
  * Each authorizes `ecs-workbench:LoginInstance` on the instance's workbench resource, with the OS user as
@@ -25,6 +26,8 @@ import { KEYWARD_API_VERSION, readRegionId, type RpcAction, type RpcContext } fr
 
 export const LOGIN_INSTANCE_ACTION = 'ecs-workbench:LoginInstance';
 export const LOGIN_USER_CONDITION_KEY = 'ecs-workbench:LoginUser';
+/** Needed besides LoginInstance for a one-time key that may forward ports (`ssh -L/-R/-D`). */
+export const PORT_FORWARDING_ACTION = 'ecs-workbench:PortForwarding';
 const DEFAULT_OS_USER = 'root';
 
 interface Deps {
@@ -52,9 +55,15 @@ export function logonActions(deps: Deps): RpcAction[] {
         const instanceId = params.requiredString('InstanceId', 64);
         const osUser = params.optionalString('InstanceOSUser', 64) ?? DEFAULT_OS_USER;
         const publicKey = params.requiredString('SSHPublicKey', 1024);
+        const portForwarding = params.boolean('PortForwarding', false);
         params.finish('SendSSHPublicKey');
         parseOsUser(osUser);
         await authorizeLogon(ctx, regionId, instanceId, osUser);
+        if (portForwarding) {
+          await ctx.authorize(PORT_FORWARDING_ACTION, [arn.workbench(regionId, ctx.accountId, instanceId)], {
+            [LOGIN_USER_CONDITION_KEY]: osUser,
+          });
+        }
         const grant = await deps.logon.issue({
           accountId: ctx.accountId,
           regionId,
@@ -62,6 +71,7 @@ export function logonActions(deps: Deps): RpcAction[] {
           osUser,
           publicKey: publicKey.trim().split(/\s+/).slice(0, 2).join(' '),
           kind: 'client',
+          portForwarding,
           caller: principalName(ctx.principal),
           requestId: ctx.requestId,
           sourceIp: ctx.requestFacts.sourceIp,
@@ -71,6 +81,7 @@ export function logonActions(deps: Deps): RpcAction[] {
           GrantId: grant.grantId,
           InstanceId: grant.instance.id,
           InstanceOSUser: osUser,
+          PortForwarding: portForwarding,
           ExpiresAt: new Date(grant.expiresAtMs).toISOString(),
           HostExpiresAt: new Date(grant.hostExpiresAt * 1000).toISOString(),
           SshAddress: grant.instance.sshAddress,
@@ -151,6 +162,7 @@ export function logonActions(deps: Deps): RpcAction[] {
                 RequestId: r.request_id,
                 SourceIp: r.source_ip,
                 KeyFingerprint: r.key_fingerprint,
+                PortForwarding: r.port_forwarding === 1,
                 IssuedAt: iso(r.issued_at),
                 ExpiresAt: iso(r.expires_at),
                 InstalledAt: iso(r.installed_at),

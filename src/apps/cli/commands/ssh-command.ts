@@ -21,6 +21,7 @@ import { ed25519PublicKeyLine, ed25519ToOpenSshPrivateKey } from '../../../keypa
 import { KEYWARD_API_VERSION } from '../../../rpc/rpc-action.js';
 import { CliFailure, parseCommandArgs, println, stringFlag, UsageError, type CliIo } from '../cli-io.js';
 import { SshCache } from '../ssh-cache.js';
+import { requestsPortForwarding } from '../ssh-forwarding.js';
 
 export const SSH_HELP = `Usage: keyward ssh [options] [USER@]INSTANCE [-- SSH_ARGS...]
 
@@ -32,6 +33,8 @@ pair is made on this machine, only its public key is sent to Keyward, and the in
   INSTANCE    the instance id (i-…)
   SSH_ARGS    passed to ssh as they are: options first, then the remote command, e.g.
               keyward ssh i-0a1b2c -- -L 5432:localhost:5432 uptime
+              Forwarding (-L, -R, -D, -W) asks for a key that allows it, which also needs
+              ecs-workbench:PortForwarding; other one-time keys carry "restrict".
 
 Options:
   -l, --login USER     OS user on the instance (default root)
@@ -158,7 +161,13 @@ export async function sshCommand(
     try {
       sent = await client.call<SendResponse>(
         'SendSSHPublicKey',
-        { RegionId: regionId, InstanceId: instanceId, InstanceOSUser: osUser, SSHPublicKey: publicKeyLine },
+        {
+          RegionId: regionId,
+          InstanceId: instanceId,
+          InstanceOSUser: osUser,
+          SSHPublicKey: publicKeyLine,
+          ...(requestsPortForwarding(passThrough) && { PortForwarding: 'true' }),
+        },
         { version: KEYWARD_API_VERSION },
       );
     } finally {

@@ -20,6 +20,7 @@ export const migration0005: Migration = {
       .addColumn('request_id', 'text', (c) => c.notNull())
       .addColumn('source_ip', 'text', (c) => c.notNull())
       .addColumn('key_fingerprint', 'text', (c) => c.notNull())
+      .addColumn('port_forwarding', 'integer', (c) => c.notNull())
       .addColumn('issued_at', 'text', (c) => c.notNull())
       .addColumn('expires_at', 'text', (c) => c.notNull())
       .addColumn('installed_at', 'text')
