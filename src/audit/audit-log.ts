@@ -13,8 +13,10 @@
  *
  * Appends are grouped: events queue in memory and one writer commits them in order, up to 500 per
  * transaction, each transaction first bumping `audit_head` (the row lock that orders writers on every
- * engine). `append` resolves once its event is committed; hot paths record without waiting (`record`), so
- * an API call never waits for an fsync of its audit line, and a burst costs one fsync per batch.
+ * engine). `append` commits at once and resolves when its event is committed; hot paths `record` without
+ * waiting, gathered for up to 10 ms, so an API call never waits for an fsync of its audit line and a
+ * stream of calls costs one fsync per 10 ms. (A crash loses at most those 10 ms of events; `drain` on
+ * shutdown commits them.)
  *
  * No secret may enter: detail keys named like secrets and values that look like key material or Keyward
  * tokens are refused with a TypeError — a bug in the caller, never a user's input.
@@ -32,6 +34,12 @@ const SECRET_VALUE = /-----BEGIN|PRIVATE KEY|kwet_|kwtt_/;
 const MAX_DETAIL_KEYS = 32;
 const MAX_VALUE_CHARS = 1024;
 const MAX_BATCH = 500;
+/**
+ * How long `record` lets events gather before committing them. On SQLite every commit is an fsync on the
+ * one connection every request shares; committing each API call's decision alone cost 0.25 ms of p50 and a
+ * third of the throughput of a signed DescribeKeyPairs (measured). Grouped, it is one commit per 10 ms.
+ */
+const GROUP_COMMIT_MS = 10;
 const VERIFY_PAGE = 1000;
 
 export type DetailValue = string | number | boolean | null | readonly string[];
@@ -180,6 +188,7 @@ export class AuditLog {
   readonly #logger: Logger;
   #queue: Pending[] = [];
   #flushing: Promise<void> | undefined;
+  #timer: NodeJS.Timeout | undefined;
 
   constructor(deps: { db: Db; clock: Clock; logger: Logger }) {
     this.#db = deps.db;
@@ -189,17 +198,31 @@ export class AuditLog {
 
   /** Appends an event; resolves once it is committed. Throws TypeError at once for a malformed event. */
   append(input: AuditEventInput): Promise<AuditRecord> {
+    return this.#enqueue(input, true);
+  }
+
+  #enqueue(input: AuditEventInput, now: boolean): Promise<AuditRecord> {
     const detail = checkedDetail(input);
     return new Promise((resolve, reject) => {
       this.#queue.push({ input, detail, resolve, reject });
-      this.#flushing ??= this.#flush();
+      if (now || this.#queue.length >= MAX_BATCH) this.#startFlush();
+      else
+        this.#timer ??= setTimeout(() => {
+          this.#startFlush();
+        }, GROUP_COMMIT_MS);
     });
+  }
+
+  #startFlush(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#flushing ??= this.#flush();
   }
 
   /** Appends without waiting (hot paths); a failure is logged with the event type, never dropped silently. */
   record(input: AuditEventInput): void {
     try {
-      this.append(input).catch((err: unknown) => {
+      this.#enqueue(input, false).catch((err: unknown) => {
         this.#logger.error({ err, auditType: input.type }, 'could not append an audit event');
       });
     } catch (err) {
@@ -209,6 +232,7 @@ export class AuditLog {
 
   /** Resolves when everything queued so far is committed (shutdown, tests). */
   async drain(): Promise<void> {
+    if (this.#timer !== undefined) this.#startFlush();
     while (this.#flushing !== undefined) await this.#flushing;
   }
 
@@ -228,6 +252,12 @@ export class AuditLog {
       }
     } finally {
       this.#flushing = undefined;
+      // Events recorded while the last batch committed wait for their own timer.
+      if (this.#queue.length > 0 && this.#timer === undefined) {
+        this.#timer = setTimeout(() => {
+          this.#startFlush();
+        }, GROUP_COMMIT_MS);
+      }
     }
   }
 
@@ -290,6 +320,7 @@ export class AuditLog {
 
   /** Newest first. */
   async list(f: AuditFilter): Promise<AuditRecord[]> {
+    await this.drain(); // what was recorded before the question is part of the answer
     let q = this.#db.selectFrom('audit_events').selectAll();
     if (f.typePrefix !== undefined) {
       // Prefix match without LIKE (whose escaping and case rules differ between engines).
