@@ -4,7 +4,7 @@
  * `MAX_AGENT_MESSAGE_BYTES`, and parsed here strictly (unknown fields, wrong types and oversized values are
  * refused) before either side acts on it. Pure types and parsers only; the transports live with each side.
  *
- * Flow (docs/agent-protocol.md has the narrative):
+ * Flow (docs/ARCHITECTURE.md draws it end to end):
  *   agent  POST /agent/v1/enroll {token, identityPublicKey, facts} → {instanceId, regionId, grantSigningPublicKey}
  *   agent  GET  /agent/v1/connect (WebSocket upgrade)
  *   server → {t:'challenge', nonce}
