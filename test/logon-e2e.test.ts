@@ -775,9 +775,17 @@ test('60 seconds, whatever happens: the key works, then sshd refuses it and the 
   assert.notEqual(late.code, 0);
   assert.match(late.stderr, /Permission denied/);
   assert.ok(!onDisk(sent.GrantId), 'the grant file must be gone after the deadline');
-  const record = await grantRecord(sent.GrantId);
+  let record = await grantRecord(sent.GrantId);
+  for (let i = 0; i < 100 && record['HostRemovedAt'] === null; i++) {
+    await sleep(50);
+    record = await grantRecord(sent.GrantId);
+  }
   assert.equal(record['DestroyReason'], 'expired');
-  assert.equal(record['HostRemovedReason'], 'expired');
+  // At the deadline the agent's own timer and the server's revoke race; either removes the file.
+  assert.ok(
+    ['expired', 'revoked'].includes(String(record['HostRemovedReason'])),
+    String(record['HostRemovedReason']),
+  );
 });
 
 test('60 seconds with the agent killed right after installing: sshd still refuses the key after the deadline', async () => {
