@@ -104,6 +104,16 @@ export const ERROR_CODES = {
     summary: 'The terminal ticket is unknown, expired or already used.',
   },
 
+  // Web console sessions.
+  'Console.InvalidCredentials': { status: 401, summary: 'The user name or password is wrong.' },
+  'Console.MfaRequired': { status: 401, summary: 'The user has MFA: send the current TOTP code too.' },
+  'Console.SignInLocked': { status: 429, summary: 'Too many failed sign-ins; wait before trying again.' },
+  'Console.NotSignedIn': { status: 401, summary: 'No console session, or it expired: sign in.' },
+  'Console.CsrfRejected': {
+    status: 403,
+    summary: 'The request lacks the session CSRF token or comes from another site.',
+  },
+
   // Authorization (RAM policies).
   'Forbidden.RAM': {
     status: 403,

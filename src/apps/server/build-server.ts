@@ -8,6 +8,7 @@ import type { AccessKeyStore } from '../../accounts/index.js';
 import {
   Authorizer,
   type AuthorizationDecision,
+  type ConsoleSignIn,
   type MfaStore,
   type PolicyStore,
   type UserStore,
@@ -37,6 +38,7 @@ import { keyPairActions } from '../../rpc/actions/key-pair-actions.js';
 import { logonActions } from '../../rpc/actions/logon-actions.js';
 import { auditActions } from '../../rpc/actions/audit-actions.js';
 import type { AuditLog } from '../../audit/index.js';
+import { registerConsoleRoutes, SignInLimiter, type ConsoleSessions } from '../../console/index.js';
 import { decisionAuditEvent } from './audit-sinks.js';
 import { ramPolicyActions } from '../../rpc/actions/ram-policy-actions.js';
 import { ramUserActions } from '../../rpc/actions/ram-user-actions.js';
@@ -75,6 +77,8 @@ export interface ServerDeps {
     readonly enrollment: EnrollmentService;
     readonly gateway: AgentGateway;
   };
+  /** The web console's session API (sign-in, CSRF, terminal tickets). */
+  readonly console?: { readonly sessions: ConsoleSessions; readonly signIn: ConsoleSignIn };
   /** Password-free logon: its RPC actions and the terminal WebSocket (needs `instances`). */
   readonly logon?: {
     readonly service: LogonService;
@@ -207,6 +211,21 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     deps.clock,
   );
   app.decorate('rpcActionNames', dispatcher.actionNames);
+  if (deps.console !== undefined) {
+    registerConsoleRoutes(app, {
+      signIn: deps.console.signIn,
+      sessions: deps.console.sessions,
+      limiter: new SignInLimiter(() => deps.clock.nowMs()),
+      authorizer,
+      audit: deps.audit,
+      clock: deps.clock,
+      regionId: [...deps.regions][0] ?? 'local',
+      tls: deps.tls !== undefined,
+      ...(deps.logon !== undefined && {
+        logon: { service: deps.logon.service, tickets: deps.logon.tickets },
+      }),
+    });
+  }
   registerRpcRoutes(app, dispatcher);
   if (instances !== undefined) {
     registerEnrollRoute(app, instances.enrollment);

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { pino, type Logger } from 'pino';
 import { AccessKeyStore } from '../../accounts/index.js';
-import { MfaStore, PolicyStore, UserStore } from '../../identity/index.js';
+import { ConsoleSignIn, MfaStore, PolicyStore, UserStore } from '../../identity/index.js';
 import {
   AgentGateway,
   AgentHub,
@@ -25,6 +25,7 @@ import { SecretBox } from '../../platform/crypto/secret-box.js';
 import { openDatabase, type Db } from '../../platform/db/database.js';
 import { NonceCache } from '../../rpc/signature/nonce-cache.js';
 import { AuditLog } from '../../audit/index.js';
+import { ConsoleSessions } from '../../console/index.js';
 import { instanceSink, logonSink } from './audit-sinks.js';
 import { buildServer } from './build-server.js';
 import {
@@ -144,15 +145,21 @@ export async function startServer(
         ? undefined
         : { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) };
     const readiness = { ready: false };
+    const users = new UserStore({ db, clock });
+    const mfa = new MfaStore({ db, secretBox, clock });
     const app = buildServer({
       readiness,
       logger,
       audit: auditLog,
+      console: {
+        sessions: new ConsoleSessions({ db, clock }),
+        signIn: new ConsoleSignIn({ users, mfa, accountId: () => accessKeys.findAccountId() }),
+      },
       clock,
       accessKeys,
       identity: {
-        users: new UserStore({ db, clock }),
-        mfa: new MfaStore({ db, secretBox, clock }),
+        users,
+        mfa,
         policies: new PolicyStore({ db, clock }),
       },
       keyPairs,

@@ -211,6 +211,23 @@ export interface AuditHeadTable {
   hash: string;
 }
 
+/** A web console session (migration 0006): digests only. */
+export interface ConsoleSessionsTable {
+  /** SHA-256 (hex) of the session cookie's token. */
+  digest: string;
+  /** SHA-256 (hex) of the session's CSRF token. */
+  csrf_digest: string;
+  account_id: string;
+  user_id: string;
+  user_name: string;
+  /** 1 when a TOTP code was checked at sign-in (`acs:MFAPresent`). */
+  mfa_present: number;
+  source_ip: string;
+  created_at: string;
+  expires_at: string;
+  last_seen_at: string;
+}
+
 export interface Database {
   accounts: AccountsTable;
   access_keys: AccessKeysTable;
@@ -223,6 +240,7 @@ export interface Database {
   logon_grants: LogonGrantsTable;
   audit_events: AuditEventsTable;
   audit_head: AuditHeadTable;
+  console_sessions: ConsoleSessionsTable;
   users: UsersTable;
   login_profiles: LoginProfilesTable;
   mfa_devices: MfaDevicesTable;

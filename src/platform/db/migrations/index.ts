@@ -8,6 +8,7 @@ import { migration0002 } from './0002-instances.js';
 import { migration0003 } from './0003-identity.js';
 import { migration0004 } from './0004-audit.js';
 import { migration0005 } from './0005-logon.js';
+import { migration0006 } from './0006-console.js';
 
 const MIGRATIONS: Record<string, Migration> = {
   '0001-initial': migration0001,
@@ -15,6 +16,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0003-identity': migration0003,
   '0004-audit': migration0004,
   '0005-logon': migration0005,
+  '0006-console': migration0006,
 };
 
 /** Kysely migration provider over the migrations compiled into Keyward (no directory scanning). */

@@ -1,0 +1,263 @@
+/**
+ * The web console's session API, `/console/api/*` (JSON in, JSON out, errors in the ECS error shape):
+ *   POST /console/api/sign-in    {userName, password, totpCode?} → session cookie + {CsrfToken, …}
+ *   GET  /console/api/session    who is signed in
+ *   POST /console/api/sign-out   (CSRF)
+ *   POST /console/api/terminal   (CSRF) {instanceId, osUser?, cols?, rows?} → a terminal ticket, after the
+ *                                same ecs-workbench:LoginInstance check as StartTerminalSession
+ * Every state change needs the session's CSRF token in `x-keyward-csrf`, and a browser's Origin (when
+ * sent) must be this server's own; the cookie is HttpOnly and SameSite=Strict (Secure under TLS). Sign-in
+ * is rate limited with lockout (sign-in-limiter.ts); every sign-in, success or failure, is audited.
+ */
+import { randomUUID } from 'node:crypto';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { AuditLog } from '../audit/index.js';
+import { arn, type Authorizer, type ConsoleSignIn, type RequestFacts } from '../identity/index.js';
+import {
+  checkTerminalSize,
+  parseOsUser,
+  TERMINAL_PATH,
+  TERMINAL_SUBPROTOCOL,
+  type LogonService,
+  type TerminalTickets,
+} from '../logon/index.js';
+import type { Clock } from '../platform/clock.js';
+import { AppError } from '../platform/errors.js';
+import {
+  CSRF_HEADER,
+  SESSION_COOKIE,
+  SESSION_LIFETIME_MS,
+  type ConsoleSession,
+  type ConsoleSessions,
+} from './console-sessions.js';
+import type { SignInLimiter } from './sign-in-limiter.js';
+
+const MAX_JSON_BYTES = 4096;
+
+export interface ConsoleRouteDeps {
+  readonly signIn: ConsoleSignIn;
+  readonly sessions: ConsoleSessions;
+  readonly limiter: SignInLimiter;
+  readonly authorizer: Authorizer;
+  readonly audit: AuditLog;
+  readonly clock: Clock;
+  readonly regionId: string;
+  readonly tls: boolean;
+  readonly logon?: { readonly service: LogonService; readonly tickets: TerminalTickets };
+}
+
+/** Parses a small JSON object body, refusing unknown fields and non-string values. */
+function jsonBody(request: FastifyRequest, fields: readonly string[]): Record<string, string | number> {
+  const raw = request.body;
+  const text = Buffer.isBuffer(raw) ? raw.toString('utf8') : '';
+  if (text.length > MAX_JSON_BYTES) throw new AppError('RequestTooLarge', 'The request body is too large.');
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text === '' ? '{}' : text);
+  } catch {
+    throw new AppError('InvalidParameter', 'The request body must be a JSON object.');
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new AppError('InvalidParameter', 'The request body must be a JSON object.');
+  }
+  const out: Record<string, string | number> = {};
+  for (const [k, v] of Object.entries(parsed)) {
+    if (!fields.includes(k))
+      throw new AppError('UnknownParameter', `The field "${k.slice(0, 40)}" is not taken here.`);
+    if (typeof v !== 'string' && typeof v !== 'number') {
+      throw new AppError('InvalidParameter', `The field "${k}" must be a string or a number.`);
+    }
+    out[k] = v;
+  }
+  return out;
+}
+
+function str(body: Record<string, string | number>, key: string, max: number): string | undefined {
+  const v = body[key];
+  if (v === undefined) return undefined;
+  if (typeof v !== 'string' || v.length > max) {
+    throw new AppError('InvalidParameter', `${key} must be a string of at most ${max} characters.`);
+  }
+  return v;
+}
+
+function cookie(request: FastifyRequest, name: string): string | undefined {
+  const header = request.headers.cookie;
+  if (header === undefined) return undefined;
+  for (const part of header.split(';')) {
+    const eq = part.indexOf('=');
+    if (eq !== -1 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
+  }
+  return undefined;
+}
+
+export function registerConsoleRoutes(app: FastifyInstance, deps: ConsoleRouteDeps): void {
+  const cookieAttributes = `Path=/; HttpOnly; SameSite=Strict${deps.tls ? '; Secure' : ''}`;
+
+  const checkOrigin = (request: FastifyRequest): void => {
+    const origin = request.headers.origin;
+    const expected = `${deps.tls ? 'https' : 'http'}://${request.headers.host ?? ''}`;
+    if (origin !== undefined && origin !== expected) {
+      throw new AppError('Console.CsrfRejected', 'The request comes from a page on another site.');
+    }
+  };
+  const sessionOf = async (request: FastifyRequest): Promise<ConsoleSession> => {
+    const session = await deps.sessions.find(cookie(request, SESSION_COOKIE));
+    if (session === undefined) {
+      throw new AppError(
+        'Console.NotSignedIn',
+        'Sign in to the console first; the session may have expired.',
+      );
+    }
+    return session;
+  };
+  const changing = async (request: FastifyRequest): Promise<ConsoleSession> => {
+    checkOrigin(request);
+    const session = await sessionOf(request);
+    const token = request.headers[CSRF_HEADER];
+    if (!deps.sessions.csrfMatches(session, typeof token === 'string' ? token : undefined)) {
+      throw new AppError(
+        'Console.CsrfRejected',
+        `Send the session's CSRF token in the ${CSRF_HEADER} header.`,
+      );
+    }
+    return session;
+  };
+  const facts = (request: FastifyRequest, session: ConsoleSession): RequestFacts => ({
+    sourceIp: request.ip,
+    secureTransport: deps.tls,
+    mfaPresent: session.mfaPresent,
+    currentTime: new Date(deps.clock.nowMs()),
+  });
+  const noStore = (reply: FastifyReply): FastifyReply => reply.header('cache-control', 'no-store');
+
+  app.post('/console/api/sign-in', async (request, reply) => {
+    checkOrigin(request);
+    const body = jsonBody(request, ['userName', 'password', 'totpCode']);
+    const userName = str(body, 'userName', 64) ?? '';
+    const password = str(body, 'password', 256) ?? '';
+    const totpCode = str(body, 'totpCode', 16);
+    const wait = deps.limiter.waitMs(userName, request.ip);
+    if (wait > 0) {
+      const seconds = Math.ceil(wait / 1000);
+      deps.audit.record({
+        type: 'console.signin.locked',
+        actor: `user/${userName.slice(0, 64) || '-'}`,
+        remoteAddress: request.ip,
+      });
+      throw new AppError(
+        'Console.SignInLocked',
+        `Too many failed sign-ins; try again in ${String(Math.ceil(seconds / 60))} minute(s).`,
+        { headers: { 'x-acs-retry-after': String(seconds) } },
+      );
+    }
+    const result = await deps.signIn.verifyConsoleSignIn(userName, password, totpCode);
+    if (!result.ok) {
+      if (result.reason === 'InvalidCredentials') deps.limiter.failed(userName, request.ip);
+      deps.audit.record({
+        type: 'console.signin.failed',
+        actor: `user/${userName.slice(0, 64) || '-'}`,
+        remoteAddress: request.ip,
+        detail: { reason: result.reason },
+      });
+      if (result.reason === 'MfaCodeRequired') {
+        throw new AppError(
+          'Console.MfaRequired',
+          'This user has MFA: enter the 6-digit code from the authenticator.',
+        );
+      }
+      throw new AppError('Console.InvalidCredentials', 'The user name or password is wrong.');
+    }
+    deps.limiter.succeeded(userName);
+    const session = await deps.sessions.create(result.principal, result.mfaPresent, request.ip);
+    deps.audit.record({
+      type: 'console.signin.success',
+      accountId: result.principal.accountId,
+      actor: `user/${result.principal.userName}`,
+      remoteAddress: request.ip,
+      detail: { mfaPresent: result.mfaPresent },
+    });
+    void noStore(reply).header(
+      'set-cookie',
+      `${SESSION_COOKIE}=${session.token}; ${cookieAttributes}; Max-Age=${String(SESSION_LIFETIME_MS / 1000)}`,
+    );
+    return {
+      UserName: result.principal.userName,
+      MfaPresent: result.mfaPresent,
+      CsrfToken: session.csrfToken,
+      ExpiresAt: session.expiresAt,
+    };
+  });
+
+  app.get('/console/api/session', async (request, reply) => {
+    const session = await sessionOf(request);
+    void noStore(reply);
+    return {
+      UserName: session.principal.userName,
+      MfaPresent: session.mfaPresent,
+      ExpiresAt: session.expiresAt,
+    };
+  });
+
+  app.post('/console/api/sign-out', async (request, reply) => {
+    const session = await changing(request);
+    await deps.sessions.end(session);
+    deps.audit.record({
+      type: 'console.signout',
+      accountId: session.principal.accountId,
+      actor: `user/${session.principal.userName}`,
+      remoteAddress: request.ip,
+    });
+    void noStore(reply).header('set-cookie', `${SESSION_COOKIE}=; ${cookieAttributes}; Max-Age=0`);
+    return { SignedOut: true };
+  });
+
+  const logon = deps.logon;
+  if (logon !== undefined) {
+    app.post('/console/api/terminal', async (request, reply) => {
+      const session = await changing(request);
+      const body = jsonBody(request, ['instanceId', 'osUser', 'cols', 'rows']);
+      const instanceId = str(body, 'instanceId', 64);
+      if (instanceId === undefined) throw new AppError('MissingParameter', 'instanceId is required.');
+      const osUser = parseOsUser(str(body, 'osUser', 64) ?? 'root');
+      const cols = typeof body['cols'] === 'number' ? body['cols'] : 80;
+      const rows = typeof body['rows'] === 'number' ? body['rows'] : 24;
+      checkTerminalSize(cols, rows);
+      const requestId = randomUUID().toUpperCase();
+      await deps.authorizer.authorize(
+        session.principal,
+        facts(request, session),
+        'ecs-workbench:LoginInstance',
+        [arn.workbench(deps.regionId, session.principal.accountId, instanceId)],
+        { 'ecs-workbench:LoginUser': osUser },
+        requestId,
+      );
+      const instance = await logon.service.instanceFor(
+        session.principal.accountId,
+        deps.regionId,
+        instanceId,
+      );
+      const sessionId = `ts-${randomUUID()}`;
+      const { ticket, expiresAtMs } = logon.tickets.issue({
+        sessionId,
+        accountId: session.principal.accountId,
+        regionId: deps.regionId,
+        instanceId: instance.id,
+        osUser,
+        caller: `user/${session.principal.userName}`,
+        requestId,
+        sourceIp: request.ip,
+        cols,
+        rows,
+      });
+      void noStore(reply);
+      return {
+        SessionId: sessionId,
+        WebSocketPath: TERMINAL_PATH,
+        Subprotocols: { Subprotocol: [TERMINAL_SUBPROTOCOL, `ticket.${ticket}`] },
+        TicketExpiresAt: new Date(expiresAtMs).toISOString(),
+        KeyLifetimeSeconds: logon.service.keyLifetimeSeconds,
+      };
+    });
+  }
+}

@@ -1,0 +1,106 @@
+/**
+ * Web console sessions: a random 256-bit token in an HttpOnly, SameSite=Strict cookie (Secure under TLS),
+ * and a second random token the page sends back in a header on every state change (CSRF). Only SHA-256
+ * digests of both are stored; lookups go by digest, so no secret is ever compared byte by byte, and a copy
+ * of the database signs no one in. A session ends at its absolute lifetime, after idling, or at sign-out.
+ */
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { Principal } from '../identity/index.js';
+import type { Clock } from '../platform/clock.js';
+import type { Db } from '../platform/db/database.js';
+
+export const SESSION_COOKIE = 'kw_session';
+export const CSRF_HEADER = 'x-keyward-csrf';
+export const SESSION_LIFETIME_MS = 12 * 60 * 60 * 1000;
+export const SESSION_IDLE_MS = 30 * 60 * 1000;
+/** last_seen_at is written at most this often per session. */
+const TOUCH_INTERVAL_MS = 60_000;
+
+const digest = (token: string): string => createHash('sha256').update(token).digest('hex');
+
+export interface ConsoleSession {
+  readonly principal: Extract<Principal, { kind: 'user' }>;
+  readonly mfaPresent: boolean;
+  readonly expiresAt: string;
+  readonly csrfDigest: string;
+  readonly sessionDigest: string;
+}
+
+export class ConsoleSessions {
+  readonly #db: Db;
+  readonly #clock: Clock;
+
+  constructor(deps: { db: Db; clock: Clock }) {
+    this.#db = deps.db;
+    this.#clock = deps.clock;
+  }
+
+  /** Starts a session; the tokens are returned once and only their digests kept. */
+  async create(
+    principal: Extract<Principal, { kind: 'user' }>,
+    mfaPresent: boolean,
+    sourceIp: string,
+  ): Promise<{ token: string; csrfToken: string; expiresAt: string }> {
+    const token = `kws_${randomBytes(32).toString('base64url')}`;
+    const csrfToken = randomBytes(32).toString('base64url');
+    const now = this.#clock.nowMs();
+    const expiresAt = new Date(now + SESSION_LIFETIME_MS).toISOString();
+    await this.#db
+      .insertInto('console_sessions')
+      .values({
+        digest: digest(token),
+        csrf_digest: digest(csrfToken),
+        account_id: principal.accountId,
+        user_id: principal.userId,
+        user_name: principal.userName,
+        mfa_present: mfaPresent ? 1 : 0,
+        source_ip: sourceIp,
+        created_at: new Date(now).toISOString(),
+        expires_at: expiresAt,
+        last_seen_at: new Date(now).toISOString(),
+      })
+      .execute();
+    return { token, csrfToken, expiresAt };
+  }
+
+  /** The live session for a cookie token, or undefined (unknown, expired or idle too long: then removed). */
+  async find(token: string | undefined): Promise<ConsoleSession | undefined> {
+    if (token === undefined || !token.startsWith('kws_') || token.length > 100) return undefined;
+    const key = digest(token);
+    const row = await this.#db
+      .selectFrom('console_sessions')
+      .selectAll()
+      .where('digest', '=', key)
+      .executeTakeFirst();
+    if (row === undefined) return undefined;
+    const now = this.#clock.nowMs();
+    if (Date.parse(row.expires_at) <= now || Date.parse(row.last_seen_at) + SESSION_IDLE_MS <= now) {
+      await this.#db.deleteFrom('console_sessions').where('digest', '=', key).execute();
+      return undefined;
+    }
+    if (Date.parse(row.last_seen_at) + TOUCH_INTERVAL_MS <= now) {
+      await this.#db
+        .updateTable('console_sessions')
+        .set({ last_seen_at: new Date(now).toISOString() })
+        .where('digest', '=', key)
+        .execute();
+    }
+    return {
+      principal: { kind: 'user', accountId: row.account_id, userId: row.user_id, userName: row.user_name },
+      mfaPresent: row.mfa_present === 1,
+      expiresAt: row.expires_at,
+      csrfDigest: row.csrf_digest,
+      sessionDigest: key,
+    };
+  }
+
+  /** Whether `csrfToken` is the session's (compared as digests, in constant time). */
+  csrfMatches(session: ConsoleSession, csrfToken: string | undefined): boolean {
+    if (csrfToken === undefined || csrfToken.length > 100) return false;
+    return timingSafeEqual(Buffer.from(digest(csrfToken), 'hex'), Buffer.from(session.csrfDigest, 'hex'));
+  }
+
+  async end(session: ConsoleSession): Promise<void> {
+    await this.#db.deleteFrom('console_sessions').where('digest', '=', session.sessionDigest).execute();
+  }
+}
