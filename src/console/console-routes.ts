@@ -5,6 +5,8 @@
  *   POST /console/api/sign-out   (CSRF)
  *   POST /console/api/terminal   (CSRF) {instanceId, osUser?, cols?, rows?} → a terminal ticket, after the
  *                                same ecs-workbench:LoginInstance check as StartTerminalSession
+ *   POST /console/api/call/NAME  (CSRF) {Param: "value", …} → the API action NAME run as the signed-in user:
+ *                                the same parameters, policy checks, audit and response body as the API
  * Every state change needs the session's CSRF token in `x-keyward-csrf`, and a browser's Origin (when
  * sent) must be this server's own; the cookie is HttpOnly and SameSite=Strict (Secure under TLS). Sign-in
  * is rate limited with lockout (sign-in-limiter.ts); every sign-in, success or failure, is audited.
@@ -30,6 +32,7 @@ import {
   type ConsoleSession,
   type ConsoleSessions,
 } from './console-sessions.js';
+import type { RpcDispatcher } from '../rpc/rpc-dispatcher.js';
 import type { SignInLimiter } from './sign-in-limiter.js';
 
 const MAX_JSON_BYTES = 4096;
@@ -44,6 +47,40 @@ export interface ConsoleRouteDeps {
   readonly regionId: string;
   readonly tls: boolean;
   readonly logon?: { readonly service: LogonService; readonly tickets: TerminalTickets };
+  readonly dispatcher: RpcDispatcher;
+}
+
+/** Largest console API call body (an imported public key or a policy document fits many times over). */
+const MAX_CALL_BYTES = 64 * 1024;
+const ACTION_NAME = /^[A-Z][A-Za-z0-9]{1,63}$/;
+const PARAM_NAME = /^[A-Za-z][A-Za-z0-9.]{0,127}$/;
+const MAX_CALL_PARAMS = 200;
+
+/** Parses an action call's body: a flat JSON object of parameter names to string values. */
+function callParams(request: FastifyRequest): Array<[string, string]> {
+  const raw = request.body;
+  const text = Buffer.isBuffer(raw) ? raw.toString('utf8') : '';
+  if (text.length > MAX_CALL_BYTES) throw new AppError('RequestTooLarge', 'The request body is too large.');
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text === '' ? '{}' : text);
+  } catch {
+    throw new AppError('InvalidParameter', 'The request body must be a JSON object.');
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new AppError('InvalidParameter', 'The request body must be a JSON object.');
+  }
+  const entries = Object.entries(parsed);
+  if (entries.length > MAX_CALL_PARAMS) {
+    throw new AppError('InvalidParameter', `At most ${MAX_CALL_PARAMS} parameters are taken.`);
+  }
+  return entries.map(([k, v]) => {
+    if (!PARAM_NAME.test(k)) {
+      throw new AppError('InvalidParameter', `${JSON.stringify(k.slice(0, 40))} is not a parameter name.`);
+    }
+    if (typeof v !== 'string') throw new AppError('InvalidParameter', `The parameter ${k} must be a string.`);
+    return [k, v];
+  });
 }
 
 /** Parses a small JSON object body, refusing unknown fields and non-string values. */
@@ -186,6 +223,7 @@ export function registerConsoleRoutes(app: FastifyInstance, deps: ConsoleRouteDe
       MfaPresent: result.mfaPresent,
       CsrfToken: session.csrfToken,
       ExpiresAt: session.expiresAt,
+      RegionId: deps.regionId,
     };
   });
 
@@ -195,7 +233,9 @@ export function registerConsoleRoutes(app: FastifyInstance, deps: ConsoleRouteDe
     return {
       UserName: session.principal.userName,
       MfaPresent: session.mfaPresent,
+      CsrfToken: session.csrfToken,
       ExpiresAt: session.expiresAt,
+      RegionId: deps.regionId,
     };
   });
 
@@ -210,6 +250,26 @@ export function registerConsoleRoutes(app: FastifyInstance, deps: ConsoleRouteDe
     });
     void noStore(reply).header('set-cookie', `${SESSION_COOKIE}=; ${cookieAttributes}; Max-Age=0`);
     return { SignedOut: true };
+  });
+
+  app.post<{ Params: { action: string } }>('/console/api/call/:action', async (request, reply) => {
+    const session = await changing(request);
+    const name = request.params.action;
+    if (!ACTION_NAME.test(name)) {
+      throw new AppError('InvalidAction.NotFound', 'The action name is not valid.');
+    }
+    const params = callParams(request);
+    const result = await deps.dispatcher.runAs(
+      name,
+      params,
+      { principal: session.principal },
+      facts(request, session),
+      request.id,
+    );
+    request.rpcAction = result.action;
+    request.rpcAccessKeyId = result.accessKeyId;
+    void noStore(reply);
+    return result.body;
   });
 
   const logon = deps.logon;

@@ -1,10 +1,12 @@
 /**
  * Web console sessions: a random 256-bit token in an HttpOnly, SameSite=Strict cookie (Secure under TLS),
- * and a second random token the page sends back in a header on every state change (CSRF). Only SHA-256
- * digests of both are stored; lookups go by digest, so no secret is ever compared byte by byte, and a copy
- * of the database signs no one in. A session ends at its absolute lifetime, after idling, or at sign-out.
+ * and a CSRF token the page sends back in a header on every state change. The CSRF token is an HMAC of the
+ * session token (keyed by it), so a reloaded page can ask for it again (GET /console/api/session, readable
+ * only by this origin) while another site, which cannot read the cookie, cannot compute it. Only SHA-256
+ * digests are stored; lookups go by digest, so no secret is ever compared byte by byte, and a copy of the
+ * database signs no one in. A session ends at its absolute lifetime, after idling, or at sign-out.
  */
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Principal } from '../identity/index.js';
 import type { Clock } from '../platform/clock.js';
 import type { Db } from '../platform/db/database.js';
@@ -17,6 +19,8 @@ export const SESSION_IDLE_MS = 30 * 60 * 1000;
 const TOUCH_INTERVAL_MS = 60_000;
 
 const digest = (token: string): string => createHash('sha256').update(token).digest('hex');
+const csrfFor = (sessionToken: string): string =>
+  createHmac('sha256', sessionToken).update('keyward-console-csrf-v1').digest('base64url');
 
 export interface ConsoleSession {
   readonly principal: Extract<Principal, { kind: 'user' }>;
@@ -24,6 +28,8 @@ export interface ConsoleSession {
   readonly expiresAt: string;
   readonly csrfDigest: string;
   readonly sessionDigest: string;
+  /** The CSRF token the page must send back (derived from the cookie; never stored). */
+  readonly csrfToken: string;
 }
 
 export class ConsoleSessions {
@@ -42,7 +48,7 @@ export class ConsoleSessions {
     sourceIp: string,
   ): Promise<{ token: string; csrfToken: string; expiresAt: string }> {
     const token = `kws_${randomBytes(32).toString('base64url')}`;
-    const csrfToken = randomBytes(32).toString('base64url');
+    const csrfToken = csrfFor(token);
     const now = this.#clock.nowMs();
     const expiresAt = new Date(now + SESSION_LIFETIME_MS).toISOString();
     await this.#db
@@ -91,6 +97,7 @@ export class ConsoleSessions {
       expiresAt: row.expires_at,
       csrfDigest: row.csrf_digest,
       sessionDigest: key,
+      csrfToken: csrfFor(token),
     };
   }
 

@@ -1,4 +1,10 @@
-/** The web console's server side: sessions, sign-in limiting, and its JSON API. */
+/** The web console's server side: sessions, sign-in limiting, its JSON API, and its page and bundles. */
+export {
+  CONTENT_SECURITY_POLICY,
+  ConsoleAssets,
+  DEFAULT_ASSET_DIR,
+  registerConsoleAssets,
+} from './console-assets.js';
 export { registerConsoleRoutes, type ConsoleRouteDeps } from './console-routes.js';
 export {
   ConsoleSessions,

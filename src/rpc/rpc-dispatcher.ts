@@ -7,7 +7,7 @@
  * a handler that returns without having called it is our bug, and its result is never sent (plain Error,
  * so a 500 with the detail in the log).
  */
-import type { Authorizer, ConditionKeys, RequestFacts } from '../identity/index.js';
+import type { Authorizer, ConditionKeys, Principal, RequestFacts } from '../identity/index.js';
 import type { Clock } from '../platform/clock.js';
 import { AppError } from '../platform/errors.js';
 import type { RequestAuthenticator } from './authenticate.js';
@@ -36,6 +36,9 @@ const V1_ENVELOPE_PARAMS: ReadonlySet<string> = new Set([
 const ECS_OWNER_PARAMS = ['OwnerId', 'OwnerAccount', 'ResourceOwnerId', 'ResourceOwnerAccount'] as const;
 const ACS3_ENVELOPE_PARAMS: ReadonlySet<string> = new Set(ECS_OWNER_PARAMS);
 const V1_AND_OWNER_PARAMS: ReadonlySet<string> = new Set([...V1_ENVELOPE_PARAMS, ...ECS_OWNER_PARAMS]);
+
+/** Stands in for the access key in audit records of calls made from the web console. */
+export const CONSOLE_CALLER = 'console-session';
 
 export interface RpcResult {
   readonly action: string;
@@ -108,19 +111,60 @@ export class RpcDispatcher {
         )}.`,
       );
     }
-    const reader = new ParamReader(params, v1 ? V1_AND_OWNER_PARAMS : ACS3_ENVELOPE_PARAMS);
     const requestFacts: RequestFacts = {
       sourceIp: transport.sourceIp,
       secureTransport: transport.secureTransport,
       mfaPresent: false,
       currentTime: new Date(this.#clock.nowMs()),
     };
+    const reader = new ParamReader(params, v1 ? V1_AND_OWNER_PARAMS : ACS3_ENVELOPE_PARAMS);
+    const body = await this.#run(action, reader, { accountId, accessKeyId, principal }, requestFacts, requestId);
+    return { action: action.name, accessKeyId, body: { RequestId: requestId, ...body } };
+  }
+
+  /**
+   * Runs an action for a caller authenticated some other way (the web console's session): same parameter
+   * reading, same policy checks, same fail-closed rule. `facts` says what the session proved (MFA).
+   */
+  async runAs(
+    actionName: string,
+    params: ReadonlyArray<readonly [string, string]>,
+    caller: { readonly principal: Principal },
+    facts: RequestFacts,
+    requestId: string,
+  ): Promise<RpcResult> {
+    const action = this.#actions.get(actionName);
+    if (action === undefined) {
+      throw new AppError(
+        'InvalidAction.NotFound',
+        `The action ${JSON.stringify(actionName.slice(0, 64))} does not exist.`,
+      );
+    }
+    const reader = new ParamReader(params, new Set<string>());
+    const body = await this.#run(
+      action,
+      reader,
+      { accountId: caller.principal.accountId, accessKeyId: CONSOLE_CALLER, principal: caller.principal },
+      facts,
+      requestId,
+    );
+    return { action: action.name, accessKeyId: CONSOLE_CALLER, body: { RequestId: requestId, ...body } };
+  }
+
+  async #run(
+    action: RpcAction,
+    reader: ParamReader,
+    caller: { readonly accountId: string; readonly accessKeyId: string; readonly principal: Principal },
+    requestFacts: RequestFacts,
+    requestId: string,
+  ): Promise<Record<string, unknown>> {
+    const { principal } = caller;
     let authorized = false;
     const authorizer = this.#authorizer;
     const body = await action.handle(reader, {
       requestId,
-      accountId,
-      accessKeyId,
+      accountId: caller.accountId,
+      accessKeyId: caller.accessKeyId,
       principal,
       requestFacts,
       async authorize(name: string, resources: readonly string[], conditionKeys?: ConditionKeys) {
@@ -133,6 +177,6 @@ export class RpcDispatcher {
         `RPC action ${action.name} returned without calling ctx.authorize; its result is withheld`,
       );
     }
-    return { action: action.name, accessKeyId, body: { RequestId: requestId, ...body } };
+    return body;
   }
 }

@@ -38,7 +38,13 @@ import { keyPairActions } from '../../rpc/actions/key-pair-actions.js';
 import { logonActions } from '../../rpc/actions/logon-actions.js';
 import { auditActions } from '../../rpc/actions/audit-actions.js';
 import type { AuditLog } from '../../audit/index.js';
-import { registerConsoleRoutes, SignInLimiter, type ConsoleSessions } from '../../console/index.js';
+import {
+  registerConsoleAssets,
+  registerConsoleRoutes,
+  SignInLimiter,
+  type ConsoleAssets,
+  type ConsoleSessions,
+} from '../../console/index.js';
 import { decisionAuditEvent } from './audit-sinks.js';
 import { ramPolicyActions } from '../../rpc/actions/ram-policy-actions.js';
 import { ramUserActions } from '../../rpc/actions/ram-user-actions.js';
@@ -78,7 +84,12 @@ export interface ServerDeps {
     readonly gateway: AgentGateway;
   };
   /** The web console's session API (sign-in, CSRF, terminal tickets). */
-  readonly console?: { readonly sessions: ConsoleSessions; readonly signIn: ConsoleSignIn };
+  readonly console?: {
+    readonly sessions: ConsoleSessions;
+    readonly signIn: ConsoleSignIn;
+    /** The built page and bundles; without them only the console's JSON API is served. */
+    readonly assets?: ConsoleAssets;
+  };
   /** Password-free logon: its RPC actions and the terminal WebSocket (needs `instances`). */
   readonly logon?: {
     readonly service: LogonService;
@@ -221,11 +232,13 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
       clock: deps.clock,
       regionId: [...deps.regions][0] ?? 'local',
       tls: deps.tls !== undefined,
+      dispatcher,
       ...(deps.logon !== undefined && {
         logon: { service: deps.logon.service, tickets: deps.logon.tickets },
       }),
     });
   }
+  if (deps.console?.assets !== undefined) registerConsoleAssets(app, deps.console.assets);
   registerRpcRoutes(app, dispatcher);
   if (instances !== undefined) {
     registerEnrollRoute(app, instances.enrollment);

@@ -25,7 +25,7 @@ import { SecretBox } from '../../platform/crypto/secret-box.js';
 import { openDatabase, type Db } from '../../platform/db/database.js';
 import { NonceCache } from '../../rpc/signature/nonce-cache.js';
 import { AuditLog } from '../../audit/index.js';
-import { ConsoleSessions } from '../../console/index.js';
+import { ConsoleAssets, ConsoleSessions } from '../../console/index.js';
 import { instanceSink, logonSink } from './audit-sinks.js';
 import { buildServer } from './build-server.js';
 import {
@@ -153,6 +153,7 @@ export async function startServer(
       audit: auditLog,
       console: {
         sessions: new ConsoleSessions({ db, clock }),
+        assets: new ConsoleAssets(),
         signIn: new ConsoleSignIn({ users, mfa, accountId: () => accessKeys.findAccountId() }),
       },
       clock,

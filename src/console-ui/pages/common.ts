@@ -1,0 +1,92 @@
+/** Pieces every page uses: the page frame, error boxes, tag lists, and the shapes of API answers. */
+import { ApiError } from '../api.js';
+import { h, type Child } from '../dom.js';
+
+export interface Tag {
+  readonly TagKey: string;
+  readonly TagValue: string;
+}
+
+export interface KeyPair {
+  readonly KeyPairName: string;
+  readonly KeyPairFingerPrint: string;
+  readonly CreationTime: string;
+  readonly PublicKey?: string;
+  readonly Tags: { readonly Tag: readonly Tag[] };
+}
+
+export interface Instance {
+  readonly InstanceId: string;
+  readonly InstanceName: string;
+  readonly HostName: string;
+  readonly OSName: string;
+  readonly Status: string;
+  readonly KeyPairName: string;
+  readonly CreationTime: string;
+  readonly InnerIpAddress: { readonly IpAddress: readonly string[] };
+  readonly Tags: { readonly Tag: readonly Tag[] };
+  readonly KeywardAgent: {
+    readonly AgentVersion: string;
+    readonly LastSeenTime: string;
+    readonly SshAddress: string;
+    readonly LoginUser: string;
+    readonly OSVersion: string;
+    readonly Kernel: string;
+    readonly HostKeys: { readonly HostKey: ReadonlyArray<{ Type: string; PublicKey: string; FingerprintSha256: string }> };
+    readonly Binding: { readonly KeyPairName: string; readonly State: string; readonly ErrorCode: string; readonly ErrorMessage: string };
+  };
+}
+
+/** A page's frame: a heading, an optional toolbar, and the content. */
+export function page(title: string, toolbar: Child[], ...content: Child[]): HTMLElement {
+  document.title = `${title} · Keyward console`;
+  return h(
+    'section',
+    { class: 'page', 'aria-labelledby': 'page-title' },
+    h('div', { class: 'page-head' }, h('h1', { id: 'page-title' }, title), h('div', { class: 'toolbar' }, ...toolbar)),
+    ...content,
+  );
+}
+
+/** What an error says to a person: the server's message, and its code for a support ticket. */
+export function errorText(err: unknown): string {
+  if (err instanceof ApiError) return `${err.message} (${err.code})`;
+  return err instanceof Error ? err.message : String(err);
+}
+
+export function errorBox(err: unknown): HTMLElement {
+  const denied = err instanceof ApiError && (err.code === 'Forbidden.RAM' || err.status === 403);
+  return h(
+    'div',
+    { class: denied ? 'alert denied' : 'alert error', role: 'alert' },
+    denied ? h('strong', {}, 'Not allowed. ') : null,
+    errorText(err),
+  );
+}
+
+export function tagList(tags: readonly Tag[]): Child {
+  if (tags.length === 0) return h('span', { class: 'muted' }, '—');
+  return h('ul', { class: 'tags' }, ...tags.map((t) => h('li', {}, t.TagValue === '' ? t.TagKey : `${t.TagKey}=${t.TagValue}`)));
+}
+
+export function statusBadge(status: string): HTMLElement {
+  return h('span', { class: `badge ${status.toLowerCase()}` }, status);
+}
+
+export function button(label: string, onClick: (ev: Event) => void, kind = ''): HTMLButtonElement {
+  return h('button', { type: 'button', class: kind, on: { click: onClick } }, label);
+}
+
+/** Disables a form's controls while `work` runs, so a double click does not send twice. */
+export async function busy<T>(form: HTMLElement, work: () => Promise<T>): Promise<T> {
+  const controls = [...form.querySelectorAll('button, input, select, textarea')] as HTMLButtonElement[];
+  const before = controls.map((c) => c.disabled);
+  controls.forEach((c) => (c.disabled = true));
+  form.setAttribute('aria-busy', 'true');
+  try {
+    return await work();
+  } finally {
+    controls.forEach((c, i) => (c.disabled = before[i] ?? false));
+    form.removeAttribute('aria-busy');
+  }
+}

@@ -1,0 +1,134 @@
+/**
+ * Instances: the list (status refreshed every 5 seconds while shown), one instance's detail with its host
+ * key fingerprints, and Connect with the OS user to log on as.
+ */
+import { call, callAllPages } from '../api.js';
+import { field, h, replace, table, when } from '../dom.js';
+import { region } from '../session.js';
+import { errorBox, page, statusBadge, tagList, type Instance } from './common.js';
+
+const POLL_MS = 5000;
+
+function address(i: Instance): string {
+  return i.KeywardAgent.SshAddress || i.InnerIpAddress.IpAddress[0] || '—';
+}
+
+function connectHref(id: string, osUser: string): string {
+  return `#/terminal/${encodeURIComponent(id)}/${encodeURIComponent(osUser)}`;
+}
+
+/** Runs `tick` now and every POLL_MS while `el` is in the document. */
+function poll(el: HTMLElement, tick: () => Promise<void>): void {
+  const loop = async (): Promise<void> => {
+    if (!el.isConnected) return;
+    await tick();
+    if (el.isConnected) window.setTimeout(() => void loop(), POLL_MS);
+  };
+  void loop();
+}
+
+export function instancesPage(root: HTMLElement): void {
+  const list = h('div', { class: 'list', 'aria-live': 'polite' }, h('p', { class: 'loading' }, 'Loading instances…'));
+  const updated = h('span', { class: 'muted small' });
+  replace(root, page('Instances', [updated], list));
+  poll(list, async () => {
+    try {
+      const all = await callAllPages<Instance>('DescribeInstances', { RegionId: region() }, (r) =>
+        [...((r['Instances'] as { Instance: Instance[] } | undefined)?.Instance ?? [])],
+      );
+      const rows = all.map((i) =>
+        h(
+          'tr',
+          { 'data-instance': i.InstanceId },
+          h('th', { scope: 'row' }, h('a', { href: `#/instances/${i.InstanceId}` }, i.InstanceName || i.InstanceId), h('div', { class: 'muted small mono' }, i.InstanceId)),
+          h('td', {}, statusBadge(i.Status)),
+          h('td', {}, i.OSName || '—'),
+          h('td', { class: 'mono' }, address(i)),
+          h('td', {}, i.KeyPairName === '' ? h('span', { class: 'muted' }, 'none') : i.KeyPairName),
+          h('td', {}, tagList(i.Tags.Tag)),
+          h('td', { class: 'row-actions' }, h('a', { class: 'button primary', href: connectHref(i.InstanceId, 'root'), 'aria-label': `Connect to ${i.InstanceName || i.InstanceId} as root` }, 'Connect')),
+        ),
+      );
+      replace(
+        list,
+        table('Instances', ['Instance', 'Status', 'OS', 'Address', 'Key pair', 'Tags', ''], rows, 'No instances yet. Install the Keyward agent on a host and enroll it with a token (keyward instance enroll-token).'),
+      );
+      updated.textContent = `Updated ${new Date().toLocaleTimeString()}`;
+    } catch (err) {
+      replace(list, errorBox(err));
+    }
+  });
+}
+
+export function instancePage(root: HTMLElement, id: string): void {
+  const body = h('div', { 'aria-live': 'polite' }, h('p', { class: 'loading' }, 'Loading the instance…'));
+  replace(root, page(id, [h('a', { href: '#/instances' }, '← All instances')], body));
+  let osUserValue = 'root';
+  poll(body, async () => {
+    try {
+      const res = await call<{ Instances: { Instance: Instance[] } }>('DescribeInstances', { RegionId: region(), InstanceIds: JSON.stringify([id]) });
+      const i = res.Instances.Instance[0];
+      if (i === undefined) {
+        replace(body, h('div', { class: 'alert error', role: 'alert' }, `There is no instance ${id} in this region.`));
+        return;
+      }
+      document.getElementById('page-title')?.replaceChildren(i.InstanceName || i.InstanceId);
+      const a = i.KeywardAgent;
+      if (body.querySelector('form') !== null) {
+        // Keep the Connect form (and what is typed in it); refresh only the facts.
+        body.querySelector('.facts')?.replaceWith(facts(i));
+        return;
+      }
+      const osUser = h('input', { name: 'osUser', value: osUserValue, required: true, maxlength: 32, autocomplete: 'off', pattern: '[a-z_][a-z0-9_.-]*' });
+      osUser.addEventListener('input', () => (osUserValue = osUser.value));
+      const form = h(
+        'form',
+        { class: 'connect' },
+        field('Log on as (OS user)', osUser),
+        h('button', { type: 'submit', class: 'primary' }, 'Connect'),
+      );
+      form.addEventListener('submit', (ev) => {
+        ev.preventDefault();
+        location.hash = connectHref(i.InstanceId, osUser.value.trim() || 'root');
+      });
+      replace(
+        body,
+        form,
+        facts(i),
+        h('h2', {}, 'Host keys'),
+        table(
+          'Host keys',
+          ['Type', 'SHA256 fingerprint'],
+          a.HostKeys.HostKey.map((k) => h('tr', {}, h('td', {}, k.Type), h('td', { class: 'mono' }, k.FingerprintSha256))),
+          'The agent reported no host keys.',
+        ),
+      );
+    } catch (err) {
+      replace(body, errorBox(err));
+    }
+  });
+}
+
+function facts(i: Instance): HTMLElement {
+  const a = i.KeywardAgent;
+  const rows: Array<[string, Node | string]> = [
+    ['Instance ID', i.InstanceId],
+    ['Status', statusBadge(i.Status)],
+    ['Host name', i.HostName || '—'],
+    ['OS', `${i.OSName} ${a.OSVersion}`.trim() || '—'],
+    ['Kernel', a.Kernel || '—'],
+    ['SSH address', address(i)],
+    ['Addresses', i.InnerIpAddress.IpAddress.join(', ') || '—'],
+    ['Key pair', i.KeyPairName || 'none (password logins allowed)'],
+    ['Binding', a.Binding.State + (a.Binding.ErrorMessage === '' ? '' : `: ${a.Binding.ErrorMessage}`)],
+    ['Agent', `${a.AgentVersion}, last seen ${when(a.LastSeenTime)}`],
+    ['Enrolled', when(i.CreationTime)],
+  ];
+  const dl = h('dl', { class: 'facts' });
+  for (const [k, v] of rows) dl.append(h('dt', {}, k), h('dd', {}, v));
+  const tags = h('dd', {});
+  replace(tags, tagList(i.Tags.Tag));
+  dl.append(h('dt', {}, 'Tags'), tags);
+  return dl;
+}
+
