@@ -39,7 +39,7 @@ function shell(): HTMLElement {
     h(
       'header',
       { class: 'topbar' },
-      h('a', { class: 'brand', href: '#/instances' }, h('span', { class: 'logo', 'aria-hidden': 'true' }, '⚿'), 'Keyward'),
+      h('a', { class: 'brand', href: '#/instances' }, h('span', { class: 'logo', 'aria-hidden': 'true' }, 'K'), 'Keyward'),
       h('nav', { 'aria-label': 'Console' }, h('ul', {}, ...NAV.map(([href, label]) => h('li', {}, h('a', { href }, label))))),
       h('div', { class: 'who' }, h('span', { class: 'user', title: `Session ends ${new Date(session().ExpiresAt).toLocaleString()}` }, session().UserName), signOut),
     ),
@@ -52,6 +52,7 @@ function shell(): HTMLElement {
 function route(): void {
   cleanup?.();
   cleanup = undefined;
+  for (const d of document.querySelectorAll('dialog')) d.close();
   const main = document.getElementById('main') ?? shell();
   const parts = location.hash.replace(/^#\/?/, '').split('/').map(decodeURIComponent);
   const [top = '', id, user] = parts;

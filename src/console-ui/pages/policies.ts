@@ -112,7 +112,7 @@ export function policiesPage(root: HTMLElement): void {
   const list = h('div', { class: 'list', 'aria-live': 'polite' }, h('p', { class: 'loading' }, 'Loading policies…'));
   const refresh = async (): Promise<void> => {
     try {
-      const res = await call<{ Policies: { Policy: Policy[] } }>('ListPolicies', { MaxItems: '1000' });
+      const res = await call<{ Policies: { Policy: Policy[] } }>('ListPolicies');
       const rows = res.Policies.Policy.map((p) =>
         h(
           'tr',

@@ -15,7 +15,7 @@ export function signInPage(root: HTMLElement, notice: string | undefined, done: 
   const form = h(
     'form',
     { class: 'form sign-in', novalidate: true, 'aria-labelledby': 'page-title' },
-    h('div', { class: 'brand big' }, h('span', { class: 'logo', 'aria-hidden': 'true' }, '⚿'), 'Keyward'),
+    h('div', { class: 'brand big' }, h('span', { class: 'logo', 'aria-hidden': 'true' }, 'K'), 'Keyward'),
     h('h1', { id: 'page-title' }, 'Sign in to the console'),
     notice === undefined ? null : h('div', { class: 'alert info', role: 'status' }, notice),
     formError,

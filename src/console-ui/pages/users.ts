@@ -62,7 +62,7 @@ export function usersPage(root: HTMLElement): void {
     try {
       const [users, pol] = await Promise.all([
         call<{ Users: { User: User[] } }>('ListUsers', { MaxItems: '1000' }),
-        call<{ Policies: { Policy: Policy[] } }>('ListPolicies', { MaxItems: '1000' }).catch(() => ({ Policies: { Policy: [] as Policy[] } })),
+        call<{ Policies: { Policy: Policy[] } }>('ListPolicies').catch(() => ({ Policies: { Policy: [] as Policy[] } })),
       ]);
       policies = pol.Policies.Policy;
       const attached = await Promise.all(
