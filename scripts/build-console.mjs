@@ -12,12 +12,22 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const src = join(root, 'src', 'console-ui');
 const out = join(root, 'dist', 'console-ui');
 
-execFileSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(src, 'tsconfig.json')], {
-  stdio: 'inherit',
-});
+execFileSync(
+  process.execPath,
+  [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(src, 'tsconfig.json')],
+  {
+    stdio: 'inherit',
+  },
+);
 rmSync(out, { recursive: true, force: true });
 mkdirSync(out, { recursive: true });
-const common = { bundle: true, minify: true, legalComments: 'eof', logLevel: 'warning', target: ['chrome110', 'firefox115', 'safari16'] };
+const common = {
+  bundle: true,
+  minify: true,
+  legalComments: 'eof',
+  logLevel: 'warning',
+  target: ['chrome110', 'firefox115', 'safari16'],
+};
 await build({ ...common, entryPoints: [join(src, 'main.ts')], outfile: join(out, 'app.js'), format: 'esm' });
 await build({ ...common, entryPoints: [join(src, 'console.css')], outfile: join(out, 'app.css') });
 copyFileSync(join(src, 'index.html'), join(out, 'index.html'));

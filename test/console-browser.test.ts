@@ -20,7 +20,14 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { RpcClient } from '../src/client/index.js';
 import { ed25519PublicKeyLine } from '../src/keypairs/openssh-private-key.js';
 import { launchChromium, screenshot } from './helpers/browser.js';
-import { BIN, baseEnv, makeTempDir, removeDir, startChildServer, type ChildServer } from './helpers/server.js';
+import {
+  BIN,
+  baseEnv,
+  makeTempDir,
+  removeDir,
+  startChildServer,
+  type ChildServer,
+} from './helpers/server.js';
 import {
   agentArgs,
   createThrowawayUser,
@@ -147,7 +154,8 @@ async function waitForTerminal(p: Page, text: string, timeoutMs = 20_000): Promi
   for (;;) {
     const shown = await terminalText(p);
     if (shown.includes(text)) return shown;
-    if (Date.now() > deadline) throw new Error(`the terminal never showed ${JSON.stringify(text)}:\n${shown}`);
+    if (Date.now() > deadline)
+      throw new Error(`the terminal never showed ${JSON.stringify(text)}:\n${shown}`);
     await sleep(50);
   }
 }
@@ -255,12 +263,18 @@ test('key pairs: attach to the instance; delete is refused with the reason while
   await row.getByRole('button', { name: 'Attach…' }).click();
   await page.getByLabel('Instance').selectOption(instanceId);
   await page.getByRole('button', { name: 'Attach', exact: true }).click();
-  await page.getByRole('status').filter({ hasText: `Key pair laptop attached to ${instanceId}.` }).waitFor();
+  await page
+    .getByRole('status')
+    .filter({ hasText: `Key pair laptop attached to ${instanceId}.` })
+    .waitFor();
   await row.locator(`a[href="#/instances/${instanceId}"]`).waitFor();
-  const res = await rpc.call<{ Instances: { Instance: Array<{ KeyPairName: string }> } }>('DescribeInstances', {
-    RegionId: 'local',
-    InstanceIds: JSON.stringify([instanceId]),
-  });
+  const res = await rpc.call<{ Instances: { Instance: Array<{ KeyPairName: string }> } }>(
+    'DescribeInstances',
+    {
+      RegionId: 'local',
+      InstanceIds: JSON.stringify([instanceId]),
+    },
+  );
   assert.equal(res.Instances.Instance[0]?.KeyPairName, 'laptop');
   await screenshot(page, '02-key-pairs');
   await row.getByRole('button', { name: 'Delete…' }).click();
@@ -300,7 +314,9 @@ test('Connect: a terminal in the page runs a command; the one-time key runs out 
   await waitForTerminal(page, 'console-42');
   await screenshot(page, '07-terminal');
   // Past the key's lifetime: the countdown says so, the key's grant is gone, the shell still answers.
-  await page.locator('[data-countdown="key"][data-expired="true"]').waitFor({ timeout: (LIFETIME_SECONDS + 5) * 1000 });
+  await page
+    .locator('[data-countdown="key"][data-expired="true"]')
+    .waitFor({ timeout: (LIFETIME_SECONDS + 5) * 1000 });
   assert.match(await keyClock.innerText(), /One-time key destroyed; the session stays open/);
   const grants = await rpc.call<{
     Grants: { Grant: Array<{ InstanceId: string; Caller: string; DestroyedAt: string | null }> };
@@ -363,7 +379,9 @@ test('users, policies and the audit log: create a user, a policy with an inline 
   await page.getByRole('button', { name: 'Create policy' }).click();
   await page.getByLabel('Name', { exact: true }).fill('LogonOnly');
   const doc = page.getByLabel('Policy document (JSON)');
-  await doc.fill('{"Version": "1", "Statement": [{"Effect": "Allow", "Action": "ecs-workbench:LoginInstance"}]}');
+  await doc.fill(
+    '{"Version": "1", "Statement": [{"Effect": "Allow", "Action": "ecs-workbench:LoginInstance"}]}',
+  );
   await page.getByRole('button', { name: 'Create', exact: true }).click();
   await page.locator('textarea[aria-invalid="true"]').waitFor();
   const fieldError = page.locator('.field-error:not([hidden])');
@@ -404,7 +422,10 @@ test('CSRF and Origin: a page on another origin cannot act with the session; a f
   try {
     const evil = await admin.newPage();
     const address = evilSite.address() as { port: number };
-    const answer = evil.waitForResponse((r) => r.url() === target && r.request().method() === 'POST' && r.request().resourceType() === 'document');
+    const answer = evil.waitForResponse(
+      (r) =>
+        r.url() === target && r.request().method() === 'POST' && r.request().resourceType() === 'document',
+    );
     await evil.goto(`http://127.0.0.1:${String(address.port)}/`);
     const res = await answer;
     assert.equal(res.status(), 403);
@@ -424,12 +445,19 @@ test('CSRF and Origin: a page on another origin cannot act with the session; a f
   });
   assert.equal(forged.status, 403);
   assert.equal(forged.body.Code, 'Console.CsrfRejected');
-  const listed = await rpc.call<{ KeyPairs: { KeyPair: Array<{ KeyPairName: string }> } }>('DescribeKeyPairs', {
-    RegionId: 'local',
-    PageSize: 50,
-  });
+  const listed = await rpc.call<{ KeyPairs: { KeyPair: Array<{ KeyPairName: string }> } }>(
+    'DescribeKeyPairs',
+    {
+      RegionId: 'local',
+      PageSize: 50,
+    },
+  );
   const names = listed.KeyPairs.KeyPair.map((k) => k.KeyPairName);
-  assert.deepEqual(names.filter((n) => n.startsWith('csrf')), [], 'no key pair was made');
+  assert.deepEqual(
+    names.filter((n) => n.startsWith('csrf')),
+    [],
+    'no key pair was made',
+  );
   assert.ok(names.includes('laptop'), 'the listing is real');
 });
 
@@ -441,8 +469,12 @@ test('signed out: the console asks to sign in, and the browser cannot open the t
     (host: string) =>
       new Promise<string>((resolve) => {
         const ws = new WebSocket(`ws://${host}/terminal/v1/connect`, ['keyward-terminal-v1']);
-        ws.onopen = () => resolve('opened');
-        ws.onerror = () => resolve('refused');
+        ws.onopen = () => {
+          resolve('opened');
+        };
+        ws.onerror = () => {
+          resolve('refused');
+        };
       }),
     server.hostPort,
   );

@@ -40,7 +40,12 @@ async function request<T>(method: 'GET' | 'POST', path: string, body?: unknown):
       ...(body !== undefined && { body: JSON.stringify(body) }),
     });
   } catch {
-    throw new ApiError('NetworkError', 'The Keyward server cannot be reached; check that it is running.', 0, '');
+    throw new ApiError(
+      'NetworkError',
+      'The Keyward server cannot be reached; check that it is running.',
+      0,
+      '',
+    );
   }
   let data: Record<string, unknown> = {};
   try {
@@ -50,8 +55,14 @@ async function request<T>(method: 'GET' | 'POST', path: string, body?: unknown):
   }
   if (!res.ok) {
     const code = typeof data['Code'] === 'string' ? data['Code'] : `HTTP${String(res.status)}`;
-    const message = typeof data['Message'] === 'string' ? data['Message'] : `The server answered ${String(res.status)}.`;
-    const err = new ApiError(code, message, res.status, typeof data['RequestId'] === 'string' ? data['RequestId'] : '');
+    const message =
+      typeof data['Message'] === 'string' ? data['Message'] : `The server answered ${String(res.status)}.`;
+    const err = new ApiError(
+      code,
+      message,
+      res.status,
+      typeof data['RequestId'] === 'string' ? data['RequestId'] : '',
+    );
     if (code === 'Console.NotSignedIn' && path !== '/console/api/session') onSignedOut(message);
     throw err;
   }
@@ -75,7 +86,11 @@ export async function callAllPages<T>(
 ): Promise<T[]> {
   const out: T[] = [];
   for (let page = 1; page <= maxPages; page += 1) {
-    const res = await call<Record<string, unknown>>(action, { ...params, PageNumber: String(page), PageSize: '50' });
+    const res = await call<Record<string, unknown>>(action, {
+      ...params,
+      PageNumber: String(page),
+      PageSize: '50',
+    });
     const items = pick(res);
     out.push(...items);
     const total = Number(res['TotalCount'] ?? 0);

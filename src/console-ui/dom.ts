@@ -2,7 +2,8 @@
 export type Child = Node | string | number | null | undefined | false;
 
 export interface Attrs {
-  readonly [name: string]: string | number | boolean | undefined | EventListener | Record<string, EventListener>;
+  readonly [name: string]:
+    string | number | boolean | undefined | EventListener | Record<string, EventListener>;
 }
 
 export function h<K extends keyof HTMLElementTagNameMap>(
@@ -13,14 +14,14 @@ export function h<K extends keyof HTMLElementTagNameMap>(
   const el = document.createElement(tag);
   for (const [name, value] of Object.entries(attrs)) {
     if (value === undefined || value === false) continue;
-    if (name === 'on' && typeof value === 'object') {
+    if (typeof value === 'object') {
       for (const [event, fn] of Object.entries(value)) el.addEventListener(event, fn);
     } else if (typeof value === 'function') {
       el.addEventListener(name.replace(/^on/, ''), value);
     } else if (name === 'value' && 'value' in el) {
-      (el as HTMLInputElement).value = String(value);
+      (el as HTMLInputElement).value = typeof value === 'string' ? value : String(value);
     } else {
-      el.setAttribute(name, value === true ? '' : String(value));
+      el.setAttribute(name, value === true ? '' : typeof value === 'string' ? value : String(value));
     }
   }
   append(el, children);
@@ -83,7 +84,9 @@ export function openDialog(title: string, body: (close: () => void) => Child[]):
   const close = (): void => {
     dialog.close();
   };
-  dialog.addEventListener('close', () => dialog.remove());
+  dialog.addEventListener('close', () => {
+    dialog.remove();
+  });
   append(dialog, [
     h(
       'header',
@@ -110,7 +113,12 @@ export function announce(message: string, kind: 'ok' | 'error' = 'ok'): void {
 }
 
 /** A table with a caption, column headers and rows, or `empty` when there are none. */
-export function table(caption: string, headers: readonly string[], rows: readonly Node[], empty: string): Node {
+export function table(
+  caption: string,
+  headers: readonly string[],
+  rows: readonly Node[],
+  empty: string,
+): Node {
   if (rows.length === 0) return h('p', { class: 'empty' }, empty);
   return h(
     'table',

@@ -32,16 +32,36 @@ function shell(): HTMLElement {
   signOut.addEventListener('click', () => {
     void post('/console/api/sign-out')
       .catch(() => undefined)
-      .then(() => showSignIn('You signed out.'));
+      .then(() => {
+        showSignIn('You signed out.');
+      });
   });
   replace(
     app,
     h(
       'header',
       { class: 'topbar' },
-      h('a', { class: 'brand', href: '#/instances' }, h('span', { class: 'logo', 'aria-hidden': 'true' }, 'K'), 'Keyward'),
-      h('nav', { 'aria-label': 'Console' }, h('ul', {}, ...NAV.map(([href, label]) => h('li', {}, h('a', { href }, label))))),
-      h('div', { class: 'who' }, h('span', { class: 'user', title: `Session ends ${new Date(session().ExpiresAt).toLocaleString()}` }, session().UserName), signOut),
+      h(
+        'a',
+        { class: 'brand', href: '#/instances' },
+        h('span', { class: 'logo', 'aria-hidden': 'true' }, 'K'),
+        'Keyward',
+      ),
+      h(
+        'nav',
+        { 'aria-label': 'Console' },
+        h('ul', {}, ...NAV.map(([href, label]) => h('li', {}, h('a', { href }, label)))),
+      ),
+      h(
+        'div',
+        { class: 'who' },
+        h(
+          'span',
+          { class: 'user', title: `Session ends ${new Date(session().ExpiresAt).toLocaleString()}` },
+          session().UserName,
+        ),
+        signOut,
+      ),
     ),
     h('div', { id: 'status', class: 'status', role: 'status', 'aria-live': 'polite', hidden: true }),
     main,
@@ -108,7 +128,9 @@ function showSignIn(notice?: string): void {
   signInPage(main, notice, signedIn);
 }
 
-whenSignedOut((message) => showSignIn(message));
+whenSignedOut((message) => {
+  showSignIn(message);
+});
 
 get<SessionInfo>('/console/api/session')
   .then(signedIn)

@@ -99,7 +99,7 @@ function send(request: FastifyRequest, reply: FastifyReply, asset: Asset, cache:
   void reply.header('cache-control', cache).header('etag', asset.etag);
   void reply.header('vary', 'accept-encoding').type(asset.type);
   if (request.headers['if-none-match'] === asset.etag) return reply.code(304).send();
-  const accepted = String(request.headers['accept-encoding'] ?? '');
+  const accepted = request.headers['accept-encoding'] ?? '';
   if (/\bbr\b/.test(accepted)) return reply.header('content-encoding', 'br').send(asset.br);
   if (/\bgzip\b/.test(accepted)) return reply.header('content-encoding', 'gzip').send(asset.gzip);
   return reply.send(asset.raw);
@@ -123,7 +123,10 @@ export function registerConsoleAssets(app: FastifyInstance, assets: ConsoleAsset
     const name = request.params.name;
     const asset = name === 'index.html' ? undefined : assets.get(name);
     if (asset === undefined) {
-      throw new AppError('InvalidAction.NotFound', `The console has no file ${JSON.stringify(name.slice(0, 64))}.`);
+      throw new AppError(
+        'InvalidAction.NotFound',
+        `The console has no file ${JSON.stringify(name.slice(0, 64))}.`,
+      );
     }
     return send(request, reply, asset, 'no-cache');
   });

@@ -118,7 +118,13 @@ export class RpcDispatcher {
       currentTime: new Date(this.#clock.nowMs()),
     };
     const reader = new ParamReader(params, v1 ? V1_AND_OWNER_PARAMS : ACS3_ENVELOPE_PARAMS);
-    const body = await this.#run(action, reader, { accountId, accessKeyId, principal }, requestFacts, requestId);
+    const body = await this.#run(
+      action,
+      reader,
+      { accountId, accessKeyId, principal },
+      requestFacts,
+      requestId,
+    );
     return { action: action.name, accessKeyId, body: { RequestId: requestId, ...body } };
   }
 

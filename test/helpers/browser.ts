@@ -9,7 +9,12 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { repoRoot } from './repo-root.js';
 
 export const CHROMIUM = '/usr/bin/chromium';
-export const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'];
+export const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+];
 export const ARTIFACTS = join(repoRoot(), 'test-artifacts', 'console');
 
 /** Throws, naming the install command, unless Debian's chromium is installed. */

@@ -23,7 +23,11 @@ function detailText(d: Record<string, unknown> | null): string {
 
 export function auditPage(root: HTMLElement): void {
   const chain = h('div', { class: 'chain', role: 'status' }, 'Verifying the audit chain…');
-  const type = h('input', { name: 'eventType', placeholder: 'e.g. session. or console.signin', maxlength: 64 });
+  const type = h('input', {
+    name: 'eventType',
+    placeholder: 'e.g. session. or console.signin',
+    maxlength: 64,
+  });
   const actor = h('input', { name: 'actor', placeholder: 'e.g. user/alice', maxlength: 200 });
   const instance = h('input', { name: 'instanceId', placeholder: 'i-…', maxlength: 64 });
   const since = h('input', { name: 'since', type: 'datetime-local' });
@@ -43,7 +47,13 @@ export function auditPage(root: HTMLElement): void {
 
   const verify = async (): Promise<void> => {
     try {
-      const r = await call<{ Ok: boolean; Count: number; HeadHash: string; FirstBadSeq?: number; Reason?: string }>('VerifyAuditChain');
+      const r = await call<{
+        Ok: boolean;
+        Count: number;
+        HeadHash: string;
+        FirstBadSeq?: number;
+        Reason?: string;
+      }>('VerifyAuditChain');
       chain.className = `chain alert ${r.Ok ? 'ok' : 'error'}`;
       chain.textContent = r.Ok
         ? `Chain verified: ${String(r.Count)} events, every hash links to the one before (head ${r.HeadHash.slice(0, 16)}…).`
@@ -62,7 +72,10 @@ export function auditPage(root: HTMLElement): void {
     if (since.value !== '') params['StartTime'] = new Date(since.value).toISOString();
     if (append && token !== '') params['NextToken'] = token;
     try {
-      const r = await call<{ Events: { Event: AuditEvent[] }; NextToken?: string }>('ListAuditEvents', params);
+      const r = await call<{ Events: { Event: AuditEvent[] }; NextToken?: string }>(
+        'ListAuditEvents',
+        params,
+      );
       const next = r.Events.Event.map((e) =>
         h(
           'tr',
@@ -78,7 +91,15 @@ export function auditPage(root: HTMLElement): void {
       );
       rows = append ? [...rows, ...next] : next;
       token = r.NextToken ?? '';
-      replace(list, table('Audit events', ['#', 'Time', 'Event', 'Actor', 'Instance', 'Address', 'Detail'], rows, 'No event matches.'));
+      replace(
+        list,
+        table(
+          'Audit events',
+          ['#', 'Time', 'Event', 'Actor', 'Instance', 'Address', 'Detail'],
+          rows,
+          'No event matches.',
+        ),
+      );
       replace(more, token === '' ? null : button('Load more', () => void load(true)));
     } catch (err) {
       replace(list, errorBox(err));

@@ -32,8 +32,15 @@ export interface Instance {
     readonly LoginUser: string;
     readonly OSVersion: string;
     readonly Kernel: string;
-    readonly HostKeys: { readonly HostKey: ReadonlyArray<{ Type: string; PublicKey: string; FingerprintSha256: string }> };
-    readonly Binding: { readonly KeyPairName: string; readonly State: string; readonly ErrorCode: string; readonly ErrorMessage: string };
+    readonly HostKeys: {
+      readonly HostKey: ReadonlyArray<{ Type: string; PublicKey: string; FingerprintSha256: string }>;
+    };
+    readonly Binding: {
+      readonly KeyPairName: string;
+      readonly State: string;
+      readonly ErrorCode: string;
+      readonly ErrorMessage: string;
+    };
   };
 }
 
@@ -43,7 +50,12 @@ export function page(title: string, toolbar: Child[], ...content: Child[]): HTML
   return h(
     'section',
     { class: 'page', 'aria-labelledby': 'page-title' },
-    h('div', { class: 'page-head' }, h('h1', { id: 'page-title' }, title), h('div', { class: 'toolbar' }, ...toolbar)),
+    h(
+      'div',
+      { class: 'page-head' },
+      h('h1', { id: 'page-title' }, title),
+      h('div', { class: 'toolbar' }, ...toolbar),
+    ),
     ...content,
   );
 }
@@ -66,7 +78,11 @@ export function errorBox(err: unknown): HTMLElement {
 
 export function tagList(tags: readonly Tag[]): Child {
   if (tags.length === 0) return h('span', { class: 'muted' }, '—');
-  return h('ul', { class: 'tags' }, ...tags.map((t) => h('li', {}, t.TagValue === '' ? t.TagKey : `${t.TagKey}=${t.TagValue}`)));
+  return h(
+    'ul',
+    { class: 'tags' },
+    ...tags.map((t) => h('li', {}, t.TagValue === '' ? t.TagKey : `${t.TagKey}=${t.TagValue}`)),
+  );
 }
 
 export function statusBadge(status: string): HTMLElement {

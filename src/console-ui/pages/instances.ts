@@ -28,30 +28,56 @@ function poll(el: HTMLElement, tick: () => Promise<void>): void {
 }
 
 export function instancesPage(root: HTMLElement): void {
-  const list = h('div', { class: 'list', 'aria-live': 'polite' }, h('p', { class: 'loading' }, 'Loading instances…'));
+  const list = h(
+    'div',
+    { class: 'list', 'aria-live': 'polite' },
+    h('p', { class: 'loading' }, 'Loading instances…'),
+  );
   const updated = h('span', { class: 'muted small' });
   replace(root, page('Instances', [updated], list));
   poll(list, async () => {
     try {
-      const all = await callAllPages<Instance>('DescribeInstances', { RegionId: region() }, (r) =>
-        [...((r['Instances'] as { Instance: Instance[] } | undefined)?.Instance ?? [])],
-      );
+      const all = await callAllPages<Instance>('DescribeInstances', { RegionId: region() }, (r) => [
+        ...((r['Instances'] as { Instance: Instance[] } | undefined)?.Instance ?? []),
+      ]);
       const rows = all.map((i) =>
         h(
           'tr',
           { 'data-instance': i.InstanceId },
-          h('th', { scope: 'row' }, h('a', { href: `#/instances/${i.InstanceId}` }, i.InstanceName || i.InstanceId), h('div', { class: 'muted small mono' }, i.InstanceId)),
+          h(
+            'th',
+            { scope: 'row' },
+            h('a', { href: `#/instances/${i.InstanceId}` }, i.InstanceName || i.InstanceId),
+            h('div', { class: 'muted small mono' }, i.InstanceId),
+          ),
           h('td', {}, statusBadge(i.Status)),
           h('td', {}, i.OSName || '—'),
           h('td', { class: 'mono' }, address(i)),
           h('td', {}, i.KeyPairName === '' ? h('span', { class: 'muted' }, 'none') : i.KeyPairName),
           h('td', {}, tagList(i.Tags.Tag)),
-          h('td', { class: 'row-actions' }, h('a', { class: 'button primary', href: connectHref(i.InstanceId, 'root'), 'aria-label': `Connect to ${i.InstanceName || i.InstanceId} as root` }, 'Connect')),
+          h(
+            'td',
+            { class: 'row-actions' },
+            h(
+              'a',
+              {
+                class: 'button primary',
+                href: connectHref(i.InstanceId, 'root'),
+                'aria-label': `Connect to ${i.InstanceName || i.InstanceId} as root`,
+              },
+              'Connect',
+            ),
+          ),
         ),
       );
       replace(
         list,
-        table('Instances', ['Instance', 'Status', 'OS', 'Address', 'Key pair', 'Tags', ''], rows, 'No instances yet. Install the Keyward agent on a host and enroll it with a token (keyward instance enroll-token).'),
+        table(
+          'Instances',
+          ['Instance', 'Status', 'OS', 'Address', 'Key pair', 'Tags', ''],
+          rows,
+          'No instances yet. Install the Keyward agent on a host and enroll it with a token (keyward instance enroll-token).',
+        ),
       );
       updated.textContent = `Updated ${new Date().toLocaleTimeString()}`;
     } catch (err) {
@@ -66,10 +92,16 @@ export function instancePage(root: HTMLElement, id: string): void {
   let osUserValue = 'root';
   poll(body, async () => {
     try {
-      const res = await call<{ Instances: { Instance: Instance[] } }>('DescribeInstances', { RegionId: region(), InstanceIds: JSON.stringify([id]) });
+      const res = await call<{ Instances: { Instance: Instance[] } }>('DescribeInstances', {
+        RegionId: region(),
+        InstanceIds: JSON.stringify([id]),
+      });
       const i = res.Instances.Instance[0];
       if (i === undefined) {
-        replace(body, h('div', { class: 'alert error', role: 'alert' }, `There is no instance ${id} in this region.`));
+        replace(
+          body,
+          h('div', { class: 'alert error', role: 'alert' }, `There is no instance ${id} in this region.`),
+        );
         return;
       }
       document.getElementById('page-title')?.replaceChildren(i.InstanceName || i.InstanceId);
@@ -79,7 +111,14 @@ export function instancePage(root: HTMLElement, id: string): void {
         body.querySelector('.facts')?.replaceWith(facts(i));
         return;
       }
-      const osUser = h('input', { name: 'osUser', value: osUserValue, required: true, maxlength: 32, autocomplete: 'off', pattern: '[a-z_][a-z0-9_.-]*' });
+      const osUser = h('input', {
+        name: 'osUser',
+        value: osUserValue,
+        required: true,
+        maxlength: 32,
+        autocomplete: 'off',
+        pattern: '[a-z_][a-z0-9_.-]*',
+      });
       osUser.addEventListener('input', () => (osUserValue = osUser.value));
       const form = h(
         'form',
@@ -99,7 +138,9 @@ export function instancePage(root: HTMLElement, id: string): void {
         table(
           'Host keys',
           ['Type', 'SHA256 fingerprint'],
-          a.HostKeys.HostKey.map((k) => h('tr', {}, h('td', {}, k.Type), h('td', { class: 'mono' }, k.FingerprintSha256))),
+          a.HostKeys.HostKey.map((k) =>
+            h('tr', {}, h('td', {}, k.Type), h('td', { class: 'mono' }, k.FingerprintSha256)),
+          ),
           'The agent reported no host keys.',
         ),
       );
@@ -131,4 +172,3 @@ function facts(i: Instance): HTMLElement {
   dl.append(h('dt', {}, 'Tags'), tags);
   return dl;
 }
-

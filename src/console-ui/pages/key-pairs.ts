@@ -16,12 +16,12 @@ interface Loaded {
 
 async function load(): Promise<Loaded> {
   const [pairs, instances] = await Promise.all([
-    callAllPages<KeyPair>('DescribeKeyPairs', { RegionId: region(), IncludePublicKey: 'true' }, (r) =>
-      [...((r['KeyPairs'] as { KeyPair: KeyPair[] } | undefined)?.KeyPair ?? [])],
-    ),
-    callAllPages<Instance>('DescribeInstances', { RegionId: region() }, (r) =>
-      [...((r['Instances'] as { Instance: Instance[] } | undefined)?.Instance ?? [])],
-    ).catch(() => [] as Instance[]),
+    callAllPages<KeyPair>('DescribeKeyPairs', { RegionId: region(), IncludePublicKey: 'true' }, (r) => [
+      ...((r['KeyPairs'] as { KeyPair: KeyPair[] } | undefined)?.KeyPair ?? []),
+    ]),
+    callAllPages<Instance>('DescribeInstances', { RegionId: region() }, (r) => [
+      ...((r['Instances'] as { Instance: Instance[] } | undefined)?.Instance ?? []),
+    ]).catch(() => [] as Instance[]),
   ]);
   return { pairs, instances };
 }
@@ -32,14 +32,20 @@ function download(name: string, text: string): void {
   document.body.append(a);
   a.click();
   a.remove();
-  window.setTimeout(() => URL.revokeObjectURL(url), 10_000);
+  window.setTimeout(() => {
+    URL.revokeObjectURL(url);
+  }, 10_000);
 }
 
 /** Maps an API error to the field it is about, so the message appears next to that field. */
 function fieldFor(err: unknown, fields: Record<string, HTMLElement>): HTMLElement | undefined {
   if (!(err instanceof ApiError)) return undefined;
   if (err.code.startsWith('InvalidPublicKeyBody') || err.code.includes('PublicKey')) return fields['key'];
-  if (err.code.includes('KeyPairName') || err.code.includes('KeyPair.AlreadyExist') || err.code.includes('Duplicate')) {
+  if (
+    err.code.includes('KeyPairName') ||
+    err.code.includes('KeyPair.AlreadyExist') ||
+    err.code.includes('Duplicate')
+  ) {
     return fields['name'];
   }
   return undefined;
@@ -47,7 +53,13 @@ function fieldFor(err: unknown, fields: Record<string, HTMLElement>): HTMLElemen
 
 function createDialog(refresh: () => void): void {
   openDialog('Create key pair', (close) => {
-    const name = h('input', { name: 'name', required: true, maxlength: 128, autocomplete: 'off', pattern: '[A-Za-z][A-Za-z0-9._:-]{1,127}' });
+    const name = h('input', {
+      name: 'name',
+      required: true,
+      maxlength: 128,
+      autocomplete: 'off',
+      pattern: '[A-Za-z][A-Za-z0-9._:-]{1,127}',
+    });
     const type = h(
       'select',
       { name: 'type' },
@@ -61,7 +73,12 @@ function createDialog(refresh: () => void): void {
       formError,
       field('Name', name, '2 to 128 characters: letters, digits, . _ - and :, starting with a letter.'),
       field('Type', type),
-      h('div', { class: 'actions' }, button('Cancel', close), h('button', { type: 'submit', class: 'primary' }, 'Create')),
+      h(
+        'div',
+        { class: 'actions' },
+        button('Cancel', close),
+        h('button', { type: 'submit', class: 'primary' }, 'Create'),
+      ),
     );
     form.addEventListener('submit', (ev) => {
       ev.preventDefault();
@@ -69,11 +86,14 @@ function createDialog(refresh: () => void): void {
       replace(formError);
       void busy(form, async () => {
         try {
-          const res = await call<{ KeyPairName: string; KeyPairFingerPrint: string; PrivateKeyBody: string }>('CreateKeyPair', {
-            RegionId: region(),
-            KeyPairName: name.value.trim(),
-            KeyType: type.value,
-          });
+          const res = await call<{ KeyPairName: string; KeyPairFingerPrint: string; PrivateKeyBody: string }>(
+            'CreateKeyPair',
+            {
+              RegionId: region(),
+              KeyPairName: name.value.trim(),
+              KeyType: type.value,
+            },
+          );
           showPrivateKey(form, res.KeyPairName, res.KeyPairFingerPrint, res.PrivateKeyBody, close);
           announce(`Key pair ${res.KeyPairName} created.`);
           refresh();
@@ -92,11 +112,15 @@ function createDialog(refresh: () => void): void {
 function showPrivateKey(form: HTMLElement, name: string, md5: string, pem: string, close: () => void): void {
   let key: string | undefined = pem;
   const file = `${name}.pem`;
-  const dl = button(`Download ${file}`, () => {
-    if (key === undefined) return;
-    download(file, key);
-    dl.textContent = `Downloaded ${file}`;
-  }, 'primary');
+  const dl = button(
+    `Download ${file}`,
+    () => {
+      if (key === undefined) return;
+      download(file, key);
+      dl.textContent = `Downloaded ${file}`;
+    },
+    'primary',
+  );
   const done = button('Done', () => {
     key = undefined;
     close();
@@ -111,7 +135,14 @@ function showPrivateKey(form: HTMLElement, name: string, md5: string, pem: strin
         h('strong', {}, 'Download the private key now. '),
         'This is the only time it is shown: Keyward does not keep a copy and cannot show it again.',
       ),
-      h('dl', { class: 'facts' }, h('dt', {}, 'Name'), h('dd', {}, name), h('dt', {}, 'MD5 fingerprint'), h('dd', { class: 'mono' }, md5)),
+      h(
+        'dl',
+        { class: 'facts' },
+        h('dt', {}, 'Name'),
+        h('dd', {}, name),
+        h('dt', {}, 'MD5 fingerprint'),
+        h('dd', { class: 'mono' }, md5),
+      ),
       h('div', { class: 'actions' }, done, dl),
     ),
   );
@@ -121,7 +152,13 @@ function showPrivateKey(form: HTMLElement, name: string, md5: string, pem: strin
 function importDialog(refresh: () => void): void {
   openDialog('Import key pair', (close) => {
     const name = h('input', { name: 'name', required: true, maxlength: 128, autocomplete: 'off' });
-    const key = h('textarea', { name: 'publicKey', rows: 5, required: true, spellcheck: 'false', placeholder: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA… user@laptop' });
+    const key = h('textarea', {
+      name: 'publicKey',
+      rows: 5,
+      required: true,
+      spellcheck: 'false',
+      placeholder: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA… user@laptop',
+    });
     const fileInput = h('input', { type: 'file', name: 'publicKeyFile', accept: '.pub,text/plain' });
     fileInput.addEventListener('change', () => {
       const f = fileInput.files?.[0];
@@ -143,7 +180,12 @@ function importDialog(refresh: () => void): void {
       field('Name', name),
       field('Public key', key, 'One OpenSSH public key line (RSA, Ed25519 or ECDSA), as in a .pub file.'),
       field('…or read it from a file', fileInput),
-      h('div', { class: 'actions' }, button('Cancel', close), h('button', { type: 'submit', class: 'primary' }, 'Import')),
+      h(
+        'div',
+        { class: 'actions' },
+        button('Cancel', close),
+        h('button', { type: 'submit', class: 'primary' }, 'Import'),
+      ),
     );
     form.addEventListener('submit', (ev) => {
       ev.preventDefault();
@@ -177,7 +219,13 @@ function confirmDialog(title: string, text: string, action: string, run: () => P
   openDialog(title, (close) => {
     const formError = h('div', { class: 'form-error', role: 'alert' });
     const go = h('button', { type: 'submit', class: 'danger' }, action);
-    const form = h('form', { class: 'form' }, h('p', {}, text), formError, h('div', { class: 'actions' }, button('Cancel', close), go));
+    const form = h(
+      'form',
+      { class: 'form' },
+      h('p', {}, text),
+      formError,
+      h('div', { class: 'actions' }, button('Cancel', close), go),
+    );
     form.addEventListener('submit', (ev) => {
       ev.preventDefault();
       replace(formError);
@@ -202,24 +250,43 @@ function attachDialog(pair: KeyPair, instances: readonly Instance[], refresh: ()
       'select',
       { name: 'instance', required: true },
       ...choices.map((i) =>
-        h('option', { value: i.InstanceId }, `${i.InstanceName || i.InstanceId} (${i.InstanceId}, ${i.Status}${i.KeyPairName === '' ? '' : `, now ${i.KeyPairName}`})`),
+        h(
+          'option',
+          { value: i.InstanceId },
+          `${i.InstanceName || i.InstanceId} (${i.InstanceId}, ${i.Status}${i.KeyPairName === '' ? '' : `, now ${i.KeyPairName}`})`,
+        ),
       ),
     );
     const formError = h('div', { class: 'form-error', role: 'alert' });
     const form = h(
       'form',
       { class: 'form' },
-      h('p', {}, 'Binding a key pair disables password logins on the instance; a key pair bound there now is replaced. Keyward applies it live.'),
+      h(
+        'p',
+        {},
+        'Binding a key pair disables password logins on the instance; a key pair bound there now is replaced. Keyward applies it live.',
+      ),
       formError,
-      choices.length === 0 ? h('p', { class: 'empty' }, 'No instance to attach to: enroll a host with the Keyward agent first.') : field('Instance', select),
-      h('div', { class: 'actions' }, button('Cancel', close), h('button', { type: 'submit', class: 'primary', disabled: choices.length === 0 }, 'Attach')),
+      choices.length === 0
+        ? h('p', { class: 'empty' }, 'No instance to attach to: enroll a host with the Keyward agent first.')
+        : field('Instance', select),
+      h(
+        'div',
+        { class: 'actions' },
+        button('Cancel', close),
+        h('button', { type: 'submit', class: 'primary', disabled: choices.length === 0 }, 'Attach'),
+      ),
     );
     form.addEventListener('submit', (ev) => {
       ev.preventDefault();
       replace(formError);
       void busy(form, async () => {
         try {
-          await call('AttachKeyPair', { RegionId: region(), KeyPairName: pair.KeyPairName, InstanceIds: JSON.stringify([select.value]) });
+          await call('AttachKeyPair', {
+            RegionId: region(),
+            KeyPairName: pair.KeyPairName,
+            InstanceIds: JSON.stringify([select.value]),
+          });
           close();
           announce(`Key pair ${pair.KeyPairName} attached to ${select.value}.`);
           refresh();
@@ -233,8 +300,16 @@ function attachDialog(pair: KeyPair, instances: readonly Instance[], refresh: ()
 }
 
 export function keyPairsPage(root: HTMLElement): void {
-  const search = h('input', { type: 'search', placeholder: 'Filter by name, fingerprint or tag', 'aria-label': 'Filter key pairs' });
-  const list = h('div', { class: 'list', 'aria-live': 'polite' }, h('p', { class: 'loading' }, 'Loading key pairs…'));
+  const search = h('input', {
+    type: 'search',
+    placeholder: 'Filter by name, fingerprint or tag',
+    'aria-label': 'Filter key pairs',
+  });
+  const list = h(
+    'div',
+    { class: 'list', 'aria-live': 'polite' },
+    h('p', { class: 'loading' }, 'Loading key pairs…'),
+  );
   let loaded: Loaded = { pairs: [], instances: [] };
 
   const render = (): void => {
@@ -245,12 +320,18 @@ export function keyPairsPage(root: HTMLElement): void {
     }
     const rows = loaded.pairs
       .map((p) => ({ p, facts: p.PublicKey === undefined ? undefined : keyFacts(p.PublicKey) }))
-      .filter(({ p, facts }) =>
-        q === '' ||
-        [p.KeyPairName, p.KeyPairFingerPrint, facts?.sha256 ?? '', ...p.Tags.Tag.map((t) => `${t.TagKey}=${t.TagValue}`)]
-          .join(' ')
-          .toLowerCase()
-          .includes(q),
+      .filter(
+        ({ p, facts }) =>
+          q === '' ||
+          [
+            p.KeyPairName,
+            p.KeyPairFingerPrint,
+            facts?.sha256 ?? '',
+            ...p.Tags.Tag.map((t) => `${t.TagKey}=${t.TagValue}`),
+          ]
+            .join(' ')
+            .toLowerCase()
+            .includes(q),
       )
       .map(({ p, facts }) => {
         const on = bound.get(p.KeyPairName) ?? [];
@@ -259,7 +340,12 @@ export function keyPairsPage(root: HTMLElement): void {
           { 'data-key-pair': p.KeyPairName },
           h('th', { scope: 'row' }, p.KeyPairName, h('div', { class: 'muted small' }, when(p.CreationTime))),
           h('td', {}, facts?.type ?? '—'),
-          h('td', { class: 'mono small' }, h('div', {}, `MD5 ${p.KeyPairFingerPrint}`), h('div', {}, facts?.sha256 ?? '')),
+          h(
+            'td',
+            { class: 'mono small' },
+            h('div', {}, `MD5 ${p.KeyPairFingerPrint}`),
+            h('div', {}, facts?.sha256 ?? ''),
+          ),
           h('td', {}, tagList(p.Tags.Tag)),
           h(
             'td',
@@ -275,13 +361,25 @@ export function keyPairsPage(root: HTMLElement): void {
                       {},
                       h('a', { href: `#/instances/${i.InstanceId}` }, i.InstanceName || i.InstanceId),
                       ' ',
-                      button('Detach', () =>
-                        confirmDialog('Detach key pair', `Detach ${p.KeyPairName} from ${i.InstanceName || i.InstanceId}? Password logins are enabled again on that host.`, 'Detach', async () => {
-                          await call('DetachKeyPair', { RegionId: region(), KeyPairName: p.KeyPairName, InstanceIds: JSON.stringify([i.InstanceId]) });
-                          void refresh();
-                          return `Key pair ${p.KeyPairName} detached from ${i.InstanceId}.`;
-                        }),
-                      'link',
+                      button(
+                        'Detach',
+                        () => {
+                          confirmDialog(
+                            'Detach key pair',
+                            `Detach ${p.KeyPairName} from ${i.InstanceName || i.InstanceId}? Password logins are enabled again on that host.`,
+                            'Detach',
+                            async () => {
+                              await call('DetachKeyPair', {
+                                RegionId: region(),
+                                KeyPairName: p.KeyPairName,
+                                InstanceIds: JSON.stringify([i.InstanceId]),
+                              });
+                              void refresh();
+                              return `Key pair ${p.KeyPairName} detached from ${i.InstanceId}.`;
+                            },
+                          );
+                        },
+                        'link',
                       ),
                     ),
                   ),
@@ -290,13 +388,26 @@ export function keyPairsPage(root: HTMLElement): void {
           h(
             'td',
             { class: 'row-actions' },
-            button('Attach…', () => attachDialog(p, loaded.instances, () => void refresh())),
-            button('Delete…', () =>
-              confirmDialog('Delete key pair', `Delete ${p.KeyPairName}? This cannot be undone. A key pair bound to an instance must be detached first.`, 'Delete', async () => {
-                await call('DeleteKeyPairs', { RegionId: region(), KeyPairNames: JSON.stringify([p.KeyPairName]) });
-                void refresh();
-                return `Key pair ${p.KeyPairName} deleted.`;
-              }),
+            button('Attach…', () => {
+              attachDialog(p, loaded.instances, () => void refresh());
+            }),
+            button(
+              'Delete…',
+              () => {
+                confirmDialog(
+                  'Delete key pair',
+                  `Delete ${p.KeyPairName}? This cannot be undone. A key pair bound to an instance must be detached first.`,
+                  'Delete',
+                  async () => {
+                    await call('DeleteKeyPairs', {
+                      RegionId: region(),
+                      KeyPairNames: JSON.stringify([p.KeyPairName]),
+                    });
+                    void refresh();
+                    return `Key pair ${p.KeyPairName} deleted.`;
+                  },
+                );
+              },
               'danger-quiet',
             ),
           ),
@@ -304,8 +415,17 @@ export function keyPairsPage(root: HTMLElement): void {
       });
     replace(
       list,
-      h('p', { class: 'muted small' }, `${String(rows.length)} of ${String(loaded.pairs.length)} key pairs (at most 500 per region).`),
-      table('Key pairs', ['Name', 'Type', 'Fingerprints', 'Tags', 'Bound to', 'Actions'], rows, q === '' ? 'No key pairs yet: create one or import a public key.' : 'No key pair matches the filter.'),
+      h(
+        'p',
+        { class: 'muted small' },
+        `${String(rows.length)} of ${String(loaded.pairs.length)} key pairs (at most 500 per region).`,
+      ),
+      table(
+        'Key pairs',
+        ['Name', 'Type', 'Fingerprints', 'Tags', 'Bound to', 'Actions'],
+        rows,
+        q === '' ? 'No key pairs yet: create one or import a public key.' : 'No key pair matches the filter.',
+      ),
     );
   };
 
@@ -322,7 +442,19 @@ export function keyPairsPage(root: HTMLElement): void {
     root,
     page(
       'Key pairs',
-      [search, button('Import…', () => importDialog(() => void refresh())), button('Create key pair', () => createDialog(() => void refresh()), 'primary')],
+      [
+        search,
+        button('Import…', () => {
+          importDialog(() => void refresh());
+        }),
+        button(
+          'Create key pair',
+          () => {
+            createDialog(() => void refresh());
+          },
+          'primary',
+        ),
+      ],
       list,
     ),
   );

@@ -44,8 +44,16 @@ function editor(refresh: () => void): void {
   openDialog('Create policy', (close) => {
     const name = h('input', { name: 'policyName', required: true, maxlength: 128, autocomplete: 'off' });
     const description = h('input', { name: 'description', maxlength: 1024 });
-    const doc = h('textarea', { name: 'policyDocument', rows: 14, spellcheck: 'false', class: 'mono', value: EXAMPLE });
-    doc.addEventListener('input', () => setFieldError(doc, jsonProblem(doc.value)));
+    const doc = h('textarea', {
+      name: 'policyDocument',
+      rows: 14,
+      spellcheck: 'false',
+      class: 'mono',
+      value: EXAMPLE,
+    });
+    doc.addEventListener('input', () => {
+      setFieldError(doc, jsonProblem(doc.value));
+    });
     const formError = h('div', { class: 'form-error', role: 'alert' });
     const form = h(
       'form',
@@ -53,8 +61,17 @@ function editor(refresh: () => void): void {
       formError,
       field('Name', name),
       field('Description', description),
-      field('Policy document (JSON)', doc, 'Statements of Effect, Action and Resource; checked as you type and by the server on save.'),
-      h('div', { class: 'actions' }, button('Cancel', close), h('button', { type: 'submit', class: 'primary' }, 'Create')),
+      field(
+        'Policy document (JSON)',
+        doc,
+        'Statements of Effect, Action and Resource; checked as you type and by the server on save.',
+      ),
+      h(
+        'div',
+        { class: 'actions' },
+        button('Cancel', close),
+        h('button', { type: 'submit', class: 'primary' }, 'Create'),
+      ),
     );
     form.addEventListener('submit', (ev) => {
       ev.preventDefault();
@@ -78,7 +95,12 @@ function editor(refresh: () => void): void {
           refresh();
         } catch (err) {
           const text = errorText(err);
-          const target = text.includes('PolicyDocument') || text.includes('MalformedPolicy') ? doc : text.includes('PolicyName') || text.includes('Policy.') ? name : undefined;
+          const target =
+            text.includes('PolicyDocument') || text.includes('MalformedPolicy')
+              ? doc
+              : text.includes('PolicyName') || text.includes('Policy.')
+                ? name
+                : undefined;
           if (target !== undefined) {
             setFieldError(target, text);
             target.focus();
@@ -93,7 +115,10 @@ function editor(refresh: () => void): void {
 function viewer(p: Policy): void {
   openDialog(`Policy ${p.PolicyName}`, () => {
     const body = h('div', {}, h('p', { class: 'loading' }, 'Loading…'));
-    void call<{ DefaultPolicyVersion: { PolicyDocument: string } }>('GetPolicy', { PolicyName: p.PolicyName, PolicyType: p.PolicyType })
+    void call<{ DefaultPolicyVersion: { PolicyDocument: string } }>('GetPolicy', {
+      PolicyName: p.PolicyName,
+      PolicyType: p.PolicyType,
+    })
       .then((r) => {
         let pretty = r.DefaultPolicyVersion.PolicyDocument;
         try {
@@ -103,13 +128,19 @@ function viewer(p: Policy): void {
         }
         replace(body, h('p', {}, p.Description), h('pre', { class: 'code', tabindex: 0 }, pretty));
       })
-      .catch((err: unknown) => replace(body, errorBox(err)));
+      .catch((err: unknown) => {
+        replace(body, errorBox(err));
+      });
     return [body];
   });
 }
 
 export function policiesPage(root: HTMLElement): void {
-  const list = h('div', { class: 'list', 'aria-live': 'polite' }, h('p', { class: 'loading' }, 'Loading policies…'));
+  const list = h(
+    'div',
+    { class: 'list', 'aria-live': 'polite' },
+    h('p', { class: 'loading' }, 'Loading policies…'),
+  );
   const refresh = async (): Promise<void> => {
     try {
       const res = await call<{ Policies: { Policy: Policy[] } }>('ListPolicies');
@@ -117,7 +148,17 @@ export function policiesPage(root: HTMLElement): void {
         h(
           'tr',
           { 'data-policy': p.PolicyName },
-          h('th', { scope: 'row' }, button(p.PolicyName, () => viewer(p), 'link')),
+          h(
+            'th',
+            { scope: 'row' },
+            button(
+              p.PolicyName,
+              () => {
+                viewer(p);
+              },
+              'link',
+            ),
+          ),
           h('td', {}, p.PolicyType),
           h('td', {}, p.Description || '—'),
           h('td', {}, String(p.AttachmentCount)),
@@ -126,36 +167,67 @@ export function policiesPage(root: HTMLElement): void {
             'td',
             { class: 'row-actions' },
             p.PolicyType === 'Custom'
-              ? button('Delete…', () =>
-                  openDialog(`Delete ${p.PolicyName}`, (close) => {
-                    const formError = h('div', { class: 'form-error', role: 'alert' });
-                    const form = h('form', { class: 'form' }, h('p', {}, `Delete the policy ${p.PolicyName}? Detach it from every user first.`), formError, h('div', { class: 'actions' }, button('Cancel', close), h('button', { type: 'submit', class: 'danger' }, 'Delete')));
-                    form.addEventListener('submit', (ev) => {
-                      ev.preventDefault();
-                      void busy(form, async () => {
-                        try {
-                          await call('DeletePolicy', { PolicyName: p.PolicyName });
-                          close();
-                          announce(`Policy ${p.PolicyName} deleted.`);
-                          void refresh();
-                        } catch (err) {
-                          replace(formError, errorBox(err));
-                        }
+              ? button(
+                  'Delete…',
+                  () =>
+                    openDialog(`Delete ${p.PolicyName}`, (close) => {
+                      const formError = h('div', { class: 'form-error', role: 'alert' });
+                      const form = h(
+                        'form',
+                        { class: 'form' },
+                        h('p', {}, `Delete the policy ${p.PolicyName}? Detach it from every user first.`),
+                        formError,
+                        h(
+                          'div',
+                          { class: 'actions' },
+                          button('Cancel', close),
+                          h('button', { type: 'submit', class: 'danger' }, 'Delete'),
+                        ),
+                      );
+                      form.addEventListener('submit', (ev) => {
+                        ev.preventDefault();
+                        void busy(form, async () => {
+                          try {
+                            await call('DeletePolicy', { PolicyName: p.PolicyName });
+                            close();
+                            announce(`Policy ${p.PolicyName} deleted.`);
+                            void refresh();
+                          } catch (err) {
+                            replace(formError, errorBox(err));
+                          }
+                        });
                       });
-                    });
-                    return [form];
-                  }),
+                      return [form];
+                    }),
                   'danger-quiet',
                 )
               : null,
           ),
         ),
       );
-      replace(list, table('Policies', ['Policy', 'Type', 'Description', 'Users', 'Updated', ''], rows, 'No policies.'));
+      replace(
+        list,
+        table('Policies', ['Policy', 'Type', 'Description', 'Users', 'Updated', ''], rows, 'No policies.'),
+      );
     } catch (err) {
       replace(list, errorBox(err));
     }
   };
-  replace(root, page('Policies', [button('Create policy', () => editor(() => void refresh()), 'primary')], list));
+  replace(
+    root,
+    page(
+      'Policies',
+      [
+        button(
+          'Create policy',
+          () => {
+            editor(() => void refresh());
+          },
+          'primary',
+        ),
+      ],
+      list,
+    ),
+  );
   void refresh();
 }

@@ -4,11 +4,34 @@ import { field, h, replace, setFieldError } from '../dom.js';
 import type { SessionInfo } from '../session.js';
 import { busy, errorBox } from './common.js';
 
-export function signInPage(root: HTMLElement, notice: string | undefined, done: (s: SessionInfo) => void): void {
+export function signInPage(
+  root: HTMLElement,
+  notice: string | undefined,
+  done: (s: SessionInfo) => void,
+): void {
   document.title = 'Sign in · Keyward console';
-  const user = h('input', { name: 'userName', autocomplete: 'username', required: true, maxlength: 64, autocapitalize: 'off', spellcheck: 'false' });
-  const password = h('input', { name: 'password', type: 'password', autocomplete: 'current-password', required: true, maxlength: 256 });
-  const totp = h('input', { name: 'totpCode', inputmode: 'numeric', autocomplete: 'one-time-code', maxlength: 6, pattern: '[0-9]{6}' });
+  const user = h('input', {
+    name: 'userName',
+    autocomplete: 'username',
+    required: true,
+    maxlength: 64,
+    autocapitalize: 'off',
+    spellcheck: 'false',
+  });
+  const password = h('input', {
+    name: 'password',
+    type: 'password',
+    autocomplete: 'current-password',
+    required: true,
+    maxlength: 256,
+  });
+  const totp = h('input', {
+    name: 'totpCode',
+    inputmode: 'numeric',
+    autocomplete: 'one-time-code',
+    maxlength: 6,
+    pattern: '[0-9]{6}',
+  });
   const totpField = field('Authenticator code', totp, 'The 6-digit code from your authenticator app.');
   totpField.hidden = true;
   const formError = h('div', { class: 'form-error' });
@@ -29,7 +52,10 @@ export function signInPage(root: HTMLElement, notice: string | undefined, done: 
     replace(formError);
     setFieldError(totp, undefined);
     if (user.value.trim() === '' || password.value === '') {
-      replace(formError, h('div', { class: 'alert error', role: 'alert' }, 'Enter your user name and password.'));
+      replace(
+        formError,
+        h('div', { class: 'alert error', role: 'alert' }, 'Enter your user name and password.'),
+      );
       return;
     }
     void busy(form, async () => {

@@ -18,7 +18,13 @@ interface Ticket {
 
 type Control =
   | { type: 'status'; phase: string }
-  | { type: 'ready'; sessionId: string; keyExpiresAt: string; sessionExpiresAt: string; idleTimeoutSeconds: number }
+  | {
+      type: 'ready';
+      sessionId: string;
+      keyExpiresAt: string;
+      sessionExpiresAt: string;
+      idleTimeoutSeconds: number;
+    }
   | { type: 'error'; code: string; message: string }
   | { type: 'exit'; reason: string; exitCode?: number; signal?: string };
 
@@ -105,20 +111,44 @@ export function terminalPage(root: HTMLElement, instanceId: string, osUser: stri
     sessionClock.textContent = '';
     ended.className = `term-ended alert ${kind}`;
     ended.hidden = false;
-    replace(ended, message, ' ', h('a', { href: location.hash, on: { click: () => location.reload() } }, 'Connect again'));
+    replace(
+      ended,
+      message,
+      ' ',
+      h(
+        'a',
+        {
+          href: location.hash,
+          on: {
+            click: () => {
+              location.reload();
+            },
+          },
+        },
+        'Connect again',
+      ),
+    );
     disconnect.disabled = true;
   };
 
-  const onResize = (): void => fit.fit();
+  const onResize = (): void => {
+    fit.fit();
+  };
   window.addEventListener('resize', onResize);
   const encoder = new TextEncoder();
 
   void (async () => {
     let ticket: Ticket;
     try {
-      ticket = await post<Ticket>('/console/api/terminal', { instanceId, osUser, cols: term.cols, rows: term.rows });
+      ticket = await post<Ticket>('/console/api/terminal', {
+        instanceId,
+        osUser,
+        cols: term.cols,
+        rows: term.rows,
+      });
     } catch (err) {
       state.textContent = 'Not connected';
+      screen.hidden = true;
       ended.hidden = false;
       replace(ended, errorBox(err));
       disconnect.disabled = true;
@@ -126,7 +156,9 @@ export function terminalPage(root: HTMLElement, instanceId: string, osUser: stri
     }
     state.textContent = 'Connecting…';
     const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
-    const socket = new WebSocket(`${scheme}://${location.host}${ticket.WebSocketPath}`, [...ticket.Subprotocols.Subprotocol]);
+    const socket = new WebSocket(`${scheme}://${location.host}${ticket.WebSocketPath}`, [
+      ...ticket.Subprotocols.Subprotocol,
+    ]);
     ws = socket;
     socket.binaryType = 'arraybuffer';
     let exit: Extract<Control, { type: 'exit' }> | undefined;
@@ -180,18 +212,31 @@ export function terminalPage(root: HTMLElement, instanceId: string, osUser: stri
         finish(`Could not log on: ${failure.message} (${failure.code})`, 'error');
       } else if (exit !== undefined) {
         const why = REASONS[exit.reason] ?? `The session ended (${exit.reason})`;
-        const detail = exit.exitCode !== undefined ? ` with status ${String(exit.exitCode)}` : exit.signal !== undefined ? ` on signal ${exit.signal}` : '';
-        finish(`${why}${detail}.`, exit.reason === 'shell-exited' || exit.reason === 'client-closed' ? 'info' : 'error');
+        const detail =
+          exit.exitCode !== undefined
+            ? ` with status ${String(exit.exitCode)}`
+            : exit.signal !== undefined
+              ? ` on signal ${exit.signal}`
+              : '';
+        finish(
+          `${why}${detail}.`,
+          exit.reason === 'shell-exited' || exit.reason === 'client-closed' ? 'info' : 'error',
+        );
       } else if (closedByUser) {
         finish('You disconnected.', 'info');
       } else {
-        finish(`The connection to the Keyward server was lost (${String(ev.code)}${ev.reason === '' ? '' : ` ${ev.reason}`}).`, 'error');
+        finish(
+          `The connection to the Keyward server was lost (${String(ev.code)}${ev.reason === '' ? '' : ` ${ev.reason}`}).`,
+          'error',
+        );
       }
     });
     socket.addEventListener('error', () => {
       state.textContent = 'Connection failed';
     });
-  })().catch((err: unknown) => finish(errorText(err), 'error'));
+  })().catch((err: unknown) => {
+    finish(errorText(err), 'error');
+  });
 
   return () => {
     window.clearInterval(timer);

@@ -3,7 +3,6 @@ import { call } from '../api.js';
 import { announce, field, h, openDialog, replace, setFieldError, table, when } from '../dom.js';
 import { busy, button, errorBox, errorText, page } from './common.js';
 
-
 interface User {
   readonly UserName: string;
   readonly DisplayName: string;
@@ -30,12 +29,19 @@ function formDialog(
       { class: 'form', novalidate: true },
       formError,
       ...fields,
-      h('div', { class: 'actions' }, button('Cancel', close), h('button', { type: 'submit', class: 'primary' }, submitLabel)),
+      h(
+        'div',
+        { class: 'actions' },
+        button('Cancel', close),
+        h('button', { type: 'submit', class: 'primary' }, submitLabel),
+      ),
     );
     form.addEventListener('submit', (ev) => {
       ev.preventDefault();
       replace(formError);
-      form.querySelectorAll('[aria-invalid]').forEach((el) => setFieldError(el as HTMLElement, undefined));
+      form.querySelectorAll('[aria-invalid]').forEach((el) => {
+        setFieldError(el as HTMLElement, undefined);
+      });
       void busy(form, async () => {
         try {
           const message = await submit();
@@ -55,14 +61,20 @@ function formDialog(
 }
 
 export function usersPage(root: HTMLElement): void {
-  const list = h('div', { class: 'list', 'aria-live': 'polite' }, h('p', { class: 'loading' }, 'Loading users…'));
+  const list = h(
+    'div',
+    { class: 'list', 'aria-live': 'polite' },
+    h('p', { class: 'loading' }, 'Loading users…'),
+  );
   let policies: Policy[] = [];
 
   const refresh = async (): Promise<void> => {
     try {
       const [users, pol] = await Promise.all([
         call<{ Users: { User: User[] } }>('ListUsers', { MaxItems: '1000' }),
-        call<{ Policies: { Policy: Policy[] } }>('ListPolicies').catch(() => ({ Policies: { Policy: [] as Policy[] } })),
+        call<{ Policies: { Policy: Policy[] } }>('ListPolicies').catch(() => ({
+          Policies: { Policy: [] as Policy[] },
+        })),
       ]);
       policies = pol.Policies.Policy;
       const attached = await Promise.all(
@@ -77,7 +89,12 @@ export function usersPage(root: HTMLElement): void {
         return h(
           'tr',
           { 'data-user': u.UserName },
-          h('th', { scope: 'row' }, u.UserName, u.DisplayName !== u.UserName ? h('div', { class: 'muted small' }, u.DisplayName) : null),
+          h(
+            'th',
+            { scope: 'row' },
+            u.UserName,
+            u.DisplayName !== u.UserName ? h('div', { class: 'muted small' }, u.DisplayName) : null,
+          ),
           h(
             'td',
             {},
@@ -95,14 +112,24 @@ export function usersPage(root: HTMLElement): void {
                         `${p.PolicyName} `,
                         h('span', { class: 'muted small' }, p.PolicyType),
                         ' ',
-                        button('Detach', () => {
-                          void call('DetachPolicyFromUser', { UserName: u.UserName, PolicyName: p.PolicyName, PolicyType: p.PolicyType })
-                            .then(() => {
-                              announce(`Policy ${p.PolicyName} detached from ${u.UserName}.`);
-                              void refresh();
+                        button(
+                          'Detach',
+                          () => {
+                            void call('DetachPolicyFromUser', {
+                              UserName: u.UserName,
+                              PolicyName: p.PolicyName,
+                              PolicyType: p.PolicyType,
                             })
-                            .catch((err: unknown) => announce(errorText(err), 'error'));
-                        }, 'link'),
+                              .then(() => {
+                                announce(`Policy ${p.PolicyName} detached from ${u.UserName}.`);
+                                void refresh();
+                              })
+                              .catch((err: unknown) => {
+                                announce(errorText(err), 'error');
+                              });
+                          },
+                          'link',
+                        ),
                       ),
                     ),
                   ),
@@ -111,43 +138,97 @@ export function usersPage(root: HTMLElement): void {
           h(
             'td',
             { class: 'row-actions' },
-            button('Attach policy…', () => attachDialog(u.UserName)),
-            button('Set password…', () => passwordDialog(u.UserName)),
-            button('Delete…', () =>
-              formDialog(`Delete ${u.UserName}`, [h('p', {}, `Delete the user ${u.UserName}? Detach their policies and delete their access keys first.`)], 'Delete', async () => {
-                await call('DeleteUser', { UserName: u.UserName });
-                void refresh();
-                return `User ${u.UserName} deleted.`;
-              }),
+            button('Attach policy…', () => {
+              attachDialog(u.UserName);
+            }),
+            button('Set password…', () => {
+              passwordDialog(u.UserName);
+            }),
+            button(
+              'Delete…',
+              () => {
+                formDialog(
+                  `Delete ${u.UserName}`,
+                  [
+                    h(
+                      'p',
+                      {},
+                      `Delete the user ${u.UserName}? Detach their policies and delete their access keys first.`,
+                    ),
+                  ],
+                  'Delete',
+                  async () => {
+                    await call('DeleteUser', { UserName: u.UserName });
+                    void refresh();
+                    return `User ${u.UserName} deleted.`;
+                  },
+                );
+              },
               'danger-quiet',
             ),
           ),
         );
       });
-      replace(list, table('Users', ['User', 'Policies', 'Created', 'Actions'], rows, 'No users yet. Create one to give a person console access.'));
+      replace(
+        list,
+        table(
+          'Users',
+          ['User', 'Policies', 'Created', 'Actions'],
+          rows,
+          'No users yet. Create one to give a person console access.',
+        ),
+      );
     } catch (err) {
       replace(list, errorBox(err));
     }
   };
 
   const attachDialog = (userName: string): void => {
-    const select = h('select', { name: 'policy' }, ...policies.map((p) => h('option', { value: `${p.PolicyType}:${p.PolicyName}` }, `${p.PolicyName} (${p.PolicyType})`)));
+    const select = h(
+      'select',
+      { name: 'policy' },
+      ...policies.map((p) =>
+        h('option', { value: `${p.PolicyType}:${p.PolicyName}` }, `${p.PolicyName} (${p.PolicyType})`),
+      ),
+    );
     formDialog(`Attach a policy to ${userName}`, [field('Policy', select)], 'Attach', async () => {
       const [type, ...rest] = select.value.split(':');
       const name = rest.join(':');
-      await call('AttachPolicyToUser', { UserName: userName, PolicyName: name, PolicyType: type ?? 'Custom' });
+      await call('AttachPolicyToUser', {
+        UserName: userName,
+        PolicyName: name,
+        PolicyType: type ?? 'Custom',
+      });
       void refresh();
       return `Policy ${name} attached to ${userName}.`;
     });
   };
 
   const passwordDialog = (userName: string): void => {
-    const pw = h('input', { type: 'password', name: 'password', autocomplete: 'new-password', required: true, minlength: 8 });
-    formDialog(`Set the console password of ${userName}`, [field('New password', pw, 'At least 8 characters.')], 'Set password', async () => {
-      const has = await call('GetLoginProfile', { UserName: userName }).then(() => true, () => false);
-      await call(has ? 'UpdateLoginProfile' : 'CreateLoginProfile', { UserName: userName, Password: pw.value });
-      return `Password of ${userName} set.`;
-    }, () => pw);
+    const pw = h('input', {
+      type: 'password',
+      name: 'password',
+      autocomplete: 'new-password',
+      required: true,
+      minlength: 8,
+    });
+    formDialog(
+      `Set the console password of ${userName}`,
+      [field('New password', pw, 'At least 8 characters.')],
+      'Set password',
+      async () => {
+        const has = await call('GetLoginProfile', { UserName: userName }).then(
+          () => true,
+          () => false,
+        );
+        await call(has ? 'UpdateLoginProfile' : 'CreateLoginProfile', {
+          UserName: userName,
+          Password: pw.value,
+        });
+        return `Password of ${userName} set.`;
+      },
+      () => pw,
+    );
   };
 
   const createDialog = (): void => {
@@ -156,22 +237,36 @@ export function usersPage(root: HTMLElement): void {
     const pw = h('input', { type: 'password', name: 'password', autocomplete: 'new-password' });
     formDialog(
       'Create user',
-      [field('User name', name, 'Letters, digits, . _ - and @; up to 64 characters.'), field('Display name', display), field('Console password (optional)', pw, 'Leave empty for a user of the API only.')],
+      [
+        field('User name', name, 'Letters, digits, . _ - and @; up to 64 characters.'),
+        field('Display name', display),
+        field('Console password (optional)', pw, 'Leave empty for a user of the API only.'),
+      ],
       'Create',
       async () => {
-        await call('CreateUser', { UserName: name.value.trim(), ...(display.value.trim() !== '' && { DisplayName: display.value.trim() }) });
+        await call('CreateUser', {
+          UserName: name.value.trim(),
+          ...(display.value.trim() !== '' && { DisplayName: display.value.trim() }),
+        });
         if (pw.value !== '') {
           try {
             await call('CreateLoginProfile', { UserName: name.value.trim(), Password: pw.value });
           } catch (err) {
             void refresh();
-            throw new Error(`User ${name.value.trim()} was created, but the password was not set: ${errorText(err)}`);
+            throw new Error(
+              `User ${name.value.trim()} was created, but the password was not set: ${errorText(err)}`,
+            );
           }
         }
         void refresh();
         return `User ${name.value.trim()} created.`;
       },
-      (err) => (errorText(err).toLowerCase().includes('password') ? pw : errorText(err).includes('UserName') || errorText(err).includes('User.') ? name : undefined),
+      (err) =>
+        errorText(err).toLowerCase().includes('password')
+          ? pw
+          : errorText(err).includes('UserName') || errorText(err).includes('User.')
+            ? name
+            : undefined,
     );
   };
 
