@@ -18,25 +18,19 @@
  *
  * Needs root (useradd, sshd, /run), as the host tests do. `--quick` runs fewer rounds.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import { chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
+import { chownSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect as netConnect } from 'node:net';
-import os from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
 import ssh2 from 'ssh2';
-import { WebSocket } from 'ws';
-import { RpcClient } from '../src/client/index.js';
+import type { RpcClient } from '../src/client/index.js';
 import { ed25519PublicKeyLine, ed25519ToOpenSshPrivateKey } from '../src/keypairs/openssh-private-key.js';
-import { agentArgs, createThrowawayUser, startPrivateSshd, type PrivateSshd } from '../test/helpers/sshd.js';
-import { startServerProcess } from './server-process.js';
+import { startPrivateSshd, type PrivateSshd } from '../test/helpers/sshd.js';
+import { BIN, brokerLogon, startLogonFixture } from './logon-fixture.js';
 import { summarize, type LatencySummary } from './stats.js';
 import { fixed, renderTable } from './table.js';
 
-const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const BIN = join(REPO_ROOT, 'bin', 'keyward.js');
 const QUICK = process.argv.includes('--quick');
 const ROUNDS = QUICK ? 5 : 30;
 const AKC_ROUNDS = QUICK ? 10 : 40;
@@ -132,48 +126,6 @@ function floorLogon(c: Ctx, marker: string): Promise<number> {
   });
 }
 
-/** StartTerminalSession + terminal WebSocket + `echo` → its output. */
-async function brokerLogon(c: Ctx, marker: string): Promise<number> {
-  const t0 = performance.now();
-  const start = await c.rpc.call<{ Subprotocols: { Subprotocol: string[] }; WebSocketPath: string }>(
-    'StartTerminalSession',
-    { RegionId: 'local', InstanceId: c.instanceId, InstanceOSUser: c.user, Cols: 120, Rows: 30 },
-    { version: KEYWARD },
-  );
-  const ws = new WebSocket(
-    `${c.endpoint.replace('http', 'ws')}${start.WebSocketPath}`,
-    start.Subprotocols.Subprotocol,
-  );
-  return new Promise((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => {
-      ws.terminate();
-      reject(new Error(`broker logon timed out: ${out}`));
-    }, 60_000);
-    ws.on('message', (data: Buffer, isBinary: boolean) => {
-      if (!isBinary) {
-        const msg = JSON.parse(data.toString()) as { type: string; code?: string; message?: string };
-        if (msg.type === 'ready') ws.send(Buffer.from(`echo ${marker}:$((6*7))\n`));
-        else if (msg.type === 'error') {
-          clearTimeout(timer);
-          reject(new Error(`${msg.code ?? ''}: ${msg.message ?? ''}`));
-        }
-        return;
-      }
-      out += data.toString();
-      if (out.includes(`${marker}:42`)) {
-        clearTimeout(timer);
-        resolve(performance.now() - t0);
-        ws.close();
-      }
-    });
-    ws.on('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-  });
-}
-
 function row(name: string, s: LatencySummary): string[] {
   return [name, fixed(s.p50, 1), fixed(s.p99, 1), fixed(s.max, 1)];
 }
@@ -185,35 +137,12 @@ function peakRssMiB(pid: number): number {
 }
 
 async function main(): Promise<void> {
-  // The children get a plain environment, as on a person's machine: the variables of this sandbox (such as
-  // NODE_EXTRA_CA_CERTS, which makes every Node process parse a CA bundle at start, ≈ 35 ms) stay out.
-  const env: NodeJS.ProcessEnv = {};
-  for (const name of ['PATH', 'HOME', 'LANG', 'TZ'])
-    if (process.env[name] !== undefined) env[name] = process.env[name];
-  const work = mkdtempSync(join(os.tmpdir(), 'keyward-logon-bench-'));
-  // sshd runs the AuthorizedKeysCommand only from root-owned, not group/world-writable directories.
-  const hostDir = join('/run', `kw-logon-bench-${randomBytes(4).toString('hex')}`);
-  mkdirSync(join(hostDir, 'libexec'), { recursive: true, mode: 0o755 });
-  const sshd = await startPrivateSshd();
+  const fx = await startLogonFixture({ prefix: 'kw-logon-bench' });
   const plainSshd = await startPrivateSshd();
-  const user = await createThrowawayUser();
-  let agent: ChildProcess | undefined;
-  const server = await startServerProcess({
-    repoRoot: REPO_ROOT,
-    dataDir: join(work, 'data'),
-    logLevel: 'warn',
-    env,
-    firstStart: true,
-    extraArgs: ['--logon-key-lifetime', '60'],
-  });
   try {
+    const { work, env, server, rpc, sshd, user, instanceId } = fx;
     const creds = server.credentials;
     if (creds === undefined || server.pid === undefined) throw new Error('no credentials');
-    const rpc = new RpcClient({
-      endpoint: server.endpoint,
-      accessKeyId: creds.accessKeyId,
-      accessKeySecret: creds.accessKeySecret,
-    });
     // The same key, installed the ordinary way, for the baselines.
     const { privateKey } = generateKeyPairSync('ed25519');
     const staticPem = ed25519ToOpenSshPrivateKey(privateKey, 'bench');
@@ -228,40 +157,6 @@ async function main(): Promise<void> {
     // One alias for both sshds' keys: ssh accepts a host key that matches any line of its alias.
     writeFileSync(knownHosts, `bench-host ${sshd.hostKeyPub}\nbench-host ${plainSshd.hostKeyPub}\n`);
 
-    const { Token } = await rpc.call<{ Token: string }>('CreateEnrollmentToken', { RegionId: 'local' });
-    agent = spawn(
-      process.execPath,
-      [
-        BIN,
-        ...agentArgs({
-          server: server.endpoint,
-          stateDir: join(work, 'agent'),
-          loginUser: user.name,
-          sshd,
-          extra: [
-            '--token',
-            Token,
-            '--log-level',
-            'warn',
-            '--grants-dir',
-            join(hostDir, 'grants'),
-            '--authorized-keys-command',
-            join(hostDir, 'libexec', 'authorized-keys-command'),
-          ],
-        }),
-      ],
-      { env, stdio: 'ignore' },
-    );
-    let instanceId: string | undefined;
-    for (let i = 0; i < 300 && instanceId === undefined; i++) {
-      const res = await rpc.call<{ Instances: { Instance: Array<{ InstanceId: string; Status: string }> } }>(
-        'DescribeInstances',
-        { RegionId: 'local' },
-      );
-      instanceId = res.Instances.Instance.find((x) => x.Status === 'Running')?.InstanceId;
-      if (instanceId === undefined) await sleep(100);
-    }
-    if (instanceId === undefined) throw new Error('the agent did not connect');
     const c: Ctx = {
       sshd,
       plainSshd,
@@ -347,7 +242,6 @@ async function main(): Promise<void> {
     const allMs = performance.now() - t0;
     const failed = results.filter((x) => x.status === 'rejected');
     const rss = peakRssMiB(server.pid);
-    rpc.close();
 
     const b = summarize(broker);
     const f = summarize(floor);
@@ -389,13 +283,8 @@ async function main(): Promise<void> {
     );
     if (failed.length > 0) process.exitCode = 1;
   } finally {
-    if (agent !== undefined && agent.exitCode === null) agent.kill('SIGTERM');
-    await server.stop();
-    await sshd.stop();
     await plainSshd.stop();
-    await user.remove();
-    rmSync(work, { recursive: true, force: true });
-    rmSync(hostDir, { recursive: true, force: true });
+    await fx.stop();
   }
 }
 

@@ -400,7 +400,7 @@ test('users, policies and the audit log: create a user, a policy with an inline 
   await page.goto(consoleUrl('#/audit'));
   await page.locator('.chain.ok').waitFor();
   assert.match(await page.locator('.chain').innerText(), /Chain verified: \d+ events/);
-  await page.getByLabel('Event type starts with').fill('session.');
+  await page.getByLabel('Event type').fill('session');
   await page.getByRole('button', { name: 'Apply' }).click();
   await page.locator('tbody tr', { hasText: 'session.closed' }).first().waitFor();
   await screenshot(page, '12-audit');

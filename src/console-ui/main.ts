@@ -69,9 +69,19 @@ function shell(): HTMLElement {
   return main;
 }
 
-function route(): void {
-  cleanup?.();
+/** Runs the current page's cleanup; a failing one must not keep the next page from showing. */
+function leavePage(): void {
+  const done = cleanup;
   cleanup = undefined;
+  try {
+    done?.();
+  } catch {
+    // The page being left is gone either way.
+  }
+}
+
+function route(): void {
+  leavePage();
   for (const d of document.querySelectorAll('dialog')) d.close();
   const main = document.getElementById('main') ?? shell();
   const parts = location.hash.replace(/^#\/?/, '').split('/').map(decodeURIComponent);
@@ -118,8 +128,7 @@ function signedIn(s: SessionInfo): void {
 }
 
 function showSignIn(notice?: string): void {
-  cleanup?.();
-  cleanup = undefined;
+  leavePage();
   window.removeEventListener('hashchange', route);
   setSession(undefined);
   setCsrfToken('');

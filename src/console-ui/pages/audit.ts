@@ -25,7 +25,7 @@ export function auditPage(root: HTMLElement): void {
   const chain = h('div', { class: 'chain', role: 'status' }, 'Verifying the audit chain…');
   const type = h('input', {
     name: 'eventType',
-    placeholder: 'e.g. session. or console.signin',
+    placeholder: 'e.g. session or console.signin',
     maxlength: 64,
   });
   const actor = h('input', { name: 'actor', placeholder: 'e.g. user/alice', maxlength: 200 });
@@ -34,7 +34,7 @@ export function auditPage(root: HTMLElement): void {
   const filters = h(
     'form',
     { class: 'filters', role: 'search' },
-    field('Event type starts with', type),
+    field('Event type', type, 'A type and its subtypes: session covers session.opened.'),
     field('Actor', actor),
     field('Instance', instance),
     field('Since', since),
@@ -66,7 +66,7 @@ export function auditPage(root: HTMLElement): void {
 
   const load = async (append: boolean): Promise<void> => {
     const params: Record<string, string> = { MaxResults: '50' };
-    if (type.value.trim() !== '') params['EventType'] = type.value.trim();
+    if (type.value.trim() !== '') params['EventType'] = type.value.trim().replace(/\.+$/, '');
     if (actor.value.trim() !== '') params['Actor'] = actor.value.trim();
     if (instance.value.trim() !== '') params['InstanceId'] = instance.value.trim();
     if (since.value !== '') params['StartTime'] = new Date(since.value).toISOString();

@@ -49,6 +49,14 @@ function clock(seconds: number): string {
 /** Opens a terminal on `instanceId` as `osUser`; returns the cleanup to run when the page is left. */
 export function terminalPage(root: HTMLElement, instanceId: string, osUser: string): () => void {
   document.title = `${osUser}@${instanceId} · Keyward console`;
+  // Ask for the ticket before building the terminal: the request is in flight while xterm.js measures
+  // its font. The size asked for is a guess from the window; the real one follows once the shell is up.
+  const guess = {
+    cols: Math.max(20, Math.floor((window.innerWidth - 48) / 8.4)),
+    rows: Math.max(5, Math.floor((window.innerHeight - 140) / 17)),
+  };
+  const ticketRequest = post<Ticket>('/console/api/terminal', { instanceId, osUser, ...guess });
+  ticketRequest.catch(() => undefined);
   const state = h('span', { class: 'term-state', role: 'status' }, 'Requesting a session…');
   const keyClock = h('span', { class: 'countdown', 'data-countdown': 'key' });
   const sessionClock = h('span', { class: 'countdown', 'data-countdown': 'session' });
@@ -82,27 +90,35 @@ export function terminalPage(root: HTMLElement, instanceId: string, osUser: stri
     ),
   );
 
-  const term = new Terminal({
-    cursorBlink: true,
-    fontFamily: 'ui-monospace, "DejaVu Sans Mono", "Liberation Mono", monospace',
-    fontSize: 14,
-    scrollback: 5000,
-    theme: { background: '#0f1419', foreground: '#e6e1cf' },
-  });
-  const fit = new FitAddon();
-  term.loadAddon(fit);
-  term.open(screen);
-  fit.fit();
-  term.focus();
-  term.attachCustomKeyEventHandler((e) => {
-    if (e.type === 'keydown' && e.ctrlKey && e.shiftKey && (e.key === 'C' || e.key === 'c')) {
-      const text = term.getSelection();
-      if (text !== '') void navigator.clipboard?.writeText(text).catch(() => undefined);
-      return false;
-    }
-    // Ctrl+Shift+V: let the browser's paste event reach xterm.js, which sends the text.
-    return !(e.ctrlKey && e.shiftKey && (e.key === 'V' || e.key === 'v'));
-  });
+  let term: Terminal | undefined;
+  let fit: FitAddon | undefined;
+  /** xterm.js, built while the broker logs on (it measures its font, tens of milliseconds). */
+  const build = (): Terminal => {
+    const t = new Terminal({
+      cursorBlink: true,
+      fontFamily: 'ui-monospace, "DejaVu Sans Mono", "Liberation Mono", monospace',
+      fontSize: 14,
+      scrollback: 5000,
+      theme: { background: '#0f1419', foreground: '#e6e1cf' },
+    });
+    const f = new FitAddon();
+    t.loadAddon(f);
+    t.open(screen);
+    f.fit();
+    t.focus();
+    t.attachCustomKeyEventHandler((e) => {
+      if (e.type === 'keydown' && e.ctrlKey && e.shiftKey && (e.key === 'C' || e.key === 'c')) {
+        const text = t.getSelection();
+        if (text !== '') void navigator.clipboard?.writeText(text).catch(() => undefined);
+        return false;
+      }
+      // Ctrl+Shift+V: let the browser's paste event reach xterm.js, which sends the text.
+      return !(e.ctrlKey && e.shiftKey && (e.key === 'V' || e.key === 'v'));
+    });
+    term = t;
+    fit = f;
+    return t;
+  };
 
   const finish = (message: string, kind: 'info' | 'error'): void => {
     window.clearInterval(timer);
@@ -132,7 +148,7 @@ export function terminalPage(root: HTMLElement, instanceId: string, osUser: stri
   };
 
   const onResize = (): void => {
-    fit.fit();
+    fit?.fit();
   };
   window.addEventListener('resize', onResize);
   const encoder = new TextEncoder();
@@ -140,12 +156,7 @@ export function terminalPage(root: HTMLElement, instanceId: string, osUser: stri
   void (async () => {
     let ticket: Ticket;
     try {
-      ticket = await post<Ticket>('/console/api/terminal', {
-        instanceId,
-        osUser,
-        cols: term.cols,
-        rows: term.rows,
-      });
+      ticket = await ticketRequest;
     } catch (err) {
       state.textContent = 'Not connected';
       screen.hidden = true;
@@ -161,6 +172,8 @@ export function terminalPage(root: HTMLElement, instanceId: string, osUser: stri
     ]);
     ws = socket;
     socket.binaryType = 'arraybuffer';
+    // The socket's events are delivered after this task, so the terminal built here sees every byte.
+    const term = build();
     let exit: Extract<Control, { type: 'exit' }> | undefined;
     let failure: Extract<Control, { type: 'error' }> | undefined;
     term.onData((d) => {
@@ -189,6 +202,9 @@ export function terminalPage(root: HTMLElement, instanceId: string, osUser: stri
       if (msg.type === 'status') state.textContent = 'Logging on…';
       else if (msg.type === 'ready') {
         state.textContent = 'Connected';
+        if (term.cols !== guess.cols || term.rows !== guess.rows) {
+          socket.send(JSON.stringify({ type: 'resize', cols: term.cols, rows: term.rows }));
+        }
         screen.dataset['sessionId'] = msg.sessionId;
         const keyEnds = Date.parse(msg.keyExpiresAt);
         const sessionEnds = Date.parse(msg.sessionExpiresAt);
@@ -243,6 +259,6 @@ export function terminalPage(root: HTMLElement, instanceId: string, osUser: stri
     window.removeEventListener('resize', onResize);
     closedByUser = true;
     ws?.close(1000, 'client-closed');
-    term.dispose();
+    term?.dispose();
   };
 }
