@@ -210,11 +210,11 @@ export function usersPage(root: HTMLElement): void {
       name: 'password',
       autocomplete: 'new-password',
       required: true,
-      minlength: 8,
+      minlength: 12,
     });
     formDialog(
       `Set the console password of ${userName}`,
-      [field('New password', pw, 'At least 8 characters.')],
+      [field('New password', pw, '12 to 128 characters.')],
       'Set password',
       async () => {
         const has = await call('GetLoginProfile', { UserName: userName }).then(
