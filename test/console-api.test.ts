@@ -243,3 +243,98 @@ test('a terminal ticket needs ecs-workbench:LoginInstance, checked like the API;
   assert.ok(seen.includes('console.signin.locked user/erin'), seen.join('\n'));
   assert.ok(seen.includes('console.signout user/dave'), seen.join('\n'));
 });
+
+test('the session answer gives a reloaded page its CSRF token back; a forged cookie gets none', async () => {
+  await consoleUser('hana');
+  const { cookie, csrf } = await signIn('hana');
+  const me = await call('GET', '/console/api/session', { cookie });
+  assert.equal(me.body['CsrfToken'], csrf);
+  assert.equal(me.body['RegionId'], 'local');
+  const forged = await call('GET', '/console/api/session', { cookie: `kw_session=kws_${'A'.repeat(43)}` });
+  assert.equal(forged.status, 401);
+  assert.equal(forged.body['CsrfToken'], undefined);
+});
+
+test('console calls run API actions as the signed-in user: same policies, strict parameters, audited', async () => {
+  await consoleUser('ivan');
+  await rpc.call(
+    'AttachPolicyToUser',
+    { PolicyType: 'System', PolicyName: 'ReadOnlyAccess', UserName: 'ivan' },
+    { version: RAM },
+  );
+  const { cookie, csrf } = await signIn('ivan');
+  const origin = server.endpoint;
+  const listed = await call('POST', '/console/api/call/DescribeKeyPairs', {
+    cookie,
+    csrf,
+    origin,
+    body: { RegionId: 'local' },
+  });
+  assert.equal(listed.status, 200, JSON.stringify(listed.body));
+  assert.equal(typeof listed.body['TotalCount'], 'number');
+  const denied = await call('POST', '/console/api/call/CreateKeyPair', {
+    cookie,
+    csrf,
+    origin,
+    body: { RegionId: 'local', KeyPairName: 'from-console' },
+  });
+  assert.equal(denied.status, 403);
+  assert.equal(denied.body['Code'], 'Forbidden.RAM');
+  const unknown = await call('POST', '/console/api/call/DescribeKeyPairs', {
+    cookie,
+    csrf,
+    body: { RegionId: 'local', Surprise: 'x' },
+  });
+  assert.equal(unknown.body['Code'], 'UnknownParameter');
+  const notString = await call('POST', '/console/api/call/DescribeKeyPairs', {
+    cookie,
+    csrf,
+    body: { RegionId: 'local', PageSize: 10 },
+  });
+  assert.equal(notString.body['Code'], 'InvalidParameter');
+  const noAction = await call('POST', '/console/api/call/RunShell', { cookie, csrf, body: {} });
+  assert.equal(noAction.body['Code'], 'InvalidAction.NotFound');
+  const noCsrf = await call('POST', '/console/api/call/DescribeKeyPairs', {
+    cookie,
+    body: { RegionId: 'local' },
+  });
+  assert.equal(noCsrf.body['Code'], 'Console.CsrfRejected');
+  const signedOut = await call('POST', '/console/api/call/DescribeKeyPairs', {
+    csrf,
+    body: { RegionId: 'local' },
+  });
+  assert.equal(signedOut.body['Code'], 'Console.NotSignedIn');
+  const events = await rpc.call<{
+    Events: { Event: Array<{ Actor: string; Detail: Record<string, unknown> }> };
+  }>('ListAuditEvents', { EventType: 'authz.deny', Actor: 'user/ivan' }, { version: KEYWARD });
+  assert.ok(events.Events.Event.some((e) => e.Detail['action'] === 'ecs:CreateKeyPair'));
+});
+
+test('the page and its bundles: compressed, cached by ETag, with the security headers; API errors carry them too', async () => {
+  const page = await fetch(`${server.endpoint}/console/`, { headers: { 'accept-encoding': 'br' } });
+  assert.equal(page.status, 200);
+  assert.equal(page.headers.get('content-encoding'), 'br');
+  assert.match(page.headers.get('content-type') ?? '', /^text\/html/);
+  assert.match(page.headers.get('content-security-policy') ?? '', /script-src 'self';/);
+  assert.equal(page.headers.get('x-frame-options'), 'DENY');
+  const html = await page.text();
+  const script = /<script type="module" src="(\/console\/assets\/app\.js)"><\/script>/.exec(html);
+  assert.ok(script !== null, html);
+  const js = await fetch(`${server.endpoint}${script[1] ?? ''}`, { headers: { 'accept-encoding': 'gzip' } });
+  assert.equal(js.headers.get('content-encoding'), 'gzip');
+  assert.match(js.headers.get('content-type') ?? '', /^text\/javascript/);
+  const etag = js.headers.get('etag') ?? '';
+  assert.ok((await js.text()).length > 1000);
+  const again = await fetch(`${server.endpoint}${script[1] ?? ''}`, { headers: { 'if-none-match': etag } });
+  assert.equal(again.status, 304);
+  const missing = await fetch(`${server.endpoint}/console/assets/..%2fmaster.key`);
+  assert.equal(missing.status, 404);
+  assert.equal(((await missing.json()) as { Code: string }).Code, 'InvalidAction.NotFound');
+  const apiError = await call('GET', '/console/api/session');
+  assert.equal(apiError.status, 401);
+  assert.match(apiError.headers.get('content-security-policy') ?? '', /default-src 'none'/);
+  assert.equal(apiError.headers.get('x-content-type-options'), 'nosniff');
+  const redirect = await fetch(`${server.endpoint}/console`, { redirect: 'manual' });
+  assert.equal(redirect.status, 308);
+  assert.equal(redirect.headers.get('location'), '/console/');
+});

@@ -151,7 +151,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     throw new AppError(
       'InvalidAction.NotFound',
       `${request.method} ${(request.raw.url ?? '').split('?')[0]?.slice(0, 64) ?? ''} is not served; ` +
-        'the API is POST / and the health check GET /healthz.',
+        'the API is POST /, the web console GET /console/ and the health check GET /healthz.',
     );
   });
   app.addHook('onResponse', (request, reply, done) => {

@@ -1,7 +1,8 @@
 /** Help text of `keyward server`, apart from the command so the CLI can show it without loading the server. */
 export const SERVER_HELP = `Usage: keyward server [options]
 
-Runs the Keyward server in the foreground: the ECS-compatible API on POST /, GET /healthz.
+Runs the Keyward server in the foreground: the ECS-compatible API on POST /, the web console on
+GET /console/, GET /healthz.
 On first start with an empty data directory it creates the account and its root access key and
 writes them to DATA_DIR/initial-credentials.json (mode 0600).
 
