@@ -58,19 +58,7 @@ const MAX_CALL_PARAMS = 200;
 
 /** Parses an action call's body: a flat JSON object of parameter names to string values. */
 function callParams(request: FastifyRequest): Array<[string, string]> {
-  const raw = request.body;
-  const text = Buffer.isBuffer(raw) ? raw.toString('utf8') : '';
-  if (text.length > MAX_CALL_BYTES) throw new AppError('RequestTooLarge', 'The request body is too large.');
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text === '' ? '{}' : text);
-  } catch {
-    throw new AppError('InvalidParameter', 'The request body must be a JSON object.');
-  }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-    throw new AppError('InvalidParameter', 'The request body must be a JSON object.');
-  }
-  const entries = Object.entries(parsed);
+  const entries = Object.entries(jsonObject(request, MAX_CALL_BYTES));
   if (entries.length > MAX_CALL_PARAMS) {
     throw new AppError('InvalidParameter', `At most ${MAX_CALL_PARAMS} parameters are taken.`);
   }
@@ -83,11 +71,11 @@ function callParams(request: FastifyRequest): Array<[string, string]> {
   });
 }
 
-/** Parses a small JSON object body, refusing unknown fields and non-string values. */
-function jsonBody(request: FastifyRequest, fields: readonly string[]): Record<string, string | number> {
+/** The request body as a JSON object of at most `maxBytes`, or a clear error. */
+function jsonObject(request: FastifyRequest, maxBytes: number): Record<string, unknown> {
   const raw = request.body;
   const text = Buffer.isBuffer(raw) ? raw.toString('utf8') : '';
-  if (text.length > MAX_JSON_BYTES) throw new AppError('RequestTooLarge', 'The request body is too large.');
+  if (text.length > maxBytes) throw new AppError('RequestTooLarge', 'The request body is too large.');
   let parsed: unknown;
   try {
     parsed = JSON.parse(text === '' ? '{}' : text);
@@ -97,8 +85,13 @@ function jsonBody(request: FastifyRequest, fields: readonly string[]): Record<st
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
     throw new AppError('InvalidParameter', 'The request body must be a JSON object.');
   }
+  return parsed as Record<string, unknown>;
+}
+
+/** Parses a small JSON object body, refusing unknown fields and values other than strings and numbers. */
+function jsonBody(request: FastifyRequest, fields: readonly string[]): Record<string, string | number> {
   const out: Record<string, string | number> = {};
-  for (const [k, v] of Object.entries(parsed)) {
+  for (const [k, v] of Object.entries(jsonObject(request, MAX_JSON_BYTES))) {
     if (!fields.includes(k))
       throw new AppError('UnknownParameter', `The field "${k.slice(0, 40)}" is not taken here.`);
     if (typeof v !== 'string' && typeof v !== 'number') {

@@ -1,6 +1,6 @@
 /** Pieces every page uses: the page frame, error boxes, tag lists, and the shapes of API answers. */
 import { ApiError } from '../api.js';
-import { h, type Child } from '../dom.js';
+import { announce, h, openDialog, replace, setFieldError, type Child } from '../dom.js';
 
 export interface Tag {
   readonly TagKey: string;
@@ -105,4 +105,67 @@ export async function busy<T>(form: HTMLElement, work: () => Promise<T>): Promis
     controls.forEach((c, i) => (c.disabled = before[i] ?? false));
     form.removeAttribute('aria-busy');
   }
+}
+
+export interface FormDialogOptions {
+  /** Maps an error to the field it is about, so the message shows there; otherwise above the form. */
+  readonly fieldError?: (err: unknown) => HTMLElement | undefined;
+  /** Checked before sending; returns the field to focus when something is wrong (its error already set). */
+  readonly validate?: () => HTMLElement | undefined;
+  readonly danger?: boolean;
+  readonly wide?: boolean;
+}
+
+/**
+ * A dialog with one form: `submit` returns the success message (announced once the dialog closes) or
+ * throws, and the error is shown at its field or above the form. Controls are disabled while it runs.
+ */
+export function formDialog(
+  title: string,
+  fields: Child[],
+  submitLabel: string,
+  submit: () => Promise<string>,
+  opts: FormDialogOptions = {},
+): void {
+  openDialog(title, (close) => {
+    const formError = h('div', { class: 'form-error', role: 'alert' });
+    const form = h(
+      'form',
+      { class: opts.wide === true ? 'form wide' : 'form', novalidate: true },
+      formError,
+      ...fields,
+      h(
+        'div',
+        { class: 'actions' },
+        button('Cancel', close),
+        h('button', { type: 'submit', class: opts.danger === true ? 'danger' : 'primary' }, submitLabel),
+      ),
+    );
+    form.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      replace(formError);
+      form.querySelectorAll('[aria-invalid]').forEach((el) => {
+        setFieldError(el as HTMLElement, undefined);
+      });
+      const invalid = opts.validate?.();
+      if (invalid !== undefined) {
+        invalid.focus();
+        return;
+      }
+      void busy(form, async () => {
+        try {
+          const message = await submit();
+          close();
+          announce(message);
+        } catch (err) {
+          const target = opts.fieldError?.(err);
+          if (target !== undefined) {
+            setFieldError(target, errorText(err));
+            target.focus();
+          } else replace(formError, errorBox(err));
+        }
+      });
+    });
+    return [form];
+  });
 }

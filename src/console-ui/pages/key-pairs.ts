@@ -7,7 +7,17 @@ import { ApiError, call, callAllPages } from '../api.js';
 import { announce, field, h, openDialog, replace, setFieldError, table, when } from '../dom.js';
 import { region } from '../session.js';
 import { keyFacts } from '../ssh-key-facts.js';
-import { busy, button, errorBox, errorText, page, tagList, type Instance, type KeyPair } from './common.js';
+import {
+  busy,
+  button,
+  errorBox,
+  errorText,
+  formDialog,
+  page,
+  tagList,
+  type Instance,
+  type KeyPair,
+} from './common.js';
 
 interface Loaded {
   readonly pairs: readonly KeyPair[];
@@ -150,153 +160,89 @@ function showPrivateKey(form: HTMLElement, name: string, md5: string, pem: strin
 }
 
 function importDialog(refresh: () => void): void {
-  openDialog('Import key pair', (close) => {
-    const name = h('input', { name: 'name', required: true, maxlength: 128, autocomplete: 'off' });
-    const key = h('textarea', {
-      name: 'publicKey',
-      rows: 5,
-      required: true,
-      spellcheck: 'false',
-      placeholder: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA… user@laptop',
+  const name = h('input', { name: 'name', required: true, maxlength: 128, autocomplete: 'off' });
+  const key = h('textarea', {
+    name: 'publicKey',
+    rows: 5,
+    required: true,
+    spellcheck: 'false',
+    placeholder: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA… user@laptop',
+  });
+  const fileInput = h('input', { type: 'file', name: 'publicKeyFile', accept: '.pub,text/plain' });
+  fileInput.addEventListener('change', () => {
+    const f = fileInput.files?.[0];
+    if (f === undefined) return;
+    if (f.size > 16_384) {
+      setFieldError(key, 'That file is too large to be an OpenSSH public key (over 16 KB).');
+      return;
+    }
+    void f.text().then((text) => {
+      key.value = text.trim();
+      if (name.value === '') name.value = f.name.replace(/\.pub$/, '').replace(/[^A-Za-z0-9._:-]/g, '-');
     });
-    const fileInput = h('input', { type: 'file', name: 'publicKeyFile', accept: '.pub,text/plain' });
-    fileInput.addEventListener('change', () => {
-      const f = fileInput.files?.[0];
-      if (f === undefined) return;
-      if (f.size > 16_384) {
-        setFieldError(key, 'That file is too large to be an OpenSSH public key (over 16 KB).');
-        return;
-      }
-      void f.text().then((text) => {
-        key.value = text.trim();
-        if (name.value === '') name.value = f.name.replace(/\.pub$/, '').replace(/[^A-Za-z0-9._:-]/g, '-');
-      });
-    });
-    const formError = h('div', { class: 'form-error', role: 'alert' });
-    const form = h(
-      'form',
-      { class: 'form', novalidate: true },
-      formError,
+  });
+  formDialog(
+    'Import key pair',
+    [
       field('Name', name),
       field('Public key', key, 'One OpenSSH public key line (RSA, Ed25519 or ECDSA), as in a .pub file.'),
       field('…or read it from a file', fileInput),
-      h(
-        'div',
-        { class: 'actions' },
-        button('Cancel', close),
-        h('button', { type: 'submit', class: 'primary' }, 'Import'),
-      ),
-    );
-    form.addEventListener('submit', (ev) => {
-      ev.preventDefault();
-      setFieldError(name, undefined);
-      setFieldError(key, undefined);
-      replace(formError);
-      void busy(form, async () => {
-        try {
-          const res = await call<{ KeyPairName: string }>('ImportKeyPair', {
-            RegionId: region(),
-            KeyPairName: name.value.trim(),
-            PublicKeyBody: key.value.trim(),
-          });
-          close();
-          announce(`Key pair ${res.KeyPairName} imported.`);
-          refresh();
-        } catch (err) {
-          const target = fieldFor(err, { name, key });
-          if (target !== undefined) {
-            setFieldError(target, errorText(err));
-            target.focus();
-          } else replace(formError, errorBox(err));
-        }
+    ],
+    'Import',
+    async () => {
+      const res = await call<{ KeyPairName: string }>('ImportKeyPair', {
+        RegionId: region(),
+        KeyPairName: name.value.trim(),
+        PublicKeyBody: key.value.trim(),
       });
-    });
-    return [form];
-  });
+      refresh();
+      return `Key pair ${res.KeyPairName} imported.`;
+    },
+    { fieldError: (err) => fieldFor(err, { name, key }) },
+  );
 }
 
 function confirmDialog(title: string, text: string, action: string, run: () => Promise<string>): void {
-  openDialog(title, (close) => {
-    const formError = h('div', { class: 'form-error', role: 'alert' });
-    const go = h('button', { type: 'submit', class: 'danger' }, action);
-    const form = h(
-      'form',
-      { class: 'form' },
-      h('p', {}, text),
-      formError,
-      h('div', { class: 'actions' }, button('Cancel', close), go),
-    );
-    form.addEventListener('submit', (ev) => {
-      ev.preventDefault();
-      replace(formError);
-      void busy(form, async () => {
-        try {
-          const message = await run();
-          close();
-          announce(message);
-        } catch (err) {
-          replace(formError, errorBox(err));
-        }
-      });
-    });
-    return [form];
-  });
+  formDialog(title, [h('p', {}, text)], action, run, { danger: true });
 }
 
 function attachDialog(pair: KeyPair, instances: readonly Instance[], refresh: () => void): void {
-  openDialog(`Attach ${pair.KeyPairName}`, (close) => {
-    const choices = instances.filter((i) => i.KeyPairName !== pair.KeyPairName);
-    const select = h(
-      'select',
-      { name: 'instance', required: true },
-      ...choices.map((i) =>
-        h(
-          'option',
-          { value: i.InstanceId },
-          `${i.InstanceName || i.InstanceId} (${i.InstanceId}, ${i.Status}${i.KeyPairName === '' ? '' : `, now ${i.KeyPairName}`})`,
-        ),
+  const choices = instances.filter((i) => i.KeyPairName !== pair.KeyPairName);
+  const select = h(
+    'select',
+    { name: 'instance', required: true },
+    ...choices.map((i) =>
+      h(
+        'option',
+        { value: i.InstanceId },
+        `${i.InstanceName || i.InstanceId} (${i.InstanceId}, ${i.Status}${i.KeyPairName === '' ? '' : `, now ${i.KeyPairName}`})`,
       ),
-    );
-    const formError = h('div', { class: 'form-error', role: 'alert' });
-    const form = h(
-      'form',
-      { class: 'form' },
+    ),
+  );
+  formDialog(
+    `Attach ${pair.KeyPairName}`,
+    [
       h(
         'p',
         {},
         'Binding a key pair disables password logins on the instance; a key pair bound there now is replaced. Keyward applies it live.',
       ),
-      formError,
       choices.length === 0
         ? h('p', { class: 'empty' }, 'No instance to attach to: enroll a host with the Keyward agent first.')
         : field('Instance', select),
-      h(
-        'div',
-        { class: 'actions' },
-        button('Cancel', close),
-        h('button', { type: 'submit', class: 'primary', disabled: choices.length === 0 }, 'Attach'),
-      ),
-    );
-    form.addEventListener('submit', (ev) => {
-      ev.preventDefault();
-      replace(formError);
-      void busy(form, async () => {
-        try {
-          await call('AttachKeyPair', {
-            RegionId: region(),
-            KeyPairName: pair.KeyPairName,
-            InstanceIds: JSON.stringify([select.value]),
-          });
-          close();
-          announce(`Key pair ${pair.KeyPairName} attached to ${select.value}.`);
-          refresh();
-        } catch (err) {
-          replace(formError, errorBox(err));
-        }
+    ],
+    'Attach',
+    async () => {
+      if (choices.length === 0) throw new Error('There is no instance to attach to.');
+      await call('AttachKeyPair', {
+        RegionId: region(),
+        KeyPairName: pair.KeyPairName,
+        InstanceIds: JSON.stringify([select.value]),
       });
-    });
-    return [form];
-  });
+      refresh();
+      return `Key pair ${pair.KeyPairName} attached to ${select.value}.`;
+    },
+  );
 }
 
 export function keyPairsPage(root: HTMLElement): void {

@@ -1,7 +1,7 @@
 /** Policies: the list, a policy's document, and custom policies written as JSON with errors shown inline. */
 import { call } from '../api.js';
-import { announce, field, h, openDialog, replace, setFieldError, table, when } from '../dom.js';
-import { busy, button, errorBox, errorText, page } from './common.js';
+import { field, h, openDialog, replace, setFieldError, table, when } from '../dom.js';
+import { button, errorBox, errorText, formDialog, page } from './common.js';
 
 interface Policy {
   readonly PolicyName: string;
@@ -41,24 +41,21 @@ function jsonProblem(text: string): string | undefined {
 }
 
 function editor(refresh: () => void): void {
-  openDialog('Create policy', (close) => {
-    const name = h('input', { name: 'policyName', required: true, maxlength: 128, autocomplete: 'off' });
-    const description = h('input', { name: 'description', maxlength: 1024 });
-    const doc = h('textarea', {
-      name: 'policyDocument',
-      rows: 14,
-      spellcheck: 'false',
-      class: 'mono',
-      value: EXAMPLE,
-    });
-    doc.addEventListener('input', () => {
-      setFieldError(doc, jsonProblem(doc.value));
-    });
-    const formError = h('div', { class: 'form-error', role: 'alert' });
-    const form = h(
-      'form',
-      { class: 'form wide', novalidate: true },
-      formError,
+  const name = h('input', { name: 'policyName', required: true, maxlength: 128, autocomplete: 'off' });
+  const description = h('input', { name: 'description', maxlength: 1024 });
+  const doc = h('textarea', {
+    name: 'policyDocument',
+    rows: 14,
+    spellcheck: 'false',
+    class: 'mono',
+    value: EXAMPLE,
+  });
+  doc.addEventListener('input', () => {
+    setFieldError(doc, jsonProblem(doc.value));
+  });
+  formDialog(
+    'Create policy',
+    [
       field('Name', name),
       field('Description', description),
       field(
@@ -66,50 +63,31 @@ function editor(refresh: () => void): void {
         doc,
         'Statements of Effect, Action and Resource; checked as you type and by the server on save.',
       ),
-      h(
-        'div',
-        { class: 'actions' },
-        button('Cancel', close),
-        h('button', { type: 'submit', class: 'primary' }, 'Create'),
-      ),
-    );
-    form.addEventListener('submit', (ev) => {
-      ev.preventDefault();
-      replace(formError);
-      setFieldError(name, undefined);
-      const problem = jsonProblem(doc.value);
-      setFieldError(doc, problem);
-      if (problem !== undefined) {
-        doc.focus();
-        return;
-      }
-      void busy(form, async () => {
-        try {
-          await call('CreatePolicy', {
-            PolicyName: name.value.trim(),
-            PolicyDocument: doc.value,
-            ...(description.value.trim() !== '' && { Description: description.value.trim() }),
-          });
-          close();
-          announce(`Policy ${name.value.trim()} created.`);
-          refresh();
-        } catch (err) {
-          const text = errorText(err);
-          const target =
-            text.includes('PolicyDocument') || text.includes('MalformedPolicy')
-              ? doc
-              : text.includes('PolicyName') || text.includes('Policy.')
-                ? name
-                : undefined;
-          if (target !== undefined) {
-            setFieldError(target, text);
-            target.focus();
-          } else replace(formError, errorBox(err));
-        }
+    ],
+    'Create',
+    async () => {
+      await call('CreatePolicy', {
+        PolicyName: name.value.trim(),
+        PolicyDocument: doc.value,
+        ...(description.value.trim() !== '' && { Description: description.value.trim() }),
       });
-    });
-    return [form];
-  });
+      refresh();
+      return `Policy ${name.value.trim()} created.`;
+    },
+    {
+      wide: true,
+      validate: () => {
+        const problem = jsonProblem(doc.value);
+        setFieldError(doc, problem);
+        return problem === undefined ? undefined : doc;
+      },
+      fieldError: (err) => {
+        const text = errorText(err);
+        if (text.includes('PolicyDocument') || text.includes('MalformedPolicy')) return doc;
+        return text.includes('PolicyName') || text.includes('Policy.') ? name : undefined;
+      },
+    },
+  );
 }
 
 function viewer(p: Policy): void {
@@ -169,36 +147,19 @@ export function policiesPage(root: HTMLElement): void {
             p.PolicyType === 'Custom'
               ? button(
                   'Delete…',
-                  () =>
-                    openDialog(`Delete ${p.PolicyName}`, (close) => {
-                      const formError = h('div', { class: 'form-error', role: 'alert' });
-                      const form = h(
-                        'form',
-                        { class: 'form' },
-                        h('p', {}, `Delete the policy ${p.PolicyName}? Detach it from every user first.`),
-                        formError,
-                        h(
-                          'div',
-                          { class: 'actions' },
-                          button('Cancel', close),
-                          h('button', { type: 'submit', class: 'danger' }, 'Delete'),
-                        ),
-                      );
-                      form.addEventListener('submit', (ev) => {
-                        ev.preventDefault();
-                        void busy(form, async () => {
-                          try {
-                            await call('DeletePolicy', { PolicyName: p.PolicyName });
-                            close();
-                            announce(`Policy ${p.PolicyName} deleted.`);
-                            void refresh();
-                          } catch (err) {
-                            replace(formError, errorBox(err));
-                          }
-                        });
-                      });
-                      return [form];
-                    }),
+                  () => {
+                    formDialog(
+                      `Delete ${p.PolicyName}`,
+                      [h('p', {}, `Delete the policy ${p.PolicyName}? Detach it from every user first.`)],
+                      'Delete',
+                      async () => {
+                        await call('DeletePolicy', { PolicyName: p.PolicyName });
+                        void refresh();
+                        return `Policy ${p.PolicyName} deleted.`;
+                      },
+                      { danger: true },
+                    );
+                  },
                   'danger-quiet',
                 )
               : null,

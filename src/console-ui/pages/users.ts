@@ -1,7 +1,7 @@
 /** Users: create (with a console password), set a password, attach and detach policies, delete. */
 import { call } from '../api.js';
-import { announce, field, h, openDialog, replace, setFieldError, table, when } from '../dom.js';
-import { busy, button, errorBox, errorText, page } from './common.js';
+import { announce, field, h, replace, table, when } from '../dom.js';
+import { button, errorBox, errorText, formDialog, page } from './common.js';
 
 interface User {
   readonly UserName: string;
@@ -12,52 +12,6 @@ interface Policy {
   readonly PolicyName: string;
   readonly PolicyType: string;
   readonly Description: string;
-}
-
-/** A dialog with one form; `submit` returns the success message, or throws to show the error. */
-function formDialog(
-  title: string,
-  fields: Node[],
-  submitLabel: string,
-  submit: () => Promise<string>,
-  fieldError?: (err: unknown) => HTMLElement | undefined,
-): void {
-  openDialog(title, (close) => {
-    const formError = h('div', { class: 'form-error', role: 'alert' });
-    const form = h(
-      'form',
-      { class: 'form', novalidate: true },
-      formError,
-      ...fields,
-      h(
-        'div',
-        { class: 'actions' },
-        button('Cancel', close),
-        h('button', { type: 'submit', class: 'primary' }, submitLabel),
-      ),
-    );
-    form.addEventListener('submit', (ev) => {
-      ev.preventDefault();
-      replace(formError);
-      form.querySelectorAll('[aria-invalid]').forEach((el) => {
-        setFieldError(el as HTMLElement, undefined);
-      });
-      void busy(form, async () => {
-        try {
-          const message = await submit();
-          close();
-          announce(message);
-        } catch (err) {
-          const target = fieldError?.(err);
-          if (target !== undefined) {
-            setFieldError(target, errorText(err));
-            target.focus();
-          } else replace(formError, errorBox(err));
-        }
-      });
-    });
-    return [form];
-  });
 }
 
 export function usersPage(root: HTMLElement): void {
@@ -162,6 +116,7 @@ export function usersPage(root: HTMLElement): void {
                     void refresh();
                     return `User ${u.UserName} deleted.`;
                   },
+                  { danger: true },
                 );
               },
               'danger-quiet',
@@ -227,7 +182,7 @@ export function usersPage(root: HTMLElement): void {
         });
         return `Password of ${userName} set.`;
       },
-      () => pw,
+      { fieldError: () => pw },
     );
   };
 
@@ -261,12 +216,14 @@ export function usersPage(root: HTMLElement): void {
         void refresh();
         return `User ${name.value.trim()} created.`;
       },
-      (err) =>
-        errorText(err).toLowerCase().includes('password')
-          ? pw
-          : errorText(err).includes('UserName') || errorText(err).includes('User.')
-            ? name
-            : undefined,
+      {
+        fieldError: (err) =>
+          errorText(err).toLowerCase().includes('password')
+            ? pw
+            : errorText(err).includes('UserName') || errorText(err).includes('User.')
+              ? name
+              : undefined,
+      },
     );
   };
 
