@@ -490,4 +490,20 @@ test('signed out: the console asks to sign in, and the browser cannot open the t
   assert.deepEqual(ticket, { status: 401, code: 'Console.NotSignedIn' });
   await page.goto(consoleUrl('#/key-pairs'));
   await page.getByRole('heading', { name: 'Sign in to the console' }).waitFor();
+  // Signing in again with the keyboard alone: the form has focus, Tab moves on, Enter submits.
+  await page.keyboard.type(ADMIN);
+  await page.keyboard.press('Tab');
+  await page.keyboard.type(PASSWORD);
+  await page.keyboard.press('Enter');
+  await page.locator('tr[data-key-pair="laptop"]').waitFor();
+  // The instance attach made in the console is audited under the console user.
+  const events = await rpc.call<{ Events: { Event: Array<{ Actor: string }> } }>(
+    'ListAuditEvents',
+    { EventType: 'binding', InstanceId: instanceId },
+    { version: KEYWARD },
+  );
+  assert.ok(
+    events.Events.Event.some((e) => e.Actor.includes(`console:${ADMIN}`)),
+    JSON.stringify(events),
+  );
 });

@@ -37,8 +37,10 @@ const ECS_OWNER_PARAMS = ['OwnerId', 'OwnerAccount', 'ResourceOwnerId', 'Resourc
 const ACS3_ENVELOPE_PARAMS: ReadonlySet<string> = new Set(ECS_OWNER_PARAMS);
 const V1_AND_OWNER_PARAMS: ReadonlySet<string> = new Set([...V1_ENVELOPE_PARAMS, ...ECS_OWNER_PARAMS]);
 
-/** Stands in for the access key in audit records of calls made from the web console. */
-export const CONSOLE_CALLER = 'console-session';
+/** Stands in for the access key in audit records of calls made from the web console: `console:USER`. */
+export function consoleCaller(principal: Principal): string {
+  return `console:${principal.kind === 'user' ? principal.userName : 'root'}`;
+}
 
 export interface RpcResult {
   readonly action: string;
@@ -150,11 +152,19 @@ export class RpcDispatcher {
     const body = await this.#run(
       action,
       reader,
-      { accountId: caller.principal.accountId, accessKeyId: CONSOLE_CALLER, principal: caller.principal },
+      {
+        accountId: caller.principal.accountId,
+        accessKeyId: consoleCaller(caller.principal),
+        principal: caller.principal,
+      },
       facts,
       requestId,
     );
-    return { action: action.name, accessKeyId: CONSOLE_CALLER, body: { RequestId: requestId, ...body } };
+    return {
+      action: action.name,
+      accessKeyId: consoleCaller(caller.principal),
+      body: { RequestId: requestId, ...body },
+    };
   }
 
   async #run(
