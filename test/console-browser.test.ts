@@ -18,6 +18,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, test } from 'node:test';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { RpcClient } from '../src/client/index.js';
+import { base32Decode, totpCode, totpStep } from '../src/identity/totp.js';
 import { ed25519PublicKeyLine } from '../src/keypairs/openssh-private-key.js';
 import { launchChromium, screenshot } from './helpers/browser.js';
 import {
@@ -243,6 +244,7 @@ test('key pairs: an import with a bad key shows the parser error at the field; a
   const { privateKey } = generateKeyPairSync('ed25519');
   const line = `${ed25519PublicKeyLine(privateKey)} me@laptop`;
   await keyField.fill(line);
+  await page.getByLabel('Tags (optional)').fill('owner=me, laptop');
   await page.getByRole('button', { name: 'Import', exact: true }).click();
   await page.getByRole('status').filter({ hasText: 'Key pair laptop imported.' }).waitFor();
   const row = page.locator('tr[data-key-pair="laptop"]');
@@ -251,6 +253,7 @@ test('key pairs: an import with a bad key shows the parser error at the field; a
   const sha = `SHA256:${createHash('sha256').update(blob).digest('base64').replace(/=+$/, '')}`;
   assert.ok((await row.innerText()).includes(sha), 'the SHA256 fingerprint ssh-keygen would print');
   assert.match(await row.innerText(), /Ed25519/);
+  assert.match(await row.innerText(), /owner=me/);
   // The filter finds it by fingerprint.
   await page.getByLabel('Filter key pairs').fill(sha.slice(7, 20));
   assert.equal(await page.locator('tbody tr').count(), 1);
@@ -299,6 +302,38 @@ test('instances: the list shows the live status; the detail shows the host key f
   const fp = `SHA256:${createHash('sha256').update(Buffer.from(hostKey, 'base64')).digest('base64').replace(/=+$/, '')}`;
   assert.ok((await page.locator('main').innerText()).includes(fp), `host key ${fp} shown`);
   await screenshot(page, '06-instance-detail');
+});
+
+test('instances: an enrollment token with its command, rename, tags added and removed', async () => {
+  await page.goto(consoleUrl('#/instances'));
+  await page.getByRole('button', { name: 'Add instance…' }).click();
+  await page.getByRole('button', { name: 'Create token' }).click();
+  const shown = page.locator('dialog', { hasText: 'Enrollment token' });
+  await shown.waitFor();
+  assert.match(
+    await shown.innerText(),
+    /sudo keyward agent --server http:\/\/127\.0\.0\.1:\d+ --token \S{20,}/,
+  );
+  await shown.getByRole('button', { name: 'Done' }).click();
+  await page.goto(consoleUrl(`#/instances/${instanceId}`));
+  await page.getByRole('heading', { name: 'Host keys' }).waitFor();
+  await page.getByRole('button', { name: 'Rename…' }).click();
+  await page.getByLabel('Name', { exact: true }).fill('web-01');
+  await page.getByRole('button', { name: 'Rename', exact: true }).click();
+  await page.getByRole('heading', { name: 'web-01', level: 1 }).waitFor();
+  await page.getByRole('button', { name: 'Add tags…' }).click();
+  await page.getByLabel('Tags', { exact: true }).fill('env=prod, tier=web');
+  await page.getByRole('button', { name: 'Add', exact: true }).click();
+  await page.getByRole('button', { name: 'Remove tag tier' }).waitFor();
+  await page.getByRole('button', { name: 'Remove tag tier' }).click();
+  await page.getByRole('button', { name: 'Remove tag tier' }).waitFor({ state: 'detached' });
+  const res = await rpc.call<{
+    Instances: {
+      Instance: Array<{ InstanceName: string; Tags: { Tag: Array<{ TagKey: string; TagValue: string }> } }>;
+    };
+  }>('DescribeInstances', { RegionId: 'local', InstanceIds: JSON.stringify([instanceId]) });
+  assert.equal(res.Instances.Instance[0]?.InstanceName, 'web-01');
+  assert.deepEqual(res.Instances.Instance[0]?.Tags.Tag, [{ TagKey: 'env', TagValue: 'prod' }]);
 });
 
 test('Connect: a terminal in the page runs a command; the one-time key runs out and the session stays up', async () => {
@@ -373,8 +408,39 @@ test('users, policies and the audit log: create a user, a policy with an inline 
   await page.getByLabel('Console password (optional)').fill('operator password 1');
   await page.getByRole('button', { name: 'Create', exact: true }).click();
   await page.getByRole('status').filter({ hasText: 'User operator created.' }).waitFor();
-  await page.locator('tr[data-user="operator"]').waitFor();
+  const operatorRow = page.locator('tr[data-user="operator"]');
+  await operatorRow.waitFor();
   await screenshot(page, '10-users');
+  // An access key, its secret shown once.
+  await operatorRow.getByRole('button', { name: 'Access keys…' }).click();
+  await page.getByText('No access keys').waitFor();
+  await page.getByRole('button', { name: 'Create access key' }).click();
+  const secretDialog = page.locator('dialog', { hasText: 'New access key' });
+  await secretDialog.waitFor();
+  assert.match(await secretDialog.innerText(), /Secret\s+\S{20,}/);
+  await secretDialog.getByRole('button', { name: 'Done' }).click();
+  // MFA: the seed shown once, bound with two consecutive codes; the sign-in then asks for a code.
+  await operatorRow.getByRole('button', { name: 'MFA…' }).click();
+  await page.getByRole('button', { name: 'Set up an authenticator' }).click();
+  const seedText = await page.locator('dialog code.secret').first().innerText();
+  const seed = base32Decode(seedText.trim());
+  const step = totpStep(Date.now());
+  await page.getByLabel('First code').fill(totpCode(seed, step - 1));
+  await page.getByLabel('Next code').fill(totpCode(seed, step));
+  await page.getByRole('button', { name: 'Bind' }).click();
+  await page.getByRole('status').filter({ hasText: 'MFA device bound to operator' }).waitFor();
+  const mfaContext = await browser.newContext();
+  try {
+    const p = await mfaContext.newPage();
+    await signIn(p, 'operator', 'operator password 1');
+    await p.getByLabel('Authenticator code').waitFor();
+    // A code after the ones spent on binding: the next step's, which the server accepts (±1 step).
+    await p.getByLabel('Authenticator code').fill(totpCode(seed, totpStep(Date.now()) + 1));
+    await p.getByRole('button', { name: 'Sign in' }).click();
+    await p.getByRole('navigation', { name: 'Console' }).waitFor();
+  } finally {
+    await mfaContext.close();
+  }
   await page.goto(consoleUrl('#/policies'));
   await page.getByRole('button', { name: 'Create policy' }).click();
   await page.getByLabel('Name', { exact: true }).fill('LogonOnly');

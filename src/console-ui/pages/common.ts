@@ -169,3 +169,61 @@ export function formDialog(
     return [form];
   });
 }
+
+/** A text field for tags: `key=value, other-key` (up to 20, as the API allows). */
+export function tagsInput(name = 'tags'): HTMLInputElement {
+  return h('input', { name, autocomplete: 'off', placeholder: 'env=prod, team=ops' });
+}
+
+/** `k=v, k2` → {PREFIX.1.Key: k, PREFIX.1.Value: v, PREFIX.2.Key: k2}; the server checks the rest. */
+export function tagParams(text: string, prefix = 'Tag'): Record<string, string> {
+  const out: Record<string, string> = {};
+  const parts = text
+    .split(',')
+    .map((p) => p.trim())
+    .filter((p) => p !== '');
+  parts.forEach((part, i) => {
+    const eq = part.indexOf('=');
+    const n = String(i + 1);
+    out[`${prefix}.${n}.Key`] = (eq === -1 ? part : part.slice(0, eq)).trim();
+    if (eq !== -1) out[`${prefix}.${n}.Value`] = part.slice(eq + 1).trim();
+  });
+  return out;
+}
+
+/** Whether an API error is about tags (so it is shown at the tags field). */
+export function isTagError(err: unknown): boolean {
+  return err instanceof ApiError && /Tag/i.test(err.code);
+}
+
+/** A secret shown once in a dialog: selectable text, a Copy button, and the warning that it is not kept. */
+export function showOnce(
+  title: string,
+  warning: string,
+  rows: ReadonlyArray<readonly [string, string]>,
+): void {
+  openDialog(title, (close) => [
+    h('div', { class: 'alert warning', role: 'alert' }, h('strong', {}, 'Copy it now. '), warning),
+    h(
+      'dl',
+      { class: 'facts' },
+      ...rows.flatMap(([k, v]) => [
+        h('dt', {}, k),
+        h(
+          'dd',
+          {},
+          h('code', { class: 'secret', tabindex: 0 }, v),
+          ' ',
+          button(
+            'Copy',
+            () => {
+              void navigator.clipboard?.writeText(v).catch(() => undefined);
+            },
+            'link',
+          ),
+        ),
+      ]),
+    ),
+    h('div', { class: 'actions' }, button('Done', close, 'primary')),
+  ]);
+}

@@ -3,9 +3,22 @@
  * key fingerprints, and Connect with the OS user to log on as.
  */
 import { call, callAllPages } from '../api.js';
-import { field, h, replace, table, when } from '../dom.js';
+import { announce, field, h, replace, table, when } from '../dom.js';
 import { region } from '../session.js';
-import { errorBox, page, statusBadge, tagList, type Instance } from './common.js';
+import {
+  button,
+  errorBox,
+  errorText,
+  formDialog,
+  isTagError,
+  page,
+  showOnce,
+  statusBadge,
+  tagList,
+  tagParams,
+  tagsInput,
+  type Instance,
+} from './common.js';
 
 const POLL_MS = 5000;
 
@@ -27,6 +40,36 @@ function poll(el: HTMLElement, tick: () => Promise<void>): void {
   void loop();
 }
 
+/** A one-time enrollment token and the command that enrolls a host with it. */
+function addInstanceDialog(): void {
+  const ttl = h(
+    'select',
+    { name: 'ttl' },
+    h('option', { value: '900' }, '15 minutes'),
+    h('option', { value: '3600' }, '1 hour'),
+    h('option', { value: '86400' }, '24 hours'),
+  );
+  formDialog(
+    'Add an instance',
+    [
+      h('p', {}, 'Install Keyward on the host, then run the agent there as root with a one-time token.'),
+      field('The token is valid for', ttl),
+    ],
+    'Create token',
+    async () => {
+      const res = await call<{ Token: string; ExpireTime: string }>('CreateEnrollmentToken', {
+        RegionId: region(),
+        TtlSeconds: ttl.value,
+      });
+      showOnce('Enrollment token', `It works once, until ${when(res.ExpireTime)}, and is not shown again.`, [
+        ['Token', res.Token],
+        ['On the host', `sudo keyward agent --server ${location.origin} --token ${res.Token}`],
+      ]);
+      return 'Enrollment token created.';
+    },
+  );
+}
+
 export function instancesPage(root: HTMLElement): void {
   const list = h(
     'div',
@@ -34,7 +77,7 @@ export function instancesPage(root: HTMLElement): void {
     h('p', { class: 'loading' }, 'Loading instances…'),
   );
   const updated = h('span', { class: 'muted small' });
-  replace(root, page('Instances', [updated], list));
+  replace(root, page('Instances', [updated, button('Add instance…', addInstanceDialog, 'primary')], list));
   poll(list, async () => {
     try {
       const all = await callAllPages<Instance>('DescribeInstances', { RegionId: region() }, (r) => [
@@ -88,9 +131,93 @@ export function instancesPage(root: HTMLElement): void {
 
 export function instancePage(root: HTMLElement, id: string): void {
   const body = h('div', { 'aria-live': 'polite' }, h('p', { class: 'loading' }, 'Loading the instance…'));
-  replace(root, page(id, [h('a', { href: '#/instances' }, '← All instances')], body));
+  let current: Instance | undefined;
+  const rename = (): void => {
+    const name = h('input', { name: 'instanceName', maxlength: 128, value: current?.InstanceName ?? '' });
+    formDialog(
+      'Rename instance',
+      [field('Name', name)],
+      'Rename',
+      async () => {
+        await call('ModifyInstanceAttribute', {
+          RegionId: region(),
+          InstanceId: id,
+          InstanceName: name.value.trim(),
+        });
+        void tick();
+        return `Instance ${id} renamed to ${name.value.trim()}.`;
+      },
+      { fieldError: () => name },
+    );
+  };
+  const addTags = (): void => {
+    const tags = tagsInput();
+    formDialog(
+      'Add tags',
+      [field('Tags', tags, 'key=value pairs, separated by commas; a key already there gets the new value.')],
+      'Add',
+      async () => {
+        await call('TagResources', {
+          RegionId: region(),
+          ResourceType: 'instance',
+          'ResourceId.1': id,
+          ...tagParams(tags.value),
+        });
+        void tick();
+        return `Tags added to ${id}.`;
+      },
+      { fieldError: (err) => (isTagError(err) ? tags : undefined) },
+    );
+  };
+  const revoke = (): void => {
+    formDialog(
+      'Revoke instance',
+      [
+        h(
+          'p',
+          {},
+          `Revoke ${id}? Its agent is disconnected and can never connect again with its identity; to manage the host again, enroll it anew. Its key pair binding is forgotten.`,
+        ),
+      ],
+      'Revoke',
+      async () => {
+        await call('DeleteInstance', { RegionId: region(), InstanceId: id });
+        location.hash = '#/instances';
+        return `Instance ${id} revoked.`;
+      },
+      { danger: true },
+    );
+  };
+  replace(
+    root,
+    page(
+      id,
+      [
+        button('Rename…', rename),
+        button('Add tags…', addTags),
+        button('Revoke…', revoke, 'danger-quiet'),
+        h('a', { href: '#/instances' }, '← All instances'),
+      ],
+      body,
+    ),
+  );
   let osUserValue = 'root';
-  poll(body, async () => {
+  const untag = (key: string): void => {
+    void call('UntagResources', {
+      RegionId: region(),
+      ResourceType: 'instance',
+      'ResourceId.1': id,
+      'TagKey.1': key,
+    })
+      .then(() => {
+        announce(`Tag ${key} removed from ${id}.`);
+        void tick();
+      })
+      .catch((err: unknown) => {
+        announce(errorText(err), 'error');
+      });
+  };
+  const tick = async (): Promise<void> => {
     try {
       const res = await call<{ Instances: { Instance: Instance[] } }>('DescribeInstances', {
         RegionId: region(),
@@ -104,11 +231,12 @@ export function instancePage(root: HTMLElement, id: string): void {
         );
         return;
       }
+      current = i;
       document.getElementById('page-title')?.replaceChildren(i.InstanceName || i.InstanceId);
       const a = i.KeywardAgent;
       if (body.querySelector('form') !== null) {
         // Keep the Connect form (and what is typed in it); refresh only the facts.
-        body.querySelector('.facts')?.replaceWith(facts(i));
+        body.querySelector('.facts')?.replaceWith(facts(i, untag));
         return;
       }
       const osUser = h('input', {
@@ -133,7 +261,7 @@ export function instancePage(root: HTMLElement, id: string): void {
       replace(
         body,
         form,
-        facts(i),
+        facts(i, untag),
         h('h2', {}, 'Host keys'),
         table(
           'Host keys',
@@ -147,10 +275,11 @@ export function instancePage(root: HTMLElement, id: string): void {
     } catch (err) {
       replace(body, errorBox(err));
     }
-  });
+  };
+  poll(body, tick);
 }
 
-function facts(i: Instance): HTMLElement {
+function facts(i: Instance, untag: (key: string) => void): HTMLElement {
   const a = i.KeywardAgent;
   const rows: Array<[string, Node | string]> = [
     ['Instance ID', i.InstanceId],
@@ -168,7 +297,38 @@ function facts(i: Instance): HTMLElement {
   const dl = h('dl', { class: 'facts' });
   for (const [k, v] of rows) dl.append(h('dt', {}, k), h('dd', {}, v));
   const tags = h('dd', {});
-  replace(tags, tagList(i.Tags.Tag));
+  if (i.Tags.Tag.length === 0) replace(tags, tagList([]));
+  else {
+    replace(
+      tags,
+      h(
+        'ul',
+        { class: 'tags' },
+        ...i.Tags.Tag.map((t) =>
+          h(
+            'li',
+            {},
+            t.TagValue === '' ? t.TagKey : `${t.TagKey}=${t.TagValue}`,
+            ' ',
+            h(
+              'button',
+              {
+                type: 'button',
+                class: 'icon small',
+                'aria-label': `Remove tag ${t.TagKey}`,
+                on: {
+                  click: () => {
+                    untag(t.TagKey);
+                  },
+                },
+              },
+              '×',
+            ),
+          ),
+        ),
+      ),
+    );
+  }
   dl.append(h('dt', {}, 'Tags'), tags);
   return dl;
 }

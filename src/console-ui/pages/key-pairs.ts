@@ -13,8 +13,11 @@ import {
   errorBox,
   errorText,
   formDialog,
+  isTagError,
   page,
   tagList,
+  tagParams,
+  tagsInput,
   type Instance,
   type KeyPair,
 } from './common.js';
@@ -70,6 +73,7 @@ function createDialog(refresh: () => void): void {
       autocomplete: 'off',
       pattern: '[A-Za-z][A-Za-z0-9._:-]{1,127}',
     });
+    const tags = tagsInput();
     const type = h(
       'select',
       { name: 'type' },
@@ -83,6 +87,7 @@ function createDialog(refresh: () => void): void {
       formError,
       field('Name', name, '2 to 128 characters: letters, digits, . _ - and :, starting with a letter.'),
       field('Type', type),
+      field('Tags (optional)', tags, 'key=value pairs, separated by commas.'),
       h(
         'div',
         { class: 'actions' },
@@ -102,13 +107,14 @@ function createDialog(refresh: () => void): void {
               RegionId: region(),
               KeyPairName: name.value.trim(),
               KeyType: type.value,
+              ...tagParams(tags.value),
             },
           );
           showPrivateKey(form, res.KeyPairName, res.KeyPairFingerPrint, res.PrivateKeyBody, close);
           announce(`Key pair ${res.KeyPairName} created.`);
           refresh();
         } catch (err) {
-          const target = fieldFor(err, { name });
+          const target = isTagError(err) ? tags : fieldFor(err, { name });
           if (target !== undefined) setFieldError(target, errorText(err));
           else replace(formError, errorBox(err));
         }
@@ -169,6 +175,7 @@ function importDialog(refresh: () => void): void {
     placeholder: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA… user@laptop',
   });
   const fileInput = h('input', { type: 'file', name: 'publicKeyFile', accept: '.pub,text/plain' });
+  const tags = tagsInput();
   fileInput.addEventListener('change', () => {
     const f = fileInput.files?.[0];
     if (f === undefined) return;
@@ -187,6 +194,7 @@ function importDialog(refresh: () => void): void {
       field('Name', name),
       field('Public key', key, 'One OpenSSH public key line (RSA, Ed25519 or ECDSA), as in a .pub file.'),
       field('…or read it from a file', fileInput),
+      field('Tags (optional)', tags, 'key=value pairs, separated by commas.'),
     ],
     'Import',
     async () => {
@@ -194,11 +202,12 @@ function importDialog(refresh: () => void): void {
         RegionId: region(),
         KeyPairName: name.value.trim(),
         PublicKeyBody: key.value.trim(),
+        ...tagParams(tags.value),
       });
       refresh();
       return `Key pair ${res.KeyPairName} imported.`;
     },
-    { fieldError: (err) => fieldFor(err, { name, key }) },
+    { fieldError: (err) => (isTagError(err) ? tags : fieldFor(err, { name, key })) },
   );
 }
 
