@@ -150,6 +150,47 @@ async function terminalText(p: Page): Promise<string> {
   return p.locator('.xterm-rows').innerText();
 }
 
+/** `stty size` typed into the terminal: [rows, cols] as the shell sees them. */
+async function shellSize(p: Page, tag: string): Promise<[number, number]> {
+  await p.keyboard.type(`echo size-${tag}: $(stty size)\n`);
+  const shown = await waitForTerminal(p, `size-${tag}: `);
+  const m = new RegExp(`size-${tag}: (\\d+) (\\d+)`).exec(shown);
+  if (m === null) {
+    await sleep(100);
+    return shellSize(p, `${tag}x`);
+  }
+  return [Number(m[1]), Number(m[2])];
+}
+
+/** Form controls on the page with no accessible name (no label, aria-label or aria-labelledby). */
+async function unlabelled(p: Page): Promise<string[]> {
+  return p.evaluate(() => {
+    interface El {
+      id: string;
+      name?: string;
+      tagName: string;
+      type?: string;
+      getAttribute(n: string): string | null;
+      closest(s: string): El | null;
+    }
+    const doc = (
+      globalThis as unknown as {
+        document: { querySelectorAll(s: string): Iterable<El>; querySelector(s: string): El | null };
+      }
+    ).document;
+    const out: string[] = [];
+    for (const el of doc.querySelectorAll('input, select, textarea')) {
+      if (el.type === 'hidden' || el.closest('.xterm') !== null) continue;
+      const named =
+        el.getAttribute('aria-label') !== null ||
+        el.getAttribute('aria-labelledby') !== null ||
+        (el.id !== '' && doc.querySelector(`label[for="${el.id}"]`) !== null);
+      if (!named) out.push(`${el.tagName} ${el.name ?? ''}`);
+    }
+    return out;
+  });
+}
+
 async function waitForTerminal(p: Page, text: string, timeoutMs = 20_000): Promise<string> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -179,6 +220,7 @@ test('sign-in: a wrong password is refused with a readable error, the right one 
   await signIn(page, ADMIN, 'not the password');
   await page.getByRole('alert').filter({ hasText: 'The user name or password is wrong' }).waitFor();
   await screenshot(page, '01-sign-in-error');
+  assert.deepEqual(await unlabelled(page), []);
   await signIn(page, ADMIN);
   await page.getByRole('navigation', { name: 'Console' }).waitFor();
   const cookies = await admin.cookies(server.endpoint);
@@ -280,6 +322,7 @@ test('key pairs: attach to the instance; delete is refused with the reason while
   );
   assert.equal(res.Instances.Instance[0]?.KeyPairName, 'laptop');
   await screenshot(page, '02-key-pairs');
+  assert.deepEqual(await unlabelled(page), []);
   await row.getByRole('button', { name: 'Delete…' }).click();
   await page.getByRole('button', { name: 'Delete', exact: true }).click();
   const refusal = page.locator('dialog .alert.error');
@@ -296,12 +339,14 @@ test('instances: the list shows the live status; the detail shows the host key f
   assert.match(await row.innerText(), /Running/);
   assert.match(await row.innerText(), /laptop/);
   await screenshot(page, '05-instances');
+  assert.deepEqual(await unlabelled(page), []);
   await row.getByRole('link').first().click();
   await page.getByRole('heading', { name: 'Host keys' }).waitFor();
   const hostKey = sshd.hostKeyPub.trim().split(/\s+/)[1] ?? '';
   const fp = `SHA256:${createHash('sha256').update(Buffer.from(hostKey, 'base64')).digest('base64').replace(/=+$/, '')}`;
   assert.ok((await page.locator('main').innerText()).includes(fp), `host key ${fp} shown`);
   await screenshot(page, '06-instance-detail');
+  assert.deepEqual(await unlabelled(page), []);
 });
 
 test('instances: an enrollment token with its command, rename, tags added and removed', async () => {
@@ -348,6 +393,19 @@ test('Connect: a terminal in the page runs a command; the one-time key runs out 
   await page.keyboard.type('echo console-$((6*7))\n');
   await waitForTerminal(page, 'console-42');
   await screenshot(page, '07-terminal');
+  // The shell's terminal size follows the window.
+  const sizeBefore = await shellSize(page, 'a');
+  await page.setViewportSize({ width: 900, height: 600 });
+  let sizeAfter = sizeBefore;
+  for (let i = 0; i < 40 && sizeAfter.join() === sizeBefore.join(); i++) {
+    await sleep(100);
+    sizeAfter = await shellSize(page, `b${String(i)}`);
+  }
+  assert.ok(
+    sizeAfter[0] < sizeBefore[0] && sizeAfter[1] < sizeBefore[1],
+    `${sizeBefore.join()} → ${sizeAfter.join()}`,
+  );
+  await page.setViewportSize({ width: 1280, height: 800 });
   // Past the key's lifetime: the countdown says so, the key's grant is gone, the shell still answers.
   await page
     .locator('[data-countdown="key"][data-expired="true"]')
@@ -411,6 +469,7 @@ test('users, policies and the audit log: create a user, a policy with an inline 
   const operatorRow = page.locator('tr[data-user="operator"]');
   await operatorRow.waitFor();
   await screenshot(page, '10-users');
+  assert.deepEqual(await unlabelled(page), []);
   // An access key, its secret shown once.
   await operatorRow.getByRole('button', { name: 'Access keys…' }).click();
   await page.getByText('No access keys').waitFor();
@@ -470,6 +529,7 @@ test('users, policies and the audit log: create a user, a policy with an inline 
   await page.getByRole('button', { name: 'Apply' }).click();
   await page.locator('tbody tr', { hasText: 'session.closed' }).first().waitFor();
   await screenshot(page, '12-audit');
+  assert.deepEqual(await unlabelled(page), []);
 });
 
 test('CSRF and Origin: a page on another origin cannot act with the session; a forged header is refused', async () => {
@@ -562,6 +622,11 @@ test('signed out: the console asks to sign in, and the browser cannot open the t
   await page.keyboard.type(PASSWORD);
   await page.keyboard.press('Enter');
   await page.locator('tr[data-key-pair="laptop"]').waitFor();
+  // The session ends under the page (here: its cookie is gone): the next action asks to sign in again.
+  await admin.clearCookies();
+  await page.getByRole('link', { name: 'Instances' }).click();
+  await page.getByRole('heading', { name: 'Sign in to the console' }).waitFor();
+  assert.match(await page.locator('main').innerText(), /session may have expired/);
   // The instance attach made in the console is audited under the console user.
   const events = await rpc.call<{ Events: { Event: Array<{ Actor: string }> } }>(
     'ListAuditEvents',
