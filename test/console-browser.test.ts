@@ -628,13 +628,11 @@ test('signed out: the console asks to sign in, and the browser cannot open the t
   await page.getByRole('heading', { name: 'Sign in to the console' }).waitFor();
   assert.match(await page.locator('main').innerText(), /session may have expired/);
   // The instance attach made in the console is audited under the console user.
-  const events = await rpc.call<{ Events: { Event: Array<{ Actor: string }> } }>(
-    'ListAuditEvents',
-    { EventType: 'binding', InstanceId: instanceId },
-    { version: KEYWARD },
-  );
+  const events = await rpc.call<{
+    Events: { Event: Array<{ Actor: string; Detail: Record<string, unknown> }> };
+  }>('ListAuditEvents', { EventType: 'binding', InstanceId: instanceId }, { version: KEYWARD });
   assert.ok(
-    events.Events.Event.some((e) => e.Actor.includes(`console:${ADMIN}`)),
+    events.Events.Event.some((e) => e.Actor === `user/${ADMIN}` && e.Detail['via'] === 'console'),
     JSON.stringify(events),
   );
 });

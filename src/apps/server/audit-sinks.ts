@@ -23,18 +23,26 @@ function rest(event: object, drop: readonly string[]): Flat {
 export function instanceAuditEvent(e: InstanceAuditEvent): AuditEventInput {
   const accessKeyId = 'accessKeyId' in e ? e.accessKeyId : undefined;
   const instanceId = 'instanceId' in e ? e.instanceId : undefined;
+  // A change made in the web console carries `console:USER` where an API call has its access key.
+  const consoleUser =
+    accessKeyId?.startsWith('console:') === true ? accessKeyId.slice('console:'.length) : undefined;
   return {
     type: e.event,
     accountId: 'accountId' in e ? e.accountId : null,
     actor:
-      accessKeyId !== undefined
-        ? `accesskey/${accessKeyId}`
-        : instanceId !== undefined
-          ? `agent/${instanceId}`
-          : 'system',
+      consoleUser !== undefined
+        ? `user/${consoleUser}`
+        : accessKeyId !== undefined
+          ? `accesskey/${accessKeyId}`
+          : instanceId !== undefined
+            ? `agent/${instanceId}`
+            : 'system',
     instanceId: instanceId ?? null,
     remoteAddress: 'remoteAddress' in e ? e.remoteAddress : null,
-    detail: rest(e, ['event', 'accountId', 'accessKeyId', 'instanceId', 'remoteAddress']),
+    detail: {
+      ...rest(e, ['event', 'accountId', 'accessKeyId', 'instanceId', 'remoteAddress']),
+      ...(consoleUser !== undefined && { via: 'console' }),
+    },
   };
 }
 
