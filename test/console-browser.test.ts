@@ -217,6 +217,29 @@ test('the page is served with a strict Content-Security-Policy and no inline scr
 });
 
 test('sign-in: a wrong password is refused with a readable error, the right one opens the console', async () => {
+  // The page's CSP refuses inline script: a <script> injected into the page does not run.
+  await page.goto(consoleUrl());
+  const injected = await page.evaluate(
+    () =>
+      new Promise<string>((resolve) => {
+        interface Doc {
+          addEventListener(t: string, f: (e: { violatedDirective: string }) => void): void;
+          createElement(t: string): { textContent: string };
+          head: { append(n: unknown): void };
+        }
+        const g = globalThis as unknown as { document: Doc; injectedRan?: boolean };
+        g.document.addEventListener('securitypolicyviolation', (e) => {
+          resolve(`refused by ${e.violatedDirective}`);
+        });
+        const el = g.document.createElement('script');
+        el.textContent = 'globalThis.injectedRan = true';
+        g.document.head.append(el);
+        setTimeout(() => {
+          resolve(g.injectedRan === true ? 'ran' : 'did not run');
+        }, 500);
+      }),
+  );
+  assert.match(injected, /^refused by script-src/);
   await signIn(page, ADMIN, 'not the password');
   await page.getByRole('alert').filter({ hasText: 'The user name or password is wrong' }).waitFor();
   await screenshot(page, '01-sign-in-error');
