@@ -26,7 +26,17 @@ export function whenSignedOut(fn: (message: string) => void): void {
   onSignedOut = fn;
 }
 
-async function request<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
+export interface CallOptions {
+  /** A refresh the page makes by itself: it does not keep an idle session alive. */
+  readonly background?: boolean;
+}
+
+async function request<T>(
+  method: 'GET' | 'POST',
+  path: string,
+  body?: unknown,
+  opts: CallOptions = {},
+): Promise<T> {
   let res: Response;
   try {
     res = await fetch(path, {
@@ -36,6 +46,7 @@ async function request<T>(method: 'GET' | 'POST', path: string, body?: unknown):
       headers: {
         accept: 'application/json',
         ...(method === 'POST' && { 'content-type': 'application/json', [CSRF_HEADER]: csrfToken }),
+        ...(opts.background === true && { 'x-keyward-background': '1' }),
       },
       ...(body !== undefined && { body: JSON.stringify(body) }),
     });
@@ -70,27 +81,34 @@ async function request<T>(method: 'GET' | 'POST', path: string, body?: unknown):
 }
 
 export const get = <T>(path: string): Promise<T> => request<T>('GET', path);
-export const post = <T>(path: string, body: unknown = {}): Promise<T> => request<T>('POST', path, body);
+export const post = <T>(path: string, body: unknown = {}, opts: CallOptions = {}): Promise<T> =>
+  request<T>('POST', path, body, opts);
 
 /** Runs an API action as the signed-in user: the same parameters and answer as the ECS-style API. */
-export function call<T>(action: string, params: Record<string, string> = {}): Promise<T> {
-  return post<T>(`/console/api/call/${action}`, params);
+export function call<T>(
+  action: string,
+  params: Record<string, string> = {},
+  opts: CallOptions = {},
+): Promise<T> {
+  return post<T>(`/console/api/call/${action}`, params, opts);
 }
 
-/** Every item of a paged Describe* call (PageSize 50, at most `maxPages` pages). */
+const MAX_PAGES = 20;
+
+/** Every item of a paged Describe* call (PageSize 50, at most MAX_PAGES pages). */
 export async function callAllPages<T>(
   action: string,
   params: Record<string, string>,
   pick: (page: Record<string, unknown>) => T[],
-  maxPages = 20,
+  opts: CallOptions = {},
 ): Promise<T[]> {
   const out: T[] = [];
-  for (let page = 1; page <= maxPages; page += 1) {
-    const res = await call<Record<string, unknown>>(action, {
-      ...params,
-      PageNumber: String(page),
-      PageSize: '50',
-    });
+  for (let page = 1; page <= MAX_PAGES; page += 1) {
+    const res = await call<Record<string, unknown>>(
+      action,
+      { ...params, PageNumber: String(page), PageSize: '50' },
+      opts,
+    );
     const items = pick(res);
     out.push(...items);
     const total = Number(res['TotalCount'] ?? 0);

@@ -26,6 +26,7 @@ import {
 import type { Clock } from '../platform/clock.js';
 import { AppError } from '../platform/errors.js';
 import {
+  BACKGROUND_HEADER,
   CSRF_HEADER,
   SESSION_COOKIE,
   SESSION_LIFETIME_MS,
@@ -132,7 +133,9 @@ export function registerConsoleRoutes(app: FastifyInstance, deps: ConsoleRouteDe
     }
   };
   const sessionOf = async (request: FastifyRequest): Promise<ConsoleSession> => {
-    const session = await deps.sessions.find(cookie(request, SESSION_COOKIE));
+    const session = await deps.sessions.find(cookie(request, SESSION_COOKIE), {
+      activity: request.headers[BACKGROUND_HEADER] !== '1',
+    });
     if (session === undefined) {
       throw new AppError(
         'Console.NotSignedIn',

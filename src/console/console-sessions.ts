@@ -13,6 +13,8 @@ import type { Db } from '../platform/db/database.js';
 
 export const SESSION_COOKIE = 'kw_session';
 export const CSRF_HEADER = 'x-keyward-csrf';
+/** Sent by the page's own periodic refreshes: `1` means no person acted, so the idle clock keeps running. */
+export const BACKGROUND_HEADER = 'x-keyward-background';
 export const SESSION_LIFETIME_MS = 12 * 60 * 60 * 1000;
 export const SESSION_IDLE_MS = 30 * 60 * 1000;
 /** last_seen_at is written at most this often per session. */
@@ -69,8 +71,14 @@ export class ConsoleSessions {
     return { token, csrfToken, expiresAt };
   }
 
-  /** The live session for a cookie token, or undefined (unknown, expired or idle too long: then removed). */
-  async find(token: string | undefined): Promise<ConsoleSession | undefined> {
+  /**
+   * The live session for a cookie token, or undefined (unknown, expired or idle too long: then removed).
+   * `activity: false` (a page refreshing itself, not a person acting) does not keep the session from idling.
+   */
+  async find(
+    token: string | undefined,
+    opts: { readonly activity?: boolean } = {},
+  ): Promise<ConsoleSession | undefined> {
     if (token === undefined || !token.startsWith('kws_') || token.length > 100) return undefined;
     const key = digest(token);
     const row = await this.#db
@@ -84,7 +92,7 @@ export class ConsoleSessions {
       await this.#db.deleteFrom('console_sessions').where('digest', '=', key).execute();
       return undefined;
     }
-    if (Date.parse(row.last_seen_at) + TOUCH_INTERVAL_MS <= now) {
+    if (opts.activity !== false && Date.parse(row.last_seen_at) + TOUCH_INTERVAL_MS <= now) {
       await this.#db
         .updateTable('console_sessions')
         .set({ last_seen_at: new Date(now).toISOString() })

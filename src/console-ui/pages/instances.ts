@@ -30,14 +30,21 @@ function connectHref(id: string, osUser: string): string {
   return `#/terminal/${encodeURIComponent(id)}/${encodeURIComponent(osUser)}`;
 }
 
-/** Runs `tick` now and every POLL_MS while `el` is in the document. */
-function poll(el: HTMLElement, tick: () => Promise<void>): void {
-  const loop = async (): Promise<void> => {
+/**
+ * Runs `tick` now and every POLL_MS while `el` is in the document. Refreshes after the first are marked
+ * background: they do not keep an idle console session alive.
+ */
+function poll(el: HTMLElement, tick: (background: boolean) => Promise<void>): void {
+  const loop = async (background: boolean): Promise<void> => {
     if (!el.isConnected) return;
-    await tick();
-    if (el.isConnected) window.setTimeout(() => void loop(), POLL_MS);
+    await tick(background);
+    if (el.isConnected) {
+      window.setTimeout(() => {
+        void loop(true);
+      }, POLL_MS);
+    }
   };
-  void loop();
+  void loop(false);
 }
 
 /** A one-time enrollment token and the command that enrolls a host with it. */
@@ -78,11 +85,14 @@ export function instancesPage(root: HTMLElement): void {
   );
   const updated = h('span', { class: 'muted small' });
   replace(root, page('Instances', [updated, button('Add instance…', addInstanceDialog, 'primary')], list));
-  poll(list, async () => {
+  poll(list, async (background) => {
     try {
-      const all = await callAllPages<Instance>('DescribeInstances', { RegionId: region() }, (r) => [
-        ...((r['Instances'] as { Instance: Instance[] } | undefined)?.Instance ?? []),
-      ]);
+      const all = await callAllPages<Instance>(
+        'DescribeInstances',
+        { RegionId: region() },
+        (r) => [...((r['Instances'] as { Instance: Instance[] } | undefined)?.Instance ?? [])],
+        { background },
+      );
       const rows = all.map((i) =>
         h(
           'tr',
@@ -217,12 +227,13 @@ export function instancePage(root: HTMLElement, id: string): void {
         announce(errorText(err), 'error');
       });
   };
-  const tick = async (): Promise<void> => {
+  const tick = async (background = false): Promise<void> => {
     try {
-      const res = await call<{ Instances: { Instance: Instance[] } }>('DescribeInstances', {
-        RegionId: region(),
-        InstanceIds: JSON.stringify([id]),
-      });
+      const res = await call<{ Instances: { Instance: Instance[] } }>(
+        'DescribeInstances',
+        { RegionId: region(), InstanceIds: JSON.stringify([id]) },
+        { background },
+      );
       const i = res.Instances.Instance[0];
       if (i === undefined) {
         replace(

@@ -1,0 +1,61 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { AccessKeyStore } from '../accounts/index.js';
+import { UserStore } from '../identity/index.js';
+import { fixedClock } from '../platform/clock.js';
+import { SecretBox } from '../platform/crypto/secret-box.js';
+import { openDatabase, type Db } from '../platform/db/database.js';
+import { ConsoleSessions, SESSION_IDLE_MS, SESSION_LIFETIME_MS } from './console-sessions.js';
+
+const clock = fixedClock(Date.UTC(2026, 11, 4, 12, 0, 0));
+let dir: string;
+let db: Db;
+let sessions: ConsoleSessions;
+let principal: { kind: 'user'; accountId: string; userId: string; userName: string };
+
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'kw-sessions-'));
+  db = await openDatabase({ kind: 'sqlite', file: join(dir, 'db.sqlite') });
+  const accessKeys = new AccessKeyStore({ db, secretBox: new SecretBox(randomBytes(32)), clock });
+  const accountId = (await accessKeys.createAccount(() => undefined)).accountId;
+  const users = new UserStore({ db, clock });
+  const user = await users.create(accountId, 'erin', 'Erin');
+  principal = { kind: 'user', accountId, userId: user.id, userName: 'erin' };
+  sessions = new ConsoleSessions({ db, clock });
+});
+
+after(async () => {
+  await db.destroy();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('a person acting keeps the session alive; the page refreshing itself does not', async () => {
+  const active = await sessions.create(principal, false, '127.0.0.1');
+  const idle = await sessions.create(principal, false, '127.0.0.1');
+  for (let minute = 0; minute < 40; minute += 5) {
+    clock.advance(5 * 60_000);
+    assert.ok(await sessions.find(active.token), `active at +${String(minute + 5)} min`);
+    const seen = await sessions.find(idle.token, { activity: false });
+    if (minute + 5 < SESSION_IDLE_MS / 60_000)
+      assert.ok(seen, `background refresh at +${String(minute + 5)} min`);
+    else assert.equal(seen, undefined, 'idle past 30 minutes although the page kept refreshing');
+  }
+  assert.equal(await sessions.find(idle.token), undefined, 'an idle session is gone for good');
+});
+
+test('the CSRF token is derived from the session token: the same after a reload, useless with another', async () => {
+  const a = await sessions.create(principal, false, '127.0.0.1');
+  const b = await sessions.create(principal, false, '127.0.0.1');
+  const foundA = await sessions.find(a.token);
+  assert.ok(foundA);
+  assert.equal(foundA.csrfToken, a.csrfToken);
+  assert.ok(sessions.csrfMatches(foundA, a.csrfToken));
+  assert.equal(sessions.csrfMatches(foundA, b.csrfToken), false);
+  assert.equal(sessions.csrfMatches(foundA, undefined), false);
+  clock.advance(SESSION_LIFETIME_MS);
+  assert.equal(await sessions.find(a.token), undefined, 'gone at its absolute lifetime');
+});
