@@ -1,11 +1,12 @@
 // Builds the web console into dist/console-ui/: type-checks src/console-ui (its own tsconfig, DOM types),
 // bundles and minifies main.ts (xterm.js included) into app.js and console.css into app.css with esbuild,
-// copies index.html, and prints the compressed sizes. Run by `npm run build`.
+// copies index.html, writes each file's Brotli (.br) and gzip (.gz) form beside it (the server serves those
+// as they are, so it compresses nothing at start), and prints the sizes. Run by `npm run build`.
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { gzipSync } from 'node:zlib';
+import { brotliCompressSync, constants, gzipSync } from 'node:zlib';
 import { build } from 'esbuild';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -34,8 +35,16 @@ copyFileSync(join(src, 'index.html'), join(out, 'index.html'));
 let total = 0;
 for (const f of ['index.html', 'app.js', 'app.css']) {
   const raw = readFileSync(join(out, f));
-  const gz = gzipSync(raw, { level: 9 }).length;
-  total += gz;
-  console.log(`console-ui/${f}: ${(raw.length / 1024).toFixed(1)} KiB, ${(gz / 1024).toFixed(1)} KiB gzip`);
+  const gz = gzipSync(raw, { level: 9 });
+  const br = brotliCompressSync(raw, {
+    params: { [constants.BROTLI_PARAM_QUALITY]: 11, [constants.BROTLI_PARAM_SIZE_HINT]: raw.length },
+  });
+  writeFileSync(join(out, `${f}.gz`), gz);
+  writeFileSync(join(out, `${f}.br`), br);
+  total += br.length;
+  console.log(
+    `console-ui/${f}: ${(raw.length / 1024).toFixed(1)} KiB, ${(gz.length / 1024).toFixed(1)} KiB gzip, ` +
+      `${(br.length / 1024).toFixed(1)} KiB brotli`,
+  );
 }
-console.log(`console-ui total: ${(total / 1024).toFixed(1)} KiB gzip`);
+console.log(`console-ui total: ${(total / 1024).toFixed(1)} KiB brotli`);

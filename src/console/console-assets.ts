@@ -1,7 +1,7 @@
 /**
  * Serves the web console's page and its two bundles (built by scripts/build-console.mjs into
- * dist/console-ui/) from memory: read once at start, compressed once (Brotli and gzip), answered with
- * an ETag, so a page load costs no disk read and no compression. Every console response carries the
+ * dist/console-ui/, each with its Brotli and gzip form beside it) from memory: read once at start and
+ * answered with an ETag, so a page load costs no disk read and no compression, and a start none either. Every console response carries the
  * security headers below; the Content-Security-Policy allows scripts only from this server (no inline
  * script, no eval). Styles may also be inline because xterm.js writes its cell geometry and theme into
  * <style> elements at run time; inline style cannot run code.
@@ -10,7 +10,6 @@ import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { brotliCompressSync, constants as zlib, gzipSync } from 'node:zlib';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError } from '../platform/errors.js';
 
@@ -69,14 +68,17 @@ export class ConsoleAssets {
       const type = TYPES[ext];
       if (type === undefined) continue;
       const raw = readFileSync(join(dir, name));
+      const compressed = (suffix: string): Buffer => {
+        const file = join(dir, `${name}${suffix}`);
+        if (!existsSync(file)) throw new Error(`${file} is missing: run "npm run build" again.`);
+        return readFileSync(file);
+      };
       this.#files.set(name, {
         type,
         etag: `"${createHash('sha256').update(raw).digest('base64url').slice(0, 27)}"`,
         raw,
-        gzip: gzipSync(raw, { level: 9 }),
-        br: brotliCompressSync(raw, {
-          params: { [zlib.BROTLI_PARAM_QUALITY]: 11, [zlib.BROTLI_PARAM_SIZE_HINT]: raw.length },
-        }),
+        gzip: compressed('.gz'),
+        br: compressed('.br'),
       });
     }
   }

@@ -37,9 +37,16 @@ const ECS_OWNER_PARAMS = ['OwnerId', 'OwnerAccount', 'ResourceOwnerId', 'Resourc
 const ACS3_ENVELOPE_PARAMS: ReadonlySet<string> = new Set(ECS_OWNER_PARAMS);
 const V1_AND_OWNER_PARAMS: ReadonlySet<string> = new Set([...V1_ENVELOPE_PARAMS, ...ECS_OWNER_PARAMS]);
 
+const CONSOLE_PREFIX = 'console:';
+
 /** Stands in for the access key in audit records of calls made from the web console: `console:USER`. */
 export function consoleCaller(principal: Principal): string {
-  return `console:${principal.kind === 'user' ? principal.userName : 'root'}`;
+  return `${CONSOLE_PREFIX}${principal.kind === 'user' ? principal.userName : 'root'}`;
+}
+
+/** The console user behind a `consoleCaller` stand-in, or undefined for a real access key id. */
+export function consoleUserOf(accessKeyId: string): string | undefined {
+  return accessKeyId.startsWith(CONSOLE_PREFIX) ? accessKeyId.slice(CONSOLE_PREFIX.length) : undefined;
 }
 
 export interface RpcResult {

@@ -6,6 +6,7 @@
 import type { Logger } from 'pino';
 import type { AuditEventInput, AuditLog, DetailValue } from '../../audit/index.js';
 import type { AuthorizationDecision } from '../../identity/index.js';
+import { consoleUserOf } from '../../rpc/rpc-dispatcher.js';
 import { pinoAuditSink, type InstanceAuditEvent, type InstanceAuditSink } from '../../instances/index.js';
 import { pinoLogonAuditSink, type LogonAuditEvent, type LogonAuditSink } from '../../logon/index.js';
 
@@ -23,9 +24,8 @@ function rest(event: object, drop: readonly string[]): Flat {
 export function instanceAuditEvent(e: InstanceAuditEvent): AuditEventInput {
   const accessKeyId = 'accessKeyId' in e ? e.accessKeyId : undefined;
   const instanceId = 'instanceId' in e ? e.instanceId : undefined;
-  // A change made in the web console carries `console:USER` where an API call has its access key.
-  const consoleUser =
-    accessKeyId?.startsWith('console:') === true ? accessKeyId.slice('console:'.length) : undefined;
+  // A change made in the web console carries a stand-in naming its user where an API call has its key.
+  const consoleUser = accessKeyId === undefined ? undefined : consoleUserOf(accessKeyId);
   return {
     type: e.event,
     accountId: 'accountId' in e ? e.accountId : null,
