@@ -10,10 +10,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { RpcClient } from '../src/client/index.js';
 import { agentArgs, createThrowawayUser, sshEcho, startPrivateSshd } from '../test/helpers/sshd.js';
+import { waitForRunningInstance } from '../test/helpers/instances.js';
 import { startServerProcess } from './server-process.js';
 import { summarize } from './stats.js';
 import { fixed, renderTable } from './table.js';
@@ -61,16 +61,7 @@ async function main(): Promise<void> {
       ],
       { env, stdio: 'ignore' },
     );
-    let instanceId: string | undefined;
-    for (let i = 0; i < 200 && instanceId === undefined; i++) {
-      const res = await rpc.call<{ Instances: { Instance: Array<{ InstanceId: string; Status: string }> } }>(
-        'DescribeInstances',
-        { RegionId: 'local' },
-      );
-      instanceId = res.Instances.Instance.find((x) => x.Status === 'Running')?.InstanceId;
-      if (instanceId === undefined) await sleep(100);
-    }
-    if (instanceId === undefined) throw new Error('the agent did not connect');
+    const instanceId = await waitForRunningInstance(rpc, { timeoutMs: 20000, pollMs: 100 });
     const keys: string[] = [];
     for (const name of ['bench-a', 'bench-b']) {
       const res = await rpc.call<{ PrivateKeyBody: string }>('CreateKeyPair', {

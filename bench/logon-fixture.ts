@@ -11,7 +11,6 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { WebSocket } from 'ws';
 import { RpcClient } from '../src/client/index.js';
@@ -22,6 +21,7 @@ import {
   type PrivateSshd,
   type ThrowawayUser,
 } from '../test/helpers/sshd.js';
+import { waitForRunningInstance } from '../test/helpers/instances.js';
 import { startServerProcess, type ServerProcess } from './server-process.js';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -104,16 +104,7 @@ export async function startLogonFixture(opts: { readonly prefix: string }): Prom
       ],
       { env, stdio: 'ignore' },
     );
-    let instanceId: string | undefined;
-    for (let i = 0; i < 300 && instanceId === undefined; i++) {
-      const res = await rpc.call<{ Instances: { Instance: Array<{ InstanceId: string; Status: string }> } }>(
-        'DescribeInstances',
-        { RegionId: 'local' },
-      );
-      instanceId = res.Instances.Instance.find((x) => x.Status === 'Running')?.InstanceId;
-      if (instanceId === undefined) await sleep(100);
-    }
-    if (instanceId === undefined) throw new Error('the agent did not connect');
+    const instanceId = await waitForRunningInstance(rpc, { timeoutMs: 30000, pollMs: 100 });
     return {
       work,
       env,

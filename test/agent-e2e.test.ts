@@ -30,6 +30,7 @@ import {
   type PrivateSshd,
   type ThrowawayUser,
 } from './helpers/sshd.js';
+import { waitForRunningInstance } from './helpers/instances.js';
 
 let server: ChildServer;
 let sshd: PrivateSshd;
@@ -134,20 +135,7 @@ test('an agent enrolled with a one-time token becomes a Running instance, and th
     TtlSeconds: 900,
   });
   agent = startAgent(['--token', Token]);
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    const res = await rpc.call<{ Instances: { Instance: Array<{ InstanceId: string; Status: string }> } }>(
-      'DescribeInstances',
-      { RegionId: 'local' },
-    );
-    const running = res.Instances.Instance.find((i) => i.Status === 'Running');
-    if (running !== undefined) {
-      instanceId = running.InstanceId;
-      break;
-    }
-    if (Date.now() > deadline) throw new Error(`agent never came up:\n${agentLog}`);
-    await sleep(100);
-  }
+  instanceId = await waitForRunningInstance(rpc, { pollMs: 100, context: () => agentLog });
   const reuse = spawn(
     process.execPath,
     [

@@ -21,6 +21,7 @@ import { RpcClient } from '../src/client/index.js';
 import { base32Decode, totpCode, totpStep } from '../src/identity/totp.js';
 import { ed25519PublicKeyLine } from '../src/keypairs/openssh-private-key.js';
 import { launchChromium, screenshot } from './helpers/browser.js';
+import { waitForRunningInstance } from './helpers/instances.js';
 import {
   BIN,
   baseEnv,
@@ -95,16 +96,7 @@ before(async () => {
   );
   agent.stdout?.on('data', (c: Buffer) => (agentLog += c.toString()));
   agent.stderr?.on('data', (c: Buffer) => (agentLog += c.toString()));
-  const deadline = Date.now() + 20_000;
-  while (instanceId === '') {
-    const res = await rpc.call<{ Instances: { Instance: Array<{ InstanceId: string; Status: string }> } }>(
-      'DescribeInstances',
-      { RegionId: 'local' },
-    );
-    instanceId = res.Instances.Instance.find((i) => i.Status === 'Running')?.InstanceId ?? '';
-    if (instanceId === '' && Date.now() > deadline) throw new Error(`the agent never came up:\n${agentLog}`);
-    if (instanceId === '') await sleep(50);
-  }
+  instanceId = await waitForRunningInstance(rpc, { context: () => agentLog });
   for (const [name, policy] of [
     [ADMIN, 'AdministratorAccess'],
     [VIEWER, 'ReadOnlyAccess'],

@@ -29,6 +29,7 @@ import {
   startChildServer,
   type ChildServer,
 } from './helpers/server.js';
+import { waitForRunningInstance } from './helpers/instances.js';
 import {
   agentArgs,
   createThrowawayUser,
@@ -257,20 +258,7 @@ before(async () => {
   await listenRelay(0);
   const { Token } = await rpc.call<{ Token: string }>('CreateEnrollmentToken', { RegionId: 'local' });
   agent = startAgent(relayUrl(), ['--token', Token]);
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    const res = await rpc.call<{ Instances: { Instance: Array<{ InstanceId: string; Status: string }> } }>(
-      'DescribeInstances',
-      { RegionId: 'local' },
-    );
-    const found = res.Instances.Instance.find((i) => i.Status === 'Running');
-    if (found !== undefined) {
-      instanceId = found.InstanceId;
-      break;
-    }
-    if (Date.now() > deadline) throw new Error(`the agent never came up:\n${agentLog}`);
-    await sleep(50);
-  }
+  instanceId = await waitForRunningInstance(rpc, { context: () => agentLog });
 });
 
 after(async () => {

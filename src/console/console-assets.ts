@@ -28,7 +28,8 @@ export const CONTENT_SECURITY_POLICY = [
   "base-uri 'none'",
 ].join('; ');
 
-const SECURITY_HEADERS: Readonly<Record<string, string>> = {
+/** Sent with every `/console` answer (registered by registerConsoleRoutes). */
+export const SECURITY_HEADERS: Readonly<Record<string, string>> = {
   'content-security-policy': CONTENT_SECURITY_POLICY,
   'x-content-type-options': 'nosniff',
   'x-frame-options': 'DENY',
@@ -109,11 +110,6 @@ function send(request: FastifyRequest, reply: FastifyReply, asset: Asset, cache:
 
 /** GET /console/ (the page), GET /console/assets/NAME (its scripts and styles). */
 export function registerConsoleAssets(app: FastifyInstance, assets: ConsoleAssets): void {
-  // Every console answer, the JSON API and its errors included, carries the security headers.
-  app.addHook('onSend', (request, reply, payload, done) => {
-    if ((request.raw.url ?? '').startsWith('/console')) void reply.headers(SECURITY_HEADERS);
-    done(null, payload);
-  });
   app.get('/console', (_request, reply) => reply.redirect('/console/', 308));
   app.get('/console/', (request, reply) => {
     const page = assets.get('index.html');

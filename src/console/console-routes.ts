@@ -34,6 +34,7 @@ import {
   type ConsoleSessions,
 } from './console-sessions.js';
 import type { RpcDispatcher } from '../rpc/rpc-dispatcher.js';
+import { SECURITY_HEADERS } from './console-assets.js';
 import type { SignInLimiter } from './sign-in-limiter.js';
 
 const MAX_JSON_BYTES = 4096;
@@ -123,6 +124,11 @@ function cookie(request: FastifyRequest, name: string): string | undefined {
 }
 
 export function registerConsoleRoutes(app: FastifyInstance, deps: ConsoleRouteDeps): void {
+  // Every console answer (the page, its bundles, the JSON API and its errors) carries the security headers.
+  app.addHook('onSend', (request, reply, payload, done) => {
+    if ((request.raw.url ?? '').startsWith('/console')) void reply.headers(SECURITY_HEADERS);
+    done(null, payload);
+  });
   const cookieAttributes = `Path=/; HttpOnly; SameSite=Strict${deps.tls ? '; Secure' : ''}`;
 
   const checkOrigin = (request: FastifyRequest): void => {
