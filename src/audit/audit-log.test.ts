@@ -4,9 +4,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import BetterSqlite3 from 'better-sqlite3';
+import pg from 'pg';
 import { pino } from 'pino';
 import { systemClock } from '../platform/clock.js';
 import { openDatabase, type Db } from '../platform/db/database.js';
+import { createPostgresDatabase, dropPostgresDatabase, TEST_ENGINE } from '../../test/helpers/database.js';
 import { AuditLog, canonicalJson, eventHash, GENESIS_HASH } from './audit-log.js';
 
 let dir: string;
@@ -19,21 +21,66 @@ after(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function fresh(name: string): Promise<{ db: Db; log: AuditLog; file: string }> {
-  const file = join(dir, `${name}.sqlite`);
-  const db = await openDatabase({ kind: 'sqlite', file });
-  return { db, log: new AuditLog({ db, clock: systemClock, logger }), file };
+interface Fresh {
+  readonly db: Db;
+  readonly log: AuditLog;
+  /** Runs SQL on a connection of its own, as the application's role would (triggers in force). */
+  raw(sql: string): Promise<void>;
+  /** Runs SQL as an attacker with write access to the database would: triggers bypassed, rows edited. */
+  tamper(sql: string): Promise<void>;
+  close(): Promise<void>;
 }
 
-/** Opens the file as an attacker with write access would: triggers dropped, rows edited directly. */
-function tamper(file: string, sql: string): void {
-  const raw = new BetterSqlite3(file);
-  try {
-    raw.exec('DROP TRIGGER IF EXISTS audit_events_no_update; DROP TRIGGER IF EXISTS audit_events_no_delete;');
-    raw.exec(sql);
-  } finally {
-    raw.close();
+/** A fresh database on this run's engine (test/helpers/database.ts). */
+async function fresh(name: string): Promise<Fresh> {
+  if (TEST_ENGINE === 'postgres') {
+    const url = await createPostgresDatabase();
+    const db = await openDatabase({ kind: 'postgres', url, maxConnections: 4 });
+    const run = async (setup: string | undefined, sql: string): Promise<void> => {
+      const client = new pg.Client({ connectionString: url });
+      await client.connect();
+      try {
+        if (setup !== undefined) await client.query(setup);
+        await client.query(sql);
+      } finally {
+        await client.end();
+      }
+    };
+    return {
+      db,
+      log: new AuditLog({ db, clock: systemClock, logger }),
+      raw: (sql) => run(undefined, sql),
+      // A superuser can switch user triggers off for its session.
+      tamper: (sql) => run('SET session_replication_role = replica', sql),
+      close: async () => {
+        await db.destroy();
+        await dropPostgresDatabase(url);
+      },
+    };
   }
+  const file = join(dir, `${name}.sqlite`);
+  const db = await openDatabase({ kind: 'sqlite', file });
+  const run = (setup: string | undefined, sql: string): Promise<void> => {
+    const raw = new BetterSqlite3(file);
+    try {
+      if (setup !== undefined) raw.exec(setup);
+      raw.exec(sql);
+    } finally {
+      raw.close();
+    }
+    return Promise.resolve();
+  };
+  return {
+    db,
+    log: new AuditLog({ db, clock: systemClock, logger }),
+    raw: (sql) => run(undefined, sql),
+    tamper: (sql) =>
+      run(
+        'DROP TRIGGER IF EXISTS audit_events_no_update; DROP TRIGGER IF EXISTS audit_events_no_delete;',
+        sql,
+      ),
+    close: () => db.destroy(),
+  };
 }
 
 const ev = (i: number) => ({
@@ -47,7 +94,7 @@ const ev = (i: number) => ({
 });
 
 test('500 appends make a chain that verifies, with hashes an outside tool can recompute', async () => {
-  const { db, log } = await fresh('chain');
+  const { log, close } = await fresh('chain');
   try {
     for (let i = 0; i < 500; i++) await log.append(ev(i));
     const r = await log.verify();
@@ -60,12 +107,12 @@ test('500 appends make a chain that verifies, with hashes an outside tool can re
     assert.equal(eventHash(prevHash, rest), hash);
     assert.equal(canonicalJson({ b: 1, a: [2, { d: null, c: 'x' }] }), '{"a":[2,{"c":"x","d":null}],"b":1}');
   } finally {
-    await db.destroy();
+    await close();
   }
 });
 
 test('concurrent appends get consecutive seqs in one valid chain', async () => {
-  const { db, log } = await fresh('concurrent');
+  const { log, close } = await fresh('concurrent');
   try {
     const records = await Promise.all(Array.from({ length: 100 }, (_, i) => log.append(ev(i))));
     assert.deepEqual(
@@ -74,23 +121,20 @@ test('concurrent appends get consecutive seqs in one valid chain', async () => {
     );
     assert.equal((await log.verify()).ok, true);
   } finally {
-    await db.destroy();
+    await close();
   }
 });
 
 test('events cannot be updated or deleted through SQL while the triggers stand', async () => {
-  const { db, log, file } = await fresh('append-only');
+  const f = await fresh('append-only');
   try {
-    await log.append(ev(1));
-    const raw = new BetterSqlite3(file);
-    try {
-      assert.throws(() => raw.exec("UPDATE audit_events SET actor = 'root'"), /append-only/);
-      assert.throws(() => raw.exec('DELETE FROM audit_events'), /append-only/);
-    } finally {
-      raw.close();
-    }
+    await f.log.append(ev(1));
+    await assert.rejects(f.raw("UPDATE audit_events SET actor = 'root'"), /append-only/);
+    await assert.rejects(f.raw('DELETE FROM audit_events'), /append-only/);
+    if (TEST_ENGINE === 'postgres') await assert.rejects(f.raw('TRUNCATE audit_events'), /append-only/);
+    assert.equal((await f.log.verify()).count, 1);
   } finally {
-    await db.destroy();
+    await f.close();
   }
 });
 
@@ -101,22 +145,22 @@ test('an edited, removed or cut-off event is found, at its seq', async () => {
     ['delete', 'DELETE FROM audit_events WHERE seq = 5', 5, /missing/],
     ['truncate', 'DELETE FROM audit_events WHERE seq > 8', 9, /removed from the end/],
   ] as const) {
-    const { db, log, file } = await fresh(`tamper-${name}`);
+    const { log, tamper, close } = await fresh(`tamper-${name}`);
     try {
       for (let i = 0; i < 10; i++) await log.append(ev(i));
-      tamper(file, sql);
+      await tamper(sql);
       const r = await log.verify();
       assert.equal(r.ok, false, name);
       assert.equal(r.firstBad?.seq, seq, name);
       assert.match(r.firstBad?.reason ?? '', reason, name);
     } finally {
-      await db.destroy();
+      await close();
     }
   }
 });
 
 test('secrets are refused before they reach the log', async () => {
-  const { db, log } = await fresh('secrets');
+  const { log, close } = await fresh('secrets');
   try {
     const bad = [
       { detail: { accessKeySecret: 'x' } },
@@ -135,12 +179,12 @@ test('secrets are refused before they reach the log', async () => {
     log.record({ ...ev(1), detail: { password: 'x' } });
     assert.equal((await log.verify()).count, 0);
   } finally {
-    await db.destroy();
+    await close();
   }
 });
 
 test('list filters by type prefix, actor, instance and time, newest first, with paging', async () => {
-  const { db, log } = await fresh('list');
+  const { log, close } = await fresh('list');
   try {
     for (let i = 0; i < 30; i++) await log.append(ev(i));
     await log.append({ ...ev(99), type: 'grantx.issued' });
@@ -155,6 +199,6 @@ test('list filters by type prefix, actor, instance and time, newest first, with 
     assert.equal((await log.list({ actor: 'root', limit: 100 })).length, 0);
     assert.equal((await log.list({ since: '2999-01-01T00:00:00.000Z', limit: 100 })).length, 0);
   } finally {
-    await db.destroy();
+    await close();
   }
 });

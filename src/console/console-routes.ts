@@ -176,7 +176,8 @@ export function registerConsoleRoutes(app: FastifyInstance, deps: ConsoleRouteDe
     const userName = str(body, 'userName', 64) ?? '';
     const password = str(body, 'password', 256) ?? '';
     const totpCode = str(body, 'totpCode', 16);
-    const wait = deps.limiter.waitMs(userName, request.ip);
+    // Reserved before the password is hashed: concurrent guesses count as they arrive (sign-in-limiter.ts).
+    const wait = await deps.limiter.reserve(userName, request.ip);
     if (wait > 0) {
       const seconds = Math.ceil(wait / 1000);
       deps.audit.record({
@@ -192,7 +193,7 @@ export function registerConsoleRoutes(app: FastifyInstance, deps: ConsoleRouteDe
     }
     const result = await deps.signIn.verifyConsoleSignIn(userName, password, totpCode);
     if (!result.ok) {
-      if (result.reason === 'InvalidCredentials') deps.limiter.failed(userName, request.ip);
+      if (result.reason !== 'InvalidCredentials') await deps.limiter.refund(userName, request.ip);
       deps.audit.record({
         type: 'console.signin.failed',
         actor: `user/${userName.slice(0, 64) || '-'}`,
@@ -207,7 +208,7 @@ export function registerConsoleRoutes(app: FastifyInstance, deps: ConsoleRouteDe
       }
       throw new AppError('Console.InvalidCredentials', 'The user name or password is wrong.');
     }
-    deps.limiter.succeeded(userName);
+    await deps.limiter.succeeded(userName);
     const session = await deps.sessions.create(result.principal, result.mfaPresent, request.ip);
     deps.audit.record({
       type: 'console.signin.success',
@@ -300,7 +301,7 @@ export function registerConsoleRoutes(app: FastifyInstance, deps: ConsoleRouteDe
         instanceId,
       );
       const sessionId = `ts-${randomUUID()}`;
-      const { ticket, expiresAtMs } = logon.tickets.issue({
+      const { ticket, expiresAtMs } = await logon.tickets.issue({
         sessionId,
         accountId: session.principal.accountId,
         regionId: deps.regionId,

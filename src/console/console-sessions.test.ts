@@ -8,18 +8,21 @@ import { AccessKeyStore } from '../accounts/index.js';
 import { UserStore } from '../identity/index.js';
 import { fixedClock } from '../platform/clock.js';
 import { SecretBox } from '../platform/crypto/secret-box.js';
-import { openDatabase, type Db } from '../platform/db/database.js';
+import type { Db } from '../platform/db/database.js';
+import { openTestDatabase } from '../../test/helpers/database.js';
 import { ConsoleSessions, SESSION_IDLE_MS, SESSION_LIFETIME_MS } from './console-sessions.js';
 
 const clock = fixedClock(Date.UTC(2026, 11, 4, 12, 0, 0));
 let dir: string;
 let db: Db;
+let testDb: { db: Db; close(): Promise<void> };
 let sessions: ConsoleSessions;
 let principal: { kind: 'user'; accountId: string; userId: string; userName: string };
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'kw-sessions-'));
-  db = await openDatabase({ kind: 'sqlite', file: join(dir, 'db.sqlite') });
+  testDb = await openTestDatabase(dir);
+  db = testDb.db;
   const accessKeys = new AccessKeyStore({ db, secretBox: new SecretBox(randomBytes(32)), clock });
   const accountId = (await accessKeys.createAccount(() => undefined)).accountId;
   const users = new UserStore({ db, clock });
@@ -29,7 +32,7 @@ before(async () => {
 });
 
 after(async () => {
-  await db.destroy();
+  await testDb.close();
   rmSync(dir, { recursive: true, force: true });
 });
 

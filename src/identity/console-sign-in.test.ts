@@ -7,7 +7,8 @@ import { after, before, test } from 'node:test';
 import { AccessKeyStore } from '../accounts/index.js';
 import { fixedClock } from '../platform/clock.js';
 import { SecretBox } from '../platform/crypto/secret-box.js';
-import { openDatabase, type Db } from '../platform/db/database.js';
+import type { Db } from '../platform/db/database.js';
+import { openTestDatabase } from '../../test/helpers/database.js';
 import { ConsoleSignIn } from './console-sign-in.js';
 import { MfaStore } from './mfa-store.js';
 import { base32Decode, totpCode, totpStep } from './totp.js';
@@ -17,6 +18,7 @@ const NOW = Date.UTC(2026, 10, 22, 12, 0, 10);
 const clock = fixedClock(NOW);
 let dir: string;
 let db: Db;
+let testDb: { db: Db; close(): Promise<void> };
 let users: UserStore;
 let mfa: MfaStore;
 let signIn: ConsoleSignIn;
@@ -24,7 +26,8 @@ let accountId: string;
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'kw-signin-'));
-  db = await openDatabase({ kind: 'sqlite', file: join(dir, 'db.sqlite') });
+  testDb = await openTestDatabase(dir);
+  db = testDb.db;
   const secretBox = new SecretBox(randomBytes(32));
   const accessKeys = new AccessKeyStore({ db, secretBox, clock });
   accountId = (await accessKeys.createAccount(() => undefined)).accountId;
@@ -37,7 +40,7 @@ before(async () => {
 });
 
 after(async () => {
-  await db.destroy();
+  await testDb.close();
   rmSync(dir, { recursive: true, force: true });
 });
 

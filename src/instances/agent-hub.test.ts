@@ -11,6 +11,7 @@ class FakeLink implements AgentLink {
   ready = true;
   readonly sent: ServerMessage[] = [];
   closedWith: number | undefined;
+  readonly connectionId = `c-${Math.random().toString(36).slice(2)}`;
   constructor(readonly instanceId: string) {}
   send(m: ServerMessage): void {
     this.sent.push(m);

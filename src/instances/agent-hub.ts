@@ -1,8 +1,9 @@
 /**
  * The authenticated agent connections of this server process, by instance id, and the callers waiting for
- * an agent to report a desired state applied. The gateway attaches and detaches connections; the instance
- * service pushes desired states and waits for their results. No IO of its own and no timers except one per
- * waiting caller.
+ * an agent's answer. The gateway attaches and detaches connections; the instance and logon services reach
+ * agents through `request` (a message and the answer that pairs with it) and `deliver` (no answer), which
+ * go to the connection here or, through `RemoteAgents` (agent-relay.ts), to the replica that holds it: one
+ * seam for local and remote delivery. No IO of its own and no timers except one per waiting caller.
  *
  * At most one connection per instance: attaching a newer one hands back the older, which the gateway then
  * closes (4409). Desired states carry increasing generations; a connection is never sent a generation
@@ -14,6 +15,8 @@ import type { DesiredState } from './instance-repository.js';
 /** One authenticated connection, as the hub sees it (implemented by the gateway). */
 export interface AgentLink {
   readonly instanceId: string;
+  /** Random per connection (the agent lease names it). */
+  readonly connectionId: string;
   /** True once `welcome` and the first desired state were sent: only then are pushes delivered. */
   readonly ready: boolean;
   /** The highest desired generation sent on this connection (-1 before the first). */
@@ -41,16 +44,69 @@ export type ApplyOutcome =
 
 /** What an agent reports about one-time logon grants (handled by the logon service). */
 export type GrantReport = Extract<AgentMessage, { t: 'grant-result' } | { t: 'grant-removed' }>;
+export type GrantResult = Extract<AgentMessage, { t: 'grant-result' }>;
+
+/** The agent messages that answer a request. */
+export type AgentAnswer = Extract<AgentMessage, { t: 'applied' } | { t: 'grant-result' }>;
+
+/**
+ * Which answer pairs with a request: the report of a desired generation applied, or the result of one
+ * grant. Plain data, so a request can be forwarded to another replica.
+ */
+export type AnswerMatch =
+  | { readonly t: 'applied'; readonly generation: number }
+  | { readonly t: 'grant-result'; readonly grantId: string };
+
+/** What became of a request. */
+export type RequestOutcome =
+  | { readonly kind: 'answered'; readonly answer: AgentAnswer }
+  /** The agent applied a later generation first (a concurrent change). */
+  | { readonly kind: 'superseded'; readonly generation: number }
+  /** No answer in time: the agent may still act on it. */
+  | { readonly kind: 'no-answer' }
+  /** No connection anywhere (or it closed while waiting). */
+  | { readonly kind: 'offline' };
+
+/** A request as it travels: to the local connection or to the replica holding it. */
+export interface AgentRequest {
+  readonly instanceId: string;
+  readonly message: ServerMessage;
+  readonly match: AnswerMatch;
+  readonly timeoutMs: number;
+}
+
+/** Delivery to agents connected to other replicas (agent-relay.ts); absent on a lone SQLite server. */
+export interface RemoteAgents {
+  /** The live replica other than this one holding the instance's connection, if any. */
+  holderOf(instanceId: string): Promise<string | undefined>;
+  request(replicaId: string, request: AgentRequest): Promise<RequestOutcome>;
+  deliver(replicaId: string, instanceId: string, message: ServerMessage): Promise<void>;
+  disconnect(replicaId: string, instanceId: string, code: number, reason: string): Promise<void>;
+}
 
 interface Waiter {
-  readonly generation: number;
-  readonly resolve: (outcome: ApplyOutcome) => void;
+  readonly match: AnswerMatch;
+  readonly resolve: (outcome: RequestOutcome) => void;
+}
+
+/** The binding view of a request's outcome. */
+export function toApplyOutcome(outcome: RequestOutcome): ApplyOutcome {
+  if (outcome.kind !== 'answered') return outcome;
+  if (outcome.answer.t !== 'applied') return { kind: 'no-answer' };
+  const { t: _t, ...state } = outcome.answer;
+  return { kind: 'applied', state };
 }
 
 export class AgentHub<L extends AgentLink = AgentLink> {
   readonly #links = new Map<string, L>();
   readonly #waiters = new Map<string, Set<Waiter>>();
   #grantListener: ((instanceId: string, report: GrantReport) => void) | undefined;
+  #remote: RemoteAgents | undefined;
+
+  /** Sets the delivery to other replicas (several replicas on PostgreSQL). */
+  setRemote(remote: RemoteAgents): void {
+    this.#remote = remote;
+  }
 
   /** Number of connections. */
   get size(): number {
@@ -86,7 +142,7 @@ export class AgentHub<L extends AgentLink = AgentLink> {
     const waiters = this.#waiters.get(link.instanceId);
     if (waiters !== undefined) {
       this.#waiters.delete(link.instanceId);
-      for (const w of waiters) w.resolve({ kind: 'offline' });
+      for (const w of [...waiters]) w.resolve({ kind: 'offline' });
     }
     return true;
   }
@@ -116,6 +172,10 @@ export class AgentHub<L extends AgentLink = AgentLink> {
    */
   awaitApplied(instanceId: string, generation: number, timeoutMs: number): Promise<ApplyOutcome> {
     if (!this.#links.has(instanceId)) return Promise.resolve({ kind: 'offline' });
+    return this.#wait(instanceId, { t: 'applied', generation }, timeoutMs).then(toApplyOutcome);
+  }
+
+  #wait(instanceId: string, match: AnswerMatch, timeoutMs: number): Promise<RequestOutcome> {
     return new Promise((resolve) => {
       let set = this.#waiters.get(instanceId);
       if (set === undefined) {
@@ -124,7 +184,7 @@ export class AgentHub<L extends AgentLink = AgentLink> {
       }
       const waiters = set;
       const waiter: Waiter = {
-        generation,
+        match,
         resolve: (outcome) => {
           clearTimeout(timer);
           waiters.delete(waiter);
@@ -145,10 +205,89 @@ export class AgentHub<L extends AgentLink = AgentLink> {
     const waiters = this.#waiters.get(instanceId);
     if (waiters === undefined) return;
     for (const w of [...waiters]) {
-      if (w.generation === state.generation) w.resolve({ kind: 'applied', state });
-      else if (w.generation < state.generation)
+      if (w.match.t !== 'applied') continue;
+      if (w.match.generation === state.generation)
+        w.resolve({ kind: 'answered', answer: { t: 'applied', ...state } });
+      else if (w.match.generation < state.generation)
         w.resolve({ kind: 'superseded', generation: state.generation });
     }
+  }
+
+  /** An agent reported on a grant: resolves the request that sent it. */
+  grantResult(instanceId: string, result: GrantResult): void {
+    const waiters = this.#waiters.get(instanceId);
+    if (waiters === undefined) return;
+    for (const w of [...waiters]) {
+      if (w.match.t === 'grant-result' && w.match.grantId === result.grantId) {
+        w.resolve({ kind: 'answered', answer: result });
+      }
+    }
+  }
+
+  /**
+   * Sends `message` to the instance's agent, wherever it is connected, and waits up to `timeoutMs` for the
+   * answer `match` describes. A desired state goes through `pushDesired` (never older than what was sent,
+   * kept for a connection still in its handshake); anything else needs a connection past its handshake.
+   */
+  async request(
+    instanceId: string,
+    message: ServerMessage,
+    match: AnswerMatch,
+    timeoutMs: number,
+  ): Promise<RequestOutcome> {
+    if (this.#links.has(instanceId)) return this.requestHere({ instanceId, message, match, timeoutMs });
+    const holder = await this.#remote?.holderOf(instanceId);
+    if (holder === undefined || this.#remote === undefined) return { kind: 'offline' };
+    return this.#remote.request(holder, { instanceId, message, match, timeoutMs });
+  }
+
+  /** `request` for a connection of this replica only (what a forwarded request runs). */
+  requestHere(req: AgentRequest): Promise<RequestOutcome> {
+    const link = this.#links.get(req.instanceId);
+    if (link === undefined) return Promise.resolve({ kind: 'offline' });
+    const answer = this.#wait(req.instanceId, req.match, req.timeoutMs);
+    const m = req.message;
+    const sent =
+      m.t === 'desired'
+        ? (this.pushDesired(req.instanceId, { generation: m.generation, binding: m.binding }),
+          true) // a connection in its handshake gets it right after welcome
+        : this.sendNow(req.instanceId, m);
+    if (!sent) {
+      for (const w of [...(this.#waiters.get(req.instanceId) ?? [])]) {
+        if (w.match === req.match) w.resolve({ kind: 'offline' });
+      }
+    }
+    return answer;
+  }
+
+  /** Sends `message` without waiting for an answer, wherever the agent is connected; false if nowhere. */
+  async deliver(instanceId: string, message: ServerMessage): Promise<boolean> {
+    if (this.#links.has(instanceId)) {
+      if (message.t === 'desired') {
+        this.pushDesired(instanceId, { generation: message.generation, binding: message.binding });
+        return true;
+      }
+      return this.sendNow(instanceId, message);
+    }
+    const holder = await this.#remote?.holderOf(instanceId);
+    if (holder === undefined || this.#remote === undefined) return false;
+    await this.#remote.deliver(holder, instanceId, message);
+    return true;
+  }
+
+  /** Closes the instance's connection wherever it is; true when there was one. */
+  async disconnectAnywhere(instanceId: string, code: number, reason: string): Promise<boolean> {
+    if (this.disconnect(instanceId, code, reason)) return true;
+    const holder = await this.#remote?.holderOf(instanceId);
+    if (holder === undefined || this.#remote === undefined) return false;
+    await this.#remote.disconnect(holder, instanceId, code, reason);
+    return true;
+  }
+
+  /** True while the instance's agent is connected here or to another live replica. */
+  async reachable(instanceId: string): Promise<boolean> {
+    if (this.#links.get(instanceId)?.ready === true) return true;
+    return (await this.#remote?.holderOf(instanceId)) !== undefined;
   }
 
   /**

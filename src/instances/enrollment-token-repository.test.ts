@@ -3,7 +3,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { openDatabase, type Db } from '../platform/db/database.js';
+import type { Db } from '../platform/db/database.js';
+import { openTestDatabase } from '../../test/helpers/database.js';
 import { enrollmentTokenDigest, newEnrollmentToken } from './enrollment-token.js';
 import { EnrollmentTokenRepository } from './enrollment-token-repository.js';
 
@@ -12,11 +13,13 @@ const T0 = Date.UTC(2026, 0, 1, 12, 0, 0);
 const iso = (ms: number) => new Date(ms).toISOString();
 let dir: string;
 let db: Db;
+let testDb: { db: Db; close(): Promise<void> };
 let tokens: EnrollmentTokenRepository;
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'kw-tokens-'));
-  db = await openDatabase({ kind: 'sqlite', file: join(dir, 'db.sqlite') });
+  testDb = await openTestDatabase(dir);
+  db = testDb.db;
   await db
     .insertInto('accounts')
     .values({ id: ACCOUNT, created_at: iso(T0), write_seq: 0 })
@@ -25,7 +28,7 @@ before(async () => {
 });
 
 after(async () => {
-  await db.destroy();
+  await testDb.close();
   rmSync(dir, { recursive: true, force: true });
 });
 

@@ -6,21 +6,24 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fixedClock } from '../platform/clock.js';
 import { SecretBox } from '../platform/crypto/secret-box.js';
-import { openDatabase, type Db } from '../platform/db/database.js';
+import type { Db } from '../platform/db/database.js';
+import { openTestDatabase } from '../../test/helpers/database.js';
 import { ed25519PublicKeyFromRaw, loadOrCreateGrantSigningKey } from './grant-signing-key.js';
 
 let dir: string;
 let db: Db;
+let testDb: { db: Db; close(): Promise<void> };
 const masterKey = randomBytes(32);
 const clock = fixedClock(Date.UTC(2026, 0, 1));
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'kw-grant-'));
-  db = await openDatabase({ kind: 'sqlite', file: join(dir, 'db.sqlite') });
+  testDb = await openTestDatabase(dir);
+  db = testDb.db;
 });
 
 after(async () => {
-  await db.destroy();
+  await testDb.close();
   rmSync(dir, { recursive: true, force: true });
 });
 

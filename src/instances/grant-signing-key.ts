@@ -52,6 +52,12 @@ export function ed25519PublicKeyFromRaw(base64: string): KeyObject {
   });
 }
 
+/** True when the database holds no grant-signing key yet (a first start). */
+export async function hasGrantSigningKey(db: Db): Promise<boolean> {
+  const row = await db.selectFrom('server_keys').select('id').where('id', '=', KEY_ID).executeTakeFirst();
+  return row !== undefined;
+}
+
 /** Loads the grant-signing key, creating and storing it on first start. */
 export async function loadOrCreateGrantSigningKey(deps: {
   db: Db;
@@ -92,7 +98,7 @@ async function read(deps: { db: Db; secretBox: SecretBox }): Promise<GrantSignin
   } catch (err) {
     throw new Error(
       'the master key does not open the grant-signing key in this database; start with the master key this ' +
-        'data directory was created with',
+        'database was created with (every replica on one database must use the same KEYWARD_MASTER_KEY or key file)',
       { cause: err },
     );
   }

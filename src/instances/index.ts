@@ -21,11 +21,14 @@ export {
   type AgentGatewayDeps,
   type GatewayTimings,
 } from './gateway/agent-gateway.js';
+export { AgentPresence } from './agent-presence.js';
+export { AgentRelay, RELAY_GRACE_MS } from './agent-relay.js';
 export { registerEnrollRoute } from './gateway/enroll-route.js';
 export { decideHello, type HelloDecision } from './gateway/hello.js';
 export {
   GrantSigningKey,
   ed25519PublicKeyFromRaw,
+  hasGrantSigningKey,
   loadOrCreateGrantSigningKey,
   rawEd25519PublicKey,
 } from './grant-signing-key.js';

@@ -6,7 +6,8 @@
  */
 import { AppError } from '../platform/errors.js';
 import type { Tag, TagFilter } from '../tags/index.js';
-import type { AgentHub } from './agent-hub.js';
+import { toApplyOutcome, type AgentHub } from './agent-hub.js';
+import type { AgentPresence } from './agent-presence.js';
 import { failure, outcomeResult, type BindingResult } from './binding-outcome.js';
 import { bindingState, type BindingState } from './binding-state.js';
 import type { Actor, InstanceAuditSink } from './instance-audit.js';
@@ -64,6 +65,8 @@ export interface InstanceServiceDeps {
   readonly repository: InstanceRepository;
   readonly keyPairs: KeyPairLookup;
   readonly hub: AgentHub;
+  /** Which instances' agents are connected, to any replica. */
+  readonly presence: Pick<AgentPresence, 'running'>;
   readonly audit: InstanceAuditSink;
   readonly applyWaitMs?: number;
 }
@@ -91,6 +94,7 @@ export class InstanceService {
   readonly #repo: InstanceRepository;
   readonly #keyPairs: KeyPairLookup;
   readonly #hub: AgentHub;
+  readonly #presence: Pick<AgentPresence, 'running'>;
   readonly #audit: InstanceAuditSink;
   readonly #applyWaitMs: number;
 
@@ -98,14 +102,18 @@ export class InstanceService {
     this.#repo = deps.repository;
     this.#keyPairs = deps.keyPairs;
     this.#hub = deps.hub;
+    this.#presence = deps.presence;
     this.#audit = deps.audit;
     this.#applyWaitMs = deps.applyWaitMs ?? APPLY_WAIT_MS;
   }
 
   // ---- reading --------------------------------------------------------------------------------------
 
-  /** The view of one instance record (status, effective last-seen time, binding state). */
-  view(record: InstanceRecord): InstanceView {
+  /**
+   * The view of one instance record (status, effective last-seen time, binding state); `connected` says
+   * whether its agent is connected to any live replica.
+   */
+  view(record: InstanceRecord, connected: boolean): InstanceView {
     const link = this.#hub.get(record.id);
     const revoked = record.status === 'revoked';
     let lastSeenAt = record.lastSeenAt;
@@ -122,7 +130,7 @@ export class InstanceService {
     });
     return {
       record,
-      status: revoked ? 'Revoked' : link !== undefined ? 'Running' : 'Offline',
+      status: revoked ? 'Revoked' : connected ? 'Running' : 'Offline',
       lastSeenAt,
       binding: {
         state,
@@ -156,12 +164,16 @@ export class InstanceService {
       const re = wildcardRegex(input.name);
       summaries = summaries.filter((s) => re.test(s.name));
     }
+    let connected: Set<string> | undefined;
     if (input.status === 'Running' || input.status === 'Offline') {
       const running = input.status === 'Running';
-      summaries = summaries.filter((s) => this.#hub.isConnected(s.id) === running);
+      connected = await this.#presence.running(summaries.map((s) => s.id));
+      const live = connected;
+      summaries = summaries.filter((s) => live.has(s.id) === running);
     }
     const offset = (input.pageNumber - 1) * input.pageSize;
     const page = summaries.slice(offset, offset + input.pageSize);
+    connected ??= await this.#presence.running(page.map((s) => s.id));
     const records = new Map(
       (
         await this.#repo.get(
@@ -173,7 +185,7 @@ export class InstanceService {
     const items: InstanceView[] = [];
     for (const s of page) {
       const r = records.get(s.id);
-      if (r !== undefined) items.push(this.view(r));
+      if (r !== undefined) items.push(this.view(r, connected.has(r.id)));
     }
     return { total: summaries.length, items };
   }
@@ -244,8 +256,14 @@ export class InstanceService {
     if (record.status === 'revoked') return;
     if (!(await this.#repo.revoke(actor.accountId, record.id))) return;
     const desired = await this.#repo.desiredState(record.id);
-    if (desired !== undefined) this.#hub.pushDesired(record.id, desired);
-    const wasConnected = this.#hub.disconnect(record.id, 4403, 'instance revoked');
+    if (desired !== undefined) {
+      await this.#hub.deliver(record.id, {
+        t: 'desired',
+        generation: desired.generation,
+        binding: desired.binding,
+      });
+    }
+    const wasConnected = await this.#hub.disconnectAnywhere(record.id, 4403, 'instance revoked');
     this.#audit.record({
       event: 'instance.revoked',
       instanceId: record.id,
@@ -348,8 +366,12 @@ export class InstanceService {
       keyPairName,
       generation: desired.generation,
     });
-    const wait = this.#hub.awaitApplied(id, desired.generation, this.#applyWaitMs);
-    this.#hub.pushDesired(id, desired);
-    return outcomeResult(id, await wait);
+    const outcome = await this.#hub.request(
+      id,
+      { t: 'desired', generation: desired.generation, binding: desired.binding },
+      { t: 'applied', generation: desired.generation },
+      this.#applyWaitMs,
+    );
+    return outcomeResult(id, toApplyOutcome(outcome));
   }
 }

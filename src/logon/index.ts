@@ -30,7 +30,7 @@ export {
   type TerminalGatewayDeps,
 } from './terminal-gateway.js';
 export {
-  MAX_OUTSTANDING_TICKETS,
+  MAX_TICKETS_PER_CALLER,
   TerminalTickets,
   TICKET_TTL_MS,
   type TerminalTarget,

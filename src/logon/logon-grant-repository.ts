@@ -100,12 +100,21 @@ export class LogonGrantRepository {
     return r.numUpdatedRows > 0n;
   }
 
-  /** Grants the server has not yet destroyed (after a restart: to destroy or to time again). */
-  async listOpen(): Promise<Pick<LogonGrantRow, 'id' | 'instance_id' | 'expires_at'>[]> {
+  /**
+   * Grants past their deadline that no replica has destroyed yet, oldest first (whoever issued them: the
+   * replica that did may be dead). Each is claimed by `markDestroyed`, so two replicas never both act.
+   */
+  async listExpiredOpen(
+    nowIso: string,
+    limit: number,
+  ): Promise<Pick<LogonGrantRow, 'id' | 'account_id' | 'instance_id' | 'expires_at'>[]> {
     return this.#db
       .selectFrom('logon_grants')
-      .select(['id', 'instance_id', 'expires_at'])
+      .select(['id', 'account_id', 'instance_id', 'expires_at'])
       .where('destroyed_at', 'is', null)
+      .where('expires_at', '<=', nowIso)
+      .orderBy('expires_at')
+      .limit(limit)
       .execute();
   }
 

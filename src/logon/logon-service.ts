@@ -4,7 +4,9 @@
  * confirm it is installed. Then it keeps the server's own deadline: at `expiresAt` (issue + the lifetime,
  * 60 s by default) the grant is destroyed on the server and the agent is told to delete it — though the
  * agent and sshd (through the AuthorizedKeysCommand's clock check and the key line's `expiry-time`)
- * enforce the same deadline without the server. A restart sweeps what died with the previous process.
+ * enforce the same deadline without the server. Every replica also sweeps the grants whose deadline passed
+ * (`sweepExpired`, each claimed by one UPDATE so only one replica acts): a grant issued by a replica that
+ * died, or by a process that restarted, is still destroyed on the server's side on time.
  *
  * Policy is not decided here: callers (the RPC actions, the terminal endpoint) authorize first.
  */
@@ -73,10 +75,8 @@ export interface IssuedGrant {
   readonly hostExpiresAt: number;
 }
 
-interface Pending {
-  readonly instanceId: string;
-  readonly resolve: (report: Extract<GrantReport, { t: 'grant-result' }> | undefined) => void;
-}
+/** How many expired grants one sweep destroys (the next sweep takes the rest). */
+const SWEEP_BATCH = 200;
 
 const iso = (ms: number): string => new Date(ms).toISOString();
 
@@ -96,7 +96,6 @@ export class LogonService {
   readonly #d: LogonServiceDeps;
   readonly #lifetimeSeconds: number;
   readonly #installTimeoutMs: number;
-  readonly #pending = new Map<string, Pending>();
   readonly #timers = new Map<string, NodeJS.Timeout>();
   #closed = false;
 
@@ -118,15 +117,18 @@ export class LogonService {
   }
 
   /**
-   * After a start: grants a previous process issued and never destroyed are destroyed now if their
-   * deadline passed while the server was down, or timed again if it has not.
+   * Destroys every grant whose deadline has passed and that no replica has destroyed yet: those this
+   * replica's own timers missed, those of a replica that died, and (at start) those that expired while the
+   * server was down. Each replica runs it at every heartbeat; `markDestroyed` decides who acts.
    */
-  async resume(): Promise<void> {
-    const now = this.#d.clock.nowMs();
-    for (const g of await this.#d.grants.listOpen()) {
-      const expiresMs = Date.parse(g.expires_at);
-      if (expiresMs <= now) await this.#destroy(g.id, g.instance_id, 'expired-while-server-down');
-      else this.#schedule(g.id, g.instance_id, expiresMs);
+  async sweepExpired(reason: 'expired' | 'expired-while-server-down' = 'expired'): Promise<number> {
+    let destroyed = 0;
+    for (;;) {
+      const due = await this.#d.grants.listExpiredOpen(iso(this.#d.clock.nowMs()), SWEEP_BATCH);
+      for (const g of due) {
+        if (await this.#destroy(g.id, g.instance_id, reason)) destroyed += 1;
+      }
+      if (due.length < SWEEP_BATCH) return destroyed;
     }
   }
 
@@ -139,7 +141,7 @@ export class LogonService {
         `No instance ${JSON.stringify(instanceId.slice(0, 40))} exists in region ${regionId}.`,
       );
     }
-    if (!this.#d.hub.isConnected(instance.id)) {
+    if (!(await this.#d.hub.reachable(instance.id))) {
       throw new AppError(
         'Logon.InstanceOffline',
         `The agent of ${instance.id} is not connected (last seen ${instance.lastSeenAt}), so no one-time key ` +
@@ -209,31 +211,21 @@ export class LogonService {
     // The server's deadline holds whatever happens next.
     this.#schedule(grantId, instance.id, expiresAt * 1000);
 
-    const result = new Promise<Extract<GrantReport, { t: 'grant-result' }> | undefined>((resolve) => {
-      const timer = setTimeout(() => {
-        this.#pending.delete(grantId);
-        resolve(undefined);
-      }, this.#installTimeoutMs);
-      this.#pending.set(grantId, {
-        instanceId: instance.id,
-        resolve: (r) => {
-          clearTimeout(timer);
-          this.#pending.delete(grantId);
-          resolve(r);
-        },
-      });
-    });
     const signature = this.#d.signingKey.sign(grantSigningInput(grant)).toString('base64');
-    if (!this.#d.hub.sendNow(instance.id, { t: 'grant', grant, signature })) {
-      this.#pending.get(grantId)?.resolve(undefined);
+    const outcome = await this.#d.hub.request(
+      instance.id,
+      { t: 'grant', grant, signature },
+      { t: 'grant-result', grantId },
+      this.#installTimeoutMs,
+    );
+    if (outcome.kind === 'offline') {
       await this.#fail(ref, 'Logon.InstanceOffline');
       throw new AppError(
         'Logon.InstanceOffline',
         `The agent of ${instance.id} disconnected before the one-time key could be sent; retry in a moment.`,
       );
     }
-    const report = await result;
-    if (report === undefined) {
+    if (outcome.kind !== 'answered' || outcome.answer.t !== 'grant-result') {
       await this.#fail(ref, 'Logon.GrantNotInstalled');
       throw new AppError(
         'Logon.GrantNotInstalled',
@@ -241,6 +233,7 @@ export class LogonService {
           'key expires on its own. Retry; if it persists, read the agent log on the host.',
       );
     }
+    const report = outcome.answer;
     if (!report.ok || report.hostExpiresAt === undefined) {
       const code = report.code ?? 'Host.Unknown';
       await this.#fail(ref, code);
@@ -280,16 +273,15 @@ export class LogonService {
   }
 
   /** Destroys a grant before its deadline (the broker is done with the key). */
-  release(grantId: string, instanceId: string, reason: string): Promise<void> {
-    return this.#destroy(grantId, instanceId, reason);
+  async release(grantId: string, instanceId: string, reason: string): Promise<void> {
+    await this.#destroy(grantId, instanceId, reason);
   }
 
-  /** Stops the timers (the agent and sshd keep every deadline on their own). */
+  /** Stops the timers (the other replicas, the agent and sshd keep every deadline on their own). */
   close(): void {
     this.#closed = true;
     for (const t of this.#timers.values()) clearTimeout(t);
     this.#timers.clear();
-    for (const p of this.#pending.values()) p.resolve(undefined);
   }
 
   #schedule(grantId: string, instanceId: string, atMs: number): void {
@@ -303,19 +295,24 @@ export class LogonService {
     this.#timers.set(grantId, timer);
   }
 
-  async #destroy(grantId: string, instanceId: string, reason: string): Promise<void> {
+  /** Destroys a grant once, whichever replica gets there first; true for the one that did. */
+  async #destroy(grantId: string, instanceId: string, reason: string): Promise<boolean> {
     const timer = this.#timers.get(grantId);
     if (timer !== undefined) clearTimeout(timer);
     this.#timers.delete(grantId);
-    this.#d.hub.sendNow(instanceId, { t: 'grant-revoke', grantId });
     try {
       const first = await this.#d.grants.markDestroyed(grantId, iso(this.#d.clock.nowMs()), reason);
-      if (first) {
-        const row = await this.#accountOf(grantId);
-        this.#d.audit.record({ event: 'grant.destroyed', grantId, accountId: row, instanceId, reason });
-      }
+      if (!first) return false;
+      await this.#d.hub.deliver(instanceId, { t: 'grant-revoke', grantId }).catch((err: unknown) => {
+        // The agent deletes the key at its own deadline anyway.
+        this.#d.logger.warn({ err, grantId }, 'could not tell the agent to delete a destroyed grant');
+      });
+      const accountId = await this.#accountOf(grantId);
+      this.#d.audit.record({ event: 'grant.destroyed', grantId, accountId, instanceId, reason });
+      return true;
     } catch (err) {
       this.#d.logger.error({ err, grantId }, 'recording a destroyed grant failed');
+      return false;
     }
   }
 
@@ -331,12 +328,8 @@ export class LogonService {
   }
 
   #report(instanceId: string, report: GrantReport): void {
-    if (report.t === 'grant-result') {
-      const p = this.#pending.get(report.grantId);
-      // A result for a grant this process did not send to that instance is ignored.
-      if (p !== undefined && p.instanceId === instanceId) p.resolve(report);
-      return;
-    }
+    // Results answer the request that sent the grant (AgentHub.request); only removals come here.
+    if (report.t === 'grant-result') return;
     void (async () => {
       const first = await this.#d.grants.markHostRemoved(
         report.grantId,

@@ -132,19 +132,36 @@ export class TerminalGateway {
     }
     const offered = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim());
     const ticket = offered.find((p) => p.startsWith('ticket.'))?.slice('ticket.'.length);
-    const target =
-      offered.includes(TERMINAL_SUBPROTOCOL) && ticket !== undefined
-        ? this.#d.tickets.redeem(ticket)
-        : undefined;
-    if (target === undefined) {
-      refuseUpgrade(
-        socket,
-        new AppError(
-          'Logon.TicketInvalid',
-          `Open the terminal with the subprotocols "${TERMINAL_SUBPROTOCOL}" and "ticket.<ticket>", using a ticket ` +
-            'from StartTerminalSession that is less than 30 seconds old and not used before.',
-        ),
-      );
+    if (!offered.includes(TERMINAL_SUBPROTOCOL) || ticket === undefined) {
+      this.#refuseTicket(socket);
+      return;
+    }
+    this.#d.tickets.redeem(ticket).then(
+      (target) => {
+        if (target === undefined) this.#refuseTicket(socket);
+        else this.#accept(req, socket, head, target);
+      },
+      (err: unknown) => {
+        this.#d.logger.warn({ err }, 'could not redeem a terminal ticket');
+        refuseUpgrade(socket, new AppError('ServiceUnavailable', 'The terminal cannot be opened right now; retry.'));
+      },
+    );
+  }
+
+  #refuseTicket(socket: Duplex): void {
+    refuseUpgrade(
+      socket,
+      new AppError(
+        'Logon.TicketInvalid',
+        `Open the terminal with the subprotocols "${TERMINAL_SUBPROTOCOL}" and "ticket.<ticket>", using a ticket ` +
+          'from StartTerminalSession that is less than 30 seconds old and not used before.',
+      ),
+    );
+  }
+
+  #accept(req: IncomingMessage, socket: Duplex, head: Buffer, target: TerminalTarget): void {
+    if (this.#closing) {
+      refuseUpgrade(socket, new AppError('ServiceUnavailable', 'The server is shutting down.'));
       return;
     }
     this.#wss.handleUpgrade(req, socket, head, (ws) => {

@@ -1,16 +1,21 @@
 /**
- * Terminal tickets: what StartTerminalSession (and later the console) hands a client so it can open the
- * terminal WebSocket. A ticket is 256 random bits, usable once, within TICKET_TTL_MS; only its SHA-256
- * digest is kept (in memory: a ticket outlives no restart), so a memory dump or a log line cannot replay
- * one. Lookups go by digest, which is the constant-time comparison: the secret itself is never compared.
+ * Terminal tickets: what StartTerminalSession (and the console) hands a client so it can open the terminal
+ * WebSocket, on any replica. A ticket is 256 random bits, usable once, within TICKET_TTL_MS; only its
+ * SHA-256 digest is stored (`terminal_tickets`), so a database dump or a log line cannot replay one.
+ * Lookups go by digest, which is the constant-time comparison: the secret itself is never compared.
+ * Redeeming deletes the row (DELETE … RETURNING), so of two replicas redeeming at once only one gets it.
  * The policy decision was made when the ticket was issued; the ticket carries who and what it was for.
+ *
+ * Bounded per caller (MAX_TICKETS_PER_CALLER outstanding), so one user cannot exhaust what others need.
  */
 import { createHash, randomBytes } from 'node:crypto';
+import type { Clock } from '../platform/clock.js';
+import type { Db } from '../platform/db/database.js';
 import { AppError } from '../platform/errors.js';
 
 export const TICKET_TTL_MS = 30_000;
-/** Outstanding tickets beyond which new ones are refused (each holds about 300 bytes). */
-export const MAX_OUTSTANDING_TICKETS = 10_000;
+/** Unredeemed, unexpired tickets one caller (`ACCOUNT/root` or `ACCOUNT/user/NAME`) may hold. */
+export const MAX_TICKETS_PER_CALLER = 20;
 export const TICKET_PREFIX = 'kwtt_';
 
 export interface TerminalTarget {
@@ -27,50 +32,88 @@ export interface TerminalTarget {
   readonly rows: number;
 }
 
-interface Entry {
-  readonly target: TerminalTarget;
-  readonly expiresAtMs: number;
-}
-
 const digest = (ticket: string): string => createHash('sha256').update(ticket).digest('hex');
 
-export class TerminalTickets {
-  readonly #entries = new Map<string, Entry>();
-  readonly #nowMs: () => number;
+const TARGET_KEYS = [
+  'sessionId',
+  'accountId',
+  'regionId',
+  'instanceId',
+  'osUser',
+  'caller',
+  'requestId',
+  'sourceIp',
+  'cols',
+  'rows',
+] as const;
 
-  constructor(nowMs: () => number) {
-    this.#nowMs = nowMs;
+/** Reads a stored target back (our own JSON, still checked: a row that does not parse opens nothing). */
+function parseTarget(text: string): TerminalTarget | undefined {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (typeof raw !== 'object' || raw === null) return undefined;
+  const o = raw as Record<string, unknown>;
+  for (const k of TARGET_KEYS) {
+    const v = o[k];
+    if (k === 'cols' || k === 'rows' ? !Number.isSafeInteger(v) : typeof v !== 'string') return undefined;
+  }
+  return o as unknown as TerminalTarget;
+}
+
+export class TerminalTickets {
+  readonly #db: Db;
+  readonly #clock: Clock;
+
+  constructor(deps: { readonly db: Db; readonly clock: Clock }) {
+    this.#db = deps.db;
+    this.#clock = deps.clock;
   }
 
-  issue(target: TerminalTarget): { ticket: string; expiresAtMs: number } {
-    this.#sweep();
-    if (this.#entries.size >= MAX_OUTSTANDING_TICKETS) {
+  async issue(target: TerminalTarget): Promise<{ ticket: string; expiresAtMs: number }> {
+    const now = this.#clock.nowMs();
+    const callerKey = `${target.accountId}/${target.caller}`;
+    await this.#db.deleteFrom('terminal_tickets').where('expires_ms', '<=', now).execute();
+    const outstanding = await this.#db
+      .selectFrom('terminal_tickets')
+      .select((eb) => eb.fn.countAll<string | number | bigint>().as('count'))
+      .where('caller_key', '=', callerKey)
+      .where('expires_ms', '>', now)
+      .executeTakeFirstOrThrow();
+    if (Number(outstanding.count) >= MAX_TICKETS_PER_CALLER) {
       throw new AppError(
         'Throttling.User',
-        'Too many terminal sessions are starting; retry in a few seconds.',
-        {
-          headers: { 'x-acs-retry-after': '5' },
-        },
+        `${target.caller} already has ${MAX_TICKETS_PER_CALLER} terminal sessions starting; open one of them ` +
+          'or retry in a few seconds.',
+        { headers: { 'x-acs-retry-after': '5' } },
       );
     }
     const ticket = `${TICKET_PREFIX}${randomBytes(32).toString('base64url')}`;
-    const expiresAtMs = this.#nowMs() + TICKET_TTL_MS;
-    this.#entries.set(digest(ticket), { target, expiresAtMs });
+    const expiresAtMs = now + TICKET_TTL_MS;
+    await this.#db
+      .insertInto('terminal_tickets')
+      .values({
+        digest: digest(ticket),
+        caller_key: callerKey,
+        target: JSON.stringify(target),
+        expires_ms: expiresAtMs,
+      })
+      .execute();
     return { ticket, expiresAtMs };
   }
 
   /** Takes a ticket (it cannot be used again); undefined when unknown, used or expired. */
-  redeem(ticket: string): TerminalTarget | undefined {
+  async redeem(ticket: string): Promise<TerminalTarget | undefined> {
     if (ticket.length > 128 || !ticket.startsWith(TICKET_PREFIX)) return undefined;
-    const key = digest(ticket);
-    const entry = this.#entries.get(key);
-    if (entry === undefined) return undefined;
-    this.#entries.delete(key);
-    return entry.expiresAtMs > this.#nowMs() ? entry.target : undefined;
-  }
-
-  #sweep(): void {
-    const now = this.#nowMs();
-    for (const [k, e] of this.#entries) if (e.expiresAtMs <= now) this.#entries.delete(k);
+    const row = await this.#db
+      .deleteFrom('terminal_tickets')
+      .where('digest', '=', digest(ticket))
+      .returning(['target', 'expires_ms'])
+      .executeTakeFirst();
+    if (row === undefined || row.expires_ms <= this.#clock.nowMs()) return undefined;
+    return parseTarget(row.target);
   }
 }

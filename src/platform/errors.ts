@@ -163,7 +163,10 @@ export const ERROR_CODES = {
 
   // Our side.
   InternalError: { status: 500, summary: 'The server failed; the log holds the detail for this request.' },
-  ServiceUnavailable: { status: 503, summary: 'The server is shutting down or not yet ready.' },
+  ServiceUnavailable: {
+    status: 503,
+    summary: 'The server is shutting down or not yet ready, or its database cannot be reached right now.',
+  },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
@@ -183,9 +186,9 @@ export class AppError extends Error {
   constructor(
     code: ErrorCode,
     message: string,
-    options?: { headers?: Record<string, string>; bodyFields?: Record<string, unknown> },
+    options?: { headers?: Record<string, string>; bodyFields?: Record<string, unknown>; cause?: unknown },
   ) {
-    super(message);
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'AppError';
     this.code = code;
     this.status = ERROR_CODES[code].status;

@@ -17,6 +17,7 @@ import { REDACTED_LOG_PATHS, startServer, type RunningServer } from '../../src/a
 import { loadServerConfig } from '../../src/apps/server/server-config.js';
 import { RpcClient } from '../../src/client/index.js';
 import type { Clock } from '../../src/platform/clock.js';
+import { testDatabaseUrl } from './database.js';
 import { repoRoot } from './repo-root.js';
 
 /** What a first start writes to DATA_DIR/initial-credentials.json. */
@@ -92,6 +93,7 @@ export interface InProcessOptions {
  */
 export async function startInProcessServer(opts: InProcessOptions = {}): Promise<TestServer> {
   const dataDir = await makeTempDir('keyward-data-');
+  const database = await testDatabaseUrl();
   const logChunks: string[] = [];
   const logger = pino(
     {
@@ -113,12 +115,14 @@ export async function startInProcessServer(opts: InProcessOptions = {}): Promise
       flags['tlsKey'] = opts.tls.keyFile;
     }
     if (opts.regionId !== undefined) flags['regionId'] = opts.regionId;
+    if (database.url !== undefined) flags['database'] = database.url;
     const config = loadServerConfig(flags, {});
     running = await (opts.clock === undefined
       ? startServer(config, logger)
       : startServer(config, logger, opts.clock));
   } catch (err) {
     await removeDir(dataDir);
+    await database.drop();
     throw err;
   }
   let stopping: Promise<void> | undefined;
@@ -139,15 +143,20 @@ export async function startInProcessServer(opts: InProcessOptions = {}): Promise
           await stop();
         } finally {
           await removeDir(dataDir);
+          await database.drop();
         }
       },
     };
   } catch (err) {
     await stop();
     await removeDir(dataDir);
+    await database.drop();
     throw err;
   }
 }
+
+/** The PostgreSQL database of each child server's data directory, so a restart finds the same one. */
+const childDatabases = new Map<string, { url?: string; drop(): Promise<void> }>();
 
 export interface ChildServerOptions {
   /** Extra arguments after `server --data-dir D --listen 127.0.0.1:0`. */
@@ -217,12 +226,23 @@ export function healthz(endpoint: string, ca?: string | Buffer): Promise<number 
 export async function startChildServer(opts: ChildServerOptions = {}): Promise<ChildServer> {
   const restart = opts.dataDir !== undefined;
   const dataDir = opts.dataDir ?? (await makeTempDir('keyward-data-'));
+  let database = childDatabases.get(dataDir);
+  if (database === undefined) {
+    database = await testDatabaseUrl();
+    childDatabases.set(dataDir, database);
+  }
+  const ownDatabase = database;
   const removeOwnDir = async (): Promise<void> => {
-    if (!restart) await removeDir(dataDir);
+    if (!restart) {
+      await removeDir(dataDir);
+      childDatabases.delete(dataDir);
+      await ownDatabase.drop();
+    }
   };
+  const databaseArgs = database.url === undefined ? [] : ['--database', database.url];
   const child = spawn(
     process.execPath,
-    [BIN, 'server', '--data-dir', dataDir, '--listen', '127.0.0.1:0', ...(opts.args ?? [])],
+    [BIN, 'server', '--data-dir', dataDir, '--listen', '127.0.0.1:0', ...databaseArgs, ...(opts.args ?? [])],
     { env: baseEnv(opts.env), stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let out = '';

@@ -41,7 +41,7 @@ import type { AuditLog } from '../../audit/index.js';
 import {
   registerConsoleAssets,
   registerConsoleRoutes,
-  SignInLimiter,
+  type SignInLimiter,
   type ConsoleAssets,
   type ConsoleSessions,
 } from '../../console/index.js';
@@ -87,6 +87,8 @@ export interface ServerDeps {
   readonly console?: {
     readonly sessions: ConsoleSessions;
     readonly signIn: ConsoleSignIn;
+    /** Sign-in attempts and lockouts, shared by every replica. */
+    readonly limiter: SignInLimiter;
     /** The built page and bundles; without them only the console's JSON API is served. */
     readonly assets?: ConsoleAssets;
   };
@@ -226,7 +228,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     registerConsoleRoutes(app, {
       signIn: deps.console.signIn,
       sessions: deps.console.sessions,
-      limiter: new SignInLimiter(() => deps.clock.nowMs()),
+      limiter: deps.console.limiter,
       authorizer,
       audit: deps.audit,
       clock: deps.clock,

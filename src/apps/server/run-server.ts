@@ -9,9 +9,13 @@ import type { FastifyInstance } from 'fastify';
 import { pino, type Logger } from 'pino';
 import { AccessKeyStore } from '../../accounts/index.js';
 import { ConsoleSignIn, MfaStore, PolicyStore, UserStore } from '../../identity/index.js';
+import { PostgresBus, ReplicaRegistry } from '../../cluster/index.js';
 import {
   AgentGateway,
   AgentHub,
+  AgentPresence,
+  AgentRelay,
+  hasGrantSigningKey,
   EnrollmentService,
   EnrollmentTokenRepository,
   InstanceRepository,
@@ -22,10 +26,11 @@ import { KeyPairRepository, KeyPairService } from '../../keypairs/index.js';
 import { LogonGrantRepository, LogonService, TerminalGateway, TerminalTickets } from '../../logon/index.js';
 import { systemClock, type Clock } from '../../platform/clock.js';
 import { SecretBox } from '../../platform/crypto/secret-box.js';
-import { openDatabase, type Db } from '../../platform/db/database.js';
+import { openDatabase, withStartupLock, type Db } from '../../platform/db/database.js';
 import { NonceCache } from '../../rpc/signature/nonce-cache.js';
+import { SharedNonceStore } from '../../rpc/signature/shared-nonce-store.js';
 import { AuditLog } from '../../audit/index.js';
-import { ConsoleAssets, ConsoleSessions } from '../../console/index.js';
+import { ConsoleAssets, ConsoleSessions, SignInLimiter } from '../../console/index.js';
 import { instanceSink, logonSink } from './audit-sinks.js';
 import { buildServer } from './build-server.js';
 import {
@@ -35,12 +40,14 @@ import {
   loadOrCreateMasterKey,
   writeSecretFile,
 } from './data-dir.js';
-import type { ServerConfig } from './server-config.js';
+import { describeDatabase, type ServerConfig } from './server-config.js';
 
 /** The signature skew window of the ECS API, and so how long nonces are remembered. */
 export const SIGNATURE_WINDOW_MS = 15 * 60 * 1000;
 /** Bound on remembered nonces (about 1,100 signed requests per second sustained over the window). */
 export const MAX_REMEMBERED_NONCES = 1_000_000;
+/** Bound on one access key's share of them (about 110 signed requests per second over the window). */
+export const MAX_REMEMBERED_NONCES_PER_KEY = 100_000;
 
 /** Paths that pino must never print, whatever a caller logs by mistake. */
 export const REDACTED_LOG_PATHS = [
@@ -81,14 +88,32 @@ export async function startServer(
 ): Promise<RunningServer> {
   ensureDataDir(config.dataDir);
   const dbFile = join(config.dataDir, DATABASE_FILE);
-  const databaseIsNew = !existsSync(dbFile);
-  const masterKey = config.masterKey ?? loadOrCreateMasterKey(config.dataDir, databaseIsNew);
-  const db: Db = await openDatabase({ kind: 'sqlite', file: dbFile });
+  const sqliteIsNew = config.database === undefined && !existsSync(dbFile);
+  const db: Db = await openDatabase(
+    config.database === undefined
+      ? { kind: 'sqlite', file: dbFile }
+      : {
+          kind: 'postgres',
+          url: config.database.url,
+          maxConnections: config.database.maxConnections,
+          onIdleError: (err) => {
+            logger.warn({ err }, 'a pooled database connection failed; it is replaced on next use');
+          },
+        },
+  );
+  const replica = new ReplicaRegistry({ db, clock, logger });
+  let bus: PostgresBus | undefined;
   try {
-    const secretBox = new SecretBox(masterKey);
+    // First-start work under the startup lock: on PostgreSQL, replicas starting together create one
+    // grant-signing key between them, and a replica whose master key differs stops here, with the reason.
+    const { secretBox, grantSigning } = await withStartupLock(db, async () => {
+      const databaseIsNew = config.database === undefined ? sqliteIsNew : !(await hasGrantSigningKey(db));
+      const masterKey = config.masterKey ?? loadOrCreateMasterKey(config.dataDir, databaseIsNew);
+      const box = new SecretBox(masterKey);
+      await new AccessKeyStore({ db, secretBox: box, clock }).checkMasterKey();
+      return { secretBox: box, grantSigning: await loadOrCreateGrantSigningKey({ db, secretBox: box, clock }) };
+    });
     const accessKeys = new AccessKeyStore({ db, secretBox, clock });
-    await accessKeys.checkMasterKey();
-    const grantSigning = await loadOrCreateGrantSigningKey({ db, secretBox, clock });
     if (grantSigning.created) {
       logger.info(
         { grantSigningPublicKey: grantSigning.key.publicKeyBase64 },
@@ -97,11 +122,17 @@ export async function startServer(
     }
     const keyPairs = new KeyPairService({ repository: new KeyPairRepository(db), clock });
     const hub = new AgentHub();
+    const presence = new AgentPresence({ db, clock, replicas: replica });
+    if (config.database !== undefined) {
+      bus = new PostgresBus({ url: config.database.url, db, replicaId: replica.id, logger });
+      await bus.start();
+      new AgentRelay({ hub, presence, bus, replicaId: replica.id, logger });
+    }
     const auditLog = new AuditLog({ db, clock, logger });
     const audit = instanceSink(logger, auditLog);
     const instanceRepository = new InstanceRepository(db);
     const instances = {
-      service: new InstanceService({ repository: instanceRepository, keyPairs, hub, audit }),
+      service: new InstanceService({ repository: instanceRepository, keyPairs, hub, presence, audit }),
       enrollment: new EnrollmentService({
         repository: instanceRepository,
         tokens: new EnrollmentTokenRepository(db),
@@ -109,7 +140,7 @@ export async function startServer(
         clock,
         grantSigningPublicKey: grantSigning.key.publicKeyBase64,
       }),
-      gateway: new AgentGateway({ logger, clock, repository: instanceRepository, hub, audit }),
+      gateway: new AgentGateway({ logger, clock, repository: instanceRepository, hub, presence, audit }),
     };
     const logonAudit = logonSink(logger, auditLog);
     const logonGrants = new LogonGrantRepository(db);
@@ -124,8 +155,21 @@ export async function startServer(
       keyLifetimeSeconds: config.logon.keyLifetimeSeconds,
       brokerSourceAddresses: config.logon.brokerSourceAddresses,
     });
-    await logonService.resume();
-    const tickets = new TerminalTickets(() => clock.nowMs());
+    await logonService.sweepExpired('expired-while-server-down');
+    const tickets = new TerminalTickets({ db, clock });
+    const nonces =
+      config.database === undefined
+        ? new NonceCache({
+            windowMs: SIGNATURE_WINDOW_MS,
+            maxEntries: MAX_REMEMBERED_NONCES,
+            maxEntriesPerKey: MAX_REMEMBERED_NONCES_PER_KEY,
+          })
+        : new SharedNonceStore(db, {
+            windowMs: SIGNATURE_WINDOW_MS,
+            maxEntries: MAX_REMEMBERED_NONCES,
+            maxEntriesPerKey: MAX_REMEMBERED_NONCES_PER_KEY,
+          });
+    const limiter = new SignInLimiter({ db, clock });
     const logon = {
       service: logonService,
       grants: logonGrants,
@@ -153,6 +197,7 @@ export async function startServer(
       audit: auditLog,
       console: {
         sessions: new ConsoleSessions({ db, clock }),
+        limiter,
         assets: new ConsoleAssets(),
         signIn: new ConsoleSignIn({ users, mfa, accountId: () => accessKeys.findAccountId() }),
       },
@@ -166,7 +211,7 @@ export async function startServer(
       keyPairs,
       instances,
       logon,
-      nonces: new NonceCache({ windowMs: SIGNATURE_WINDOW_MS, maxEntries: MAX_REMEMBERED_NONCES }),
+      nonces,
       regions: new Set([config.regionId]),
       ...(tls !== undefined && { tls }),
     });
@@ -175,10 +220,20 @@ export async function startServer(
     const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
     const endpoint = `${config.tls === undefined ? 'http' : 'https'}://${host}:${address.port}`;
 
-    let initialCredentialsFile: string | undefined;
-    if ((await accessKeys.findAccountId()) === undefined) {
-      initialCredentialsFile = join(config.dataDir, INITIAL_CREDENTIALS_FILE);
-      const credentialsPath = initialCredentialsFile;
+    // The replica's upkeep, one timer: agent leases checked, expired grants destroyed, old rows pruned.
+    replica.onBeat(() => instances.gateway.reconcileLeases());
+    replica.onBeat(async () => {
+      await logonService.sweepExpired();
+    });
+    replica.onBeat(async () => {
+      if (nonces instanceof SharedNonceStore) await nonces.prune(clock.nowMs());
+      await limiter.prune();
+    });
+    await replica.start(endpoint);
+
+    const initialCredentialsFile = await withStartupLock(db, async () => {
+      if ((await accessKeys.findAccountId()) !== undefined) return undefined;
+      const credentialsPath = join(config.dataDir, INITIAL_CREDENTIALS_FILE);
       if (existsSync(credentialsPath)) {
         // Left by a first start that died before its account was committed: those keys never existed.
         renameSync(credentialsPath, `${credentialsPath}.stale-${Date.now()}`);
@@ -203,9 +258,19 @@ export async function startServer(
         { accountId: created.accountId, accessKeyId: created.accessKey.id, file: credentialsPath },
         'created the account and its root access key; credentials written to the file (mode 0600)',
       );
-    }
+      return credentialsPath;
+    });
     readiness.ready = true;
-    logger.info({ endpoint, regionId: config.regionId, dataDir: config.dataDir }, 'keyward server ready');
+    logger.info(
+      {
+        endpoint,
+        regionId: config.regionId,
+        dataDir: config.dataDir,
+        database: describeDatabase(config.database),
+        replicaId: replica.id,
+      },
+      'keyward server ready',
+    );
     let closing: Promise<void> | undefined;
     return {
       app,
@@ -214,6 +279,8 @@ export async function startServer(
       close: () => {
         closing ??= (async () => {
           await app.close();
+          await replica.stop();
+          await bus?.close();
           await auditLog.drain();
           await db.destroy();
         })();
@@ -221,6 +288,8 @@ export async function startServer(
       },
     };
   } catch (err) {
+    await replica.stop();
+    await bus?.close();
     await db.destroy();
     throw err;
   }

@@ -21,6 +21,8 @@ export interface ServerConfig {
   readonly masterKey?: Buffer;
   /** Password-free logon: key lifetime, terminal session limits, the broker's own addresses. */
   readonly logon: LogonConfig;
+  /** PostgreSQL for several replicas; absent: embedded SQLite in the data directory. */
+  readonly database?: { readonly url: string; readonly maxConnections: number };
 }
 
 export interface LogonConfig {
@@ -62,6 +64,8 @@ const FILE_FIELDS = [
   'sessionMaxSeconds',
   'sessionIdleSeconds',
   'brokerSourceAddresses',
+  'database',
+  'databaseMaxConnections',
 ] as const;
 type Field = (typeof FILE_FIELDS)[number];
 
@@ -76,6 +80,8 @@ const ENV_NAMES: Record<Field, string> = {
   sessionMaxSeconds: 'KEYWARD_SESSION_MAX_SECONDS',
   sessionIdleSeconds: 'KEYWARD_SESSION_IDLE_SECONDS',
   brokerSourceAddresses: 'KEYWARD_BROKER_SOURCE_ADDRESSES',
+  database: 'KEYWARD_DATABASE_URL',
+  databaseMaxConnections: 'KEYWARD_DATABASE_MAX_CONNECTIONS',
 };
 
 const FLAG_NAMES: Record<Field, string> = {
@@ -89,6 +95,8 @@ const FLAG_NAMES: Record<Field, string> = {
   sessionMaxSeconds: '--session-max-seconds',
   sessionIdleSeconds: '--session-idle-seconds',
   brokerSourceAddresses: '--broker-source-addresses',
+  database: '--database',
+  databaseMaxConnections: '--database-max-connections',
 };
 
 const MAX_CONFIG_FILE_BYTES = 64 * 1024;
@@ -206,8 +214,11 @@ export function loadServerConfig(
     brokerSourceAddresses: Object.freeze(brokerSourceAddresses),
   });
 
+  const database = parseDatabase(pick('database'), pick('databaseMaxConnections'));
+
   return Object.freeze({
     logon,
+    ...(database !== undefined && { database }),
     dataDir: resolve(dataDir.value),
     host,
     port,
@@ -219,6 +230,51 @@ export function loadServerConfig(
       }),
     ...(masterKey !== undefined && { masterKey }),
   });
+}
+
+/**
+ * `--database postgres://…` (or `postgresql://`). The URL may carry a password: it is never logged (the
+ * server logs only the host and database name) and never appears in an error message.
+ */
+function parseDatabase(
+  setting: RawSetting | undefined,
+  max: RawSetting | undefined,
+): ServerConfig['database'] {
+  if (setting === undefined) {
+    if (max !== undefined) throw new ConfigError(`${max.source}: only applies with a PostgreSQL --database`);
+    return undefined;
+  }
+  let url: URL;
+  try {
+    url = new URL(setting.value);
+  } catch {
+    throw new ConfigError(
+      `${setting.source}: the database must be a URL such as postgres://keyward@db.example:5432/keyward`,
+    );
+  }
+  if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') {
+    throw new ConfigError(
+      `${setting.source}: only PostgreSQL URLs (postgres://…) are supported; leave it out for the embedded SQLite`,
+    );
+  }
+  if (url.hostname === '' || url.pathname.length < 2) {
+    throw new ConfigError(`${setting.source}: the URL must name a host and a database (postgres://HOST/DB)`);
+  }
+  let maxConnections = 10;
+  if (max !== undefined) {
+    maxConnections = /^\d{1,4}$/.test(max.value) ? Number(max.value) : NaN;
+    if (!(maxConnections >= 2 && maxConnections <= 200)) {
+      throw new ConfigError(`${max.source}: must be a whole number from 2 to 200`);
+    }
+  }
+  return Object.freeze({ url: setting.value, maxConnections });
+}
+
+/** What may be logged of a database URL: engine, host and database, never the user's password. */
+export function describeDatabase(database: ServerConfig['database']): string {
+  if (database === undefined) return 'sqlite';
+  const url = new URL(database.url);
+  return `postgres://${url.host}${url.pathname}`;
 }
 
 function parseListen(setting: RawSetting): { host: string; port: number } {

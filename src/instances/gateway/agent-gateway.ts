@@ -35,6 +35,7 @@ import {
 import type { Clock } from '../../platform/clock.js';
 import { AppError } from '../../platform/errors.js';
 import type { AgentHub } from '../agent-hub.js';
+import type { AgentPresence } from '../agent-presence.js';
 import { storedFactsOf } from '../host-facts.js';
 import type { InstanceAuditSink, RefusalReason } from '../instance-audit.js';
 import type { InstanceId } from '../instance-id.js';
@@ -75,6 +76,8 @@ export interface AgentGatewayDeps {
   readonly clock: Clock;
   readonly repository: InstanceRepository;
   readonly hub: AgentHub;
+  /** Where the leases of this replica's connections are kept (shared by every replica). */
+  readonly presence: AgentPresence;
   readonly audit: InstanceAuditSink;
   readonly timings?: Partial<GatewayTimings>;
 }
@@ -85,6 +88,7 @@ export class AgentGateway implements SessionOwner {
   readonly #clock: Clock;
   readonly #repo: InstanceRepository;
   readonly #hub: AgentHub;
+  readonly #presence: AgentPresence;
   readonly #audit: InstanceAuditSink;
   readonly #t: GatewayTimings;
   readonly #wss: WebSocketServer;
@@ -102,6 +106,7 @@ export class AgentGateway implements SessionOwner {
     this.#clock = deps.clock;
     this.#repo = deps.repository;
     this.#hub = deps.hub;
+    this.#presence = deps.presence;
     this.#audit = deps.audit;
     this.#t = { ...DEFAULT_GATEWAY_TIMINGS, ...deps.timings };
     this.#lastHeartbeatMs = deps.clock.nowMs();
@@ -343,6 +348,13 @@ export class AgentGateway implements SessionOwner {
     if (msg.applied !== null) await this.#applied(s, msg.applied);
     const desired = await this.#repo.desiredState(id);
     if (s.phase !== 'verifying' || desired === undefined) return;
+    // The lease tells every replica where this agent is; written before welcome so that a request routed
+    // by it finds a connection ready to take it.
+    await this.#presence.claim(id, s.connectionId, s.remoteAddress);
+    if (s.phase !== 'verifying') {
+      this.#release(s);
+      return;
+    }
     // From here on, synchronously: ready, welcome, the desired state read just now, then any newer state
     // pushed during the handshake (a change that committed after the read). Later pushes are delivered.
     this.#pending.delete(s);
@@ -376,7 +388,11 @@ export class AgentGateway implements SessionOwner {
       this.#protocolError(s, err.message);
       return;
     }
-    if (msg.t === 'grant-result' || msg.t === 'grant-removed') {
+    if (msg.t === 'grant-result') {
+      this.#hub.grantResult(s.instanceId, msg);
+      return;
+    }
+    if (msg.t === 'grant-removed') {
       this.#hub.grantReport(s.instanceId, msg);
       return;
     }
@@ -424,6 +440,7 @@ export class AgentGateway implements SessionOwner {
       s.ws.close(code, reason);
     }
     if (wasOpen) {
+      this.#release(s);
       this.#audit.record({
         event: 'agent.disconnect',
         instanceId: s.instanceId,
@@ -443,6 +460,7 @@ export class AgentGateway implements SessionOwner {
     this.#pending.delete(s);
     this.#hub.detach(s);
     if (wasOpen) {
+      this.#release(s);
       this.#audit.record({
         event: 'agent.disconnect',
         instanceId: s.instanceId,
@@ -450,6 +468,32 @@ export class AgentGateway implements SessionOwner {
         closeCode: code,
         cause: 'closed',
       });
+    }
+  }
+
+  #release(s: Session): void {
+    this.#presence.release(s.instanceId, s.connectionId).catch((err: unknown) => {
+      // The lease stays until this replica's heartbeat stops or the agent's next connection replaces it.
+      this.#logger.warn({ err, instanceId: s.instanceId }, 'could not release an agent lease');
+    });
+  }
+
+  /**
+   * Run at each replica heartbeat: a connection whose lease another connection took (the agent reached
+   * another replica while this socket lingered half-open) is closed as replaced; a lease that vanished
+   * (forgotten while the database was unreachable) is written again.
+   */
+  async reconcileLeases(): Promise<void> {
+    const links = [...this.#hub.links()].filter((l): l is Session => l instanceof Session && l.ready);
+    if (links.length === 0) return;
+    const leases = await this.#presence.leasesOf(links.map((l) => l.instanceId));
+    for (const link of links) {
+      if (link.phase !== 'open') continue;
+      const current = leases.get(link.instanceId);
+      if (current === undefined) await this.#presence.claim(link.instanceId, link.connectionId, link.remoteAddress);
+      else if (current !== link.connectionId) {
+        this.closeSession(link, CLOSE_CODES.replaced, 'replaced by a newer connection');
+      }
     }
   }
 

@@ -3,6 +3,7 @@
  * deadlines and heartbeat times, and the hub's view of it once authenticated. Small on purpose (one per
  * connected agent). Also the gateway's small socket helpers.
  */
+import { randomBytes } from 'node:crypto';
 import { WebSocket, type RawData } from 'ws';
 import { CLOSE_CODES, type ServerMessage } from '../../agent-channel/index.js';
 import type { AgentLink } from '../agent-hub.js';
@@ -20,6 +21,7 @@ export type DisconnectCause = Extract<InstanceAuditEvent, { event: 'agent.discon
 /** One WebSocket, from challenge to close. Implements the hub's view once authenticated. */
 export class Session implements AgentLink {
   instanceId = '';
+  readonly connectionId = randomBytes(12).toString('base64url');
   ready = false;
   lastSentGeneration = -1;
   deferred: DesiredState | undefined;

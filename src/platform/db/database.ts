@@ -1,16 +1,39 @@
 /**
- * Opens the database and brings its schema up to date. This is the only module that knows which database
- * engine is in use: the rest of Keyward sees a `Kysely<Database>` and writes portable queries.
+ * Opens the database and brings its schema up to date. This is the only module that knows how each engine
+ * is reached: the rest of Keyward sees a `Kysely<Database>` and writes portable queries, and asks
+ * `engineOf(db)` only where the engines really differ (DDL in migrations, the inter-replica bus).
  *
  * SQLite (embedded, the default): one file in the data directory, WAL journal so readers never block the
- * writer, `synchronous=FULL` so a committed key pair survives a power cut, foreign keys on.
+ * writer, `synchronous=FULL` so a committed key pair survives a power cut, foreign keys on. One process.
+ *
+ * PostgreSQL (several replicas): node-postgres with a bounded pool. Replicas that start together migrate
+ * once (Kysely's PostgreSQL adapter takes an advisory lock around migrations). Errors that mean "the
+ * database cannot be reached right now" (connection refused or cut, server shutting down or starting, pool
+ * exhausted) become `ServiceUnavailable` here, so the API answers 503 and the replica recovers by itself
+ * when the database is back: the pool replaces broken connections on the next checkout.
  */
 import BetterSqlite3 from 'better-sqlite3';
-import { Kysely, Migrator, SqliteDialect, type SqliteDatabase, type SqliteStatement } from 'kysely';
+import {
+  sql,
+  Kysely,
+  Migrator,
+  PostgresAdapter,
+  PostgresDialect,
+  SqliteDialect,
+  type PostgresPool,
+  type PostgresPoolClient,
+  type SqliteDatabase,
+  type SqliteStatement,
+} from 'kysely';
+import pg from 'pg';
+import { AppError } from '../errors.js';
 import { migrationProvider } from './migrations/index.js';
 import type { Database } from './schema.js';
 
 export type Db = Kysely<Database>;
+
+export const ENGINES = ['sqlite', 'postgres'] as const;
+export type Engine = (typeof ENGINES)[number];
 
 export interface SqliteOptions {
   readonly kind: 'sqlite';
@@ -18,16 +41,33 @@ export interface SqliteOptions {
   readonly file: string;
 }
 
-export type DatabaseOptions = SqliteOptions;
+export interface PostgresOptions {
+  readonly kind: 'postgres';
+  /** `postgres://user:password@host:port/database?…` (libpq-style URL, read by node-postgres). */
+  readonly url: string;
+  /** Most connections this replica opens (default 10). */
+  readonly maxConnections?: number;
+  /** Called when an idle pooled connection fails (the database restarted): log it, nothing else to do. */
+  readonly onIdleError?: (err: Error) => void;
+}
+
+export type DatabaseOptions = SqliteOptions | PostgresOptions;
+
+/** Default bound on one replica's PostgreSQL connections. */
+export const DEFAULT_MAX_CONNECTIONS = 10;
+/** How long a query waits for a free pooled connection or a new one before the request gets a 503. */
+const CONNECT_TIMEOUT_MS = 5_000;
+/** A statement running longer than this is cancelled by PostgreSQL (no request should ever come close). */
+const STATEMENT_TIMEOUT_MS = 30_000;
+
+/** Which engine `db` runs on. */
+export function engineOf<T>(db: Kysely<T>): Engine {
+  return db.getExecutor().adapter instanceof PostgresAdapter ? 'postgres' : 'sqlite';
+}
 
 /** Opens the database described by `options` and runs pending migrations. */
 export async function openDatabase(options: DatabaseOptions): Promise<Db> {
-  const sqlite = new BetterSqlite3(options.file);
-  sqlite.pragma('journal_mode = WAL');
-  sqlite.pragma('synchronous = FULL');
-  sqlite.pragma('foreign_keys = ON');
-  sqlite.pragma('busy_timeout = 5000');
-  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
+  const db = options.kind === 'sqlite' ? openSqlite(options) : openPostgres(options);
   try {
     await migrateToLatest(db);
   } catch (err) {
@@ -35,6 +75,62 @@ export async function openDatabase(options: DatabaseOptions): Promise<Db> {
     throw err;
   }
   return db;
+}
+
+function openSqlite(options: SqliteOptions): Db {
+  const sqlite = new BetterSqlite3(options.file);
+  sqlite.pragma('journal_mode = WAL');
+  sqlite.pragma('synchronous = FULL');
+  sqlite.pragma('foreign_keys = ON');
+  sqlite.pragma('busy_timeout = 5000');
+  return new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
+}
+
+/** Integer types node-postgres would otherwise return as strings: int8 (COUNT(*), bigint columns). */
+const INT8_OID = 20;
+
+function openPostgres(options: PostgresOptions): Db {
+  const types = {
+    getTypeParser: (oid: number, format?: 'text' | 'binary') =>
+      oid === INT8_OID && format !== 'binary'
+        ? (value: string) => Number(value)
+        : pg.types.getTypeParser(oid, format ?? 'text'),
+  };
+  const pool = new pg.Pool({
+    connectionString: options.url,
+    max: options.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
+    connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+    idleTimeoutMillis: 30_000,
+    statement_timeout: STATEMENT_TIMEOUT_MS,
+    application_name: 'keyward',
+    types,
+  });
+  // An idle connection that the server closes (restart, failover) is reported here; without a listener
+  // node-postgres would throw it as an uncaught error. The pool drops the connection by itself.
+  pool.on('error', (err) => {
+    options.onIdleError?.(err);
+  });
+  return new Kysely<Database>({ dialect: new PostgresDialect({ pool: unavailableOnOutage(pool) }) });
+}
+
+/** The advisory lock key replicas take around their first-start work (an arbitrary 63-bit constant). */
+const STARTUP_LOCK_KEY = 0x4b65797761726431n;
+
+/**
+ * Runs `fn` while no other replica runs its own: on PostgreSQL under a session advisory lock (replicas that
+ * start together on an empty database create one account and one grant-signing key, not three); on SQLite,
+ * one process, as is.
+ */
+export async function withStartupLock<T>(db: Db, fn: () => Promise<T>): Promise<T> {
+  if (engineOf(db) === 'sqlite') return fn();
+  return db.connection().execute(async (conn) => {
+    await sql`SELECT pg_advisory_lock(${STARTUP_LOCK_KEY.toString()}::bigint)`.execute(conn);
+    try {
+      return await fn();
+    } finally {
+      await sql`SELECT pg_advisory_unlock(${STARTUP_LOCK_KEY.toString()}::bigint)`.execute(conn);
+    }
+  });
 }
 
 /** Applies every migration not yet applied; throws with the failing migration's name. */
@@ -49,6 +145,60 @@ export async function migrateToLatest(db: Db): Promise<void> {
       cause,
     });
   }
+}
+
+/**
+ * SQLSTATE classes and codes that mean the database is not reachable now, rather than that the query is
+ * wrong: 08 connection exception, 57P01 admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now,
+ * 53300 too_many_connections (PostgreSQL's errcodes appendix).
+ */
+function isOutage(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === 'string') {
+    if (code.startsWith('08') || code === '57P01' || code === '57P02' || code === '57P03' || code === '53300')
+      return true;
+    if (code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'EPIPE' || code === 'ETIMEDOUT')
+      return true;
+  }
+  return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Connection ended unexpectedly/i.test(
+    err.message,
+  );
+}
+
+function outage(err: unknown): AppError {
+  return new AppError(
+    'ServiceUnavailable',
+    'The database cannot be reached right now; retry in a few seconds.',
+    { headers: { 'retry-after': '2' }, cause: err },
+  );
+}
+
+/** The pool as Kysely sees it, with node-postgres's outage errors turned into `ServiceUnavailable`. */
+function unavailableOnOutage(pool: pg.Pool): PostgresPool {
+  return {
+    connect: async (): Promise<PostgresPoolClient> => {
+      let client: pg.PoolClient;
+      try {
+        client = await pool.connect();
+      } catch (err) {
+        throw isOutage(err) ? outage(err) : err;
+      }
+      return {
+        query: (async (...args: unknown[]) => {
+          try {
+            return await (client.query as (...a: unknown[]) => Promise<unknown>)(...args);
+          } catch (err) {
+            throw isOutage(err) ? outage(err) : err;
+          }
+        }) as PostgresPoolClient['query'],
+        release: () => {
+          client.release();
+        },
+      };
+    },
+    end: () => pool.end(),
+  };
 }
 
 /** Most prepared statements kept per SQLite connection. */

@@ -228,7 +228,56 @@ export interface ConsoleSessionsTable {
   last_seen_at: string;
 }
 
+/** A running server process (migration 0007). */
+export interface ReplicasTable {
+  id: string;
+  started_at: string;
+  /** The replica's last heartbeat, epoch ms; a replica silent for REPLICA_TTL_MS is dead. */
+  heartbeat_ms: number;
+  /** Where the replica says it listens (for operators reading the table). */
+  endpoint: string;
+}
+
+/** Which replica holds an instance's agent connection. */
+export interface AgentLeasesTable {
+  instance_id: string;
+  replica_id: string;
+  /** Random per connection, so a late release of an older connection cannot drop a newer lease. */
+  connection_id: string;
+  remote_address: string;
+  connected_at: string;
+}
+
+/** A used signature nonce, kept until no request carrying it can pass the clock-skew check. */
+export interface RpcNoncesTable {
+  access_key_id: string;
+  nonce: string;
+  expires_ms: number;
+}
+
+/** An unredeemed terminal ticket: its SHA-256 digest and what it opens (JSON), never the ticket. */
+export interface TerminalTicketsTable {
+  digest: string;
+  /** `ACCOUNT/CALLER`: tickets are bounded per caller. */
+  caller_key: string;
+  target: string;
+  expires_ms: number;
+}
+
+/** Console sign-in attempts for one key (`u:NAME` or `a:ADDRESS`) in the current window, and its lock. */
+export interface SignInCountersTable {
+  key: string;
+  window_start_ms: number;
+  attempts: number;
+  locked_until_ms: number;
+}
+
 export interface Database {
+  replicas: ReplicasTable;
+  agent_leases: AgentLeasesTable;
+  rpc_nonces: RpcNoncesTable;
+  terminal_tickets: TerminalTicketsTable;
+  sign_in_counters: SignInCountersTable;
   accounts: AccountsTable;
   access_keys: AccessKeysTable;
   key_pairs: KeyPairsTable;

@@ -111,7 +111,7 @@ export function logonActions(deps: Deps): RpcAction[] {
         // Fail early with the reason a person can act on (unknown instance, agent offline).
         const instance = await deps.logon.instanceFor(ctx.accountId, regionId, instanceId);
         const sessionId = `ts-${randomUUID()}`;
-        const { ticket, expiresAtMs } = deps.tickets.issue({
+        const { ticket, expiresAtMs } = await deps.tickets.issue({
           sessionId,
           accountId: ctx.accountId,
           regionId,

@@ -37,12 +37,26 @@ test('a nonce dated in the future stays used until that date plus the window', (
   assert.equal(cache.useOnce('AK1', 'n-1', future, future + WINDOW), true);
 });
 
-test('a nonce dated in the past stays used for a window after it was first seen', () => {
+test('a nonce dated in the past is kept only until its date is a window old (no longer than needed)', () => {
   const cache = new NonceCache({ windowMs: WINDOW, maxEntries: 10 });
   const past = T0 - 14 * 60_000;
   assert.equal(cache.useOnce('AK1', 'n-1', past, T0), true);
-  assert.equal(cache.useOnce('AK1', 'n-1', past, past + WINDOW + 1000), false);
-  assert.equal(cache.useOnce('AK1', 'n-1', past, T0 + WINDOW), true);
+  assert.equal(cache.useOnce('AK1', 'n-1', past, past + WINDOW - 1), false);
+  assert.equal(cache.size, 1);
+  cache.useOnce('AK2', 'other', T0, past + WINDOW);
+  assert.equal(cache.heldBy('AK1'), 0);
+});
+
+test('one access key filling its share is throttled while other keys go on', () => {
+  const cache = new NonceCache({ windowMs: WINDOW, maxEntries: 100, maxEntriesPerKey: 3 });
+  const future = T0 + WINDOW; // dated as far ahead as the skew check lets through
+  for (let i = 0; i < 3; i++) assert.equal(cache.useOnce('AK-noisy', `n-${i}`, future, T0), true);
+  assert.throws(
+    () => cache.useOnce('AK-noisy', 'n-3', future, T0),
+    (err: unknown) => isAppError(err, 'Throttling.User'),
+  );
+  for (let i = 0; i < 50; i++) assert.equal(cache.useOnce('AK-quiet', `n-${i}`, T0, T0), true);
+  assert.equal(cache.heldBy('AK-noisy'), 3);
 });
 
 test('expired entries are pruned so the cache does not grow', () => {

@@ -19,8 +19,12 @@ Options (each also from an environment variable, then from the config file; flag
   --session-idle-seconds SECONDS terminal idle timeout    KEYWARD_SESSION_IDLE_SECONDS (default 1800)
   --broker-source-addresses LIST the broker's own IPs/CIDRs; one-time keys of terminal logons are then
                                  accepted by sshd only from them (from=)   KEYWARD_BROKER_SOURCE_ADDRESSES
+  --database URL      PostgreSQL for several replicas (postgres://USER:PASSWORD@HOST:PORT/DB); without
+                      it, embedded SQLite in the data directory  KEYWARD_DATABASE_URL
+  --database-max-connections N   pool size per replica, 2-200  KEYWARD_DATABASE_MAX_CONNECTIONS (default 10)
   --config FILE       JSON file with any of: dataDir, listen, regionId, tlsCert, tlsKey, logLevel,
-                      logonKeyLifetime, sessionMaxSeconds, sessionIdleSeconds, brokerSourceAddresses
+                      logonKeyLifetime, sessionMaxSeconds, sessionIdleSeconds, brokerSourceAddresses,
+                      database, databaseMaxConnections
                                                                 KEYWARD_CONFIG
   -h, --help          show this help
 

@@ -1,0 +1,78 @@
+/**
+ * The storage engine the tests run on. `npm test` runs the suite twice (scripts/run-tests.mjs): once on
+ * SQLite, then every test that touches storage again on PostgreSQL, with `KEYWARD_TEST_ENGINE=postgres`
+ * and `KEYWARD_TEST_POSTGRES_URL` naming a cluster the runner started (test/helpers/postgres.ts). One
+ * suite, a dialect loop: tests ask this module for a database and never name an engine themselves.
+ */
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import pg from 'pg';
+import { openDatabase, type Db, type DatabaseOptions, type Engine } from '../../src/platform/db/database.js';
+
+/** The engine of this test run. */
+export const TEST_ENGINE: Engine = process.env['KEYWARD_TEST_ENGINE'] === 'postgres' ? 'postgres' : 'sqlite';
+
+function adminUrl(): string {
+  const url = process.env['KEYWARD_TEST_POSTGRES_URL'];
+  if (url === undefined || url === '') {
+    throw new Error(
+      'KEYWARD_TEST_ENGINE=postgres needs KEYWARD_TEST_POSTGRES_URL (run the tests with npm test, which starts ' +
+        'a PostgreSQL cluster for them)',
+    );
+  }
+  return url;
+}
+
+async function admin(sql: string): Promise<void> {
+  const client = new pg.Client({ connectionString: adminUrl() });
+  await client.connect();
+  try {
+    await client.query(sql);
+  } finally {
+    await client.end();
+  }
+}
+
+/** A fresh, empty PostgreSQL database on the test cluster; its URL. */
+export async function createPostgresDatabase(): Promise<string> {
+  const name = `keyward_${randomBytes(6).toString('hex')}`;
+  await admin(`CREATE DATABASE ${name}`);
+  const url = new URL(adminUrl());
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+/** Drops a database made by `createPostgresDatabase`, closing its connections. */
+export async function dropPostgresDatabase(url: string): Promise<void> {
+  const name = new URL(url).pathname.slice(1);
+  if (!/^keyward_[0-9a-f]{12}$/.test(name)) throw new Error(`not a test database: ${name}`);
+  await admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+}
+
+/**
+ * Where a test server keeps its data on this run's engine: nothing extra on SQLite (the file in its data
+ * directory), a fresh database URL on PostgreSQL. `drop` removes it.
+ */
+export async function testDatabaseUrl(): Promise<{ url?: string; drop(): Promise<void> }> {
+  if (TEST_ENGINE === 'sqlite') return { drop: () => Promise.resolve() };
+  const url = await createPostgresDatabase();
+  return { url, drop: () => dropPostgresDatabase(url) };
+}
+
+/** Opens (and migrates) a fresh database for a repository test; `close` destroys it. */
+export async function openTestDatabase(dir: string): Promise<{ db: Db; close(): Promise<void> }> {
+  if (TEST_ENGINE === 'sqlite') {
+    const db = await openDatabase({ kind: 'sqlite', file: join(dir, 'db.sqlite') });
+    return { db, close: () => db.destroy() };
+  }
+  const url = await createPostgresDatabase();
+  const options: DatabaseOptions = { kind: 'postgres', url, maxConnections: 4 };
+  const db = await openDatabase(options);
+  return {
+    db,
+    close: async () => {
+      await db.destroy();
+      await dropPostgresDatabase(url);
+    },
+  };
+}
