@@ -10,8 +10,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
+import { sql, type RawBuilder } from 'kysely';
 import type { Clock } from '../platform/clock.js';
-import type { Db } from '../platform/db/database.js';
+import { sqlNowMs, type Db } from '../platform/db/database.js';
 
 /** How often a replica writes its heartbeat. */
 export const HEARTBEAT_MS = 2_000;
@@ -47,9 +48,12 @@ export class ReplicaRegistry {
     this.#heartbeatMs = deps.heartbeatMs ?? HEARTBEAT_MS;
   }
 
-  /** The oldest heartbeat (epoch ms) a live replica can have now. */
-  aliveSinceMs(): number {
-    return this.#d.clock.nowMs() - REPLICA_TTL_MS;
+  /**
+   * SQL condition on a `replicas` row (aliased `alias`): the replica is alive, by the database's clock. This
+   * replica counts as alive whatever its last beat: it is the one asking.
+   */
+  aliveCondition(alias: string): RawBuilder<boolean> {
+    return sql<boolean>`(${sql.ref(`${alias}.id`)} = ${this.id} OR ${sql.ref(`${alias}.heartbeat_ms`)} > ${sqlNowMs(this.#d.db)} - ${REPLICA_TTL_MS})`;
   }
 
   /** Writes this replica's row and starts the heartbeat. */
@@ -57,7 +61,12 @@ export class ReplicaRegistry {
     const now = this.#d.clock.nowMs();
     await this.#d.db
       .insertInto('replicas')
-      .values({ id: this.id, started_at: new Date(now).toISOString(), heartbeat_ms: now, endpoint })
+      .values({
+        id: this.id,
+        started_at: new Date(now).toISOString(),
+        heartbeat_ms: sqlNowMs(this.#d.db),
+        endpoint,
+      })
       .execute();
     this.#timer = setInterval(() => {
       this.#beating ??= this.#beat().finally(() => {
@@ -90,31 +99,31 @@ export class ReplicaRegistry {
     const rows = await this.#d.db
       .selectFrom('replicas')
       .select('id')
-      .where('heartbeat_ms', '>', this.aliveSinceMs())
+      .where(this.aliveCondition('replicas'))
       .execute();
     return rows.map((r) => r.id);
   }
 
   async #beat(): Promise<void> {
     const now = this.#d.clock.nowMs();
+    const dbNow = sqlNowMs(this.#d.db);
     try {
       const r = await this.#d.db
         .updateTable('replicas')
-        .set({ heartbeat_ms: now })
+        .set({ heartbeat_ms: dbNow })
         .where('id', '=', this.id)
         .executeTakeFirst();
       if (r.numUpdatedRows === 0n) {
         // Forgotten while the database was unreachable for long: come back.
         await this.#d.db
           .insertInto('replicas')
-          .values({ id: this.id, started_at: new Date(now).toISOString(), heartbeat_ms: now, endpoint: '' })
+          .values({ id: this.id, started_at: new Date(now).toISOString(), heartbeat_ms: dbNow, endpoint: '' })
           .execute();
       }
-      const forgotten = now - FORGET_AFTER_MS;
       const dead = await this.#d.db
         .selectFrom('replicas')
         .select('id')
-        .where('heartbeat_ms', '<', forgotten)
+        .where(sql<boolean>`heartbeat_ms < ${dbNow} - ${FORGET_AFTER_MS}`)
         .execute();
       if (dead.length > 0) {
         const ids = dead.map((d) => d.id);

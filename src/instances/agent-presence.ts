@@ -15,7 +15,7 @@ import type { Db } from '../platform/db/database.js';
 export interface AgentPresenceDeps {
   readonly db: Db;
   readonly clock: Clock;
-  readonly replicas: Pick<ReplicaRegistry, 'id' | 'aliveSinceMs'>;
+  readonly replicas: Pick<ReplicaRegistry, 'id' | 'aliveCondition'>;
 }
 
 export class AgentPresence {
@@ -64,7 +64,7 @@ export class AgentPresence {
       .innerJoin('replicas as r', 'r.id', 'l.replica_id')
       .select('l.replica_id')
       .where('l.instance_id', '=', instanceId)
-      .where('r.heartbeat_ms', '>', this.#d.replicas.aliveSinceMs())
+      .where(this.#d.replicas.aliveCondition('r'))
       .executeTakeFirst();
     return row?.replica_id;
   }
@@ -79,7 +79,7 @@ export class AgentPresence {
         .innerJoin('replicas as r', 'r.id', 'l.replica_id')
         .select('l.instance_id')
         .where('l.instance_id', 'in', chunk)
-        .where('r.heartbeat_ms', '>', this.#d.replicas.aliveSinceMs())
+        .where(this.#d.replicas.aliveCondition('r'))
         .execute();
       for (const r of rows) out.add(r.instance_id);
     }

@@ -21,6 +21,7 @@ import {
   PostgresDialect,
   SqliteDialect,
   type PostgresPool,
+  type RawBuilder,
   type PostgresPoolClient,
   type SqliteDatabase,
   type SqliteStatement,
@@ -63,6 +64,17 @@ const STATEMENT_TIMEOUT_MS = 30_000;
 /** Which engine `db` runs on. */
 export function engineOf<T>(db: Kysely<T>): Engine {
   return db.getExecutor().adapter instanceof PostgresAdapter ? 'postgres' : 'sqlite';
+}
+
+/**
+ * The database server's own clock in epoch milliseconds, as an SQL expression. Replicas on several machines
+ * judge each other's heartbeats by this one clock, so skew between their clocks cannot make a live replica
+ * look dead (or a dead one alive).
+ */
+export function sqlNowMs<T>(db: Kysely<T>): RawBuilder<number> {
+  return engineOf(db) === 'postgres'
+    ? sql<number>`(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::bigint`
+    : sql<number>`CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)`;
 }
 
 /** Opens the database described by `options` and runs pending migrations. */
