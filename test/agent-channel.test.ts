@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -65,37 +66,40 @@ function logCapture(): { logger: Logger; text: () => string } {
   };
 }
 
-async function setup(opts: Partial<RunAgentOptions> & { noToken?: boolean } = {}) {
+async function setup(opts: Partial<RunAgentOptions> & { noToken?: boolean; random?: () => number } = {}) {
   const gateway = await new FakeGateway().start();
   gateway.tokens.add(TOKEN);
+  // A second replica of the same Keyward, for the tests that give the agent several URLs.
+  const replica = await new FakeGateway(gateway).start();
   const binder = new FakeBinder();
   const logs = logCapture();
   const stop = new AbortController();
   const stateDir = join(root, `a${dirs++}`, 'state');
-  const { noToken, ...overrides } = opts;
+  const { noToken, random, ...overrides } = opts;
   const options: RunAgentOptions = {
-    serverUrl: gateway.url,
+    serverUrls: [gateway.url],
     stateDir,
     ...(noToken !== true && { token: TOKEN }),
     loginUser: 'root',
     sshAddress: '127.0.0.1:22',
     agentVersion: '0.1.0-test',
-    backoff: { baseMs: 20, capMs: 100, resetAfterMs: 60_000 },
+    backoff: { baseMs: 20, capMs: 100, resetAfterMs: 60_000, failoverMs: 20 },
     signal: stop.signal,
     ...overrides,
   };
-  const start = (withoutToken = false) => {
-    const rest: RunAgentOptions = { ...options };
+  const start = (withoutToken = false, more: Partial<RunAgentOptions> = {}) => {
+    const rest: RunAgentOptions = { ...options, ...more };
     if (withoutToken) delete (rest as { token?: string }).token;
     return runAgent(rest, {
       binder,
       clock: systemClock,
-      random: () => 0.5,
+      random: random ?? (() => 0.5),
       logger: logs.logger,
     });
   };
   return {
     gateway,
+    replica,
     binder,
     logs,
     stop,
@@ -104,6 +108,7 @@ async function setup(opts: Partial<RunAgentOptions> & { noToken?: boolean } = {}
     async [Symbol.asyncDispose]() {
       stop.abort();
       await gateway.stop();
+      await replica.stop();
     },
   };
 }
@@ -310,4 +315,112 @@ test('a first run without a token fails with Agent.TokenRequired before contacti
   await using t = await setup({ noToken: true });
   await assert.rejects(t.start(), (e) => e instanceof AgentError && e.code === 'Agent.TokenRequired');
   assert.equal(t.gateway.enrollments.length, 0);
+});
+
+// ---- several server URLs ----------------------------------------------------------------------------
+
+/** A URL on 127.0.0.1 where nothing listens (a port the kernel gave out, then released). */
+async function deadUrl(): Promise<string> {
+  const srv = createServer();
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  const { port } = srv.address() as AddressInfo;
+  await new Promise<void>((resolve) =>
+    srv.close(() => {
+      resolve();
+    }),
+  );
+  return `http://127.0.0.1:${port}`;
+}
+
+/** The parsed JSON log lines with message `msg`. */
+const logLines = (text: string, msg: string): Record<string, unknown>[] =>
+  text
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
+    .filter((l) => l['msg'] === msg);
+
+test('with a dead first URL the agent enrolls and connects through the next, saying which URL in its log', async () => {
+  const dead = await deadUrl();
+  // random 0: the connection loop starts at the first (dead) URL too, and has to move on.
+  await using t = await setup({ random: () => 0 });
+  t.gateway.desired = { generation: 1, binding: A };
+  const run = t.start(false, { serverUrls: [dead, t.gateway.url] });
+  const conn = await t.gateway.connections.next(10_000);
+  assert.deepEqual(await conn.applied.next(), { t: 'applied', generation: 1, ok: true });
+  assert.equal(t.gateway.enrollments.length, 1);
+  const state = readState(t.stateDir);
+  assert.equal(state['version'], 2);
+  assert.deepEqual(state['serverUrls'], [dead, t.gateway.url]);
+  t.stop.abort();
+  await run;
+  const log = t.logs.text();
+  assert.deepEqual(
+    logLines(log, 'could not enroll with this server URL; trying the next').map((l) => l['serverUrl']),
+    [dead],
+  );
+  assert.deepEqual(
+    logLines(log, 'connected to the server').map((l) => l['serverUrl']),
+    [t.gateway.url],
+  );
+  const failed = logLines(log, 'disconnected from the server; the host keeps its last applied state')[0];
+  assert.equal(failed?.['serverUrl'], dead);
+  assert.equal(failed['welcomed'], false);
+  assert.equal(failed['nextServerUrl'], t.gateway.url);
+  assert.ok(!log.includes(TOKEN), 'the token never reaches the log');
+});
+
+test('when the replica it is connected to stops, the agent says hello to another and re-acknowledges without reapplying', async () => {
+  // random 0: the first connection goes to the first URL.
+  await using t = await setup({ random: () => 0 });
+  t.gateway.desired = { generation: 2, binding: A };
+  t.replica.desired = t.gateway.desired;
+  const run = t.start(false, { serverUrls: [t.gateway.url, t.replica.url] });
+  const first = await t.gateway.connections.next();
+  await first.applied.next();
+  const instanceId = first.hello?.instanceId;
+  await t.gateway.stop();
+  const second = await t.replica.connections.next(10_000);
+  await second.helloChecked;
+  assert.equal(second.signatureValid, true);
+  assert.equal(second.hello?.instanceId, instanceId);
+  assert.deepEqual(second.hello?.applied, { generation: 2, ok: true });
+  assert.deepEqual(await second.applied.next(), { t: 'applied', generation: 2, ok: true });
+  assert.deepEqual(t.binder.calls, ['key-a'], 'the host is not touched again');
+  t.stop.abort();
+  await run;
+  assert.deepEqual(
+    logLines(t.logs.text(), 'connected to the server').map((l) => l['serverUrl']),
+    [t.gateway.url, t.replica.url],
+  );
+});
+
+test('a host enrolled with one URL starts with a list that keeps it, and the new list is recorded', async () => {
+  await using t = await setup({ once: true });
+  t.gateway.desired = { generation: 1, binding: null };
+  t.replica.desired = t.gateway.desired;
+  await t.start();
+  assert.equal(readState(t.stateDir)['serverUrl'], t.gateway.url);
+  const second = await t.start(true, { serverUrls: [t.replica.url, t.gateway.url] });
+  assert.equal(second.enrolled, false);
+  const state = readState(t.stateDir);
+  assert.equal(state['version'], 2);
+  assert.deepEqual(state['serverUrls'], [t.replica.url, t.gateway.url]);
+  // Then the original URL can go: the replica alone shares a URL with the recorded list.
+  await t.start(true, { serverUrls: [t.replica.url] });
+  assert.deepEqual(readState(t.stateDir)['serverUrl'], t.replica.url);
+  assert.equal(readState(t.stateDir)['version'], 1);
+});
+
+test('a server list that shares no URL with the enrolled one stops the agent with Agent.StateServerMismatch', async () => {
+  await using t = await setup({ once: true });
+  t.gateway.desired = { generation: 1, binding: null };
+  await t.start();
+  const before = readFileSync(join(t.stateDir, STATE_FILE), 'utf8');
+  await assert.rejects(
+    t.start(true, { serverUrls: [await deadUrl(), t.replica.url] }),
+    (e) => e instanceof AgentError && e.code === 'Agent.StateServerMismatch' && e.permanent,
+  );
+  assert.equal(readFileSync(join(t.stateDir, STATE_FILE), 'utf8'), before, 'the state is left as it was');
+  assert.equal(t.replica.connections.all.length, 0);
 });

@@ -28,7 +28,7 @@ const SSHD = [
 test('keyward agent --help prints the usage and exits 0', async () => {
   const r = await keyward(['agent', '--help']);
   assert.equal(r.code, 0);
-  assert.match(r.stdout, /--server URL/);
+  assert.match(r.stdout, /--server URL\[,URL\.\.\.\]/);
   assert.match(r.stdout, /--token-file FILE/);
 });
 
@@ -69,6 +69,13 @@ for (const [name, args, env, named] of [
     '--sshd-binary',
   ],
   ['a CA bundle for an http server', ['--server', 'http://x', '--ca', sshdConfig, ...SSHD], {}, '--ca'],
+  ['a server URL listed twice', ['--server', 'https://x,https://y,https://x/', ...SSHD], {}, '--server'],
+  [
+    'a CA bundle beside an http server URL',
+    ['--server', 'https://x,http://y', '--ca', sshdConfig, ...SSHD],
+    {},
+    '--ca',
+  ],
   ['a CA file without certificates', ['--server', 'https://x', '--ca', sshdConfig, ...SSHD], {}, '--ca'],
   [
     'a bad log level from the environment',

@@ -2,7 +2,8 @@
  * A fake agent gateway for the agent's tests: node:http + a `ws` server on 127.0.0.1:0 that implements
  * the server side of the contract (src/agent-channel) just far enough: enrollment with one-time tokens,
  * challenge → signed hello (verified with the enrolled key) → welcome → desired, and `applied` messages
- * collected in a queue. Each test scripts what happens after a hello through `onHello`.
+ * collected in a queue. Each test scripts what happens after a hello through `onHello`. Several gateways
+ * made with a `peer` share tokens, enrolled keys and revocations, as replicas on one database do.
  */
 import { createPublicKey, randomBytes, verify, type KeyObject } from 'node:crypto';
 import http from 'node:http';
@@ -86,10 +87,11 @@ export class FakeConnection {
 /** The fake gateway. */
 export class FakeGateway {
   url = '';
-  readonly tokens = new Set<string>();
-  readonly enrollments: EnrollRequest[] = [];
-  readonly keys = new Map<string, KeyObject>();
-  readonly revoked = new Set<string>();
+  readonly tokens: Set<string>;
+  readonly enrollments: EnrollRequest[];
+  readonly keys: Map<string, KeyObject>;
+  readonly revoked: Set<string>;
+  /** This gateway's own connections (not its peers'). */
   readonly connections = new Queue<FakeConnection>();
   /** What the server does after a valid hello; by default: welcome, then `desired` if set. */
   onHello: (conn: FakeConnection) => void = (conn) => {
@@ -102,6 +104,14 @@ export class FakeGateway {
     this.handleHttp(req, res);
   });
   private readonly wss = new WebSocketServer({ server: this.server, path: CONNECT_PATH });
+
+  /** A gateway of its own, or with `peer`: a replica sharing its tokens, enrolled keys and revocations. */
+  constructor(peer?: FakeGateway) {
+    this.tokens = peer?.tokens ?? new Set<string>();
+    this.enrollments = peer?.enrollments ?? [];
+    this.keys = peer?.keys ?? new Map<string, KeyObject>();
+    this.revoked = peer?.revoked ?? new Set<string>();
+  }
 
   async start(): Promise<this> {
     this.wss.on('connection', (ws) => {

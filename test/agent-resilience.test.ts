@@ -10,22 +10,14 @@
  *   state directory; the last requested binding ends up applied and the user's own lines are intact.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { chown, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import type { RpcClient } from '../src/client/index.js';
-import {
-  BIN,
-  baseEnv,
-  makeTempDir,
-  removeDir,
-  rpcClient,
-  startChildServer,
-  type ChildServer,
-} from './helpers/server.js';
+import { spawnAgent, stopAllAgents, type AgentChild } from './helpers/agent-child.js';
+import { makeTempDir, removeDir, rpcClient, startChildServer, type ChildServer } from './helpers/server.js';
 import {
   agentArgs,
   createThrowawayUser,
@@ -91,15 +83,6 @@ function freePort(): Promise<number> {
 
 // ---- agent children -------------------------------------------------------------------------------------
 
-interface AgentChild {
-  readonly child: ChildProcess;
-  /** Standard output (JSON log) and standard error so far. */
-  readonly log: () => string;
-  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
-const liveAgents = new Set<AgentChild>();
-
 interface AgentSpec {
   readonly server: string;
   readonly host: HostFixture;
@@ -109,48 +92,15 @@ interface AgentSpec {
 
 function startAgent(spec: AgentSpec): AgentChild {
   const { host } = spec;
-  const child = spawn(
-    process.execPath,
-    [
-      BIN,
-      ...agentArgs({
-        server: spec.server,
-        stateDir: spec.stateDir,
-        loginUser: host.user.name,
-        sshd: host.sshd,
-        ...(spec.extra !== undefined && { extra: spec.extra }),
-      }),
-    ],
-    { env: baseEnv(), stdio: ['ignore', 'pipe', 'pipe'] },
+  return spawnAgent(
+    agentArgs({
+      server: spec.server,
+      stateDir: spec.stateDir,
+      loginUser: host.user.name,
+      sshd: host.sshd,
+      ...(spec.extra !== undefined && { extra: spec.extra }),
+    }),
   );
-  let out = '';
-  child.stdout?.on('data', (c: Buffer) => (out += c.toString()));
-  child.stderr?.on('data', (c: Buffer) => (out += c.toString()));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.once('exit', (code, signal) => {
-      resolve({ code, signal });
-    });
-  });
-  const agent: AgentChild = { child, log: () => out, exited };
-  liveAgents.add(agent);
-  void exited.then(() => liveAgents.delete(agent));
-  return agent;
-}
-
-/** SIGTERM (SIGKILL after 10 s) and wait; a no-op for an agent that has exited. */
-async function stopAgent(agent: AgentChild | undefined): Promise<void> {
-  if (agent === undefined || agent.child.exitCode !== null || agent.child.signalCode !== null) return;
-  agent.child.kill('SIGTERM');
-  const timer = setTimeout(() => agent.child.kill('SIGKILL'), 10_000);
-  try {
-    await agent.exited;
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-async function stopAllAgents(): Promise<void> {
-  await Promise.all([...liveAgents].map(stopAgent));
 }
 
 after(stopAllAgents);

@@ -25,6 +25,7 @@ import {
   openStateDir,
   parseAgentState,
   saveState,
+  serverUrlsOverlap,
   type AgentState,
 } from './agent-state.js';
 
@@ -37,8 +38,7 @@ let n = 0;
 const freshDir = (): string => join(root, `s${n++}`, 'state');
 
 const STATE: AgentState = {
-  version: 1,
-  serverUrl: 'https://keyward.example.com',
+  serverUrls: ['https://keyward.example.com'],
   instanceId: 'i-0123456789abcdefghij',
   regionId: 'local',
   grantSigningPublicKey: Buffer.alloc(32, 7).toString('base64'),
@@ -159,16 +159,35 @@ test('a corrupt state.json stops the agent with the file named', () => {
 });
 
 const json = (value: unknown): string => JSON.stringify(value);
-const withApplied = (applied: unknown): string => json({ ...STATE, applied });
+/** STATE as a version 1 file holds it, and with two URLs as version 2. */
+const REST = {
+  instanceId: STATE.instanceId,
+  regionId: STATE.regionId,
+  grantSigningPublicKey: STATE.grantSigningPublicKey,
+  applied: STATE.applied,
+};
+const FILE_V1 = { version: 1, serverUrl: 'https://keyward.example.com', ...REST };
+const FILE_V2 = { version: 2, serverUrls: ['https://kw-a.example.com', 'https://kw-b.example.com'], ...REST };
+const withApplied = (applied: unknown): string => json({ ...FILE_V1, applied });
 for (const [name, text] of [
   ['not JSON', 'nope'],
   ['an array', '[]'],
-  ['an unknown field', json({ ...STATE, extra: 1 })],
-  ['a missing field', json({ ...STATE, regionId: undefined })],
-  ['another format version', json({ ...STATE, version: 2 })],
-  ['a server URL that is not http(s)', json({ ...STATE, serverUrl: 'ftp://x' })],
-  ['a malformed instance id', json({ ...STATE, instanceId: 'i-SHORT' })],
-  ['a grant-signing key that is not 32 bytes', json({ ...STATE, grantSigningPublicKey: 'AAAA' })],
+  ['an unknown field', json({ ...FILE_V1, extra: 1 })],
+  ['a missing field', json({ ...FILE_V1, regionId: undefined })],
+  ['another format version', json({ ...FILE_V1, version: 3 })],
+  ['version 1 with a list of server URLs', json({ ...FILE_V2, version: 1 })],
+  ['version 2 with a single serverUrl', json({ ...FILE_V1, version: 2 })],
+  ['a server URL that is not http(s)', json({ ...FILE_V1, serverUrl: 'ftp://x' })],
+  ['a list holding a URL that is not http(s)', json({ ...FILE_V2, serverUrls: ['https://a', 'ftp://x'] })],
+  ['an empty list of server URLs', json({ ...FILE_V2, serverUrls: [] })],
+  ['a list of server URLs that is not an array', json({ ...FILE_V2, serverUrls: 'https://a' })],
+  ['a server URL listed twice', json({ ...FILE_V2, serverUrls: ['https://a', 'https://a'] })],
+  [
+    'more than 16 server URLs',
+    json({ ...FILE_V2, serverUrls: Array.from({ length: 17 }, (_, i) => `https://kw-${i}`) }),
+  ],
+  ['a malformed instance id', json({ ...FILE_V1, instanceId: 'i-SHORT' })],
+  ['a grant-signing key that is not 32 bytes', json({ ...FILE_V1, grantSigningPublicKey: 'AAAA' })],
   ['an applied record without binding', withApplied({ generation: 1, ok: true })],
   ['an applied record with a negative generation', withApplied({ generation: -1, ok: true, binding: null })],
   ['an applied record with an unknown field', withApplied({ generation: 1, ok: true, binding: null, x: 1 })],
@@ -221,3 +240,32 @@ test('temporary files a crash left in the state directory are removed when it is
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('one server URL is written as format version 1, exactly as before lists, and read back', () => {
+  const dir = freshDir();
+  openStateDir(dir, UID);
+  saveState(dir, STATE);
+  assert.equal(readFileSync(join(dir, STATE_FILE), 'utf8'), `${JSON.stringify(FILE_V1, null, 2)}\n`);
+  assert.deepEqual(parseAgentState(json(FILE_V1), '/s/state.json'), STATE);
+});
+
+test('several server URLs are written as format version 2 and read back in their order', () => {
+  const dir = freshDir();
+  openStateDir(dir, UID);
+  const state: AgentState = { ...STATE, serverUrls: FILE_V2.serverUrls };
+  saveState(dir, state);
+  assert.deepEqual(JSON.parse(readFileSync(join(dir, STATE_FILE), 'utf8')), FILE_V2);
+  assert.deepEqual(loadState(dir, UID), state);
+});
+
+for (const [recorded, configured, overlap] of [
+  [['https://a'], ['https://a'], true],
+  [['https://a'], ['https://b'], false],
+  [['https://a'], ['https://b', 'https://a'], true],
+  [['https://a', 'https://b'], ['https://b', 'https://c'], true],
+  [['https://a', 'https://b'], ['https://c', 'https://d'], false],
+] as const) {
+  test(`server URLs ${configured.join(',')} ${overlap ? 'may' : 'may not'} serve a host enrolled with ${recorded.join(',')}`, () => {
+    assert.equal(serverUrlsOverlap(recorded, configured), overlap);
+  });
+}

@@ -1,7 +1,8 @@
 /**
  * The agent's local state directory (default /var/lib/keyward-agent): the Ed25519 identity key it proves
- * itself with (`identity.key`, PKCS#8 PEM, 0600) and `state.json` (0600): the server it enrolled with, its
- * instance id, the grant-signing key it pinned, and the last desired state it applied.
+ * itself with (`identity.key`, PKCS#8 PEM, 0600) and `state.json` (0600): the server URLs it is configured
+ * with (the replicas of the Keyward it enrolled with), its instance id, the grant-signing key it pinned,
+ * and the last desired state it applied.
  *
  * The directory must belong to the running user and be closed to everyone else; files are read strictly
  * (unknown fields, wrong forms, loose modes refused) and a bad one stops the agent with the file named,
@@ -37,8 +38,14 @@ import { AgentError } from './agent-error.js';
 
 export const IDENTITY_KEY_FILE = 'identity.key';
 export const STATE_FILE = 'state.json';
-/** Format version written into state.json, so a later agent can migrate an older file deliberately. */
-export const STATE_FORMAT_VERSION = 1;
+/**
+ * The newest format version of state.json, so a later agent can migrate an older file deliberately.
+ * Version 1 names one server URL (`serverUrl`), version 2 several (`serverUrls`); an agent with one URL
+ * still writes version 1, so its file stays readable by agents that predate version 2.
+ */
+export const STATE_FORMAT_VERSION = 2;
+/** The most server URLs an agent is configured with (and its state file holds). */
+export const MAX_SERVER_URLS = 16;
 const MAX_STATE_FILE_BYTES = 256 * 1024;
 const MAX_KEY_FILE_BYTES = 4 * 1024;
 
@@ -49,9 +56,11 @@ export interface AppliedRecord extends AppliedState {
 
 /** The contents of state.json: written at enrollment, updated after every apply. */
 export interface AgentState {
-  readonly version: typeof STATE_FORMAT_VERSION;
-  /** The server URL the agent enrolled with (normalised: no trailing slash). */
-  readonly serverUrl: string;
+  /**
+   * The server URLs (normalised: no trailing slash) of the Keyward the agent enrolled with: the list it
+   * enrolled with, then the one it was last started with.
+   */
+  readonly serverUrls: readonly string[];
   readonly instanceId: string;
   readonly regionId: string;
   /** The server's grant-signing Ed25519 public key (raw 32 bytes, base64), pinned at enrollment. */
@@ -143,7 +152,25 @@ export function loadState(dir: string, uid: number): AgentState | null {
 
 /** Writes state.json atomically (temporary file, fsync, rename, directory fsync), mode 0600. */
 export function saveState(dir: string, state: AgentState): void {
-  writeFileAtomic(dir, STATE_FILE, `${JSON.stringify(state, null, 2)}\n`);
+  writeFileAtomic(dir, STATE_FILE, `${JSON.stringify(stateFileContent(state), null, 2)}\n`);
+}
+
+/** What state.json holds for `state`: format version 1 for one server URL, 2 for several. */
+function stateFileContent(state: AgentState): Record<string, unknown> {
+  const { serverUrls, ...rest } = state;
+  const [only] = serverUrls;
+  return serverUrls.length === 1 && only !== undefined
+    ? { version: 1, serverUrl: only, ...rest }
+    : { version: 2, serverUrls, ...rest };
+}
+
+/**
+ * Whether an agent enrolled with the server URLs `recorded` may use `configured`: they must share at
+ * least one URL. So the list can change a step at a time (replicas added, retired, renamed), while a list
+ * that has nothing in common with the enrolled one (most likely another Keyward) is refused. Pure.
+ */
+export function serverUrlsOverlap(recorded: readonly string[], configured: readonly string[]): boolean {
+  return configured.some((url) => recorded.includes(url));
 }
 
 /** Parses the text of state.json; `file` names it in errors. Pure. */
@@ -158,14 +185,23 @@ export function parseAgentState(text: string, file: string): AgentState {
     return fail('it is not JSON');
   }
   const o = record(raw) ?? fail('it does not hold a JSON object');
-  const keys = ['version', 'serverUrl', 'instanceId', 'regionId', 'grantSigningPublicKey', 'applied'];
+  const version = o['version'];
+  if (version !== 1 && version !== 2) fail(`version must be 1 or ${STATE_FORMAT_VERSION}`);
+  const urlsKey = version === 1 ? 'serverUrl' : 'serverUrls';
+  const keys = ['version', urlsKey, 'instanceId', 'regionId', 'grantSigningPublicKey', 'applied'];
   for (const k of Object.keys(o)) if (!keys.includes(k)) fail(`unknown field "${k.slice(0, 32)}"`);
   for (const k of keys) if (!(k in o)) fail(`field "${k}" is missing`);
-  if (o['version'] !== STATE_FORMAT_VERSION) fail(`version must be ${STATE_FORMAT_VERSION}`);
-  const serverUrl = o['serverUrl'];
-  if (typeof serverUrl !== 'string' || !/^https?:\/\/[\x21-\x7e]{1,2000}$/.test(serverUrl)) {
-    fail('serverUrl must be an http(s) URL');
+  const urls: unknown[] =
+    version === 1 ? [o['serverUrl']] : Array.isArray(o['serverUrls']) ? o['serverUrls'] : [];
+  if (urls.length < 1 || urls.length > MAX_SERVER_URLS) {
+    fail(`serverUrls must list 1 to ${MAX_SERVER_URLS} URLs`);
   }
+  for (const url of urls) {
+    if (typeof url !== 'string' || !/^https?:\/\/[\x21-\x7e]{1,2000}$/.test(url)) {
+      fail(`${urlsKey} must hold http(s) URLs`);
+    }
+  }
+  if (new Set(urls).size !== urls.length) fail('serverUrls lists a URL twice');
   // The same strict rules as on the wire: the state holds only what the contract accepts.
   try {
     const enrolled = parseEnrollResponse(
@@ -178,8 +214,7 @@ export function parseAgentState(text: string, file: string): AgentState {
     if (!isEd25519RawKey(enrolled.grantSigningPublicKey))
       fail('grantSigningPublicKey is not a raw 32-byte key');
     return {
-      version: STATE_FORMAT_VERSION,
-      serverUrl: serverUrl as string,
+      serverUrls: urls as string[],
       ...enrolled,
       applied: parseAppliedRecord(o['applied']),
     };

@@ -2,7 +2,8 @@
  * Enrollment, the agent's first contact with the server: POST /agent/v1/enroll with the one-time token,
  * the identity public key and the host facts; the answer names the instance and carries the server's
  * grant-signing key to pin. Plain node:http(s) with a timeout, a bounded response and, for https, the
- * operator's CA bundle. The token is sent in the body only and never logged or put in an error.
+ * operator's CA bundle. With several server URLs (replicas of one Keyward) they are tried in order until
+ * one answers. The token is sent in the body only and never logged or put in an error.
  */
 import http from 'node:http';
 import https from 'node:https';
@@ -62,6 +63,46 @@ export async function enroll(target: EnrollTarget, request: EnrollRequest): Prom
     permanent ? 'Agent.EnrollmentRejected' : 'Agent.EnrollmentFailed',
     `enrollment refused by ${url}: ${what}`,
     ecs === undefined ? undefined : { serverCode: ecs.code },
+  );
+}
+
+/** Where an enrollment through several server URLs ended. */
+export interface EnrolledThrough {
+  /** The server URL that accepted the enrollment. */
+  readonly serverUrl: string;
+  readonly response: EnrollResponse;
+}
+
+/**
+ * Enrolls through the first of `serverUrls` that answers, in order. A failure that may pass on another
+ * try (`Agent.EnrollmentFailed`: network, timeout, 408, 429, 5xx, an answer that is not Keyward's) moves
+ * to the next URL, after `onFailover` is told; a refusal (`Agent.EnrollmentRejected`, such as a spent
+ * token) is final: every replica shares the same tokens, so asking another could not change the answer.
+ * When every URL fails, the error is `Agent.EnrollmentFailed` naming each (with one URL: its own error).
+ */
+export async function enrollWithAny(
+  serverUrls: readonly string[],
+  target: Omit<EnrollTarget, 'serverUrl'>,
+  request: EnrollRequest,
+  onFailover: (serverUrl: string, err: AgentError) => void = () => undefined,
+): Promise<EnrolledThrough> {
+  const failures: AgentError[] = [];
+  for (const [i, serverUrl] of serverUrls.entries()) {
+    try {
+      return { serverUrl, response: await enroll({ ...target, serverUrl }, request) };
+    } catch (err) {
+      const retryable = err instanceof AgentError && err.code === 'Agent.EnrollmentFailed';
+      if (!retryable || target.signal?.aborted === true) throw err;
+      failures.push(err);
+      if (i < serverUrls.length - 1) onFailover(serverUrl, err);
+    }
+  }
+  const [only] = failures;
+  if (failures.length === 1 && only !== undefined) throw only;
+  throw new AgentError(
+    'Agent.EnrollmentFailed',
+    `no server URL answered the enrollment: ${failures.map((f) => f.message).join('; ')}`,
+    { cause: failures.at(-1) },
   );
 }
 

@@ -7,6 +7,7 @@
 export { AgentError, AGENT_ERROR_CODES, APPLY_CODES, type AgentErrorCode } from './agent-error.js';
 export {
   IDENTITY_KEY_FILE,
+  MAX_SERVER_URLS,
   STATE_FILE,
   STATE_FORMAT_VERSION,
   ensureStateDir,
@@ -14,12 +15,22 @@ export {
   openStateDir,
   parseAgentState,
   saveState,
+  serverUrlsOverlap,
   type AgentIdentity,
   type AgentState,
   type AppliedRecord,
   type OpenedStateDir,
 } from './agent-state.js';
-export { DEFAULT_BACKOFF, ReconnectBackoff, backoffDelayMs, type BackoffPolicy } from './backoff.js';
+export {
+  DEFAULT_BACKOFF,
+  ReconnectBackoff,
+  backoffDelayMs,
+  initialReconnectState,
+  nextReconnect,
+  type BackoffPolicy,
+  type ReconnectState,
+  type ReconnectStep,
+} from './backoff.js';
 export {
   AgentChannel,
   connectUrl,
@@ -28,7 +39,7 @@ export {
   type DesiredState,
 } from './channel.js';
 export { DesiredApplier, type DesiredApplierDeps } from './desired-applier.js';
-export { enroll, type EnrollTarget } from './enroll.js';
+export { enroll, enrollWithAny, type EnrolledThrough, type EnrollTarget } from './enroll.js';
 export {
   SYSTEM_FACT_SOURCES,
   collectHostFacts,

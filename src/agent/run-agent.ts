@@ -1,9 +1,11 @@
 /**
  * The agent's main loop: open the state directory, enroll on the first run, then stay connected to the
  * gateway for ever (or, with `once`, until the first desired state is applied and acknowledged),
- * reconnecting with jittered exponential backoff. Revocation (4403) and a refused identity (4401) stop
- * it with an error instead of retrying. While the server is unreachable nothing on the host is undone:
- * the last applied state stays in force. Everything from outside (host library, clock, randomness,
+ * reconnecting to any of the server URLs it is given (the replicas of one Keyward) on the schedule of
+ * ./backoff.ts: a random one first, the next one quickly after a failure or a drop, a jittered
+ * exponential pause once all have failed. Revocation (4403) and a refused identity (4401) stop it with an
+ * error instead of retrying. While the server is unreachable nothing on the host is undone: the last
+ * applied state stays in force. Everything from outside (host library, clock, randomness,
  * logger, the user id that must own the state) is a parameter, so tests run it in-process.
  */
 import { createPublicKey } from 'node:crypto';
@@ -19,8 +21,10 @@ import {
 import type { Clock } from '../platform/clock.js';
 import { AgentError } from './agent-error.js';
 import {
+  MAX_SERVER_URLS,
   openStateDir,
   saveState,
+  serverUrlsOverlap,
   type AgentIdentity,
   type AgentState,
   type AppliedRecord,
@@ -28,15 +32,18 @@ import {
 import { DEFAULT_BACKOFF, ReconnectBackoff, type BackoffPolicy } from './backoff.js';
 import { AgentChannel, type ChannelClose } from './channel.js';
 import { DesiredApplier, outcomeOf } from './desired-applier.js';
-import { enroll } from './enroll.js';
+import { enrollWithAny } from './enroll.js';
 import { collectHostFacts, type HostFactsSources } from './host-facts.js';
 import type { AgentHostBinder } from './host-binder-port.js';
 import { GrantKeeper, GrantStore, type LogonReadiness } from './logon/index.js';
 
 /** What the agent is told to do (validated by the caller: src/apps/agent/agent-config.ts). */
 export interface RunAgentOptions {
-  /** The server's base URL, http: or https:, without a trailing slash. */
-  readonly serverUrl: string;
+  /**
+   * The server's base URLs, http: or https:, without a trailing slash: one (a single server or a load
+   * balancer) or several replicas of one Keyward, at most MAX_SERVER_URLS, no two alike.
+   */
+  readonly serverUrls: readonly string[];
   readonly stateDir: string;
   /** The enrollment token (needed only on the first run); or `tokenFile`, read only then. */
   readonly token?: string;
@@ -45,7 +52,7 @@ export interface RunAgentOptions {
   readonly loginUser: string;
   /** `host:port` to report for sshd instead of the discovered one. */
   readonly sshAddress?: string;
-  /** PEM CA bundle for an https server. */
+  /** PEM CA bundle for the https server URLs. */
   readonly ca?: string | Buffer;
   readonly agentVersion: string;
   /** Apply the first desired state, acknowledge it, and return. */
@@ -65,7 +72,7 @@ export interface RunAgentOptions {
 export interface AgentDeps {
   readonly binder: AgentHostBinder;
   readonly clock: Clock;
-  /** Uniform in [0, 1), for backoff jitter. */
+  /** Uniform in [0, 1), for the first server URL and the backoff jitter. */
   readonly random: () => number;
   readonly logger: Logger;
   /** The user id that must own the state directory (default: the running user). */
@@ -125,6 +132,7 @@ export async function runAgent(options: RunAgentOptions, deps: AgentDeps): Promi
     }
   };
   try {
+    checkServerUrls(options.serverUrls);
     const opened = openStateDir(options.stateDir, deps.uid ?? process.getuid?.() ?? 0);
     let facts: HostFacts | undefined;
     const freshFacts = async (): Promise<HostFacts> => {
@@ -152,15 +160,11 @@ export async function runAgent(options: RunAgentOptions, deps: AgentDeps): Promi
         throw err;
       });
       enrolled = true;
-    } else if (state.serverUrl !== options.serverUrl) {
-      throw new AgentError(
-        'Agent.StateServerMismatch',
-        `this host is enrolled with ${state.serverUrl}, not ${options.serverUrl}; to move it, revoke the ` +
-          `instance, remove ${options.stateDir} and enroll again`,
-      );
+    } else {
+      state = adoptServerUrls(state, options, opened.dir, logger);
     }
     logger.info(
-      { instanceId: state.instanceId, regionId: state.regionId, serverUrl: state.serverUrl },
+      { instanceId: state.instanceId, regionId: state.regionId, serverUrls: state.serverUrls },
       'agent starting',
     );
     await checkHost(deps.binder, logger);
@@ -173,6 +177,47 @@ export async function runAgent(options: RunAgentOptions, deps: AgentDeps): Promi
     clearTimeout(onceTimer);
     options.signal?.removeEventListener('abort', onAbort);
   }
+}
+
+/** A programming error in the caller (the config loader checks all this for people). */
+function checkServerUrls(urls: readonly string[]): void {
+  if (urls.length < 1 || urls.length > MAX_SERVER_URLS || new Set(urls).size !== urls.length) {
+    throw new TypeError(`serverUrls must hold 1 to ${MAX_SERVER_URLS} distinct URLs`);
+  }
+}
+
+/**
+ * Checks the configured server URLs against those the host is enrolled with (see serverUrlsOverlap) and
+ * records the configured list when it differs, so the next change is checked against this one.
+ */
+function adoptServerUrls(
+  state: AgentState,
+  options: RunAgentOptions,
+  dir: string,
+  logger: Logger,
+): AgentState {
+  const configured = options.serverUrls;
+  if (!serverUrlsOverlap(state.serverUrls, configured)) {
+    throw new AgentError(
+      'Agent.StateServerMismatch',
+      `this host is enrolled with ${state.serverUrls.join(', ')}, not ${configured.join(', ')}; to change ` +
+        'the server URLs, keep one the host already knows in the list for one start; to move the host to ' +
+        `another Keyward, revoke the instance, remove ${options.stateDir} and enroll again`,
+    );
+  }
+  if (
+    configured.length === state.serverUrls.length &&
+    configured.every((u, i) => state.serverUrls[i] === u)
+  ) {
+    return state;
+  }
+  const next: AgentState = { ...state, serverUrls: configured };
+  saveState(dir, next);
+  logger.info(
+    { previous: state.serverUrls, serverUrls: configured },
+    'the server URLs changed; recorded the new list',
+  );
+  return next;
 }
 
 /** Runs the host library's start-up check, if it has one: a problem is logged (applies will report it). */
@@ -201,20 +246,26 @@ async function enrollHost(
   logger: Logger,
 ): Promise<AgentState> {
   const token = await enrollmentToken(options);
-  logger.info({ serverUrl: options.serverUrl, hostname: facts.hostname }, 'enrolling');
-  const response = await enroll(
+  logger.info({ serverUrls: options.serverUrls, hostname: facts.hostname }, 'enrolling');
+  const { serverUrl, response } = await enrollWithAny(
+    options.serverUrls,
     {
-      serverUrl: options.serverUrl,
       timeoutMs: options.enrollTimeoutMs ?? 15_000,
       signal,
       ...(options.ca !== undefined && { ca: options.ca }),
     },
     { token, identityPublicKey: identity.publicKeyBase64, facts },
+    (failedUrl, err) => {
+      logger.warn(
+        { serverUrl: failedUrl, code: err.code, problem: err.message },
+        'could not enroll with this server URL; trying the next',
+      );
+    },
   );
-  const state: AgentState = { version: 1, serverUrl: options.serverUrl, ...response, applied: null };
+  const state: AgentState = { serverUrls: options.serverUrls, ...response, applied: null };
   saveState(dir, state);
   logger.info(
-    { instanceId: state.instanceId, regionId: state.regionId },
+    { instanceId: state.instanceId, regionId: state.regionId, serverUrl },
     `enrolled; the token is spent${options.tokenFile === undefined ? '' : ` and ${options.tokenFile} may be deleted`}`,
   );
   return state;
@@ -262,7 +313,12 @@ class Session {
     private readonly facts: () => Promise<HostFacts>,
     private readonly stop: AbortController,
   ) {
-    this.backoff = new ReconnectBackoff(options.backoff ?? DEFAULT_BACKOFF, deps.random, deps.clock);
+    this.backoff = new ReconnectBackoff(
+      options.backoff ?? DEFAULT_BACKOFF,
+      deps.random,
+      deps.clock,
+      state.serverUrls.length,
+    );
     this.applier = new DesiredApplier({
       binder: deps.binder,
       logger: deps.logger,
@@ -315,7 +371,8 @@ class Session {
     const signal = this.stop.signal;
     try {
       while (!signal.aborted) {
-        const end = await this.connectOnce();
+        const serverUrl = this.serverUrl();
+        const end = await this.connectOnce(serverUrl);
         if (end !== undefined) {
           if (end.code === CLOSE_CODES.revoked) {
             throw new AgentError(
@@ -333,7 +390,15 @@ class Session {
         if (signal.aborted) break;
         const delayMs = this.backoff.nextDelayMs();
         logger.warn(
-          { code: end?.code, reason: end?.reason, problem: end?.problem, retryInMs: delayMs },
+          {
+            serverUrl,
+            welcomed: end?.welcomed ?? false,
+            code: end?.code,
+            reason: end?.reason,
+            problem: end?.problem,
+            retryInMs: delayMs,
+            nextServerUrl: this.serverUrl(),
+          },
           'disconnected from the server; the host keeps its last applied state',
         );
         await sleep(delayMs, undefined, { signal }).catch(() => undefined);
@@ -347,8 +412,15 @@ class Session {
     return this.state.applied === null ? null : outcomeOf(this.state.applied);
   }
 
-  /** One connection, from dial to close; undefined when it could not even start (facts). */
-  private async connectOnce(): Promise<ChannelClose | undefined> {
+  /** The server URL the next connection goes to. */
+  private serverUrl(): string {
+    const url = this.state.serverUrls[this.backoff.urlIndex];
+    if (url === undefined) throw new Error('the reconnect schedule points past the server URLs');
+    return url;
+  }
+
+  /** One connection to `serverUrl`, from dial to close; undefined when it could not even start (facts). */
+  private async connectOnce(serverUrl: string): Promise<ChannelClose | undefined> {
     const signal = this.stop.signal;
     let facts: HostFacts;
     try {
@@ -359,7 +431,7 @@ class Session {
     }
     if (signal.aborted) return undefined;
     const channel = new AgentChannel({
-      serverUrl: this.state.serverUrl,
+      serverUrl,
       ...(this.options.ca !== undefined && { ca: this.options.ca }),
       instanceId: this.state.instanceId,
       privateKey: this.identity.privateKey,
@@ -369,7 +441,7 @@ class Session {
       handshakeTimeoutMs: this.options.handshakeTimeoutMs ?? 10_000,
       onWelcome: () => {
         this.backoff.connected();
-        this.deps.logger.info({ instanceId: this.state.instanceId }, 'connected to the server');
+        this.deps.logger.info({ instanceId: this.state.instanceId, serverUrl }, 'connected to the server');
       },
       onDesired: (desired) => {
         this.applier.submit(desired);

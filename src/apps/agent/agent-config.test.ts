@@ -3,7 +3,14 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { AgentConfigError, envName, loadAgentConfig, type SshdTargetConfig } from './agent-config.js';
+import {
+  AgentConfigError,
+  envName,
+  loadAgentConfig,
+  parseServerUrls,
+  type AgentConfigErrorCode,
+  type SshdTargetConfig,
+} from './agent-config.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'kw-agent-config-'));
 const configFile = join(dir, 'sshd_config');
@@ -14,7 +21,7 @@ const SSHD: SshdTargetConfig = { configFile, pidFile: '/run/sshd.pid', sshdBinar
 
 test('defaults: state in /var/lib/keyward-agent, login user root, the default sshd, log level info', () => {
   const c = loadAgentConfig({ server: 'https://kw.example.com/' }, {}, 'linux', SSHD);
-  assert.equal(c.serverUrl, 'https://kw.example.com');
+  assert.deepEqual(c.serverUrls, ['https://kw.example.com']);
   assert.equal(c.stateDir, '/var/lib/keyward-agent');
   assert.equal(c.loginUser, 'root');
   assert.deepEqual(c.sshd, SSHD);
@@ -36,7 +43,7 @@ test('flags win over KEYWARD_AGENT_* variables', () => {
     'linux',
     SSHD,
   );
-  assert.equal(c.serverUrl, 'https://a.example.com');
+  assert.deepEqual(c.serverUrls, ['https://a.example.com']);
   assert.equal(c.loginUser, 'ubuntu');
   assert.equal(c.stateDir, '/srv/agent');
   assert.equal(c.once, true);
@@ -55,7 +62,7 @@ test('a token flag beats a token file from the environment', () => {
 
 test('a server path prefix is kept without its trailing slash', () => {
   const c = loadAgentConfig({ server: 'https://kw.example.com/keyward/' }, {}, 'linux', SSHD);
-  assert.equal(c.serverUrl, 'https://kw.example.com/keyward');
+  assert.deepEqual(c.serverUrls, ['https://kw.example.com/keyward']);
 });
 
 test('the CA bundle is read at start for an https server', () => {
@@ -106,5 +113,168 @@ test('a refused token is never echoed in the error', () => {
   assert.throws(
     () => loadAgentConfig({ server: 'https://a', token: 'secret value' }, {}, 'linux', SSHD),
     (e) => e instanceof AgentConfigError && !e.message.includes('secret value'),
+  );
+});
+
+// ---- several server URLs ----------------------------------------------------------------------------
+
+test('a comma-separated server setting is a list of URLs, each normalised, in the order given', () => {
+  const c = loadAgentConfig(
+    { server: 'https://kw-a:8080/, https://KW-B:8080 ,https://kw-c:443/keyward/' },
+    {},
+    'linux',
+    SSHD,
+  );
+  assert.deepEqual(c.serverUrls, ['https://kw-a:8080', 'https://kw-b:8080', 'https://kw-c/keyward']);
+  assert.ok(Object.isFrozen(c.serverUrls));
+});
+
+test('the list may come from KEYWARD_AGENT_SERVER', () => {
+  const c = loadAgentConfig(
+    {},
+    { KEYWARD_AGENT_SERVER: 'http://10.0.0.1:8080,http://10.0.0.2:8080' },
+    'linux',
+    SSHD,
+  );
+  assert.deepEqual(c.serverUrls, ['http://10.0.0.1:8080', 'http://10.0.0.2:8080']);
+});
+
+test('16 server URLs are accepted', () => {
+  const list = Array.from({ length: 16 }, (_, i) => `https://kw-${i}.example.com`);
+  assert.deepEqual(parseServerUrls(list.join(','), '--server'), list);
+});
+
+test('a CA bundle applies to every server URL when all are https', () => {
+  const c = loadAgentConfig({ server: 'https://kw-a,https://kw-b', ca: caFile }, {}, 'linux', SSHD);
+  assert.deepEqual(c.serverUrls, ['https://kw-a', 'https://kw-b']);
+  assert.match(c.ca?.toString() ?? '', /BEGIN CERTIFICATE/);
+});
+
+for (const [name, flags, env, code, setting, entry] of [
+  ['no server at all', {}, {}, 'AgentConfig.ServerRequired', 'KEYWARD_AGENT_SERVER', undefined],
+  ['an empty entry', { server: 'https://a,,https://b' }, {}, 'AgentConfig.ServerUrlInvalid', '--server', 2],
+  ['a trailing comma', { server: 'https://a,' }, {}, 'AgentConfig.ServerUrlInvalid', '--server', 2],
+  [
+    'an entry that is not a URL',
+    { server: 'https://a,kw-b' },
+    {},
+    'AgentConfig.ServerUrlInvalid',
+    '--server',
+    2,
+  ],
+  [
+    'an ftp entry',
+    { server: 'https://a,https://b,ftp://c' },
+    {},
+    'AgentConfig.ServerUrlInvalid',
+    '--server',
+    3,
+  ],
+  [
+    'an entry with credentials',
+    { server: 'https://a,https://u:p@b' },
+    {},
+    'AgentConfig.ServerUrlInvalid',
+    '--server',
+    2,
+  ],
+  [
+    'an entry with a query',
+    { server: 'https://a?x=1,https://b' },
+    {},
+    'AgentConfig.ServerUrlInvalid',
+    '--server',
+    1,
+  ],
+  [
+    'an entry with a fragment',
+    { server: 'https://a,https://b#f' },
+    {},
+    'AgentConfig.ServerUrlInvalid',
+    '--server',
+    2,
+  ],
+  [
+    'an entry longer than the state file takes',
+    { server: `https://a,https://b/${'p'.repeat(2000)}` },
+    {},
+    'AgentConfig.ServerUrlInvalid',
+    '--server',
+    2,
+  ],
+  [
+    'a duplicate',
+    { server: 'https://a:8080,https://b,https://a:8080' },
+    {},
+    'AgentConfig.ServerUrlDuplicate',
+    '--server',
+    3,
+  ],
+  [
+    'a duplicate once normalised',
+    { server: 'https://kw-a:443/,https://KW-A' },
+    {},
+    'AgentConfig.ServerUrlDuplicate',
+    '--server',
+    2,
+  ],
+  [
+    '17 URLs',
+    { server: Array.from({ length: 17 }, (_, i) => `https://kw-${i}`).join(',') },
+    {},
+    'AgentConfig.TooManyServerUrls',
+    '--server',
+    undefined,
+  ],
+  [
+    'a bad entry from the environment',
+    {},
+    { KEYWARD_AGENT_SERVER: 'https://a,nope' },
+    'AgentConfig.ServerUrlInvalid',
+    'KEYWARD_AGENT_SERVER',
+    2,
+  ],
+  [
+    'a CA bundle beside an http entry',
+    { server: 'https://a,http://b', ca: caFile },
+    {},
+    'AgentConfig.CaNeedsHttps',
+    '--ca',
+    2,
+  ],
+  [
+    'a CA bundle for one http URL',
+    { server: 'http://a', ca: caFile },
+    {},
+    'AgentConfig.CaNeedsHttps',
+    '--ca',
+    1,
+  ],
+] as const) {
+  test(`a server list with ${name} is refused with ${code}, naming the setting and the entry`, () => {
+    assert.throws(
+      () => loadAgentConfig(flags, env, 'linux', SSHD),
+      (e) => {
+        assert.ok(e instanceof AgentConfigError);
+        assert.equal(e.code, code satisfies AgentConfigErrorCode);
+        assert.equal(e.setting, setting);
+        assert.equal(e.entry, entry);
+        return true;
+      },
+    );
+  });
+}
+
+test('credentials in a refused server URL are never echoed in the error', () => {
+  assert.throws(
+    () => parseServerUrls('https://a,https://agent:hunter2@b?key=s3cret', '--server'),
+    (e) => e instanceof AgentConfigError && !/hunter2|s3cret/.test(e.message),
+  );
+});
+
+test('settings other than the server list have the generic code', () => {
+  assert.throws(
+    () => loadAgentConfig({ server: 'https://a', 'log-level': 'loud' }, {}, 'linux', SSHD),
+    (e) => e instanceof AgentConfigError && e.code === 'AgentConfig.Invalid',
   );
 });

@@ -4,9 +4,12 @@
  * agent cannot run without (sshd, its config, the CA bundle) are checked here so a typo fails at once
  * instead of at the first apply. The token file is read only when enrollment needs it (after enrolling,
  * operators are told to delete it). Only this app reads the environment (it is passed in as `env`).
+ * The server setting is a comma-separated list of base URLs (the replicas of one Keyward, or one load
+ * balancer); which of them to dial when is the agent's business (src/agent/backoff.ts).
  */
 import { accessSync, constants, readFileSync, statSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
+import { MAX_SERVER_URLS } from '../../agent/index.js';
 
 export const AGENT_LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type AgentLogLevel = (typeof AGENT_LOG_LEVELS)[number];
@@ -20,8 +23,11 @@ export interface SshdTargetConfig {
 
 /** The validated, frozen configuration. */
 export interface AgentConfig {
-  /** http: or https: base URL, normalised without a trailing slash. */
-  readonly serverUrl: string;
+  /**
+   * The server's base URLs (http: or https:, normalised without a trailing slash), 1 to
+   * MAX_SERVER_URLS of them, no two alike, in the order given.
+   */
+  readonly serverUrls: readonly string[];
   readonly token?: string;
   readonly tokenFile?: string;
   readonly stateDir: string;
@@ -57,11 +63,37 @@ export const AGENT_DEFAULTS: Readonly<{
   helperUser: 'nobody',
 });
 
-/** A bad setting: the message names the flag or variable it came from. */
+/** The longest server URL (after normalisation) the state file accepts. */
+const MAX_SERVER_URL_CHARS = 2000;
+
+/** Stable codes of AgentConfigError; the server URL list has its own, anything else is `AgentConfig.Invalid`. */
+export const AGENT_CONFIG_ERROR_CODES = [
+  'AgentConfig.Invalid',
+  'AgentConfig.ServerRequired',
+  'AgentConfig.ServerUrlInvalid',
+  'AgentConfig.ServerUrlDuplicate',
+  'AgentConfig.TooManyServerUrls',
+  'AgentConfig.CaNeedsHttps',
+] as const;
+export type AgentConfigErrorCode = (typeof AGENT_CONFIG_ERROR_CODES)[number];
+
+/** A bad setting: the message names the flag or variable it came from (and the list entry, if any). */
 export class AgentConfigError extends Error {
-  constructor(message: string) {
+  readonly code: AgentConfigErrorCode;
+  /** The flag or variable at fault, where the check knows it (always for the server URL codes). */
+  readonly setting: string | undefined;
+  /** For a list setting: the 1-based position of the bad entry. */
+  readonly entry: number | undefined;
+
+  constructor(
+    message: string,
+    options: { code?: AgentConfigErrorCode; setting?: string; entry?: number } = {},
+  ) {
     super(message);
     this.name = 'AgentConfigError';
+    this.code = options.code ?? 'AgentConfig.Invalid';
+    this.setting = options.setting;
+    this.entry = options.entry;
   }
 }
 
@@ -123,9 +155,12 @@ export function loadAgentConfig(
 
   const server = pick('server');
   if (server === undefined) {
-    throw new AgentConfigError(`the server URL is required: --server URL (or ${envName('server')})`);
+    throw new AgentConfigError(
+      `the server URL is required: --server URL[,URL...] (or ${envName('server')})`,
+      { code: 'AgentConfig.ServerRequired', setting: envName('server') },
+    );
   }
-  const serverUrl = parseServerUrl(server);
+  const serverUrls = parseServerUrls(server.value, server.source);
 
   // The token and the token file are one setting: the command line beats the environment.
   const tokenFlag = typeof flags.token === 'string' ? flags.token : undefined;
@@ -179,8 +214,13 @@ export function loadAgentConfig(
   const caSetting = pick('ca');
   let ca: Buffer | undefined;
   if (caSetting !== undefined) {
-    if (!serverUrl.startsWith('https:')) {
-      throw new AgentConfigError(`${caSetting.source}: a CA bundle only applies to an https server URL`);
+    // One bundle for every URL: a plain http URL beside it would be a downgrade nobody asked for.
+    const plain = serverUrls.findIndex((u) => !u.startsWith('https:'));
+    if (plain !== -1) {
+      throw new AgentConfigError(
+        `${caSetting.source}: a CA bundle only applies to https server URLs, and ${entryName(serverUrls.length, plain)} in ${server.source} is http`,
+        { code: 'AgentConfig.CaNeedsHttps', setting: caSetting.source, entry: plain + 1 },
+      );
     }
     ca = readCa(caSetting);
   }
@@ -218,7 +258,7 @@ export function loadAgentConfig(
 
   return Object.freeze({
     logon,
-    serverUrl,
+    serverUrls,
     ...(token !== undefined && { token: token.value }),
     ...(tokenFile !== undefined && { tokenFile: tokenFile.value }),
     stateDir: stateDir.value,
@@ -232,24 +272,68 @@ export function loadAgentConfig(
   });
 }
 
-function parseServerUrl(setting: Setting): string {
+/**
+ * Parses the server setting `value` (from `source`, a flag or variable): base URLs separated by commas,
+ * blanks around each ignored. Each is http: or https: without credentials, a query or a fragment, and is
+ * normalised (origin plus path, no trailing slash) before duplicates are looked for. Pure; the errors
+ * name the setting and the entry.
+ */
+export function parseServerUrls(value: string, source: string): readonly string[] {
+  const entries = value.split(',').map((e) => e.trim());
+  if (entries.length > MAX_SERVER_URLS) {
+    throw new AgentConfigError(`${source}: at most ${MAX_SERVER_URLS} server URLs, not ${entries.length}`, {
+      code: 'AgentConfig.TooManyServerUrls',
+      setting: source,
+    });
+  }
+  const urls: string[] = [];
+  entries.forEach((entry, i) => {
+    const url = parseServerUrl(entry, source, entryName(entries.length, i), i + 1);
+    const first = urls.indexOf(url);
+    if (first !== -1) {
+      throw new AgentConfigError(`${source}: server URL ${i + 1} (${url}) repeats server URL ${first + 1}`, {
+        code: 'AgentConfig.ServerUrlDuplicate',
+        setting: source,
+        entry: i + 1,
+      });
+    }
+    urls.push(url);
+  });
+  return Object.freeze(urls);
+}
+
+/** How messages name entry `index` of `count`: "server URL 2" in a list, "the server URL" alone. */
+function entryName(count: number, index: number): string {
+  return count > 1 ? `server URL ${index + 1}` : 'the server URL';
+}
+
+function parseServerUrl(value: string, source: string, name: string, entry: number): string {
+  const fail = (why: string): never => {
+    throw new AgentConfigError(`${source}: ${why}`, {
+      code: 'AgentConfig.ServerUrlInvalid',
+      setting: source,
+      entry,
+    });
+  };
+  if (value === '') return fail(`${name} is empty (separate URLs with single commas)`);
   let url: URL;
   try {
-    url = new URL(setting.value);
+    url = new URL(value);
   } catch {
-    throw new AgentConfigError(
-      `${setting.source}: "${setting.value}" is not a URL (e.g. https://keyward.example.com)`,
-    );
+    return fail(`${name}, "${value.slice(0, 200)}", is not a URL (e.g. https://keyward.example.com)`);
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    throw new AgentConfigError(`${setting.source}: the server URL must start with https:// (or http://)`);
+    return fail(`${name} must start with https:// (or http://), not ${url.protocol.slice(0, 20)}`);
   }
   if (url.username !== '' || url.password !== '' || url.search !== '' || url.hash !== '') {
-    throw new AgentConfigError(
-      `${setting.source}: the server URL must not carry credentials, a query or a fragment`,
-    );
+    // Named by its host only: the rest may be a secret.
+    return fail(`${name} (${url.host}) must not carry credentials, a query or a fragment`);
   }
-  return `${url.origin}${url.pathname.replace(/\/+$/, '')}`;
+  const normalised = `${url.origin}${url.pathname.replace(/\/+$/, '')}`;
+  if (normalised.length > MAX_SERVER_URL_CHARS) {
+    return fail(`${name} (${url.host}) is longer than ${MAX_SERVER_URL_CHARS} characters`);
+  }
+  return normalised;
 }
 
 function checkPath(setting: Setting): void {

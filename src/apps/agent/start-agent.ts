@@ -76,7 +76,7 @@ export async function startAgent(config: AgentConfig, deps: StartAgentDeps): Pro
   try {
     result = await runAgent(
       {
-        serverUrl: config.serverUrl,
+        serverUrls: config.serverUrls,
         stateDir: config.stateDir,
         loginUser: config.loginUser,
         agentVersion: readAgentVersion(),

@@ -57,8 +57,9 @@ export async function agentCommand(args: readonly string[], io: CliIo): Promise<
   // The identity key and state are for root (the agent's user) only.
   process.umask(0o077);
   const logger = createAgentLogger(config.logLevel, io.stdout);
-  if (config.serverUrl.startsWith('http:')) {
-    logger.warn({ serverUrl: config.serverUrl }, 'plain http is not encrypted: use https outside a lab');
+  const plainHttp = config.serverUrls.filter((url) => url.startsWith('http:'));
+  if (plainHttp.length > 0) {
+    logger.warn({ serverUrls: plainHttp }, 'plain http is not encrypted: use https outside a lab');
   }
   const stop = new AbortController();
   const onSignal = (signal: NodeJS.Signals): void => {

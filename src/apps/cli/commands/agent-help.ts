@@ -1,6 +1,6 @@
 /** Help text of `keyward agent`, apart from the command so the CLI can show it without loading the agent. */
 import { DEFAULT_SSHD_TARGET } from '../../../agent/host/index.js';
-export const AGENT_HELP = `Usage: keyward agent --server URL [options]
+export const AGENT_HELP = `Usage: keyward agent --server URL[,URL...] [options]
 
 Runs the Keyward agent on this Linux host: enrolls it once with a one-time token, keeps an outbound
 connection to the server, applies the key pair bound to the host and serves one-time logon keys to sshd
@@ -8,7 +8,10 @@ through an AuthorizedKeysCommand. Runs as root (it manages the login user's ~/.s
 sshd drop-ins and the helper).
 
 Options (each also as an environment variable, e.g. --state-dir ↔ KEYWARD_AGENT_STATE_DIR):
-  --server URL             the Keyward server, e.g. https://keyward.example.com (required)
+  --server URL[,URL...]    the Keyward server, e.g. https://keyward.example.com (required); or up to 16
+                           replicas of one Keyward, comma-separated: the agent enrolls through the first
+                           that answers, connects to one picked at random and fails over to the next
+                           when it cannot connect or the connection drops
   --token TOKEN            one-time enrollment token (first run only; visible in ps: prefer --token-file)
   --token-file FILE        file holding the enrollment token (read only when enrolling)
   --state-dir DIR          identity key and state (default /var/lib/keyward-agent, mode 0700)
@@ -17,7 +20,7 @@ Options (each also as an environment variable, e.g. --state-dir ↔ KEYWARD_AGEN
   --sshd-config FILE       sshd's main config file (default ${DEFAULT_SSHD_TARGET.configFile})
   --sshd-pid-file FILE     sshd's pid file, to signal a reload (default ${DEFAULT_SSHD_TARGET.pidFile})
   --sshd-binary FILE       sshd, for sshd -t and sshd -T (default ${DEFAULT_SSHD_TARGET.sshdBinary})
-  --ca FILE                PEM CA bundle that signed the server's certificate (https only)
+  --ca FILE                PEM CA bundle that signed the server's certificate (https only, every URL)
   --once                   apply the first desired state, acknowledge it and exit (60 s limit)
   --log-level LEVEL        fatal, error, warn, info (default), debug, trace or silent
   --grants-dir DIR         one-time grants, read by the helper (default /run/keyward-agent/grants)
