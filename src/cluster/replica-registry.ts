@@ -56,17 +56,28 @@ export class ReplicaRegistry {
     return sql<boolean>`(${sql.ref(`${alias}.id`)} = ${this.id} OR ${sql.ref(`${alias}.heartbeat_ms`)} > ${sqlNowMs(this.#d.db)} - ${REPLICA_TTL_MS})`;
   }
 
-  /** Writes this replica's row and starts the heartbeat. */
-  async start(endpoint: string): Promise<void> {
+  /**
+   * Writes this replica's row (taking over the row of a previous process with the same id, whose agent
+   * connections all died with it) and starts the heartbeat. `sole`: this is the only replica there can be
+   * (embedded SQLite), so every other replica's leases are stale too.
+   */
+  async start(options: { readonly sole?: boolean } = {}): Promise<void> {
     const now = this.#d.clock.nowMs();
+    const row = {
+      id: this.id,
+      started_at: new Date(now).toISOString(),
+      heartbeat_ms: sqlNowMs(this.#d.db),
+      endpoint: '',
+    };
+    const stale = this.#d.db.deleteFrom('agent_leases');
+    await (options.sole === true ? stale : stale.where('replica_id', '=', this.id)).execute();
+    if (options.sole === true) await this.#d.db.deleteFrom('replicas').where('id', '!=', this.id).execute();
     await this.#d.db
       .insertInto('replicas')
-      .values({
-        id: this.id,
-        started_at: new Date(now).toISOString(),
-        heartbeat_ms: sqlNowMs(this.#d.db),
-        endpoint,
-      })
+      .values(row)
+      .onConflict((oc) =>
+        oc.column('id').doUpdateSet({ started_at: row.started_at, heartbeat_ms: row.heartbeat_ms, endpoint: '' }),
+      )
       .execute();
     this.#timer = setInterval(() => {
       this.#beating ??= this.#beat().finally(() => {
@@ -74,6 +85,11 @@ export class ReplicaRegistry {
       });
     }, this.#heartbeatMs);
     this.#timer.unref();
+  }
+
+  /** Records where this replica listens (known once it does). */
+  async announce(endpoint: string): Promise<void> {
+    await this.#d.db.updateTable('replicas').set({ endpoint }).where('id', '=', this.id).execute();
   }
 
   /** Runs `listener` after every heartbeat (in registration order, one beat at a time). */

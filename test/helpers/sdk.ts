@@ -19,9 +19,13 @@ export interface SdkOptions {
   /** PEM of a CA to trust for https. */
   readonly ca?: string;
   readonly regionId?: string;
-  /** The SDK's read timeout in ms (its default is 3 s). */
+  /** The SDK's read timeout in ms (default here 30 s: the SDK's own 3 s fails on a busy 2-core machine). */
   readonly readTimeout?: number;
 }
+
+/** Client timeouts that hold on a loaded CI machine; tests assert outcomes, never durations. */
+const TEST_READ_TIMEOUT_MS = 30_000;
+const TEST_CONNECT_TIMEOUT_MS = 10_000;
 
 /** An SDK client configured as the ECS-API.md contract says. */
 export function sdkClient(
@@ -38,7 +42,8 @@ export function sdkClient(
       regionId: opts.regionId ?? 'local',
       ...(opts.signatureAlgorithm !== undefined && { signatureAlgorithm: opts.signatureAlgorithm }),
       ...(opts.ca !== undefined && { ca: opts.ca }),
-      ...(opts.readTimeout !== undefined && { readTimeout: opts.readTimeout }),
+      readTimeout: opts.readTimeout ?? TEST_READ_TIMEOUT_MS,
+      connectTimeout: TEST_CONNECT_TIMEOUT_MS,
     }),
   );
 }

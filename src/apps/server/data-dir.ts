@@ -23,6 +23,26 @@ import { MASTER_KEY_BYTES } from '../../platform/crypto/secret-box.js';
 export const DATABASE_FILE = 'keyward.sqlite';
 export const MASTER_KEY_FILE = 'master.key';
 export const INITIAL_CREDENTIALS_FILE = 'initial-credentials.json';
+export const REPLICA_ID_FILE = 'replica-id';
+
+/**
+ * This data directory's replica id, made on first start. A server restarted on the same data directory
+ * is the same replica: it takes its old row and drops the agent leases its previous process held (those
+ * connections died with it), instead of leaving them to look alive until the heartbeat runs out.
+ */
+export function loadOrCreateReplicaId(dir: string, make: () => string): string {
+  const path = join(dir, REPLICA_ID_FILE);
+  try {
+    const text = readFileSync(path, 'utf8').trim();
+    if (!/^r[0-9a-f]{16}$/.test(text)) throw new Error(`${path} does not hold a replica id; remove it`);
+    return text;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  const id = make();
+  writeSecretFile(path, `${id}\n`);
+  return id;
+}
 
 /** Creates the data directory (0700) if missing; refuses a path that exists and is not a directory. */
 export function ensureDataDir(dir: string): void {

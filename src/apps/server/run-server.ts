@@ -9,7 +9,7 @@ import type { FastifyInstance } from 'fastify';
 import { pino, type Logger } from 'pino';
 import { AccessKeyStore } from '../../accounts/index.js';
 import { ConsoleSignIn, MfaStore, PolicyStore, UserStore } from '../../identity/index.js';
-import { PostgresBus, ReplicaRegistry } from '../../cluster/index.js';
+import { newReplicaId, PostgresBus, ReplicaRegistry } from '../../cluster/index.js';
 import {
   AgentGateway,
   AgentHub,
@@ -38,6 +38,7 @@ import {
   ensureDataDir,
   INITIAL_CREDENTIALS_FILE,
   loadOrCreateMasterKey,
+  loadOrCreateReplicaId,
   writeSecretFile,
 } from './data-dir.js';
 import { describeDatabase, type ServerConfig } from './server-config.js';
@@ -101,7 +102,12 @@ export async function startServer(
           },
         },
   );
-  const replica = new ReplicaRegistry({ db, clock, logger });
+  const replica = new ReplicaRegistry({
+    db,
+    clock,
+    logger,
+    id: loadOrCreateReplicaId(config.dataDir, newReplicaId),
+  });
   let bus: PostgresBus | undefined;
   try {
     // First-start work under the startup lock: on PostgreSQL, replicas starting together create one
@@ -121,6 +127,8 @@ export async function startServer(
       );
     }
     const keyPairs = new KeyPairService({ repository: new KeyPairRepository(db), clock });
+    // Before any agent can connect: drop the leases this replica's previous process left behind.
+    await replica.start({ sole: config.database === undefined });
     const hub = new AgentHub();
     const presence = new AgentPresence({ db, clock, replicas: replica });
     if (config.database !== undefined) {
@@ -229,7 +237,7 @@ export async function startServer(
       if (nonces instanceof SharedNonceStore) await nonces.prune(clock.nowMs());
       await limiter.prune();
     });
-    await replica.start(endpoint);
+    await replica.announce(endpoint);
 
     const initialCredentialsFile = await withStartupLock(db, async () => {
       if ((await accessKeys.findAccountId()) !== undefined) return undefined;
