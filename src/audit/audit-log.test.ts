@@ -60,7 +60,8 @@ async function fresh(name: string): Promise<Fresh> {
   }
   const file = join(dir, `${name}.sqlite`);
   const db = await openDatabase({ kind: 'sqlite', file });
-  const run = (setup: string | undefined, sql: string): Promise<void> => {
+  const run = async (setup: string | undefined, sql: string): Promise<void> => {
+    await Promise.resolve();
     const raw = new BetterSqlite3(file);
     try {
       if (setup !== undefined) raw.exec(setup);
@@ -68,7 +69,6 @@ async function fresh(name: string): Promise<Fresh> {
     } finally {
       raw.close();
     }
-    return Promise.resolve();
   };
   return {
     db,
@@ -198,6 +198,30 @@ test('list filters by type prefix, actor, instance and time, newest first, with 
     assert.equal((await log.list({ instanceId: 'i-aaaaaaaaaaaaaaaaaaaa', limit: 100 })).length, 11);
     assert.equal((await log.list({ actor: 'root', limit: 100 })).length, 0);
     assert.equal((await log.list({ since: '2999-01-01T00:00:00.000Z', limit: 100 })).length, 0);
+  } finally {
+    await close();
+  }
+});
+
+test('a group-commit timer that finds the queue already taken leaves later events flushable', async () => {
+  const { log, close } = await fresh('empty-flush');
+  try {
+    const first = log.append(ev(1)); // a flush starts
+    log.record(ev(2)); // arms the 10 ms timer; the running flush takes this event with it
+    await first;
+    await new Promise((resolve) => setTimeout(resolve, 50)); // the timer fires on an empty queue
+    for (let i = 3; i < 10; i++) log.record(ev(i));
+    let timer: NodeJS.Timeout | undefined;
+    const stuck = new Promise<string>((resolve) => {
+      timer = setTimeout(() => {
+        resolve('stuck');
+      }, 10_000);
+    });
+    assert.equal(await Promise.race([log.drain().then(() => 'drained'), stuck]), 'drained');
+    clearTimeout(timer);
+    const r = await log.verify();
+    assert.equal(r.ok, true);
+    assert.equal(r.count, 9);
   } finally {
     await close();
   }

@@ -216,7 +216,17 @@ export class AuditLog {
   #startFlush(): void {
     clearTimeout(this.#timer);
     this.#timer = undefined;
-    this.#flushing ??= this.#flush();
+    // `finally` runs in a later microtask, after `#flushing` is set, even when the queue was empty and
+    // `#flush` had nothing to await: the state is cleared by the promise it describes, never before.
+    this.#flushing ??= this.#flush().finally(() => {
+      this.#flushing = undefined;
+      // Events recorded while the last batch committed wait for their own timer.
+      if (this.#queue.length > 0 && this.#timer === undefined) {
+        this.#timer = setTimeout(() => {
+          this.#startFlush();
+        }, GROUP_COMMIT_MS);
+      }
+    });
   }
 
   /** Appends without waiting (hot paths); a failure is logged with the event type, never dropped silently. */
@@ -237,26 +247,16 @@ export class AuditLog {
   }
 
   async #flush(): Promise<void> {
-    try {
-      while (this.#queue.length > 0) {
-        const batch = this.#queue.splice(0, MAX_BATCH);
-        try {
-          const records = await this.#commit(batch);
-          batch.forEach((p, i) => {
-            const r = records[i];
-            if (r !== undefined) p.resolve(r);
-          });
-        } catch (err) {
-          for (const p of batch) p.reject(err);
-        }
-      }
-    } finally {
-      this.#flushing = undefined;
-      // Events recorded while the last batch committed wait for their own timer.
-      if (this.#queue.length > 0 && this.#timer === undefined) {
-        this.#timer = setTimeout(() => {
-          this.#startFlush();
-        }, GROUP_COMMIT_MS);
+    while (this.#queue.length > 0) {
+      const batch = this.#queue.splice(0, MAX_BATCH);
+      try {
+        const records = await this.#commit(batch);
+        batch.forEach((p, i) => {
+          const r = records[i];
+          if (r !== undefined) p.resolve(r);
+        });
+      } catch (err) {
+        for (const p of batch) p.reject(err);
       }
     }
   }
