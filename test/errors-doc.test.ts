@@ -1,10 +1,11 @@
 /**
  * Keeps docs/errors.md and the error registry (src/platform/errors.ts) in step: the same codes with the
- * same HTTP statuses, and the client-side codes of the RpcClient listed too.
+ * same HTTP statuses, and the client-side codes of the RpcClient and the codes of `keyward backup` listed too.
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
+import { BACKUP_ERROR_CODES } from '../src/apps/server/database-backup.js';
 import { RPC_CLIENT_ERROR_CODES } from '../src/client/index.js';
 import { ERROR_CODES } from '../src/platform/errors.js';
 import { repoRoot } from './helpers/repo-root.js';
@@ -33,6 +34,10 @@ function codesUnder(title: string): string[] {
 test('docs/errors.md lists every client-side error code', () => {
   const documented = codesUnder('Client-side codes');
   assert.deepEqual(documented.sort(), [...RPC_CLIENT_ERROR_CODES].sort());
+});
+
+test('docs/errors.md lists every code of keyward backup', () => {
+  assert.deepEqual(codesUnder('Backup codes').sort(), [...BACKUP_ERROR_CODES].sort());
 });
 
 test('docs/errors.md lists every per-instance code the agent can report', async () => {

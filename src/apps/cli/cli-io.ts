@@ -21,9 +21,15 @@ export class UsageError extends Error {
   }
 }
 
-/** A failure to report as-is (no stack), exit code 1. */
+/**
+ * A failure to report as-is (no stack), exit code 1. With a `code` (a stable name such as
+ * `Backup.TargetExists`, listed in docs/errors.md) it prints as `keyward: CODE: message`, like API errors.
+ */
 export class CliFailure extends Error {
-  constructor(message: string) {
+  constructor(
+    message: string,
+    readonly code?: string,
+  ) {
     super(message);
     this.name = 'CliFailure';
   }

@@ -15,6 +15,7 @@ Usage: keyward <command> [options]
 Commands:
   server                          run the Keyward server (API on POST /, GET /healthz)
   agent                           run the Keyward agent on a Linux host (enroll, stay connected, apply)
+  backup --to FILE                copy the server's database while it runs (online, checked, 0600)
   keypair create|import|list|show|delete|attach|detach
                                   manage SSH key pairs (ECS-compatible) and bind them to instances
   instance enroll-token|list|show|rename|tag|untag|revoke
@@ -47,6 +48,7 @@ Read commands take --json. Exit status: 0 success, 1 failure, 2 usage error.
 const HELP: Record<string, () => Promise<string>> = {
   server: async () => (await import('./commands/server-help.js')).SERVER_HELP,
   agent: async () => (await import('./commands/agent-help.js')).AGENT_HELP,
+  backup: async () => (await import('./commands/backup-help.js')).BACKUP_HELP,
   keypair: async () => (await import('./commands/keypair-command.js')).KEYPAIR_HELP,
   instance: async () => (await import('./commands/instance-command.js')).INSTANCE_HELP,
   accesskey: async () => (await import('./commands/accesskey-command.js')).ACCESSKEY_HELP,
@@ -99,6 +101,11 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo()): 
         const { agentCommand } = await import('./commands/agent-command.js');
         return await agentCommand(rest, io);
       }
+      case 'backup': {
+        // Loaded on demand, like the server: client commands should not pay for SQLite's native module.
+        const { backupCommand } = await import('./commands/backup-command.js');
+        return await backupCommand(rest, io);
+      }
       case 'keypair':
         return await (await import('./commands/keypair-command.js')).keypairCommand(rest, io, connect);
       case 'instance':
@@ -140,7 +147,7 @@ function reportError(err: unknown, io: CliIo, command: string | undefined): numb
     return 1;
   }
   if (err instanceof CliFailure) {
-    println(io.stderr, `keyward: ${err.message}`);
+    println(io.stderr, `keyward: ${err.code === undefined ? '' : `${err.code}: `}${err.message}`);
     return 1;
   }
   println(

@@ -76,7 +76,8 @@ export function writeSecretFile(path: string, content: string): void {
   syncDir(dirname(path));
 }
 
-function syncDir(dir: string): void {
+/** fsyncs a directory, so a file created or renamed in it survives a power cut (see fsync(2), NOTES). */
+export function syncDir(dir: string): void {
   const fd = openSync(dir, 'r');
   try {
     fsyncSync(fd);

@@ -3,7 +3,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { test } from 'node:test';
-import { ConfigError, loadServerConfig } from './server-config.js';
+import { ConfigError, loadServerConfig, resolveDataDir } from './server-config.js';
 
 test('defaults: ./data, 127.0.0.1:8080, region local, log level info, no TLS', () => {
   const c = loadServerConfig({}, {});
@@ -72,4 +72,26 @@ test('a config file with an unknown field or bad JSON is refused with the file n
 test('a master key from the environment must be 32 bytes of base64', () => {
   const key = Buffer.alloc(32, 7).toString('base64');
   assert.equal(loadServerConfig({}, { KEYWARD_MASTER_KEY: key }).masterKey?.length, 32);
+});
+
+test('resolveDataDir finds the data directory as the server does: flag, then KEYWARD_DATA_DIR, then the file', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'kw-config-'));
+  const file = join(dir, 'keyward.json');
+  writeFileSync(file, JSON.stringify({ dataDir: '/srv/from-file', listen: 'not an address' }));
+  const env = { KEYWARD_CONFIG: file, KEYWARD_LISTEN: 'nope either' };
+  assert.equal(
+    resolveDataDir({ dataDir: '/srv/flag' }, { ...env, KEYWARD_DATA_DIR: '/srv/env' }),
+    '/srv/flag',
+  );
+  assert.equal(resolveDataDir({}, { ...env, KEYWARD_DATA_DIR: '/srv/env' }), '/srv/env');
+  assert.equal(resolveDataDir({}, env), '/srv/from-file');
+  assert.equal(resolveDataDir({}, {}), resolve('./data'));
+  assert.equal(
+    resolveDataDir({}, { KEYWARD_DATA_DIR: 'relative/dir' }),
+    loadServerConfig({}, { KEYWARD_DATA_DIR: 'relative/dir' }).dataDir,
+  );
+  assert.throws(
+    () => resolveDataDir({ dataDir: 'a\0b' }, {}),
+    (e) => e instanceof ConfigError && e.message.includes('--data-dir'),
+  );
 });

@@ -134,6 +134,43 @@ function readConfigFile(path: string): Partial<Record<Field, RawSetting>> {
   return out;
 }
 
+type Picker = (field: Field) => RawSetting | undefined;
+
+/** Where each setting comes from: the flag, else its KEYWARD_* variable, else the config file. */
+function settingPicker(
+  flags: Partial<Record<Field | 'config', string>>,
+  env: Readonly<Record<string, string | undefined>>,
+): Picker {
+  const configPath = flags.config ?? env['KEYWARD_CONFIG'];
+  const fromFile = configPath !== undefined && configPath !== '' ? readConfigFile(configPath) : {};
+  return (field) => {
+    const flag = flags[field];
+    if (flag !== undefined) return { value: flag, source: FLAG_NAMES[field] };
+    const envValue = env[ENV_NAMES[field]];
+    if (envValue !== undefined && envValue !== '') return { value: envValue, source: ENV_NAMES[field] };
+    return fromFile[field];
+  };
+}
+
+function pickDataDir(pick: Picker): string {
+  const dataDir = pick('dataDir') ?? { value: DEFAULTS.dataDir, source: 'default' };
+  if (dataDir.value.includes('\0'))
+    throw new ConfigError(`${dataDir.source}: the data directory path is not valid`);
+  return resolve(dataDir.value);
+}
+
+/**
+ * The server's data directory alone, found exactly as `loadServerConfig` finds it (flag, KEYWARD_DATA_DIR,
+ * the config file, ./data), for tools that work on the directory (`keyward backup`) and should not fail on
+ * the server's other settings. Throws ConfigError.
+ */
+export function resolveDataDir(
+  flags: Partial<Record<'dataDir' | 'config', string>>,
+  env: Readonly<Record<string, string | undefined>>,
+): string {
+  return pickDataDir(settingPicker(flags, env));
+}
+
 /**
  * Builds the configuration. `flags` are the parsed command line values (undefined when not given).
  * Throws ConfigError naming the source of the first bad value.
@@ -142,19 +179,8 @@ export function loadServerConfig(
   flags: Partial<Record<Field | 'config', string>>,
   env: Readonly<Record<string, string | undefined>>,
 ): ServerConfig {
-  const configPath = flags.config ?? env['KEYWARD_CONFIG'];
-  const fromFile = configPath !== undefined && configPath !== '' ? readConfigFile(configPath) : {};
-  const pick = (field: Field): RawSetting | undefined => {
-    const flag = flags[field];
-    if (flag !== undefined) return { value: flag, source: FLAG_NAMES[field] };
-    const envValue = env[ENV_NAMES[field]];
-    if (envValue !== undefined && envValue !== '') return { value: envValue, source: ENV_NAMES[field] };
-    return fromFile[field];
-  };
-
-  const dataDir = pick('dataDir') ?? { value: DEFAULTS.dataDir, source: 'default' };
-  if (dataDir.value.includes('\0'))
-    throw new ConfigError(`${dataDir.source}: the data directory path is not valid`);
+  const pick = settingPicker(flags, env);
+  const dataDir = pickDataDir(pick);
 
   const listen = pick('listen') ?? { value: DEFAULTS.listen, source: 'default' };
   const { host, port } = parseListen(listen);
@@ -219,7 +245,7 @@ export function loadServerConfig(
   return Object.freeze({
     logon,
     ...(database !== undefined && { database }),
-    dataDir: resolve(dataDir.value),
+    dataDir,
     host,
     port,
     regionId: region.value,
