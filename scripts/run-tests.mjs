@@ -22,7 +22,8 @@ function findTests(dir) {
 }
 
 /** Files whose tests reach storage: a server, a repository, or the test database helper. */
-const TOUCHES_STORAGE = /startInProcessServer|startChildServer|openTestDatabase|startServer\(|helpers\/(server|database|logon-fixture|console-fixture)\.js/;
+const TOUCHES_STORAGE =
+  /startInProcessServer|startChildServer|openTestDatabase|startServer\(|helpers\/(server|database|logon-fixture|console-fixture)\.js/;
 
 const roots = ['dist/src', 'dist/test'];
 const only = process.argv.slice(2).filter((a) => !a.startsWith('--'));

@@ -25,10 +25,10 @@ interface Fresh {
   readonly db: Db;
   readonly log: AuditLog;
   /** Runs SQL on a connection of its own, as the application's role would (triggers in force). */
-  raw(sql: string): Promise<void>;
+  readonly raw: (sql: string) => Promise<void>;
   /** Runs SQL as an attacker with write access to the database would: triggers bypassed, rows edited. */
-  tamper(sql: string): Promise<void>;
-  close(): Promise<void>;
+  readonly tamper: (sql: string) => Promise<void>;
+  readonly close: () => Promise<void>;
 }
 
 /** A fresh database on this run's engine (test/helpers/database.ts). */

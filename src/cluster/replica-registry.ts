@@ -76,7 +76,9 @@ export class ReplicaRegistry {
       .insertInto('replicas')
       .values(row)
       .onConflict((oc) =>
-        oc.column('id').doUpdateSet({ started_at: row.started_at, heartbeat_ms: row.heartbeat_ms, endpoint: '' }),
+        oc
+          .column('id')
+          .doUpdateSet({ started_at: row.started_at, heartbeat_ms: row.heartbeat_ms, endpoint: '' }),
       )
       .execute();
     this.#timer = setInterval(() => {

@@ -93,8 +93,16 @@ interface Waiter {
 export function toApplyOutcome(outcome: RequestOutcome): ApplyOutcome {
   if (outcome.kind !== 'answered') return outcome;
   if (outcome.answer.t !== 'applied') return { kind: 'no-answer' };
-  const { t: _t, ...state } = outcome.answer;
-  return { kind: 'applied', state };
+  const a = outcome.answer;
+  return {
+    kind: 'applied',
+    state: {
+      generation: a.generation,
+      ok: a.ok,
+      ...(a.code !== undefined && { code: a.code }),
+      ...(a.message !== undefined && { message: a.message }),
+    },
+  };
 }
 
 export class AgentHub<L extends AgentLink = AgentLink> {
@@ -249,8 +257,7 @@ export class AgentHub<L extends AgentLink = AgentLink> {
     const m = req.message;
     const sent =
       m.t === 'desired'
-        ? (this.pushDesired(req.instanceId, { generation: m.generation, binding: m.binding }),
-          true) // a connection in its handshake gets it right after welcome
+        ? (this.pushDesired(req.instanceId, { generation: m.generation, binding: m.binding }), true) // a connection in its handshake gets it right after welcome
         : this.sendNow(req.instanceId, m);
     if (!sent) {
       for (const w of [...(this.#waiters.get(req.instanceId) ?? [])]) {

@@ -17,14 +17,7 @@ import {
   type ServerMessage,
 } from '../agent-channel/index.js';
 import type { ClusterBus } from '../cluster/index.js';
-import type {
-  AgentAnswer,
-  AgentHub,
-  AgentRequest,
-  AnswerMatch,
-  RemoteAgents,
-  RequestOutcome,
-} from './agent-hub.js';
+import type { AgentHub, AgentRequest, AnswerMatch, RemoteAgents, RequestOutcome } from './agent-hub.js';
 import type { AgentPresence } from './agent-presence.js';
 
 /** How much longer than the request's own timeout the asking replica waits for the holder's answer. */
@@ -115,12 +108,15 @@ export class AgentRelay implements RemoteAgents {
     const hub = this.#d.hub;
     switch (envelope.op) {
       case 'request': {
-        const { id, from, op: _op, ...request } = envelope;
-        void hub.requestHere(request).then(async (outcome) => {
-          await this.#d.bus.send(from, { op: 'answer', id, outcome } satisfies Envelope);
-        }).catch((err: unknown) => {
-          this.#d.logger.warn({ err, replicaId: from }, 'could not answer another replica');
-        });
+        const { id, from, instanceId, message, match, timeoutMs } = envelope;
+        void hub
+          .requestHere({ instanceId, message, match, timeoutMs })
+          .then(async (outcome) => {
+            await this.#d.bus.send(from, { op: 'answer', id, outcome } satisfies Envelope);
+          })
+          .catch((err: unknown) => {
+            this.#d.logger.warn({ err, replicaId: from }, 'could not answer another replica');
+          });
         return;
       }
       case 'answer':
@@ -170,7 +166,7 @@ function parseOutcome(v: unknown): RequestOutcome {
     case 'answered': {
       const answer = parseAgentMessage(JSON.stringify(o['answer']));
       if (answer.t !== 'applied' && answer.t !== 'grant-result') return fail('bad answer');
-      return { kind: 'answered', answer: answer as AgentAnswer };
+      return { kind: 'answered', answer };
     }
     case 'superseded':
       if (!Number.isSafeInteger(o['generation'])) return fail('bad generation');

@@ -143,7 +143,10 @@ export class TerminalGateway {
       },
       (err: unknown) => {
         this.#d.logger.warn({ err }, 'could not redeem a terminal ticket');
-        refuseUpgrade(socket, new AppError('ServiceUnavailable', 'The terminal cannot be opened right now; retry.'));
+        refuseUpgrade(
+          socket,
+          new AppError('ServiceUnavailable', 'The terminal cannot be opened right now; retry.'),
+        );
       },
     );
   }

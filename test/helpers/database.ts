@@ -85,14 +85,21 @@ export async function dumpTables(
   where: { readonly sqliteFile?: string; readonly url?: string },
   skip: (table: string) => boolean,
 ): Promise<string> {
-  const db = where.url !== undefined
-    ? await openDatabase({ kind: 'postgres', url: where.url, maxConnections: 2 })
-    : await openDatabase({ kind: 'sqlite', file: where.sqliteFile ?? '' });
+  const db =
+    where.url !== undefined
+      ? await openDatabase({ kind: 'postgres', url: where.url, maxConnections: 2 })
+      : await openDatabase({ kind: 'sqlite', file: where.sqliteFile ?? '' });
   try {
-    const tables = (await db.introspection.getTables()).map((t) => t.name).filter((n) => !skip(n)).sort();
+    const tables = (await db.introspection.getTables())
+      .map((t) => t.name)
+      .filter((n) => !skip(n))
+      .sort();
     const out: Record<string, unknown[]> = {};
     for (const name of tables) {
-      const rows = (await db.selectFrom(name as never).selectAll().execute()) as Record<string, unknown>[];
+      const rows = (await db
+        .selectFrom(name as never)
+        .selectAll()
+        .execute()) as Record<string, unknown>[];
       out[name] = rows.map((r) => JSON.stringify(r)).sort();
     }
     return JSON.stringify(out);

@@ -117,7 +117,10 @@ export async function startServer(
       const masterKey = config.masterKey ?? loadOrCreateMasterKey(config.dataDir, databaseIsNew);
       const box = new SecretBox(masterKey);
       await new AccessKeyStore({ db, secretBox: box, clock }).checkMasterKey();
-      return { secretBox: box, grantSigning: await loadOrCreateGrantSigningKey({ db, secretBox: box, clock }) };
+      return {
+        secretBox: box,
+        grantSigning: await loadOrCreateGrantSigningKey({ db, secretBox: box, clock }),
+      };
     });
     const accessKeys = new AccessKeyStore({ db, secretBox, clock });
     if (grantSigning.created) {

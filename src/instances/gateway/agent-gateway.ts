@@ -490,7 +490,8 @@ export class AgentGateway implements SessionOwner {
     for (const link of links) {
       if (link.phase !== 'open') continue;
       const current = leases.get(link.instanceId);
-      if (current === undefined) await this.#presence.claim(link.instanceId, link.connectionId, link.remoteAddress);
+      if (current === undefined)
+        await this.#presence.claim(link.instanceId, link.connectionId, link.remoteAddress);
       else if (current !== link.connectionId) {
         this.closeSession(link, CLOSE_CODES.replaced, 'replaced by a newer connection');
       }

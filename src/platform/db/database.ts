@@ -102,11 +102,12 @@ function openSqlite(options: SqliteOptions): Db {
 const INT8_OID = 20;
 
 function openPostgres(options: PostgresOptions): Db {
+  const builtin = pg.types.getTypeParser as (oid: number, format: 'text' | 'binary') => unknown;
   const types = {
-    getTypeParser: (oid: number, format?: 'text' | 'binary') =>
+    getTypeParser: ((oid: number, format?: 'text' | 'binary'): unknown =>
       oid === INT8_OID && format !== 'binary'
         ? (value: string) => Number(value)
-        : pg.types.getTypeParser(oid, format ?? 'text'),
+        : builtin(oid, format ?? 'text')) as pg.CustomTypesConfig['getTypeParser'],
   };
   const pool = new pg.Pool({
     connectionString: options.url,

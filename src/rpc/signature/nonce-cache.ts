@@ -108,7 +108,10 @@ export class NonceCache implements NonceStore {
     }
     const held = this.heldBy(accessKeyId);
     if (held >= this.#maxPerKey || this.#entries.size >= this.#maxEntries) {
-      const retryAfterMs = Math.max(1, Math.ceil(this.#oldestExpiry(held >= this.#maxPerKey ? accessKeyId : undefined) - nowMs));
+      const retryAfterMs = Math.max(
+        1,
+        Math.ceil(this.#oldestExpiry(held >= this.#maxPerKey ? accessKeyId : undefined) - nowMs),
+      );
       throw new AppError(
         'Throttling.User',
         `Too many signed requests within the last ${Math.round(this.#windowMs / 1000)} seconds; ` +
