@@ -4,11 +4,10 @@
  * the altered event and exits 1.
  */
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import BetterSqlite3 from 'better-sqlite3';
 import { RpcClient } from '../src/client/index.js';
 import { credentialsEnv, keyward } from './helpers/cli.js';
+import { tamperStorage } from './helpers/database.js';
 import { makeTempDir, removeDir, startInProcessServer, type TestServer } from './helpers/server.js';
 
 let server: TestServer;
@@ -72,13 +71,7 @@ test('decisions are audited and listed; verify passes, then catches an edited ev
   assert.equal(ok.code, 0, ok.stderr);
   assert.match(ok.stdout, /^OK: \d+ events, the chain is intact; head [0-9a-f]{64}/);
 
-  const raw = new BetterSqlite3(join(server.dataDir, 'keyward.sqlite'));
-  try {
-    raw.exec('DROP TRIGGER audit_events_no_update');
-    raw.exec("UPDATE audit_events SET actor = 'root' WHERE type = 'authz.deny'");
-  } finally {
-    raw.close();
-  }
+  await tamperStorage(server, "UPDATE audit_events SET actor = 'root' WHERE type = 'authz.deny'");
   const broken = await keyward(['audit', 'verify'], { env, cwd: dir });
   assert.equal(broken.code, 1);
   assert.match(broken.stdout, /^BROKEN at event \d+: its content does not match its hash/);

@@ -5,11 +5,10 @@
  * session secret at rest.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { RpcClient } from '../src/client/index.js';
 import { base32Decode, totpCode, totpStep } from '../src/identity/totp.js';
+import { storedBytes } from './helpers/database.js';
 import { makeTempDir, removeDir, startInProcessServer, type TestServer } from './helpers/server.js';
 
 const RAM = '2015-05-01';
@@ -113,9 +112,7 @@ test('sign-in sets an HttpOnly, SameSite=Strict session cookie; wrong passwords 
   const me = await call('GET', '/console/api/session', { cookie });
   assert.equal(me.body['UserName'], 'carol');
   // Only digests at rest: neither the session token nor the CSRF token is in the database file.
-  const db =
-    readFileSync(join(server.dataDir, 'keyward.sqlite')).toString('latin1') +
-    readFileSync(join(server.dataDir, 'keyward.sqlite-wal')).toString('latin1');
+  const db = (await storedBytes(server)).toString('latin1');
   assert.ok(!db.includes(cookie.slice('kw_session='.length)));
   assert.ok(!db.includes(String(r.body['CsrfToken'])));
 });

@@ -13,6 +13,7 @@ import * as $Ecs from '@alicloud/ecs20140526';
 import { sshPublicKeyFromKeyObject } from '../src/keypairs/public-key/index.js';
 import { sendRaw, signedRequest, startRecordingProxy, type RecordingProxy } from './helpers/http.js';
 import { expectSdkError, sdkCallApi, sdkClient } from './helpers/sdk.js';
+import { storedBytes } from './helpers/database.js';
 import { makeTempDir, removeDir, rpcClient, startChildServer, type ChildServer } from './helpers/server.js';
 import {
   md5FingerprintOf,
@@ -41,12 +42,19 @@ async function filesUnder(dir: string): Promise<string[]> {
   return out;
 }
 
-/** `label in file` for every needle found in any file under `dir`. */
-async function findNeedles(dir: string, needles: readonly Needle[]): Promise<string[]> {
+/**
+ * `label in file` for every needle found in any file under `dir`, and, when the server keeps its data in
+ * PostgreSQL, in any row of its database (`label in database`).
+ */
+async function findNeedles(dir: string, needles: readonly Needle[], databaseUrl?: string): Promise<string[]> {
   const found: string[] = [];
-  for (const file of await filesUnder(dir)) {
-    const content = await readFile(file);
-    for (const n of needles) if (content.includes(n.bytes)) found.push(`${n.label} in ${file}`);
+  const sources: Array<[string, Buffer]> = [];
+  for (const file of await filesUnder(dir)) sources.push([file, await readFile(file)]);
+  if (databaseUrl !== undefined) {
+    sources.push(['database', await storedBytes({ dataDir: dir, databaseUrl })]);
+  }
+  for (const [where, content] of sources) {
+    for (const n of needles) if (content.includes(n.bytes)) found.push(`${n.label} in ${where}`);
   }
   return found;
 }
@@ -226,14 +234,16 @@ describe('private keys never stay on the server', () => {
       { label: 'new access key secret', bytes: Buffer.from(created.AccessKey.AccessKeySecret) },
     ];
     // initial-credentials.json holds the root secret by design (the operator is told to move it).
-    const found = (await findNeedles(server.dataDir, secrets)).filter(
+    const found = (await findNeedles(server.dataDir, secrets, server.databaseUrl)).filter(
       (f) => !f.endsWith('/initial-credentials.json') || !f.startsWith('root'),
     );
     assert.deepEqual(found, []);
     // Positive control: the key id, which is not secret, is stored in the clear.
-    const ids = await findNeedles(server.dataDir, [
-      { label: 'id', bytes: Buffer.from(created.AccessKey.AccessKeyId) },
-    ]);
+    const ids = await findNeedles(
+      server.dataDir,
+      [{ label: 'id', bytes: Buffer.from(created.AccessKey.AccessKeyId) }],
+      server.databaseUrl,
+    );
     assert.ok(ids.length > 0, 'the new access key id is in the database');
     needles.push(...secrets.slice(1));
   });
@@ -242,19 +252,25 @@ describe('private keys never stay on the server', () => {
     assert.ok(server);
     assert.ok(needles.length > 20, 'the key tests ran and gave needles to look for');
     const files = (await filesUnder(server.dataDir)).map((f) => f.slice(server?.dataDir.length ?? 0));
-    assert.ok(files.includes('/keyward.sqlite'), `data dir files: ${files.join(', ')}`);
-    assert.deepEqual(await findNeedles(server.dataDir, needles), []);
+    if (server.databaseUrl === undefined) {
+      assert.ok(files.includes('/keyward.sqlite'), `data dir files: ${files.join(', ')}`);
+    }
+    assert.deepEqual(await findNeedles(server.dataDir, needles, server.databaseUrl), []);
   });
 
   test('after the server stops, no file of the data directory holds a private key, though the public keys are there', async () => {
     assert.ok(server);
     await server.stop();
     assert.deepEqual(await server.exited, { code: 0, signal: null });
-    assert.deepEqual(await findNeedles(server.dataDir, needles), []);
+    assert.deepEqual(await findNeedles(server.dataDir, needles, server.databaseUrl), []);
     // Positive control: the same search does find what is meant to be stored.
     for (const publicKey of storedPublicKeys) {
       const base64 = Buffer.from(publicKey.split(' ')[1] ?? '');
-      const where = await findNeedles(server.dataDir, [{ label: 'public key', bytes: base64 }]);
+      const where = await findNeedles(
+        server.dataDir,
+        [{ label: 'public key', bytes: base64 }],
+        server.databaseUrl,
+      );
       assert.ok(
         where.length > 0,
         `the stored public key ${publicKey.slice(0, 30)}… is found in the data dir`,

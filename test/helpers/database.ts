@@ -4,7 +4,9 @@
  * and `KEYWARD_TEST_POSTGRES_URL` naming a cluster the runner started (test/helpers/postgres.ts). One
  * suite, a dialect loop: tests ask this module for a database and never name an engine themselves.
  */
+import BetterSqlite3 from 'better-sqlite3';
 import { randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import pg from 'pg';
 import { openDatabase, type Db, type DatabaseOptions, type Engine } from '../../src/platform/db/database.js';
@@ -105,5 +107,55 @@ export async function dumpTables(
     return JSON.stringify(out);
   } finally {
     await db.destroy();
+  }
+}
+
+/**
+ * Everything a server's storage holds, as bytes to search: the SQLite file and its WAL, or on PostgreSQL
+ * every row of every table. Tests use it to prove a secret is never stored in clear.
+ */
+export async function storedBytes(server: {
+  readonly dataDir: string;
+  readonly databaseUrl?: string;
+}): Promise<Buffer> {
+  if (server.databaseUrl !== undefined) {
+    return Buffer.from(await dumpTables({ url: server.databaseUrl }, () => false));
+  }
+  const parts: Buffer[] = [];
+  for (const name of ['keyward.sqlite', 'keyward.sqlite-wal']) {
+    try {
+      parts.push(await readFile(join(server.dataDir, name)));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+  }
+  return Buffer.concat(parts);
+}
+
+/**
+ * Runs SQL against a server's storage as an attacker with write access would: the append-only triggers
+ * bypassed (dropped on SQLite; switched off for the session by a PostgreSQL superuser).
+ */
+export async function tamperStorage(
+  server: { readonly dataDir: string; readonly databaseUrl?: string },
+  statement: string,
+): Promise<void> {
+  if (server.databaseUrl !== undefined) {
+    const client = new pg.Client({ connectionString: server.databaseUrl });
+    await client.connect();
+    try {
+      await client.query('SET session_replication_role = replica');
+      await client.query(statement);
+    } finally {
+      await client.end();
+    }
+    return;
+  }
+  const raw = new BetterSqlite3(join(server.dataDir, 'keyward.sqlite'));
+  try {
+    raw.exec('DROP TRIGGER IF EXISTS audit_events_no_update; DROP TRIGGER IF EXISTS audit_events_no_delete;');
+    raw.exec(statement);
+  } finally {
+    raw.close();
   }
 }

@@ -38,6 +38,8 @@ export interface TestServer {
   readonly hostPort: string;
   readonly port: number;
   readonly dataDir: string;
+  /** The server's PostgreSQL database on a PostgreSQL test run; absent on SQLite (the file in dataDir). */
+  readonly databaseUrl?: string;
   readonly credentials: Credentials;
   /** Everything the server logged so far. */
   logs(): string;
@@ -135,6 +137,7 @@ export async function startInProcessServer(opts: InProcessOptions = {}): Promise
       hostPort,
       port,
       dataDir,
+      ...(database.url !== undefined && { databaseUrl: database.url }),
       credentials,
       logs: () => logChunks.join(''),
       stop,
@@ -311,6 +314,7 @@ export async function startChildServer(opts: ChildServerOptions = {}): Promise<C
       hostPort,
       port,
       dataDir,
+      ...(ownDatabase.url !== undefined && { databaseUrl: ownDatabase.url }),
       credentials: ready,
       exited,
       logs: () => out,

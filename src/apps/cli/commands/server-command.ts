@@ -18,6 +18,8 @@ const OPTIONS = {
   'session-max-seconds': { type: 'string' },
   'session-idle-seconds': { type: 'string' },
   'broker-source-addresses': { type: 'string' },
+  database: { type: 'string' },
+  'database-max-connections': { type: 'string' },
   config: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -41,6 +43,8 @@ export async function serverCommand(args: readonly string[], io: CliIo): Promise
     'session-max-seconds': 'sessionMaxSeconds',
     'session-idle-seconds': 'sessionIdleSeconds',
     'broker-source-addresses': 'brokerSourceAddresses',
+    database: 'database',
+    'database-max-connections': 'databaseMaxConnections',
     config: 'config',
   } as const;
   for (const [flag, field] of Object.entries(map)) {
