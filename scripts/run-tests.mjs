@@ -50,7 +50,11 @@ if (engines.includes('sqlite')) {
   status = run(files, { KEYWARD_TEST_ENGINE: 'sqlite' });
 }
 if (engines.includes('postgres')) {
-  const storageFiles = files.filter((f) => TOUCHES_STORAGE.test(readFileSync(f, 'utf8')));
+  // Files that start PostgreSQL clusters of their own (several replicas, restarts) ran in the first pass.
+  const storageFiles = files.filter((f) => {
+    const text = readFileSync(f, 'utf8');
+    return TOUCHES_STORAGE.test(text) && !/startReplicaSet|startPostgresCluster/.test(text);
+  });
   console.log(`== tests on PostgreSQL (${storageFiles.length} files that touch storage)`);
   const { startPostgresCluster } = await import('../dist/test/helpers/postgres.js');
   let cluster;
