@@ -363,6 +363,8 @@ export class AuditLog {
         .selectFrom('audit_events')
         .selectAll()
         .where('seq', '>=', expectedSeq)
+        // Up to the head read above: events other replicas commit meanwhile are the next check's.
+        .where('seq', '<=', head.seq)
         .orderBy('seq', 'asc')
         .limit(VERIFY_PAGE)
         .execute();

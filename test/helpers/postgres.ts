@@ -7,7 +7,8 @@
  * Debian's `postgresql` package installs the server under /usr/lib/postgresql/VERSION/bin (not on PATH);
  * a machine without it fails here with the command that installs it.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import { promisify } from 'node:util';
 import { randomBytes } from 'node:crypto';
 import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -64,6 +65,8 @@ export interface PostgresCluster {
   dropDatabase(url: string): Promise<void>;
   /** `pg_ctl restart`: every connection is cut, the server is back when this resolves. */
   restart(): void;
+  /** The same without blocking this process (so requests can run during the restart). */
+  restartAsync(): Promise<void>;
   stop(): void;
   start(): void;
   /** Stops the server and removes its directory. */
@@ -139,6 +142,28 @@ export async function startPostgresCluster(): Promise<PostgresCluster> {
     },
     restart: () => {
       ctl('restart');
+    },
+    restartAsync: async () => {
+      await promisify(execFile)(
+        'runuser',
+        [
+          '-u',
+          'postgres',
+          '--',
+          join(bin, 'pg_ctl'),
+          '-D',
+          data,
+          '-l',
+          log,
+          '-o',
+          options,
+          '-w',
+          '-t',
+          '60',
+          'restart',
+        ],
+        { timeout: 120_000 },
+      );
     },
     stop: () => {
       ctl('stop');
