@@ -50,10 +50,14 @@ if (engines.includes('sqlite')) {
   status = run(files, { KEYWARD_TEST_ENGINE: 'sqlite' });
 }
 if (engines.includes('postgres')) {
-  // Files that start PostgreSQL clusters of their own (several replicas, restarts) ran in the first pass.
+  // Files that start PostgreSQL clusters of their own (several replicas, restarts), and files about the
+  // SQLite file itself (marked `keyward-test: sqlite only`), ran in the first pass.
   const storageFiles = files.filter((f) => {
     const text = readFileSync(f, 'utf8');
-    return TOUCHES_STORAGE.test(text) && !/startReplicaSet|startPostgresCluster/.test(text);
+    return (
+      TOUCHES_STORAGE.test(text) &&
+      !/startReplicaSet|startPostgresCluster|keyward-test: sqlite only/.test(text)
+    );
   });
   console.log(`== tests on PostgreSQL (${storageFiles.length} files that touch storage)`);
   const { startPostgresCluster } = await import('../dist/test/helpers/postgres.js');

@@ -1,3 +1,4 @@
+// keyward-test: sqlite only (the backup copies the embedded SQLite file; PostgreSQL has its own tools)
 /**
  * `keyward backup` as operators run it: a child process copying the database of a real server child process
  * while a stream of CreateKeyPair/ImportKeyPair calls keeps writing to it; the copy passes
@@ -77,6 +78,17 @@ describe('keyward backup', () => {
     });
     assert.equal(forced.code, 0, forced.stderr);
     assert.equal(integrityCheck(file), 'ok');
+  });
+
+  test('an installation on PostgreSQL is told to use its own tools (exit 1, Backup.PostgresInUse)', async () => {
+    assert.ok(server);
+    const r = await keyward(['backup', '--to', 'pg.sqlite', '--data-dir', server.dataDir], {
+      cwd: dir,
+      env: { KEYWARD_DATABASE_URL: 'postgres://keyward@db.example/keyward' },
+    });
+    assert.equal(r.code, 1, r.stdout);
+    assert.match(r.stderr, /^keyward: Backup\.PostgresInUse: .*pg_dump/);
+    assert.ok(!r.stderr.includes('db.example'), 'the database URL is not echoed');
   });
 
   test('a missing data directory is a clear error naming it (exit 1, Backup.DataDirNotFound)', async () => {

@@ -44,6 +44,7 @@ export const BACKUP_ERROR_CODES = [
   'Backup.CopyFailed',
   'Backup.IntegrityCheckFailed',
   'Backup.NotKeywardDatabase',
+  'Backup.PostgresInUse',
 ] as const;
 export type BackupErrorCode = (typeof BACKUP_ERROR_CODES)[number];
 

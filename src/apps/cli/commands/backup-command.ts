@@ -36,6 +36,15 @@ export async function backupCommand(args: readonly string[], io: CliIo): Promise
     if (err instanceof ConfigError) throw new UsageError(err.message);
     throw err;
   }
+  const database = io.env['KEYWARD_DATABASE_URL'];
+  if (database !== undefined && database !== '') {
+    throw new CliFailure(
+      'KEYWARD_DATABASE_URL is set: this installation keeps its data in PostgreSQL, which keyward backup does ' +
+        'not copy; back it up with PostgreSQL\'s own tools (pg_dump, or your provider\'s backups) — see ' +
+        'docs/high-availability.md.',
+      'Backup.PostgresInUse',
+    );
+  }
   // The copy and SQLite's journal beside it are for their owner only, like the database itself.
   process.umask(0o077);
   let result;
