@@ -272,6 +272,28 @@ test('AttachKeyPair through a replica that does not hold the agent is applied an
   assert.equal(res.Results.Result[0]?.Message, 'applied');
 });
 
+test('a burst of console sign-ins spread over the replicas is limited as one: the right password cannot slip through', async () => {
+  const RAM = '2015-05-01';
+  const password = `Right-${randomBytes(8).toString('hex')}`;
+  await rpcAt(0).call('CreateUser', { UserName: 'burst' }, { version: RAM });
+  await rpcAt(0).call('CreateLoginProfile', { UserName: 'burst', Password: password }, { version: RAM });
+  const signIn = async (i: number, pw: string): Promise<string> => {
+    const res = await fetch(`${set.replicas[i % 3]?.endpoint ?? ''}/console/api/sign-in`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ userName: 'burst', password: pw }),
+    });
+    return res.status === 200 ? 'signed-in' : String(((await res.json()) as { Code: string }).Code);
+  };
+  // 59 wrong guesses and the right one, all at once, round-robin over the three replicas.
+  const answers = await Promise.all(
+    Array.from({ length: 60 }, (_, i) => signIn(i, i === 59 ? password : `wrong-${i}`)),
+  );
+  const evaluated = answers.filter((a) => a !== 'Console.SignInLocked');
+  assert.ok(evaluated.length <= 5, answers.join(','));
+  assert.equal(await signIn(0, password), 'Console.SignInLocked');
+});
+
 test('kill -9 of the replica holding the agent: Running again through a survivor, a binding sent in the gap applied, a grant destroyed on time', async () => {
   const h = await holder();
   assert.ok(h >= 0);
