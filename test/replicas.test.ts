@@ -283,7 +283,7 @@ test('a burst of console sign-ins spread over the replicas is limited as one: th
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ userName: 'burst', password: pw }),
     });
-    return res.status === 200 ? 'signed-in' : String(((await res.json()) as { Code: string }).Code);
+    return res.status === 200 ? 'signed-in' : ((await res.json()) as { Code: string }).Code;
   };
   // 59 wrong guesses and the right one, all at once, round-robin over the three replicas.
   const answers = await Promise.all(

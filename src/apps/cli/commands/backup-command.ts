@@ -40,7 +40,7 @@ export async function backupCommand(args: readonly string[], io: CliIo): Promise
   if (database !== undefined && database !== '') {
     throw new CliFailure(
       'KEYWARD_DATABASE_URL is set: this installation keeps its data in PostgreSQL, which keyward backup does ' +
-        'not copy; back it up with PostgreSQL\'s own tools (pg_dump, or your provider\'s backups) — see ' +
+        "not copy; back it up with PostgreSQL's own tools (pg_dump, or your provider's backups) — see " +
         'docs/high-availability.md.',
       'Backup.PostgresInUse',
     );
