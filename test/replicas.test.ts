@@ -14,7 +14,7 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -25,7 +25,7 @@ import { RpcClient, RpcError } from '../src/client/index.js';
 import { spawnAgent, stopAgent, type AgentChild } from './helpers/agent-child.js';
 import { sendRaw, signedRequest } from './helpers/http.js';
 import { startReplicaSet, type ReplicaSet } from './helpers/replicas.js';
-import { makeTempDir, removeDir } from './helpers/server.js';
+import { makeTempDir, removeDir, startChildServer } from './helpers/server.js';
 import {
   agentArgs,
   createThrowawayUser,
@@ -99,10 +99,19 @@ async function instance(
 
 async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
+  let last: unknown;
   for (;;) {
-    const v = await probe().catch(() => undefined);
+    const v = await probe().catch((err: unknown) => {
+      last = err;
+      return undefined;
+    });
     if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n${agent?.log() ?? ''}`);
+    if (Date.now() > deadline) {
+      const logs = set.replicas.map((r, i) => `replica ${i}:\n${r.logs().split('\n').slice(-15).join('\n')}`);
+      throw new Error(
+        `timed out waiting for ${what}; last error: ${String(last)}\n${logs.join('\n')}\n${agent?.log() ?? ''}`,
+      );
+    }
     await sleep(100);
   }
 }
@@ -220,6 +229,26 @@ test('20 concurrent ImportKeyPair spread over 3 replicas at 490 key pairs end at
       PageSize: '1',
     });
     assert.equal(res.TotalCount, 500);
+  }
+});
+
+test('a replica started with another master key refuses to start, saying so', async () => {
+  const dir = await makeTempDir('keyward-replica-wrong-key-');
+  try {
+    await copyFile(
+      join(set.replicas[0]?.dataDir ?? '', 'initial-credentials.json'),
+      join(dir, 'initial-credentials.json'),
+    );
+    await assert.rejects(
+      startChildServer({
+        args: ['--database', set.databaseUrl],
+        env: { KEYWARD_MASTER_KEY: randomBytes(32).toString('base64') },
+        dataDir: dir,
+      }),
+      /exited during start-up[\s\S]*master key does not open/,
+    );
+  } finally {
+    await removeDir(dir);
   }
 });
 

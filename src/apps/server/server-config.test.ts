@@ -3,7 +3,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { test } from 'node:test';
-import { ConfigError, loadServerConfig, resolveDataDir } from './server-config.js';
+import { ConfigError, describeDatabase, loadServerConfig, resolveDataDir } from './server-config.js';
 
 test('defaults: ./data, 127.0.0.1:8080, region local, log level info, no TLS', () => {
   const c = loadServerConfig({}, {});
@@ -94,4 +94,27 @@ test('resolveDataDir finds the data directory as the server does: flag, then KEY
     () => resolveDataDir({ dataDir: 'a\0b' }, {}),
     (e) => e instanceof ConfigError && e.message.includes('--data-dir'),
   );
+});
+
+test('--database takes a PostgreSQL URL; anything else is refused without echoing a password', () => {
+  assert.equal(loadServerConfig({}, {}).database, undefined);
+  const url = 'postgres://keyward:s3cret@db.example:5432/keyward';
+  const c = loadServerConfig({ database: url }, {});
+  assert.deepEqual(c.database, { url, maxConnections: 10 });
+  assert.equal(
+    loadServerConfig({}, { KEYWARD_DATABASE_URL: url, KEYWARD_DATABASE_MAX_CONNECTIONS: '25' }).database
+      ?.maxConnections,
+    25,
+  );
+  assert.equal(describeDatabase(c.database), 'postgres://db.example:5432/keyward');
+  for (const bad of ['mysql://u:s3cret@h/db', 'postgres://u:s3cret@h', 'not a url s3cret']) {
+    assert.throws(
+      () => loadServerConfig({ database: bad }, {}),
+      (err: unknown) =>
+        err instanceof ConfigError && /--database/.test(err.message) && !err.message.includes('s3cret'),
+      bad,
+    );
+  }
+  assert.throws(() => loadServerConfig({ database: url, databaseMaxConnections: '1' }, {}), ConfigError);
+  assert.throws(() => loadServerConfig({ databaseMaxConnections: '20' }, {}), ConfigError);
 });
