@@ -107,7 +107,9 @@ async function until<T>(what: string, probe: () => Promise<T | undefined>, timeo
     });
     if (v !== undefined) return v;
     if (Date.now() > deadline) {
-      const logs = set.replicas.map((r, i) => `replica ${i}:\n${r.logs().split('\n').slice(-15).join('\n')}`);
+      const logs = set.replicas.map(
+        (r, i) => `replica ${i}:\n${r.logs().split('\n').slice(-15).join('\n')}\nstderr: ${r.stderr()}`,
+      );
       throw new Error(
         `timed out waiting for ${what}; last error: ${String(last)}\n${logs.join('\n')}\n${agent?.log() ?? ''}`,
       );

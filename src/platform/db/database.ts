@@ -123,7 +123,7 @@ function openPostgres(options: PostgresOptions): Db {
   pool.on('error', (err) => {
     options.onIdleError?.(err);
   });
-  return new Kysely<Database>({ dialect: new PostgresDialect({ pool: unavailableOnOutage(pool) }) });
+  return new Kysely<Database>({ dialect: new PostgresDialect({ pool: unavailableOnOutage(pool, options) }) });
 }
 
 /** The advisory lock key replicas take around their first-start work (an arbitrary 63-bit constant). */
@@ -188,7 +188,7 @@ function outage(err: unknown): AppError {
 }
 
 /** The pool as Kysely sees it, with node-postgres's outage errors turned into `ServiceUnavailable`. */
-function unavailableOnOutage(pool: pg.Pool): PostgresPool {
+function unavailableOnOutage(pool: pg.Pool, options: PostgresOptions): PostgresPool {
   return {
     connect: async (): Promise<PostgresPoolClient> => {
       let client: pg.PoolClient;
@@ -197,6 +197,14 @@ function unavailableOnOutage(pool: pg.Pool): PostgresPool {
       } catch (err) {
         throw isOutage(err) ? outage(err) : err;
       }
+      // node-postgres watches a client for errors only while it sits idle in the pool. One that the server
+      // terminates while checked out (a restart between two statements of a transaction) would otherwise
+      // emit an unhandled 'error' and end the process; its next query fails instead, and the pool drops it
+      // on release.
+      const onError = (err: Error): void => {
+        options.onIdleError?.(err);
+      };
+      client.on('error', onError);
       return {
         query: (async (...args: unknown[]) => {
           try {
@@ -206,6 +214,7 @@ function unavailableOnOutage(pool: pg.Pool): PostgresPool {
           }
         }) as PostgresPoolClient['query'],
         release: () => {
+          client.off('error', onError);
           client.release();
         },
       };
