@@ -15,37 +15,18 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import type { RpcClient } from '../src/client/index.js';
 import { FakeGateway, type FakeConnection } from './agent-fake-gateway.js';
-import { agentLogLines, spawnAgent, stopAllAgents, type AgentChild } from './helpers/agent-child.js';
-import { waitForRunningInstance } from './helpers/instances.js';
-import { makeTempDir, removeDir, rpcClient, startChildServer, type ChildServer } from './helpers/server.js';
 import {
-  agentArgs,
-  createThrowawayUser,
-  freePort,
-  startPrivateSshd,
-  type PrivateSshd,
-  type ThrowawayUser,
-} from './helpers/sshd.js';
-
-interface HostFixture {
-  readonly sshd: PrivateSshd;
-  readonly user: ThrowawayUser;
-  readonly work: string;
-}
-
-async function makeHost(prefix: string): Promise<HostFixture> {
-  const work = await makeTempDir(prefix);
-  const sshd = await startPrivateSshd();
-  const user = await createThrowawayUser();
-  return { sshd, user, work };
-}
-
-async function dropHost(host: HostFixture | undefined): Promise<void> {
-  if (host === undefined) return;
-  await host.sshd.stop();
-  await host.user.remove();
-  await removeDir(host.work);
-}
+  agentLogLines,
+  spawnAgent,
+  stopAllAgents,
+  type AgentChild,
+  dropHost,
+  makeHost,
+  type HostFixture,
+} from './helpers/agent-child.js';
+import { waitForRunningInstance } from './helpers/instances.js';
+import { rpcClient, startChildServer, type ChildServer } from './helpers/server.js';
+import { agentArgs, freePort } from './helpers/sshd.js';
 
 function startAgent(host: HostFixture, serverUrls: readonly string[], token: string): AgentChild {
   return spawnAgent(

@@ -16,17 +16,16 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import type { RpcClient } from '../src/client/index.js';
-import { spawnAgent, stopAllAgents, type AgentChild } from './helpers/agent-child.js';
-import { makeTempDir, removeDir, rpcClient, startChildServer, type ChildServer } from './helpers/server.js';
 import {
-  agentArgs,
-  createThrowawayUser,
-  effectiveSetting,
-  sshEcho,
-  startPrivateSshd,
-  type PrivateSshd,
-  type ThrowawayUser,
-} from './helpers/sshd.js';
+  spawnAgent,
+  stopAllAgents,
+  type AgentChild,
+  dropHost,
+  makeHost,
+  type HostFixture,
+} from './helpers/agent-child.js';
+import { removeDir, rpcClient, startChildServer, type ChildServer } from './helpers/server.js';
+import { agentArgs, effectiveSetting, sshEcho, type ThrowawayUser } from './helpers/sshd.js';
 import { makeSelfSignedCert, runOk } from './helpers/tools.js';
 
 /** The user's own authorized_keys: a comment, CR LF, a blank line, an options line, no final newline. */
@@ -34,26 +33,6 @@ const USER_LINES =
   '# my own keys\r\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMeM3qgWb1Cq8Eq8S9bP2pYwQ0uJzq1h8o3m1tG8hQvV laptop\r\n\r\nno-pty ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDq4bSx7hPS2q0k1Zs6Q1sQbq0m3j8K1uD8U1zYv6m9T ci';
 
 // ---- a private sshd, a throwaway user and a work directory per group ----------------------------------
-
-interface HostFixture {
-  readonly sshd: PrivateSshd;
-  readonly user: ThrowawayUser;
-  readonly work: string;
-}
-
-async function makeHost(prefix: string): Promise<HostFixture> {
-  const work = await makeTempDir(prefix);
-  const sshd = await startPrivateSshd();
-  const user = await createThrowawayUser();
-  return { sshd, user, work };
-}
-
-async function dropHost(host: HostFixture | undefined): Promise<void> {
-  if (host === undefined) return;
-  await host.sshd.stop();
-  await host.user.remove();
-  await removeDir(host.work);
-}
 
 /** Writes the user's own authorized_keys (USER_LINES), owned by the user, 0600 in a 0700 ~/.ssh. */
 async function writeUserKeys(user: ThrowawayUser): Promise<string> {

@@ -5,7 +5,8 @@
  * stop whatever is still running in its `after`.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { BIN, baseEnv } from './server.js';
+import { BIN, baseEnv, makeTempDir, removeDir } from './server.js';
+import { createThrowawayUser, startPrivateSshd, type PrivateSshd, type ThrowawayUser } from './sshd.js';
 
 /** A running (or ended) agent child. */
 export interface AgentChild {
@@ -67,4 +68,27 @@ export function agentLogLines(log: string, msg: string): Record<string, unknown>
     }
   }
   return lines;
+}
+
+/** A host for an agent under test: a private sshd, a throwaway login user and a work directory. */
+export interface HostFixture {
+  readonly sshd: PrivateSshd;
+  readonly user: ThrowawayUser;
+  readonly work: string;
+}
+
+/** Makes a host (remove it with `dropHost`). */
+export async function makeHost(prefix: string): Promise<HostFixture> {
+  const work = await makeTempDir(prefix);
+  const sshd = await startPrivateSshd();
+  const user = await createThrowawayUser();
+  return { sshd, user, work };
+}
+
+/** Stops the host's sshd, removes its user and its work directory; a no-op for undefined. */
+export async function dropHost(host: HostFixture | undefined): Promise<void> {
+  if (host === undefined) return;
+  await host.sshd.stop();
+  await host.user.remove();
+  await removeDir(host.work);
 }
