@@ -1,11 +1,13 @@
 /**
  * Keeps docs/errors.md and the error registry (src/platform/errors.ts) in step: the same codes with the
- * same HTTP statuses, and the client-side codes of the RpcClient and the codes of `keyward backup` listed too.
+ * same HTTP statuses, and the client-side codes of the RpcClient and the codes of `keyward backup` and
+ * `keyward migrate-storage` listed too.
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { BACKUP_ERROR_CODES } from '../src/apps/server/database-backup.js';
+import { MIGRATE_ERROR_CODES } from '../src/apps/server/storage-migration.js';
 import { RPC_CLIENT_ERROR_CODES } from '../src/client/index.js';
 import { ERROR_CODES } from '../src/platform/errors.js';
 import { repoRoot } from './helpers/repo-root.js';
@@ -38,6 +40,10 @@ test('docs/errors.md lists every client-side error code', () => {
 
 test('docs/errors.md lists every code of keyward backup', () => {
   assert.deepEqual(codesUnder('Backup codes').sort(), [...BACKUP_ERROR_CODES].sort());
+});
+
+test('docs/errors.md lists every code of keyward migrate-storage', () => {
+  assert.deepEqual(codesUnder('Storage migration codes').sort(), [...MIGRATE_ERROR_CODES].sort());
 });
 
 test('docs/errors.md lists every per-instance code the agent can report', async () => {

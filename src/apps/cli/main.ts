@@ -16,6 +16,8 @@ Commands:
   server                          run the Keyward server (API on POST /, GET /healthz)
   agent                           run the Keyward agent on a Linux host (enroll, stay connected, apply)
   backup --to FILE                copy the server's database while it runs (online, checked, 0600)
+  migrate-storage --from DIR --to URL
+                                  move a stopped SQLite installation into an empty PostgreSQL database
   keypair create|import|list|show|delete|attach|detach
                                   manage SSH key pairs (ECS-compatible) and bind them to instances
   instance enroll-token|list|show|rename|tag|untag|revoke
@@ -49,6 +51,7 @@ const HELP: Record<string, () => Promise<string>> = {
   server: async () => (await import('./commands/server-help.js')).SERVER_HELP,
   agent: async () => (await import('./commands/agent-help.js')).AGENT_HELP,
   backup: async () => (await import('./commands/backup-help.js')).BACKUP_HELP,
+  'migrate-storage': async () => (await import('./commands/migrate-storage-help.js')).MIGRATE_STORAGE_HELP,
   keypair: async () => (await import('./commands/keypair-command.js')).KEYPAIR_HELP,
   instance: async () => (await import('./commands/instance-command.js')).INSTANCE_HELP,
   accesskey: async () => (await import('./commands/accesskey-command.js')).ACCESSKEY_HELP,
@@ -105,6 +108,11 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo()): 
         // Loaded on demand, like the server: client commands should not pay for SQLite's native module.
         const { backupCommand } = await import('./commands/backup-command.js');
         return await backupCommand(rest, io);
+      }
+      case 'migrate-storage': {
+        // Loaded on demand, like backup: client commands should not pay for the database drivers.
+        const { migrateStorageCommand } = await import('./commands/migrate-storage-command.js');
+        return await migrateStorageCommand(rest, io);
       }
       case 'keypair':
         return await (await import('./commands/keypair-command.js')).keypairCommand(rest, io, connect);
