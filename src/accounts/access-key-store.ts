@@ -9,36 +9,18 @@ import type { SecretBox } from '../platform/crypto/secret-box.js';
 import type { Db } from '../platform/db/database.js';
 import { newAccessKeyId, newAccessKeySecret, newAccountId } from '../platform/ids.js';
 import type { Clock } from '../platform/clock.js';
+import {
+  accessKeyNotFound,
+  type AccessKeyForAuth,
+  type AccessKeyStatus,
+  type AccessKeySummary,
+  type NewAccessKey,
+} from './model.js';
 
 /** Most access keys the account's root identity may hold (it has more uses than one user). */
 export const MAX_ACCESS_KEYS_PER_ACCOUNT = 10;
 /** Most access keys one RAM user may hold (RAM's limit). */
 export const MAX_ACCESS_KEYS_PER_USER = 2;
-
-export const ACCESS_KEY_STATUSES = ['Active', 'Inactive'] as const;
-export type AccessKeyStatus = (typeof ACCESS_KEY_STATUSES)[number];
-
-/** What request authentication needs to know about a key. */
-export interface AccessKeyForAuth {
-  readonly id: string;
-  readonly accountId: string;
-  /** The RAM user owning the key; null for the root identity. */
-  readonly userId: string | null;
-  readonly status: AccessKeyStatus;
-  readonly secret: string;
-}
-
-/** An access key as listed (no secret). */
-export interface AccessKeySummary {
-  readonly id: string;
-  readonly status: AccessKeyStatus;
-  readonly createdAt: string;
-}
-
-/** A key just created: the only time its secret is shown. */
-export interface NewAccessKey extends AccessKeySummary {
-  readonly secret: string;
-}
 
 /** Opened secrets kept in memory, keyed by their sealed form (a changed row never hits a stale entry). */
 const MAX_OPENED_SECRETS = 1024;
@@ -179,7 +161,7 @@ export class AccessKeyStore {
       .where('account_id', '=', accountId)
       .where((eb) => (userId === null ? eb('user_id', 'is', null) : eb('user_id', '=', userId)))
       .executeTakeFirst();
-    if (result.numUpdatedRows === 0n) throw notFound(accessKeyId);
+    if (result.numUpdatedRows === 0n) throw accessKeyNotFound(accessKeyId);
   }
 
   /** Deletes a key of one identity (root: `userId` null). */
@@ -190,7 +172,7 @@ export class AccessKeyStore {
       .where('account_id', '=', accountId)
       .where((eb) => (userId === null ? eb('user_id', 'is', null) : eb('user_id', '=', userId)))
       .executeTakeFirst();
-    if (result.numDeletedRows === 0n) throw notFound(accessKeyId);
+    if (result.numDeletedRows === 0n) throw accessKeyNotFound(accessKeyId);
   }
 
   /** Opens one sealed secret to prove the master key matches the data (fail closed at start-up). */
@@ -206,11 +188,4 @@ export class AccessKeyStore {
       );
     }
   }
-}
-
-function notFound(accessKeyId: string): AppError {
-  return new AppError(
-    'EntityNotExist.AccessKey',
-    `The access key ${accessKeyId} does not exist for this identity in this account.`,
-  );
 }

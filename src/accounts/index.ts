@@ -1,11 +1,9 @@
 /** Accounts and access keys: the identities that sign API requests. */
+export { AccessKeyStore, MAX_ACCESS_KEYS_PER_ACCOUNT, MAX_ACCESS_KEYS_PER_USER } from './access-key-store.js';
 export {
-  AccessKeyStore,
   ACCESS_KEY_STATUSES,
-  MAX_ACCESS_KEYS_PER_ACCOUNT,
-  MAX_ACCESS_KEYS_PER_USER,
   type AccessKeyForAuth,
   type AccessKeyStatus,
   type AccessKeySummary,
   type NewAccessKey,
-} from './access-key-store.js';
+} from './model.js';

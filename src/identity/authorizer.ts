@@ -6,7 +6,7 @@
  */
 import { evaluate, type Principal as PolicyPrincipal } from '../policy/index.js';
 import { AppError } from '../platform/errors.js';
-import type { NamedDocument, PolicyType } from './policy-store.js';
+import type { NamedDocument, PolicyType } from './model.js';
 import { principalName, type Principal, type RequestFacts } from './principal.js';
 
 export type ConditionKeys = Readonly<Record<string, string | readonly string[]>>;

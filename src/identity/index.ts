@@ -19,23 +19,22 @@ export {
 } from './names.js';
 export { MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS } from './password-hash.js';
 export {
-  MAX_CUSTOM_POLICIES_PER_ACCOUNT,
-  MAX_POLICIES_PER_USER,
   POLICY_TYPES,
-  PolicyStore,
-  validatePolicyDocument,
+  userNotFound,
   type AttachedPolicy,
+  type LoginProfileRecord,
   type NamedDocument,
   type PolicyRecord,
   type PolicyType,
+  type UserRecord,
+} from './model.js';
+export {
+  MAX_CUSTOM_POLICIES_PER_ACCOUNT,
+  MAX_POLICIES_PER_USER,
+  PolicyStore,
+  validatePolicyDocument,
 } from './policy-store.js';
 export { principalName, type Principal, type RequestFacts } from './principal.js';
 export { findSystemPolicy, SYSTEM_POLICIES, type SystemPolicy } from './system-policies.js';
 export { otpauthUri } from './totp.js';
-export {
-  MAX_USERS_PER_ACCOUNT,
-  userNotFound,
-  UserStore,
-  type LoginProfileRecord,
-  type UserRecord,
-} from './user-store.js';
+export { MAX_USERS_PER_ACCOUNT, UserStore } from './user-store.js';

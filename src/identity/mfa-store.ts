@@ -10,8 +10,8 @@ import type { SecretBox } from '../platform/crypto/secret-box.js';
 import type { Db } from '../platform/db/database.js';
 import { AppError } from '../platform/errors.js';
 import { arn } from './arn.js';
+import { idByName } from './lookup.js';
 import { base32Decode, matchConsecutiveTotp, matchTotp, newTotpSeed } from './totp.js';
-import { userNotFound } from './user-store.js';
 
 /** RAM serial numbers: `acs:ram::{account}:mfa/{name}`. */
 export function mfaSerialNumber(accountId: string, deviceName: string): string {
@@ -72,13 +72,7 @@ export class MfaStore {
   ): Promise<void> {
     const nowMs = this.#clock.nowMs();
     await this.#db.transaction().execute(async (trx) => {
-      const user = await trx
-        .selectFrom('users')
-        .select('id')
-        .where('account_id', '=', accountId)
-        .where('name', '=', userName)
-        .executeTakeFirst();
-      if (user === undefined) throw userNotFound(userName);
+      const userId = await idByName(trx, 'users', accountId, userName);
       const device = await trx
         .selectFrom('mfa_devices')
         .select(['serial_number', 'seed_sealed', 'user_id'])
@@ -94,7 +88,7 @@ export class MfaStore {
       const bound = await trx
         .selectFrom('mfa_devices')
         .select('serial_number')
-        .where('user_id', '=', user.id)
+        .where('user_id', '=', userId)
         .executeTakeFirst();
       if (bound !== undefined) {
         throw new AppError(
@@ -113,7 +107,7 @@ export class MfaStore {
       }
       await trx
         .updateTable('mfa_devices')
-        .set({ user_id: user.id, last_used_step: step, bound_at: new Date(nowMs).toISOString() })
+        .set({ user_id: userId, last_used_step: step, bound_at: new Date(nowMs).toISOString() })
         .where('serial_number', '=', device.serial_number)
         .execute();
     });
@@ -122,17 +116,11 @@ export class MfaStore {
   /** Unbinds and destroys the user's device (its seed is not kept); returns its serial number. */
   async unbind(accountId: string, userName: string): Promise<string> {
     return this.#db.transaction().execute(async (trx) => {
-      const user = await trx
-        .selectFrom('users')
-        .select('id')
-        .where('account_id', '=', accountId)
-        .where('name', '=', userName)
-        .executeTakeFirst();
-      if (user === undefined) throw userNotFound(userName);
+      const userId = await idByName(trx, 'users', accountId, userName);
       const device = await trx
         .selectFrom('mfa_devices')
         .select('serial_number')
-        .where('user_id', '=', user.id)
+        .where('user_id', '=', userId)
         .executeTakeFirst();
       if (device === undefined) {
         throw new AppError(

@@ -9,53 +9,24 @@ import { parsePolicyDocument, PolicyDocumentError, type PolicyDocument } from '.
 import type { Clock } from '../platform/clock.js';
 import type { Db } from '../platform/db/database.js';
 import { AppError } from '../platform/errors.js';
+import { idByName, lockAccount } from './lookup.js';
+import {
+  policyNotFound,
+  type AttachedPolicy,
+  type NamedDocument,
+  type PolicyRecord,
+  type PolicyType,
+} from './model.js';
 import { findSystemPolicy, SYSTEM_POLICIES } from './system-policies.js';
-import { lockAccount, userNotFound } from './user-store.js';
 
 /** Most custom policies one account may hold. */
 export const MAX_CUSTOM_POLICIES_PER_ACCOUNT = 500;
 /** Most policies (custom and system) attached to one user. */
 export const MAX_POLICIES_PER_USER = 25;
 
-export const POLICY_TYPES = ['Custom', 'System'] as const;
-export type PolicyType = (typeof POLICY_TYPES)[number];
-
-export interface PolicyRecord {
-  readonly name: string;
-  readonly type: PolicyType;
-  readonly description: string;
-  readonly documentText: string;
-  readonly createdAt: string;
-  readonly attachmentCount: number;
-}
-
-export interface AttachedPolicy {
-  readonly name: string;
-  readonly type: PolicyType;
-  readonly description: string;
-  readonly attachedAt: string;
-}
-
-/** A document that applies to a principal, with the name the deny message and the audit line cite. */
-export interface NamedDocument {
-  readonly name: string;
-  readonly type: PolicyType;
-  readonly document: PolicyDocument;
-}
-
 /** The time system policies report as created (they ship with Keyward). */
 const SYSTEM_CREATED_AT = '2026-01-01T00:00:00.000Z';
 const MAX_PARSED_CACHE = 512;
-
-function notFound(name: string, type: PolicyType): AppError {
-  return new AppError(
-    'EntityNotExist.Policy',
-    `No ${type} policy named ${JSON.stringify(name)} exists` +
-      (type === 'System'
-        ? `; the system policies are ${SYSTEM_POLICIES.map((p) => p.name).join(', ')}.`
-        : '.'),
-  );
-}
 
 /**
  * Validates a document for CreatePolicy: a grammar error becomes MalformedPolicyDocument, whose message
@@ -135,7 +106,7 @@ export class PolicyStore {
   async get(accountId: string, name: string, type: PolicyType): Promise<PolicyRecord> {
     if (type === 'System') {
       const p = findSystemPolicy(name);
-      if (p === undefined) throw notFound(name, type);
+      if (p === undefined) throw policyNotFound(name, type);
       const { count } = await this.#db
         .selectFrom('policy_attachments')
         .innerJoin('users', 'users.id', 'policy_attachments.user_id')
@@ -159,7 +130,7 @@ export class PolicyStore {
       .where('account_id', '=', accountId)
       .where('name', '=', name)
       .executeTakeFirst();
-    if (row === undefined) throw notFound(name, type);
+    if (row === undefined) throw policyNotFound(name, type);
     const { count } = await this.#db
       .selectFrom('policy_attachments')
       .select((eb) => eb.fn.countAll<string | number | bigint>().as('count'))
@@ -220,18 +191,12 @@ export class PolicyStore {
   async delete(accountId: string, name: string): Promise<void> {
     await this.#db.transaction().execute(async (trx) => {
       await lockAccount(trx, accountId);
-      const row = await trx
-        .selectFrom('policies')
-        .select('id')
-        .where('account_id', '=', accountId)
-        .where('name', '=', name)
-        .executeTakeFirst();
-      if (row === undefined) throw notFound(name, 'Custom');
+      const policyId = await idByName(trx, 'policies', accountId, name);
       const attached = await trx
         .selectFrom('policy_attachments')
         .innerJoin('users', 'users.id', 'policy_attachments.user_id')
         .select('users.name')
-        .where('policy_id', '=', row.id)
+        .where('policy_id', '=', policyId)
         .executeTakeFirst();
       if (attached !== undefined) {
         throw new AppError(
@@ -239,7 +204,7 @@ export class PolicyStore {
           `The policy ${JSON.stringify(name)} is attached to user ${attached.name} (and maybe others); detach it first.`,
         );
       }
-      await trx.deleteFrom('policies').where('id', '=', row.id).execute();
+      await trx.deleteFrom('policies').where('id', '=', policyId).execute();
     });
   }
 
@@ -247,30 +212,17 @@ export class PolicyStore {
     const attachedAt = new Date(this.#clock.nowMs()).toISOString();
     await this.#db.transaction().execute(async (trx) => {
       await lockAccount(trx, accountId);
-      const user = await trx
-        .selectFrom('users')
-        .select('id')
-        .where('account_id', '=', accountId)
-        .where('name', '=', userName)
-        .executeTakeFirst();
-      if (user === undefined) throw userNotFound(userName);
+      const userId = await idByName(trx, 'users', accountId, userName);
       let policyId: string | null = null;
       if (type === 'System') {
-        if (findSystemPolicy(name) === undefined) throw notFound(name, type);
+        if (findSystemPolicy(name) === undefined) throw policyNotFound(name, type);
       } else {
-        const row = await trx
-          .selectFrom('policies')
-          .select('id')
-          .where('account_id', '=', accountId)
-          .where('name', '=', name)
-          .executeTakeFirst();
-        if (row === undefined) throw notFound(name, type);
-        policyId = row.id;
+        policyId = await idByName(trx, 'policies', accountId, name);
       }
       const current = await trx
         .selectFrom('policy_attachments')
         .select(['policy_type', 'policy_name'])
-        .where('user_id', '=', user.id)
+        .where('user_id', '=', userId)
         .execute();
       if (current.some((a) => a.policy_type === type && a.policy_name === name)) {
         throw new AppError(
@@ -287,7 +239,7 @@ export class PolicyStore {
       await trx
         .insertInto('policy_attachments')
         .values({
-          user_id: user.id,
+          user_id: userId,
           policy_type: type,
           policy_name: name,
           policy_id: policyId,
@@ -298,16 +250,10 @@ export class PolicyStore {
   }
 
   async detach(accountId: string, name: string, type: PolicyType, userName: string): Promise<void> {
-    const user = await this.#db
-      .selectFrom('users')
-      .select('id')
-      .where('account_id', '=', accountId)
-      .where('name', '=', userName)
-      .executeTakeFirst();
-    if (user === undefined) throw userNotFound(userName);
+    const userId = await idByName(this.#db, 'users', accountId, userName);
     const result = await this.#db
       .deleteFrom('policy_attachments')
-      .where('user_id', '=', user.id)
+      .where('user_id', '=', userId)
       .where('policy_type', '=', type)
       .where('policy_name', '=', name)
       .executeTakeFirst();
@@ -320,13 +266,7 @@ export class PolicyStore {
   }
 
   async listForUser(accountId: string, userName: string): Promise<AttachedPolicy[]> {
-    const user = await this.#db
-      .selectFrom('users')
-      .select('id')
-      .where('account_id', '=', accountId)
-      .where('name', '=', userName)
-      .executeTakeFirst();
-    if (user === undefined) throw userNotFound(userName);
+    const userId = await idByName(this.#db, 'users', accountId, userName);
     const rows = await this.#db
       .selectFrom('policy_attachments')
       .leftJoin('policies', 'policies.id', 'policy_attachments.policy_id')
@@ -336,7 +276,7 @@ export class PolicyStore {
         'policy_attachments.attached_at',
         'policies.description',
       ])
-      .where('policy_attachments.user_id', '=', user.id)
+      .where('policy_attachments.user_id', '=', userId)
       .orderBy('policy_attachments.attached_at')
       .orderBy('policy_attachments.policy_name')
       .execute();

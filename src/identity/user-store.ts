@@ -8,35 +8,17 @@ import { randomBytes } from 'node:crypto';
 import type { Clock } from '../platform/clock.js';
 import type { Db } from '../platform/db/database.js';
 import { AppError } from '../platform/errors.js';
+import { idByName, lockAccount } from './lookup.js';
+import { userNotFound, type LoginProfileRecord, type UserRecord } from './model.js';
 import { checkPasswordPolicy, hashPassword } from './password-hash.js';
 
 /** Most users one account may hold. */
 export const MAX_USERS_PER_ACCOUNT = 1000;
 
-export interface UserRecord {
-  readonly id: string;
-  readonly name: string;
-  readonly displayName: string;
-  readonly createdAt: string;
-  readonly updatedAt: string;
-}
-
-export interface LoginProfileRecord {
-  readonly userName: string;
-  readonly createdAt: string;
-}
-
 /** A user id: 16 decimal digits, like a RAM user id. */
 function newUserId(): string {
   const digits = randomBytes(16).reduce((acc, b) => acc + String(b % 10), '');
   return `2${digits.slice(1)}`;
-}
-
-export function userNotFound(name: string): AppError {
-  return new AppError(
-    'EntityNotExist.User',
-    `The user ${JSON.stringify(name)} does not exist in this account.`,
-  );
 }
 
 type Row = { id: string; name: string; display_name: string; created_at: string; updated_at: string };
@@ -51,13 +33,22 @@ function record(r: Row): UserRecord {
   };
 }
 
-/** Serialises writes for the account (see the module comment). */
-export async function lockAccount(trx: Db, accountId: string): Promise<void> {
-  await trx
-    .updateTable('accounts')
-    .set((eb) => ({ write_seq: eb('write_seq', '+', 1) }))
-    .where('id', '=', accountId)
-    .execute();
+/** The user called `name`, or undefined; `db` may be a transaction. */
+async function findUser(db: Db, accountId: string, name: string): Promise<UserRecord | undefined> {
+  const row = await db
+    .selectFrom('users')
+    .select(['id', 'name', 'display_name', 'created_at', 'updated_at'])
+    .where('account_id', '=', accountId)
+    .where('name', '=', name)
+    .executeTakeFirst();
+  return row === undefined ? undefined : record(row);
+}
+
+/** The user called `name`, or EntityNotExist.User; `db` may be a transaction. */
+async function getUser(db: Db, accountId: string, name: string): Promise<UserRecord> {
+  const user = await findUser(db, accountId, name);
+  if (user === undefined) throw userNotFound(name);
+  return user;
 }
 
 export class UserStore {
@@ -112,20 +103,12 @@ export class UserStore {
 
   /** The user, or undefined. */
   async find(accountId: string, name: string): Promise<UserRecord | undefined> {
-    const row = await this.#db
-      .selectFrom('users')
-      .select(['id', 'name', 'display_name', 'created_at', 'updated_at'])
-      .where('account_id', '=', accountId)
-      .where('name', '=', name)
-      .executeTakeFirst();
-    return row === undefined ? undefined : record(row);
+    return findUser(this.#db, accountId, name);
   }
 
   /** The user, or EntityNotExist.User. */
   async get(accountId: string, name: string): Promise<UserRecord> {
-    const user = await this.find(accountId, name);
-    if (user === undefined) throw userNotFound(name);
-    return user;
+    return getUser(this.#db, accountId, name);
   }
 
   /** A user by id (authentication of a user's access key). */
@@ -165,13 +148,7 @@ export class UserStore {
     const now = this.#now();
     return this.#db.transaction().execute(async (trx) => {
       await lockAccount(trx, accountId);
-      const user = await trx
-        .selectFrom('users')
-        .select(['id', 'name', 'display_name', 'created_at', 'updated_at'])
-        .where('account_id', '=', accountId)
-        .where('name', '=', name)
-        .executeTakeFirst();
-      if (user === undefined) throw userNotFound(name);
+      const user = await getUser(trx, accountId, name);
       if (change.newName !== undefined && change.newName !== name) {
         const taken = await trx
           .selectFrom('users')
@@ -186,18 +163,18 @@ export class UserStore {
           );
         }
       }
-      const next = {
+      const next: UserRecord = {
         ...user,
         name: change.newName ?? user.name,
-        display_name: change.newDisplayName ?? user.display_name,
-        updated_at: now,
+        displayName: change.newDisplayName ?? user.displayName,
+        updatedAt: now,
       };
       await trx
         .updateTable('users')
-        .set({ name: next.name, display_name: next.display_name, updated_at: now })
+        .set({ name: next.name, display_name: next.displayName, updated_at: now })
         .where('id', '=', user.id)
         .execute();
-      return record(next);
+      return next;
     });
   }
 
@@ -208,17 +185,11 @@ export class UserStore {
   async delete(accountId: string, name: string): Promise<void> {
     await this.#db.transaction().execute(async (trx) => {
       await lockAccount(trx, accountId);
-      const user = await trx
-        .selectFrom('users')
-        .select('id')
-        .where('account_id', '=', accountId)
-        .where('name', '=', name)
-        .executeTakeFirst();
-      if (user === undefined) throw userNotFound(name);
+      const userId = await idByName(trx, 'users', accountId, name);
       const key = await trx
         .selectFrom('access_keys')
         .select('id')
-        .where('user_id', '=', user.id)
+        .where('user_id', '=', userId)
         .executeTakeFirst();
       if (key !== undefined) {
         throw new AppError(
@@ -229,7 +200,7 @@ export class UserStore {
       const attached = await trx
         .selectFrom('policy_attachments')
         .select('policy_name')
-        .where('user_id', '=', user.id)
+        .where('user_id', '=', userId)
         .executeTakeFirst();
       if (attached !== undefined) {
         throw new AppError(
@@ -237,9 +208,9 @@ export class UserStore {
           `The user ${JSON.stringify(name)} still has policies attached (${attached.policy_name}); detach them first.`,
         );
       }
-      await trx.deleteFrom('login_profiles').where('user_id', '=', user.id).execute();
-      await trx.deleteFrom('mfa_devices').where('user_id', '=', user.id).execute();
-      await trx.deleteFrom('users').where('id', '=', user.id).execute();
+      await trx.deleteFrom('login_profiles').where('user_id', '=', userId).execute();
+      await trx.deleteFrom('mfa_devices').where('user_id', '=', userId).execute();
+      await trx.deleteFrom('users').where('id', '=', userId).execute();
     });
   }
 
@@ -255,17 +226,11 @@ export class UserStore {
     const hash = await hashPassword(password);
     const now = this.#now();
     return this.#db.transaction().execute(async (trx) => {
-      const user = await trx
-        .selectFrom('users')
-        .select('id')
-        .where('account_id', '=', accountId)
-        .where('name', '=', name)
-        .executeTakeFirst();
-      if (user === undefined) throw userNotFound(name);
+      const userId = await idByName(trx, 'users', accountId, name);
       const existing = await trx
         .selectFrom('login_profiles')
         .select('created_at')
-        .where('user_id', '=', user.id)
+        .where('user_id', '=', userId)
         .executeTakeFirst();
       if (mode === 'create') {
         if (existing !== undefined) {
@@ -276,7 +241,7 @@ export class UserStore {
         }
         await trx
           .insertInto('login_profiles')
-          .values({ user_id: user.id, password_hash: hash, created_at: now, updated_at: now })
+          .values({ user_id: userId, password_hash: hash, created_at: now, updated_at: now })
           .execute();
         return { userName: name, createdAt: now };
       }
@@ -284,7 +249,7 @@ export class UserStore {
       await trx
         .updateTable('login_profiles')
         .set({ password_hash: hash, updated_at: now })
-        .where('user_id', '=', user.id)
+        .where('user_id', '=', userId)
         .execute();
       return { userName: name, createdAt: existing.created_at };
     });

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { ServerMessage } from '../agent-channel/index.js';
 import { AgentHub, type AgentLink } from './agent-hub.js';
-import type { DesiredState } from './instance-repository.js';
+import type { DesiredState } from './model.js';
 
 class FakeLink implements AgentLink {
   lastSentGeneration = -1;

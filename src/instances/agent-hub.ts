@@ -10,7 +10,7 @@
  * older than one it was already sent, so concurrent changes cannot reach the agent out of order.
  */
 import type { AgentMessage, AppliedState, ServerMessage } from '../agent-channel/index.js';
-import type { DesiredState } from './instance-repository.js';
+import type { DesiredState } from './model.js';
 
 /** One authenticated connection, as the hub sees it (implemented by the gateway). */
 export interface AgentLink {

@@ -47,13 +47,15 @@ export {
   type InstanceId,
   type InstanceName,
 } from './instance-id.js';
+export { InstanceRepository } from './instance-repository.js';
 export {
   INSTANCE_STATES,
-  InstanceRepository,
   type DesiredState,
+  type InstanceIdentity,
   type InstanceRecord,
   type InstanceState,
-} from './instance-repository.js';
+  type NewInstance,
+} from './model.js';
 export {
   APPLY_WAIT_MS,
   INSTANCE_STATUSES,

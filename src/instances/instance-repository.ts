@@ -1,70 +1,23 @@
 /**
  * Instances in storage: enrollment (token consumed and instance inserted in one transaction), what the
  * agent gateway reads and writes on each connection, the desired binding with its generation counter,
- * names, tags and revocation. Portable Kysely queries only.
+ * names, tags and revocation. Portable Kysely queries only. Rows become the domain's records (model.ts)
+ * here, JSON columns (addresses, host keys) and the integer flag included; a malformed stored value is our
+ * bug (TypeError).
  *
  * Changes of the desired binding are single conditional UPDATEs (`status = 'active'`, and for an unbind
  * `key_pair_id = ?`) so a concurrent revoke or a concurrent change cannot be overwritten unseen.
  */
-import type { AppliedState, BindingSpec } from '../agent-channel/index.js';
+import type { AppliedState } from '../agent-channel/index.js';
 import type { Db } from '../platform/db/database.js';
+import type { InstanceRow } from '../platform/db/schema.js';
 import { AppError } from '../platform/errors.js';
 import { MAX_TAGS_PER_RESOURCE, type Tag, type TagFilter } from '../tags/index.js';
 import { EnrollmentTokenRepository, type TokenPlacement } from './enrollment-token-repository.js';
 import type { StoredFacts } from './host-facts.js';
-import { parseStoredHostKeys, type HostKey } from './host-keys.js';
+import { parseStoredHostKeys } from './host-keys.js';
 import type { InstanceId } from './instance-id.js';
-import { factColumns, toRecord } from './instance-row.js';
-
-export const INSTANCE_STATES = ['active', 'revoked'] as const;
-export type InstanceState = (typeof INSTANCE_STATES)[number];
-
-/** An instance as the domain sees it. */
-export interface InstanceRecord extends StoredFacts {
-  readonly id: InstanceId;
-  readonly accountId: string;
-  readonly regionId: string;
-  readonly name: string;
-  /** Raw Ed25519 public key, base64. */
-  readonly identityPublicKey: string;
-  readonly status: InstanceState;
-  readonly createdAt: string;
-  readonly lastSeenAt: string;
-  readonly keyPairId: string | null;
-  readonly keyPairName: string | null;
-  readonly desiredGeneration: number;
-  readonly appliedGeneration: number | null;
-  readonly applyOk: boolean | null;
-  readonly applyErrorCode: string | null;
-  readonly applyErrorMessage: string | null;
-  readonly tags: readonly Tag[];
-}
-
-/** What a new instance starts with. */
-export interface NewInstance {
-  readonly id: InstanceId;
-  readonly name: string;
-  readonly facts: StoredFacts;
-  readonly identityPublicKey: string;
-  readonly createdAt: string;
-}
-
-/** What the gateway needs to authenticate a connection. */
-export interface InstanceIdentity {
-  readonly id: InstanceId;
-  readonly accountId: string;
-  readonly regionId: string;
-  readonly status: InstanceState;
-  readonly identityPublicKey: string;
-  /** The host keys pinned now (to notice a change reported on connect). */
-  readonly hostKeys: readonly HostKey[];
-}
-
-/** The desired state an agent is sent. */
-export interface DesiredState {
-  readonly generation: number;
-  readonly binding: BindingSpec | null;
-}
+import type { DesiredState, InstanceIdentity, InstanceRecord, InstanceState, NewInstance } from './model.js';
 
 /** A listing query; every given filter must match. */
 export interface InstanceQuery {
@@ -75,6 +28,60 @@ export interface InstanceQuery {
   readonly keyPairId?: string;
   readonly states?: readonly InstanceState[];
   readonly tags: readonly TagFilter[];
+}
+
+/** The columns that hold host facts. */
+function factColumns(facts: StoredFacts) {
+  return {
+    hostname: facts.hostname,
+    os_name: facts.osName,
+    os_version: facts.osVersion,
+    kernel: facts.kernel,
+    addresses: JSON.stringify(facts.addresses),
+    ssh_address: facts.sshAddress,
+    host_keys: JSON.stringify(facts.hostKeys),
+    agent_version: facts.agentVersion,
+    login_user: facts.loginUser,
+  };
+}
+
+function parseAddresses(json: string): string[] {
+  const value: unknown = JSON.parse(json);
+  if (!Array.isArray(value) || !value.every((v): v is string => typeof v === 'string')) {
+    throw new TypeError('instances.addresses is not a JSON array of strings');
+  }
+  return value;
+}
+
+/** An instance row (with its key pair's name) and its tags as a record. */
+function toRecord(row: InstanceRow & { key_pair_name: string | null }, tags: readonly Tag[]): InstanceRecord {
+  return {
+    id: row.id as InstanceId,
+    accountId: row.account_id,
+    regionId: row.region_id,
+    name: row.name,
+    hostname: row.hostname,
+    osName: row.os_name,
+    osVersion: row.os_version,
+    kernel: row.kernel,
+    addresses: parseAddresses(row.addresses),
+    sshAddress: row.ssh_address,
+    hostKeys: parseStoredHostKeys(row.host_keys),
+    agentVersion: row.agent_version,
+    loginUser: row.login_user,
+    identityPublicKey: row.identity_public_key,
+    status: row.status,
+    createdAt: row.created_at,
+    lastSeenAt: row.last_seen_at,
+    keyPairId: row.key_pair_id,
+    keyPairName: row.key_pair_name,
+    desiredGeneration: row.desired_generation,
+    appliedGeneration: row.applied_generation,
+    applyOk: row.apply_ok === null ? null : row.apply_ok === 1,
+    applyErrorCode: row.apply_error_code,
+    applyErrorMessage: row.apply_error_message,
+    tags,
+  };
 }
 
 /** Ids per statement in bulk updates (well under every engine's bound-parameter limit). */

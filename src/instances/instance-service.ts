@@ -12,12 +12,14 @@ import { failure, outcomeResult, type BindingResult } from './binding-outcome.js
 import { bindingState, type BindingState } from './binding-state.js';
 import type { Actor, InstanceAuditSink } from './instance-audit.js';
 import { isInstanceId, type InstanceId } from './instance-id.js';
-import type {
-  DesiredState,
-  InstanceRecord,
-  InstanceRepository,
-  InstanceState,
-} from './instance-repository.js';
+import type { InstanceRepository } from './instance-repository.js';
+import {
+  instanceNotFound,
+  instanceRevoked,
+  type DesiredState,
+  type InstanceRecord,
+  type InstanceState,
+} from './model.js';
 
 /** How long AttachKeyPair/DetachKeyPair wait for a connected agent's report (the SDK gives up at 3 s). */
 export const APPLY_WAIT_MS = 2_000;
@@ -77,17 +79,6 @@ function wildcardRegex(pattern: string): RegExp {
     .map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))
     .join('.*');
   return new RegExp(`^${source}$`, 'su');
-}
-
-function notFound(id: string): AppError {
-  return new AppError(
-    'InvalidInstanceId.NotFound',
-    `The instance ${JSON.stringify(id.slice(0, 64))} does not exist in this region.`,
-  );
-}
-
-function revokedError(id: string): AppError {
-  return new AppError('IncorrectInstanceStatus', `The instance ${id} is revoked.`);
 }
 
 export class InstanceService {
@@ -193,7 +184,8 @@ export class InstanceService {
   /** The instance `id` of the account (in `regionId` when given), or NotFound. */
   async get(accountId: string, id: string, regionId?: string): Promise<InstanceRecord> {
     const [record] = isInstanceId(id) ? await this.#repo.get(accountId, [id]) : [];
-    if (record === undefined || (regionId !== undefined && record.regionId !== regionId)) throw notFound(id);
+    if (record === undefined || (regionId !== undefined && record.regionId !== regionId))
+      throw instanceNotFound(id);
     return record;
   }
 
@@ -203,7 +195,7 @@ export class InstanceService {
   async rename(accountId: string, id: string, name: string, regionId?: string): Promise<void> {
     const record = await this.get(accountId, id, regionId);
     if (record.status === 'revoked' || !(await this.#repo.rename(accountId, record.id, name))) {
-      throw revokedError(record.id);
+      throw instanceRevoked(record.id);
     }
   }
 
@@ -220,7 +212,7 @@ export class InstanceService {
           `The instance ${JSON.stringify(id.slice(0, 64))} does not exist in this region.`,
         );
       }
-      if (r.status === 'revoked') throw revokedError(r.id);
+      if (r.status === 'revoked') throw instanceRevoked(r.id);
     }
     return [...found.keys()] as InstanceId[];
   }
@@ -286,7 +278,7 @@ export class InstanceService {
     const kp = await this.#requireKeyPair(actor.accountId, regionId, keyPairName);
     return this.#forEachInstance(actor.accountId, regionId, ids, async (record) => {
       const generation = await this.#repo.setDesiredKeyPair(record.id, kp.id);
-      if (generation === undefined) return failure(record.id, revokedError(record.id));
+      if (generation === undefined) return failure(record.id, instanceRevoked(record.id));
       return this.#changed(actor, record.id, kp.name, {
         generation,
         binding: { keyPairName: kp.name, publicKey: kp.publicKey },
@@ -314,7 +306,7 @@ export class InstanceService {
         // Changed under us: report what it is now.
         const [now] = await this.#repo.get(actor.accountId, [record.id]);
         return now?.status === 'revoked'
-          ? failure(record.id, revokedError(record.id))
+          ? failure(record.id, instanceRevoked(record.id))
           : notAttached(record.id);
       }
       return this.#changed(actor, record.id, null, { generation, binding: null });
@@ -345,8 +337,8 @@ export class InstanceService {
     return Promise.all(
       unique.map(async (id) => {
         const record = records.get(id);
-        if (record === undefined || record.regionId !== regionId) return failure(id, notFound(id));
-        if (record.status === 'revoked') return failure(id, revokedError(id));
+        if (record === undefined || record.regionId !== regionId) return failure(id, instanceNotFound(id));
+        if (record.status === 'revoked') return failure(id, instanceRevoked(id));
         return change(record);
       }),
     );

@@ -7,7 +7,8 @@ export {
   type KeyPairName,
   type KeyPairNamePattern,
 } from './key-pair-name.js';
-export { KeyPairRepository, type KeyPairListing, type KeyPairRecord } from './key-pair-repository.js';
+export { KeyPairRepository } from './key-pair-repository.js';
+export type { KeyPairForBinding, KeyPairListing, KeyPairRecord } from './model.js';
 export {
   KeyPairService,
   MAX_KEY_PAIRS_PER_REGION,

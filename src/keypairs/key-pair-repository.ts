@@ -9,31 +9,13 @@
 import type { Db } from '../platform/db/database.js';
 import { AppError } from '../platform/errors.js';
 import type { Tag, TagFilter } from '../tags/index.js';
-
-/** A key pair as the domain sees it. */
-export interface KeyPairRecord {
-  readonly id: string;
-  readonly accountId: string;
-  readonly regionId: string;
-  readonly name: string;
-  readonly keyType: string;
-  readonly publicKey: string;
-  readonly fingerprintMd5: string;
-  readonly fingerprintSha256: string;
-  readonly resourceGroupId: string | null;
-  readonly createdAt: string;
-  readonly tags: readonly Tag[];
-}
-
-/** A key pair as listed: what DescribeKeyPairs shows, the public key only when asked for. */
-export interface KeyPairListing {
-  readonly name: string;
-  readonly fingerprintMd5: string;
-  readonly resourceGroupId: string | null;
-  readonly createdAt: string;
-  readonly publicKey?: string;
-  readonly tags: readonly Tag[];
-}
+import {
+  alreadyExists,
+  quotaExceeded,
+  type KeyPairForBinding,
+  type KeyPairListing,
+  type KeyPairRecord,
+} from './model.js';
 
 /** A listing query; `names` (when given) restricts to those exact names. */
 export interface KeyPairQuery {
@@ -126,7 +108,7 @@ export class KeyPairRepository {
     accountId: string,
     regionId: string,
     name: string,
-  ): Promise<{ id: string; name: string; publicKey: string } | undefined> {
+  ): Promise<KeyPairForBinding | undefined> {
     const row = await this.#db
       .selectFrom('key_pairs')
       .select(['id', 'name', 'public_key'])
@@ -250,18 +232,4 @@ export class KeyPairRepository {
       return idList.length;
     });
   }
-}
-
-/** The error for a name already taken in the region. */
-export function alreadyExists(name: string): AppError {
-  return new AppError('KeyPair.AlreadyExist', `A key pair named "${name}" already exists in this region.`);
-}
-
-/** The error for a region at its key pair quota. */
-export function quotaExceeded(count: number, regionId: string, quota: number): AppError {
-  return new AppError(
-    'QuotaExceed.KeyPair',
-    `The account already has ${count} key pairs in region ${regionId}, the most allowed is ${quota}; ` +
-      'delete key pairs you no longer use first.',
-  );
 }

@@ -7,13 +7,14 @@ import { newKeyPairId } from '../platform/ids.js';
 import type { Tag, TagFilter } from '../tags/index.js';
 import { generateKeyPair, type GeneratedKeyType } from './generate-key-pair.js';
 import { matchesKeyPairNamePattern, type KeyPairName, type KeyPairNamePattern } from './key-pair-name.js';
+import type { KeyPairRepository } from './key-pair-repository.js';
 import {
   alreadyExists,
   quotaExceeded,
+  type KeyPairForBinding,
   type KeyPairListing,
   type KeyPairRecord,
-  type KeyPairRepository,
-} from './key-pair-repository.js';
+} from './model.js';
 import { AppError } from '../platform/errors.js';
 import { parsePublicKey, type SshPublicKey } from './public-key/index.js';
 
@@ -99,11 +100,7 @@ export class KeyPairService {
   }
 
   /** The key pair called `name` in (account, region), with what binding it to an instance needs. */
-  findByName(
-    accountId: string,
-    regionId: string,
-    name: string,
-  ): Promise<{ id: string; name: string; publicKey: string } | undefined> {
+  findByName(accountId: string, regionId: string, name: string): Promise<KeyPairForBinding | undefined> {
     return this.#repo.findByName(accountId, regionId, name);
   }
 

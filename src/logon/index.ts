@@ -9,7 +9,8 @@ export {
   type BrokerConnectOptions,
 } from './broker.js';
 export { pinoLogonAuditSink, type LogonAuditEvent, type LogonAuditSink } from './logon-audit.js';
-export { LogonGrantRepository, type LogonKind, type NewLogonGrant } from './logon-grant-repository.js';
+export { LogonGrantRepository } from './logon-grant-repository.js';
+export type { ExpiredLogonGrant, LogonGrantRecord, LogonKind, NewLogonGrant } from './model.js';
 export {
   DEFAULT_INSTALL_TIMEOUT_MS,
   DEFAULT_KEY_LIFETIME_SECONDS,

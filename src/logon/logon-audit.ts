@@ -4,7 +4,7 @@
  * ids, names, fingerprints, codes and addresses only: never a private key, a ticket or a signature.
  */
 import type { Logger } from 'pino';
-import type { LogonKind } from './logon-grant-repository.js';
+import type { LogonKind } from './model.js';
 
 interface GrantRef {
   readonly grantId: string;

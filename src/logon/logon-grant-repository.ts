@@ -1,27 +1,38 @@
 /**
  * Storage of one-time logon key pairs' lives (`logon_grants`, migration 0005). Each row is written when the
  * grant is issued (before it is sent, so a crash leaves a record) and then only gains timestamps: installed,
- * used, destroyed, removed from the host. Never holds a private key.
+ * used, destroyed, removed from the host. Never holds a private key. Rows are returned as the domain's
+ * records (model.ts), never as rows.
  */
 import type { Db } from '../platform/db/database.js';
 import type { LogonGrantRow } from '../platform/db/schema.js';
+import type { ExpiredLogonGrant, LogonGrantRecord, NewLogonGrant } from './model.js';
 
-export type LogonKind = 'broker' | 'client';
-
-export interface NewLogonGrant {
-  readonly id: string;
-  readonly accountId: string;
-  readonly regionId: string;
-  readonly instanceId: string;
-  readonly osUser: string;
-  readonly kind: LogonKind;
-  readonly caller: string;
-  readonly requestId: string;
-  readonly sourceIp: string;
-  readonly keyFingerprint: string;
-  readonly portForwarding: boolean;
-  readonly issuedAt: string;
-  readonly expiresAt: string;
+/** A stored grant as a record. */
+function toRecord(r: LogonGrantRow): LogonGrantRecord {
+  return {
+    id: r.id,
+    accountId: r.account_id,
+    regionId: r.region_id,
+    instanceId: r.instance_id,
+    osUser: r.os_user,
+    kind: r.kind,
+    caller: r.caller,
+    requestId: r.request_id,
+    sourceIp: r.source_ip,
+    keyFingerprint: r.key_fingerprint,
+    portForwarding: r.port_forwarding === 1,
+    issuedAt: r.issued_at,
+    expiresAt: r.expires_at,
+    installedAt: r.installed_at,
+    hostExpiresAt: r.host_expires_at,
+    usedAt: r.used_at,
+    failureCode: r.failure_code,
+    destroyedAt: r.destroyed_at,
+    destroyReason: r.destroy_reason,
+    hostRemovedAt: r.host_removed_at,
+    hostRemovedReason: r.host_removed_reason,
+  };
 }
 
 export class LogonGrantRepository {
@@ -104,11 +115,8 @@ export class LogonGrantRepository {
    * Grants past their deadline that no replica has destroyed yet, oldest first (whoever issued them: the
    * replica that did may be dead). Each is claimed by `markDestroyed`, so two replicas never both act.
    */
-  async listExpiredOpen(
-    nowIso: string,
-    limit: number,
-  ): Promise<Pick<LogonGrantRow, 'id' | 'account_id' | 'instance_id' | 'expires_at'>[]> {
-    return this.#db
+  async listExpiredOpen(nowIso: string, limit: number): Promise<ExpiredLogonGrant[]> {
+    const rows = await this.#db
       .selectFrom('logon_grants')
       .select(['id', 'account_id', 'instance_id', 'expires_at'])
       .where('destroyed_at', 'is', null)
@@ -116,6 +124,12 @@ export class LogonGrantRepository {
       .orderBy('expires_at')
       .limit(limit)
       .execute();
+    return rows.map((r) => ({
+      id: r.id,
+      accountId: r.account_id,
+      instanceId: r.instance_id,
+      expiresAt: r.expires_at,
+    }));
   }
 
   async findAccount(id: string): Promise<string | undefined> {
@@ -127,18 +141,19 @@ export class LogonGrantRepository {
     return row?.account_id;
   }
 
-  async get(accountId: string, id: string): Promise<LogonGrantRow | undefined> {
-    return this.#db
+  async get(accountId: string, id: string): Promise<LogonGrantRecord | undefined> {
+    const row = await this.#db
       .selectFrom('logon_grants')
       .selectAll()
       .where('account_id', '=', accountId)
       .where('id', '=', id)
       .executeTakeFirst();
+    return row === undefined ? undefined : toRecord(row);
   }
 
   /** Newest first. */
-  async list(accountId: string, limit: number): Promise<LogonGrantRow[]> {
-    return this.#db
+  async list(accountId: string, limit: number): Promise<LogonGrantRecord[]> {
+    const rows = await this.#db
       .selectFrom('logon_grants')
       .selectAll()
       .where('account_id', '=', accountId)
@@ -146,5 +161,6 @@ export class LogonGrantRepository {
       .orderBy('id', 'desc')
       .limit(limit)
       .execute();
+    return rows.map(toRecord);
   }
 }

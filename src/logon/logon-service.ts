@@ -30,7 +30,8 @@ import { parsePublicKey } from '../keypairs/index.js';
 import type { Clock } from '../platform/clock.js';
 import { AppError } from '../platform/errors.js';
 import type { LogonAuditSink } from './logon-audit.js';
-import type { LogonGrantRepository, LogonKind } from './logon-grant-repository.js';
+import type { LogonGrantRepository } from './logon-grant-repository.js';
+import type { LogonKind } from './model.js';
 
 export const DEFAULT_KEY_LIFETIME_SECONDS = 60;
 /** How long a logon waits for the agent to confirm a grant is on the host. */
@@ -126,7 +127,7 @@ export class LogonService {
     for (;;) {
       const due = await this.#d.grants.listExpiredOpen(iso(this.#d.clock.nowMs()), SWEEP_BATCH);
       for (const g of due) {
-        if (await this.#destroy(g.id, g.instance_id, reason)) destroyed += 1;
+        if (await this.#destroy(g.id, g.instanceId, reason)) destroyed += 1;
       }
       if (due.length < SWEEP_BATCH) return destroyed;
     }

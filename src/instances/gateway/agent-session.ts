@@ -8,7 +8,7 @@ import { WebSocket, type RawData } from 'ws';
 import { CLOSE_CODES, type ServerMessage } from '../../agent-channel/index.js';
 import type { AgentLink } from '../agent-hub.js';
 import type { InstanceAuditEvent } from '../instance-audit.js';
-import type { DesiredState } from '../instance-repository.js';
+import type { DesiredState } from '../model.js';
 
 /** What a session needs from its gateway. */
 export interface SessionOwner {

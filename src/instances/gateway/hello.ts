@@ -9,7 +9,7 @@
 import { verify } from 'node:crypto';
 import { CLOSE_CODES, helloSigningInput } from '../../agent-channel/index.js';
 import { ed25519PublicKeyFromRaw } from '../grant-signing-key.js';
-import type { InstanceState } from '../instance-repository.js';
+import type { InstanceState } from '../model.js';
 
 /** What the decision needs to know about the instance the agent names. */
 export interface HelloIdentity {

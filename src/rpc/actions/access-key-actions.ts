@@ -6,7 +6,7 @@
  * root's own keys are the resource `acs:ram:*:{account}:root`, which only the root itself reaches.
  */
 import { ACCESS_KEY_STATUSES, type AccessKeyStore } from '../../accounts/index.js';
-import { arn, parseUserName, userNotFound, type UserStore } from '../../identity/index.js';
+import { arn, parseUserName, type UserStore } from '../../identity/index.js';
 import { AppError } from '../../platform/errors.js';
 import { ecsTimeSeconds } from '../ecs-shapes.js';
 import { RAM_API_VERSION, type RpcAction, type RpcContext } from '../rpc-action.js';
@@ -41,8 +41,7 @@ async function authorizedTarget(
 ): Promise<string | null> {
   await ctx.authorize(action, [targetResource(target, ctx)]);
   if ('userName' in target) {
-    const user = await deps.users.find(ctx.accountId, target.userName);
-    if (user === undefined) throw userNotFound(target.userName);
+    const user = await deps.users.get(ctx.accountId, target.userName);
     return user.id;
   }
   return ctx.principal.kind === 'root' ? null : ctx.principal.userId;

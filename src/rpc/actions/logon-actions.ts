@@ -17,6 +17,7 @@ import {
   parseOsUser,
   TERMINAL_PATH,
   TERMINAL_SUBPROTOCOL,
+  type LogonGrantRecord,
   type LogonGrantRepository,
   type LogonService,
   type TerminalTickets,
@@ -44,6 +45,31 @@ async function authorizeLogon(ctx: RpcContext, regionId: string, instanceId: str
 }
 
 const iso = (v: string | null): string | null => (v === null ? null : ecsTimeSeconds(v));
+
+/** A grant as DescribeLogonGrants shows it. */
+function grantView(g: LogonGrantRecord) {
+  return {
+    GrantId: g.id,
+    InstanceId: g.instanceId,
+    InstanceOSUser: g.osUser,
+    Kind: g.kind,
+    Caller: g.caller,
+    RequestId: g.requestId,
+    SourceIp: g.sourceIp,
+    KeyFingerprint: g.keyFingerprint,
+    PortForwarding: g.portForwarding,
+    IssuedAt: iso(g.issuedAt),
+    ExpiresAt: iso(g.expiresAt),
+    InstalledAt: iso(g.installedAt),
+    HostExpiresAt: iso(g.hostExpiresAt),
+    UsedAt: iso(g.usedAt),
+    FailureCode: g.failureCode,
+    DestroyedAt: iso(g.destroyedAt),
+    DestroyReason: g.destroyReason,
+    HostRemovedAt: iso(g.hostRemovedAt),
+    HostRemovedReason: g.hostRemovedReason,
+  };
+}
 
 export function logonActions(deps: Deps): RpcAction[] {
   return [
@@ -145,36 +171,12 @@ export function logonActions(deps: Deps): RpcAction[] {
         await ctx.authorize('ecs-workbench:DescribeLogonGrants', [
           arn.workbench(regionId, ctx.accountId, '*'),
         ]);
-        const rows =
+        const grants =
           grantId === undefined
             ? await deps.grants.list(ctx.accountId, limit)
-            : [await deps.grants.get(ctx.accountId, grantId)].filter((r) => r !== undefined);
+            : [await deps.grants.get(ctx.accountId, grantId)].filter((g) => g !== undefined);
         return {
-          Grants: {
-            Grant: rows
-              .filter((r) => r.region_id === regionId)
-              .map((r) => ({
-                GrantId: r.id,
-                InstanceId: r.instance_id,
-                InstanceOSUser: r.os_user,
-                Kind: r.kind,
-                Caller: r.caller,
-                RequestId: r.request_id,
-                SourceIp: r.source_ip,
-                KeyFingerprint: r.key_fingerprint,
-                PortForwarding: r.port_forwarding === 1,
-                IssuedAt: iso(r.issued_at),
-                ExpiresAt: iso(r.expires_at),
-                InstalledAt: iso(r.installed_at),
-                HostExpiresAt: iso(r.host_expires_at),
-                UsedAt: iso(r.used_at),
-                FailureCode: r.failure_code,
-                DestroyedAt: iso(r.destroyed_at),
-                DestroyReason: r.destroy_reason,
-                HostRemovedAt: iso(r.host_removed_at),
-                HostRemovedReason: r.host_removed_reason,
-              })),
-          },
+          Grants: { Grant: grants.filter((g) => g.regionId === regionId).map(grantView) },
         };
       },
     },
