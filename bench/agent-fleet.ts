@@ -15,6 +15,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { HEARTBEAT_INTERVAL_MS } from '../src/agent-channel/index.js';
 import { RpcClient } from '../src/client/index.js';
+import type { StartMessage } from './agent-fleet-child.js';
 import { startServerProcess, type ServerProcess } from './server-process.js';
 import { fixed, renderTable } from './table.js';
 
@@ -73,7 +74,8 @@ function startChild(
   child.on('message', (m) => {
     onProgress(m as Progress);
   });
-  child.send({ endpoint, tokens });
+  const start: StartMessage = { endpoints: [endpoint], tokens };
+  child.send(start);
   return child;
 }
 
