@@ -131,7 +131,13 @@ async function main(): Promise<void> {
           }),
         );
       }
-      await Promise.race([Promise.all(finished), sleep(CONNECT_LIMIT_MS)]);
+      // The bound's timer is cancelled once the fleet is in, or it would keep the process alive after the report.
+      const bound = new AbortController();
+      await Promise.race([
+        Promise.all(finished),
+        sleep(CONNECT_LIMIT_MS, undefined, { signal: bound.signal }).catch(() => undefined),
+      ]);
+      bound.abort();
       const connectSeconds = (performance.now() - t0) / 1000;
       const connected = progress.reduce((s, p) => s + p.connected, 0);
       const failed = progress.reduce((s, p) => s + p.failed, 0);
