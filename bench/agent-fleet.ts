@@ -15,6 +15,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { HEARTBEAT_INTERVAL_MS } from '../src/agent-channel/index.js';
 import { RpcClient } from '../src/client/index.js';
+import type { StartMessage } from './agent-fleet-child.js';
 import { startServerProcess, type ServerProcess } from './server-process.js';
 import { fixed, renderTable } from './table.js';
 
@@ -73,7 +74,8 @@ function startChild(
   child.on('message', (m) => {
     onProgress(m as Progress);
   });
-  child.send({ endpoint, tokens });
+  const start: StartMessage = { endpoints: [endpoint], tokens };
+  child.send(start);
   return child;
 }
 
@@ -129,7 +131,13 @@ async function main(): Promise<void> {
           }),
         );
       }
-      await Promise.race([Promise.all(finished), sleep(CONNECT_LIMIT_MS)]);
+      // The bound's timer is cancelled once the fleet is in, or it would keep the process alive after the report.
+      const bound = new AbortController();
+      await Promise.race([
+        Promise.all(finished),
+        sleep(CONNECT_LIMIT_MS, undefined, { signal: bound.signal }).catch(() => undefined),
+      ]);
+      bound.abort();
       const connectSeconds = (performance.now() - t0) / 1000;
       const connected = progress.reduce((s, p) => s + p.connected, 0);
       const failed = progress.reduce((s, p) => s + p.failed, 0);

@@ -13,7 +13,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { WebSocket } from 'ws';
-import { RpcClient } from '../src/client/index.js';
+import { RpcClient, RpcError } from '../src/client/index.js';
 import {
   agentArgs,
   createThrowawayUser,
@@ -40,6 +40,18 @@ export interface LogonFixture {
   stop(): Promise<void>;
 }
 
+/** A host for logons: a private sshd, a throwaway OS user and a `keyward agent` child, enrolled. */
+export interface LogonHost {
+  readonly sshd: PrivateSshd;
+  readonly user: ThrowawayUser;
+  readonly instanceId: string;
+  readonly agent: ChildProcess;
+  /** The agent's standard output (JSON log) and error so far. */
+  agentLog(): string;
+  /** Stops the agent (SIGTERM, waited for) and sshd; removes the user and the host's directories. */
+  stop(): Promise<void>;
+}
+
 export function plainEnv(): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const name of ['PATH', 'HOME', 'LANG', 'TZ'])
@@ -47,47 +59,49 @@ export function plainEnv(): NodeJS.ProcessEnv {
   return env;
 }
 
-export async function startLogonFixture(opts: { readonly prefix: string }): Promise<LogonFixture> {
-  const env = plainEnv();
-  const work = mkdtempSync(join(os.tmpdir(), `${opts.prefix}-`));
+/**
+ * Starts a logon host whose agent is given `serverUrls` (one server, or the replicas of one Keyward) and
+ * enrolled with a token from `rpc`; resolves once the instance is Running (the account must hold no other
+ * Running instance). The agent's state lives under `work`.
+ */
+export async function startLogonHost(opts: {
+  readonly prefix: string;
+  readonly work: string;
+  readonly env: NodeJS.ProcessEnv;
+  readonly rpc: RpcClient;
+  readonly serverUrls: readonly string[];
+}): Promise<LogonHost> {
   // sshd runs the AuthorizedKeysCommand only from root-owned, not group/world-writable directories.
   const hostDir = join('/run', `${opts.prefix}-${randomBytes(4).toString('hex')}`);
   mkdirSync(join(hostDir, 'libexec'), { recursive: true, mode: 0o755 });
-  const sshd = await startPrivateSshd();
-  const user = await createThrowawayUser();
+  let sshd: PrivateSshd | undefined;
+  let user: ThrowawayUser | undefined;
   let agent: ChildProcess | undefined;
-  const server = await startServerProcess({
-    repoRoot: REPO_ROOT,
-    dataDir: join(work, 'data'),
-    logLevel: 'warn',
-    env,
-    firstStart: true,
-    extraArgs: ['--logon-key-lifetime', '60'],
-  });
+  let log = '';
   const stop = async (): Promise<void> => {
-    if (agent !== undefined && agent.exitCode === null) agent.kill('SIGTERM');
-    await server.stop();
-    await sshd.stop();
-    await user.remove();
-    rmSync(work, { recursive: true, force: true });
+    if (agent !== undefined && agent.exitCode === null && agent.signalCode === null) {
+      const child = agent;
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+      await exited;
+      clearTimeout(timer);
+    }
+    await sshd?.stop();
+    await user?.remove();
     rmSync(hostDir, { recursive: true, force: true });
   };
   try {
-    const creds = server.credentials;
-    if (creds === undefined || server.pid === undefined) throw new Error('no credentials');
-    const rpc = new RpcClient({
-      endpoint: server.endpoint,
-      accessKeyId: creds.accessKeyId,
-      accessKeySecret: creds.accessKeySecret,
-    });
-    const { Token } = await rpc.call<{ Token: string }>('CreateEnrollmentToken', { RegionId: 'local' });
+    sshd = await startPrivateSshd();
+    user = await createThrowawayUser();
+    const { Token } = await opts.rpc.call<{ Token: string }>('CreateEnrollmentToken', { RegionId: 'local' });
     agent = spawn(
       process.execPath,
       [
         BIN,
         ...agentArgs({
-          server: server.endpoint,
-          stateDir: join(work, 'agent'),
+          server: opts.serverUrls.join(','),
+          stateDir: join(opts.work, 'agent'),
           loginUser: user.name,
           sshd,
           extra: [
@@ -102,9 +116,54 @@ export async function startLogonFixture(opts: { readonly prefix: string }): Prom
           ],
         }),
       ],
-      { env, stdio: 'ignore' },
+      { env: opts.env, stdio: ['ignore', 'pipe', 'pipe'] },
     );
-    const instanceId = await waitForRunningInstance(rpc, { timeoutMs: 30000, pollMs: 100 });
+    // Drained always, so the pipe never fills; only the last 64 KiB is kept.
+    const keep = (c: Buffer): void => {
+      log = (log + c.toString()).slice(-65_536);
+    };
+    agent.stdout?.on('data', keep);
+    agent.stderr?.on('data', keep);
+    const instanceId = await waitForRunningInstance(opts.rpc, {
+      timeoutMs: 30000,
+      pollMs: 100,
+      context: () => log,
+    });
+    const started = { sshd, user, agent };
+    return { ...started, instanceId, agentLog: () => log, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+export async function startLogonFixture(opts: { readonly prefix: string }): Promise<LogonFixture> {
+  const env = plainEnv();
+  const work = mkdtempSync(join(os.tmpdir(), `${opts.prefix}-`));
+  let host: LogonHost | undefined;
+  const server = await startServerProcess({
+    repoRoot: REPO_ROOT,
+    dataDir: join(work, 'data'),
+    logLevel: 'warn',
+    env,
+    firstStart: true,
+    extraArgs: ['--logon-key-lifetime', '60'],
+  });
+  const stop = async (): Promise<void> => {
+    await host?.stop();
+    await server.stop();
+    rmSync(work, { recursive: true, force: true });
+  };
+  try {
+    const creds = server.credentials;
+    if (creds === undefined || server.pid === undefined) throw new Error('no credentials');
+    const rpc = new RpcClient({
+      endpoint: server.endpoint,
+      accessKeyId: creds.accessKeyId,
+      accessKeySecret: creds.accessKeySecret,
+    });
+    host = await startLogonHost({ prefix: opts.prefix, work, env, rpc, serverUrls: [server.endpoint] });
+    const { sshd, user, instanceId } = host;
     return {
       work,
       env,
@@ -124,7 +183,29 @@ export async function startLogonFixture(opts: { readonly prefix: string }): Prom
   }
 }
 
-/** StartTerminalSession + terminal WebSocket + `echo` → its output; resolves with the elapsed ms. */
+/** Where a broker logon failed. */
+export type BrokerLogonStage = 'start' | 'upgrade' | 'terminal';
+
+/**
+ * A failed broker logon: the stage and a code, the server's error code where it sent one (the RPC error,
+ * the refused upgrade's body, the terminal's error frame) or the client's (RpcClient's codes, the socket
+ * error's errno name, `Closed.<code>` for a terminal that closed without output, `Timeout`).
+ */
+export class BrokerLogonError extends Error {
+  constructor(
+    readonly code: string,
+    readonly stage: BrokerLogonStage,
+    message: string,
+  ) {
+    super(`${stage}: ${code}: ${message}`);
+    this.name = 'BrokerLogonError';
+  }
+}
+
+/**
+ * StartTerminalSession + terminal WebSocket + `echo` → its output; resolves with the elapsed ms, rejects
+ * with a BrokerLogonError. The whole logon is bounded by `timeoutMs` (default 60 s).
+ */
 export async function brokerLogon(
   c: {
     readonly rpc: RpcClient;
@@ -133,43 +214,86 @@ export async function brokerLogon(
     readonly user: string;
   },
   marker: string,
+  opts: { readonly timeoutMs?: number } = {},
 ): Promise<number> {
   const t0 = performance.now();
-  const start = await c.rpc.call<{ Subprotocols: { Subprotocol: string[] }; WebSocketPath: string }>(
-    'StartTerminalSession',
-    { RegionId: 'local', InstanceId: c.instanceId, InstanceOSUser: c.user, Cols: 120, Rows: 30 },
-    { version: KEYWARD },
-  );
+  const timeoutMs = opts.timeoutMs ?? 60_000;
+  let start: { Subprotocols: { Subprotocol: string[] }; WebSocketPath: string };
+  try {
+    start = await c.rpc.call(
+      'StartTerminalSession',
+      { RegionId: 'local', InstanceId: c.instanceId, InstanceOSUser: c.user, Cols: 120, Rows: 30 },
+      { version: KEYWARD, signal: AbortSignal.timeout(timeoutMs) },
+    );
+  } catch (err) {
+    const code = err instanceof RpcError ? err.code : 'ClientError';
+    throw new BrokerLogonError(code, 'start', err instanceof Error ? err.message : String(err));
+  }
   const ws = new WebSocket(
     `${c.endpoint.replace('http', 'ws')}${start.WebSocketPath}`,
     start.Subprotocols.Subprotocol,
   );
   return new Promise((resolve, reject) => {
     let out = '';
-    const timer = setTimeout(() => {
+    let opened = false;
+    let settled = false;
+    const fail = (code: string, message: string, stage: BrokerLogonStage = 'terminal'): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
       ws.terminate();
-      reject(new Error(`broker logon timed out: ${out}`));
-    }, 60_000);
+      reject(new BrokerLogonError(code, stage, message));
+    };
+    const timer = setTimeout(
+      () => {
+        fail(
+          'Timeout',
+          `no output within ${String(timeoutMs)} ms: ${out.slice(-200)}`,
+          opened ? 'terminal' : 'upgrade',
+        );
+      },
+      Math.max(1, timeoutMs - (performance.now() - t0)),
+    );
+    ws.on('open', () => {
+      opened = true;
+    });
+    ws.on('unexpected-response', (_req, res) => {
+      let body = '';
+      res.on('data', (chunk: Buffer) => (body += chunk.toString()));
+      res.on('end', () => {
+        let code = `HTTP${String(res.statusCode)}`;
+        try {
+          const parsed = JSON.parse(body) as { Code?: unknown };
+          if (typeof parsed.Code === 'string') code = parsed.Code;
+        } catch {
+          // not a Keyward error body: the status stands for it
+        }
+        fail(code, body.slice(0, 200), 'upgrade');
+      });
+      res.on('error', () => {
+        fail(`HTTP${String(res.statusCode)}`, 'the refusal was cut off', 'upgrade');
+      });
+    });
     ws.on('message', (data: Buffer, isBinary: boolean) => {
       if (!isBinary) {
         const msg = JSON.parse(data.toString()) as { type: string; code?: string; message?: string };
         if (msg.type === 'ready') ws.send(Buffer.from(`echo ${marker}:$((6*7))\n`));
-        else if (msg.type === 'error') {
-          clearTimeout(timer);
-          reject(new Error(`${msg.code ?? ''}: ${msg.message ?? ''}`));
-        }
+        else if (msg.type === 'error') fail(msg.code ?? 'ErrorFrame', msg.message ?? '');
         return;
       }
       out += data.toString();
-      if (out.includes(`${marker}:42`)) {
+      if (out.includes(`${marker}:42`) && !settled) {
+        settled = true;
         clearTimeout(timer);
         resolve(performance.now() - t0);
         ws.close();
       }
     });
-    ws.on('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
+    ws.on('error', (err: Error & { code?: string }) => {
+      fail(err.code ?? 'NetworkError', err.message, opened ? 'terminal' : 'upgrade');
+    });
+    ws.on('close', (code) => {
+      fail(`Closed.${String(code)}`, `the terminal closed before the output: ${out.slice(-200)}`);
     });
   });
 }

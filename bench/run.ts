@@ -34,13 +34,11 @@
  * removed at the end, also on failure. `--quick` shrinks every count (for working on the harness itself).
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { RpcClient } from '../src/client/index.js';
-import { signAcs3 } from '../src/rpc/signature/acs3.js';
 import { CpuMonitor, type CpuInterval, type CpuSnapshot } from './cpu-monitor.js';
 import { ed25519OpenSshPublicKey } from './ed25519-keys.js';
 import {
@@ -53,6 +51,7 @@ import {
 } from './http-load.js';
 import { isRawRsaMessage, type RawRsaMessage, type RawRsaRunRequest } from './raw-rsa.js';
 import { startServerProcess, type InitialCredentials, type ServerProcess } from './server-process.js';
+import { signedDescribe, type DescribeKeyPairsAnswer } from './signed-describe.js';
 import { median, summarize, type LatencySummary } from './stats.js';
 import { fixed, ratio, renderTable } from './table.js';
 
@@ -60,7 +59,6 @@ const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const RESULTS_DIR = join(REPO_ROOT, 'bench', 'results');
 const RESULTS_FILE = join(RESULTS_DIR, 'latest.json');
 const RAW_RSA_CHILD = fileURLToPath(new URL('./raw-rsa.js', import.meta.url));
-const API_VERSION = '2014-05-26';
 
 const QUICK = process.argv.includes('--quick');
 
@@ -205,11 +203,6 @@ interface CreateKeyPairAnswer {
   readonly PrivateKeyBody?: unknown;
 }
 
-interface DescribeKeyPairsAnswer {
-  readonly TotalCount?: unknown;
-  readonly KeyPairs?: { readonly KeyPair?: unknown };
-}
-
 /** Runs `task(i)` for i in [0, count) with `concurrency` in flight, none started after `limitMs`. */
 async function pool(
   count: number,
@@ -274,33 +267,6 @@ async function apiCreateRound(
     names.push(name);
   });
   return { count: done, elapsedMs, names };
-}
-
-function signedDescribe(
-  creds: InitialCredentials,
-  host: string,
-  page: number,
-  pageSize: number,
-): PreparedRequest {
-  const signed = signAcs3({
-    host,
-    action: 'DescribeKeyPairs',
-    version: API_VERSION,
-    query: [
-      ['RegionId', creds.regionId],
-      ['PageNumber', String(page)],
-      ['PageSize', String(pageSize)],
-    ],
-    accessKeyId: creds.accessKeyId,
-    accessKeySecret: creds.accessKeySecret,
-    dateMs: Date.now(),
-    nonce: randomUUID().replaceAll('-', ''),
-  });
-  return {
-    method: 'POST',
-    path: `/?${signed.queryString}`,
-    headers: { ...signed.headers, accept: 'application/json', 'content-length': '0' },
-  };
 }
 
 const HEALTHZ: PreparedRequest = { method: 'GET', path: '/healthz', headers: { accept: 'application/json' } };
