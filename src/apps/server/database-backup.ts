@@ -31,6 +31,7 @@ import { basename, dirname, join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { systemClock, type Clock } from '../../platform/clock.js';
 import { DATABASE_FILE, INITIAL_CREDENTIALS_FILE, MASTER_KEY_FILE, syncDir } from './data-dir.js';
+import { OperatorError } from './operator-error.js';
 
 /** Stable codes of backup failures (docs/errors.md, "Backup codes"; never renamed or reused). */
 export const BACKUP_ERROR_CODES = [
@@ -49,16 +50,7 @@ export const BACKUP_ERROR_CODES = [
 export type BackupErrorCode = (typeof BACKUP_ERROR_CODES)[number];
 
 /** A backup that could not be made; nothing is left at the target, nor a temporary file beside it. */
-export class BackupError extends Error {
-  constructor(
-    readonly code: BackupErrorCode,
-    message: string,
-    options?: ErrorOptions,
-  ) {
-    super(message, options);
-    this.name = 'BackupError';
-  }
-}
+export class BackupError extends OperatorError<BackupErrorCode> {}
 
 /** Pages per step: better-sqlite3's default step (100 pages, 400 KiB with SQLite's default page size). */
 export const STEP_PAGES = 100;

@@ -35,6 +35,7 @@ import type { Database } from '../../platform/db/schema.js';
 import { DATABASE_FILE } from './data-dir.js';
 import { describeDatabase } from './server-config.js';
 import { planCopy, type CopyPlan } from './storage-copy-plan.js';
+import { OperatorError } from './operator-error.js';
 
 /** Stable codes of migrate-storage failures (docs/errors.md, "Storage migration codes"; never renamed or reused). */
 export const MIGRATE_ERROR_CODES = [
@@ -52,16 +53,7 @@ export const MIGRATE_ERROR_CODES = [
 export type MigrateErrorCode = (typeof MIGRATE_ERROR_CODES)[number];
 
 /** A migration that did not happen; the target holds no row of the source (at most Keyward's empty tables). */
-export class MigrateError extends Error {
-  constructor(
-    readonly code: MigrateErrorCode,
-    message: string,
-    options?: ErrorOptions,
-  ) {
-    super(message, options);
-    this.name = 'MigrateError';
-  }
-}
+export class MigrateError extends OperatorError<MigrateErrorCode> {}
 
 /** Rows per SELECT from the source and, at most, per INSERT into the target. */
 export const BATCH_ROWS = 500;
