@@ -101,3 +101,59 @@ test('disconnect closes the connection with the code given', () => {
   assert.equal(link.closedWith, 4403);
   assert.equal(hub.disconnect('i-2', 4403, 'revoked'), false);
 });
+
+test('a request waiting on a replica that died follows the agent to the replica it reconnected to', async () => {
+  const hub = new AgentHub();
+  const grant: ServerMessage = { t: 'grant-revoke', grantId: 'g-1' };
+  const match = { t: 'grant-result', grantId: 'g-1' } as const;
+  let holder = 'r-dead';
+  const asked: string[] = [];
+  hub.setRemote({
+    holderOf: () => Promise.resolve(holder),
+    request: (replicaId, req) => {
+      asked.push(replicaId);
+      // The dead replica never answers (the relay gives up after the timeout); the live one answers.
+      if (replicaId === 'r-dead')
+        return new Promise((resolve) => {
+          setTimeout(() => {
+            resolve({ kind: 'no-answer' });
+          }, req.timeoutMs);
+        });
+      return Promise.resolve({
+        kind: 'answered',
+        answer: { t: 'grant-result', grantId: 'g-1', ok: true },
+      });
+    },
+    deliver: () => Promise.resolve(),
+    disconnect: () => Promise.resolve(),
+  });
+  setTimeout(() => {
+    holder = 'r-live'; // the agent reconnected to another replica, which took its lease
+  }, 400);
+  const outcome = await hub.request('i-1', grant, match, 5_000);
+  assert.equal(outcome.kind, 'answered');
+  assert.deepEqual(asked, ['r-dead', 'r-live']);
+});
+
+test('a request to an agent no replica holds any more ends offline without waiting out its timeout', async () => {
+  const hub = new AgentHub();
+  let holder: string | undefined = 'r-a';
+  hub.setRemote({
+    holderOf: () => Promise.resolve(holder),
+    request: () => {
+      holder = undefined; // the agent disconnected while the request travelled
+      return Promise.resolve({ kind: 'offline' });
+    },
+    deliver: () => Promise.resolve(),
+    disconnect: () => Promise.resolve(),
+  });
+  const started = Date.now();
+  const outcome = await hub.request(
+    'i-1',
+    { t: 'grant-revoke', grantId: 'g-2' },
+    { t: 'grant-result', grantId: 'g-2' },
+    30_000,
+  );
+  assert.equal(outcome.kind, 'offline');
+  assert.ok(Date.now() - started < 20_000, 'it did not wait for the whole timeout');
+});

@@ -84,6 +84,13 @@ export interface RemoteAgents {
   disconnect(replicaId: string, instanceId: string, code: number, reason: string): Promise<void>;
 }
 
+/** How often a request waiting on another replica checks whether the agent has moved. */
+export const REROUTE_POLL_MS = 250;
+/** Past the request's timeout, how long the last forwarded copy may still answer (the relay's own grace). */
+const REROUTE_GRACE_MS = 1_500;
+/** `#followAgent`'s name for this replica. */
+const HERE = '';
+
 interface Waiter {
   readonly match: AnswerMatch;
   readonly resolve: (outcome: RequestOutcome) => void;
@@ -244,9 +251,82 @@ export class AgentHub<L extends AgentLink = AgentLink> {
     timeoutMs: number,
   ): Promise<RequestOutcome> {
     if (this.#links.has(instanceId)) return this.requestHere({ instanceId, message, match, timeoutMs });
-    const holder = await this.#remote?.holderOf(instanceId);
-    if (holder === undefined || this.#remote === undefined) return { kind: 'offline' };
-    return this.#remote.request(holder, { instanceId, message, match, timeoutMs });
+    const remote = this.#remote;
+    const holder = await remote?.holderOf(instanceId);
+    if (holder === undefined || remote === undefined) return { kind: 'offline' };
+    return this.#followAgent(remote, holder, { instanceId, message, match, timeoutMs });
+  }
+
+  /**
+   * A request to an agent held by another replica, following the agent if it moves while the request
+   * waits: a replica killed with the agent's connection still looks alive for a heartbeat TTL, and the
+   * agent reconnects elsewhere within seconds. Until the answer comes, the lease is read again every
+   * REROUTE_POLL_MS; when it names another holder (or this replica), the request goes there too, with the
+   * time left, and the first answer wins. Both are safe to receive twice: a desired state by its
+   * generation, a grant by its id (the agent installs one grant once).
+   */
+  #followAgent(remote: RemoteAgents, first: string, req: AgentRequest): Promise<RequestOutcome> {
+    const deadline = Date.now() + req.timeoutMs;
+    return new Promise((resolve) => {
+      /** Where the request is waiting now, and when a holder last answered `offline` (it lost the agent). */
+      const waitingAt = new Set<string>();
+      const offlineAt = new Map<string, number>();
+      let last: RequestOutcome = { kind: 'no-answer' };
+      let done = false;
+      const finish = (outcome: RequestOutcome): void => {
+        if (done) return;
+        done = true;
+        clearInterval(poll);
+        clearTimeout(guard);
+        resolve(outcome);
+      };
+      const send = (target: string): void => {
+        const timeoutMs = deadline - Date.now();
+        if (timeoutMs <= 0) return;
+        waitingAt.add(target);
+        offlineAt.delete(target);
+        const next = { ...req, timeoutMs };
+        const outcome = target === HERE ? this.requestHere(next) : remote.request(target, next);
+        void outcome.then((o) => {
+          waitingAt.delete(target);
+          if (o.kind === 'answered' || o.kind === 'superseded') {
+            finish(o);
+            return;
+          }
+          if (o.kind === 'offline') offlineAt.set(target, Date.now());
+          last = o;
+          if (waitingAt.size === 0) void follow();
+        });
+      };
+      const follow = async (): Promise<void> => {
+        if (done) return;
+        const link = this.#links.get(req.instanceId);
+        let target: string | undefined;
+        if (link !== undefined) {
+          target = link.ready ? HERE : undefined;
+        } else {
+          try {
+            target = await remote.holderOf(req.instanceId);
+          } catch {
+            return; // the database is unreachable: keep waiting on what was sent, or for the guard
+          }
+        }
+        if (done) return;
+        if (target !== undefined && !waitingAt.has(target)) {
+          const lostAt = offlineAt.get(target);
+          if (lostAt === undefined || Date.now() - lostAt >= REROUTE_POLL_MS) send(target);
+        }
+        // Nothing waiting anywhere: over once the time is up, or when no replica holds the agent (one
+        // in its handshake here gets a moment to finish it).
+        if (waitingAt.size === 0 && (Date.now() >= deadline || (target === undefined && link === undefined)))
+          finish(last);
+      };
+      const poll = setInterval(() => void follow(), REROUTE_POLL_MS);
+      const guard = setTimeout(() => {
+        finish(last);
+      }, req.timeoutMs + REROUTE_GRACE_MS);
+      send(first);
+    });
   }
 
   /** `request` for a connection of this replica only (what a forwarded request runs). */
