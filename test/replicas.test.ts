@@ -274,6 +274,55 @@ test('a nonce used on one replica is refused on another', async () => {
   assert.equal(replayed.json?.['Code'], 'SignatureNonceUsed');
 });
 
+test('an access key disabled or deleted through one replica is refused at once by another that has just used it', async () => {
+  const RAM = '2015-05-01';
+  await rpcAt(0).call('CreateUser', { UserName: 'short-lived' }, { version: RAM });
+  const created = await rpcAt(0).call<{ AccessKey: { AccessKeyId: string; AccessKeySecret: string } }>(
+    'CreateAccessKey',
+    { UserName: 'short-lived' },
+    { version: RAM },
+  );
+  const key = created.AccessKey;
+  const asUser = (i: number): RpcClient =>
+    new RpcClient({
+      endpoint: set.replicas[i]?.endpoint ?? '',
+      accessKeyId: key.AccessKeyId,
+      accessKeySecret: key.AccessKeySecret,
+      regionId: 'local',
+    });
+  const refusal = async (i: number): Promise<string> => {
+    try {
+      await asUser(i).call('DescribeInstances', {});
+      return 'accepted';
+    } catch (err) {
+      assert.ok(err instanceof RpcError);
+      return err.code;
+    }
+  };
+  // Replica 1 verifies the key twice (the second time on the path that remembers it); the user has no
+  // policy, so the answer is a refusal by policy, after authentication.
+  assert.equal(await refusal(1), 'Forbidden.RAM');
+  assert.equal(await refusal(1), 'Forbidden.RAM');
+  await rpcAt(0).call(
+    'UpdateAccessKey',
+    { UserName: 'short-lived', UserAccessKeyId: key.AccessKeyId, Status: 'Inactive' },
+    { version: RAM },
+  );
+  assert.equal(await refusal(1), 'InvalidAccessKeyId.Inactive');
+  await rpcAt(0).call(
+    'UpdateAccessKey',
+    { UserName: 'short-lived', UserAccessKeyId: key.AccessKeyId, Status: 'Active' },
+    { version: RAM },
+  );
+  assert.equal(await refusal(1), 'Forbidden.RAM');
+  await rpcAt(0).call(
+    'DeleteAccessKey',
+    { UserName: 'short-lived', UserAccessKeyId: key.AccessKeyId },
+    { version: RAM },
+  );
+  assert.equal(await refusal(1), 'InvalidAccessKeyId.NotFound');
+});
+
 test('a terminal ticket from one replica opens on another, and the grant reaches the agent through the replica holding it', async () => {
   const h = await holder();
   assert.ok(h >= 0, 'the agent holds a lease');
@@ -346,6 +395,22 @@ test('kill -9 of the replica holding the agent: Running again through a survivor
   );
   await set.kill(h);
 
+  // A one-time key asked of a survivor in the gap, while the dead replica still holds the agent's lease:
+  // the request follows the agent to the replica it reconnects to, and the key is installed.
+  const gapKey = generateKeyPairSync('ed25519').privateKey;
+  const gapKeyFile = join(work, 'gap-key');
+  await writeFile(gapKeyFile, ed25519ToOpenSshPrivateKey(gapKey, 'test'), { mode: 0o600 });
+  const gapGrant = rpcAt(s).call<{ GrantId: string }>(
+    'SendSSHPublicKey',
+    {
+      RegionId: 'local',
+      InstanceId: instanceId,
+      InstanceOSUser: user.name,
+      SSHPublicKey: ed25519PublicKeyLine(gapKey),
+    },
+    { version: KEYWARD },
+  );
+
   // During the gap a survivor takes a binding change; it is applied once the agent reconnects.
   await rpcAt(s).call('ImportKeyPair', {
     RegionId: 'local',
@@ -372,6 +437,26 @@ test('kill -9 of the replica holding the agent: Running again through a survivor
   });
   const authorized = readFileSync(join(user.home, '.ssh', 'authorized_keys'), 'utf8');
   assert.match(authorized, /bound-2/);
+  assert.match((await gapGrant).GrantId, /^lg-/);
+  const gapLogon = await run('/usr/bin/ssh', [
+    '-F',
+    '/dev/null',
+    '-i',
+    gapKeyFile,
+    '-o',
+    'IdentitiesOnly=yes',
+    '-o',
+    'BatchMode=yes',
+    '-o',
+    'StrictHostKeyChecking=no',
+    '-o',
+    `UserKnownHostsFile=/dev/null`,
+    '-p',
+    String(sshd.port),
+    `${user.name}@127.0.0.1`,
+    'true',
+  ]);
+  assert.equal(gapLogon.code, 0, `the key asked for in the gap logs on: ${gapLogon.stderr}`);
 
   // The grant's deadline passes with its issuing replica dead: a survivor destroys it.
   const deadline = Date.parse(sent.ExpiresAt);

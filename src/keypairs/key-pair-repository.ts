@@ -152,49 +152,56 @@ export class KeyPairRepository {
         ),
       );
     }
-    const { total } = await base
-      .select((eb) => eb.fn.countAll<string | number | bigint>().as('total'))
-      .executeTakeFirstOrThrow();
-    if (Number(total) === 0 || q.offset >= Number(total)) return { total: Number(total), items: [] };
-    // Only the columns a listing shows: turning rows into objects is most of this query's cost.
-    const rows = await base
+    // One round trip: the page with the number of matches beside every row (a window count) and its
+    // tags joined, a row per tag. Several queries cost a round trip each on PostgreSQL.
+    const page = base
       .select(['kp.id', 'kp.name', 'kp.fingerprint_md5', 'kp.resource_group_id', 'kp.created_at'])
+      .select((eb) => eb.fn.countAll<string | number | bigint>().over().as('total'))
       .$if(q.includePublicKey, (qb) => qb.select('kp.public_key'))
       .orderBy('kp.created_at')
       .orderBy('kp.name')
       .limit(q.limit)
       .offset(q.offset)
-      .execute();
-    const tags = await this.#tagsOf(rows.map((r) => r.id));
-    return {
-      total: Number(total),
-      items: rows.map((r) => ({
-        name: r.name,
-        fingerprintMd5: r.fingerprint_md5,
-        resourceGroupId: r.resource_group_id,
-        createdAt: r.created_at,
-        ...(r.public_key !== undefined && { publicKey: r.public_key }),
-        tags: tags.get(r.id) ?? [],
-      })),
-    };
-  }
-
-  async #tagsOf(ids: readonly string[]): Promise<Map<string, Tag[]>> {
-    const byId = new Map<string, Tag[]>();
-    if (ids.length === 0) return byId;
+      .as('p');
     const rows = await this.#db
-      .selectFrom('key_pair_tags')
-      .select(['key_pair_id', 'tag_key', 'tag_value'])
-      .where('key_pair_id', 'in', [...ids])
+      .selectFrom(page)
+      .leftJoin('key_pair_tags as t', 't.key_pair_id', 'p.id')
+      .selectAll('p')
+      .select(['t.tag_key', 't.tag_value'])
+      .orderBy('p.created_at')
+      .orderBy('p.name')
       .execute();
-    for (const r of rows) {
-      const list = byId.get(r.key_pair_id) ?? [];
-      list.push({ key: r.tag_key, value: r.tag_value });
-      byId.set(r.key_pair_id, list);
+    const first = rows[0];
+    if (first === undefined) {
+      // An empty page: no match at all, or an offset past the last one (then the total still counts).
+      if (q.offset === 0) return { total: 0, items: [] };
+      const { total } = await base
+        .select((eb) => eb.fn.countAll<string | number | bigint>().as('total'))
+        .executeTakeFirstOrThrow();
+      return { total: Number(total), items: [] };
     }
-    // Sorted here rather than by ORDER BY, which made SQLite build a temporary B-tree per page.
-    for (const list of byId.values()) list.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-    return byId;
+    const tagLists: Tag[][] = [];
+    const items: KeyPairListing[] = [];
+    let currentId: string | undefined;
+    for (const r of rows) {
+      if (currentId !== r.id) {
+        currentId = r.id;
+        const tags: Tag[] = [];
+        tagLists.push(tags);
+        items.push({
+          name: r.name,
+          fingerprintMd5: r.fingerprint_md5,
+          resourceGroupId: r.resource_group_id,
+          createdAt: r.created_at,
+          ...(r.public_key !== undefined && { publicKey: r.public_key }),
+          tags,
+        });
+      }
+      if (r.tag_key !== null) tagLists.at(-1)?.push({ key: r.tag_key, value: r.tag_value ?? '' });
+    }
+    // Tags sorted here rather than by ORDER BY, which made SQLite build a temporary B-tree per page.
+    for (const tags of tagLists) tags.sort((x, y) => (x.key < y.key ? -1 : x.key > y.key ? 1 : 0));
+    return { total: Number(first.total), items };
   }
 
   /**

@@ -5,8 +5,14 @@
  *
  * Order matters: the signature is verified before the nonce is recorded, so an unauthenticated caller
  * cannot burn another client's nonces; the key's status is reported only to callers who proved the secret.
+ *
+ * With a nonce store in another process (replicas on PostgreSQL) each round trip counts: a key this
+ * replica has verified before is remembered (its id, owner and secret, never its status), and its next
+ * request records the nonce with the one statement that also checks the key is still active and its user
+ * still exists. A key disabled or deleted on any replica is refused on the next request, as before; only
+ * the unchanging part of the key is remembered.
  */
-import type { AccessKeyStore } from '../accounts/index.js';
+import type { AccessKeyForAuth, AccessKeyStore } from '../accounts/index.js';
 import type { Principal, UserStore } from '../identity/index.js';
 import type { Clock } from '../platform/clock.js';
 import { AppError } from '../platform/errors.js';
@@ -28,8 +34,19 @@ export interface Caller {
   readonly scheme: 'acs3' | 'v1';
 }
 
+/** Most access keys a replica remembers for the one-round-trip path (all forgotten past it). */
+const MAX_KNOWN_KEYS = 10_000;
+
+function signatureValid(
+  claims: ReturnType<typeof checkAcs3Request | typeof checkV1Request>,
+  secret: string,
+): boolean {
+  return claims.scheme === 'acs3' ? verifyAcs3Signature(claims, secret) : verifyV1Signature(claims, secret);
+}
+
 export class RequestAuthenticator {
   readonly #accessKeys: AccessKeyStore;
+  readonly #known = new Map<string, AccessKeyForAuth>();
   readonly #nonces: NonceStore;
   readonly #clock: Clock;
   readonly #users: Pick<UserStore, 'findById'>;
@@ -58,6 +75,8 @@ export class RequestAuthenticator {
       );
     }
     const claims = scheme === 'acs3' ? checkAcs3Request(req, nowMs) : checkV1Request(req, nowMs);
+    const known = await this.#authenticateKnown(claims, nowMs);
+    if (known !== undefined) return known;
     const key = await this.#accessKeys.findForAuth(claims.accessKeyId);
     if (key === undefined) {
       throw new AppError(
@@ -65,11 +84,7 @@ export class RequestAuthenticator {
         'The access key id in the request does not exist; check KEYWARD_ACCESS_KEY_ID or your profile.',
       );
     }
-    const valid =
-      claims.scheme === 'acs3'
-        ? verifyAcs3Signature(claims, key.secret)
-        : verifyV1Signature(claims, key.secret);
-    if (!valid) {
+    if (!signatureValid(claims, key.secret)) {
       throw new AppError(
         'SignatureDoesNotMatch',
         'The request signature does not match: check that the access key secret is the one issued with ' +
@@ -82,12 +97,7 @@ export class RequestAuthenticator {
         `The access key ${key.id} is disabled; enable it or use another.`,
       );
     }
-    if (!(await this.#nonces.useOnce(key.id, claims.nonce, claims.dateMs, nowMs))) {
-      throw new AppError(
-        'SignatureNonceUsed',
-        'The signature nonce was already used; every request needs a fresh x-acs-signature-nonce.',
-      );
-    }
+    if (!(await this.#nonces.useOnce(key.id, claims.nonce, claims.dateMs, nowMs))) throw nonceUsed();
     let principal: Principal = { kind: 'root', accountId: key.accountId };
     if (key.userId !== null) {
       const user = await this.#users.findById(key.accountId, key.userId);
@@ -100,6 +110,10 @@ export class RequestAuthenticator {
       }
       principal = { kind: 'user', accountId: key.accountId, userId: user.id, userName: user.name };
     }
+    if (this.#nonces.useOnceWhileKeyActive !== undefined) {
+      if (this.#known.size >= MAX_KNOWN_KEYS) this.#known.clear();
+      this.#known.set(key.id, key);
+    }
     return {
       principal,
       accountId: key.accountId,
@@ -109,4 +123,43 @@ export class RequestAuthenticator {
       scheme: claims.scheme,
     };
   }
+
+  /**
+   * The one-round-trip path: a remembered key whose signature verifies, and whose nonce is recorded only
+   * while the key is still active. Undefined sends the request down the full path (first use, a key that
+   * changed, a signature that does not verify: that path reads the key afresh and says why).
+   */
+  async #authenticateKnown(
+    claims: ReturnType<typeof checkAcs3Request | typeof checkV1Request>,
+    nowMs: number,
+  ): Promise<Caller | undefined> {
+    const useOnce = this.#nonces.useOnceWhileKeyActive?.bind(this.#nonces);
+    const key = this.#known.get(claims.accessKeyId);
+    if (useOnce === undefined || key === undefined || !signatureValid(claims, key.secret)) return undefined;
+    const { result, userName } = await useOnce(key.id, claims.nonce, claims.dateMs, nowMs);
+    if (result === 'replayed') throw nonceUsed();
+    if (result === 'key-changed' || (key.userId !== null && userName === null)) {
+      this.#known.delete(key.id);
+      return undefined;
+    }
+    const principal: Principal =
+      key.userId === null || userName === null
+        ? { kind: 'root', accountId: key.accountId }
+        : { kind: 'user', accountId: key.accountId, userId: key.userId, userName };
+    return {
+      principal,
+      accountId: key.accountId,
+      accessKeyId: key.id,
+      action: claims.action,
+      version: claims.version,
+      scheme: claims.scheme,
+    };
+  }
+}
+
+function nonceUsed(): AppError {
+  return new AppError(
+    'SignatureNonceUsed',
+    'The signature nonce was already used; every request needs a fresh x-acs-signature-nonce.',
+  );
 }

@@ -31,6 +31,20 @@ export interface NonceStore {
     requestDateMs: number,
     nowMs: number,
   ): boolean | Promise<boolean>;
+
+  /**
+   * `useOnce` joined to the access key's own check, for stores in another process (replicas on
+   * PostgreSQL): records the nonce only while the key is still active and its owner still exists, in one
+   * round trip, so a replica that verified the signature with a key it read before needs no other. Returns
+   * `fresh` (recorded), `replayed`, or `key-changed` (nothing recorded: read the key again). The owner's
+   * name comes back fresh each time (a renamed user).
+   */
+  useOnceWhileKeyActive?(
+    accessKeyId: string,
+    nonce: string,
+    requestDateMs: number,
+    nowMs: number,
+  ): Promise<{ readonly result: 'fresh' | 'replayed' | 'key-changed'; readonly userName: string | null }>;
 }
 
 /** Options of `NonceCache`. */
@@ -122,6 +136,13 @@ export class NonceCache implements NonceStore {
     this.#entries.set(key, { expiry: nonceExpiry(requestDateMs, this.#windowMs), accessKeyId });
     this.#perKey.set(accessKeyId, held + 1);
     return true;
+  }
+
+  /** Forgets a nonce recorded by `useOnce` whose request went no further (it was never acted on). */
+  forget(accessKeyId: string, nonce: string): void {
+    const key = `${accessKeyId.length}:${accessKeyId}${nonce}`;
+    const entry = this.#entries.get(key);
+    if (entry !== undefined) this.#remove(key, entry);
   }
 
   #remove(key: string, entry: Entry): void {
