@@ -34,7 +34,7 @@ async function startServer(handler: Handler): Promise<TestServer> {
         method: req.method ?? '',
         path: q === -1 ? rawUrl : rawUrl.slice(0, q),
         query: q === -1 ? [] : parseQueryString(rawUrl.slice(q + 1)),
-        form: [],
+        form: parseQueryString(Buffer.concat(chunks).toString('utf8')),
         headers: req.headers,
         body: Buffer.concat(chunks),
       };
@@ -83,7 +83,7 @@ async function rpcErrorOf(promise: Promise<unknown>): Promise<RpcError> {
   assert.fail('expected the call to fail');
 }
 
-test('a call is sent as a signed POST / that passes the ACS3 check and verifies', async () => {
+test('a call is sent as a signed POST / with its parameters in the form body, and verifies', async () => {
   const srv = await startServer((_req, res) => {
     json(res, 200, { RequestId: 'r-1', TotalCount: 0 });
   });
@@ -100,8 +100,9 @@ test('a call is sent as a signed POST / that passes the ACS3 check and verifies'
     assert.ok(input !== undefined);
     assert.equal(input.method, 'POST');
     assert.equal(input.path, '/');
-    assert.equal(input.body.length, 0);
-    assert.deepEqual(input.query, [
+    assert.deepEqual(input.query, []);
+    assert.equal(input.headers['content-type'], 'application/x-www-form-urlencoded');
+    assert.deepEqual(input.form, [
       ['RegionId', 'cn-hangzhou'],
       ['KeyPairName', "a b!'()*+é~"],
       ['PageSize', '50'],
@@ -115,6 +116,9 @@ test('a call is sent as a signed POST / that passes the ACS3 check and verifies'
     assert.match(claims.nonce, /^[0-9a-f]{32}$/);
     assert.equal(verifyAcs3Signature(claims, SECRET), true);
     assert.equal(verifyAcs3Signature(claims, 'other'), false);
+    // The signature covers the body: the same headers over a changed body fail the ACS3 check.
+    const tampered = { ...input, body: Buffer.from(input.body.toString('utf8').replace('50', '10')) };
+    assert.throws(() => checkAcs3Request(tampered, Date.now()), { code: 'SignatureDoesNotMatch' });
   } finally {
     c.close();
     await srv.close();
@@ -129,8 +133,8 @@ test('the default region is not added when the parameters name RegionId, even as
   try {
     await c.call('RebootInstance', { InstanceId: 'i-1', RegionId: undefined }, { version: '2014-05-26' });
     await c.call('DescribeKeyPairs', { RegionId: 'cn-beijing' });
-    assert.deepEqual(srv.received[0]?.query, [['InstanceId', 'i-1']]);
-    assert.deepEqual(srv.received[1]?.query, [['RegionId', 'cn-beijing']]);
+    assert.deepEqual(srv.received[0]?.form, [['InstanceId', 'i-1']]);
+    assert.deepEqual(srv.received[1]?.form, [['RegionId', 'cn-beijing']]);
   } finally {
     c.close();
     await srv.close();
