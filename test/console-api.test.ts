@@ -6,7 +6,8 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { RpcClient } from '../src/client/index.js';
+import { type RpcClient } from '../src/client/index.js';
+import { testRpcClient } from './helpers/timeouts.js';
 import { base32Decode, totpCode, totpStep } from '../src/identity/totp.js';
 import { storedBytes } from './helpers/database.js';
 import { makeTempDir, removeDir, startInProcessServer, type TestServer } from './helpers/server.js';
@@ -21,7 +22,7 @@ let dir: string;
 before(async () => {
   server = await startInProcessServer();
   dir = await makeTempDir('keyward-console-');
-  rpc = new RpcClient({
+  rpc = testRpcClient({
     endpoint: server.endpoint,
     accessKeyId: server.credentials.accessKeyId,
     accessKeySecret: server.credentials.accessKeySecret,

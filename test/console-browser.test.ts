@@ -19,7 +19,8 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, afterEach, before, test } from 'node:test';
 import type { Browser, BrowserContext, Locator, Page } from 'playwright-core';
-import { RpcClient } from '../src/client/index.js';
+import { type RpcClient } from '../src/client/index.js';
+import { testRpcClient } from './helpers/timeouts.js';
 import { base32Decode, totpCode, totpStep } from '../src/identity/totp.js';
 import { ed25519PublicKeyLine } from '../src/keypairs/openssh-private-key.js';
 import { launchChromium, PageWatch, screenshot } from './helpers/browser.js';
@@ -71,7 +72,7 @@ before(async () => {
   user = await createThrowawayUser();
   server = await startChildServer({ args: ['--logon-key-lifetime', String(LIFETIME_SECONDS)] });
   watch = new PageWatch(consoleUrl());
-  rpc = new RpcClient({
+  rpc = testRpcClient({
     endpoint: server.endpoint,
     accessKeyId: server.credentials.accessKeyId,
     accessKeySecret: server.credentials.accessKeySecret,
