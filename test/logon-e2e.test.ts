@@ -19,7 +19,7 @@ import { randomBytes } from 'node:crypto';
 import { get as httpGet } from 'node:http';
 import { WebSocket } from 'ws';
 import { type RpcClient, RpcError } from '../src/client/index.js';
-import { testRpcClient } from './helpers/timeouts.js';
+import { TEST_CLIENT_TIMEOUT_MS, testRpcClient } from './helpers/timeouts.js';
 import { ed25519PublicKeyLine, ed25519ToOpenSshPrivateKey } from '../src/keypairs/openssh-private-key.js';
 import { TERMINAL_SUBPROTOCOL } from '../src/logon/index.js';
 import {
@@ -543,6 +543,7 @@ test('keyward ssh logs on with the system ssh, passes arguments through, and lea
     KEYWARD_ENDPOINT: server.endpoint,
     KEYWARD_ACCESS_KEY_ID: server.credentials.accessKeyId,
     KEYWARD_ACCESS_KEY_SECRET: server.credentials.accessKeySecret,
+    KEYWARD_TIMEOUT_SECONDS: String(TEST_CLIENT_TIMEOUT_MS / 1000),
     XDG_RUNTIME_DIR: runtime,
     XDG_CACHE_HOME: join(work, 'cache'),
   });
@@ -624,6 +625,7 @@ test('keyward ssh refuses a host whose key is not the pinned one', async () => {
           KEYWARD_ENDPOINT: server.endpoint,
           KEYWARD_ACCESS_KEY_ID: server.credentials.accessKeyId,
           KEYWARD_ACCESS_KEY_SECRET: server.credentials.accessKeySecret,
+          KEYWARD_TIMEOUT_SECONDS: String(TEST_CLIENT_TIMEOUT_MS / 1000),
           XDG_RUNTIME_DIR: runtime,
           XDG_CACHE_HOME: join(work, 'cache-2'),
         }),
@@ -923,6 +925,7 @@ test('ssh -L through keyward ssh forwards a port when policy allows it; other on
     KEYWARD_ENDPOINT: server.endpoint,
     KEYWARD_ACCESS_KEY_ID: server.credentials.accessKeyId,
     KEYWARD_ACCESS_KEY_SECRET: server.credentials.accessKeySecret,
+    KEYWARD_TIMEOUT_SECONDS: String(TEST_CLIENT_TIMEOUT_MS / 1000),
     XDG_CACHE_HOME: join(work, 'cache-tunnel'),
   });
   // The tunnel reaches the Keyward server itself from the instance's side.
