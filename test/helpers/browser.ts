@@ -43,18 +43,18 @@ export async function screenshot(page: Page, name: string): Promise<string> {
 
 /**
  * Watches every page of the contexts given to `watch` for uncaught page errors (`pageerror`) and console
- * errors and warnings (`console`), keeping those of pages on `origin` (the console's own code; a test's
- * page on another site is not ours). A test that provokes one on purpose (a refused sign-in answers 401,
+ * errors and warnings (`console`), keeping those of pages showing the console (`pageUrl`, any #route: the
+ * console's own code; a test's page on another site, or a document a foreign form posted to, is not ours). A test that provokes one on purpose (a refused sign-in answers 401,
  * which Chromium logs) says so with `allow`; `assertClean`, run after each test, fails on any other.
  */
 export class PageWatch {
-  readonly #origin: string;
+  readonly #pageUrl: string;
   #problems: string[] = [];
   #allowed: RegExp[] = [];
 
-  /** `origin`: the console's base URL, e.g. `http://127.0.0.1:PORT/console/`. */
-  constructor(origin: string) {
-    this.#origin = origin;
+  /** `pageUrl`: the console page's URL without its #route, e.g. `http://127.0.0.1:PORT/console/`. */
+  constructor(pageUrl: string) {
+    this.#pageUrl = pageUrl;
   }
 
   /** Watches the pages `context` has and will open; returns `context`. */
@@ -99,6 +99,6 @@ export class PageWatch {
   }
 
   #note(page: Page, line: string): void {
-    if (page.url().startsWith(this.#origin)) this.#problems.push(line);
+    if (page.url().split('#')[0] === this.#pageUrl) this.#problems.push(line);
   }
 }
