@@ -37,7 +37,7 @@ export const ERROR_CODES = {
   'InvalidTimeStamp.Format': { status: 400, summary: 'The request date is not in ISO 8601 UTC form.' },
   'InvalidTimeStamp.Expired': {
     status: 400,
-    summary: 'The request date is more than 15 minutes from server time.',
+    summary: 'The request date is more than 15 minutes behind or 5 minutes ahead of server time.',
   },
   SignatureNonceUsed: { status: 400, summary: 'The signature nonce was already used.' },
 
