@@ -103,6 +103,14 @@ export const ERROR_CODES = {
     status: 401,
     summary: 'The terminal ticket is unknown, expired or already used.',
   },
+  'Logon.TooManyTerminalTickets': {
+    status: 429,
+    summary: 'The caller already has 20 terminal sessions starting (tickets not yet used).',
+  },
+  'Logon.TerminalTicketsExhausted': {
+    status: 503,
+    summary: 'The server has 10,000 terminal sessions starting; retry when unused tickets expire.',
+  },
 
   // Web console sessions.
   'Console.InvalidCredentials': { status: 401, summary: 'The user name or password is wrong.' },
