@@ -53,7 +53,10 @@ function signIn(userName: string, password: string, sourceAddress = '127.0.0.1')
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => {
-          if (res.statusCode === 200) return resolve('signed-in');
+          if (res.statusCode === 200) {
+            resolve('signed-in');
+            return;
+          }
           const parsed = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { Code?: string };
           resolve(String(parsed.Code));
         });
