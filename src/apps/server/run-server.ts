@@ -26,7 +26,7 @@ import { KeyPairRepository, KeyPairService } from '../../keypairs/index.js';
 import { LogonGrantRepository, LogonService, TerminalGateway, TerminalTickets } from '../../logon/index.js';
 import { systemClock, type Clock } from '../../platform/clock.js';
 import { SecretBox } from '../../platform/crypto/secret-box.js';
-import { openDatabase, withStartupLock, type Db } from '../../platform/db/database.js';
+import { openDatabase, openRelaxedPostgres, withStartupLock, type Db } from '../../platform/db/database.js';
 import { NonceCache } from '../../rpc/signature/nonce-cache.js';
 import { SharedNonceStore } from '../../rpc/signature/shared-nonce-store.js';
 import { AuditLog } from '../../audit/index.js';
@@ -52,6 +52,8 @@ export const MAX_REMEMBERED_NONCES = 1_000_000;
  * of the whole, so no one key, even one with no permissions, can throttle the others.
  */
 export const MAX_REMEMBERED_NONCES_PER_KEY = 100_000;
+/** Connections of a replica's nonce pool (one statement per signed request, never held across awaits). */
+const NONCE_POOL_CONNECTIONS = 4;
 
 /** Bounds of the server's shared stores; tests lower them to reach them with a few requests. */
 export interface ServerLimits {
@@ -131,6 +133,19 @@ export async function startServer(
     id: loadOrCreateReplicaId(config.dataDir, newReplicaId),
   });
   let bus: PostgresBus | undefined;
+  // Replicas record signature nonces through a small pool of their own whose commits do not wait for the
+  // WAL flush: one round trip per signed request without an fsync (database.ts, docs/high-availability.md).
+  const nonceDb =
+    config.database === undefined
+      ? undefined
+      : openRelaxedPostgres({
+          kind: 'postgres',
+          url: config.database.url,
+          maxConnections: NONCE_POOL_CONNECTIONS,
+          onIdleError: (err) => {
+            logger.warn({ err }, 'a pooled database connection failed; it is replaced on next use');
+          },
+        });
   try {
     // First-start work under the startup lock: on PostgreSQL, replicas starting together create one
     // grant-signing key between them, and a replica whose master key differs stops here, with the reason.
@@ -196,7 +211,9 @@ export async function startServer(
       maxEntriesPerKey: limits.maxRememberedNoncesPerKey,
     };
     const nonces =
-      config.database === undefined ? new NonceCache(nonceBounds) : new SharedNonceStore(db, nonceBounds);
+      config.database === undefined
+        ? new NonceCache(nonceBounds)
+        : new SharedNonceStore(nonceDb ?? db, nonceBounds);
     const limiter = new SignInLimiter({ db, clock });
     const logon = {
       service: logonService,
@@ -310,6 +327,7 @@ export async function startServer(
           await replica.stop();
           await bus?.close();
           await auditLog.drain();
+          await nonceDb?.destroy();
           await db.destroy();
         })();
         return closing;
@@ -318,6 +336,7 @@ export async function startServer(
   } catch (err) {
     await replica.stop();
     await bus?.close();
+    await nonceDb?.destroy();
     await db.destroy();
     throw err;
   }
