@@ -87,6 +87,8 @@ export interface InProcessOptions {
   readonly tls?: { readonly certFile: string; readonly keyFile: string };
   readonly regionId?: string;
   readonly clock?: Clock;
+  /** More server settings, by config field name (for example `{ agentPendingPerSource: '4' }`). */
+  readonly flags?: Readonly<Record<string, string>>;
 }
 
 /**
@@ -118,6 +120,7 @@ export async function startInProcessServer(opts: InProcessOptions = {}): Promise
     }
     if (opts.regionId !== undefined) flags['regionId'] = opts.regionId;
     if (database.url !== undefined) flags['database'] = database.url;
+    Object.assign(flags, opts.flags);
     const config = loadServerConfig(flags, {});
     running = await (opts.clock === undefined
       ? startServer(config, logger)

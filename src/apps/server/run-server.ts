@@ -21,11 +21,13 @@ import {
   InstanceRepository,
   InstanceService,
   loadOrCreateGrantSigningKey,
+  RefusalTally,
 } from '../../instances/index.js';
 import { KeyPairRepository, KeyPairService } from '../../keypairs/index.js';
 import { LogonGrantRepository, LogonService, TerminalGateway, TerminalTickets } from '../../logon/index.js';
 import { systemClock, type Clock } from '../../platform/clock.js';
 import { SecretBox } from '../../platform/crypto/secret-box.js';
+import { SourceRateLimiter } from '../../platform/http/source-rate-limiter.js';
 import { openDatabase, withStartupLock, type Db } from '../../platform/db/database.js';
 import { NonceCache } from '../../rpc/signature/nonce-cache.js';
 import { SharedNonceStore } from '../../rpc/signature/shared-nonce-store.js';
@@ -109,6 +111,7 @@ export async function startServer(
     id: loadOrCreateReplicaId(config.dataDir, newReplicaId),
   });
   let bus: PostgresBus | undefined;
+  let refusals: RefusalTally | undefined;
   try {
     // First-start work under the startup lock: on PostgreSQL, replicas starting together create one
     // grant-signing key between them, and a replica whose master key differs stops here, with the reason.
@@ -142,16 +145,32 @@ export async function startServer(
     const auditLog = new AuditLog({ db, clock, logger });
     const audit = instanceSink(logger, auditLog);
     const instanceRepository = new InstanceRepository(db);
+    // Unauthenticated traffic: counted refusals and per-source limits (docs/security-dos.md).
+    refusals = new RefusalTally({ sink: audit, clock, logger });
+    refusals.start();
+    const limits = config.sourceLimits;
     const instances = {
       service: new InstanceService({ repository: instanceRepository, keyPairs, hub, presence, audit }),
       enrollment: new EnrollmentService({
         repository: instanceRepository,
         tokens: new EnrollmentTokenRepository(db),
         audit,
+        refusals,
+        rateLimit: new SourceRateLimiter({ perMinute: limits.enrollmentsPerMinute }, clock),
         clock,
         grantSigningPublicKey: grantSigning.key.publicKeyBase64,
       }),
-      gateway: new AgentGateway({ logger, clock, repository: instanceRepository, hub, presence, audit }),
+      gateway: new AgentGateway({
+        logger,
+        clock,
+        repository: instanceRepository,
+        hub,
+        presence,
+        audit,
+        refusals,
+        rateLimit: new SourceRateLimiter({ perMinute: limits.agentConnectsPerMinute }, clock),
+        timings: { maxPendingPerSource: limits.agentPendingPerSource },
+      }),
     };
     const logonAudit = logonSink(logger, auditLog);
     const logonGrants = new LogonGrantRepository(db);
@@ -292,6 +311,7 @@ export async function startServer(
           await app.close();
           await replica.stop();
           await bus?.close();
+          refusals?.close();
           await auditLog.drain();
           await db.destroy();
         })();
@@ -299,6 +319,7 @@ export async function startServer(
       },
     };
   } catch (err) {
+    refusals?.close();
     await replica.stop();
     await bus?.close();
     await db.destroy();
