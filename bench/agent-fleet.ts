@@ -30,6 +30,18 @@ const STEPS = QUICK ? [100, 400] : [1_000, 10_000];
 const AGENTS_PER_CHILD = 2_500;
 const TARGET_RSS_BYTES = 2 ** 30;
 const CONNECT_LIMIT_MS = 10 * 60_000;
+/**
+ * Every simulated agent connects from 127.0.0.1, one source to the per-address limits on unauthenticated
+ * traffic: they are raised to fit the whole fleet enrolling and connecting at once.
+ */
+const FLEET_SOURCE_LIMITS = [
+  '--enrollments-per-minute',
+  '1000000',
+  '--agent-connects-per-minute',
+  '1000000',
+  '--agent-pending-per-source',
+  '10000',
+] as const;
 const ATTACH_ROUNDS = QUICK ? 5 : 20;
 
 interface Progress {
@@ -96,6 +108,7 @@ async function main(): Promise<void> {
       logLevel: 'warn',
       env,
       firstStart: true,
+      extraArgs: FLEET_SOURCE_LIMITS,
     });
     const pid = server.pid;
     const creds = server.credentials;

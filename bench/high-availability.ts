@@ -45,7 +45,20 @@ const QUICK = flags.quick;
 const RESULTS_FILE = join(REPO_ROOT, 'bench', 'results', 'high-availability.json');
 const REPLICAS = 3;
 /** Replica flags: the log level of the other benchmark servers. */
-const REPLICA_ARGS = ['--log-level', 'warn'] as const;
+/**
+ * The failover fleet's agents all connect from 127.0.0.1, so the per-address limits on enrollment and agent
+ * handshakes are raised to fit the whole fleet (and its reconnection after a replica dies).
+ */
+const REPLICA_ARGS = [
+  '--log-level',
+  'warn',
+  '--enrollments-per-minute',
+  '1000000',
+  '--agent-connects-per-minute',
+  '1000000',
+  '--agent-pending-per-source',
+  '10000',
+] as const;
 
 const CONFIG = {
   describe: {

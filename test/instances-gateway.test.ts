@@ -255,7 +255,8 @@ describe('the agent gateway', () => {
       const mine = await enroll();
       const theirs = await enroll();
       const conn = await mine.connect({ instanceId: theirs.instanceId });
-      await refused(conn, CLOSE_CODES.authenticationFailed, 'bad-signature', theirs.instanceId);
+      // The second bad signature from 127.0.0.1 within the minute: counted, written when the minute ends.
+      await refused(conn, CLOSE_CODES.authenticationFailed, 'bad-signature');
     });
 
     test('an unknown instance id is closed with 4401', async () => {

@@ -18,8 +18,19 @@
  * stream of calls costs one fsync per 10 ms. (A crash loses at most those 10 ms of events; `drain` on
  * shutdown commits them.)
  *
- * No secret may enter: detail keys named like secrets and values that look like key material or Keyward
- * tokens are refused with a TypeError — a bug in the caller, never a user's input.
+ * An event is never dropped for what it says. Detail keys named like secrets are a bug in the caller
+ * (TypeError, at once). The fields that can carry a secret — free text that comes from outside, such as a
+ * refusal's `detail` or an agent's reported `hostname` (SCREENED_DETAIL_KEYS) — are screened for key
+ * material and Keyward token formats, and a matching value is replaced by `[redacted sha256:<16 hex>]`, a
+ * digest of the value that lets events about the same value be matched without showing it. Names and ids
+ * (the actor, resources, key pair and policy names) are not screened: a user named like a token is still
+ * on record under its name. Values over the size limits are cut, keeping a digest of the whole, never
+ * refused.
+ *
+ * `append` resolves once the event is committed and rejects when it could not be: callers that must not
+ * act unaudited (every authorization decision) wait for it. Concurrent appends share one transaction
+ * (whatever queued while a commit ran goes in the next), and a batch that fails is retried one event at a
+ * time, so one event the database refuses does not take the others down with it.
  */
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -32,8 +43,18 @@ export const GENESIS_HASH = '0'.repeat(64);
 const TYPE_PATTERN = /^[a-z]+(\.[a-z-]+){1,3}$/;
 const SECRET_KEY = /secret|password|passwd|token|private|signature|ticket|seed/i;
 const SECRET_VALUE = /-----BEGIN|PRIVATE KEY|kwet_|kwtt_/;
+/** Detail keys whose values are free text from outside the server, screened by SECRET_VALUE. */
+export const SCREENED_DETAIL_KEYS: ReadonlySet<string> = new Set([
+  'detail',
+  'message',
+  'errorMessage',
+  'hostname',
+  'agentVersion',
+]);
 const MAX_DETAIL_KEYS = 32;
 const MAX_VALUE_CHARS = 1024;
+const MAX_LIST_ITEMS = 256;
+const MAX_FIELD_CHARS = 256;
 const MAX_BATCH = 500;
 /**
  * How long `record` lets events gather before committing them. On SQLite every commit is an fsync on the
@@ -123,48 +144,79 @@ export function eventHash(prevHash: string, r: Omit<AuditRecord, 'hash' | 'prevH
   return createHash('sha256').update(`${prevHash}\n${canonical}`).digest('hex');
 }
 
-function checkedDetail(input: AuditEventInput): Record<string, DetailValue> {
+/** A short digest of a value left out of the log, to match events about the same value. */
+function digestOf(value: string): string {
+  return createHash('sha256').update(`keyward-audit\n${value}`).digest('hex').slice(0, 16);
+}
+
+/** `value` redacted to its digest. */
+export function redacted(value: string): string {
+  return `[redacted sha256:${digestOf(value)}]`;
+}
+
+/** `value` cut to `max` characters, the cut marked with how much was left out and a digest of the whole. */
+function cut(value: string, max: number): string {
+  if (value.length <= max) return value;
+  const marker = `…[+${String(value.length - max + 40)} chars, sha256:${digestOf(value)}]`;
+  return value.slice(0, max - 40) + marker;
+}
+
+/** The event as it is stored: screened, cut to size. Throws TypeError only for the caller's bugs. */
+interface CheckedEvent {
+  readonly type: string;
+  readonly accountId: string | null;
+  readonly actor: string;
+  readonly requestId: string | null;
+  readonly instanceId: string | null;
+  readonly remoteAddress: string | null;
+  readonly detail: Record<string, DetailValue>;
+}
+
+function checkedEvent(input: AuditEventInput): CheckedEvent {
   if (!TYPE_PATTERN.test(input.type)) throw new TypeError(`audit event type "${input.type}" is malformed`);
   const out: Record<string, DetailValue> = {};
   const entries = Object.entries(input.detail ?? {}).filter(([, v]) => v !== undefined);
   if (entries.length > MAX_DETAIL_KEYS)
     throw new TypeError(`audit detail has more than ${MAX_DETAIL_KEYS} keys`);
-  const checkString = (key: string, v: string): void => {
-    if (v.length > MAX_VALUE_CHARS)
-      throw new TypeError(`audit detail "${key}" is longer than ${MAX_VALUE_CHARS}`);
-    if (SECRET_VALUE.test(v)) throw new TypeError(`audit detail "${key}" looks like a secret`);
-  };
   for (const [key, v] of entries) {
     if (SECRET_KEY.test(key)) throw new TypeError(`audit detail key "${key}" names a secret`);
-    if (typeof v === 'string') checkString(key, v);
+    const screened = SCREENED_DETAIL_KEYS.has(key);
+    const clean = (text: string): string =>
+      screened && SECRET_VALUE.test(text) ? redacted(text) : cut(text, MAX_VALUE_CHARS);
+    if (typeof v === 'string') out[key] = clean(v);
     else if (Array.isArray(v)) {
-      if (v.length > 64) throw new TypeError(`audit detail "${key}" has more than 64 items`);
-      for (const item of v as readonly unknown[]) {
+      const items = (v as readonly unknown[]).map((item) => {
         if (typeof item !== 'string') throw new TypeError(`audit detail "${key}" must hold strings`);
-        checkString(key, item);
-      }
-    } else if (!(v === null || typeof v === 'number' || typeof v === 'boolean')) {
+        return clean(item);
+      });
+      out[key] =
+        items.length <= MAX_LIST_ITEMS
+          ? items
+          : [
+              ...items.slice(0, MAX_LIST_ITEMS - 1),
+              `…[+${String(items.length - MAX_LIST_ITEMS + 1)} more, sha256:${digestOf(items.join('\n'))}]`,
+            ];
+    } else if (v === null || typeof v === 'number' || typeof v === 'boolean') {
+      out[key] = v;
+    } else {
       throw new TypeError(`audit detail "${key}" has an unsupported type`);
     }
-    out[key] = v as DetailValue;
   }
-  for (const field of [
-    input.actor,
-    input.requestId,
-    input.instanceId,
-    input.remoteAddress,
-    input.accountId,
-  ]) {
-    if (typeof field === 'string' && (field.length > 256 || SECRET_VALUE.test(field))) {
-      throw new TypeError('an audit event field is too long or looks like a secret');
-    }
-  }
-  return out;
+  const field = (value: string | null | undefined): string | null =>
+    typeof value === 'string' ? cut(value, MAX_FIELD_CHARS) : null;
+  return {
+    type: input.type,
+    accountId: field(input.accountId),
+    actor: field(input.actor) ?? '',
+    requestId: field(input.requestId),
+    instanceId: field(input.instanceId),
+    remoteAddress: field(input.remoteAddress),
+    detail: out,
+  };
 }
 
 interface Pending {
-  readonly input: AuditEventInput;
-  readonly detail: Record<string, DetailValue>;
+  readonly event: CheckedEvent;
   readonly resolve: (r: AuditRecord) => void;
   readonly reject: (err: unknown) => void;
 }
@@ -183,13 +235,13 @@ function chain(
     const base = {
       seq,
       at,
-      type: p.input.type,
-      accountId: p.input.accountId ?? null,
-      actor: p.input.actor,
-      requestId: p.input.requestId ?? null,
-      instanceId: p.input.instanceId ?? null,
-      remoteAddress: p.input.remoteAddress ?? null,
-      detail: p.detail,
+      type: p.event.type,
+      accountId: p.event.accountId,
+      actor: p.event.actor,
+      requestId: p.event.requestId,
+      instanceId: p.event.instanceId,
+      remoteAddress: p.event.remoteAddress,
+      detail: p.event.detail,
     };
     const hash = eventHash(prevHash, base);
     records.push({ ...base, prevHash, hash });
@@ -254,9 +306,9 @@ export class AuditLog {
   }
 
   #enqueue(input: AuditEventInput, now: boolean): Promise<AuditRecord> {
-    const detail = checkedDetail(input);
+    const checked = checkedEvent(input);
     return new Promise((resolve, reject) => {
-      this.#queue.push({ input, detail, resolve, reject });
+      this.#queue.push({ event: checked, resolve, reject });
       if (now || this.#queue.length >= MAX_BATCH) this.#startFlush();
       else
         this.#timer ??= setTimeout(() => {
@@ -302,15 +354,29 @@ export class AuditLog {
     while (this.#queue.length > 0) {
       const batch = this.#queue.splice(0, MAX_BATCH);
       try {
-        const records = await this.#commit(batch);
-        batch.forEach((p, i) => {
-          const r = records[i];
-          if (r !== undefined) p.resolve(r);
-        });
+        this.#settle(batch, await this.#commit(batch));
       } catch (err) {
-        for (const p of batch) p.reject(err);
+        if (batch.length === 1) {
+          batch[0]?.reject(err);
+          continue;
+        }
+        // One at a time, so that an event the database refuses fails alone.
+        for (const p of batch) {
+          try {
+            this.#settle([p], await this.#commit([p]));
+          } catch (one) {
+            p.reject(one);
+          }
+        }
       }
     }
+  }
+
+  #settle(batch: readonly Pending[], records: readonly AuditRecord[]): void {
+    batch.forEach((p, i) => {
+      const r = records[i];
+      if (r !== undefined) p.resolve(r);
+    });
   }
 
   async #commit(batch: readonly Pending[]): Promise<AuditRecord[]> {

@@ -11,9 +11,9 @@
  * a row goes only when `prune` finds its window and its lock both over.
  */
 import { sql } from 'kysely';
-import { isIPv6 } from 'node:net';
 import type { Clock } from '../platform/clock.js';
 import type { Db } from '../platform/db/database.js';
+import { sourceGroup } from '../platform/http/source-address.js';
 
 export const WINDOW_MS = 15 * 60 * 1000;
 export const MAX_FAILURES_PER_USER = 5;
@@ -21,19 +21,8 @@ export const MAX_FAILURES_PER_ADDRESS = 20;
 
 /** The key an address is counted under: IPv4 as is, IPv6 by its /64 (IPv4-mapped IPv6 as IPv4). */
 export function addressKey(address: string): string {
-  const mapped = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i.exec(address);
-  if (mapped?.[1] !== undefined) return `a:${mapped[1]}`;
-  if (!isIPv6(address)) return `a:${address}`;
-  const [head = '', tail = ''] = address.toLowerCase().split('::');
-  const left = head === '' ? [] : head.split(':');
-  const right = address.includes('::') ? (tail === '' ? [] : tail.split(':')) : [];
-  const groups = address.includes('::')
-    ? [...left, ...Array<string>(Math.max(0, 8 - left.length - right.length)).fill('0'), ...right]
-    : left;
-  return `a6:${groups
-    .slice(0, 4)
-    .map((g) => g.replace(/^0+(?=.)/, ''))
-    .join(':')}::/64`;
+  const group = sourceGroup(address);
+  return group.endsWith('::/64') ? `a6:${group}` : `a:${group}`;
 }
 
 const userKey = (userName: string): string => `u:${userName.toLowerCase()}`;

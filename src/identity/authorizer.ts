@@ -1,7 +1,8 @@
 /**
  * Enforcement: loads the policies that apply to a principal, asks the pure evaluator (policy/), reports
- * every decision (allow and deny) to `onDecision`, and turns a deny into `Forbidden.RAM` with Alibaba
- * Cloud's `AccessDeniedDetail`. Used by every RPC action (through `RpcContext.authorize`) and by the console
+ * every decision (allow and deny) to `onDecision` and waits for it (the audit log: a decision that cannot
+ * be recorded fails the request before anything is done), and turns a deny into `Forbidden.RAM` with
+ * Alibaba Cloud's `AccessDeniedDetail`. Used by every RPC action (through `RpcContext.authorize`) and by the console
  * and terminal, which establish their principal and facts themselves.
  */
 import { evaluate, type Principal as PolicyPrincipal } from '../policy/index.js';
@@ -37,16 +38,24 @@ export interface PolicySource {
 
 export class Authorizer {
   readonly #policies: PolicySource;
-  readonly #onDecision: (decision: AuthorizationDecision) => void;
+  readonly #onDecision: (decision: AuthorizationDecision) => void | Promise<void>;
 
-  constructor(deps: { policies: PolicySource; onDecision: (decision: AuthorizationDecision) => void }) {
+  /**
+   * `onDecision` records each decision; when it returns a promise, `authorize` waits for it and fails with
+   * its error (the request is then not carried out).
+   */
+  constructor(deps: {
+    policies: PolicySource;
+    onDecision: (decision: AuthorizationDecision) => void | Promise<void>;
+  }) {
     this.#policies = deps.policies;
     this.#onDecision = deps.onDecision;
   }
 
   /**
    * Resolves when `principal` may do `action` on every one of `resources`; otherwise throws
-   * `AppError('Forbidden.RAM')`. Either way the decision goes to `onDecision` first.
+   * `AppError('Forbidden.RAM')`. Either way the decision goes to `onDecision` first, and an error from it
+   * (the decision could not be recorded) is thrown instead.
    * @throws {TypeError} for an empty resource list or a `sourceIp` that is not an address (our bugs).
    */
   async authorize(
@@ -85,11 +94,15 @@ export class Authorizer {
       sourceIp: facts.sourceIp,
     };
     if (decision.allowed) {
-      this.#onDecision({ ...base, allowed: true, reason: principal.kind === 'root' ? 'Root' : 'Allow' });
+      await this.#onDecision({
+        ...base,
+        allowed: true,
+        reason: principal.kind === 'root' ? 'Root' : 'Allow',
+      });
       return;
     }
     const denying = decision.type === 'ExplicitDeny' ? documents[decision.statement.document] : undefined;
-    this.#onDecision({
+    await this.#onDecision({
       ...base,
       allowed: false,
       reason: decision.type,

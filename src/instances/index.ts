@@ -48,6 +48,7 @@ export {
   type InstanceName,
 } from './instance-id.js';
 export { InstanceRepository } from './instance-repository.js';
+export { MAX_TALLIED_SOURCES, REFUSAL_WINDOW_MS, RefusalTally, type Refusal } from './refusal-tally.js';
 export {
   INSTANCE_STATES,
   type DesiredState,

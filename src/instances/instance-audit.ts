@@ -14,7 +14,21 @@ export type RefusalReason =
   | 'bad-signature'
   | 'revoked'
   | 'hello-timeout'
-  | 'server-busy';
+  | 'server-busy'
+  | 'rate-limited'
+  | 'too-many-pending';
+
+/**
+ * How many refusals an event stands for. Refusals of unauthenticated traffic are counted per source and
+ * minute (refusal-tally.ts): the first is its own event (`count` 1); the rest of the minute are one event
+ * whose `remoteAddress` is the source (an IPv4 address, an IPv6 /64, or `*` for the overflow), with the
+ * times of the first and last of them.
+ */
+interface Counted {
+  readonly count: number;
+  readonly firstAt?: string;
+  readonly lastAt?: string;
+}
 
 export type InstanceAuditEvent =
   | {
@@ -26,19 +40,19 @@ export type InstanceAuditEvent =
       readonly remoteAddress: string;
       readonly droppedHostKeys: readonly string[];
     }
-  | {
+  | ({
       readonly event: 'agent.enroll.refused';
       readonly reason: RefusalReason;
       readonly remoteAddress: string;
       readonly detail?: string;
-    }
+    } & Counted)
   | {
       readonly event: 'agent.connect';
       readonly instanceId: string;
       readonly remoteAddress: string;
       readonly agentVersion: string;
     }
-  | {
+  | ({
       readonly event: 'agent.connect.refused';
       readonly reason: RefusalReason;
       readonly closeCode: number;
@@ -46,7 +60,7 @@ export type InstanceAuditEvent =
       /** The id the agent claimed, when it got that far (it may not be its own). */
       readonly instanceId?: string;
       readonly detail?: string;
-    }
+    } & Counted)
   | {
       readonly event: 'agent.disconnect';
       readonly instanceId: string;

@@ -5,6 +5,7 @@
  * events. Enrollment is enrollment-service.ts.
  */
 import { AppError } from '../platform/errors.js';
+import { starMatch } from '../policy/index.js';
 import type { Tag, TagFilter } from '../tags/index.js';
 import { toApplyOutcome, type AgentHub } from './agent-hub.js';
 import type { AgentPresence } from './agent-presence.js';
@@ -71,14 +72,6 @@ export interface InstanceServiceDeps {
   readonly presence: Pick<AgentPresence, 'running'>;
   readonly audit: InstanceAuditSink;
   readonly applyWaitMs?: number;
-}
-
-function wildcardRegex(pattern: string): RegExp {
-  const source = pattern
-    .split('*')
-    .map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))
-    .join('.*');
-  return new RegExp(`^${source}$`, 'su');
 }
 
 export class InstanceService {
@@ -152,8 +145,8 @@ export class InstanceService {
       tags: input.tags,
     });
     if (input.name !== undefined && exactName === undefined) {
-      const re = wildcardRegex(input.name);
-      summaries = summaries.filter((s) => re.test(s.name));
+      const pattern = input.name;
+      summaries = summaries.filter((s) => starMatch(pattern, s.name));
     }
     let connected: Set<string> | undefined;
     if (input.status === 'Running' || input.status === 'Offline') {

@@ -54,12 +54,19 @@ export function sampleFacts(overrides: Partial<HostFacts> = {}): HostFacts {
 export function postEnroll(
   endpoint: string,
   body: string | Buffer,
-): Promise<{ status: number; json: Record<string, unknown> }> {
+  opts: { readonly localAddress?: string } = {},
+): Promise<{ status: number; json: Record<string, unknown>; headers: http.IncomingHttpHeaders }> {
   const url = new URL(ENROLL_PATH, endpoint);
   return new Promise((resolve, reject) => {
     const req = http.request(
       url,
-      { method: 'POST', agent: false, headers: { 'content-type': 'application/json' }, timeout: 10_000 },
+      {
+        method: 'POST',
+        agent: false,
+        headers: { 'content-type': 'application/json' },
+        timeout: 10_000,
+        ...(opts.localAddress !== undefined && { localAddress: opts.localAddress }),
+      },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
@@ -67,6 +74,7 @@ export function postEnroll(
           try {
             resolve({
               status: res.statusCode ?? 0,
+              headers: res.headers,
               json: JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>,
             });
           } catch (err) {
@@ -93,6 +101,8 @@ export interface ConnectOptions {
   readonly silent?: boolean;
   /** Answer the server's pings (default true). */
   readonly autoPong?: boolean;
+  /** Connect from this local address (another 127.x address stands for another source). */
+  readonly localAddress?: string;
   /**
    * Answers each `desired` with the returned state (undefined: no answer). Default: no answer.
    */
@@ -223,7 +233,11 @@ export class TestAgent {
    */
   connect(opts: ConnectOptions = {}): Promise<TestConnection> {
     const url = new URL(CONNECT_PATH, this.#endpoint.replace(/^http/, 'ws'));
-    const ws = new WebSocket(url, { perMessageDeflate: false, autoPong: opts.autoPong ?? true });
+    const ws = new WebSocket(url, {
+      perMessageDeflate: false,
+      autoPong: opts.autoPong ?? true,
+      ...(opts.localAddress !== undefined && { localAddress: opts.localAddress }),
+    });
     const conn = new TestConnection(ws);
     ws.on('message', (data: Buffer) => {
       const message = parseServerMessage(data);

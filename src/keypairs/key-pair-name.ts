@@ -5,6 +5,7 @@
  * any run of characters. Pure functions only.
  */
 import { AppError } from '../platform/errors.js';
+import { starMatch } from '../policy/index.js';
 
 declare const keyPairNameBrand: unique symbol;
 /** A name that passed `parseKeyPairName`. */
@@ -32,7 +33,7 @@ export function parseKeyPairName(input: string, field = 'KeyPairName'): KeyPairN
 
 /** A compiled name pattern: exact, or with `*` wildcards. */
 export type KeyPairNamePattern =
-  { readonly kind: 'exact'; readonly name: string } | { readonly kind: 'wildcard'; readonly regex: RegExp };
+  { readonly kind: 'exact'; readonly name: string } | { readonly kind: 'wildcard'; readonly pattern: string };
 
 /** Validates a DescribeKeyPairs name filter. */
 export function parseKeyPairNamePattern(input: string): KeyPairNamePattern {
@@ -43,14 +44,10 @@ export function parseKeyPairNamePattern(input: string): KeyPairNamePattern {
     );
   }
   if (!input.includes('*')) return { kind: 'exact', name: input };
-  const source = input
-    .split('*')
-    .map((part) => part.replace(/[.]/g, '\\.'))
-    .join('.*');
-  return { kind: 'wildcard', regex: new RegExp(`^${source}$`, 's') };
+  return { kind: 'wildcard', pattern: input };
 }
 
-/** True when `name` matches `pattern`. */
+/** True when `name` matches `pattern`; in time linear in the name, however many stars (no regular expression). */
 export function matchesKeyPairNamePattern(name: string, pattern: KeyPairNamePattern): boolean {
-  return pattern.kind === 'exact' ? name === pattern.name : pattern.regex.test(name);
+  return pattern.kind === 'exact' ? name === pattern.name : starMatch(pattern.pattern, name);
 }

@@ -28,6 +28,14 @@ export const ERROR_CODES = {
   RequestTimeout: { status: 408, summary: 'The request was not received in full in time.' },
   MalformedRequest: { status: 400, summary: 'The HTTP request cannot be parsed.' },
   'Throttling.User': { status: 429, summary: 'Too many requests; retry after the time given.' },
+  'Throttling.Enrollment': {
+    status: 429,
+    summary: 'Too many enrollment requests from this address; retry after the time given.',
+  },
+  'Throttling.AgentHandshake': {
+    status: 429,
+    summary: 'Too many agent connections from this address, or too many still in their handshake.',
+  },
 
   // Request signatures (ACS3-HMAC-SHA256 and legacy v1).
   IncompleteSignature: { status: 400, summary: 'The request is not signed, or its signature is incomplete.' },
@@ -171,6 +179,10 @@ export const ERROR_CODES = {
 
   // Our side.
   InternalError: { status: 500, summary: 'The server failed; the log holds the detail for this request.' },
+  'AuditLog.Unavailable': {
+    status: 503,
+    summary: 'The audit event of this request could not be written, so the request was not carried out.',
+  },
   ServiceUnavailable: {
     status: 503,
     summary: 'The server is shutting down or not yet ready, or its database cannot be reached right now.',

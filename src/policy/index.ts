@@ -22,4 +22,5 @@ export type {
   PolicyStatement,
 } from './policy-document.js';
 export { evaluate } from './evaluate-policy.js';
+export { starMatch } from './wildcard.js';
 export type { AccessRequest, Decision, Principal, RequestContext, StatementRef } from './evaluate-policy.js';

@@ -96,6 +96,8 @@ export interface InProcessOptions {
   readonly clock?: Clock;
   /** Lower bounds than the defaults, to reach them with a few requests. */
   readonly limits?: Partial<ServerLimits>;
+  /** More server settings, by config field name (for example `{ agentPendingPerSource: '4' }`). */
+  readonly flags?: Readonly<Record<string, string>>;
 }
 
 /**
@@ -127,6 +129,7 @@ export async function startInProcessServer(opts: InProcessOptions = {}): Promise
     }
     if (opts.regionId !== undefined) flags['regionId'] = opts.regionId;
     if (database.url !== undefined) flags['database'] = database.url;
+    Object.assign(flags, opts.flags);
     const config = loadServerConfig(flags, {});
     running = await startServer(config, logger, opts.clock ?? systemClock, {
       ...DEFAULT_SERVER_LIMITS,

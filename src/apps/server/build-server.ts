@@ -187,9 +187,23 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   });
   const authorizer = new Authorizer({
     policies: deps.identity.policies,
-    onDecision: (d) => {
+    // The request waits for its decision to be committed: nothing is done that the audit log does not hold.
+    onDecision: async (d) => {
       logDecision(deps.logger, d);
-      deps.audit.record(decisionAuditEvent(d));
+      try {
+        await deps.audit.append(decisionAuditEvent(d));
+      } catch (err) {
+        deps.logger.error(
+          { err, requestId: d.requestId, action: d.action },
+          'could not write an audit event',
+        );
+        throw new AppError(
+          'AuditLog.Unavailable',
+          `The audit event of this request could not be written, so ${d.action} was not carried out. ` +
+            'Retry in a moment; if it persists, the server log says why (request id in this answer).',
+          { cause: err },
+        );
+      }
     },
   });
   const instances = deps.instances;

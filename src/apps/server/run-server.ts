@@ -21,12 +21,14 @@ import {
   InstanceRepository,
   InstanceService,
   loadOrCreateGrantSigningKey,
+  RefusalTally,
 } from '../../instances/index.js';
 import { KeyPairRepository, KeyPairService } from '../../keypairs/index.js';
 import { LogonGrantRepository, LogonService, TerminalGateway, TerminalTickets } from '../../logon/index.js';
 import { systemClock, type Clock } from '../../platform/clock.js';
 import { SecretBox } from '../../platform/crypto/secret-box.js';
 import { openDatabase, openRelaxedPostgres, withStartupLock, type Db } from '../../platform/db/database.js';
+import { SourceRateLimiter } from '../../platform/http/source-rate-limiter.js';
 import { NonceCache } from '../../rpc/signature/nonce-cache.js';
 import { SharedNonceStore } from '../../rpc/signature/shared-nonce-store.js';
 import { AuditLog } from '../../audit/index.js';
@@ -133,6 +135,7 @@ export async function startServer(
     id: loadOrCreateReplicaId(config.dataDir, newReplicaId),
   });
   let bus: PostgresBus | undefined;
+  let refusals: RefusalTally | undefined;
   // Replicas record signature nonces through a small pool of their own whose commits do not wait for the
   // WAL flush: one round trip per signed request without an fsync (database.ts, docs/high-availability.md).
   const nonceDb =
@@ -179,16 +182,32 @@ export async function startServer(
     const auditLog = new AuditLog({ db, clock, logger });
     const audit = instanceSink(logger, auditLog);
     const instanceRepository = new InstanceRepository(db);
+    // Unauthenticated traffic: counted refusals and per-source limits (docs/security-dos.md).
+    refusals = new RefusalTally({ sink: audit, clock, logger });
+    refusals.start();
+    const sourceLimits = config.sourceLimits;
     const instances = {
       service: new InstanceService({ repository: instanceRepository, keyPairs, hub, presence, audit }),
       enrollment: new EnrollmentService({
         repository: instanceRepository,
         tokens: new EnrollmentTokenRepository(db),
         audit,
+        refusals,
+        rateLimit: new SourceRateLimiter({ perMinute: sourceLimits.enrollmentsPerMinute }, clock),
         clock,
         grantSigningPublicKey: grantSigning.key.publicKeyBase64,
       }),
-      gateway: new AgentGateway({ logger, clock, repository: instanceRepository, hub, presence, audit }),
+      gateway: new AgentGateway({
+        logger,
+        clock,
+        repository: instanceRepository,
+        hub,
+        presence,
+        audit,
+        refusals,
+        rateLimit: new SourceRateLimiter({ perMinute: sourceLimits.agentConnectsPerMinute }, clock),
+        timings: { maxPendingPerSource: sourceLimits.agentPendingPerSource },
+      }),
     };
     const logonAudit = logonSink(logger, auditLog);
     const logonGrants = new LogonGrantRepository(db);
@@ -326,6 +345,7 @@ export async function startServer(
           await app.close();
           await replica.stop();
           await bus?.close();
+          refusals?.close();
           await auditLog.drain();
           await nonceDb?.destroy();
           await db.destroy();
@@ -334,6 +354,7 @@ export async function startServer(
       },
     };
   } catch (err) {
+    refusals?.close();
     await replica.stop();
     await bus?.close();
     await nonceDb?.destroy();

@@ -23,6 +23,17 @@ export interface ServerConfig {
   readonly logon: LogonConfig;
   /** PostgreSQL for several replicas; absent: embedded SQLite in the data directory. */
   readonly database?: { readonly url: string; readonly maxConnections: number };
+  /** Limits on traffic that comes before any authentication, per source (IPv4 address or IPv6 /64). */
+  readonly sourceLimits: SourceLimitsConfig;
+}
+
+export interface SourceLimitsConfig {
+  /** Agent enrollment requests per source and minute (1–1,000,000; 120 by default). */
+  readonly enrollmentsPerMinute: number;
+  /** Agent WebSocket handshakes per source and minute (1–1,000,000; 600 by default). */
+  readonly agentConnectsPerMinute: number;
+  /** Agent handshakes from one source in progress at once (1–10,000; 100 by default). */
+  readonly agentPendingPerSource: number;
 }
 
 export interface LogonConfig {
@@ -66,6 +77,9 @@ const FILE_FIELDS = [
   'brokerSourceAddresses',
   'database',
   'databaseMaxConnections',
+  'enrollmentsPerMinute',
+  'agentConnectsPerMinute',
+  'agentPendingPerSource',
 ] as const;
 type Field = (typeof FILE_FIELDS)[number];
 
@@ -82,6 +96,9 @@ const ENV_NAMES: Record<Field, string> = {
   brokerSourceAddresses: 'KEYWARD_BROKER_SOURCE_ADDRESSES',
   database: 'KEYWARD_DATABASE_URL',
   databaseMaxConnections: 'KEYWARD_DATABASE_MAX_CONNECTIONS',
+  enrollmentsPerMinute: 'KEYWARD_ENROLLMENTS_PER_MINUTE',
+  agentConnectsPerMinute: 'KEYWARD_AGENT_CONNECTS_PER_MINUTE',
+  agentPendingPerSource: 'KEYWARD_AGENT_PENDING_PER_SOURCE',
 };
 
 const FLAG_NAMES: Record<Field, string> = {
@@ -97,6 +114,9 @@ const FLAG_NAMES: Record<Field, string> = {
   brokerSourceAddresses: '--broker-source-addresses',
   database: '--database',
   databaseMaxConnections: '--database-max-connections',
+  enrollmentsPerMinute: '--enrollments-per-minute',
+  agentConnectsPerMinute: '--agent-connects-per-minute',
+  agentPendingPerSource: '--agent-pending-per-source',
 };
 
 const MAX_CONFIG_FILE_BYTES = 64 * 1024;
@@ -242,8 +262,24 @@ export function loadServerConfig(
 
   const database = parseDatabase(pick('database'), pick('databaseMaxConnections'));
 
+  const count = (field: Field, fallback: number, max: number): number => {
+    const setting = pick(field);
+    if (setting === undefined) return fallback;
+    const n = /^\d{1,7}$/.test(setting.value) ? Number(setting.value) : NaN;
+    if (!(n >= 1 && n <= max)) {
+      throw new ConfigError(`${setting.source}: must be a whole number from 1 to ${String(max)}`);
+    }
+    return n;
+  };
+  const sourceLimits: SourceLimitsConfig = Object.freeze({
+    enrollmentsPerMinute: count('enrollmentsPerMinute', 120, 1_000_000),
+    agentConnectsPerMinute: count('agentConnectsPerMinute', 600, 1_000_000),
+    agentPendingPerSource: count('agentPendingPerSource', 100, 10_000),
+  });
+
   return Object.freeze({
     logon,
+    sourceLimits,
     ...(database !== undefined && { database }),
     dataDir,
     host,

@@ -4,7 +4,14 @@
  * (decided by hello.ts), then `welcome` and the current desired state; afterwards the agent's `applied`
  * reports are stored and handed to the hub's waiters. Refusals close with the contract's codes (4400
  * malformed, 4401 authentication failed, 4403 revoked, 4408 hello timeout, 4409 replaced; ws itself closes
- * an oversized message with 1009) and each one is an audit event.
+ * an oversized message with 1009). A refusal after the agent proved its identity (revoked) is an audit
+ * event; the others come from unauthenticated traffic and are counted per source and minute instead
+ * (refusal-tally.ts).
+ *
+ * Before a WebSocket is accepted, each source (IPv4 address or IPv6 /64) is held to a rate of handshakes
+ * and a number of handshakes pending at once, and all sources together to `maxPendingHandshakes`, so that
+ * silent sockets from a few addresses cannot fill the handshake pool (answered 429 `Throttling.AgentHandshake`
+ * or 503 before the upgrade).
  *
  * Built for 10,000 agents per process: one small object per connection and no per-connection timers. One
  * shared interval sweeps handshake deadlines every second and, every HEARTBEAT_INTERVAL_MS, pings every
@@ -34,12 +41,15 @@ import {
 } from '../../agent-channel/index.js';
 import type { Clock } from '../../platform/clock.js';
 import { AppError } from '../../platform/errors.js';
+import { sourceGroup } from '../../platform/http/source-address.js';
+import type { SourceRateLimiter } from '../../platform/http/source-rate-limiter.js';
 import type { AgentHub } from '../agent-hub.js';
 import type { AgentPresence } from '../agent-presence.js';
 import { storedFactsOf } from '../host-facts.js';
 import type { InstanceAuditSink, RefusalReason } from '../instance-audit.js';
 import type { InstanceId } from '../instance-id.js';
 import type { InstanceRepository } from '../instance-repository.js';
+import type { Refusal, RefusalTally } from '../refusal-tally.js';
 import { causeOf, refuseUpgrade, Session, toBuffer, type SessionOwner } from './agent-session.js';
 import { decideHello } from './hello.js';
 
@@ -56,6 +66,8 @@ export interface GatewayTimings {
   readonly closeGraceMs: number;
   /** Connections still in their handshake beyond which new ones are turned away (503). */
   readonly maxPendingHandshakes: number;
+  /** Connections from one source (IPv4 address or IPv6 /64) still in their handshake (more: 429). */
+  readonly maxPendingPerSource: number;
 }
 
 export const DEFAULT_GATEWAY_TIMINGS: GatewayTimings = Object.freeze({
@@ -66,6 +78,7 @@ export const DEFAULT_GATEWAY_TIMINGS: GatewayTimings = Object.freeze({
   sweepIntervalMs: 1_000,
   closeGraceMs: 2_000,
   maxPendingHandshakes: 10_000,
+  maxPendingPerSource: 100,
 });
 
 /** Messages an agent may send while its hello is being verified (they are handled after `welcome`). */
@@ -79,6 +92,10 @@ export interface AgentGatewayDeps {
   /** Where the leases of this replica's connections are kept (shared by every replica). */
   readonly presence: AgentPresence;
   readonly audit: InstanceAuditSink;
+  /** Where refusals of unauthenticated connections are counted. */
+  readonly refusals: Pick<RefusalTally, 'record'>;
+  /** Handshakes (WebSocket upgrades) per source address. */
+  readonly rateLimit: Pick<SourceRateLimiter, 'take'>;
   readonly timings?: Partial<GatewayTimings>;
 }
 
@@ -90,9 +107,13 @@ export class AgentGateway implements SessionOwner {
   readonly #hub: AgentHub;
   readonly #presence: AgentPresence;
   readonly #audit: InstanceAuditSink;
+  readonly #refusals: Pick<RefusalTally, 'record'>;
+  readonly #rateLimit: Pick<SourceRateLimiter, 'take'>;
   readonly #t: GatewayTimings;
   readonly #wss: WebSocketServer;
   readonly #pending = new Set<Session>();
+  /** Pending handshakes per source; an entry exists only while its count is above zero. */
+  readonly #pendingBySource = new Map<string, number>();
   #server: HttpServer | HttpsServer | undefined;
   #timer: NodeJS.Timeout | undefined;
   #lastHeartbeatMs: number;
@@ -108,6 +129,8 @@ export class AgentGateway implements SessionOwner {
     this.#hub = deps.hub;
     this.#presence = deps.presence;
     this.#audit = deps.audit;
+    this.#refusals = deps.refusals;
+    this.#rateLimit = deps.rateLimit;
     this.#t = { ...DEFAULT_GATEWAY_TIMINGS, ...deps.timings };
     this.#lastHeartbeatMs = deps.clock.nowMs();
     this.#wss = new WebSocketServer({
@@ -205,7 +228,7 @@ export class AgentGateway implements SessionOwner {
     }
     const remoteAddress = req.socket.remoteAddress ?? '';
     if (this.#pending.size >= this.#t.maxPendingHandshakes) {
-      this.#audit.record({
+      this.#refusals.record({
         event: 'agent.connect.refused',
         reason: 'server-busy',
         closeCode: 503,
@@ -214,9 +237,65 @@ export class AgentGateway implements SessionOwner {
       refuseUpgrade(socket, new AppError('ServiceUnavailable', 'Too many agents are connecting; retry.'));
       return;
     }
+    const source = sourceGroup(remoteAddress);
+    if ((this.#pendingBySource.get(source) ?? 0) >= this.#t.maxPendingPerSource) {
+      this.#refusals.record({
+        event: 'agent.connect.refused',
+        reason: 'too-many-pending',
+        closeCode: 429,
+        remoteAddress,
+      });
+      refuseUpgrade(
+        socket,
+        new AppError(
+          'Throttling.AgentHandshake',
+          `More than ${String(this.#t.maxPendingPerSource)} agent handshakes from this address are in ` +
+            'progress; retry in a few seconds.',
+          { headers: { 'retry-after': '5', 'x-acs-retry-after': '5' } },
+        ),
+      );
+      return;
+    }
+    const waitMs = this.#rateLimit.take(remoteAddress);
+    if (waitMs > 0) {
+      this.#refusals.record({
+        event: 'agent.connect.refused',
+        reason: 'rate-limited',
+        closeCode: 429,
+        remoteAddress,
+      });
+      const seconds = String(Math.ceil(waitMs / 1000));
+      refuseUpgrade(
+        socket,
+        new AppError(
+          'Throttling.AgentHandshake',
+          `Too many agent connections from this address; retry in ${seconds} s.`,
+          { headers: { 'retry-after': seconds, 'x-acs-retry-after': seconds } },
+        ),
+      );
+      return;
+    }
+    // Counted from here, before ws has answered: the socket holds its slot until it leaves the handshake.
+    this.#pendingBySource.set(source, (this.#pendingBySource.get(source) ?? 0) + 1);
+    let opened = false;
+    socket.once('close', () => {
+      if (!opened) this.#releaseSource(source);
+    });
     this.#wss.handleUpgrade(req, socket, head, (ws) => {
+      opened = true;
       this.#open(ws, remoteAddress);
     });
+  }
+
+  #releaseSource(source: string): void {
+    const n = (this.#pendingBySource.get(source) ?? 0) - 1;
+    if (n > 0) this.#pendingBySource.set(source, n);
+    else this.#pendingBySource.delete(source);
+  }
+
+  /** Takes `s` out of the handshake pool (welcomed or closed); safe to call more than once. */
+  #unpend(s: Session): void {
+    if (this.#pending.delete(s)) this.#releaseSource(sourceGroup(s.remoteAddress));
   }
 
   #open(ws: WebSocket, remoteAddress: string): void {
@@ -283,14 +362,17 @@ export class AgentGateway implements SessionOwner {
 
   #refuse(s: Session, reason: RefusalReason, closeCode: number, detail?: string, instanceId?: string): void {
     if (s.phase === 'closed') return;
-    this.#audit.record({
+    const refusal: Refusal = {
       event: 'agent.connect.refused',
       reason,
       closeCode,
       remoteAddress: s.remoteAddress,
       ...(instanceId !== undefined && { instanceId }),
       ...(detail !== undefined && { detail }),
-    });
+    };
+    // Only a revoked instance has proved who it is (its hello's signature verified): one event each.
+    if (reason === 'revoked') this.#audit.record({ ...refusal, count: 1 });
+    else this.#refusals.record(refusal);
     this.closeSession(s, closeCode, reason);
   }
 
@@ -357,7 +439,7 @@ export class AgentGateway implements SessionOwner {
     }
     // From here on, synchronously: ready, welcome, the desired state read just now, then any newer state
     // pushed during the handshake (a change that committed after the read). Later pushes are delivered.
-    this.#pending.delete(s);
+    this.#unpend(s);
     s.phase = 'open';
     s.ready = true;
     s.lastSeenWrittenMs = nowMs;
@@ -433,7 +515,7 @@ export class AgentGateway implements SessionOwner {
     s.phase = 'closed';
     s.nonce = undefined;
     s.queued = undefined;
-    this.#pending.delete(s);
+    this.#unpend(s);
     this.#hub.detach(s);
     if (code === 1006) s.ws.terminate();
     else if (s.ws.readyState === WebSocket.OPEN || s.ws.readyState === WebSocket.CONNECTING) {
@@ -457,7 +539,7 @@ export class AgentGateway implements SessionOwner {
     if (s.phase === 'closed') return;
     const wasOpen = s.phase === 'open';
     s.phase = 'closed';
-    this.#pending.delete(s);
+    this.#unpend(s);
     this.#hub.detach(s);
     if (wasOpen) {
       this.#release(s);

@@ -13,8 +13,11 @@ export function refuseUpgrade(socket: Duplex, err: AppError): void {
     return;
   }
   const body = JSON.stringify(errorBody(err, newRequestId(), ''));
+  const headers = Object.entries(err.headers)
+    .map(([name, value]) => `${name}: ${value}\r\n`)
+    .join('');
   socket.end(
-    `HTTP/1.1 ${err.status} ${err.code}\r\nConnection: close\r\n` +
+    `HTTP/1.1 ${err.status} ${err.code}\r\nConnection: close\r\n${headers}` +
       `Content-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
   );
 }

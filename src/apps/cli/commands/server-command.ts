@@ -20,6 +20,9 @@ const OPTIONS = {
   'broker-source-addresses': { type: 'string' },
   database: { type: 'string' },
   'database-max-connections': { type: 'string' },
+  'enrollments-per-minute': { type: 'string' },
+  'agent-connects-per-minute': { type: 'string' },
+  'agent-pending-per-source': { type: 'string' },
   config: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -45,6 +48,9 @@ export async function serverCommand(args: readonly string[], io: CliIo): Promise
     'broker-source-addresses': 'brokerSourceAddresses',
     database: 'database',
     'database-max-connections': 'databaseMaxConnections',
+    'enrollments-per-minute': 'enrollmentsPerMinute',
+    'agent-connects-per-minute': 'agentConnectsPerMinute',
+    'agent-pending-per-source': 'agentPendingPerSource',
     config: 'config',
   } as const;
   for (const [flag, field] of Object.entries(map)) {

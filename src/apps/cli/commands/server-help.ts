@@ -22,9 +22,16 @@ Options (each also from an environment variable, then from the config file; flag
   --database URL      PostgreSQL for several replicas (postgres://USER:PASSWORD@HOST:PORT/DB); without
                       it, embedded SQLite in the data directory  KEYWARD_DATABASE_URL
   --database-max-connections N   pool size per replica, 2-200  KEYWARD_DATABASE_MAX_CONNECTIONS (default 10)
+  Limits per source address (an IPv6 address counts by its /64) on traffic before authentication;
+  raise them when many hosts reach the server through one NAT address:
+  --enrollments-per-minute N     agent enrollments, 1-1000000  KEYWARD_ENROLLMENTS_PER_MINUTE  (default 120)
+  --agent-connects-per-minute N  agent connections, 1-1000000  KEYWARD_AGENT_CONNECTS_PER_MINUTE (default 600)
+  --agent-pending-per-source N   agent handshakes in progress at once, 1-10000
+                                                      KEYWARD_AGENT_PENDING_PER_SOURCE (default 100)
   --config FILE       JSON file with any of: dataDir, listen, regionId, tlsCert, tlsKey, logLevel,
                       logonKeyLifetime, sessionMaxSeconds, sessionIdleSeconds, brokerSourceAddresses,
-                      database, databaseMaxConnections
+                      database, databaseMaxConnections, enrollmentsPerMinute,
+                      agentConnectsPerMinute, agentPendingPerSource
                                                                 KEYWARD_CONFIG
   -h, --help          show this help
 
