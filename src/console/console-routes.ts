@@ -145,7 +145,8 @@ export function registerConsoleRoutes(app: FastifyInstance, deps: ConsoleRouteDe
     if (session === undefined) {
       throw new AppError(
         'Console.NotSignedIn',
-        'Sign in to the console first; the session may have expired.',
+        'Sign in to the console first; the session may have expired, or ended because the password or ' +
+          'MFA device of the user changed.',
       );
     }
     return session;
@@ -209,7 +210,12 @@ export function registerConsoleRoutes(app: FastifyInstance, deps: ConsoleRouteDe
       throw new AppError('Console.InvalidCredentials', 'The user name or password is wrong.');
     }
     await deps.limiter.succeeded(userName);
-    const session = await deps.sessions.create(result.principal, result.mfaPresent, request.ip);
+    const session = await deps.sessions.create(
+      result.principal,
+      result.mfaPresent,
+      request.ip,
+      result.credentialEpoch,
+    );
     deps.audit.record({
       type: 'console.signin.success',
       accountId: result.principal.accountId,
