@@ -314,8 +314,12 @@ export function registerConsoleRoutes(app: FastifyInstance, deps: ConsoleRouteDe
         instanceId: instance.id,
         osUser,
         caller: `user/${session.principal.userName}`,
+        userId: session.principal.userId,
         requestId,
         sourceIp: request.ip,
+        secureTransport: deps.tls,
+        mfaPresent: session.mfaPresent,
+        credentialEpoch: session.credentialEpoch,
         cols,
         rows,
       });

@@ -107,7 +107,7 @@ export class ConsoleSessions {
       Date.parse(row.last_seen_at) + SESSION_IDLE_MS <= now ||
       row.current_name === null ||
       row.current_epoch === null ||
-      Number(row.current_epoch) !== Number(row.credential_epoch)
+      row.current_epoch !== row.credential_epoch
     ) {
       await this.#db.deleteFrom('console_sessions').where('digest', '=', key).execute();
       return undefined;
@@ -122,7 +122,7 @@ export class ConsoleSessions {
     return {
       principal: { kind: 'user', accountId: row.account_id, userId: row.user_id, userName: row.current_name },
       mfaPresent: row.mfa_present === 1,
-      credentialEpoch: Number(row.credential_epoch),
+      credentialEpoch: row.credential_epoch,
       expiresAt: row.expires_at,
       csrfDigest: row.csrf_digest,
       sessionDigest: key,

@@ -154,7 +154,7 @@ export class UserStore {
       .where('account_id', '=', accountId)
       .where('id', 'in', [...userIds])
       .execute();
-    return new Map(rows.map((r) => [r.id, { name: r.name, credentialEpoch: Number(r.credential_epoch) }]));
+    return new Map(rows.map((r) => [r.id, { name: r.name, credentialEpoch: r.credential_epoch }]));
   }
 
   /** Users ordered by name, after `afterName` (the RAM Marker), at most `max`; `more` when truncated. */
@@ -307,10 +307,7 @@ export class UserStore {
   async deleteLoginProfile(accountId: string, name: string): Promise<void> {
     await this.#db.transaction().execute(async (trx) => {
       const user = await getUser(trx, accountId, name);
-      const result = await trx
-        .deleteFrom('login_profiles')
-        .where('user_id', '=', user.id)
-        .executeTakeFirst();
+      const result = await trx.deleteFrom('login_profiles').where('user_id', '=', user.id).executeTakeFirst();
       if (result.numDeletedRows === 0n) throw noLoginProfile(name);
       await bumpCredentialEpoch(trx, user.id);
     });
@@ -345,7 +342,7 @@ export class UserStore {
       : {
           user: record(row),
           passwordHash: row.password_hash,
-          credentialEpoch: Number(row.credential_epoch),
+          credentialEpoch: row.credential_epoch,
         };
   }
 }

@@ -103,6 +103,10 @@ export const ERROR_CODES = {
     status: 401,
     summary: 'The terminal ticket is unknown, expired or already used.',
   },
+  'Logon.AccessRevoked': {
+    status: 403,
+    summary: 'The caller may no longer log on to the instance; the terminal session was closed.',
+  },
 
   // Web console sessions.
   'Console.InvalidCredentials': { status: 401, summary: 'The user name or password is wrong.' },

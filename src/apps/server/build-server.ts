@@ -22,6 +22,7 @@ import {
 import type { KeyPairService } from '../../keypairs/index.js';
 import {
   TERMINAL_PATH,
+  TerminalAccess,
   type LogonGrantRepository,
   type LogonService,
   type TerminalGateway,
@@ -185,13 +186,11 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     clock: deps.clock,
     users: deps.identity.users,
   });
-  const authorizer = new Authorizer({
-    policies: deps.identity.policies,
-    onDecision: (d) => {
-      logDecision(deps.logger, d);
-      deps.audit.record(decisionAuditEvent(d));
-    },
-  });
+  const reportDecision = (d: AuthorizationDecision): void => {
+    logDecision(deps.logger, d);
+    deps.audit.record(decisionAuditEvent(d));
+  };
+  const authorizer = new Authorizer({ policies: deps.identity.policies, onDecision: reportDecision });
   const instances = deps.instances;
   const dispatcher = new RpcDispatcher(
     [
@@ -248,6 +247,16 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     if (logon === undefined) {
       instances.gateway.attach(app.server);
     } else {
+      // Open terminals end when their caller may no longer log on (checked again every 2 s).
+      logon.terminal.watchAccess(
+        new TerminalAccess({
+          clock: deps.clock,
+          policies: deps.identity.policies,
+          onDeny: reportDecision,
+          users: deps.identity.users,
+          instances: logon.service,
+        }),
+      );
       // Two WebSocket endpoints: route upgrades by path; anything else is refused as the gateway would.
       instances.gateway.attach(app.server, false);
       app.server.on('upgrade', (req, socket, head: Buffer) => {
