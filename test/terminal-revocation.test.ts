@@ -260,6 +260,25 @@ test("a terminal opened from the console ends when the user's console password c
   assert.deepEqual(await endOf(t), REVOKED);
 });
 
+test('a ticket issued before the policy was detached opens no terminal', async () => {
+  const erin = await logonUser('term-erin');
+  const start = await erin.call<{ Subprotocols: { Subprotocol: string[] }; WebSocketPath: string }>(
+    'StartTerminalSession',
+    { RegionId: 'local', InstanceId: instanceId, InstanceOSUser: host.user.name },
+    { version: KEYWARD },
+  );
+  await ram('DetachPolicyFromUser', {
+    PolicyType: 'Custom',
+    PolicyName: 'allow-logon',
+    UserName: 'term-erin',
+  });
+  const refused = await connect(start.Subprotocols.Subprotocol, start.WebSocketPath).then(
+    () => undefined,
+    (err: unknown) => String(err),
+  );
+  assert.match(refused ?? 'the terminal opened', /Logon\.AccessRevoked/);
+});
+
 test('deleting the instance ends every terminal open to it', async () => {
   const t = await openTerminal();
   await rpc.call('DeleteInstance', { RegionId: 'local', InstanceId: instanceId });
