@@ -148,7 +148,8 @@ export function registerConsoleRoutes(app: FastifyInstance, deps: ConsoleRouteDe
     if (session === undefined) {
       throw new AppError(
         'Console.NotSignedIn',
-        'Sign in to the console first; the session may have expired.',
+        'Sign in to the console first; the session may have expired, or ended because the password or ' +
+          'MFA device of the user changed.',
       );
     }
     return session;
@@ -212,7 +213,12 @@ export function registerConsoleRoutes(app: FastifyInstance, deps: ConsoleRouteDe
       throw new AppError('Console.InvalidCredentials', 'The user name or password is wrong.');
     }
     await deps.limiter.succeeded(userName, request.ip);
-    const session = await deps.sessions.create(result.principal, result.mfaPresent, request.ip);
+    const session = await deps.sessions.create(
+      result.principal,
+      result.mfaPresent,
+      request.ip,
+      result.credentialEpoch,
+    );
     deps.audit.record({
       type: 'console.signin.success',
       accountId: result.principal.accountId,
@@ -315,8 +321,12 @@ export function registerConsoleRoutes(app: FastifyInstance, deps: ConsoleRouteDe
         instanceId: instance.id,
         osUser,
         caller: `user/${session.principal.userName}`,
+        userId: session.principal.userId,
         requestId,
         sourceIp: request.ip,
+        secureTransport: deps.tls,
+        mfaPresent: session.mfaPresent,
+        credentialEpoch: session.credentialEpoch,
         cols,
         rows,
       });

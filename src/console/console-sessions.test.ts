@@ -37,8 +37,8 @@ after(async () => {
 });
 
 test('a person acting keeps the session alive; the page refreshing itself does not', async () => {
-  const active = await sessions.create(principal, false, '127.0.0.1');
-  const idle = await sessions.create(principal, false, '127.0.0.1');
+  const active = await sessions.create(principal, false, '127.0.0.1', 0);
+  const idle = await sessions.create(principal, false, '127.0.0.1', 0);
   for (let minute = 0; minute < 40; minute += 5) {
     clock.advance(5 * 60_000);
     assert.ok(await sessions.find(active.token), `active at +${String(minute + 5)} min`);
@@ -51,8 +51,8 @@ test('a person acting keeps the session alive; the page refreshing itself does n
 });
 
 test('the CSRF token is derived from the session token: the same after a reload, useless with another', async () => {
-  const a = await sessions.create(principal, false, '127.0.0.1');
-  const b = await sessions.create(principal, false, '127.0.0.1');
+  const a = await sessions.create(principal, false, '127.0.0.1', 0);
+  const b = await sessions.create(principal, false, '127.0.0.1', 0);
   const foundA = await sessions.find(a.token);
   assert.ok(foundA);
   assert.equal(foundA.csrfToken, a.csrfToken);
@@ -61,4 +61,16 @@ test('the CSRF token is derived from the session token: the same after a reload,
   assert.equal(sessions.csrfMatches(foundA, undefined), false);
   clock.advance(SESSION_LIFETIME_MS);
   assert.equal(await sessions.find(a.token), undefined, 'gone at its absolute lifetime');
+});
+
+test("a session follows its user's renames and ends when the user's password changes", async () => {
+  const users = new UserStore({ db, clock });
+  const s = await sessions.create(principal, false, '127.0.0.1', 0);
+  await users.update(principal.accountId, 'erin', { newName: 'erin-renamed' });
+  assert.equal((await sessions.find(s.token))?.principal.userName, 'erin-renamed');
+  await users.update(principal.accountId, 'erin-renamed', { newName: 'erin' });
+  await users.setPassword(principal.accountId, 'erin', 'a long enough console password', 'create');
+  assert.equal(await sessions.find(s.token), undefined, 'signed in under the old credentials');
+  const fresh = await sessions.create(principal, false, '127.0.0.1', 1);
+  assert.ok(await sessions.find(fresh.token), 'signed in under the current credentials');
 });

@@ -4,7 +4,11 @@
  * session token (keyed by it), so a reloaded page can ask for it again (GET /console/api/session, readable
  * only by this origin) while another site, which cannot read the cookie, cannot compute it. Only SHA-256
  * digests are stored; lookups go by digest, so no secret is ever compared byte by byte, and a copy of the
- * database signs no one in. A session ends at its absolute lifetime, after idling, or at sign-out.
+ * database signs no one in. A session ends at its absolute lifetime, after idling, or at sign-out; and at
+ * once when the user's console credentials change (password set or removed, MFA bound or unbound) or the
+ * user is deleted: each check reads the session with its user's row in one query and refuses it unless the
+ * user still exists and its credential epoch is the one the session was signed in under. The check runs
+ * against the database on every request, so a change made through any replica holds on all of them.
  */
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Principal } from '../identity/index.js';
@@ -32,6 +36,8 @@ export interface ConsoleSession {
   readonly sessionDigest: string;
   /** The CSRF token the page must send back (derived from the cookie; never stored). */
   readonly csrfToken: string;
+  /** The user's credential epoch the session was signed in under (terminals it opens carry it). */
+  readonly credentialEpoch: number;
 }
 
 export class ConsoleSessions {
@@ -48,6 +54,7 @@ export class ConsoleSessions {
     principal: Extract<Principal, { kind: 'user' }>,
     mfaPresent: boolean,
     sourceIp: string,
+    credentialEpoch: number,
   ): Promise<{ token: string; csrfToken: string; expiresAt: string }> {
     const token = `kws_${randomBytes(32).toString('base64url')}`;
     const csrfToken = csrfFor(token);
@@ -66,13 +73,16 @@ export class ConsoleSessions {
         created_at: new Date(now).toISOString(),
         expires_at: expiresAt,
         last_seen_at: new Date(now).toISOString(),
+        credential_epoch: credentialEpoch,
       })
       .execute();
     return { token, csrfToken, expiresAt };
   }
 
   /**
-   * The live session for a cookie token, or undefined (unknown, expired or idle too long: then removed).
+   * The live session for a cookie token, or undefined (unknown, expired, idle too long, its user deleted or
+   * its user's credentials changed since sign-in: then removed). The principal carries the user's current
+   * name.
    * `activity: false` (a page refreshing itself, not a person acting) does not keep the session from idling.
    */
   async find(
@@ -82,13 +92,23 @@ export class ConsoleSessions {
     if (token === undefined || !token.startsWith('kws_') || token.length > 100) return undefined;
     const key = digest(token);
     const row = await this.#db
-      .selectFrom('console_sessions')
-      .selectAll()
-      .where('digest', '=', key)
+      .selectFrom('console_sessions as s')
+      .leftJoin('users as u', (j) =>
+        j.onRef('u.id', '=', 's.user_id').onRef('u.account_id', '=', 's.account_id'),
+      )
+      .selectAll('s')
+      .select(['u.name as current_name', 'u.credential_epoch as current_epoch'])
+      .where('s.digest', '=', key)
       .executeTakeFirst();
     if (row === undefined) return undefined;
     const now = this.#clock.nowMs();
-    if (Date.parse(row.expires_at) <= now || Date.parse(row.last_seen_at) + SESSION_IDLE_MS <= now) {
+    if (
+      Date.parse(row.expires_at) <= now ||
+      Date.parse(row.last_seen_at) + SESSION_IDLE_MS <= now ||
+      row.current_name === null ||
+      row.current_epoch === null ||
+      row.current_epoch !== row.credential_epoch
+    ) {
       await this.#db.deleteFrom('console_sessions').where('digest', '=', key).execute();
       return undefined;
     }
@@ -100,8 +120,9 @@ export class ConsoleSessions {
         .execute();
     }
     return {
-      principal: { kind: 'user', accountId: row.account_id, userId: row.user_id, userName: row.user_name },
+      principal: { kind: 'user', accountId: row.account_id, userId: row.user_id, userName: row.current_name },
       mfaPresent: row.mfa_present === 1,
+      credentialEpoch: row.credential_epoch,
       expiresAt: row.expires_at,
       csrfDigest: row.csrf_digest,
       sessionDigest: key,

@@ -15,6 +15,8 @@ export type ConsoleSignInResult =
       readonly principal: Extract<Principal, { kind: 'user' }>;
       /** True when a TOTP code was checked: `acs:MFAPresent` for the session. */
       readonly mfaPresent: boolean;
+      /** The user's credential epoch read with the password hash; the session keeps it. */
+      readonly credentialEpoch: number;
     }
   | {
       readonly ok: false;
@@ -59,10 +61,11 @@ export class ConsoleSignIn {
       userId: found.user.id,
       userName: found.user.name,
     } as const;
+    const credentialEpoch = found.credentialEpoch;
     const device = await this.#mfa.boundDevice(found.user.id);
-    if (device === undefined) return { ok: true, principal, mfaPresent: false };
+    if (device === undefined) return { ok: true, principal, mfaPresent: false, credentialEpoch };
     if (totpCode === undefined || totpCode === '') return { ok: false, reason: 'MfaCodeRequired' };
     if (!(await this.#mfa.useCode(found.user.id, totpCode))) return refused;
-    return { ok: true, principal, mfaPresent: true };
+    return { ok: true, principal, mfaPresent: true, credentialEpoch };
   }
 }

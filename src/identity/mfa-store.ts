@@ -3,7 +3,8 @@
  * sealed with the master key (SecretBox) bound to the device's serial number, shown once when the device
  * is created, and opened only to check a code. Each accepted code's time step is remembered, and a step
  * is accepted only if it is later than the last one, by one conditional UPDATE: a code works once, even
- * under concurrent sign-ins.
+ * under concurrent sign-ins. Binding and unbinding change how the user signs in, so both bump the user's
+ * credential epoch in the same transaction: the console sessions signed in before it end.
  */
 import type { Clock } from '../platform/clock.js';
 import type { SecretBox } from '../platform/crypto/secret-box.js';
@@ -11,6 +12,7 @@ import type { Db } from '../platform/db/database.js';
 import { AppError } from '../platform/errors.js';
 import { arn } from './arn.js';
 import { idByName } from './lookup.js';
+import { bumpCredentialEpoch } from './user-store.js';
 import { base32Decode, matchConsecutiveTotp, matchTotp, newTotpSeed } from './totp.js';
 
 /** RAM serial numbers: `acs:ram::{account}:mfa/{name}`. */
@@ -110,6 +112,7 @@ export class MfaStore {
         .set({ user_id: userId, last_used_step: step, bound_at: new Date(nowMs).toISOString() })
         .where('serial_number', '=', device.serial_number)
         .execute();
+      await bumpCredentialEpoch(trx, userId);
     });
   }
 
@@ -129,6 +132,7 @@ export class MfaStore {
         );
       }
       await trx.deleteFrom('mfa_devices').where('serial_number', '=', device.serial_number).execute();
+      await bumpCredentialEpoch(trx, userId);
       return device.serial_number;
     });
   }

@@ -3,6 +3,8 @@
  * (names.ts); this shell enforces uniqueness and limits inside transactions that bump the account's
  * `write_seq` first (a row lock on every engine, as in key-pair-repository), so concurrent creates never
  * pass a limit. Password hashes are scrypt (password-hash.ts); passwords are never stored or logged.
+ * Every change of a user's console credentials bumps its `credential_epoch` in the same transaction, which
+ * ends the console sessions signed in before it (console/console-sessions.ts compares the two).
  */
 import { randomBytes } from 'node:crypto';
 import type { Clock } from '../platform/clock.js';
@@ -31,6 +33,24 @@ function record(r: Row): UserRecord {
     createdAt: r.created_at,
     updatedAt: r.updated_at,
   };
+}
+
+/**
+ * Ends every console session of the user, on every replica at once: a session is valid only while its
+ * recorded epoch equals the user's. `db` is the transaction that changes the credentials.
+ */
+export async function bumpCredentialEpoch(db: Db, userId: string): Promise<void> {
+  await db
+    .updateTable('users')
+    .set((eb) => ({ credential_epoch: eb('credential_epoch', '+', 1) }))
+    .where('id', '=', userId)
+    .execute();
+}
+
+/** What an open session is re-checked against: the user's current name and credential epoch. */
+export interface UserCredentialState {
+  readonly name: string;
+  readonly credentialEpoch: number;
 }
 
 /** The user called `name`, or undefined; `db` may be a transaction. */
@@ -122,6 +142,21 @@ export class UserStore {
     return row === undefined ? undefined : record(row);
   }
 
+  /** The current name and credential epoch of each of `userIds` that still exists (one query). */
+  async credentialStates(
+    accountId: string,
+    userIds: readonly string[],
+  ): Promise<Map<string, UserCredentialState>> {
+    if (userIds.length === 0) return new Map();
+    const rows = await this.#db
+      .selectFrom('users')
+      .select(['id', 'name', 'credential_epoch'])
+      .where('account_id', '=', accountId)
+      .where('id', 'in', [...userIds])
+      .execute();
+    return new Map(rows.map((r) => [r.id, { name: r.name, credentialEpoch: r.credential_epoch }]));
+  }
+
   /** Users ordered by name, after `afterName` (the RAM Marker), at most `max`; `more` when truncated. */
   async list(
     accountId: string,
@@ -180,7 +215,7 @@ export class UserStore {
 
   /**
    * Deletes a user, refused while it has access keys or attached policies (RAM's DeleteConflict codes).
-   * Its login profile and MFA device go with it.
+   * Its login profile, MFA device and console sessions go with it.
    */
   async delete(accountId: string, name: string): Promise<void> {
     await this.#db.transaction().execute(async (trx) => {
@@ -210,6 +245,7 @@ export class UserStore {
       }
       await trx.deleteFrom('login_profiles').where('user_id', '=', userId).execute();
       await trx.deleteFrom('mfa_devices').where('user_id', '=', userId).execute();
+      await trx.deleteFrom('console_sessions').where('user_id', '=', userId).execute();
       await trx.deleteFrom('users').where('id', '=', userId).execute();
     });
   }
@@ -243,6 +279,7 @@ export class UserStore {
           .insertInto('login_profiles')
           .values({ user_id: userId, password_hash: hash, created_at: now, updated_at: now })
           .execute();
+        await bumpCredentialEpoch(trx, userId);
         return { userName: name, createdAt: now };
       }
       if (existing === undefined) throw noLoginProfile(name);
@@ -251,6 +288,7 @@ export class UserStore {
         .set({ password_hash: hash, updated_at: now })
         .where('user_id', '=', userId)
         .execute();
+      await bumpCredentialEpoch(trx, userId);
       return { userName: name, createdAt: existing.created_at };
     });
   }
@@ -267,19 +305,23 @@ export class UserStore {
   }
 
   async deleteLoginProfile(accountId: string, name: string): Promise<void> {
-    const user = await this.get(accountId, name);
-    const result = await this.#db
-      .deleteFrom('login_profiles')
-      .where('user_id', '=', user.id)
-      .executeTakeFirst();
-    if (result.numDeletedRows === 0n) throw noLoginProfile(name);
+    await this.#db.transaction().execute(async (trx) => {
+      const user = await getUser(trx, accountId, name);
+      const result = await trx.deleteFrom('login_profiles').where('user_id', '=', user.id).executeTakeFirst();
+      if (result.numDeletedRows === 0n) throw noLoginProfile(name);
+      await bumpCredentialEpoch(trx, user.id);
+    });
   }
 
-  /** The stored hash for console sign-in (undefined when the user or its profile is missing). */
+  /**
+   * The stored hash for console sign-in (undefined when the user or its profile is missing), with the
+   * credential epoch read in the same statement: a session started from this read ends if the password
+   * or MFA changes while the hash is being checked.
+   */
   async findPasswordHash(
     accountId: string,
     name: string,
-  ): Promise<{ user: UserRecord; passwordHash: string } | undefined> {
+  ): Promise<{ user: UserRecord; passwordHash: string; credentialEpoch: number } | undefined> {
     const row = await this.#db
       .selectFrom('users')
       .innerJoin('login_profiles', 'login_profiles.user_id', 'users.id')
@@ -289,12 +331,19 @@ export class UserStore {
         'users.display_name',
         'users.created_at',
         'users.updated_at',
+        'users.credential_epoch',
         'login_profiles.password_hash',
       ])
       .where('users.account_id', '=', accountId)
       .where('users.name', '=', name)
       .executeTakeFirst();
-    return row === undefined ? undefined : { user: record(row), passwordHash: row.password_hash };
+    return row === undefined
+      ? undefined
+      : {
+          user: record(row),
+          passwordHash: row.password_hash,
+          credentialEpoch: row.credential_epoch,
+        };
   }
 }
 

@@ -25,11 +25,19 @@ export {
   checkTerminalSize,
   DEFAULT_IDLE_TIMEOUT_SECONDS,
   DEFAULT_MAX_SESSION_SECONDS,
+  MAX_UNVERIFIED_MS,
   TERMINAL_PATH,
   TERMINAL_SUBPROTOCOL,
   TerminalGateway,
   type TerminalGatewayDeps,
 } from './terminal-gateway.js';
+export {
+  accessRevoked,
+  TERMINAL_RECHECK_INTERVAL_MS,
+  TerminalAccess,
+  type TerminalAccessCheck,
+  type TerminalAccessDeps,
+} from './terminal-access.js';
 export {
   MAX_TICKETS_PER_CALLER,
   TerminalTickets,

@@ -152,6 +152,19 @@ export class LogonService {
     return instance;
   }
 
+  /**
+   * The ids among `instanceIds` that are still enrolled (not revoked) in `regionId`: open terminal
+   * sessions to the others end (terminal-access.ts). Whether the agent is connected does not matter here.
+   */
+  async activeInstanceIds(
+    accountId: string,
+    regionId: string,
+    instanceIds: readonly string[],
+  ): Promise<Set<string>> {
+    const found = await this.#d.instances.get(accountId, instanceIds);
+    return new Set(found.filter((i) => i.status === 'active' && i.regionId === regionId).map((i) => i.id));
+  }
+
   /** Issues a grant and waits until the agent confirms it installed; throws Logon.* errors otherwise. */
   async issue(req: IssueRequest): Promise<IssuedGrant> {
     if (this.#closed) throw new AppError('ServiceUnavailable', 'The server is shutting down.');

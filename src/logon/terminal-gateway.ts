@@ -20,6 +20,12 @@
  * behind, and the client's socket is paused while the shell's input is full.
  * Limits: a session ends after `maxSessionSeconds` (default 6 h) and after `idleTimeoutSeconds` (default
  * 30 min) with no byte in either direction.
+ *
+ * Access is not decided once: with `watchAccess`, the caller's right to log on is checked again when the
+ * ticket is redeemed (before any key is made) and then every TERMINAL_RECHECK_INTERVAL_MS for every open
+ * session (terminal-access.ts). A session that may no longer stay open gets
+ * {"type":"error","code":"Logon.AccessRevoked",…} and close 4403. If the checks fail (the database is
+ * unreachable) for MAX_UNVERIFIED_MS, the sessions end with `ServiceUnavailable` (4503): fail closed.
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -34,6 +40,7 @@ import { HandshakeLimiter } from './handshake-limiter.js';
 import type { LogonAuditSink } from './logon-audit.js';
 import type { LogonService } from './logon-service.js';
 import { makeOneTimeKey, type OneTimeKey } from './one-time-key.js';
+import { TERMINAL_RECHECK_INTERVAL_MS, type TerminalAccessCheck } from './terminal-access.js';
 import type { TerminalTarget, TerminalTickets } from './terminal-tickets.js';
 
 export const TERMINAL_PATH = '/terminal/v1/connect';
@@ -45,6 +52,15 @@ const HIGH_WATER_BYTES = 1024 * 1024;
 const MAX_CLIENT_FRAME_BYTES = 256 * 1024;
 const MAX_COLS = 1000;
 const MAX_ROWS = 1000;
+/** How long an open session may go without a successful access check before it is closed. */
+export const MAX_UNVERIFIED_MS = 30_000;
+
+/** An open (bridged) session, as the access checks see it. */
+interface OpenSession {
+  readonly target: TerminalTarget;
+  verifiedAtMs: number;
+  close(error: AppError): void;
+}
 
 export interface TerminalGatewayDeps {
   readonly logger: Logger;
@@ -82,6 +98,10 @@ export class TerminalGateway {
   readonly #maxSessionMs: number;
   readonly #idleMs: number;
   readonly #handshakes: HandshakeLimiter;
+  readonly #open = new Map<string, OpenSession>();
+  #access: TerminalAccessCheck | undefined;
+  #accessTimer: NodeJS.Timeout | undefined;
+  #checking = false;
   #closing = false;
 
   constructor(deps: TerminalGatewayDeps) {
@@ -178,9 +198,53 @@ export class TerminalGateway {
     });
   }
 
+  /**
+   * Checks the caller's access when a ticket is redeemed and every `intervalMs` while a session is open,
+   * closing the sessions `access` refuses (see the module header).
+   */
+  watchAccess(access: TerminalAccessCheck, intervalMs = TERMINAL_RECHECK_INTERVAL_MS): void {
+    this.#access = access;
+    clearInterval(this.#accessTimer);
+    this.#accessTimer = setInterval(() => {
+      void this.#recheck(access);
+    }, intervalMs);
+    this.#accessTimer.unref();
+  }
+
+  async #recheck(access: TerminalAccessCheck): Promise<void> {
+    if (this.#checking || this.#open.size === 0) return;
+    this.#checking = true;
+    const open = [...this.#open.values()];
+    try {
+      const refused = await access.check(open.map((s) => s.target));
+      const now = this.#d.clock.nowMs();
+      for (const s of open) {
+        const error = refused.get(s.target.sessionId);
+        if (error === undefined) s.verifiedAtMs = now;
+        else s.close(error);
+      }
+    } catch (err) {
+      this.#d.logger.warn({ err }, 'could not check the access of open terminal sessions');
+      const now = this.#d.clock.nowMs();
+      for (const s of open) {
+        if (now - s.verifiedAtMs < MAX_UNVERIFIED_MS) continue;
+        s.close(
+          new AppError(
+            'ServiceUnavailable',
+            'The terminal session was closed because access to the instance could not be checked for ' +
+              `${String(MAX_UNVERIFIED_MS / 1000)} seconds; open it again.`,
+          ),
+        );
+      }
+    } finally {
+      this.#checking = false;
+    }
+  }
+
   /** Ends every session with 1001. */
   close(): void {
     this.#closing = true;
+    clearInterval(this.#accessTimer);
     for (const ws of this.#sessions) {
       sendJson(ws, { type: 'exit', reason: 'server-shutdown' });
       ws.close(1001, 'server shutdown');
@@ -199,6 +263,18 @@ export class TerminalGateway {
     sendJson(ws, { type: 'status', phase: 'connecting' });
     let releaseSlot: (() => void) | undefined;
     try {
+      // A ticket's decision is up to 30 s old: check again before a key is made.
+      const refused = await this.#access?.check([t]).then(
+        (denied) => denied.get(t.sessionId),
+        (err: unknown) => {
+          this.#d.logger.warn({ err, sessionId: t.sessionId }, 'could not check terminal access');
+          throw new AppError(
+            'ServiceUnavailable',
+            'Access to the instance cannot be checked right now; retry.',
+          );
+        },
+      );
+      if (refused !== undefined) throw refused;
       releaseSlot = await this.#handshakes.acquire(t.instanceId);
       let key: OneTimeKey | undefined = makeOneTimeKey();
       const grant = await this.#d.logon.issue({
@@ -296,13 +372,18 @@ export class TerminalGateway {
     let ended = false;
     let exitCode: number | undefined;
     let exitSignal: string | undefined;
-    const end = (why: string): void => {
+    /** Ends the session; with `error`, the terminal is told the code and message and closed 4000 + status. */
+    const end = (why: string, error?: AppError): void => {
       if (ended) return;
       ended = true;
       reason = why;
       clearTimeout(maxTimer);
       clearTimeout(idleTimer);
-      if (ws.readyState === WebSocket.OPEN) {
+      this.#open.delete(t.sessionId);
+      if (ws.readyState === WebSocket.OPEN && error !== undefined) {
+        sendJson(ws, { type: 'error', code: error.code, message: error.message });
+        ws.close(4000 + error.status, error.code.slice(0, 100));
+      } else if (ws.readyState === WebSocket.OPEN) {
         sendJson(ws, {
           type: 'exit',
           reason,
@@ -330,6 +411,13 @@ export class TerminalGateway {
     const activity = (): void => {
       idleTimer.refresh();
     };
+    this.#open.set(t.sessionId, {
+      target: t,
+      verifiedAtMs: this.#d.clock.nowMs(),
+      close: (error) => {
+        end(error.code === 'Logon.AccessRevoked' ? 'access-revoked' : 'access-unverified', error);
+      },
+    });
 
     shell.on('data', (chunk: Buffer) => {
       activity();

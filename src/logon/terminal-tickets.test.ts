@@ -37,8 +37,12 @@ const target = (caller: string): TerminalTarget => ({
   instanceId: 'i-aaaaaaaaaaaaaaaaaaaa',
   osUser: 'ops',
   caller,
+  userId: null,
   requestId: 'R',
   sourceIp: '127.0.0.1',
+  secureTransport: false,
+  mfaPresent: false,
+  credentialEpoch: null,
   cols: 80,
   rows: 24,
 });

@@ -4,7 +4,9 @@
  * SHA-256 digest is stored (`terminal_tickets`), so a database dump or a log line cannot replay one.
  * Lookups go by digest, which is the constant-time comparison: the secret itself is never compared.
  * Redeeming deletes the row (DELETE … RETURNING), so of two replicas redeeming at once only one gets it.
- * The policy decision was made when the ticket was issued; the ticket carries who and what it was for.
+ * The policy decision was made when the ticket was issued; the ticket carries who and what it was for,
+ * and the facts the decision read, so the terminal can make it again while the session is open
+ * (terminal-access.ts).
  *
  * Bounded per caller (`MAX_TICKETS_PER_CALLER` outstanding), so one user with LoginInstance cannot exhaust
  * what others need, and in all (`MAX_TICKETS_TOTAL`, far above one caller's share) so the table stays small.
@@ -32,26 +34,55 @@ export interface TerminalTarget {
   readonly osUser: string;
   /** `root` or `user/<name>`. */
   readonly caller: string;
+  /** The RAM user's id; null for the root identity. */
+  readonly userId: string | null;
   readonly requestId: string;
   readonly sourceIp: string;
+  /** `acs:SecureTransport` and `acs:MFAPresent` as they were when the ticket was issued. */
+  readonly secureTransport: boolean;
+  readonly mfaPresent: boolean;
+  /**
+   * Opened from a console session: the user's credential epoch that session was signed in under (a
+   * password or MFA change ends the terminal with the session). Null for API callers.
+   */
+  readonly credentialEpoch: number | null;
   readonly cols: number;
   readonly rows: number;
 }
 
 const digest = (ticket: string): string => createHash('sha256').update(ticket).digest('hex');
 
-const TARGET_KEYS = [
-  'sessionId',
-  'accountId',
-  'regionId',
-  'instanceId',
-  'osUser',
-  'caller',
-  'requestId',
-  'sourceIp',
-  'cols',
-  'rows',
-] as const;
+const TARGET_KEYS = {
+  sessionId: 'string',
+  accountId: 'string',
+  regionId: 'string',
+  instanceId: 'string',
+  osUser: 'string',
+  caller: 'string',
+  userId: 'string-or-null',
+  requestId: 'string',
+  sourceIp: 'string',
+  secureTransport: 'boolean',
+  mfaPresent: 'boolean',
+  credentialEpoch: 'integer-or-null',
+  cols: 'integer',
+  rows: 'integer',
+} as const satisfies Record<keyof TerminalTarget, string>;
+
+function hasType(v: unknown, type: (typeof TARGET_KEYS)[keyof typeof TARGET_KEYS]): boolean {
+  switch (type) {
+    case 'string':
+      return typeof v === 'string';
+    case 'string-or-null':
+      return v === null || typeof v === 'string';
+    case 'boolean':
+      return typeof v === 'boolean';
+    case 'integer':
+      return Number.isSafeInteger(v);
+    case 'integer-or-null':
+      return v === null || Number.isSafeInteger(v);
+  }
+}
 
 /** Reads a stored target back (our own JSON, still checked: a row that does not parse opens nothing). */
 function parseTarget(text: string): TerminalTarget | undefined {
@@ -63,9 +94,8 @@ function parseTarget(text: string): TerminalTarget | undefined {
   }
   if (typeof raw !== 'object' || raw === null) return undefined;
   const o = raw as Record<string, unknown>;
-  for (const k of TARGET_KEYS) {
-    const v = o[k];
-    if (k === 'cols' || k === 'rows' ? !Number.isSafeInteger(v) : typeof v !== 'string') return undefined;
+  for (const [k, type] of Object.entries(TARGET_KEYS)) {
+    if (!hasType(o[k], type)) return undefined;
   }
   return o as unknown as TerminalTarget;
 }

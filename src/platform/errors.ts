@@ -111,6 +111,10 @@ export const ERROR_CODES = {
     status: 401,
     summary: 'The terminal ticket is unknown, expired or already used.',
   },
+  'Logon.AccessRevoked': {
+    status: 403,
+    summary: 'The caller may no longer log on to the instance; the terminal session was closed.',
+  },
   'Logon.TooManyTerminalTickets': {
     status: 429,
     summary: 'The caller already has 20 terminal sessions starting (tickets not yet used).',

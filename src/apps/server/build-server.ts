@@ -22,6 +22,7 @@ import {
 import type { KeyPairService } from '../../keypairs/index.js';
 import {
   TERMINAL_PATH,
+  TerminalAccess,
   type LogonGrantRepository,
   type LogonService,
   type TerminalGateway,
@@ -206,6 +207,11 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
       }
     },
   });
+  // Terminal re-checks report refusals only (a pass every 2 s per session would flood the log).
+  const reportDecision = (d: AuthorizationDecision): void => {
+    logDecision(deps.logger, d);
+    deps.audit.record(decisionAuditEvent(d));
+  };
   const instances = deps.instances;
   const dispatcher = new RpcDispatcher(
     [
@@ -262,6 +268,16 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     if (logon === undefined) {
       instances.gateway.attach(app.server);
     } else {
+      // Open terminals end when their caller may no longer log on (checked again every 2 s).
+      logon.terminal.watchAccess(
+        new TerminalAccess({
+          clock: deps.clock,
+          policies: deps.identity.policies,
+          onDeny: reportDecision,
+          users: deps.identity.users,
+          instances: logon.service,
+        }),
+      );
       // Two WebSocket endpoints: route upgrades by path; anything else is refused as the gateway would.
       instances.gateway.attach(app.server, false);
       app.server.on('upgrade', (req, socket, head: Buffer) => {

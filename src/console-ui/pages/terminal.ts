@@ -176,6 +176,7 @@ export function terminalPage(root: HTMLElement, instanceId: string, osUser: stri
     const term = build();
     let exit: Extract<Control, { type: 'exit' }> | undefined;
     let failure: Extract<Control, { type: 'error' }> | undefined;
+    let connected = false;
     term.onData((d) => {
       if (socket.readyState === WebSocket.OPEN) socket.send(encoder.encode(d));
     });
@@ -201,6 +202,7 @@ export function terminalPage(root: HTMLElement, instanceId: string, osUser: stri
       }
       if (msg.type === 'status') state.textContent = 'Logging on…';
       else if (msg.type === 'ready') {
+        connected = true;
         state.textContent = 'Connected';
         if (term.cols !== guess.cols || term.rows !== guess.rows) {
           socket.send(JSON.stringify({ type: 'resize', cols: term.cols, rows: term.rows }));
@@ -225,7 +227,11 @@ export function terminalPage(root: HTMLElement, instanceId: string, osUser: stri
     });
     socket.addEventListener('close', (ev) => {
       if (failure !== undefined) {
-        finish(`Could not log on: ${failure.message} (${failure.code})`, 'error');
+        // After `ready`, an error is the server ending the session (for example Logon.AccessRevoked).
+        finish(
+          `${connected ? 'The session was closed' : 'Could not log on'}: ${failure.message} (${failure.code})`,
+          'error',
+        );
       } else if (exit !== undefined) {
         const why = REASONS[exit.reason] ?? `The session ended (${exit.reason})`;
         const detail =

@@ -3,7 +3,7 @@
  * SQLite and PostgreSQL: text, integer, and ISO-8601 UTC text for times (sortable as text). The tables are
  * created by the versioned migrations in ./migrations.
  */
-import type { Selectable } from 'kysely';
+import type { Generated, Selectable } from 'kysely';
 
 export interface AccountsTable {
   id: string;
@@ -146,6 +146,8 @@ export interface UsersTable {
   display_name: string;
   created_at: string;
   updated_at: string;
+  /** Bumped when the user's console credentials change (login profile, MFA): ends its console sessions. */
+  credential_epoch: Generated<number>;
 }
 
 export interface LoginProfilesTable {
@@ -226,6 +228,8 @@ export interface ConsoleSessionsTable {
   created_at: string;
   expires_at: string;
   last_seen_at: string;
+  /** The user's `credential_epoch` at sign-in: the session is valid only while the two are equal. */
+  credential_epoch: number;
 }
 
 /** A running server process (migration 0007). */

@@ -144,8 +144,12 @@ export function logonActions(deps: Deps): RpcAction[] {
           instanceId: instance.id,
           osUser,
           caller: principalName(ctx.principal),
+          userId: ctx.principal.kind === 'user' ? ctx.principal.userId : null,
           requestId: ctx.requestId,
           sourceIp: ctx.requestFacts.sourceIp,
+          secureTransport: ctx.requestFacts.secureTransport,
+          mfaPresent: ctx.requestFacts.mfaPresent,
+          credentialEpoch: null,
           cols,
           rows,
         });

@@ -1,0 +1,160 @@
+/**
+ * Whether the callers of open terminal sessions may still log on, asked again every
+ * TERMINAL_RECHECK_INTERVAL_MS for every open session on this replica (terminal-gateway.ts ends the
+ * others with `Logon.AccessRevoked`). A session may stay open only while:
+ *   - its instance is still enrolled (not deleted) in the session's region;
+ *   - its RAM user still exists (the root identity always does);
+ *   - for a terminal opened from the console, the user's credential epoch is still the one the console
+ *     session was signed in under (a password or MFA change ends the console session and its terminals);
+ *   - the Authorizer, with the policies attached now and the same action, resource, condition key and
+ *     request facts as the logon (`acs:CurrentTime` now), still allows `ecs-workbench:LoginInstance`.
+ * Everything is read from the database, so a change made through any replica is seen by all of them.
+ * One round costs, per account, one query for the instances, one for the users and one per distinct user
+ * for the policies, however many sessions are open. Allowed re-checks are not audited (that would be a
+ * line every 2 s per session); a deny is, once, like any other deny.
+ */
+import {
+  arn,
+  Authorizer,
+  type AuthorizationDecision,
+  type NamedDocument,
+  type PolicySource,
+  type Principal,
+} from '../identity/index.js';
+import type { Clock } from '../platform/clock.js';
+import { AppError, isAppError } from '../platform/errors.js';
+import type { TerminalTarget } from './terminal-tickets.js';
+
+/** How often open terminal sessions are re-checked; a revocation ends them within about this much. */
+export const TERMINAL_RECHECK_INTERVAL_MS = 2_000;
+/** The action and condition key StartTerminalSession authorizes (rpc/actions/logon-actions.ts). */
+const LOGIN_INSTANCE_ACTION = 'ecs-workbench:LoginInstance';
+const LOGIN_USER_CONDITION_KEY = 'ecs-workbench:LoginUser';
+
+/** Re-checks open sessions: the error that ends each one that may not stay open, by session id. */
+export interface TerminalAccessCheck {
+  check(targets: readonly TerminalTarget[]): Promise<ReadonlyMap<string, AppError>>;
+}
+
+export interface TerminalAccessDeps {
+  readonly clock: Clock;
+  /** Where the Authorizer reads the policies attached to a user (the API's own). */
+  readonly policies: PolicySource;
+  /** Where a deny goes (the same log line and audit event as any other authorization decision). */
+  readonly onDeny: (decision: AuthorizationDecision) => void;
+  readonly users: {
+    credentialStates(
+      accountId: string,
+      userIds: readonly string[],
+    ): Promise<ReadonlyMap<string, { readonly name: string; readonly credentialEpoch: number }>>;
+  };
+  readonly instances: {
+    activeInstanceIds(
+      accountId: string,
+      regionId: string,
+      instanceIds: readonly string[],
+    ): Promise<ReadonlySet<string>>;
+  };
+}
+
+function groupBy<T>(items: readonly T[], key: (item: T) => string): Map<string, T[]> {
+  const out = new Map<string, T[]>();
+  for (const item of items) {
+    const k = key(item);
+    const list = out.get(k);
+    if (list === undefined) out.set(k, [item]);
+    else list.push(item);
+  }
+  return out;
+}
+
+/** `Logon.AccessRevoked` saying why; `advice: false` when `why` already says what to do. */
+export function accessRevoked(why: string, advice = true): AppError {
+  return new AppError(
+    'Logon.AccessRevoked',
+    `Access to this instance was revoked, so the terminal session was closed: ${why}` +
+      (advice ? ' Ask an administrator if you still need to log on.' : ''),
+  );
+}
+
+export class TerminalAccess implements TerminalAccessCheck {
+  readonly #d: TerminalAccessDeps;
+
+  constructor(deps: TerminalAccessDeps) {
+    this.#d = deps;
+  }
+
+  async check(targets: readonly TerminalTarget[]): Promise<ReadonlyMap<string, AppError>> {
+    const denied = new Map<string, AppError>();
+    for (const [, list] of groupBy(targets, (t) => `${t.accountId}\n${t.regionId}`)) {
+      const { accountId, regionId } = list[0] as TerminalTarget;
+      const userIds = [...new Set(list.flatMap((t) => (t.userId === null ? [] : [t.userId])))];
+      const [active, users] = await Promise.all([
+        this.#d.instances.activeInstanceIds(accountId, regionId, [...new Set(list.map((t) => t.instanceId))]),
+        this.#d.users.credentialStates(accountId, userIds),
+      ]);
+      // One Authorizer per round: each user's policies are read once, and only denies are reported.
+      const documents = new Map<string, Promise<NamedDocument[]>>();
+      const authorizer = new Authorizer({
+        policies: {
+          documentsForUser: (userId) => {
+            let loading = documents.get(userId);
+            if (loading === undefined) {
+              loading = this.#d.policies.documentsForUser(userId);
+              documents.set(userId, loading);
+            }
+            return loading;
+          },
+        },
+        onDecision: (d) => {
+          if (!d.allowed) this.#d.onDeny(d);
+        },
+      });
+      for (const t of list) {
+        const refusal = await this.#refusal(t, active, users, authorizer);
+        if (refusal !== undefined) denied.set(t.sessionId, refusal);
+      }
+    }
+    return denied;
+  }
+
+  async #refusal(
+    t: TerminalTarget,
+    active: ReadonlySet<string>,
+    users: Awaited<ReturnType<TerminalAccessDeps['users']['credentialStates']>>,
+    authorizer: Authorizer,
+  ): Promise<AppError | undefined> {
+    if (!active.has(t.instanceId)) return accessRevoked(`the instance ${t.instanceId} was deleted.`);
+    let principal: Principal = { kind: 'root', accountId: t.accountId };
+    if (t.userId !== null) {
+      const user = users.get(t.userId);
+      if (user === undefined) return accessRevoked(`the user (${t.caller}) was deleted.`);
+      if (t.credentialEpoch !== null && t.credentialEpoch !== user.credentialEpoch) {
+        return accessRevoked(
+          "the user's console password or MFA device changed, which ended the console session that " +
+            'opened it; sign in again.',
+        );
+      }
+      principal = { kind: 'user', accountId: t.accountId, userId: t.userId, userName: user.name };
+    }
+    try {
+      await authorizer.authorize(
+        principal,
+        {
+          sourceIp: t.sourceIp,
+          secureTransport: t.secureTransport,
+          mfaPresent: t.mfaPresent,
+          currentTime: new Date(this.#d.clock.nowMs()),
+        },
+        LOGIN_INSTANCE_ACTION,
+        [arn.workbench(t.regionId, t.accountId, t.instanceId)],
+        { [LOGIN_USER_CONDITION_KEY]: t.osUser },
+        t.requestId,
+      );
+      return undefined;
+    } catch (err) {
+      if (isAppError(err, 'Forbidden.RAM')) return accessRevoked(err.message, false);
+      throw err;
+    }
+  }
+}
