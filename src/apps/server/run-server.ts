@@ -151,7 +151,15 @@ export async function startServer(
         clock,
         grantSigningPublicKey: grantSigning.key.publicKeyBase64,
       }),
-      gateway: new AgentGateway({ logger, clock, repository: instanceRepository, hub, presence, audit }),
+      gateway: new AgentGateway({
+        logger,
+        clock,
+        repository: instanceRepository,
+        hub,
+        presence,
+        audit,
+        signingKey: grantSigning.key,
+      }),
     };
     const logonAudit = logonSink(logger, auditLog);
     const logonGrants = new LogonGrantRepository(db);

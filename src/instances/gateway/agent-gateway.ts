@@ -24,6 +24,7 @@ import {
   AgentProtocolError,
   CLOSE_CODES,
   CONNECT_PATH,
+  desiredSigningInput,
   HEARTBEAT_INTERVAL_MS,
   HEARTBEAT_TIMEOUT_MS,
   HELLO_TIMEOUT_MS,
@@ -31,11 +32,13 @@ import {
   parseAgentMessage,
   type AgentMessage,
   type AppliedState,
+  type ServerMessage,
 } from '../../agent-channel/index.js';
 import type { Clock } from '../../platform/clock.js';
 import { AppError } from '../../platform/errors.js';
 import type { AgentHub } from '../agent-hub.js';
 import type { AgentPresence } from '../agent-presence.js';
+import type { GrantSigningKey } from '../grant-signing-key.js';
 import { storedFactsOf } from '../host-facts.js';
 import type { InstanceAuditSink, RefusalReason } from '../instance-audit.js';
 import type { InstanceId } from '../instance-id.js';
@@ -79,6 +82,8 @@ export interface AgentGatewayDeps {
   /** Where the leases of this replica's connections are kept (shared by every replica). */
   readonly presence: AgentPresence;
   readonly audit: InstanceAuditSink;
+  /** Signs every desired state sent to an agent (the key agents pin at enrollment). */
+  readonly signingKey: GrantSigningKey;
   readonly timings?: Partial<GatewayTimings>;
 }
 
@@ -90,6 +95,7 @@ export class AgentGateway implements SessionOwner {
   readonly #hub: AgentHub;
   readonly #presence: AgentPresence;
   readonly #audit: InstanceAuditSink;
+  readonly #signingKey: GrantSigningKey;
   readonly #t: GatewayTimings;
   readonly #wss: WebSocketServer;
   readonly #pending = new Set<Session>();
@@ -108,6 +114,7 @@ export class AgentGateway implements SessionOwner {
     this.#hub = deps.hub;
     this.#presence = deps.presence;
     this.#audit = deps.audit;
+    this.#signingKey = deps.signingKey;
     this.#t = { ...DEFAULT_GATEWAY_TIMINGS, ...deps.timings };
     this.#lastHeartbeatMs = deps.clock.nowMs();
     this.#wss = new WebSocketServer({
@@ -421,6 +428,19 @@ export class AgentGateway implements SessionOwner {
       current,
     });
     this.#hub.applied(id, state);
+  }
+
+  /**
+   * Signs a desired state for the session's instance right before it is written: whichever path it came
+   * by (the handshake, a push, a relay from another replica), the agent receives it signed.
+   */
+  seal(s: Session, message: ServerMessage): ServerMessage {
+    if (message.t !== 'desired') return message;
+    if (s.instanceId === '') throw new TypeError('a desired state before the agent authenticated');
+    const signature = this.#signingKey
+      .sign(desiredSigningInput(s.instanceId, message.generation, message.binding))
+      .toString('base64');
+    return { t: 'desired', generation: message.generation, binding: message.binding, signature };
   }
 
   /**
