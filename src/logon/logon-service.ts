@@ -32,6 +32,7 @@ import { AppError } from '../platform/errors.js';
 import type { LogonAuditSink } from './logon-audit.js';
 import type { LogonGrantRepository } from './logon-grant-repository.js';
 import type { LogonKind } from './model.js';
+import { checkSshAddress, type SshTargetPolicy } from './ssh-target.js';
 
 export const DEFAULT_KEY_LIFETIME_SECONDS = 60;
 /** How long a logon waits for the agent to confirm a grant is on the host. */
@@ -49,6 +50,8 @@ export interface LogonServiceDeps {
   readonly installTimeoutMs?: number;
   /** Addresses the broker connects from, for the key line's `from=` on broker grants (empty: any). */
   readonly brokerSourceAddresses?: readonly string[];
+  /** Which SSH addresses logons may go to (default: the host's own, never loopback or link-local). */
+  readonly sshTargets?: SshTargetPolicy;
 }
 
 export interface IssueRequest {
@@ -117,6 +120,11 @@ export class LogonService {
     return this.#lifetimeSeconds;
   }
 
+  /** The rules for SSH addresses (the broker checks each address it dials against them again). */
+  get sshTargetPolicy(): SshTargetPolicy {
+    return this.#d.sshTargets ?? { allowLoopback: false, allowlist: [] };
+  }
+
   /**
    * Destroys every grant whose deadline has passed and that no replica has destroyed yet: those this
    * replica's own timers missed, those of a replica that died, and (at start) those that expired while the
@@ -140,6 +148,25 @@ export class LogonService {
       throw new AppError(
         'InvalidInstanceId.NotFound',
         `No instance ${JSON.stringify(instanceId.slice(0, 40))} exists in region ${regionId}.`,
+      );
+    }
+    if (instance.pendingHostKeys !== null) {
+      throw new AppError(
+        'Logon.HostKeysChanged',
+        `${instance.id} reported sshd host keys other than the pinned ones (${instance.pendingHostKeys
+          .map((k) => k.fingerprintSha256)
+          .join(
+            ', ',
+          )}) at ${instance.hostKeysChangedAt ?? 'its last connection'}: logons are refused until ` +
+          `someone checks them on the host and accepts them (keyward instance accept-host-keys ${instance.id}).`,
+      );
+    }
+    const target = checkSshAddress(instance.sshAddress, instance.addresses, this.sshTargetPolicy);
+    if (!target.ok) {
+      throw new AppError(
+        'Logon.SshAddressRefused',
+        `Logons to ${instance.id} are refused: its SSH address ${instance.sshAddress}: ${target.reason}. Fix the ` +
+          "agent's --ssh-address, or list the address in the server's --ssh-address-allowlist.",
       );
     }
     if (!(await this.#d.hub.reachable(instance.id))) {

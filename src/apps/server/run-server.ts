@@ -173,6 +173,10 @@ export async function startServer(
       audit: logonAudit,
       keyLifetimeSeconds: config.logon.keyLifetimeSeconds,
       brokerSourceAddresses: config.logon.brokerSourceAddresses,
+      sshTargets: {
+        allowLoopback: config.logon.allowLoopbackHosts,
+        allowlist: config.logon.sshAddressAllowlist,
+      },
     });
     await logonService.sweepExpired('expired-while-server-down');
     const tickets = new TerminalTickets({ db, clock });

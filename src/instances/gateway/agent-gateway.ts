@@ -40,9 +40,11 @@ import type { AgentHub } from '../agent-hub.js';
 import type { AgentPresence } from '../agent-presence.js';
 import type { GrantSigningKey } from '../grant-signing-key.js';
 import { storedFactsOf } from '../host-facts.js';
+import type { HostKey } from '../host-keys.js';
 import type { InstanceAuditSink, RefusalReason } from '../instance-audit.js';
 import type { InstanceId } from '../instance-id.js';
 import type { InstanceRepository } from '../instance-repository.js';
+import type { InstanceIdentity } from '../model.js';
 import { causeOf, refuseUpgrade, Session, toBuffer, type SessionOwner } from './agent-session.js';
 import { decideHello } from './hello.js';
 
@@ -70,6 +72,32 @@ export const DEFAULT_GATEWAY_TIMINGS: GatewayTimings = Object.freeze({
   closeGraceMs: 2_000,
   maxPendingHandshakes: 10_000,
 });
+
+const keySet = (keys: readonly HostKey[]): string =>
+  keys
+    .map((k) => k.publicKey)
+    .sort()
+    .join('\n');
+
+/**
+ * What a hello's host keys mean for the instance: none pending when they are the pinned ones; otherwise
+ * pending, since the first time this exact set was reported (`newlyReported` then says to audit it).
+ */
+export function hostKeyChange(
+  identity: Pick<InstanceIdentity, 'hostKeys' | 'pendingHostKeys' | 'hostKeysChangedAt'>,
+  reported: readonly HostKey[],
+  nowIso: string,
+): { pending: { hostKeys: readonly HostKey[]; since: string } | null; newlyReported: boolean } {
+  const set = keySet(reported);
+  if (set === keySet(identity.hostKeys)) return { pending: null, newlyReported: false };
+  if (identity.pendingHostKeys !== null && set === keySet(identity.pendingHostKeys)) {
+    return {
+      pending: { hostKeys: reported, since: identity.hostKeysChangedAt ?? nowIso },
+      newlyReported: false,
+    };
+  }
+  return { pending: { hostKeys: reported, since: nowIso }, newlyReported: true };
+}
 
 /** Messages an agent may send while its hello is being verified (they are handled after `welcome`). */
 const MAX_QUEUED_DURING_HELLO = 8;
@@ -332,7 +360,11 @@ export class AgentGateway implements SessionOwner {
     if (replaced !== undefined) replaced.close(CLOSE_CODES.replaced, 'replaced by a newer connection');
     const { facts, droppedHostKeys } = storedFactsOf(msg.facts);
     const nowMs = this.#clock.nowMs();
-    if (!(await this.#repo.recordHello(id, facts, new Date(nowMs).toISOString()))) {
+    const nowIso = new Date(nowMs).toISOString();
+    // Host keys pinned at enrollment stay pinned: other keys wait for someone to accept them, and logons
+    // are refused meanwhile (a cloned identity cannot swap the keys the broker and `keyward ssh` trust).
+    const change = hostKeyChange(identity, facts.hostKeys, nowIso);
+    if (!(await this.#repo.recordHello(id, facts, nowIso, change.pending))) {
       this.#refuse(s, 'revoked', CLOSE_CODES.revoked, undefined, id);
       return;
     }
@@ -342,14 +374,13 @@ export class AgentGateway implements SessionOwner {
         'agent reported host keys that cannot be pinned',
       );
     }
-    const before = identity.hostKeys.map((k) => k.publicKey).sort();
-    const after = facts.hostKeys.map((k) => k.publicKey).sort();
-    if (before.join('\n') !== after.join('\n')) {
+    if (change.newlyReported) {
       this.#audit.record({
         event: 'agent.hostkeys.changed',
         instanceId: id,
         remoteAddress: s.remoteAddress,
         fingerprints: facts.hostKeys.map((k) => k.fingerprintSha256),
+        pinned: identity.hostKeys.map((k) => k.fingerprintSha256),
       });
     }
     if (msg.applied !== null) await this.#applied(s, msg.applied);

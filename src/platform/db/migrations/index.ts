@@ -10,6 +10,7 @@ import { migration0004 } from './0004-audit.js';
 import { migration0005 } from './0005-logon.js';
 import { migration0006 } from './0006-console.js';
 import { migration0007 } from './0007-replicas.js';
+import { migration0008 } from './0008-host-trust.js';
 
 const MIGRATIONS: Record<string, Migration> = {
   '0001-initial': migration0001,
@@ -19,6 +20,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0005-logon': migration0005,
   '0006-console': migration0006,
   '0007-replicas': migration0007,
+  '0008-host-trust': migration0008,
 };
 
 /** Kysely migration provider over the migrations compiled into Keyward (no directory scanning). */
