@@ -79,6 +79,8 @@ export interface IssuedGrant {
   readonly hostExpiresAt: number;
 }
 
+/** Most revokes repeated to an agent when it connects. */
+const MAX_RESENT_REVOKES = 200;
 /** How many expired grants one sweep destroys (the next sweep takes the rest). */
 const SWEEP_BATCH = 200;
 
@@ -113,6 +115,11 @@ export class LogonService {
     this.#installTimeoutMs = deps.installTimeoutMs ?? DEFAULT_INSTALL_TIMEOUT_MS;
     deps.hub.onGrantReport((instanceId, report) => {
       this.#report(instanceId, report);
+    });
+    deps.hub.onConnect((instanceId) => {
+      this.#resendRevokes(instanceId).catch((err: unknown) => {
+        this.#d.logger.warn({ err, instanceId }, 'could not repeat grant revokes to a reconnected agent');
+      });
     });
   }
 
@@ -353,6 +360,18 @@ export class LogonService {
     this.#d.audit.record({ event: 'grant.failed', ...ref, code });
     await this.#d.grants.markFailed(ref.grantId, code);
     await this.#destroy(ref.grantId, ref.instanceId, 'logon-failed');
+  }
+
+  /**
+   * A revoke sent while the agent was away (restarting, reconnecting) is lost; the key would stay on the
+   * host until its own deadline. So each time an agent connects it is told again of every grant the
+   * server destroyed that the host has not reported removed (host clocks up to the longest grant lifetime
+   * behind the server's included).
+   */
+  async #resendRevokes(instanceId: string): Promise<void> {
+    const sinceMs = this.#d.clock.nowMs() - MAX_GRANT_LIFETIME_SECONDS * 1000;
+    const ids = await this.#d.grants.listRevokedOnHost(instanceId, iso(sinceMs), MAX_RESENT_REVOKES);
+    for (const grantId of ids) await this.#d.hub.deliver(instanceId, { t: 'grant-revoke', grantId });
   }
 
   #report(instanceId: string, report: GrantReport): void {

@@ -411,6 +411,7 @@ export class AgentGateway implements SessionOwner {
       remoteAddress: s.remoteAddress,
       agentVersion: facts.agentVersion,
     });
+    this.#hub.connected(id);
     const queued = s.queued ?? [];
     s.queued = undefined;
     for (const data of queued) await this.#agentMessage(s, data);
