@@ -76,6 +76,10 @@ export async function startProxy(): Promise<void> {
       if (msg['t'] === 'desired' && tamper !== undefined) text = JSON.stringify(tamper(msg));
       if (agentWs.readyState === WebSocket.OPEN) agentWs.send(text);
     });
+    // The agent watches for the server's pings (heartbeat): pass them on.
+    serverWs.on('ping', () => {
+      if (agentWs.readyState === WebSocket.OPEN) agentWs.ping();
+    });
     const closeBoth = (): void => {
       agentWs.terminate();
       serverWs.terminate();
