@@ -5,14 +5,7 @@
  * collected in a queue. Each test scripts what happens after a hello through `onHello`. Several gateways
  * made with a `peer` share tokens, enrolled keys and revocations, as replicas on one database do.
  */
-import {
-  createPublicKey,
-  generateKeyPairSync,
-  randomBytes,
-  sign,
-  verify,
-  type KeyObject,
-} from 'node:crypto';
+import { createPublicKey, generateKeyPairSync, randomBytes, sign, verify, type KeyObject } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
