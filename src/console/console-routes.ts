@@ -211,7 +211,7 @@ export function registerConsoleRoutes(app: FastifyInstance, deps: ConsoleRouteDe
       }
       throw new AppError('Console.InvalidCredentials', 'The user name or password is wrong.');
     }
-    await deps.limiter.succeeded(userName);
+    await deps.limiter.succeeded(userName, request.ip);
     const session = await deps.sessions.create(result.principal, result.mfaPresent, request.ip);
     deps.audit.record({
       type: 'console.signin.success',

@@ -61,7 +61,7 @@ test('one address is locked after its own share of attempts, across user names',
 test('a success clears the user name; the window and the lock end on time; a refund does not count', async () => {
   const limiter = new SignInLimiter({ db: testDb.db, clock });
   for (let i = 0; i < 4; i++) assert.equal(await limiter.reserve('carol', '192.0.2.50'), 0);
-  await limiter.succeeded('carol');
+  await limiter.succeeded('carol', '192.0.2.50');
   for (let i = 0; i < 5; i++) assert.equal(await limiter.reserve('carol', '192.0.2.51'), 0);
   await limiter.refund('carol', '192.0.2.51');
   assert.equal(await limiter.reserve('carol', '192.0.2.51'), 0);
@@ -69,4 +69,40 @@ test('a success clears the user name; the window and the lock end on time; a ref
   clock.advance(WINDOW_MS + 1);
   await limiter.prune();
   assert.equal(await limiter.reserve('carol', '192.0.2.51'), 0);
+});
+
+test('successes give their address reservation back: an address with many sign-ins is not locked', async () => {
+  const limiter = new SignInLimiter({ db: testDb.db, clock });
+  for (let i = 0; i < MAX_FAILURES_PER_ADDRESS * 2; i++) {
+    assert.equal(await limiter.reserve(`office-${i}`, '192.0.2.80'), 0);
+    await limiter.succeeded(`office-${i}`, '192.0.2.80');
+  }
+  // Failures still count in full.
+  for (let i = 0; i < MAX_FAILURES_PER_ADDRESS; i++) {
+    assert.equal(await limiter.reserve(`guess-${i}`, '192.0.2.80'), 0);
+  }
+  assert.ok((await limiter.reserve('office-0', '192.0.2.80')) > 0);
+});
+
+test('an attempt refused by one lock is not counted by the other', async () => {
+  const limiter = new SignInLimiter({ db: testDb.db, clock });
+  for (let i = 0; i <= MAX_FAILURES_PER_USER; i++) await limiter.reserve('locked-name', '192.0.2.90');
+  // The name is locked: attempts on it from this address no longer use the address's share.
+  for (let i = 0; i < 50; i++) assert.ok((await limiter.reserve('locked-name', '192.0.2.90')) > 0);
+  for (let i = 0; i < MAX_FAILURES_PER_ADDRESS - MAX_FAILURES_PER_USER; i++) {
+    assert.equal(await limiter.reserve(`other-${i}`, '192.0.2.90'), 0);
+  }
+  assert.ok((await limiter.reserve('fresh-name', '192.0.2.90')) > 0);
+  // Refused by the address, the attempt did not count against the name.
+  for (let i = 0; i < MAX_FAILURES_PER_USER; i++)
+    assert.equal(await limiter.reserve('fresh-name', '192.0.2.91'), 0);
+});
+
+test('a success does not clear a lock that concurrent failures set after it was reserved', async () => {
+  const limiter = new SignInLimiter({ db: testDb.db, clock });
+  assert.equal(await limiter.reserve('dora', '192.0.2.100'), 0); // the right password, still hashing
+  for (let i = 0; i < MAX_FAILURES_PER_USER; i++) await limiter.reserve('dora', '192.0.2.101');
+  assert.ok((await limiter.reserve('dora', '192.0.2.102')) > 0);
+  await limiter.succeeded('dora', '192.0.2.100');
+  assert.ok((await limiter.reserve('dora', '192.0.2.103')) > 0);
 });

@@ -4,8 +4,11 @@
  * over a 15-minute window. An attempt is *reserved* before the password is hashed — one atomic UPSERT per
  * key — so a burst of concurrent guesses, on one replica or spread over several, is limited exactly like a
  * sequence: the 6th attempt on a user name within the window is refused, locks the name for 15 minutes,
- * and even the right password is then refused. A success clears the user name's count; an address is
- * locked after 20 attempts. Nothing is evicted to make room: expired rows are removed by `prune` only.
+ * and even the right password is then refused. An address is locked after 20 attempts in the window,
+ * across user names. An attempt refused by either lock is not counted by the other. A success gives its
+ * address reservation back (an office behind one address signing in all morning is not locked out) and
+ * clears the user name's count unless a burst has locked it meanwhile. Nothing is evicted to make room:
+ * a row goes only when `prune` finds its window and its lock both over.
  */
 import { sql } from 'kysely';
 import { isIPv6 } from 'node:net';
@@ -51,24 +54,39 @@ export class SignInLimiter {
   async reserve(userName: string, address: string): Promise<number> {
     const now = this.#clock.nowMs();
     const user = await this.#take(userKey(userName), MAX_FAILURES_PER_USER, now);
+    if (user > 0) return user;
     const addr = await this.#take(addressKey(address), MAX_FAILURES_PER_ADDRESS, now);
-    return Math.max(user, addr);
+    // Refused by the address: the user name's reservation goes back (the attempt was never evaluated).
+    if (addr > 0) await this.#giveBack(userKey(userName));
+    return addr;
   }
 
   /** The attempt was not a guess that failed (MFA code still to come): it does not count. */
   async refund(userName: string, address: string): Promise<void> {
-    for (const key of [userKey(userName), addressKey(address)]) {
-      await this.#db
-        .updateTable('sign_in_counters')
-        .set({ attempts: sql<number>`CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END` })
-        .where('key', '=', key)
-        .execute();
-    }
+    await this.#giveBack(userKey(userName));
+    await this.#giveBack(addressKey(address));
   }
 
-  /** The right password (and code): the user name's count starts again. */
-  async succeeded(userName: string): Promise<void> {
-    await this.#db.deleteFrom('sign_in_counters').where('key', '=', userKey(userName)).execute();
+  /**
+   * The right password (and code): the address's reservation goes back, and the user name's count starts
+   * again, unless concurrent failures have locked the name since this attempt was reserved.
+   */
+  async succeeded(userName: string, address: string): Promise<void> {
+    await this.#giveBack(addressKey(address));
+    await this.#db
+      .deleteFrom('sign_in_counters')
+      .where('key', '=', userKey(userName))
+      .where('locked_until_ms', '<=', this.#clock.nowMs())
+      .execute();
+  }
+
+  /** One reservation of `key` back (never below zero; a lock stays). */
+  async #giveBack(key: string): Promise<void> {
+    await this.#db
+      .updateTable('sign_in_counters')
+      .set({ attempts: sql<number>`CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END` })
+      .where('key', '=', key)
+      .execute();
   }
 
   /** Removes counters whose window and lock are both over. */

@@ -6,7 +6,11 @@
  * Redeeming deletes the row (DELETE … RETURNING), so of two replicas redeeming at once only one gets it.
  * The policy decision was made when the ticket was issued; the ticket carries who and what it was for.
  *
- * Bounded per caller (MAX_TICKETS_PER_CALLER outstanding), so one user cannot exhaust what others need.
+ * Bounded per caller (`MAX_TICKETS_PER_CALLER` outstanding), so one user with LoginInstance cannot exhaust
+ * what others need, and in all (`MAX_TICKETS_TOTAL`, far above one caller's share) so the table stays small.
+ * Both are checked and the ticket stored in one transaction that first takes the account's row lock (as
+ * key-pair-repository does), so a concurrent burst, on one replica or spread over several, stops at the
+ * bound exactly like a sequence.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { Clock } from '../platform/clock.js';
@@ -16,6 +20,8 @@ import { AppError } from '../platform/errors.js';
 export const TICKET_TTL_MS = 30_000;
 /** Unredeemed, unexpired tickets one caller (`ACCOUNT/root` or `ACCOUNT/user/NAME`) may hold. */
 export const MAX_TICKETS_PER_CALLER = 20;
+/** Unredeemed, unexpired tickets of all callers together (about 330 terminals opened per second). */
+export const MAX_TICKETS_TOTAL = 10_000;
 export const TICKET_PREFIX = 'kwtt_';
 
 export interface TerminalTarget {
@@ -67,41 +73,84 @@ function parseTarget(text: string): TerminalTarget | undefined {
 export class TerminalTickets {
   readonly #db: Db;
   readonly #clock: Clock;
+  readonly #maxPerCaller: number;
+  readonly #maxTotal: number;
 
-  constructor(deps: { readonly db: Db; readonly clock: Clock }) {
+  constructor(deps: {
+    readonly db: Db;
+    readonly clock: Clock;
+    /** Bounds (tests lower them); the per-caller bound must be below the total. */
+    readonly limits?: { readonly perCaller: number; readonly total: number };
+  }) {
+    const limits = deps.limits ?? { perCaller: MAX_TICKETS_PER_CALLER, total: MAX_TICKETS_TOTAL };
+    if (
+      !Number.isSafeInteger(limits.perCaller) ||
+      limits.perCaller <= 0 ||
+      !Number.isSafeInteger(limits.total) ||
+      limits.total <= limits.perCaller
+    ) {
+      throw new TypeError('terminal ticket limits: 0 < perCaller < total, both integers');
+    }
     this.#db = deps.db;
     this.#clock = deps.clock;
+    this.#maxPerCaller = limits.perCaller;
+    this.#maxTotal = limits.total;
   }
 
+  /**
+   * Stores a new ticket for `target`.
+   *
+   * @throws AppError `Logon.TooManyTerminalTickets` when the caller already holds its share of unredeemed
+   *   tickets; `Logon.TerminalTicketsExhausted` when all callers together hold the whole.
+   */
   async issue(target: TerminalTarget): Promise<{ ticket: string; expiresAtMs: number }> {
     const now = this.#clock.nowMs();
     const callerKey = `${target.accountId}/${target.caller}`;
-    await this.#db.deleteFrom('terminal_tickets').where('expires_ms', '<=', now).execute();
-    const outstanding = await this.#db
-      .selectFrom('terminal_tickets')
-      .select((eb) => eb.fn.countAll<string | number | bigint>().as('count'))
-      .where('caller_key', '=', callerKey)
-      .where('expires_ms', '>', now)
-      .executeTakeFirstOrThrow();
-    if (Number(outstanding.count) >= MAX_TICKETS_PER_CALLER) {
-      throw new AppError(
-        'Throttling.User',
-        `${target.caller} already has ${MAX_TICKETS_PER_CALLER} terminal sessions starting; open one of them ` +
-          'or retry in a few seconds.',
-        { headers: { 'x-acs-retry-after': '5' } },
-      );
-    }
     const ticket = `${TICKET_PREFIX}${randomBytes(32).toString('base64url')}`;
     const expiresAtMs = now + TICKET_TTL_MS;
-    await this.#db
-      .insertInto('terminal_tickets')
-      .values({
-        digest: digest(ticket),
-        caller_key: callerKey,
-        target: JSON.stringify(target),
-        expires_ms: expiresAtMs,
-      })
-      .execute();
+    await this.#db.transaction().execute(async (trx) => {
+      // The account's row lock: issues for this account wait here, so the counts below cannot go stale.
+      await trx
+        .updateTable('accounts')
+        .set((eb) => ({ write_seq: eb('write_seq', '+', 1) }))
+        .where('id', '=', target.accountId)
+        .execute();
+      await trx.deleteFrom('terminal_tickets').where('expires_ms', '<=', now).execute();
+      const counts = await trx
+        .selectFrom('terminal_tickets')
+        .select((eb) => [
+          eb.fn.countAll<string | number | bigint>().as('total'),
+          eb.fn
+            .count<string | number | bigint>(eb.case().when('caller_key', '=', callerKey).then(1).end())
+            .as('caller'),
+        ])
+        .executeTakeFirstOrThrow();
+      if (Number(counts.caller) >= this.#maxPerCaller) {
+        throw new AppError(
+          'Logon.TooManyTerminalTickets',
+          `${target.caller} already has ${this.#maxPerCaller} terminal sessions starting; open one of them ` +
+            `or retry within ${TICKET_TTL_MS / 1000} seconds, when unused tickets expire.`,
+          { headers: { 'x-acs-retry-after': String(TICKET_TTL_MS) } }, // milliseconds, as on every API answer
+        );
+      }
+      if (Number(counts.total) >= this.#maxTotal) {
+        throw new AppError(
+          'Logon.TerminalTicketsExhausted',
+          `The server has ${this.#maxTotal} terminal sessions starting; retry within ` +
+            `${TICKET_TTL_MS / 1000} seconds, when unused tickets expire.`,
+          { headers: { 'x-acs-retry-after': String(TICKET_TTL_MS) } }, // milliseconds, as on every API answer
+        );
+      }
+      await trx
+        .insertInto('terminal_tickets')
+        .values({
+          digest: digest(ticket),
+          caller_key: callerKey,
+          target: JSON.stringify(target),
+          expires_ms: expiresAtMs,
+        })
+        .execute();
+    });
     return { ticket, expiresAtMs };
   }
 

@@ -37,7 +37,7 @@ export const ERROR_CODES = {
   'InvalidTimeStamp.Format': { status: 400, summary: 'The request date is not in ISO 8601 UTC form.' },
   'InvalidTimeStamp.Expired': {
     status: 400,
-    summary: 'The request date is more than 15 minutes from server time.',
+    summary: 'The request date is more than 15 minutes behind or 5 minutes ahead of server time.',
   },
   SignatureNonceUsed: { status: 400, summary: 'The signature nonce was already used.' },
 
@@ -115,6 +115,14 @@ export const ERROR_CODES = {
   'Logon.TicketInvalid': {
     status: 401,
     summary: 'The terminal ticket is unknown, expired or already used.',
+  },
+  'Logon.TooManyTerminalTickets': {
+    status: 429,
+    summary: 'The caller already has 20 terminal sessions starting (tickets not yet used).',
+  },
+  'Logon.TerminalTicketsExhausted': {
+    status: 503,
+    summary: 'The server has 10,000 terminal sessions starting; retry when unused tickets expire.',
   },
 
   // Web console sessions.

@@ -13,10 +13,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pino, type Level } from 'pino';
-import { REDACTED_LOG_PATHS, startServer, type RunningServer } from '../../src/apps/server/run-server.js';
+import {
+  DEFAULT_SERVER_LIMITS,
+  REDACTED_LOG_PATHS,
+  startServer,
+  type RunningServer,
+  type ServerLimits,
+} from '../../src/apps/server/run-server.js';
 import { loadServerConfig } from '../../src/apps/server/server-config.js';
 import { RpcClient } from '../../src/client/index.js';
-import type { Clock } from '../../src/platform/clock.js';
+import { systemClock, type Clock } from '../../src/platform/clock.js';
 import { testDatabaseUrl } from './database.js';
 import { repoRoot } from './repo-root.js';
 import { TEST_CLIENT_TIMEOUT_MS } from './timeouts.js';
@@ -88,6 +94,8 @@ export interface InProcessOptions {
   readonly tls?: { readonly certFile: string; readonly keyFile: string };
   readonly regionId?: string;
   readonly clock?: Clock;
+  /** Lower bounds than the defaults, to reach them with a few requests. */
+  readonly limits?: Partial<ServerLimits>;
 }
 
 /**
@@ -121,9 +129,10 @@ export async function startInProcessServer(opts: InProcessOptions = {}): Promise
     if (opts.regionId !== undefined) flags['regionId'] = opts.regionId;
     if (database.url !== undefined) flags['database'] = database.url;
     const config = loadServerConfig(flags, {});
-    running = await (opts.clock === undefined
-      ? startServer(config, logger)
-      : startServer(config, logger, opts.clock));
+    running = await startServer(config, logger, opts.clock ?? systemClock, {
+      ...DEFAULT_SERVER_LIMITS,
+      ...opts.limits,
+    });
   } catch (err) {
     await removeDir(dataDir);
     await database.drop();

@@ -47,10 +47,26 @@ import { describeDatabase, type ServerConfig } from './server-config.js';
 export const SIGNATURE_WINDOW_MS = 15 * 60 * 1000;
 /** Bound on remembered nonces (about 1,100 signed requests per second sustained over the window). */
 export const MAX_REMEMBERED_NONCES = 1_000_000;
-/** Bound on one access key's share of them (about 110 signed requests per second over the window). */
+/**
+ * Bound on one access key's share of them (about 110 signed requests per second over the window): a tenth
+ * of the whole, so no one key, even one with no permissions, can throttle the others.
+ */
 export const MAX_REMEMBERED_NONCES_PER_KEY = 100_000;
 /** Connections of a replica's nonce pool (one statement per signed request, never held across awaits). */
 const NONCE_POOL_CONNECTIONS = 4;
+
+/** Bounds of the server's shared stores; tests lower them to reach them with a few requests. */
+export interface ServerLimits {
+  /** Signature nonces held at once, all access keys together (per replica on PostgreSQL). */
+  readonly maxRememberedNonces: number;
+  /** Signature nonces one access key may hold at once; below `maxRememberedNonces`. */
+  readonly maxRememberedNoncesPerKey: number;
+}
+
+export const DEFAULT_SERVER_LIMITS: ServerLimits = Object.freeze({
+  maxRememberedNonces: MAX_REMEMBERED_NONCES,
+  maxRememberedNoncesPerKey: MAX_REMEMBERED_NONCES_PER_KEY,
+});
 
 /** Paths that pino must never print, whatever a caller logs by mistake. */
 export const REDACTED_LOG_PATHS = [
@@ -88,7 +104,13 @@ export async function startServer(
   config: ServerConfig,
   logger: Logger,
   clock: Clock = systemClock,
+  limits: ServerLimits = DEFAULT_SERVER_LIMITS,
 ): Promise<RunningServer> {
+  if (limits.maxRememberedNoncesPerKey >= limits.maxRememberedNonces) {
+    throw new TypeError(
+      'maxRememberedNoncesPerKey must be below maxRememberedNonces: one key must not fill the store',
+    );
+  }
   ensureDataDir(config.dataDir);
   const dbFile = join(config.dataDir, DATABASE_FILE);
   const sqliteIsNew = config.database === undefined && !existsSync(dbFile);
@@ -195,18 +217,15 @@ export async function startServer(
     });
     await logonService.sweepExpired('expired-while-server-down');
     const tickets = new TerminalTickets({ db, clock });
+    const nonceBounds = {
+      windowMs: SIGNATURE_WINDOW_MS,
+      maxEntries: limits.maxRememberedNonces,
+      maxEntriesPerKey: limits.maxRememberedNoncesPerKey,
+    };
     const nonces =
       config.database === undefined
-        ? new NonceCache({
-            windowMs: SIGNATURE_WINDOW_MS,
-            maxEntries: MAX_REMEMBERED_NONCES,
-            maxEntriesPerKey: MAX_REMEMBERED_NONCES_PER_KEY,
-          })
-        : new SharedNonceStore(nonceDb ?? db, {
-            windowMs: SIGNATURE_WINDOW_MS,
-            maxEntries: MAX_REMEMBERED_NONCES,
-            maxEntriesPerKey: MAX_REMEMBERED_NONCES_PER_KEY,
-          });
+        ? new NonceCache(nonceBounds)
+        : new SharedNonceStore(nonceDb ?? db, nonceBounds);
     const limiter = new SignInLimiter({ db, clock });
     const logon = {
       service: logonService,

@@ -49,7 +49,7 @@ test('a nonce dated in the past is kept only until its date is a window old (no 
 
 test('one access key filling its share is throttled while other keys go on', () => {
   const cache = new NonceCache({ windowMs: WINDOW, maxEntries: 100, maxEntriesPerKey: 3 });
-  const future = T0 + WINDOW; // dated as far ahead as the skew check lets through
+  const future = T0 + 5 * 60_000; // dated as far ahead as the skew check lets through
   for (let i = 0; i < 3; i++) assert.equal(cache.useOnce('AK-noisy', `n-${i}`, future, T0), true);
   assert.throws(
     () => cache.useOnce('AK-noisy', 'n-3', future, T0),
@@ -57,6 +57,23 @@ test('one access key filling its share is throttled while other keys go on', () 
   );
   for (let i = 0; i < 3; i++) assert.equal(cache.useOnce('AK-quiet', `n-${i}`, T0, T0), true);
   assert.equal(cache.heldBy('AK-noisy'), 3);
+});
+
+test("a throttled key's retry-after is its own oldest entry, however many other keys' entries precede it", () => {
+  const cache = new NonceCache({ windowMs: WINDOW, maxEntries: 100_000, maxEntriesPerKey: 50 });
+  for (let i = 0; i < 49_000; i++) cache.useOnce(`AK-${i % 1000}`, `n-${i}`, T0 - 60_000, T0);
+  for (let i = 0; i < 50; i++) cache.useOnce('AK-noisy', `n-${i}`, T0 + 60_000 + i, T0 + 10);
+  assert.throws(
+    () => cache.useOnce('AK-noisy', 'n-next', T0, T0 + 30),
+    (err: unknown) => {
+      assert.ok(isAppError(err, 'Throttling.User'));
+      assert.equal(err.headers['x-acs-retry-after'], String(60_000 + WINDOW - 30));
+      return true;
+    },
+  );
+  for (let i = 0; i < 50; i++) cache.forget('AK-noisy', `n-${i}`);
+  assert.equal(cache.heldBy('AK-noisy'), 0);
+  assert.equal(cache.useOnce('AK-noisy', 'n-next', T0, T0 + 30), true);
 });
 
 test('expired entries are pruned so the cache does not grow', () => {

@@ -8,7 +8,8 @@
  * on one replica is refused on all.
  *
  * Bounds: each access key may hold at most `maxEntriesPerKey` nonces at once, so one key (even one with no
- * permissions) cannot crowd out the others; `maxEntries` bounds the whole.
+ * permissions, flooding requests dated as far ahead as the skew check allows) cannot crowd out the others;
+ * `maxEntries` bounds the whole, above what one key can reach. A key past its share is throttled alone.
  *
  * Call `useOnce` only after the signature has verified: otherwise anyone could fill the cache, or burn the
  * nonce of a request still in flight, with unauthenticated requests.
@@ -60,13 +61,17 @@ export interface NonceCacheOptions {
 interface Entry {
   readonly expiry: number;
   readonly accessKeyId: string;
+  /** The access key's own entries (see `#perKey`), which this entry is one of. */
+  readonly held: Map<string, number>;
 }
 
 /**
- * When a used nonce may be forgotten: once its request's own date is a window old, no request carrying
- * it passes the skew check any more. That is `date + window`, whether the date is behind the server's
- * clock (the entry lives less than a window) or ahead of it (it must live until the date plus the window,
- * or the same request could be replayed later while its date still passes).
+ * When a used nonce may be forgotten: once its request's own date is `MAX_CLOCK_SKEW_MS` old, no request
+ * carrying it passes the skew check any more. The date can be at most `MAX_FUTURE_SKEW_MS` ahead of the
+ * server's clock (signed-request.ts), so this is never later than the earlier of the date and now plus
+ * the whole acceptance window (15 + 5 minutes): a request dated ahead pins its entry at most 5 minutes
+ * longer than one dated now. Keeping it any shorter would let the same request be replayed while its date
+ * still passes.
  */
 export function nonceExpiry(requestDateMs: number, windowMs: number): number {
   return requestDateMs + windowMs;
@@ -75,7 +80,9 @@ export function nonceExpiry(requestDateMs: number, windowMs: number): number {
 /**
  * An in-memory `NonceStore`. Entries live in an insertion-ordered Map and are pruned from its head as they
  * expire: amortised O(1) per call. An expired entry queued behind a longer-lived one lingers (ignored,
- * but counted) until that one goes, at most one window later; memory never exceeds `maxEntries`.
+ * but counted) until that one goes, at most one window later; memory never exceeds `maxEntries`. Each
+ * access key's entries are also in a Map of their own, in the same order, so its share and its oldest
+ * entry (the throttled key's retry-after) are read without walking other keys' entries.
  */
 export class NonceCache implements NonceStore {
   readonly #windowMs: number;
@@ -83,8 +90,8 @@ export class NonceCache implements NonceStore {
   readonly #maxPerKey: number;
   /** Key → entry, in insertion order. */
   readonly #entries = new Map<string, Entry>();
-  /** Access key → entries it holds. */
-  readonly #perKey = new Map<string, number>();
+  /** Access key → its entries (key → expiry), in insertion order; absent when it holds none. */
+  readonly #perKey = new Map<string, Map<string, number>>();
 
   constructor(opts: NonceCacheOptions) {
     if (!Number.isFinite(opts.windowMs) || opts.windowMs <= 0) {
@@ -109,7 +116,7 @@ export class NonceCache implements NonceStore {
 
   /** How many nonces `accessKeyId` holds. */
   heldBy(accessKeyId: string): number {
-    return this.#perKey.get(accessKeyId) ?? 0;
+    return this.#perKey.get(accessKeyId)?.size ?? 0;
   }
 
   useOnce(accessKeyId: string, nonce: string, requestDateMs: number, nowMs: number): boolean {
@@ -120,21 +127,26 @@ export class NonceCache implements NonceStore {
       if (existing.expiry > nowMs) return false;
       this.#remove(key, existing); // expired but queued behind a longer-lived entry
     }
-    const held = this.heldBy(accessKeyId);
-    if (held >= this.#maxPerKey || this.#entries.size >= this.#maxEntries) {
-      const retryAfterMs = Math.max(
-        1,
-        Math.ceil(this.#oldestExpiry(held >= this.#maxPerKey ? accessKeyId : undefined) - nowMs),
-      );
+    const held = this.#perKey.get(accessKeyId);
+    const keyFull = held !== undefined && held.size >= this.#maxPerKey;
+    if (keyFull || this.#entries.size >= this.#maxEntries) {
+      // The key's own oldest entry when its share is full; else the store's (both O(1): Map heads).
+      const oldest = keyFull ? held.values().next().value : this.#entries.values().next().value?.expiry;
+      const retryAfterMs = Math.max(1, Math.ceil((oldest ?? nowMs) - nowMs));
       throw new AppError(
         'Throttling.User',
-        `Too many signed requests within the last ${Math.round(this.#windowMs / 1000)} seconds; ` +
-          `retry after ${retryAfterMs} ms.`,
+        (keyFull
+          ? `This access key made too many signed requests within the last ${this.#windowMinutes()} minutes`
+          : `The server received too many signed requests within the last ${this.#windowMinutes()} minutes`) +
+          `; retry after ${retryAfterMs} ms.`,
         { headers: { 'x-acs-retry-after': String(retryAfterMs) } },
       );
     }
-    this.#entries.set(key, { expiry: nonceExpiry(requestDateMs, this.#windowMs), accessKeyId });
-    this.#perKey.set(accessKeyId, held + 1);
+    const expiry = nonceExpiry(requestDateMs, this.#windowMs);
+    const own = held ?? new Map<string, number>();
+    if (held === undefined) this.#perKey.set(accessKeyId, own);
+    own.set(key, expiry);
+    this.#entries.set(key, { expiry, accessKeyId, held: own });
     return true;
   }
 
@@ -147,9 +159,8 @@ export class NonceCache implements NonceStore {
 
   #remove(key: string, entry: Entry): void {
     this.#entries.delete(key);
-    const held = (this.#perKey.get(entry.accessKeyId) ?? 1) - 1;
-    if (held <= 0) this.#perKey.delete(entry.accessKeyId);
-    else this.#perKey.set(entry.accessKeyId, held);
+    entry.held.delete(key);
+    if (entry.held.size === 0) this.#perKey.delete(entry.accessKeyId);
   }
 
   #prune(nowMs: number): void {
@@ -159,10 +170,7 @@ export class NonceCache implements NonceStore {
     }
   }
 
-  #oldestExpiry(accessKeyId?: string): number {
-    for (const entry of this.#entries.values()) {
-      if (accessKeyId === undefined || entry.accessKeyId === accessKeyId) return entry.expiry;
-    }
-    return 0;
+  #windowMinutes(): string {
+    return String(Math.round(this.#windowMs / 60_000));
   }
 }

@@ -36,8 +36,19 @@ export const SIGNATURE_SCHEMES = ['acs3', 'v1'] as const;
 /** One of `SIGNATURE_SCHEMES`. */
 export type SignatureScheme = (typeof SIGNATURE_SCHEMES)[number];
 
-/** Largest accepted distance between a request's own date and the server clock: 15 minutes. */
+/**
+ * Oldest accepted request date, behind the server clock: 15 minutes (the ECS window). Also how long a
+ * nonce is remembered after its request's date (nonce-cache.ts).
+ */
 export const MAX_CLOCK_SKEW_MS = 15 * 60 * 1000;
+
+/**
+ * Furthest accepted request date ahead of the server clock: 5 minutes. A nonce must be remembered until its
+ * date is `MAX_CLOCK_SKEW_MS` old, so a request dated far ahead would pin its nonce for up to two windows;
+ * with this bound it pins it at most 5 minutes longer than a request dated now. A client whose clock runs
+ * further ahead than this is told to synchronise it.
+ */
+export const MAX_FUTURE_SKEW_MS = 5 * 60 * 1000;
 
 /** Longest accepted signature nonce, in characters. */
 export const MAX_NONCE_LENGTH = 128;
@@ -153,7 +164,8 @@ export function formatIsoTimestamp(ms: number): string {
  * milliseconds.
  *
  * @throws AppError `InvalidTimeStamp.Format` when it is not `YYYY-MM-DDTHH:MM:SSZ`;
- *   `InvalidTimeStamp.Expired` when it is more than `MAX_CLOCK_SKEW_MS` away from `nowMs`.
+ *   `InvalidTimeStamp.Expired` when it is more than `MAX_CLOCK_SKEW_MS` behind `nowMs` or more than
+ *   `MAX_FUTURE_SKEW_MS` ahead of it.
  */
 export function checkSignatureTimestamp(text: string | undefined, field: string, nowMs: number): number {
   const ms = text === undefined ? undefined : parseIsoTimestamp(text);
@@ -163,10 +175,11 @@ export function checkSignatureTimestamp(text: string | undefined, field: string,
       `${field} must be an ISO 8601 UTC time in the form YYYY-MM-DDTHH:MM:SSZ, e.g. 2024-05-01T12:00:00Z.`,
     );
   }
-  if (Math.abs(nowMs - ms) > MAX_CLOCK_SKEW_MS) {
+  if (nowMs - ms > MAX_CLOCK_SKEW_MS || ms - nowMs > MAX_FUTURE_SKEW_MS) {
     throw new AppError(
       'InvalidTimeStamp.Expired',
-      `${field} ${text ?? ''} is more than 15 minutes away from the server time ${formatIsoTimestamp(nowMs)}; ` +
+      `${field} ${text ?? ''} is more than 15 minutes behind or 5 minutes ahead of the server time ` +
+        `${formatIsoTimestamp(nowMs)}; ` +
         'sign each request when sending it and keep the client clock synchronised (NTP).',
     );
   }

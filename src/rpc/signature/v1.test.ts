@@ -164,13 +164,15 @@ test('an unsupported SignatureMethod or SignatureVersion is refused as an incomp
   );
 });
 
-test('a Timestamp in the wrong form or more than 15 minutes away is refused', () => {
+test('a Timestamp in the wrong form, more than 15 minutes behind or more than 5 minutes ahead is refused', () => {
   rejects(
     signedRequest(PARAMS.map(([k, v]) => [k, k === 'Timestamp' ? '2024-05-01T12:00:00.000Z' : v])),
     'InvalidTimeStamp.Format',
   );
   rejects(signedRequest(), 'InvalidTimeStamp.Expired', NOW + 16 * MINUTE);
+  rejects(signedRequest(), 'InvalidTimeStamp.Expired', NOW - 6 * MINUTE);
   assert.equal(verifies(signedRequest(), SECRET, NOW + 15 * MINUTE - 1000), true);
+  assert.equal(verifies(signedRequest(), SECRET, NOW - 5 * MINUTE + 1000), true);
 });
 
 test('a malformed SignatureNonce is refused as an incomplete signature', () => {
