@@ -116,6 +116,8 @@ export async function startServerProcess(opts: ServerStartOptions): Promise<Serv
     '127.0.0.1:0',
     '--log-level',
     opts.logLevel,
+    // The benchmark's hosts run sshd on 127.0.0.1.
+    '--allow-loopback-hosts',
     ...(opts.extraArgs ?? []),
   ];
   const commandLine = `${process.execPath} ${args.join(' ')}`;

@@ -23,7 +23,7 @@ function findTests(dir) {
 
 /** Files whose tests reach storage: a server, a repository, or the test database helper. */
 const TOUCHES_STORAGE =
-  /startInProcessServer|startChildServer|openTestDatabase|startServer\(|helpers\/(server|database|logon-fixture|console-fixture)\.js/;
+  /startInProcessServer|startChildServer|openTestDatabase|startServer\(|helpers\/(server|database|logon-fixture|console-fixture|host-trust)\.js/;
 
 const roots = ['dist/src', 'dist/test'];
 const only = process.argv.slice(2).filter((a) => !a.startsWith('--'));

@@ -105,6 +105,7 @@ test('a state directory open to other users stops the agent with exit 3 and the 
     'agent',
     '--server',
     'http://127.0.0.1:9',
+    '--insecure-http',
     '--token',
     'tok',
     '--state-dir',

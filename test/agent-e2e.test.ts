@@ -144,6 +144,7 @@ test('an agent enrolled with a one-time token becomes a Running instance, and th
       'agent',
       '--server',
       server.endpoint,
+      '--insecure-http',
       '--token',
       Token,
       '--state-dir',

@@ -5,13 +5,14 @@
  * collected in a queue. Each test scripts what happens after a hello through `onHello`. Several gateways
  * made with a `peer` share tokens, enrolled keys and revocations, as replicas on one database do.
  */
-import { createPublicKey, randomBytes, verify, type KeyObject } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync, randomBytes, sign, verify, type KeyObject } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import {
   CLOSE_CODES,
   CONNECT_PATH,
+  desiredSigningInput,
   ENROLL_PATH,
   helloSigningInput,
   parseAgentMessage,
@@ -64,7 +65,10 @@ export class FakeConnection {
   /** @internal */
   markHelloChecked: () => void = () => undefined;
 
-  constructor(readonly ws: WebSocket) {
+  constructor(
+    readonly ws: WebSocket,
+    private readonly signingKey: KeyObject,
+  ) {
     this.closed = new Promise((resolve) =>
       ws.on('close', (code) => {
         resolve(code);
@@ -80,7 +84,9 @@ export class FakeConnection {
   }
 
   desired(generation: number, binding: BindingSpec | null): void {
-    this.send({ t: 'desired', generation, binding });
+    const input = desiredSigningInput(this.hello?.instanceId ?? '', generation, binding);
+    const signature = sign(null, input, this.signingKey).toString('base64');
+    this.send({ t: 'desired', generation, binding, signature });
   }
 }
 
@@ -91,6 +97,8 @@ export class FakeGateway {
   readonly enrollments: EnrollRequest[];
   readonly keys: Map<string, KeyObject>;
   readonly revoked: Set<string>;
+  /** The key it signs desired states with (agents pin its public half at enrollment). */
+  readonly signing: { publicKey: KeyObject; privateKey: KeyObject };
   /** This gateway's own connections (not its peers'). */
   readonly connections = new Queue<FakeConnection>();
   /** What the server does after a valid hello; by default: welcome, then `desired` if set. */
@@ -111,6 +119,7 @@ export class FakeGateway {
     this.enrollments = peer?.enrollments ?? [];
     this.keys = peer?.keys ?? new Map<string, KeyObject>();
     this.revoked = peer?.revoked ?? new Set<string>();
+    this.signing = peer?.signing ?? generateKeyPairSync('ed25519');
   }
 
   async start(): Promise<this> {
@@ -179,13 +188,16 @@ export class FakeGateway {
       reply(200, {
         instanceId,
         regionId: 'local',
-        grantSigningPublicKey: randomBytes(32).toString('base64'),
+        grantSigningPublicKey: Buffer.from(
+          this.signing.publicKey.export({ format: 'jwk' }).x ?? '',
+          'base64url',
+        ).toString('base64'),
       });
     });
   }
 
   private handleConnection(ws: WebSocket): void {
-    const conn = new FakeConnection(ws);
+    const conn = new FakeConnection(ws, this.signing.privateKey);
     const nonce = randomBytes(24).toString('base64url');
     this.connections.push(conn);
     conn.send({ t: 'challenge', nonce });

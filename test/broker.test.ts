@@ -71,6 +71,7 @@ async function logOnOnce(): Promise<{ client: Client; key: WeakRef<object>; ende
   let ended: boolean | undefined;
   const connecting = brokerConnect({
     instanceId: 'i-test',
+    targetPolicy: { allowLoopback: true, allowlist: [] },
     sshAddress: `127.0.0.1:${sshd.port}`,
     hostKeys: [pinned(sshd.hostKeyPub)],
     username: user.name,
@@ -112,6 +113,7 @@ test('refuses a host whose key is not the pinned one', async () => {
   await assert.rejects(
     brokerConnect({
       instanceId: 'i-test',
+      targetPolicy: { allowLoopback: true, allowlist: [] },
       sshAddress: `127.0.0.1:${sshd.port}`,
       hostKeys: [pinned(other.publicKeyLine)],
       username: user.name,
@@ -129,6 +131,7 @@ test('a key sshd does not accept is Logon.AuthenticationFailed', async () => {
   await assert.rejects(
     brokerConnect({
       instanceId: 'i-test',
+      targetPolicy: { allowLoopback: true, allowlist: [] },
       sshAddress: `127.0.0.1:${sshd.port}`,
       hostKeys: [pinned(sshd.hostKeyPub)],
       username: user.name,
@@ -149,6 +152,7 @@ test('an address where nothing listens is Logon.SshdUnreachable', async () => {
   await assert.rejects(
     brokerConnect({
       instanceId: 'i-test',
+      targetPolicy: { allowLoopback: true, allowlist: [] },
       sshAddress: `127.0.0.1:${port}`,
       hostKeys: [pinned(sshd.hostKeyPub)],
       username: user.name,
@@ -164,6 +168,7 @@ test('no pinned host key is Logon.NoHostKeys, before any connection', async () =
   await assert.rejects(
     brokerConnect({
       instanceId: 'i-test',
+      targetPolicy: { allowLoopback: true, allowlist: [] },
       sshAddress: `127.0.0.1:${sshd.port}`,
       hostKeys: [],
       username: user.name,

@@ -41,7 +41,12 @@ before(async () => {
   database = await testDatabaseUrl();
   running = await startServer(
     loadServerConfig(
-      { dataDir, listen: '127.0.0.1:0', ...(database.url !== undefined && { database: database.url }) },
+      {
+        dataDir,
+        listen: '127.0.0.1:0',
+        allowLoopbackHosts: 'true',
+        ...(database.url !== undefined && { database: database.url }),
+      },
       {},
     ),
     logger,
@@ -160,6 +165,7 @@ test('a user with no policy is refused every registered action with Forbidden.RA
     CreateEnrollmentToken: { version: ECS, params: {} },
     ModifyInstanceAttribute: { version: ECS, params: { InstanceId: instanceId, InstanceName: 'web-1' } },
     DeleteInstance: { version: ECS, params: { InstanceId: instanceId } },
+    AcceptInstanceHostKeys: { version: ECS, params: { InstanceId: instanceId } },
     TagResources: {
       version: ECS,
       params: {

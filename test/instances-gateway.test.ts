@@ -221,7 +221,9 @@ describe('the agent gateway', () => {
       const agent = await enroll();
       const conn = await agent.connect();
       assert.deepEqual(await conn.next('welcome'), { t: 'welcome', instanceId: agent.instanceId });
-      assert.deepEqual(await conn.next('desired'), { t: 'desired', generation: 0, binding: null });
+      const { signature, ...desired } = await conn.next('desired');
+      assert.deepEqual(desired, { t: 'desired', generation: 0, binding: null });
+      assert.match(signature ?? '', /^[A-Za-z0-9+/]{86}==$/, 'signed with the server key');
       assert.deepEqual(
         conn.received.map((m) => m.t),
         ['challenge', 'welcome', 'desired'],

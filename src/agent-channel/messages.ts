@@ -9,7 +9,9 @@
  *   agent  GET  /agent/v1/connect (WebSocket upgrade)
  *   server → {t:'challenge', nonce}
  *   agent  → {t:'hello', instanceId, signature, facts, applied}   signature = Ed25519(identity key, helloSigningInput)
- *   server → {t:'welcome', instanceId} then {t:'desired', generation, binding}   (again whenever it changes)
+ *   server → {t:'welcome', instanceId} then {t:'desired', generation, binding, signature}   (again whenever it
+ *            changes; signature = Ed25519(grant-signing key, desiredSigningInput(instanceId, generation, binding)),
+ *            checked by the agent against the key it pinned at enrollment before anything touches the host)
  *   agent  → {t:'applied', generation, ok, code?, message?}      after applying each desired state
  * One-time logon (DESIGN §4):
  *   server → {t:'grant', grant, signature}      signature = Ed25519(grant-signing key, grantSigningInput(grant))
@@ -134,7 +136,16 @@ export type GrantRemovalReason = 'expired' | 'revoked' | 'swept';
 export type ServerMessage =
   | { readonly t: 'challenge'; readonly nonce: string }
   | { readonly t: 'welcome'; readonly instanceId: string }
-  | { readonly t: 'desired'; readonly generation: number; readonly binding: BindingSpec | null }
+  | {
+      readonly t: 'desired';
+      readonly generation: number;
+      readonly binding: BindingSpec | null;
+      /**
+       * Ed25519 over `desiredSigningInput`, base64: added by the connection that sends it to the agent (so
+       * replicas relay desired states unsigned); the agent refuses a desired state without a valid one.
+       */
+      readonly signature?: string;
+    }
   | { readonly t: 'grant'; readonly grant: LogonGrant; readonly signature: string }
   | { readonly t: 'grant-revoke'; readonly grantId: string };
 
@@ -182,6 +193,24 @@ export function grantSigningInput(g: LogonGrant): Buffer {
     ].join('\n'),
     'utf8',
   );
+}
+
+const DESIRED_CONTEXT = 'keyward-desired-state-v1';
+
+/**
+ * The bytes the server signs for a desired state sent to `instanceId`: a context line, the instance, the
+ * generation, then `none` or `bind`, the key pair's name and its public key (the parsers guarantee none
+ * holds a newline). Naming the instance keeps a state signed for one host from being replayed to another.
+ */
+export function desiredSigningInput(
+  instanceId: string,
+  generation: number,
+  binding: BindingSpec | null,
+): Buffer {
+  const lines = [DESIRED_CONTEXT, instanceId, String(generation)];
+  if (binding === null) lines.push('none');
+  else lines.push('bind', binding.keyPairName, binding.publicKey);
+  return Buffer.from(lines.join('\n'), 'utf8');
 }
 
 const HELLO_CONTEXT = 'keyward-agent-hello-v1';
@@ -456,7 +485,7 @@ export function parseServerMessage(data: string | Buffer): ServerMessage {
     return { t: 'welcome', instanceId: str(o, 'instanceId', 'welcome', 32, INSTANCE_ID) };
   }
   if (t === 'desired') {
-    const o = object(raw, 'desired', ['t', 'generation', 'binding']);
+    const o = object(raw, 'desired', ['t', 'generation', 'binding'], ['signature']);
     let binding: BindingSpec | null = null;
     if (o['binding'] !== null) {
       const b = object(o['binding'], 'desired.binding', ['keyPairName', 'publicKey']);
@@ -465,7 +494,13 @@ export function parseServerMessage(data: string | Buffer): ServerMessage {
         publicKey: str(b, 'publicKey', 'desired.binding', 16_384, PUBLIC_KEY_LINE),
       };
     }
-    return { t: 'desired', generation: generation(o, 'desired'), binding };
+    const signature = o['signature'] === undefined ? undefined : str(o, 'signature', 'desired', 128, BASE64);
+    return {
+      t: 'desired',
+      generation: generation(o, 'desired'),
+      binding,
+      ...(signature !== undefined && { signature }),
+    };
   }
   if (t === 'grant') {
     const o = object(raw, 'grant', ['t', 'grant', 'signature']);

@@ -1,17 +1,19 @@
 /**
  * One WebSocket connection from the agent to the gateway (GET /agent/v1/connect): answer the challenge
  * with a hello signed by the identity key, wait for the welcome, then hand every desired state to the
- * caller and send what it acknowledges. Every server message goes through `parseServerMessage`; a bad
+ * caller (only once its signature by the server key pinned at enrollment verifies) and send what it
+ * acknowledges. Every server message goes through `parseServerMessage`; a bad
  * one, or one out of order, closes the connection with 4400 (the caller reconnects). Silence longer than
  * the heartbeat timeout (the server pings every HEARTBEAT_INTERVAL_MS; `ws` answers pings itself) ends
  * the connection too. Reconnecting, applying and persisting are the caller's (run-agent.ts).
  */
-import { sign, type KeyObject } from 'node:crypto';
+import { sign, verify, type KeyObject } from 'node:crypto';
 import { WebSocket, type RawData } from 'ws';
 import {
   AgentProtocolError,
   CLOSE_CODES,
   CONNECT_PATH,
+  desiredSigningInput,
   MAX_AGENT_MESSAGE_BYTES,
   helloSigningInput,
   parseServerMessage,
@@ -46,6 +48,11 @@ export interface ChannelOptions {
   readonly ca?: string | Buffer;
   readonly instanceId: string;
   readonly privateKey: KeyObject;
+  /**
+   * The server's grant-signing public key pinned at enrollment: every desired state must carry its
+   * signature, or it is refused like any other invalid message (the connection closes with 4400).
+   */
+  readonly serverSigningKey: KeyObject;
   readonly facts: HostFacts;
   /** The last applied state, read when the hello is sent. */
   readonly applied: () => AppliedState | null;
@@ -148,6 +155,22 @@ export class AgentChannel {
     });
   }
 
+  private signedByServer(msg: {
+    generation: number;
+    binding: BindingSpec | null;
+    signature?: string | undefined;
+  }): boolean {
+    if (msg.signature === undefined) return false;
+    const signature = Buffer.from(msg.signature, 'base64');
+    if (signature.length !== 64) return false;
+    const input = desiredSigningInput(this.options.instanceId, msg.generation, msg.binding);
+    try {
+      return verify(null, input, this.options.serverSigningKey, signature);
+    } catch {
+      return false;
+    }
+  }
+
   private alive(): void {
     clearTimeout(this.heartbeat);
     this.heartbeat = setTimeout(() => {
@@ -192,6 +215,11 @@ export class AgentChannel {
           return;
         case 'desired':
           if (this.phase !== 'ready') throw new AgentProtocolError('a desired state before the welcome');
+          if (!this.signedByServer(msg)) {
+            throw new AgentProtocolError(
+              'a desired state not signed by the server key this agent pinned at enrollment (refused)',
+            );
+          }
           this.options.onDesired({ generation: msg.generation, binding: msg.binding });
           return;
         case 'grant':

@@ -8,7 +8,7 @@
  * applied state stays in force. Everything from outside (host library, clock, randomness,
  * logger, the user id that must own the state) is a parameter, so tests run it in-process.
  */
-import { createPublicKey } from 'node:crypto';
+import { createPublicKey, type KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
@@ -303,6 +303,8 @@ class Session {
   private readonly backoff: ReconnectBackoff;
   private onceResult: AppliedState | undefined;
   private readonly grants: GrantKeeper | undefined;
+  /** The server's grant-signing key pinned at enrollment: grants and desired states must verify with it. */
+  private readonly serverSigningKey: KeyObject;
 
   constructor(
     private readonly options: RunAgentOptions,
@@ -313,6 +315,14 @@ class Session {
     private readonly facts: () => Promise<HostFacts>,
     private readonly stop: AbortController,
   ) {
+    this.serverSigningKey = createPublicKey({
+      key: {
+        kty: 'OKP',
+        crv: 'Ed25519',
+        x: Buffer.from(state.grantSigningPublicKey, 'base64').toString('base64url'),
+      },
+      format: 'jwk',
+    });
     this.backoff = new ReconnectBackoff(
       options.backoff ?? DEFAULT_BACKOFF,
       deps.random,
@@ -341,14 +351,7 @@ class Session {
       this.grants = new GrantKeeper({
         store: new GrantStore(deps.logon.grantsDir),
         instanceId: state.instanceId,
-        signingKey: createPublicKey({
-          key: {
-            kty: 'OKP',
-            crv: 'Ed25519',
-            x: Buffer.from(state.grantSigningPublicKey, 'base64').toString('base64url'),
-          },
-          format: 'jwk',
-        }),
+        signingKey: this.serverSigningKey,
         logger: deps.logger,
         nowMs: () => deps.clock.nowMs(),
         userExists: (name) => deps.logon?.userExists(name) ?? Promise.resolve(false),
@@ -435,6 +438,7 @@ class Session {
       ...(this.options.ca !== undefined && { ca: this.options.ca }),
       instanceId: this.state.instanceId,
       privateKey: this.identity.privateKey,
+      serverSigningKey: this.serverSigningKey,
       facts,
       applied: () => (this.state.applied === null ? null : outcomeOf(this.state.applied)),
       heartbeatTimeoutMs: this.options.heartbeatTimeoutMs ?? HEARTBEAT_TIMEOUT_MS,

@@ -116,6 +116,7 @@ export class AgentHub<L extends AgentLink = AgentLink> {
   readonly #links = new Map<string, L>();
   readonly #waiters = new Map<string, Set<Waiter>>();
   #grantListener: ((instanceId: string, report: GrantReport) => void) | undefined;
+  #connectListener: ((instanceId: string) => void) | undefined;
   #remote: RemoteAgents | undefined;
 
   /** Sets the delivery to other replicas (several replicas on PostgreSQL). */
@@ -391,6 +392,16 @@ export class AgentHub<L extends AgentLink = AgentLink> {
   /** Sets the one listener for agents' grant reports (the logon service). */
   onGrantReport(listener: (instanceId: string, report: GrantReport) => void): void {
     this.#grantListener = listener;
+  }
+
+  /** Sets the one listener told each time an agent has been welcomed (on this replica). */
+  onConnect(listener: (instanceId: string) => void): void {
+    this.#connectListener = listener;
+  }
+
+  /** An agent was welcomed and sent its desired state (called by the gateway). */
+  connected(instanceId: string): void {
+    this.#connectListener?.(instanceId);
   }
 
   /** An agent reported on a grant (called by the gateway). */

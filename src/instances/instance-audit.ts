@@ -73,7 +73,19 @@ export type InstanceAuditEvent =
       readonly event: 'agent.hostkeys.changed';
       readonly instanceId: string;
       readonly remoteAddress: string;
+      /** SHA256 fingerprints of the keys reported (now pending). */
       readonly fingerprints: readonly string[];
+      /** Those of the keys still pinned. */
+      readonly pinned: readonly string[];
+    }
+  | {
+      readonly event: 'instance.hostkeys.accepted';
+      readonly instanceId: string;
+      readonly accountId: string;
+      readonly accessKeyId: string;
+      /** The keys pinned from now on, and those they replace. */
+      readonly fingerprints: readonly string[];
+      readonly previous: readonly string[];
     }
   | {
       readonly event: 'binding.changed';

@@ -15,7 +15,7 @@ import { AppError } from '../platform/errors.js';
 import { MAX_TAGS_PER_RESOURCE, type Tag, type TagFilter } from '../tags/index.js';
 import { EnrollmentTokenRepository, type TokenPlacement } from './enrollment-token-repository.js';
 import type { StoredFacts } from './host-facts.js';
-import { parseStoredHostKeys } from './host-keys.js';
+import { parseStoredHostKeys, type HostKey } from './host-keys.js';
 import type { InstanceId } from './instance-id.js';
 import type { DesiredState, InstanceIdentity, InstanceRecord, InstanceState, NewInstance } from './model.js';
 
@@ -32,6 +32,11 @@ export interface InstanceQuery {
 
 /** The columns that hold host facts. */
 function factColumns(facts: StoredFacts) {
+  return { ...reportedColumns(facts), host_keys: JSON.stringify(facts.hostKeys) };
+}
+
+/** The columns each hello overwrites: every fact but the host keys, which stay pinned. */
+function reportedColumns(facts: StoredFacts) {
   return {
     hostname: facts.hostname,
     os_name: facts.osName,
@@ -39,7 +44,6 @@ function factColumns(facts: StoredFacts) {
     kernel: facts.kernel,
     addresses: JSON.stringify(facts.addresses),
     ssh_address: facts.sshAddress,
-    host_keys: JSON.stringify(facts.hostKeys),
     agent_version: facts.agentVersion,
     login_user: facts.loginUser,
   };
@@ -67,6 +71,8 @@ function toRecord(row: InstanceRow & { key_pair_name: string | null }, tags: rea
     addresses: parseAddresses(row.addresses),
     sshAddress: row.ssh_address,
     hostKeys: parseStoredHostKeys(row.host_keys),
+    pendingHostKeys: row.pending_host_keys === null ? null : parseStoredHostKeys(row.pending_host_keys),
+    hostKeysChangedAt: row.host_keys_changed_at,
     agentVersion: row.agent_version,
     loginUser: row.login_user,
     identityPublicKey: row.identity_public_key,
@@ -115,6 +121,8 @@ export class InstanceRepository {
           region_id: placement.regionId,
           name: instance.name,
           ...factColumns(instance.facts),
+          pending_host_keys: null,
+          host_keys_changed_at: null,
           identity_public_key: instance.identityPublicKey,
           status: 'active',
           created_at: instance.createdAt,
@@ -135,7 +143,16 @@ export class InstanceRepository {
   async findIdentity(id: string): Promise<InstanceIdentity | undefined> {
     const row = await this.#db
       .selectFrom('instances')
-      .select(['id', 'account_id', 'region_id', 'status', 'identity_public_key', 'host_keys'])
+      .select([
+        'id',
+        'account_id',
+        'region_id',
+        'status',
+        'identity_public_key',
+        'host_keys',
+        'pending_host_keys',
+        'host_keys_changed_at',
+      ])
       .where('id', '=', id)
       .executeTakeFirst();
     return row === undefined
@@ -147,16 +164,49 @@ export class InstanceRepository {
           status: row.status,
           identityPublicKey: row.identity_public_key,
           hostKeys: parseStoredHostKeys(row.host_keys),
+          pendingHostKeys: row.pending_host_keys === null ? null : parseStoredHostKeys(row.pending_host_keys),
+          hostKeysChangedAt: row.host_keys_changed_at,
         };
   }
 
-  /** Stores the facts an authenticated agent reported; false when the instance is not active. */
-  async recordHello(id: InstanceId, facts: StoredFacts, nowIso: string): Promise<boolean> {
+  /**
+   * Stores the facts an authenticated agent reported, except its host keys: the pinned ones stay, and
+   * `pending` says which reported keys wait for acceptance (null: none). False when the instance is not
+   * active.
+   */
+  async recordHello(
+    id: InstanceId,
+    facts: StoredFacts,
+    nowIso: string,
+    pending: { readonly hostKeys: readonly HostKey[]; readonly since: string } | null,
+  ): Promise<boolean> {
     const result = await this.#db
       .updateTable('instances')
-      .set({ ...factColumns(facts), last_seen_at: nowIso })
+      .set({
+        ...reportedColumns(facts),
+        pending_host_keys: pending === null ? null : JSON.stringify(pending.hostKeys),
+        host_keys_changed_at: pending === null ? null : pending.since,
+        last_seen_at: nowIso,
+      })
       .where('id', '=', id)
       .where('status', '=', 'active')
+      .executeTakeFirst();
+    return result.numUpdatedRows === 1n;
+  }
+
+  /**
+   * Pins the pending host keys of an active instance, if they are still exactly `expected` (a change
+   * reported meanwhile is not accepted unseen). True when they were pinned.
+   */
+  async acceptHostKeys(accountId: string, id: InstanceId, expected: readonly HostKey[]): Promise<boolean> {
+    const json = JSON.stringify(expected);
+    const result = await this.#db
+      .updateTable('instances')
+      .set({ host_keys: json, pending_host_keys: null, host_keys_changed_at: null })
+      .where('id', '=', id)
+      .where('account_id', '=', accountId)
+      .where('status', '=', 'active')
+      .where('pending_host_keys', '=', json)
       .executeTakeFirst();
     return result.numUpdatedRows === 1n;
   }

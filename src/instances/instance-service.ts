@@ -192,6 +192,54 @@ export class InstanceService {
     }
   }
 
+  /**
+   * Pins the host keys the instance's agent reported after enrollment (AcceptInstanceHostKeys), so logons
+   * to it work again. With `fingerprints` (SHA256, as DescribeInstances shows them), only when the pending
+   * keys are exactly those: what a person checked is what gets pinned. Returns the fingerprints pinned.
+   */
+  async acceptHostKeys(
+    actor: Actor,
+    id: string,
+    fingerprints: readonly string[] | undefined,
+    regionId?: string,
+  ): Promise<string[]> {
+    const record = await this.get(actor.accountId, id, regionId);
+    if (record.status === 'revoked') throw instanceRevoked(record.id);
+    const pending = record.pendingHostKeys;
+    if (pending === null) {
+      throw new AppError(
+        'HostKeys.NoChange',
+        `${record.id} has no host keys waiting to be accepted: its agent reports the pinned ones.`,
+      );
+    }
+    const pendingPrints = pending.map((k) => k.fingerprintSha256);
+    if (fingerprints !== undefined) {
+      const want = [...new Set(fingerprints)].sort().join(',');
+      if (want !== [...pendingPrints].sort().join(',')) {
+        throw new AppError(
+          'HostKeys.Mismatch',
+          `The host keys waiting on ${record.id} are ${pendingPrints.join(', ') || 'none'}, not the fingerprints ` +
+            'given; check them again (keyward instance show) before accepting.',
+        );
+      }
+    }
+    if (!(await this.#repo.acceptHostKeys(actor.accountId, record.id, pending))) {
+      throw new AppError(
+        'HostKeys.Mismatch',
+        `The host keys reported by ${record.id} changed while they were being accepted; check them again.`,
+      );
+    }
+    this.#audit.record({
+      event: 'instance.hostkeys.accepted',
+      instanceId: record.id,
+      accountId: actor.accountId,
+      accessKeyId: actor.accessKeyId,
+      fingerprints: pendingPrints,
+      previous: record.hostKeys.map((k) => k.fingerprintSha256),
+    });
+    return pendingPrints;
+  }
+
   async #activeResources(accountId: string, regionId: string, ids: readonly string[]): Promise<InstanceId[]> {
     const unique = [...new Set(ids)];
     const found = new Map(

@@ -16,6 +16,13 @@ export type InstanceState = (typeof INSTANCE_STATES)[number];
 /** An instance as the domain sees it. */
 export interface InstanceRecord extends StoredFacts {
   readonly id: InstanceId;
+  /**
+   * Host keys the agent reported that differ from the pinned ones (`hostKeys`), waiting for someone to
+   * accept them; null when none. Logons are refused while set.
+   */
+  readonly pendingHostKeys: readonly HostKey[] | null;
+  /** When the pending host keys were first reported. */
+  readonly hostKeysChangedAt: string | null;
   readonly accountId: string;
   readonly regionId: string;
   readonly name: string;
@@ -52,6 +59,9 @@ export interface InstanceIdentity {
   readonly identityPublicKey: string;
   /** The host keys pinned now (to notice a change reported on connect). */
   readonly hostKeys: readonly HostKey[];
+  /** Reported keys waiting to be accepted, and since when (null: none). */
+  readonly pendingHostKeys: readonly HostKey[] | null;
+  readonly hostKeysChangedAt: string | null;
 }
 
 /** The desired state an agent is sent. */

@@ -9,10 +9,12 @@
  * (measured ≈ 129 ms per logon with it, ≈ 52 ms without).
  */
 import { sign, type KeyObject } from 'node:crypto';
+import { lookup } from 'node:dns/promises';
 import { connect as netConnect, type Socket } from 'node:net';
 import ssh2, { type Client as Ssh2Client, type ParsedKey } from 'ssh2';
 import type { HostKey } from '../instances/index.js';
 import { AppError } from '../platform/errors.js';
+import { checkDialAddress, type SshTargetPolicy } from './ssh-target.js';
 
 const { Client, BaseAgent } = ssh2;
 
@@ -84,6 +86,8 @@ export interface BrokerConnectOptions {
   readonly privateKey: KeyObject;
   readonly publicKeyLine: string;
   readonly readyTimeoutMs?: number;
+  /** Which addresses may be dialled: checked on every address the SSH address resolves to. */
+  readonly targetPolicy: SshTargetPolicy;
   /** Called once authentication has ended (either way), after the key was forgotten. */
   readonly onAuthenticationEnded?: (ok: boolean) => void;
 }
@@ -101,6 +105,7 @@ export function brokerConnect(options: BrokerConnectOptions): Promise<Ssh2Client
     hostKeys: options.hostKeys,
     username: options.username,
     readyTimeoutMs: options.readyTimeoutMs,
+    targetPolicy: options.targetPolicy,
   };
   // Dropped once called: the caller's closure (and whatever its scope holds) must not live as long as
   // the connection.
@@ -129,84 +134,133 @@ export function brokerConnect(options: BrokerConnectOptions): Promise<Ssh2Client
     notify?.(ok);
   };
 
-  return new Promise((resolve, reject) => {
-    const sock: Socket = netConnect({ host, port });
-    sock.setNoDelay(true);
-    const client = new Client();
-    let settled = false;
-    const fail = (err: AppError): void => {
+  return resolveDialAddress(o.instanceId, host, o.targetPolicy).then(
+    (address) => handshake(address),
+    (err: unknown) => {
       endAuth(false);
-      if (settled) return;
-      settled = true;
-      client.end();
-      sock.destroy();
-      reject(err);
-    };
-    sock.on('error', (err) => {
-      fail(
-        new AppError(
-          'Logon.SshdUnreachable',
-          `The broker cannot reach sshd of ${o.instanceId} at ${o.sshAddress}: ${(err as NodeJS.ErrnoException).code ?? err.message}.`,
-        ),
-      );
-    });
-    client.once('ready', () => {
-      endAuth(true);
-      if (settled) return;
-      settled = true;
-      resolve(client);
-    });
-    client.on('error', (err: Error & { level?: string }) => {
-      if (mismatch) {
-        fail(
-          new AppError(
-            'Logon.HostKeyMismatch',
-            `sshd at ${o.sshAddress} presented a host key that is not one pinned for ${o.instanceId}: the logon ` +
-              'is refused. If the host keys were changed on purpose, restart the agent so it reports them.',
-          ),
-        );
-      } else if (err.level === 'client-authentication') {
-        fail(
-          new AppError(
-            'Logon.AuthenticationFailed',
-            `sshd of ${o.instanceId} refused the one-time key for ${o.username}; check that sshd runs the ` +
-              "Keyward AuthorizedKeysCommand (the agent's log says) and that the host clock is right.",
-          ),
-        );
-      } else {
+      throw err;
+    },
+  );
+
+  function handshake(address: string): Promise<Ssh2Client> {
+    return new Promise((resolve, reject) => {
+      const sock: Socket = netConnect({ host: address, port });
+      sock.setNoDelay(true);
+      const client = new Client();
+      let settled = false;
+      const fail = (err: AppError): void => {
+        endAuth(false);
+        if (settled) return;
+        settled = true;
+        client.end();
+        sock.destroy();
+        reject(err);
+      };
+      sock.on('error', (err) => {
         fail(
           new AppError(
             'Logon.SshdUnreachable',
-            `The SSH connection to ${o.instanceId} at ${o.sshAddress} failed before authentication: ${err.message}.`,
+            `The broker cannot reach sshd of ${o.instanceId} at ${o.sshAddress}: ${(err as NodeJS.ErrnoException).code ?? err.message}.`,
           ),
         );
-      }
+      });
+      client.once('ready', () => {
+        endAuth(true);
+        if (settled) return;
+        settled = true;
+        resolve(client);
+      });
+      client.on('error', (err: Error & { level?: string }) => {
+        if (mismatch) {
+          fail(
+            new AppError(
+              'Logon.HostKeyMismatch',
+              `sshd at ${o.sshAddress} presented a host key that is not one pinned for ${o.instanceId}: the logon ` +
+                'is refused. If the host keys were changed on purpose, restart the agent so it reports them, then ' +
+                'accept them (keyward instance accept-host-keys).',
+            ),
+          );
+        } else if (err.level === 'client-authentication') {
+          fail(
+            new AppError(
+              'Logon.AuthenticationFailed',
+              `sshd of ${o.instanceId} refused the one-time key for ${o.username}; check that sshd runs the ` +
+                "Keyward AuthorizedKeysCommand (the agent's log says) and that the host clock is right.",
+            ),
+          );
+        } else {
+          fail(
+            new AppError(
+              'Logon.SshdUnreachable',
+              `The SSH connection to ${o.instanceId} at ${o.sshAddress} failed before authentication: ${err.message}.`,
+            ),
+          );
+        }
+      });
+      client.once('close', () => {
+        fail(
+          new AppError(
+            'Logon.SshdUnreachable',
+            `sshd at ${o.sshAddress} closed the connection before authentication.`,
+          ),
+        );
+      });
+      client.connect({
+        sock,
+        username: o.username,
+        agent,
+        agentForward: false,
+        authHandler: [{ type: 'agent', username: o.username, agent }] as never,
+        readyTimeout: o.readyTimeoutMs ?? DEFAULT_BROKER_READY_TIMEOUT_MS,
+        keepaliveInterval: 15_000,
+        keepaliveCountMax: 4,
+        algorithms: {
+          serverHostKey: [...new Set(pinned.flatMap((k) => HOST_KEY_ALGORITHMS[k.type] ?? []))] as never,
+        },
+        hostVerifier: (key: Buffer) => {
+          const ok = pinnedBlobs.some((b) => b.equals(key));
+          if (!ok) mismatch = true;
+          return ok;
+        },
+      });
     });
-    client.once('close', () => {
-      fail(
-        new AppError(
-          'Logon.SshdUnreachable',
-          `sshd at ${o.sshAddress} closed the connection before authentication.`,
-        ),
+  }
+}
+
+/**
+ * Resolves the SSH address's host (a name only when the operator listed it) and checks every address it
+ * resolves to: one refused address refuses the logon, so DNS cannot steer the broker to link-local or
+ * loopback addresses. Returns the address to dial.
+ */
+async function resolveDialAddress(
+  instanceId: string,
+  host: string,
+  policy: SshTargetPolicy,
+): Promise<string> {
+  let addresses: { address: string }[];
+  try {
+    addresses = await lookup(host, { all: true, verbatim: true });
+  } catch (err) {
+    throw new AppError(
+      'Logon.SshdUnreachable',
+      `The broker cannot resolve the SSH address of ${instanceId} (${host}): ${(err as NodeJS.ErrnoException).code ?? 'lookup failed'}.`,
+    );
+  }
+  for (const { address } of addresses) {
+    const decision = checkDialAddress(address, policy);
+    if (!decision.ok) {
+      throw new AppError(
+        'Logon.SshAddressRefused',
+        `The broker does not connect to the SSH address of ${instanceId}: ${decision.reason}.`,
       );
-    });
-    client.connect({
-      sock,
-      username: o.username,
-      agent,
-      agentForward: false,
-      authHandler: [{ type: 'agent', username: o.username, agent }] as never,
-      readyTimeout: o.readyTimeoutMs ?? DEFAULT_BROKER_READY_TIMEOUT_MS,
-      keepaliveInterval: 15_000,
-      keepaliveCountMax: 4,
-      algorithms: {
-        serverHostKey: [...new Set(pinned.flatMap((k) => HOST_KEY_ALGORITHMS[k.type] ?? []))] as never,
-      },
-      hostVerifier: (key: Buffer) => {
-        const ok = pinnedBlobs.some((b) => b.equals(key));
-        if (!ok) mismatch = true;
-        return ok;
-      },
-    });
-  });
+    }
+  }
+  const first = addresses[0];
+  if (first === undefined) {
+    throw new AppError(
+      'Logon.SshdUnreachable',
+      `The SSH address of ${instanceId} (${host}) resolves to nothing.`,
+    );
+  }
+  return first.address;
 }

@@ -22,6 +22,13 @@ export {
 } from './logon-service.js';
 export { makeOneTimeKey, type OneTimeKey } from './one-time-key.js';
 export {
+  checkDialAddress,
+  checkSshAddress,
+  isAllowlistEntry,
+  MAX_SSH_ADDRESS_ALLOWLIST,
+  type SshTargetPolicy,
+} from './ssh-target.js';
+export {
   checkTerminalSize,
   DEFAULT_IDLE_TIMEOUT_SECONDS,
   DEFAULT_MAX_SESSION_SECONDS,

@@ -132,6 +132,25 @@ export class LogonGrantRepository {
     }));
   }
 
+  /**
+   * Ids of the instance's grants the server destroyed that the host has not reported removed, among
+   * those that expired after `sinceIso`: what its agent may still hold (it missed the revoke while it was
+   * away or restarting). At most `limit`.
+   */
+  async listRevokedOnHost(instanceId: string, sinceIso: string, limit: number): Promise<string[]> {
+    const rows = await this.#db
+      .selectFrom('logon_grants')
+      .select('id')
+      .where('instance_id', '=', instanceId)
+      .where('destroyed_at', 'is not', null)
+      .where('host_removed_at', 'is', null)
+      .where('expires_at', '>', sinceIso)
+      .orderBy('expires_at')
+      .limit(limit)
+      .execute();
+    return rows.map((r) => r.id);
+  }
+
   async findAccount(id: string): Promise<string | undefined> {
     const row = await this.#db
       .selectFrom('logon_grants')

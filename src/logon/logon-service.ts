@@ -32,6 +32,7 @@ import { AppError } from '../platform/errors.js';
 import type { LogonAuditSink } from './logon-audit.js';
 import type { LogonGrantRepository } from './logon-grant-repository.js';
 import type { LogonKind } from './model.js';
+import { checkSshAddress, type SshTargetPolicy } from './ssh-target.js';
 
 export const DEFAULT_KEY_LIFETIME_SECONDS = 60;
 /** How long a logon waits for the agent to confirm a grant is on the host. */
@@ -49,6 +50,8 @@ export interface LogonServiceDeps {
   readonly installTimeoutMs?: number;
   /** Addresses the broker connects from, for the key line's `from=` on broker grants (empty: any). */
   readonly brokerSourceAddresses?: readonly string[];
+  /** Which SSH addresses logons may go to (default: the host's own, never loopback or link-local). */
+  readonly sshTargets?: SshTargetPolicy;
 }
 
 export interface IssueRequest {
@@ -76,6 +79,8 @@ export interface IssuedGrant {
   readonly hostExpiresAt: number;
 }
 
+/** Most revokes repeated to an agent when it connects. */
+const MAX_RESENT_REVOKES = 200;
 /** How many expired grants one sweep destroys (the next sweep takes the rest). */
 const SWEEP_BATCH = 200;
 
@@ -111,10 +116,20 @@ export class LogonService {
     deps.hub.onGrantReport((instanceId, report) => {
       this.#report(instanceId, report);
     });
+    deps.hub.onConnect((instanceId) => {
+      this.#resendRevokes(instanceId).catch((err: unknown) => {
+        this.#d.logger.warn({ err, instanceId }, 'could not repeat grant revokes to a reconnected agent');
+      });
+    });
   }
 
   get keyLifetimeSeconds(): number {
     return this.#lifetimeSeconds;
+  }
+
+  /** The rules for SSH addresses (the broker checks each address it dials against them again). */
+  get sshTargetPolicy(): SshTargetPolicy {
+    return this.#d.sshTargets ?? { allowLoopback: false, allowlist: [] };
   }
 
   /**
@@ -140,6 +155,25 @@ export class LogonService {
       throw new AppError(
         'InvalidInstanceId.NotFound',
         `No instance ${JSON.stringify(instanceId.slice(0, 40))} exists in region ${regionId}.`,
+      );
+    }
+    if (instance.pendingHostKeys !== null) {
+      throw new AppError(
+        'Logon.HostKeysChanged',
+        `${instance.id} reported sshd host keys other than the pinned ones (${instance.pendingHostKeys
+          .map((k) => k.fingerprintSha256)
+          .join(
+            ', ',
+          )}) at ${instance.hostKeysChangedAt ?? 'its last connection'}: logons are refused until ` +
+          `someone checks them on the host and accepts them (keyward instance accept-host-keys ${instance.id}).`,
+      );
+    }
+    const target = checkSshAddress(instance.sshAddress, instance.addresses, this.sshTargetPolicy);
+    if (!target.ok) {
+      throw new AppError(
+        'Logon.SshAddressRefused',
+        `Logons to ${instance.id} are refused: its SSH address ${instance.sshAddress}: ${target.reason}. Fix the ` +
+          "agent's --ssh-address, or list the address in the server's --ssh-address-allowlist.",
       );
     }
     if (!(await this.#d.hub.reachable(instance.id))) {
@@ -339,6 +373,18 @@ export class LogonService {
     this.#d.audit.record({ event: 'grant.failed', ...ref, code });
     await this.#d.grants.markFailed(ref.grantId, code);
     await this.#destroy(ref.grantId, ref.instanceId, 'logon-failed');
+  }
+
+  /**
+   * A revoke sent while the agent was away (restarting, reconnecting) is lost; the key would stay on the
+   * host until its own deadline. So each time an agent connects it is told again of every grant the
+   * server destroyed that the host has not reported removed (host clocks up to the longest grant lifetime
+   * behind the server's included).
+   */
+  async #resendRevokes(instanceId: string): Promise<void> {
+    const sinceMs = this.#d.clock.nowMs() - MAX_GRANT_LIFETIME_SECONDS * 1000;
+    const ids = await this.#d.grants.listRevokedOnHost(instanceId, iso(sinceMs), MAX_RESENT_REVOKES);
+    for (const grantId of ids) await this.#d.hub.deliver(instanceId, { t: 'grant-revoke', grantId });
   }
 
   #report(instanceId: string, report: GrantReport): void {

@@ -294,6 +294,7 @@ export class TerminalGateway {
         instanceId: t.instanceId,
         sshAddress: grant.instance.sshAddress,
         hostKeys: grant.instance.hostKeys,
+        targetPolicy: this.#d.logon.sshTargetPolicy,
         username: t.osUser,
         privateKey: key.privateKey,
         publicKeyLine: key.publicKeyLine,

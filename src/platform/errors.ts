@@ -67,6 +67,11 @@ export const ERROR_CODES = {
   'InvalidInstanceId.NotFound': { status: 404, summary: 'No instance with this id exists in the region.' },
   'InvalidInstanceName.Malformed': { status: 400, summary: 'The instance name breaks the naming rules.' },
   IncorrectInstanceStatus: { status: 403, summary: 'The instance is in a state that does not allow this.' },
+  'HostKeys.NoChange': { status: 409, summary: 'The instance has no host keys waiting to be accepted.' },
+  'HostKeys.Mismatch': {
+    status: 409,
+    summary: 'The host keys waiting to be accepted are not the ones named.',
+  },
   InvalidEnrollmentToken: {
     status: 403,
     summary: 'The enrollment token is unknown, expired or already used.',
@@ -101,6 +106,14 @@ export const ERROR_CODES = {
     summary: 'The agent did not confirm the one-time key in time.',
   },
   'Logon.NoHostKeys': { status: 409, summary: 'The instance has no pinned host key to verify sshd with.' },
+  'Logon.HostKeysChanged': {
+    status: 409,
+    summary: 'The instance reported host keys other than the pinned ones; they must be accepted first.',
+  },
+  'Logon.SshAddressRefused': {
+    status: 409,
+    summary: "The instance's SSH address is not one the server may connect to.",
+  },
   'Logon.SshdUnreachable': { status: 502, summary: "The broker cannot reach the instance's sshd." },
   'Logon.HostKeyMismatch': {
     status: 502,

@@ -122,7 +122,8 @@ export async function startInProcessServer(opts: InProcessOptions = {}): Promise
   );
   let running: RunningServer;
   try {
-    const flags: Record<string, string> = { dataDir, listen: '127.0.0.1:0' };
+    // The test hosts run sshd on 127.0.0.1.
+    const flags: Record<string, string> = { dataDir, listen: '127.0.0.1:0', allowLoopbackHosts: 'true' };
     if (opts.tls !== undefined) {
       flags['tlsCert'] = opts.tls.certFile;
       flags['tlsKey'] = opts.tls.keyFile;
@@ -175,8 +176,10 @@ export async function startInProcessServer(opts: InProcessOptions = {}): Promise
 const childDatabases = new Map<string, { url?: string; drop(): Promise<void> }>();
 
 export interface ChildServerOptions {
-  /** Extra arguments after `server --data-dir D --listen 127.0.0.1:0`. */
+  /** Extra arguments after `server --data-dir D --listen 127.0.0.1:0 --allow-loopback-hosts`. */
   readonly args?: readonly string[];
+  /** Leave out `--allow-loopback-hosts` (the test sshd hosts listen on 127.0.0.1, so it is on by default). */
+  readonly noLoopbackHosts?: boolean;
   /** Extra environment (the child otherwise gets PATH and HOME only). */
   readonly env?: Readonly<Record<string, string>>;
   /** PEM CA to trust when polling /healthz over https. */
@@ -258,7 +261,17 @@ export async function startChildServer(opts: ChildServerOptions = {}): Promise<C
   const databaseArgs = database.url === undefined ? [] : ['--database', database.url];
   const child = spawn(
     process.execPath,
-    [BIN, 'server', '--data-dir', dataDir, '--listen', '127.0.0.1:0', ...databaseArgs, ...(opts.args ?? [])],
+    [
+      BIN,
+      'server',
+      '--data-dir',
+      dataDir,
+      '--listen',
+      '127.0.0.1:0',
+      ...(opts.noLoopbackHosts === true ? [] : ['--allow-loopback-hosts']),
+      ...databaseArgs,
+      ...(opts.args ?? []),
+    ],
     { env: baseEnv(opts.env), stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let out = '';

@@ -247,6 +247,8 @@ export function agentArgs(opts: {
     opts.sshd.pidFile,
     '--ssh-address',
     `127.0.0.1:${String(opts.sshd.port)}`,
+    // The test servers listen on 127.0.0.1 over plain http.
+    ...(/(^|,)\s*http:/.test(opts.server) ? ['--insecure-http'] : []),
     // One-time logon parts under /run (tmpfs), not the system's /usr/local; `extra` may override them.
     '--grants-dir',
     '/run/keyward-test/grants',

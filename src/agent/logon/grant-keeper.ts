@@ -1,7 +1,8 @@
 /**
  * The agent's one-time grants (DESIGN.md §4): verifies each grant the server sends, stores it for the
  * AuthorizedKeysCommand helper, and deletes it at its deadline — by a timer per grant, by a sweep every
- * few seconds and at start (leftovers of a crash or an earlier run), and at once on `grant-revoke`.
+ * few seconds and at start (leftovers of a crash or an earlier run), and at once on `grant-revoke`. At
+ * start the unexpired grants of an earlier run are taken back from disk, so a revoke after a restart works.
  *
  * Verification, before anything touches the disk: the signature by the grant-signing key pinned at
  * enrollment; the grant names this instance; it has not expired (host clock); its id was not seen before
@@ -68,10 +69,33 @@ export class GrantKeeper {
     }
     await this.#d.store.ensureDir();
     await this.#sweep('swept');
+    await this.#adoptStored();
     this.#sweeper = setInterval(() => {
       void this.#sweep('swept');
     }, SWEEP_INTERVAL_MS);
     this.#sweeper.unref();
+  }
+
+  /**
+   * Takes back the grants an earlier run of the agent left on disk (not yet expired): each gets its timer
+   * again and its id is remembered, so a `grant-revoke` that arrives after a restart deletes it at once
+   * and a replay of it is still refused.
+   */
+  async #adoptStored(): Promise<void> {
+    const now = this.#nowSeconds();
+    for (const g of await this.#d.store.list()) {
+      if (g.hostExpiresAt <= now || this.#grants.has(g.grantId)) continue;
+      const stored = { grantId: g.grantId, osUser: g.osUser, hostExpiresAt: g.hostExpiresAt };
+      const timer = setTimeout(
+        () => {
+          void this.#remove(stored, 'expired');
+        },
+        Math.max(0, g.hostExpiresAt * 1000 - this.#d.nowMs()),
+      );
+      timer.unref();
+      this.#grants.set(g.grantId, { ...stored, timer });
+      this.#seen.set(g.grantId, g.hostExpiresAt);
+    }
   }
 
   stop(): void {

@@ -132,11 +132,26 @@ test('a comma-separated server setting is a list of URLs, each normalised, in th
 test('the list may come from KEYWARD_AGENT_SERVER', () => {
   const c = loadAgentConfig(
     {},
-    { KEYWARD_AGENT_SERVER: 'http://10.0.0.1:8080,http://10.0.0.2:8080' },
+    { KEYWARD_AGENT_SERVER: 'http://10.0.0.1:8080,http://10.0.0.2:8080', KEYWARD_AGENT_INSECURE_HTTP: '1' },
     'linux',
     SSHD,
   );
   assert.deepEqual(c.serverUrls, ['http://10.0.0.1:8080', 'http://10.0.0.2:8080']);
+  assert.equal(c.insecureHttp, true);
+});
+
+test('a plain http server URL is refused unless --insecure-http says so', () => {
+  assert.throws(
+    () => loadAgentConfig({ server: 'https://a,http://b' }, {}, 'linux', SSHD),
+    (err: unknown) =>
+      err instanceof AgentConfigError &&
+      err.code === 'AgentConfig.InsecureHttp' &&
+      err.setting === '--server' &&
+      err.entry === 2,
+  );
+  const c = loadAgentConfig({ server: 'http://b', 'insecure-http': true }, {}, 'linux', SSHD);
+  assert.deepEqual(c.serverUrls, ['http://b']);
+  assert.equal(loadAgentConfig({ server: 'https://a' }, {}, 'linux', SSHD).insecureHttp, false);
 });
 
 test('16 server URLs are accepted', () => {

@@ -38,6 +38,8 @@ export interface AgentConfig {
   /** The CA bundle's PEM text, read at start. */
   readonly ca?: Buffer;
   readonly once: boolean;
+  /** Plain `http://` server URLs were allowed explicitly (`--insecure-http`): a lab or the server's own host. */
+  readonly insecureHttp: boolean;
   readonly logLevel: AgentLogLevel;
   /** One-time logons: where grants live, the AuthorizedKeysCommand helper and the user it runs as. */
   readonly logon: {
@@ -74,6 +76,7 @@ export const AGENT_CONFIG_ERROR_CODES = [
   'AgentConfig.ServerUrlDuplicate',
   'AgentConfig.TooManyServerUrls',
   'AgentConfig.CaNeedsHttps',
+  'AgentConfig.InsecureHttp',
 ] as const;
 export type AgentConfigErrorCode = (typeof AGENT_CONFIG_ERROR_CODES)[number];
 
@@ -110,6 +113,7 @@ export const AGENT_FLAGS = [
   'sshd-binary',
   'ca',
   'once',
+  'insecure-http',
   'log-level',
   'grants-dir',
   'authorized-keys-command',
@@ -224,6 +228,17 @@ export function loadAgentConfig(
     }
     ca = readCa(caSetting);
   }
+  // Over plain http the channel, the enrollment token and every desired state cross the network in the
+  // clear: only when asked for by name.
+  const insecureHttp = flags['insecure-http'] === true || parseBool(pick('insecure-http'));
+  const firstPlain = serverUrls.findIndex((u) => u.startsWith('http:'));
+  if (firstPlain !== -1 && !insecureHttp) {
+    throw new AgentConfigError(
+      `${server.source}: ${entryName(serverUrls.length, firstPlain)} is plain http://, which is not encrypted; ` +
+        'use https:// (with --ca for a private CA), or pass --insecure-http for a lab or a server on this host',
+      { code: 'AgentConfig.InsecureHttp', setting: server.source, entry: firstPlain + 1 },
+    );
+  }
 
   const level = pick('log-level') ?? { value: AGENT_DEFAULTS.logLevel, source: 'default' };
   const logLevel = AGENT_LOG_LEVELS.find((l) => l === level.value);
@@ -268,6 +283,7 @@ export function loadAgentConfig(
     ...(caSetting !== undefined && { caFile: caSetting.value }),
     ...(ca !== undefined && { ca }),
     once: flags.once === true || parseBool(pick('once')),
+    insecureHttp,
     logLevel,
   });
 }

@@ -20,7 +20,7 @@ Commands:
                                   move a stopped SQLite installation into an empty PostgreSQL database
   keypair create|import|list|show|delete|attach|detach
                                   manage SSH key pairs (ECS-compatible) and bind them to instances
-  instance enroll-token|list|show|rename|tag|untag|revoke
+  instance enroll-token|list|show|rename|tag|untag|revoke|accept-host-keys
                                   enroll hosts (one-time tokens for their agents) and manage them
   ssh [USER@]INSTANCE [-- SSH_ARGS...]
                                   log on with the system's ssh and a one-time key (no key to manage)

@@ -207,6 +207,7 @@ export async function startServer(
         refusals,
         rateLimit: new SourceRateLimiter({ perMinute: sourceLimits.agentConnectsPerMinute }, clock),
         timings: { maxPendingPerSource: sourceLimits.agentPendingPerSource },
+        signingKey: grantSigning.key,
       }),
     };
     const logonAudit = logonSink(logger, auditLog);
@@ -221,6 +222,10 @@ export async function startServer(
       audit: logonAudit,
       keyLifetimeSeconds: config.logon.keyLifetimeSeconds,
       brokerSourceAddresses: config.logon.brokerSourceAddresses,
+      sshTargets: {
+        allowLoopback: config.logon.allowLoopbackHosts,
+        allowlist: config.logon.sshAddressAllowlist,
+      },
     });
     await logonService.sweepExpired('expired-while-server-down');
     const tickets = new TerminalTickets({ db, clock });

@@ -5,6 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { isAllowlistEntry, MAX_SSH_ADDRESS_ALLOWLIST } from '../../logon/index.js';
 import { MASTER_KEY_BYTES } from '../../platform/crypto/secret-box.js';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -45,6 +46,10 @@ export interface LogonConfig {
   readonly idleTimeoutSeconds: number;
   /** Addresses the broker connects to hosts from, for the key line's `from=` (empty: not restricted). */
   readonly brokerSourceAddresses: readonly string[];
+  /** SSH addresses on loopback may be used (single-machine installs and tests); off by default. */
+  readonly allowLoopbackHosts: boolean;
+  /** IPs, CIDR blocks or DNS names agents may name as their SSH address besides the host's own addresses. */
+  readonly sshAddressAllowlist: readonly string[];
 }
 
 export const DEFAULTS: Readonly<{ dataDir: string; listen: string; regionId: string; logLevel: LogLevel }> =
@@ -75,6 +80,8 @@ const FILE_FIELDS = [
   'sessionMaxSeconds',
   'sessionIdleSeconds',
   'brokerSourceAddresses',
+  'allowLoopbackHosts',
+  'sshAddressAllowlist',
   'database',
   'databaseMaxConnections',
   'enrollmentsPerMinute',
@@ -94,6 +101,8 @@ const ENV_NAMES: Record<Field, string> = {
   sessionMaxSeconds: 'KEYWARD_SESSION_MAX_SECONDS',
   sessionIdleSeconds: 'KEYWARD_SESSION_IDLE_SECONDS',
   brokerSourceAddresses: 'KEYWARD_BROKER_SOURCE_ADDRESSES',
+  allowLoopbackHosts: 'KEYWARD_ALLOW_LOOPBACK_HOSTS',
+  sshAddressAllowlist: 'KEYWARD_SSH_ADDRESS_ALLOWLIST',
   database: 'KEYWARD_DATABASE_URL',
   databaseMaxConnections: 'KEYWARD_DATABASE_MAX_CONNECTIONS',
   enrollmentsPerMinute: 'KEYWARD_ENROLLMENTS_PER_MINUTE',
@@ -112,6 +121,8 @@ const FLAG_NAMES: Record<Field, string> = {
   sessionMaxSeconds: '--session-max-seconds',
   sessionIdleSeconds: '--session-idle-seconds',
   brokerSourceAddresses: '--broker-source-addresses',
+  allowLoopbackHosts: '--allow-loopback-hosts',
+  sshAddressAllowlist: '--ssh-address-allowlist',
   database: '--database',
   databaseMaxConnections: '--database-max-connections',
   enrollmentsPerMinute: '--enrollments-per-minute',
@@ -253,11 +264,33 @@ export function loadServerConfig(
       `${sources?.source ?? ''}: broker source addresses must be at most 8 IP addresses or CIDR blocks, comma-separated`,
     );
   }
+  const loopback = pick('allowLoopbackHosts');
+  let allowLoopbackHosts = false;
+  if (loopback !== undefined) {
+    if (!['true', 'false', '1', '0'].includes(loopback.value)) {
+      throw new ConfigError(`${loopback.source}: must be true or false`);
+    }
+    allowLoopbackHosts = loopback.value === 'true' || loopback.value === '1';
+  }
+  const allow = pick('sshAddressAllowlist');
+  const sshAddressAllowlist =
+    allow === undefined || allow.value.trim() === '' ? [] : allow.value.split(',').map((a) => a.trim());
+  if (
+    sshAddressAllowlist.length > MAX_SSH_ADDRESS_ALLOWLIST ||
+    sshAddressAllowlist.some((a) => !isAllowlistEntry(a))
+  ) {
+    throw new ConfigError(
+      `${allow?.source ?? ''}: the SSH address allowlist must be at most ${MAX_SSH_ADDRESS_ALLOWLIST} IP addresses, ` +
+        'CIDR blocks or DNS names, comma-separated',
+    );
+  }
   const logon: LogonConfig = Object.freeze({
     keyLifetimeSeconds: seconds('logonKeyLifetime', 60, 1, 300),
     maxSessionSeconds: seconds('sessionMaxSeconds', 6 * 3600, 10, 7 * 86_400),
     idleTimeoutSeconds: seconds('sessionIdleSeconds', 30 * 60, 10, 86_400),
     brokerSourceAddresses: Object.freeze(brokerSourceAddresses),
+    allowLoopbackHosts,
+    sshAddressAllowlist: Object.freeze(sshAddressAllowlist),
   });
 
   const database = parseDatabase(pick('database'), pick('databaseMaxConnections'));

@@ -70,7 +70,12 @@ function addInstanceDialog(): void {
       });
       showOnce('Enrollment token', `It works once, until ${when(res.ExpireTime)}, and is not shown again.`, [
         ['Token', res.Token],
-        ['On the host', `sudo keyward agent --server ${location.origin} --token ${res.Token}`],
+        [
+          'On the host',
+          // A plain-http server is only for a lab or this very host: the agent wants that said by name.
+          `sudo keyward agent --server ${location.origin} --token ${res.Token}` +
+            (location.protocol === 'http:' ? ' --insecure-http' : ''),
+        ],
       ]);
       return 'Enrollment token created.';
     },

@@ -31,6 +31,7 @@ import {
   AgentProtocolError,
   CLOSE_CODES,
   CONNECT_PATH,
+  desiredSigningInput,
   HEARTBEAT_INTERVAL_MS,
   HEARTBEAT_TIMEOUT_MS,
   HELLO_TIMEOUT_MS,
@@ -38,6 +39,7 @@ import {
   parseAgentMessage,
   type AgentMessage,
   type AppliedState,
+  type ServerMessage,
 } from '../../agent-channel/index.js';
 import type { Clock } from '../../platform/clock.js';
 import { AppError } from '../../platform/errors.js';
@@ -45,11 +47,14 @@ import { sourceGroup } from '../../platform/http/source-address.js';
 import type { SourceRateLimiter } from '../../platform/http/source-rate-limiter.js';
 import type { AgentHub } from '../agent-hub.js';
 import type { AgentPresence } from '../agent-presence.js';
+import type { GrantSigningKey } from '../grant-signing-key.js';
 import { storedFactsOf } from '../host-facts.js';
+import type { HostKey } from '../host-keys.js';
 import type { InstanceAuditSink, RefusalReason } from '../instance-audit.js';
 import type { InstanceId } from '../instance-id.js';
 import type { InstanceRepository } from '../instance-repository.js';
 import type { Refusal, RefusalTally } from '../refusal-tally.js';
+import type { InstanceIdentity } from '../model.js';
 import { causeOf, refuseUpgrade, Session, toBuffer, type SessionOwner } from './agent-session.js';
 import { decideHello } from './hello.js';
 
@@ -81,6 +86,32 @@ export const DEFAULT_GATEWAY_TIMINGS: GatewayTimings = Object.freeze({
   maxPendingPerSource: 100,
 });
 
+const keySet = (keys: readonly HostKey[]): string =>
+  keys
+    .map((k) => k.publicKey)
+    .sort()
+    .join('\n');
+
+/**
+ * What a hello's host keys mean for the instance: none pending when they are the pinned ones; otherwise
+ * pending, since the first time this exact set was reported (`newlyReported` then says to audit it).
+ */
+export function hostKeyChange(
+  identity: Pick<InstanceIdentity, 'hostKeys' | 'pendingHostKeys' | 'hostKeysChangedAt'>,
+  reported: readonly HostKey[],
+  nowIso: string,
+): { pending: { hostKeys: readonly HostKey[]; since: string } | null; newlyReported: boolean } {
+  const set = keySet(reported);
+  if (set === keySet(identity.hostKeys)) return { pending: null, newlyReported: false };
+  if (identity.pendingHostKeys !== null && set === keySet(identity.pendingHostKeys)) {
+    return {
+      pending: { hostKeys: reported, since: identity.hostKeysChangedAt ?? nowIso },
+      newlyReported: false,
+    };
+  }
+  return { pending: { hostKeys: reported, since: nowIso }, newlyReported: true };
+}
+
 /** Messages an agent may send while its hello is being verified (they are handled after `welcome`). */
 const MAX_QUEUED_DURING_HELLO = 8;
 
@@ -96,6 +127,8 @@ export interface AgentGatewayDeps {
   readonly refusals: Pick<RefusalTally, 'record'>;
   /** Handshakes (WebSocket upgrades) per source address. */
   readonly rateLimit: Pick<SourceRateLimiter, 'take'>;
+  /** Signs every desired state sent to an agent (the key agents pin at enrollment). */
+  readonly signingKey: GrantSigningKey;
   readonly timings?: Partial<GatewayTimings>;
 }
 
@@ -109,6 +142,7 @@ export class AgentGateway implements SessionOwner {
   readonly #audit: InstanceAuditSink;
   readonly #refusals: Pick<RefusalTally, 'record'>;
   readonly #rateLimit: Pick<SourceRateLimiter, 'take'>;
+  readonly #signingKey: GrantSigningKey;
   readonly #t: GatewayTimings;
   readonly #wss: WebSocketServer;
   readonly #pending = new Set<Session>();
@@ -131,6 +165,7 @@ export class AgentGateway implements SessionOwner {
     this.#audit = deps.audit;
     this.#refusals = deps.refusals;
     this.#rateLimit = deps.rateLimit;
+    this.#signingKey = deps.signingKey;
     this.#t = { ...DEFAULT_GATEWAY_TIMINGS, ...deps.timings };
     this.#lastHeartbeatMs = deps.clock.nowMs();
     this.#wss = new WebSocketServer({
@@ -407,7 +442,11 @@ export class AgentGateway implements SessionOwner {
     if (replaced !== undefined) replaced.close(CLOSE_CODES.replaced, 'replaced by a newer connection');
     const { facts, droppedHostKeys } = storedFactsOf(msg.facts);
     const nowMs = this.#clock.nowMs();
-    if (!(await this.#repo.recordHello(id, facts, new Date(nowMs).toISOString()))) {
+    const nowIso = new Date(nowMs).toISOString();
+    // Host keys pinned at enrollment stay pinned: other keys wait for someone to accept them, and logons
+    // are refused meanwhile (a cloned identity cannot swap the keys the broker and `keyward ssh` trust).
+    const change = hostKeyChange(identity, facts.hostKeys, nowIso);
+    if (!(await this.#repo.recordHello(id, facts, nowIso, change.pending))) {
       this.#refuse(s, 'revoked', CLOSE_CODES.revoked, undefined, id);
       return;
     }
@@ -417,14 +456,13 @@ export class AgentGateway implements SessionOwner {
         'agent reported host keys that cannot be pinned',
       );
     }
-    const before = identity.hostKeys.map((k) => k.publicKey).sort();
-    const after = facts.hostKeys.map((k) => k.publicKey).sort();
-    if (before.join('\n') !== after.join('\n')) {
+    if (change.newlyReported) {
       this.#audit.record({
         event: 'agent.hostkeys.changed',
         instanceId: id,
         remoteAddress: s.remoteAddress,
         fingerprints: facts.hostKeys.map((k) => k.fingerprintSha256),
+        pinned: identity.hostKeys.map((k) => k.fingerprintSha256),
       });
     }
     if (msg.applied !== null) await this.#applied(s, msg.applied);
@@ -455,6 +493,7 @@ export class AgentGateway implements SessionOwner {
       remoteAddress: s.remoteAddress,
       agentVersion: facts.agentVersion,
     });
+    this.#hub.connected(id);
     const queued = s.queued ?? [];
     s.queued = undefined;
     for (const data of queued) await this.#agentMessage(s, data);
@@ -503,6 +542,19 @@ export class AgentGateway implements SessionOwner {
       current,
     });
     this.#hub.applied(id, state);
+  }
+
+  /**
+   * Signs a desired state for the session's instance right before it is written: whichever path it came
+   * by (the handshake, a push, a relay from another replica), the agent receives it signed.
+   */
+  seal(s: Session, message: ServerMessage): ServerMessage {
+    if (message.t !== 'desired') return message;
+    if (s.instanceId === '') throw new TypeError('a desired state before the agent authenticated');
+    const signature = this.#signingKey
+      .sign(desiredSigningInput(s.instanceId, message.generation, message.binding))
+      .toString('base64');
+    return { t: 'desired', generation: message.generation, binding: message.binding, signature };
   }
 
   /**

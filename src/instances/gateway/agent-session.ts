@@ -13,6 +13,8 @@ import type { DesiredState } from '../model.js';
 /** What a session needs from its gateway. */
 export interface SessionOwner {
   closeSession(s: Session, code: number, reason: string): void;
+  /** The message as it goes on this session's wire (desired states signed for its instance). */
+  seal(s: Session, message: ServerMessage): ServerMessage;
 }
 
 export type Phase = 'hello' | 'verifying' | 'open' | 'closed';
@@ -51,7 +53,8 @@ export class Session implements AgentLink {
   }
 
   send(message: ServerMessage): void {
-    if (this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(message));
+    if (this.ws.readyState === WebSocket.OPEN)
+      this.ws.send(JSON.stringify(this.#gateway.seal(this, message)));
   }
 
   close(code: number, reason: string): void {

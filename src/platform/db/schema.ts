@@ -58,6 +58,13 @@ export interface InstancesTable {
   ssh_address: string;
   /** JSON array of `{ type, publicKey, fingerprintSha256 }`: sshd's host keys, parsed and re-serialised. */
   host_keys: string;
+  /**
+   * Other host keys the agent reported after enrollment (same JSON form), waiting to be accepted; null when
+   * the reported keys are the pinned ones. Logons are refused while it is set.
+   */
+  pending_host_keys: string | null;
+  /** When the pending host keys were first reported. */
+  host_keys_changed_at: string | null;
   agent_version: string;
   login_user: string;
   /** The agent's Ed25519 identity public key: raw 32 bytes, base64. */

@@ -2,7 +2,8 @@
  * The ECS instance actions Keyward serves for enrolled hosts: DescribeInstances with ECS request
  * parameters and response shapes (shared ECS-API.md), plus Keyward's extensions under the same API
  * version: CreateEnrollmentToken, ModifyInstanceAttribute (rename), TagResources/UntagResources for
- * ResourceType=instance, and DeleteInstance (revoke).
+ * ResourceType=instance, DeleteInstance (revoke) and AcceptInstanceHostKeys (pin the host keys an agent
+ * reported after enrollment).
  */
 import {
   DEFAULT_ENROLLMENT_TTL_SECONDS,
@@ -11,6 +12,7 @@ import {
   MIN_ENROLLMENT_TTL_SECONDS,
   parseInstanceName,
   type EnrollmentService,
+  type HostKey,
   type InstanceService,
   type InstanceStatus,
   type InstanceView,
@@ -36,6 +38,13 @@ interface Deps {
   readonly regions: ReadonlySet<string>;
 }
 
+function hostKeyItem(k: HostKey): Record<string, string> {
+  return { Type: k.type, PublicKey: k.publicKey, FingerprintSha256: k.fingerprintSha256 };
+}
+
+/** Host keys an AcceptInstanceHostKeys call may name (agents report at most 8). */
+export const MAX_ACCEPT_FINGERPRINTS = 8;
+
 /** One `Instances.Instance[]` item: the ECS fields, and Keyward's agent facts under `KeywardAgent`. */
 export function instanceItem(v: InstanceView): Record<string, unknown> {
   const r = v.record;
@@ -59,13 +68,12 @@ export function instanceItem(v: InstanceView): Record<string, unknown> {
       LoginUser: r.loginUser,
       OSVersion: r.osVersion,
       Kernel: r.kernel,
-      HostKeys: {
-        HostKey: r.hostKeys.map((k) => ({
-          Type: k.type,
-          PublicKey: k.publicKey,
-          FingerprintSha256: k.fingerprintSha256,
-        })),
-      },
+      HostKeys: { HostKey: r.hostKeys.map(hostKeyItem) },
+      // Pinned: the agent reports the keys pinned at enrollment (or last accepted). Changed: it reports
+      // others, listed under PendingHostKeys; logons are refused until AcceptInstanceHostKeys.
+      HostKeyStatus: r.pendingHostKeys === null ? 'Pinned' : 'Changed',
+      PendingHostKeys: { HostKey: (r.pendingHostKeys ?? []).map(hostKeyItem) },
+      HostKeysChangedTime: r.hostKeysChangedAt === null ? '' : ecsTimeSeconds(r.hostKeysChangedAt),
       Binding: {
         KeyPairName: r.keyPairName ?? '',
         State: v.binding.state,
@@ -212,6 +220,26 @@ export function instanceActions(deps: Deps): RpcAction[] {
         ]);
         await deps.instances.revoke({ accountId: ctx.accountId, accessKeyId: ctx.accessKeyId }, id, regionId);
         return {};
+      },
+    },
+    {
+      name: 'AcceptInstanceHostKeys',
+      version: ECS_API_VERSION,
+      async handle(params, ctx) {
+        const regionId = optionalRegionId(params, deps.regions);
+        const id = params.requiredString('InstanceId', 64);
+        const fingerprints = readIndexed(params, 'HostKeyFingerprint', MAX_ACCEPT_FINGERPRINTS, 64);
+        params.finish('AcceptInstanceHostKeys');
+        await ctx.authorize('ecs:AcceptInstanceHostKeys', [
+          arn.instance(regionForResource(regionId, deps.regions), ctx.accountId, id),
+        ]);
+        const accepted = await deps.instances.acceptHostKeys(
+          { accountId: ctx.accountId, accessKeyId: ctx.accessKeyId },
+          id,
+          fingerprints.length > 0 ? fingerprints : undefined,
+          regionId,
+        );
+        return { InstanceId: id, HostKeyFingerprints: { HostKeyFingerprint: accepted } };
       },
     },
     {

@@ -23,6 +23,7 @@ const OPTIONS = {
   'sshd-binary': { type: 'string' },
   ca: { type: 'string' },
   once: { type: 'boolean' },
+  'insecure-http': { type: 'boolean' },
   'log-level': { type: 'string' },
   'grants-dir': { type: 'string' },
   'authorized-keys-command': { type: 'string' },

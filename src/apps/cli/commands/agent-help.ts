@@ -21,6 +21,8 @@ Options (each also as an environment variable, e.g. --state-dir ↔ KEYWARD_AGEN
   --sshd-pid-file FILE     sshd's pid file, to signal a reload (default ${DEFAULT_SSHD_TARGET.pidFile})
   --sshd-binary FILE       sshd, for sshd -t and sshd -T (default ${DEFAULT_SSHD_TARGET.sshdBinary})
   --ca FILE                PEM CA bundle that signed the server's certificate (https only, every URL)
+  --insecure-http          allow plain http:// server URLs (not encrypted: a lab, or a server on this
+                           host only); without it the agent refuses them
   --once                   apply the first desired state, acknowledge it and exit (60 s limit)
   --log-level LEVEL        fatal, error, warn, info (default), debug, trace or silent
   --grants-dir DIR         one-time grants, read by the helper (default /run/keyward-agent/grants)

@@ -1,5 +1,5 @@
 /**
- * `keyward instance enroll-token|list|show|rename|tag|untag|revoke`: enrolled hosts over the signed API
+ * `keyward instance enroll-token|list|show|rename|tag|untag|revoke|accept-host-keys`: enrolled hosts over the signed API
  * (DescribeInstances and Keyward's instance actions).
  */
 import type { RpcClient } from '../../../client/index.js';
@@ -39,6 +39,11 @@ Commands:
   revoke ID
       Revokes an instance: its agent is disconnected, can never reconnect, and its key pair binding is
       removed. Enroll the host again (with a new token) to bring it back.
+  accept-host-keys ID [--fingerprint SHA256:...]...
+      Pins the sshd host keys the instance's agent reported after enrollment (\`show\` lists them under
+      "Pending host keys"; logons are refused until they are accepted). Check them on the host first
+      (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub); with --fingerprint, only exactly those keys are
+      accepted, so a change reported meanwhile is not pinned unseen. Needs ecs:AcceptInstanceHostKeys.
 
 Bind key pairs with \`keyward keypair attach NAME ID...\` and \`keyward keypair detach NAME ID...\`.
 `;
@@ -82,6 +87,9 @@ export interface InstanceItem {
     OSVersion?: string;
     Kernel?: string;
     HostKeys?: { HostKey?: Array<{ Type: string; PublicKey: string; FingerprintSha256: string }> };
+    HostKeyStatus?: string;
+    PendingHostKeys?: { HostKey?: Array<{ Type: string; PublicKey: string; FingerprintSha256: string }> };
+    HostKeysChangedTime?: string;
     Binding?: { KeyPairName?: string; State?: string; ErrorCode?: string; ErrorMessage?: string };
   };
 }
@@ -241,6 +249,42 @@ export async function instanceCommand(
       const keys = agent.HostKeys?.HostKey ?? [];
       println(io.stdout, `${'Host keys'.padEnd(14)}${keys.length === 0 ? '(none pinned)' : ''}`.trimEnd());
       for (const k of keys) println(io.stdout, `  ${k.Type.padEnd(22)}${k.FingerprintSha256}`);
+      if (agent.HostKeyStatus === 'Changed') {
+        println(
+          io.stdout,
+          `Pending host keys (reported ${agent.HostKeysChangedTime ?? ''}; logons refused until accepted):`,
+        );
+        for (const k of agent.PendingHostKeys?.HostKey ?? [])
+          println(io.stdout, `  ${k.Type.padEnd(22)}${k.FingerprintSha256}`);
+      }
+      return 0;
+    }
+
+    case 'accept-host-keys': {
+      const { values, positionals } = parseCommandArgs(rest, {
+        ...common,
+        fingerprint: { type: 'string', multiple: true },
+      });
+      if (values['help'] === true) return help(io);
+      const id = oneId(positionals, 'accept-host-keys');
+      const fingerprints = listFlag(values, 'fingerprint');
+      if (fingerprints.length > 8)
+        throw new UsageError('instance accept-host-keys takes at most 8 --fingerprint');
+      const params: Record<string, string> = { InstanceId: id };
+      fingerprints.forEach((f, i) => {
+        params[`HostKeyFingerprint.${i + 1}`] = f;
+      });
+      const { client, regionId } = connect();
+      const res = await client.call<{ HostKeyFingerprints: { HostKeyFingerprint: string[] } }>(
+        'AcceptInstanceHostKeys',
+        { RegionId: regionId, ...params },
+      );
+      if (values['json'] === true) {
+        println(io.stdout, JSON.stringify(res, null, 2));
+        return 0;
+      }
+      println(io.stdout, `Pinned the host keys of ${id}; logons to it work again:`);
+      for (const f of res.HostKeyFingerprints.HostKeyFingerprint) println(io.stdout, `  ${f}`);
       return 0;
     }
 

@@ -18,6 +18,8 @@ const OPTIONS = {
   'session-max-seconds': { type: 'string' },
   'session-idle-seconds': { type: 'string' },
   'broker-source-addresses': { type: 'string' },
+  'allow-loopback-hosts': { type: 'boolean' },
+  'ssh-address-allowlist': { type: 'string' },
   database: { type: 'string' },
   'database-max-connections': { type: 'string' },
   'enrollments-per-minute': { type: 'string' },
@@ -46,6 +48,7 @@ export async function serverCommand(args: readonly string[], io: CliIo): Promise
     'session-max-seconds': 'sessionMaxSeconds',
     'session-idle-seconds': 'sessionIdleSeconds',
     'broker-source-addresses': 'brokerSourceAddresses',
+    'ssh-address-allowlist': 'sshAddressAllowlist',
     database: 'database',
     'database-max-connections': 'databaseMaxConnections',
     'enrollments-per-minute': 'enrollmentsPerMinute',
@@ -57,6 +60,7 @@ export async function serverCommand(args: readonly string[], io: CliIo): Promise
     const v = stringFlag(values, flag);
     if (v !== undefined) flags[field] = v;
   }
+  if (values['allow-loopback-hosts'] === true) flags['allowLoopbackHosts'] = 'true';
   let config;
   try {
     config = loadServerConfig(flags, io.env);

@@ -19,6 +19,10 @@ Options (each also from an environment variable, then from the config file; flag
   --session-idle-seconds SECONDS terminal idle timeout    KEYWARD_SESSION_IDLE_SECONDS (default 1800)
   --broker-source-addresses LIST the broker's own IPs/CIDRs; one-time keys of terminal logons are then
                                  accepted by sshd only from them (from=)   KEYWARD_BROKER_SOURCE_ADDRESSES
+  --ssh-address-allowlist LIST   IPs, CIDRs or DNS names agents may report as their SSH address besides
+                                 the host's own addresses            KEYWARD_SSH_ADDRESS_ALLOWLIST
+  --allow-loopback-hosts         let logons use SSH addresses on loopback (127.0.0.0/8, ::1): a server
+                                 and its hosts on one machine, tests  KEYWARD_ALLOW_LOOPBACK_HOSTS=true
   --database URL      PostgreSQL for several replicas (postgres://USER:PASSWORD@HOST:PORT/DB); without
                       it, embedded SQLite in the data directory  KEYWARD_DATABASE_URL
   --database-max-connections N   pool size per replica, 2-200  KEYWARD_DATABASE_MAX_CONNECTIONS (default 10)
@@ -30,8 +34,8 @@ Options (each also from an environment variable, then from the config file; flag
                                                       KEYWARD_AGENT_PENDING_PER_SOURCE (default 100)
   --config FILE       JSON file with any of: dataDir, listen, regionId, tlsCert, tlsKey, logLevel,
                       logonKeyLifetime, sessionMaxSeconds, sessionIdleSeconds, brokerSourceAddresses,
-                      database, databaseMaxConnections, enrollmentsPerMinute,
-                      agentConnectsPerMinute, agentPendingPerSource
+                      sshAddressAllowlist, allowLoopbackHosts, database, databaseMaxConnections,
+                      enrollmentsPerMinute, agentConnectsPerMinute, agentPendingPerSource
                                                                 KEYWARD_CONFIG
   -h, --help          show this help
 

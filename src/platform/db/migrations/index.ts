@@ -11,6 +11,7 @@ import { migration0005 } from './0005-logon.js';
 import { migration0006 } from './0006-console.js';
 import { migration0007 } from './0007-replicas.js';
 import { migration0008 } from './0008-credential-epoch.js';
+import { migration0009 } from './0009-host-trust.js';
 
 const MIGRATIONS: Record<string, Migration> = {
   '0001-initial': migration0001,
@@ -21,6 +22,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0006-console': migration0006,
   '0007-replicas': migration0007,
   '0008-credential-epoch': migration0008,
+  '0009-host-trust': migration0009,
 };
 
 /** Kysely migration provider over the migrations compiled into Keyward (no directory scanning). */
