@@ -17,7 +17,14 @@ import { RpcClient } from '../src/client/index.js';
 import { credentialsEnv } from './helpers/cli.js';
 import { waitForRunningInstance } from './helpers/instances.js';
 import { repoRoot } from './helpers/repo-root.js';
-import { BIN, baseEnv, makeTempDir, removeDir, startChildServer, type ChildServer } from './helpers/server.js';
+import {
+  BIN,
+  baseEnv,
+  makeTempDir,
+  removeDir,
+  startChildServer,
+  type ChildServer,
+} from './helpers/server.js';
 import { agentArgs, startPrivateSshd, type PrivateSshd } from './helpers/sshd.js';
 import { run, type RunResult } from './helpers/tools.js';
 
