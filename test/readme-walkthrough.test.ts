@@ -216,3 +216,106 @@ test('a refusal names the statement that came closest and why it did not match',
   assert.notEqual(keys.code, 0);
   assert.match(keys.stderr, /no statement of its policies \(Custom ops-login\) allows ecs:DescribeKeyPairs/);
 });
+
+const RAM = '2015-05-01';
+const KEYWARD = '2026-11-01';
+
+test('"log on to instances tagged env=staging" is one policy, read the same by the API and the console terminal', async () => {
+  const tag = (value: string) =>
+    rpc.call('TagResources', {
+      RegionId: 'local',
+      ResourceType: 'instance',
+      'ResourceId.1': instanceId,
+      'Tag.1.Key': 'env',
+      'Tag.1.Value': value,
+    });
+  await tag('staging');
+  await rpc.call(
+    'CreatePolicy',
+    {
+      PolicyName: 'staging-login',
+      PolicyDocument: JSON.stringify({
+        Version: '1',
+        Statement: [
+          {
+            Effect: 'Allow',
+            Action: 'ecs-workbench:LoginInstance',
+            Resource: '*',
+            Condition: {
+              StringEquals: { 'acs:ResourceTag/env': 'staging', 'ecs-workbench:LoginUser': 'root' },
+            },
+          },
+        ],
+      }),
+    },
+    { version: RAM },
+  );
+  const password = 'Staging-Passw0rd-2026';
+  await rpc.call('CreateUser', { UserName: 'bob' }, { version: RAM });
+  await rpc.call('CreateLoginProfile', { UserName: 'bob', Password: password }, { version: RAM });
+  await rpc.call(
+    'AttachPolicyToUser',
+    { PolicyType: 'Custom', PolicyName: 'staging-login', UserName: 'bob' },
+    { version: RAM },
+  );
+  const { AccessKey } = await rpc.call<{ AccessKey: { AccessKeyId: string; AccessKeySecret: string } }>(
+    'CreateAccessKey',
+    { UserName: 'bob' },
+    { version: RAM },
+  );
+  const bob = new RpcClient({
+    endpoint: server.endpoint,
+    accessKeyId: AccessKey.AccessKeyId,
+    accessKeySecret: AccessKey.AccessKeySecret,
+  });
+  const signIn = await fetch(`${server.endpoint}/console/api/sign-in`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ userName: 'bob', password }),
+  });
+  assert.equal(signIn.status, 200);
+  const cookie = (signIn.headers.get('set-cookie') ?? '').split(';')[0] ?? '';
+  const csrf = String(((await signIn.json()) as Record<string, unknown>)['CsrfToken']);
+  const consoleTerminal = async (): Promise<{ status: number; body: Record<string, unknown> }> => {
+    const res = await fetch(`${server.endpoint}/console/api/terminal`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', cookie, 'x-keyward-csrf': csrf },
+      body: JSON.stringify({ instanceId, osUser: 'root' }),
+    });
+    return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+  };
+  const apiTerminal = () =>
+    bob.call<{ SessionId: string }>(
+      'StartTerminalSession',
+      { RegionId: 'local', InstanceId: instanceId, InstanceOSUser: 'root' },
+      { version: KEYWARD },
+    );
+  try {
+    assert.match((await apiTerminal()).SessionId, /^ts-/);
+    const allowed = await consoleTerminal();
+    assert.equal(allowed.status, 200, JSON.stringify(allowed.body));
+    assert.match(String(allowed.body['SessionId']), /^ts-/);
+
+    await tag('prod');
+    await assert.rejects(apiTerminal(), (err: unknown) => {
+      assert.ok(err instanceof Error && 'code' in err && err.code === 'Forbidden.RAM', String(err));
+      assert.match(err.message, /Statement\[0\] of the Custom policy staging-login/);
+      assert.match(err.message, /the resource's tag "env" has a value the condition does not accept/);
+      assert.doesNotMatch(err.message, /prod/, 'a refusal does not show the resource tag values');
+      return true;
+    });
+    const refused = await consoleTerminal();
+    assert.equal(refused.status, 403);
+    assert.equal(refused.body['Code'], 'Forbidden.RAM');
+
+    await rpc.call('UntagResources', {
+      RegionId: 'local',
+      ResourceType: 'instance',
+      'ResourceId.1': instanceId,
+      'TagKey.1': 'env',
+    });
+    await assert.rejects(apiTerminal(), /the resource has no tag "env"/);
+  } finally {
+    bob.close();
+  }
+});

@@ -79,6 +79,11 @@ export class RpcDispatcher {
     const byName = new Map<string, RpcAction>();
     for (const a of actions) {
       if (byName.has(a.name)) throw new TypeError(`RPC action ${a.name} is registered twice`);
+      // Checked again at run time: a server never starts with an action that cannot be authorized.
+      const declared = a.permissions as readonly unknown[] | undefined;
+      if (declared === undefined || declared.length === 0 || typeof a.authorize !== 'function') {
+        throw new TypeError(`RPC action ${a.name} declares no authorization`);
+      }
       byName.set(a.name, a);
     }
     this.#actions = byName;
