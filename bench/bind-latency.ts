@@ -17,6 +17,7 @@ import { waitForRunningInstance } from '../test/helpers/instances.js';
 import { startServerProcess } from './server-process.js';
 import { summarize } from './stats.js';
 import { fixed, renderTable } from './table.js';
+import { exitWhenIdle } from './lingering-handles.js';
 
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const ROUNDS = process.argv.includes('--quick') ? 5 : 30;
@@ -131,3 +132,4 @@ async function main(): Promise<void> {
 }
 
 await main();
+exitWhenIdle('bind latency');

@@ -20,6 +20,7 @@ import { launchChromium } from '../test/helpers/browser.js';
 import { brokerLogon, REPO_ROOT, startLogonFixture } from './logon-fixture.js';
 import { summarize, type LatencySummary } from './stats.js';
 import { fixed, renderTable } from './table.js';
+import { exitWhenIdle } from './lingering-handles.js';
 
 const QUICK = process.argv.includes('--quick');
 const ROUNDS = QUICK ? 5 : 20;
@@ -190,3 +191,4 @@ async function main(): Promise<void> {
 }
 
 await main();
+exitWhenIdle('console latency');

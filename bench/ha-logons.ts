@@ -14,6 +14,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { RpcClient } from '../src/client/index.js';
+import { MAX_TICKETS_PER_CALLER, TICKET_TTL_MS } from '../src/logon/index.js';
 import type { ReplicaSet } from '../test/helpers/replicas.js';
 import { LeaseReader } from './ha-leases.js';
 import { BrokerLogonError, brokerLogon, type LogonHost } from './logon-fixture.js';
@@ -93,6 +94,28 @@ export function failureExpected(c: LogonClass): boolean {
   return c === 'in flight on the killed replica' || c === 'sent to the killed replica';
 }
 
+/**
+ * Keeps the stream under the server's per-caller bound on unredeemed terminal tickets
+ * (MAX_TICKETS_PER_CALLER; every logon here is the root caller). A logon in flight may hold a ticket, and
+ * one that failed (its replica died between StartTerminalSession and the WebSocket) may have left its
+ * ticket unredeemed until it expires, TICKET_TTL_MS after it started: both count, across phases, so a
+ * logon refused with Throttling.User is never the bench's own doing.
+ */
+class TicketBudget {
+  #failedStarts: number[] = [];
+
+  /** Whether a logon may start now, with `inFlight` logons running. */
+  allows(inFlight: number, now: number): boolean {
+    this.#failedStarts = this.#failedStarts.filter((t) => t > now - TICKET_TTL_MS);
+    return inFlight + this.#failedStarts.length < MAX_TICKETS_PER_CALLER;
+  }
+
+  /** A logon that started at `startedAt` failed: its ticket may stay outstanding until it expires. */
+  failed(startedAt: number): void {
+    this.#failedStarts.push(startedAt);
+  }
+}
+
 /** The index in `endpoints` of the live replica holding `instanceId`'s lease, or −1. */
 async function holderIndex(
   reader: LeaseReader,
@@ -113,6 +136,7 @@ async function runPhase(opts: {
   readonly live: readonly number[];
   readonly victim: (holder: number) => number;
   readonly config: LogonStreamConfig;
+  readonly budget: TicketBudget;
   readonly progress: (message: string) => void;
 }): Promise<LogonPhase> {
   const { set, host, reader, config } = opts;
@@ -150,7 +174,7 @@ async function runPhase(opts: {
             })()
           : Promise.resolve(Number.NEGATIVE_INFINITY);
     }
-    if (inFlight.size >= config.maxInFlight) {
+    if (inFlight.size >= config.maxInFlight || !opts.budget.allows(inFlight.size, performance.now())) {
       skipped++;
       continue;
     }
@@ -172,6 +196,7 @@ async function runPhase(opts: {
     );
     const tracked: Promise<void> = logon.then((r) => {
       const t1 = performance.now();
+      if (!r.ok) opts.budget.failed(t0);
       raw.push({ replica, startMs: 0, endMs: 0, t0, t1, ...r });
       inFlight.delete(tracked);
     });
@@ -231,6 +256,7 @@ export async function measureLogonsDuringFailover(
       );
     }
     const all = endpoints.map((_, i) => i);
+    const budget = new TicketBudget();
     const phase1 = await runPhase({
       name: 'phase 1',
       set,
@@ -240,6 +266,7 @@ export async function measureLogonsDuringFailover(
       live: all,
       victim: (holder) => (holder + 1) % endpoints.length,
       config,
+      budget,
       progress,
     });
     const live = all.filter((i) => i !== phase1.killed);
@@ -252,6 +279,7 @@ export async function measureLogonsDuringFailover(
       live,
       victim: (holder) => holder,
       config,
+      budget,
       progress,
     });
     return [phase1, phase2];

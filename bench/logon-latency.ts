@@ -30,6 +30,7 @@ import { startPrivateSshd, type PrivateSshd } from '../test/helpers/sshd.js';
 import { BIN, brokerLogon, startLogonFixture } from './logon-fixture.js';
 import { summarize, type LatencySummary } from './stats.js';
 import { fixed, renderTable } from './table.js';
+import { exitWhenIdle } from './lingering-handles.js';
 
 const QUICK = process.argv.includes('--quick');
 const ROUNDS = QUICK ? 5 : 30;
@@ -289,3 +290,4 @@ async function main(): Promise<void> {
 }
 
 await main();
+exitWhenIdle('logon latency');

@@ -54,6 +54,7 @@ import { startServerProcess, type InitialCredentials, type ServerProcess } from 
 import { signedDescribe, type DescribeKeyPairsAnswer } from './signed-describe.js';
 import { median, summarize, type LatencySummary } from './stats.js';
 import { fixed, ratio, renderTable } from './table.js';
+import { exitWhenIdle } from './lingering-handles.js';
 
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const RESULTS_DIR = join(REPO_ROOT, 'bench', 'results');
@@ -839,3 +840,4 @@ try {
   cleanupSync();
   live.dataDir = undefined;
 }
+exitWhenIdle('bench');

@@ -35,10 +35,12 @@ if (files.length === 0) {
 }
 const engines = (process.env.KEYWARD_TEST_ENGINES ?? 'sqlite,postgres').split(',');
 
+// --test-timeout bounds each file as well as each test: a file of several multi-replica tests takes well
+// over two minutes on a busy 2-core machine, so the bound is five minutes (a hung test still ends the run).
 function run(list, env) {
   const result = spawnSync(
     process.execPath,
-    ['--test', '--test-concurrency=2', '--test-timeout=120000', ...flags, ...list],
+    ['--test', '--test-concurrency=2', '--test-timeout=300000', ...flags, ...list],
     { stdio: 'inherit', env: { ...process.env, ...env } },
   );
   return result.status ?? 1;

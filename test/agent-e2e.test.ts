@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, test } from 'node:test';
 import * as $Ecs from '@alicloud/ecs20140526';
-import { RpcClient } from '../src/client/index.js';
+import { type RpcClient } from '../src/client/index.js';
+import { testRpcClient } from './helpers/timeouts.js';
 import { sdkClient, type EcsClient } from './helpers/sdk.js';
 import {
   BIN,
@@ -112,12 +113,12 @@ before(async () => {
   sshd = await startPrivateSshd();
   user = await createThrowawayUser();
   server = await startChildServer();
-  rpc = new RpcClient({
+  rpc = testRpcClient({
     endpoint: server.endpoint,
     accessKeyId: server.credentials.accessKeyId,
     accessKeySecret: server.credentials.accessKeySecret,
   });
-  sdk = sdkClient(server.hostPort, server.credentials, { readTimeout: 10_000 });
+  sdk = sdkClient(server.hostPort, server.credentials);
 });
 
 after(async () => {

@@ -324,3 +324,24 @@ test('prepareLogonHost installs the helper and drop-in, is idempotent, and leave
     await foreign.stop();
   }
 });
+
+test('grants written for a user while another grant of the same user is removed are never lost', async () => {
+  const dir = freshDir();
+  const store = new GrantStore(dir);
+  await store.ensureDir();
+  // Each round removes the user's only grant (emptying the directory, which is then removed) while the
+  // next grant for the same user is written: the write must never find its directory gone.
+  let previous = grant({ osUser: 'carol' });
+  await store.write(previous, previous.expiresAt);
+  for (let i = 0; i < 200; i++) {
+    const next = grant({ osUser: 'carol' });
+    const old = { grantId: previous.grantId, osUser: 'carol', hostExpiresAt: previous.expiresAt };
+    await Promise.all([store.remove(old), store.write(next, next.expiresAt)]);
+    previous = next;
+  }
+  const left = await store.list();
+  assert.deepEqual(
+    left.map((g) => g.grantId),
+    [previous.grantId],
+  );
+});

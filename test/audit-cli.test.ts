@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { RpcClient } from '../src/client/index.js';
+import { testRpcClient } from './helpers/timeouts.js';
 import { credentialsEnv, keyward } from './helpers/cli.js';
 import { tamperStorage } from './helpers/database.js';
 import { makeTempDir, removeDir, startInProcessServer, type TestServer } from './helpers/server.js';
@@ -25,7 +25,7 @@ after(async () => {
 });
 
 test('decisions are audited and listed; verify passes, then catches an edited event', async () => {
-  const rpc = new RpcClient({
+  const rpc = testRpcClient({
     endpoint: server.endpoint,
     accessKeyId: server.credentials.accessKeyId,
     accessKeySecret: server.credentials.accessKeySecret,
@@ -38,7 +38,7 @@ test('decisions are audited and listed; verify passes, then catches an edited ev
       { UserName: 'mallory' },
       { version: '2015-05-01' },
     );
-    const denied = new RpcClient({
+    const denied = testRpcClient({
       endpoint: server.endpoint,
       accessKeyId: AccessKey.AccessKeyId,
       accessKeySecret: AccessKey.AccessKeySecret,

@@ -113,7 +113,7 @@ describe('keyward backup', () => {
     async () => {
       assert.ok(server);
       const source = server;
-      const rpc = rpcClient(source, source.credentials, { timeoutMs: 30_000 });
+      const rpc = rpcClient(source, source.credentials);
       const requested = new Set<string>();
       const acknowledged: string[] = [];
       const makeKeyPair = async (name: string, i: number): Promise<void> => {

@@ -188,6 +188,16 @@ describe('the keyward CLI', () => {
     assert.match(wrongRegion.stderr, /InvalidRegionId\.NotFound/);
   });
 
+  test('KEYWARD_TIMEOUT_SECONDS bounds each call; anything but 1 to 600 whole seconds is refused', async () => {
+    const ok = await kw(['keypair', 'list'], { KEYWARD_TIMEOUT_SECONDS: '600' });
+    assert.equal(ok.code, 0, ok.stderr);
+    for (const bad of ['0', '601', '1.5', 'ten', '-5']) {
+      const r = await kw(['keypair', 'list'], { KEYWARD_TIMEOUT_SECONDS: bad });
+      assert.equal(r.code, 1, bad);
+      assert.match(r.stderr, /KEYWARD_TIMEOUT_SECONDS must be a whole number of seconds from 1 to 600/);
+    }
+  });
+
   test('without an endpoint or credentials, commands fail with exit 1 naming the variables to set', async () => {
     const r = await keyward(['keypair', 'list'], { env: home, cwd: dir });
     assert.equal(r.code, 1);

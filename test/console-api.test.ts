@@ -6,7 +6,8 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { RpcClient } from '../src/client/index.js';
+import { type RpcClient } from '../src/client/index.js';
+import { testRpcClient } from './helpers/timeouts.js';
 import { base32Decode, totpCode, totpStep } from '../src/identity/totp.js';
 import { storedBytes } from './helpers/database.js';
 import { makeTempDir, removeDir, startInProcessServer, type TestServer } from './helpers/server.js';
@@ -21,7 +22,7 @@ let dir: string;
 before(async () => {
   server = await startInProcessServer();
   dir = await makeTempDir('keyward-console-');
-  rpc = new RpcClient({
+  rpc = testRpcClient({
     endpoint: server.endpoint,
     accessKeyId: server.credentials.accessKeyId,
     accessKeySecret: server.credentials.accessKeySecret,
@@ -138,9 +139,13 @@ test('state changes need the CSRF token and this origin; sign-out ends the sessi
   const out = await call('POST', '/console/api/sign-out', { cookie, csrf, origin: server.endpoint });
   assert.equal(out.status, 200);
   assert.match(out.headers.get('set-cookie') ?? '', /^kw_session=; .*Max-Age=0$/);
+  // Signed out is an answer, not an error: the page asks this first on every visit.
   const after = await call('GET', '/console/api/session', { cookie });
-  assert.equal(after.status, 401);
-  assert.equal(after.body['Code'], 'Console.NotSignedIn');
+  assert.equal(after.status, 200);
+  assert.deepEqual(after.body, { SignedIn: false });
+  const stale = await call('POST', '/console/api/sign-out', { cookie, csrf, origin: server.endpoint });
+  assert.equal(stale.status, 401);
+  assert.equal(stale.body['Code'], 'Console.NotSignedIn');
 });
 
 test('five failures lock the user name for 15 minutes, even against the right password', async () => {
@@ -247,9 +252,14 @@ test('the session answer gives a reloaded page its CSRF token back; a forged coo
   const me = await call('GET', '/console/api/session', { cookie });
   assert.equal(me.body['CsrfToken'], csrf);
   assert.equal(me.body['RegionId'], 'local');
+  assert.equal(me.body['SignedIn'], true);
   const forged = await call('GET', '/console/api/session', { cookie: `kw_session=kws_${'A'.repeat(43)}` });
-  assert.equal(forged.status, 401);
-  assert.equal(forged.body['CsrfToken'], undefined);
+  assert.equal(forged.status, 200);
+  assert.deepEqual(forged.body, { SignedIn: false });
+  const none = await call('GET', '/console/api/session');
+  assert.equal(none.status, 200);
+  assert.deepEqual(none.body, { SignedIn: false });
+  assert.equal(none.headers.get('cache-control'), 'no-store');
 });
 
 test('console calls run API actions as the signed-in user: same policies, strict parameters, audited', async () => {
@@ -327,7 +337,7 @@ test('the page and its bundles: compressed, cached by ETag, with the security he
   const missing = await fetch(`${server.endpoint}/console/assets/..%2fmaster.key`);
   assert.equal(missing.status, 404);
   assert.equal(((await missing.json()) as { Code: string }).Code, 'InvalidAction.NotFound');
-  const apiError = await call('GET', '/console/api/session');
+  const apiError = await call('POST', '/console/api/sign-out', { csrf: 'none' });
   assert.equal(apiError.status, 401);
   assert.match(apiError.headers.get('content-security-policy') ?? '', /default-src 'none'/);
   assert.equal(apiError.headers.get('x-content-type-options'), 'nosniff');

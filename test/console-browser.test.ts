@@ -4,7 +4,9 @@
  * OS user: sign in; create a key pair and check the downloaded NAME.pem is a valid PKCS#8 key; import one
  * with an error first; attach it; Connect, type a command and read its output from the page; watch the
  * one-time key's countdown end with the session still up; a user without permission sees the denial; the
- * console's CSRF, Origin and signed-out checks from a real browser. Screenshots of each page are saved in
+ * console's CSRF, Origin and signed-out checks from a real browser. Every test fails on a page error or a
+ * console error or warning from the console's own pages that it did not provoke on purpose, and a first
+ * visit signed out loads without a single failed request. Screenshots of each page are saved in
  * test-artifacts/console/.
  */
 import assert from 'node:assert/strict';
@@ -15,12 +17,13 @@ import { chmod, mkdir, rm } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { after, before, test } from 'node:test';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
-import { RpcClient } from '../src/client/index.js';
+import { after, afterEach, before, test } from 'node:test';
+import type { Browser, BrowserContext, Locator, Page } from 'playwright-core';
+import { type RpcClient } from '../src/client/index.js';
+import { testRpcClient } from './helpers/timeouts.js';
 import { base32Decode, totpCode, totpStep } from '../src/identity/totp.js';
 import { ed25519PublicKeyLine } from '../src/keypairs/openssh-private-key.js';
-import { launchChromium, screenshot } from './helpers/browser.js';
+import { launchChromium, PageWatch, screenshot } from './helpers/browser.js';
 import { waitForRunningInstance } from './helpers/instances.js';
 import {
   BIN,
@@ -58,6 +61,7 @@ let instanceId = '';
 let browser: Browser;
 let admin: BrowserContext;
 let page: Page;
+let watch: PageWatch;
 
 before(async () => {
   browser = await launchChromium();
@@ -67,7 +71,8 @@ before(async () => {
   sshd = await startPrivateSshd();
   user = await createThrowawayUser();
   server = await startChildServer({ args: ['--logon-key-lifetime', String(LIFETIME_SECONDS)] });
-  rpc = new RpcClient({
+  watch = new PageWatch(consoleUrl());
+  rpc = testRpcClient({
     endpoint: server.endpoint,
     accessKeyId: server.credentials.accessKeyId,
     accessKeySecret: server.credentials.accessKeySecret,
@@ -109,8 +114,14 @@ before(async () => {
       { version: RAM },
     );
   }
-  admin = await browser.newContext({ viewport: { width: 1280, height: 800 }, acceptDownloads: true });
+  admin = watch.watch(
+    await browser.newContext({ viewport: { width: 1280, height: 800 }, acceptDownloads: true }),
+  );
   page = await admin.newPage();
+});
+
+afterEach(() => {
+  watch.assertClean();
 });
 
 after(async () => {
@@ -152,6 +163,21 @@ async function shellSize(p: Page, tag: string): Promise<[number, number]> {
     return shellSize(p, `${tag}x`);
   }
   return [Number(m[1]), Number(m[2])];
+}
+
+/** The console error Chromium logs for an answer with HTTP `status` from /console/api/`path`. */
+function refused(status: number, path: string): RegExp {
+  const escaped = path.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+  return new RegExp(
+    `^console\\.error: Failed to load resource: the server responded with a status of ${String(status)} .*/console/api/${escaped}\\)$`,
+  );
+}
+
+/** Whether the browser finds the field's value outside its `pattern` (false when the pattern is ignored). */
+async function patternMismatch(field: Locator): Promise<boolean> {
+  return field.evaluate(
+    (el) => (el as unknown as { validity: { patternMismatch: boolean } }).validity.patternMismatch,
+  );
 }
 
 /** Form controls on the page with no accessible name (no label, aria-label or aria-labelledby). */
@@ -208,6 +234,27 @@ test('the page is served with a strict Content-Security-Policy and no inline scr
   assert.doesNotMatch(html, /https?:\/\//, 'nothing loaded from another host');
 });
 
+test('a first visit, signed out, shows the sign-in form without a failed request or a console error', async () => {
+  const ctx = watch.watch(await browser.newContext());
+  try {
+    const p = await ctx.newPage();
+    const failed: string[] = [];
+    p.on('requestfailed', (r) => {
+      failed.push(`${r.method()} ${r.url()}: ${r.failure()?.errorText ?? 'failed'}`);
+    });
+    p.on('response', (r) => {
+      if (r.status() >= 400) failed.push(`${r.request().method()} ${r.url()}: HTTP ${String(r.status())}`);
+    });
+    await p.goto(consoleUrl());
+    await p.getByRole('heading', { name: 'Sign in to the console' }).waitFor();
+    await p.waitForLoadState('networkidle');
+    assert.deepEqual(failed, []);
+    assert.deepEqual(watch.problems(), []);
+  } finally {
+    await ctx.close();
+  }
+});
+
 test('sign-in: a wrong password is refused with a readable error, the right one opens the console', async () => {
   // The page's CSP refuses inline script: a <script> injected into the page does not run.
   await page.goto(consoleUrl());
@@ -232,6 +279,11 @@ test('sign-in: a wrong password is refused with a readable error, the right one 
       }),
   );
   assert.match(injected, /^refused by script-src/);
+  // Provoked here: the refused script, and the 401 answer to the wrong password.
+  watch.allow(
+    /^console\.error: Executing inline script violates the following Content Security Policy directive 'script-src 'self''/,
+    refused(401, 'sign-in'),
+  );
   await signIn(page, ADMIN, 'not the password');
   await page.getByRole('alert').filter({ hasText: 'The user name or password is wrong' }).waitFor();
   await screenshot(page, '01-sign-in-error');
@@ -251,7 +303,11 @@ test('sign-in: a wrong password is refused with a readable error, the right one 
 test('key pairs: create one and download NAME.pem once, a valid PKCS#8 RSA-2048 key', async () => {
   await page.goto(consoleUrl('#/key-pairs'));
   await page.getByRole('button', { name: 'Create key pair' }).click();
+  // The name field's pattern is in force: a name starting with a digit is refused by the browser.
+  await page.getByLabel('Name', { exact: true }).fill('1-web-console');
+  assert.equal(await patternMismatch(page.getByLabel('Name', { exact: true })), true);
   await page.getByLabel('Name', { exact: true }).fill('web-console');
+  assert.equal(await patternMismatch(page.getByLabel('Name', { exact: true })), false);
   await page.getByRole('button', { name: 'Create', exact: true }).click();
   await page.getByText('This is the only time it is shown').waitFor();
   await screenshot(page, '03-key-pair-created');
@@ -287,6 +343,7 @@ test('key pairs: create one and download NAME.pem once, a valid PKCS#8 RSA-2048 
 
 test('key pairs: an import with a bad key shows the parser error at the field; a good one is listed', async () => {
   await page.goto(consoleUrl('#/key-pairs'));
+  watch.allow(refused(400, 'call/ImportKeyPair'));
   await page.getByRole('button', { name: 'Import…' }).click();
   await page.getByLabel('Name', { exact: true }).fill('laptop');
   await page.getByLabel('Public key', { exact: true }).fill('ssh-ed25519 AAAAnot-a-key laptop');
@@ -338,6 +395,7 @@ test('key pairs: attach to the instance; delete is refused with the reason while
   assert.equal(res.Instances.Instance[0]?.KeyPairName, 'laptop');
   await screenshot(page, '02-key-pairs');
   assert.deepEqual(await unlabelled(page), []);
+  watch.allow(refused(400, 'call/DeleteKeyPairs'));
   await row.getByRole('button', { name: 'Delete…' }).click();
   await page.getByRole('button', { name: 'Delete', exact: true }).click();
   const refusal = page.locator('dialog .alert.error');
@@ -398,7 +456,11 @@ test('instances: an enrollment token with its command, rename, tags added and re
 
 test('Connect: a terminal in the page runs a command; the one-time key runs out and the session stays up', async () => {
   await page.goto(consoleUrl(`#/instances/${instanceId}`));
+  // The field's pattern is in force (an invalid pattern is silently ignored by the browser).
+  await page.getByLabel('Log on as (OS user)').fill('Not-A-User');
+  assert.equal(await patternMismatch(page.getByLabel('Log on as (OS user)')), true);
   await page.getByLabel('Log on as (OS user)').fill(user.name);
+  assert.equal(await patternMismatch(page.getByLabel('Log on as (OS user)')), false);
   await page.getByRole('button', { name: 'Connect' }).click();
   await page.locator('.term-state', { hasText: 'Connected' }).waitFor({ timeout: 20_000 });
   const keyClock = page.locator('[data-countdown="key"]');
@@ -445,9 +507,10 @@ test('Connect: a terminal in the page runs a command; the one-time key runs out 
 });
 
 test('a user without permission sees the denial, in the lists and at Connect', async () => {
-  const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const ctx = watch.watch(await browser.newContext({ viewport: { width: 1280, height: 800 } }));
   try {
     const p = await ctx.newPage();
+    watch.allow(refused(403, 'call/CreateKeyPair'), refused(403, 'terminal'));
     await signIn(p, VIEWER);
     await p.getByRole('navigation', { name: 'Console' }).waitFor();
     await p.goto(consoleUrl('#/key-pairs'));
@@ -503,9 +566,11 @@ test('users, policies and the audit log: create a user, a policy with an inline 
   await page.getByLabel('Next code').fill(totpCode(seed, step));
   await page.getByRole('button', { name: 'Bind' }).click();
   await page.getByRole('status').filter({ hasText: 'MFA device bound to operator' }).waitFor();
-  const mfaContext = await browser.newContext();
+  const mfaContext = watch.watch(await browser.newContext());
   try {
     const p = await mfaContext.newPage();
+    // The first answer asks for the code; once in, the operator (no policy yet) may not list instances.
+    watch.allow(refused(401, 'sign-in'), refused(403, 'call/DescribeInstances'));
     await signIn(p, 'operator', 'operator password 1');
     await p.getByLabel('Authenticator code').waitFor();
     // A code after the ones spent on binding: the next step's, which the server accepts (±1 step).
@@ -516,6 +581,7 @@ test('users, policies and the audit log: create a user, a policy with an inline 
     await mfaContext.close();
   }
   await page.goto(consoleUrl('#/policies'));
+  watch.allow(refused(400, 'call/CreatePolicy'));
   await page.getByRole('button', { name: 'Create policy' }).click();
   await page.getByLabel('Name', { exact: true }).fill('LogonOnly');
   const doc = page.getByLabel('Policy document (JSON)');
@@ -551,6 +617,7 @@ test('CSRF and Origin: a page on another origin cannot act with the session; a f
   // Another origin on the same host (another port: the same site, so the SameSite cookie IS sent and the
   // Origin check is what refuses): a classic cross-site form post and a no-cors fetch, both with the session.
   const target = `${server.endpoint}/console/api/call/CreateKeyPair`;
+  watch.allow(refused(403, 'call/CreateKeyPair'));
   const evilSite = createServer((_req, res) => {
     res.writeHead(200, { 'content-type': 'text/html' });
     res.end(`<!doctype html><form method="POST" action="${target}" enctype="text/plain">
@@ -606,6 +673,12 @@ test('signed out: the console asks to sign in, and the browser cannot open the t
   await page.goto(consoleUrl('#/instances'));
   await page.getByRole('button', { name: 'Sign out' }).click();
   await page.getByRole('heading', { name: 'Sign in to the console' }).waitFor();
+  // Provoked below: the refused socket and ticket, and the page's first call once the cookie is gone.
+  watch.allow(
+    /^console\.error: WebSocket connection to 'ws:\/\/[^']+\/terminal\/v1\/connect' failed: /,
+    refused(401, 'terminal'),
+    refused(401, 'call/DescribeInstances'),
+  );
   const socket = await page.evaluate(
     (host: string) =>
       new Promise<string>((resolve) => {

@@ -12,7 +12,8 @@ import { after, before, test } from 'node:test';
 import { pino } from 'pino';
 import { REDACTED_LOG_PATHS, startServer, type RunningServer } from '../src/apps/server/run-server.js';
 import { loadServerConfig } from '../src/apps/server/server-config.js';
-import { RpcClient, RpcError } from '../src/client/index.js';
+import { RpcError, type RpcClient } from '../src/client/index.js';
+import { testRpcClient } from './helpers/timeouts.js';
 import { base32Decode, totpCode, totpStep } from '../src/identity/totp.js';
 import { DATABASE_FILE } from '../src/apps/server/data-dir.js';
 import { dumpTables, testDatabaseUrl } from './helpers/database.js';
@@ -55,7 +56,7 @@ after(async () => {
 });
 
 function client(keys: { id: string; secret: string }, region: boolean): RpcClient {
-  return new RpcClient({
+  return testRpcClient({
     endpoint: creds.endpoint,
     accessKeyId: keys.id,
     accessKeySecret: keys.secret,

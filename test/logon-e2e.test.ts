@@ -18,7 +18,8 @@ import { after, before, test } from 'node:test';
 import { randomBytes } from 'node:crypto';
 import { get as httpGet } from 'node:http';
 import { WebSocket } from 'ws';
-import { RpcClient, RpcError } from '../src/client/index.js';
+import { type RpcClient, RpcError } from '../src/client/index.js';
+import { TEST_CLIENT_TIMEOUT_MS, testRpcClient } from './helpers/timeouts.js';
 import { ed25519PublicKeyLine, ed25519ToOpenSshPrivateKey } from '../src/keypairs/openssh-private-key.js';
 import { TERMINAL_SUBPROTOCOL } from '../src/logon/index.js';
 import {
@@ -249,7 +250,7 @@ before(async () => {
   user = await createThrowawayUser();
   dataDir = await makeTempDir('keyward-logon-data-');
   server = await startChildServer({ dataDir, args: ['--logon-key-lifetime', String(LIFETIME_SECONDS)] });
-  rpc = new RpcClient({
+  rpc = testRpcClient({
     endpoint: server.endpoint,
     accessKeyId: server.credentials.accessKeyId,
     accessKeySecret: server.credentials.accessKeySecret,
@@ -291,7 +292,7 @@ async function userClient(
     { UserName: name },
     { version: RAM },
   );
-  return new RpcClient({
+  return testRpcClient({
     endpoint: server.endpoint,
     accessKeyId: AccessKey.AccessKeyId,
     accessKeySecret: AccessKey.AccessKeySecret,
@@ -305,7 +306,7 @@ async function restartServer(args: readonly string[] = []): Promise<void> {
     args: ['--logon-key-lifetime', String(LIFETIME_SECONDS), ...args],
   });
   rpc.close();
-  rpc = new RpcClient({
+  rpc = testRpcClient({
     endpoint: server.endpoint,
     accessKeyId: server.credentials.accessKeyId,
     accessKeySecret: server.credentials.accessKeySecret,
@@ -542,6 +543,7 @@ test('keyward ssh logs on with the system ssh, passes arguments through, and lea
     KEYWARD_ENDPOINT: server.endpoint,
     KEYWARD_ACCESS_KEY_ID: server.credentials.accessKeyId,
     KEYWARD_ACCESS_KEY_SECRET: server.credentials.accessKeySecret,
+    KEYWARD_TIMEOUT_SECONDS: String(TEST_CLIENT_TIMEOUT_MS / 1000),
     XDG_RUNTIME_DIR: runtime,
     XDG_CACHE_HOME: join(work, 'cache'),
   });
@@ -623,6 +625,7 @@ test('keyward ssh refuses a host whose key is not the pinned one', async () => {
           KEYWARD_ENDPOINT: server.endpoint,
           KEYWARD_ACCESS_KEY_ID: server.credentials.accessKeyId,
           KEYWARD_ACCESS_KEY_SECRET: server.credentials.accessKeySecret,
+          KEYWARD_TIMEOUT_SECONDS: String(TEST_CLIENT_TIMEOUT_MS / 1000),
           XDG_RUNTIME_DIR: runtime,
           XDG_CACHE_HOME: join(work, 'cache-2'),
         }),
@@ -922,6 +925,7 @@ test('ssh -L through keyward ssh forwards a port when policy allows it; other on
     KEYWARD_ENDPOINT: server.endpoint,
     KEYWARD_ACCESS_KEY_ID: server.credentials.accessKeyId,
     KEYWARD_ACCESS_KEY_SECRET: server.credentials.accessKeySecret,
+    KEYWARD_TIMEOUT_SECONDS: String(TEST_CLIENT_TIMEOUT_MS / 1000),
     XDG_CACHE_HOME: join(work, 'cache-tunnel'),
   });
   // The tunnel reaches the Keyward server itself from the instance's side.

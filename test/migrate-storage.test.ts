@@ -194,8 +194,8 @@ describe('keyward migrate-storage', () => {
     async () => {
       assert.ok(source && cluster);
       const from = source;
-      const root = rpcClient(from, from.credentials, { timeoutMs: 30_000 });
-      const ram = rpcClient(from, from.credentials, { timeoutMs: 30_000, noRegion: true });
+      const root = rpcClient(from, from.credentials);
+      const ram = rpcClient(from, from.credentials, { noRegion: true });
       let userKeys: { accessKeyId: string; accessKeySecret: string };
       let mfa: { serial: string; seed: Buffer };
       let keyPairsBefore: KeyPairView[];
@@ -329,9 +329,9 @@ describe('keyward migrate-storage', () => {
         'the replica uses the migrated key',
       );
 
-      const onReplica = rpcClient(replica, replica.credentials, { timeoutMs: 30_000 });
-      const ramOnReplica = rpcClient(replica, replica.credentials, { timeoutMs: 30_000, noRegion: true });
-      const asUser = rpcClient(replica, userKeys, { timeoutMs: 30_000 });
+      const onReplica = rpcClient(replica, replica.credentials);
+      const ramOnReplica = rpcClient(replica, replica.credentials, { noRegion: true });
+      const asUser = rpcClient(replica, userKeys);
       try {
         // The first call: the chain holds the migrated events, then this call's own decision.
         const verified = await ramOnReplica.call<VerifyView>('VerifyAuditChain', {}, { version: KEYWARD });

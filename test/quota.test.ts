@@ -32,8 +32,8 @@ describe('the key pair quota of 500 per region', () => {
   before(async () => {
     server = await startInProcessServer();
     rpc = rpcClient(server);
-    // Generous read timeout: 20 RSA generations at once on a busy 2-core machine.
-    sdk = sdkClient(server.hostPort, server.credentials, { readTimeout: 30_000 });
+    // The helper's generous read timeout: 20 RSA generations at once on a busy 2-core machine.
+    sdk = sdkClient(server.hostPort, server.credentials);
   });
 
   after(async () => {

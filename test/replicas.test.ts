@@ -21,7 +21,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import WebSocket from 'ws';
 import { ed25519PublicKeyLine, ed25519ToOpenSshPrivateKey } from '../src/keypairs/openssh-private-key.js';
-import { RpcClient, RpcError } from '../src/client/index.js';
+import { type RpcClient, RpcError } from '../src/client/index.js';
+import { testRpcClient } from './helpers/timeouts.js';
 import { spawnAgent, stopAgent, type AgentChild } from './helpers/agent-child.js';
 import { sendRaw, signedRequest } from './helpers/http.js';
 import { startReplicaSet, type ReplicaSet } from './helpers/replicas.js';
@@ -49,11 +50,10 @@ let instanceId: string;
 function client(i: number): RpcClient {
   const r = set.replicas[i];
   if (r === undefined) throw new Error(`no replica ${i}`);
-  return new RpcClient({
+  return testRpcClient({
     endpoint: r.endpoint,
     accessKeyId: r.credentials.accessKeyId,
     accessKeySecret: r.credentials.accessKeySecret,
-    timeoutMs: 30_000,
   });
 }
 
@@ -284,7 +284,7 @@ test('an access key disabled or deleted through one replica is refused at once b
   );
   const key = created.AccessKey;
   const asUser = (i: number): RpcClient =>
-    new RpcClient({
+    testRpcClient({
       endpoint: set.replicas[i]?.endpoint ?? '',
       accessKeyId: key.AccessKeyId,
       accessKeySecret: key.AccessKeySecret,

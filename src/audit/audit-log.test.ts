@@ -125,6 +125,27 @@ test('concurrent appends get consecutive seqs in one valid chain', async () => {
   }
 });
 
+test('two writers on one database (replicas) appending at once keep one chain, each event once', async () => {
+  const { db, log, close } = await fresh('two-writers');
+  const other = new AuditLog({ db, clock: systemClock, logger });
+  try {
+    // Interleaved batches from both writers: each one's idea of the head goes stale again and again.
+    for (let round = 0; round < 5; round++) {
+      await Promise.all([
+        ...Array.from({ length: 20 }, (_, i) => log.append(ev(round * 100 + i))),
+        ...Array.from({ length: 20 }, (_, i) => other.append(ev(round * 100 + 50 + i))),
+      ]);
+    }
+    const r = await log.verify();
+    assert.equal(r.ok, true);
+    assert.equal(r.count, 200);
+    const ids = new Set((await log.list({ limit: 500 })).map((e) => e.requestId));
+    assert.equal(ids.size, 200, 'no event written twice or lost');
+  } finally {
+    await close();
+  }
+});
+
 test('events cannot be updated or deleted through SQL while the triggers stand', async () => {
   const f = await fresh('append-only');
   try {

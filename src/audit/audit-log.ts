@@ -24,7 +24,8 @@
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Clock } from '../platform/clock.js';
-import type { Db } from '../platform/db/database.js';
+import { sql } from 'kysely';
+import { engineOf, type Db } from '../platform/db/database.js';
 import type { AuditEventsTable } from '../platform/db/schema.js';
 
 export const GENESIS_HASH = '0'.repeat(64);
@@ -41,6 +42,8 @@ const MAX_BATCH = 500;
  */
 const GROUP_COMMIT_MS = 10;
 const VERIFY_PAGE = 1000;
+/** One-statement appends tried before falling back to the locking transaction (PostgreSQL). */
+const OPTIMISTIC_ATTEMPTS = 3;
 
 export type DetailValue = string | number | boolean | null | readonly string[];
 
@@ -166,6 +169,51 @@ interface Pending {
   readonly reject: (err: unknown) => void;
 }
 
+/** Chains `batch` onto `head`: seq and hashes, in order. */
+function chain(
+  head: { readonly seq: number; readonly hash: string },
+  batch: readonly Pending[],
+  at: string,
+): AuditRecord[] {
+  let seq = head.seq;
+  let prevHash = head.hash;
+  const records: AuditRecord[] = [];
+  for (const p of batch) {
+    seq++;
+    const base = {
+      seq,
+      at,
+      type: p.input.type,
+      accountId: p.input.accountId ?? null,
+      actor: p.input.actor,
+      requestId: p.input.requestId ?? null,
+      instanceId: p.input.instanceId ?? null,
+      remoteAddress: p.input.remoteAddress ?? null,
+      detail: p.detail,
+    };
+    const hash = eventHash(prevHash, base);
+    records.push({ ...base, prevHash, hash });
+    prevHash = hash;
+  }
+  return records;
+}
+
+function toRow(r: AuditRecord): AuditEventsTable {
+  return {
+    seq: r.seq,
+    at: r.at,
+    type: r.type,
+    account_id: r.accountId,
+    actor: r.actor,
+    request_id: r.requestId,
+    instance_id: r.instanceId,
+    remote_address: r.remoteAddress,
+    detail: canonicalJson(r.detail),
+    prev_hash: r.prevHash,
+    hash: r.hash,
+  };
+}
+
 function toRecord(row: AuditEventsTable): AuditRecord {
   return {
     seq: row.seq,
@@ -189,9 +237,13 @@ export class AuditLog {
   #queue: Pending[] = [];
   #flushing: Promise<void> | undefined;
   #timer: NodeJS.Timeout | undefined;
+  readonly #postgres: boolean;
+  /** The head as this replica last wrote or read it (PostgreSQL's one-statement append checks it). */
+  #head: { seq: number; hash: string } | undefined;
 
   constructor(deps: { db: Db; clock: Clock; logger: Logger }) {
     this.#db = deps.db;
+    this.#postgres = engineOf(deps.db) === 'postgres';
     this.#clock = deps.clock;
     this.#logger = deps.logger;
   }
@@ -263,6 +315,18 @@ export class AuditLog {
 
   async #commit(batch: readonly Pending[]): Promise<AuditRecord[]> {
     const at = new Date(this.#clock.nowMs()).toISOString();
+    if (this.#postgres) {
+      for (let attempt = 0; attempt < OPTIMISTIC_ATTEMPTS; attempt++) {
+        const head = (this.#head ??= await this.#readHead());
+        const records = chain(head, batch, at);
+        if (await this.#appendIfHeadIs(head.seq, records)) {
+          const last = records[records.length - 1];
+          this.#head = last === undefined ? head : { seq: last.seq, hash: last.hash };
+          return records;
+        }
+        this.#head = undefined; // another replica appended since: read the head again
+      }
+    }
     return this.#db.transaction().execute(async (trx) => {
       // Taking the head row first serialises writers (the same lock trick as the key pair quota).
       await trx
@@ -275,47 +339,63 @@ export class AuditLog {
         .select(['seq', 'hash'])
         .where('id', '=', 1)
         .executeTakeFirstOrThrow();
-      let seq = head.seq;
-      let prevHash = head.hash;
-      const records: AuditRecord[] = [];
-      for (const p of batch) {
-        seq++;
-        const base = {
-          seq,
-          at,
-          type: p.input.type,
-          accountId: p.input.accountId ?? null,
-          actor: p.input.actor,
-          requestId: p.input.requestId ?? null,
-          instanceId: p.input.instanceId ?? null,
-          remoteAddress: p.input.remoteAddress ?? null,
-          detail: p.detail,
-        };
-        const hash = eventHash(prevHash, base);
-        records.push({ ...base, prevHash, hash });
-        prevHash = hash;
-      }
+      const records = chain(head, batch, at);
       for (const r of records) {
+        await trx.insertInto('audit_events').values(toRow(r)).execute();
+      }
+      const last = records[records.length - 1];
+      if (last !== undefined) {
         await trx
-          .insertInto('audit_events')
-          .values({
-            seq: r.seq,
-            at: r.at,
-            type: r.type,
-            account_id: r.accountId,
-            actor: r.actor,
-            request_id: r.requestId,
-            instance_id: r.instanceId,
-            remote_address: r.remoteAddress,
-            detail: canonicalJson(r.detail),
-            prev_hash: r.prevHash,
-            hash: r.hash,
-          })
+          .updateTable('audit_head')
+          .set({ seq: last.seq, hash: last.hash })
+          .where('id', '=', 1)
           .execute();
       }
-      await trx.updateTable('audit_head').set({ seq, hash: prevHash }).where('id', '=', 1).execute();
+      this.#head = last === undefined ? head : { seq: last.seq, hash: last.hash };
       return records;
     });
+  }
+
+  async #readHead(): Promise<{ seq: number; hash: string }> {
+    return this.#db
+      .selectFrom('audit_head')
+      .select(['seq', 'hash'])
+      .where('id', '=', 1)
+      .executeTakeFirstOrThrow();
+  }
+
+  /**
+   * PostgreSQL: the whole batch in one statement, on the condition that the head is still at `seq` (this
+   * replica's last append, or a fresh read). The UPDATE takes the head's row lock and, under READ COMMITTED,
+   * re-checks the condition against a concurrent writer's committed row, so two replicas never chain onto the
+   * same event: the loser inserts nothing, reads the head again and retries. One round trip instead of six
+   * (BEGIN, lock, read, insert, update, COMMIT), which several replicas appending at once pay on every flush.
+   */
+  async #appendIfHeadIs(seq: number, records: readonly AuditRecord[]): Promise<boolean> {
+    const last = records[records.length - 1];
+    if (last === undefined) return true;
+    const rows = records.map(toRow);
+    const column = <K extends keyof AuditEventsTable>(k: K): Array<AuditEventsTable[K]> =>
+      rows.map((r) => r[k]);
+    const { rows: result } = await sql<{ appended: number | string }>`
+      WITH head AS (
+        UPDATE audit_head SET seq = ${last.seq}, hash = ${last.hash} WHERE id = 1 AND seq = ${seq} RETURNING 1
+      ), ins AS (
+        INSERT INTO audit_events
+          (seq, at, type, account_id, actor, request_id, instance_id, remote_address, detail, prev_hash, hash)
+        SELECT * FROM unnest(${column('seq')}::integer[], ${column('at')}::text[], ${column('type')}::text[],
+          ${column('account_id')}::text[], ${column('actor')}::text[], ${column('request_id')}::text[],
+          ${column('instance_id')}::text[], ${column('remote_address')}::text[], ${column('detail')}::text[],
+          ${column('prev_hash')}::text[], ${column('hash')}::text[])
+        WHERE EXISTS (SELECT 1 FROM head)
+        RETURNING 1
+      )
+      SELECT (SELECT count(*) FROM ins) AS appended`.execute(this.#db);
+    const appended = Number(result[0]?.appended ?? 0);
+    if (appended !== 0 && appended !== records.length) {
+      throw new Error(`audit append wrote ${appended} of ${records.length} events`);
+    }
+    return appended === records.length;
   }
 
   /** Newest first. */

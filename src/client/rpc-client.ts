@@ -1,22 +1,28 @@
 /**
  * The signing HTTP client of Keyward's API, used by the CLI, the tests and the benchmarks.
  *
- * It sends what the official SDK sends on its default ACS3 path: `POST /` with every parameter in the query
- * string, an empty body, and the headers `host`, `x-acs-action`, `x-acs-version`, `x-acs-date`,
- * `x-acs-signature-nonce`, `x-acs-content-sha256` and `authorization`, signed by `signAcs3` (the same
- * canonicalisation the server verifies with). Responses are JSON; HTTP ≥ 400 becomes an `RpcError`
- * carrying the server's error code.
+ * It sends `POST /` with every parameter in an `application/x-www-form-urlencoded` body and nothing in the
+ * query string, so that passwords, MFA codes and key material never appear in a URL (which proxies, load
+ * balancers and access logs record). The headers `host`, `x-acs-action`, `x-acs-version`, `x-acs-date`,
+ * `x-acs-signature-nonce`, `x-acs-content-sha256` (the SHA-256 of that body), `content-type` and
+ * `authorization` are signed by `signAcs3` (the same canonicalisation the server verifies with), so the
+ * signature covers the body. Responses are JSON; HTTP ≥ 400 becomes an `RpcError` carrying the server's
+ * error code.
  */
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
 import { signAcs3 } from '../rpc/signature/acs3.js';
+import { percentEncode } from '../rpc/signature/percent-encode.js';
 
 /** The API version sent when the caller names none. */
 export const DEFAULT_API_VERSION = '2014-05-26';
 
 /** Default time allowed for one call (connect, send, full response), in milliseconds. */
 export const DEFAULT_TIMEOUT_MS = 10_000;
+
+/** The media type of the request body that carries the parameters. */
+const FORM_CONTENT_TYPE = 'application/x-www-form-urlencoded';
 
 /** Largest response body accepted, in bytes. */
 export const MAX_RESPONSE_BYTES = 8 * 1024 * 1024;
@@ -205,17 +211,17 @@ export class RpcClient {
     params: RpcParams,
     opts: RpcCallOptions = {},
   ): Promise<T> {
-    const query = this.#queryPairs(params);
+    const form = Buffer.from(formBody(this.#paramPairs(params)), 'utf8');
     const version = opts.version ?? DEFAULT_API_VERSION;
     let response: RawResponse;
     try {
-      response = await this.#send(action, version, query, opts.signal);
+      response = await this.#send(action, version, form, opts.signal);
     } catch (err) {
       // A keep-alive socket the server closed while idle fails at once on reuse; the request never
       // reached the server, so send it again, freshly signed, on a new connection.
       if (!(err instanceof CallFailure) || !err.retryable) throw this.#toRpcError(err);
       try {
-        response = await this.#send(action, version, query, opts.signal);
+        response = await this.#send(action, version, form, opts.signal);
       } catch (again) {
         throw this.#toRpcError(again);
       }
@@ -228,7 +234,7 @@ export class RpcClient {
     if (this.#ownsAgent) this.#agent.destroy();
   }
 
-  #queryPairs(params: RpcParams): Array<[string, string]> {
+  #paramPairs(params: RpcParams): Array<[string, string]> {
     const pairs: Array<[string, string]> = [];
     if (this.#regionId !== undefined && !Object.hasOwn(params, 'RegionId'))
       pairs.push(['RegionId', this.#regionId]);
@@ -245,20 +251,23 @@ export class RpcClient {
   #send(
     action: string,
     version: string,
-    query: ReadonlyArray<readonly [string, string]>,
+    form: Buffer,
     signal: AbortSignal | undefined,
   ): Promise<RawResponse> {
+    // Nothing goes in the query string; the body's SHA-256 (x-acs-content-sha256) and its content-type
+    // are signed, so the parameters are covered by the signature as they would be in the query.
     const signed = signAcs3({
       host: this.#host,
       action,
       version,
-      query,
+      query: [],
+      body: form,
+      contentType: FORM_CONTENT_TYPE,
       accessKeyId: this.#accessKeyId,
       accessKeySecret: this.#accessKeySecret,
       dateMs: Date.now(),
       nonce: randomUUID().replaceAll('-', ''),
     });
-    const path = signed.queryString === '' ? '/' : `/?${signed.queryString}`;
     return new Promise<RawResponse>((resolve, reject) => {
       if (signal?.aborted === true) {
         reject(new CallFailure('Aborted', `The call to ${this.endpoint} was aborted.`, signal.reason, false));
@@ -278,13 +287,13 @@ export class RpcClient {
         hostname: this.#url.hostname.replace(/^\[(.*)\]$/, '$1'),
         port: this.#url.port,
         method: 'POST',
-        path,
+        path: '/',
         agent: this.#agent,
         ...(this.#ca === undefined ? {} : { ca: this.#ca }),
         headers: {
           ...signed.headers,
           accept: 'application/json',
-          'content-length': '0',
+          'content-length': String(form.length),
           'user-agent': `keyward-client (Node.js ${process.version})`,
         },
       });
@@ -350,7 +359,7 @@ export class RpcClient {
           });
         });
       });
-      req.end();
+      req.end(form);
     });
   }
 
@@ -407,6 +416,11 @@ export class RpcClient {
     const message = typeof body.Message === 'string' && body.Message !== '' ? body.Message : code;
     throw new RpcError(code, res.status, message, { requestId, data: json, retryAfterMs });
   }
+}
+
+/** The `application/x-www-form-urlencoded` body of `pairs`, each name and value RFC 3986-encoded. */
+function formBody(pairs: ReadonlyArray<readonly [string, string]>): string {
+  return pairs.map(([name, value]) => `${percentEncode(name)}=${percentEncode(value)}`).join('&');
 }
 
 function firstHeader(value: string | string[] | undefined): string | undefined {

@@ -141,8 +141,12 @@ whenSignedOut((message) => {
   showSignIn(message);
 });
 
-get<SessionInfo>('/console/api/session')
-  .then(signedIn)
+// Signed out is an ordinary answer ({SignedIn: false}), so a first visit logs no failed request.
+get<({ SignedIn: true } & SessionInfo) | { SignedIn: false }>('/console/api/session')
+  .then((s) => {
+    if (s.SignedIn) signedIn(s);
+    else showSignIn();
+  })
   .catch((err: unknown) => {
     if (err instanceof ApiError && err.code === 'Console.NotSignedIn') showSignIn();
     else {

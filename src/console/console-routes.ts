@@ -1,7 +1,8 @@
 /**
  * The web console's session API, `/console/api/*` (JSON in, JSON out, errors in the ECS error shape):
  *   POST /console/api/sign-in    {userName, password, totpCode?} → session cookie + {CsrfToken, …}
- *   GET  /console/api/session    who is signed in
+ *   GET  /console/api/session    who is signed in: {SignedIn: true, …}, or 200 {SignedIn: false} (a page's
+ *                                first question, not an error)
  *   POST /console/api/sign-out   (CSRF)
  *   POST /console/api/terminal   (CSRF) {instanceId, osUser?, cols?, rows?} → a terminal ticket: the API's
  *                                StartTerminalSession run as the signed-in user
@@ -130,10 +131,12 @@ export function registerConsoleRoutes(app: FastifyInstance, deps: ConsoleRouteDe
       throw new AppError('Console.CsrfRejected', 'The request comes from a page on another site.');
     }
   };
-  const sessionOf = async (request: FastifyRequest): Promise<ConsoleSession> => {
-    const session = await deps.sessions.find(cookie(request, SESSION_COOKIE), {
+  const currentSession = (request: FastifyRequest): Promise<ConsoleSession | undefined> =>
+    deps.sessions.find(cookie(request, SESSION_COOKIE), {
       activity: request.headers[BACKGROUND_HEADER] !== '1',
     });
+  const sessionOf = async (request: FastifyRequest): Promise<ConsoleSession> => {
+    const session = await currentSession(request);
     if (session === undefined) {
       throw new AppError(
         'Console.NotSignedIn',
@@ -223,9 +226,13 @@ export function registerConsoleRoutes(app: FastifyInstance, deps: ConsoleRouteDe
   });
 
   app.get('/console/api/session', async (request, reply) => {
-    const session = await sessionOf(request);
     void noStore(reply);
+    // Signed out is an answer, not a failure: the page asks this on every first visit, and a 401 there
+    // would be logged by the browser as a failed resource each time.
+    const session = await currentSession(request);
+    if (session === undefined) return { SignedIn: false };
     return {
+      SignedIn: true,
       UserName: session.principal.userName,
       MfaPresent: session.mfaPresent,
       CsrfToken: session.csrfToken,

@@ -147,13 +147,12 @@ test('a request to an agent no replica holds any more ends offline without waiti
     deliver: () => Promise.resolve(),
     disconnect: () => Promise.resolve(),
   });
-  const started = Date.now();
   const outcome = await hub.request(
     'i-1',
     { t: 'grant-revoke', grantId: 'g-2' },
     { t: 'grant-result', grantId: 'g-2' },
     30_000,
   );
+  // Waiting out the timeout would end in 'no-answer': 'offline' says it stopped when the holder went.
   assert.equal(outcome.kind, 'offline');
-  assert.ok(Date.now() - started < 20_000, 'it did not wait for the whole timeout');
 });

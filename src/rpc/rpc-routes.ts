@@ -7,7 +7,10 @@ import { AppError } from '../platform/errors.js';
 import type { RpcDispatcher } from './rpc-dispatcher.js';
 import { parseQueryString, type SignedRequestInput } from './signature/signed-request.js';
 
-/** Largest request body accepted (ECS sends parameters in the query; form bodies are for other clients). */
+/**
+ * Largest request body accepted. The ECS SDK sends parameters in the query; Keyward's own client and CLI
+ * send them in a signed form body, so that secrets stay out of URLs.
+ */
 export const MAX_BODY_BYTES = 64 * 1024;
 
 const FORM_TYPE = 'application/x-www-form-urlencoded';

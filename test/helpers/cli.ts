@@ -5,15 +5,17 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { baseEnv, BIN, type Credentials } from './server.js';
+import { TEST_CLIENT_TIMEOUT_MS } from './timeouts.js';
 import { run, type RunResult } from './tools.js';
 
-/** The KEYWARD_* variables that give the CLI an endpoint and credentials. */
+/** The KEYWARD_* variables that give the CLI an endpoint and credentials, and the tests' call timeout. */
 export function credentialsEnv(c: Credentials): Record<string, string> {
   return {
     KEYWARD_ENDPOINT: c.endpoint,
     KEYWARD_ACCESS_KEY_ID: c.accessKeyId,
     KEYWARD_ACCESS_KEY_SECRET: c.accessKeySecret,
     KEYWARD_REGION: c.regionId,
+    KEYWARD_TIMEOUT_SECONDS: String(TEST_CLIENT_TIMEOUT_MS / 1000),
   };
 }
 

@@ -19,6 +19,7 @@ import { RpcClient } from '../../src/client/index.js';
 import type { Clock } from '../../src/platform/clock.js';
 import { testDatabaseUrl } from './database.js';
 import { repoRoot } from './repo-root.js';
+import { TEST_CLIENT_TIMEOUT_MS } from './timeouts.js';
 
 /** What a first start writes to DATA_DIR/initial-credentials.json. */
 export interface Credentials {
@@ -367,6 +368,6 @@ export function rpcClient(
     accessKeySecret: keys.accessKeySecret,
     ...(extra.noRegion !== true && { regionId: server.credentials.regionId }),
     ...(extra.ca !== undefined && { ca: extra.ca }),
-    ...(extra.timeoutMs !== undefined && { timeoutMs: extra.timeoutMs }),
+    timeoutMs: extra.timeoutMs ?? TEST_CLIENT_TIMEOUT_MS,
   });
 }

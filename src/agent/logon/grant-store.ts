@@ -9,6 +9,9 @@
  *
  * Removal is by name (grant-revoke, the per-grant timer) or by time (`sweep`: every few seconds and at
  * start, for leftovers of a crash). Empty user directories are removed.
+ *
+ * Writes and removals run one at a time: a removal that empties a user's directory would otherwise delete
+ * it between another grant's mkdir and its write for the same user (ENOENT, and a failed logon).
  */
 import { chmod, lstat, mkdir, readdir, rename, rmdir, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -43,6 +46,8 @@ export interface StoredGrant {
 
 export class GrantStore {
   readonly dir: string;
+  /** The tail of the queue of writes and removals (see the file header). */
+  #tail: Promise<unknown> = Promise.resolve();
 
   constructor(dir: string) {
     this.dir = dir;
@@ -64,10 +69,21 @@ export class GrantStore {
     await chmod(this.dir, 0o755);
   }
 
-  async write(grant: LogonGrant, hostExpiresAt: number): Promise<void> {
+  /** Runs `fn` after every write and removal queued before it. */
+  #exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#tail.then(fn, fn);
+    this.#tail = run.catch(() => undefined);
+    return run;
+  }
+
+  write(grant: LogonGrant, hostExpiresAt: number): Promise<void> {
     if (!OS_USER_PATTERN.test(grant.osUser) || !GRANT_ID_PATTERN.test(grant.grantId)) {
-      throw new TypeError('grant fields must be validated before they reach the store');
+      return Promise.reject(new TypeError('grant fields must be validated before they reach the store'));
     }
+    return this.#exclusive(() => this.#write(grant, hostExpiresAt));
+  }
+
+  async #write(grant: LogonGrant, hostExpiresAt: number): Promise<void> {
     const userDir = join(this.dir, grant.osUser);
     // Modes set explicitly: the agent runs with umask 077, and the helper (not root) must read these.
     await mkdir(userDir, { recursive: true, mode: 0o755 });
@@ -92,7 +108,11 @@ export class GrantStore {
   }
 
   /** Deletes one grant's file; false when it was not there. */
-  async remove(g: StoredGrant): Promise<boolean> {
+  remove(g: StoredGrant): Promise<boolean> {
+    return this.#exclusive(() => this.#remove(g));
+  }
+
+  async #remove(g: StoredGrant): Promise<boolean> {
     const userDir = join(this.dir, g.osUser);
     let removed = true;
     try {

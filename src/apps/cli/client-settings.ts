@@ -3,7 +3,7 @@
  * `KEYWARD_ACCESS_KEY_SECRET`, `KEYWARD_REGION` (each overrides its field), else the profile written by
  * `keyward configure` (`KEYWARD_PROFILE` picks one; default "default") in
  * `${XDG_CONFIG_HOME:-~/.config}/keyward/profiles.json` (or `KEYWARD_PROFILES_FILE`), a 0600 file in a 0700
- * directory, as AWS and Alibaba Cloud CLIs keep theirs.
+ * directory, as AWS and Alibaba Cloud CLIs keep theirs. `KEYWARD_TIMEOUT_SECONDS` bounds each API call.
  */
 import { randomBytes } from 'node:crypto';
 import {
@@ -18,6 +18,7 @@ import {
 } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { DEFAULT_TIMEOUT_MS } from '../../client/index.js';
 import { CliFailure } from './cli-io.js';
 
 export interface ClientSettings {
@@ -97,6 +98,26 @@ export function writeProfile(path: string, name: string, settings: ClientSetting
     closeSync(fd);
   }
   renameSync(tmp, path);
+}
+
+/** The longest `KEYWARD_TIMEOUT_SECONDS` accepted. */
+export const MAX_TIMEOUT_SECONDS = 600;
+
+/**
+ * How long one API call may take, in milliseconds: `KEYWARD_TIMEOUT_SECONDS` (a whole number from 1 to
+ * MAX_TIMEOUT_SECONDS) when set, else the client's default (DEFAULT_TIMEOUT_MS).
+ */
+export function resolveCallTimeoutMs(env: Env): number {
+  const text = env['KEYWARD_TIMEOUT_SECONDS'];
+  if (text === undefined || text === '') return DEFAULT_TIMEOUT_MS;
+  const seconds = /^[0-9]{1,4}$/.test(text) ? Number(text) : Number.NaN;
+  if (!(seconds >= 1 && seconds <= MAX_TIMEOUT_SECONDS)) {
+    throw new CliFailure(
+      `KEYWARD_TIMEOUT_SECONDS must be a whole number of seconds from 1 to ${String(MAX_TIMEOUT_SECONDS)}, ` +
+        `not "${text.slice(0, 20)}"`,
+    );
+  }
+  return seconds * 1000;
 }
 
 /** Resolves the settings a command uses, or fails saying how to provide them. */

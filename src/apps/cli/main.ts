@@ -4,7 +4,7 @@
  */
 import { RpcClient, RpcError } from '../../client/index.js';
 import { CliFailure, println, UsageError, type CliIo } from './cli-io.js';
-import { resolveClientSettings } from './client-settings.js';
+import { resolveCallTimeoutMs, resolveClientSettings } from './client-settings.js';
 
 export const VERSION = '0.1.0';
 
@@ -39,7 +39,8 @@ Options:
   --version                       print the version
 
 Client commands read KEYWARD_ENDPOINT, KEYWARD_ACCESS_KEY_ID, KEYWARD_ACCESS_KEY_SECRET and
-KEYWARD_REGION (default local), else the profile from \`keyward configure\` (KEYWARD_PROFILE picks it).
+KEYWARD_REGION (default local), else the profile from \`keyward configure\` (KEYWARD_PROFILE picks it);
+KEYWARD_TIMEOUT_SECONDS bounds each call (default 10, at most 600).
 Read commands take --json. Exit status: 0 success, 1 failure, 2 usage error.
 `;
 
@@ -72,6 +73,7 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo()): 
       endpoint: settings.endpoint,
       accessKeyId: settings.accessKeyId,
       accessKeySecret: settings.accessKeySecret,
+      timeoutMs: resolveCallTimeoutMs(io.env),
     });
     return { client, regionId: settings.regionId };
   };

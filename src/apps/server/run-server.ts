@@ -26,7 +26,7 @@ import { KeyPairRepository, KeyPairService } from '../../keypairs/index.js';
 import { LogonGrantRepository, LogonService, TerminalGateway, TerminalTickets } from '../../logon/index.js';
 import { systemClock, type Clock } from '../../platform/clock.js';
 import { SecretBox } from '../../platform/crypto/secret-box.js';
-import { openDatabase, withStartupLock, type Db } from '../../platform/db/database.js';
+import { openDatabase, openRelaxedPostgres, withStartupLock, type Db } from '../../platform/db/database.js';
 import { NonceCache } from '../../rpc/signature/nonce-cache.js';
 import { SharedNonceStore } from '../../rpc/signature/shared-nonce-store.js';
 import { AuditLog } from '../../audit/index.js';
@@ -49,6 +49,8 @@ export const SIGNATURE_WINDOW_MS = 15 * 60 * 1000;
 export const MAX_REMEMBERED_NONCES = 1_000_000;
 /** Bound on one access key's share of them (about 110 signed requests per second over the window). */
 export const MAX_REMEMBERED_NONCES_PER_KEY = 100_000;
+/** Connections of a replica's nonce pool (one statement per signed request, never held across awaits). */
+const NONCE_POOL_CONNECTIONS = 4;
 
 /** Paths that pino must never print, whatever a caller logs by mistake. */
 export const REDACTED_LOG_PATHS = [
@@ -109,6 +111,19 @@ export async function startServer(
     id: loadOrCreateReplicaId(config.dataDir, newReplicaId),
   });
   let bus: PostgresBus | undefined;
+  // Replicas record signature nonces through a small pool of their own whose commits do not wait for the
+  // WAL flush: one round trip per signed request without an fsync (database.ts, docs/high-availability.md).
+  const nonceDb =
+    config.database === undefined
+      ? undefined
+      : openRelaxedPostgres({
+          kind: 'postgres',
+          url: config.database.url,
+          maxConnections: NONCE_POOL_CONNECTIONS,
+          onIdleError: (err) => {
+            logger.warn({ err }, 'a pooled database connection failed; it is replaced on next use');
+          },
+        });
   try {
     // First-start work under the startup lock: on PostgreSQL, replicas starting together create one
     // grant-signing key between them, and a replica whose master key differs stops here, with the reason.
@@ -175,7 +190,7 @@ export async function startServer(
             maxEntries: MAX_REMEMBERED_NONCES,
             maxEntriesPerKey: MAX_REMEMBERED_NONCES_PER_KEY,
           })
-        : new SharedNonceStore(db, {
+        : new SharedNonceStore(nonceDb ?? db, {
             windowMs: SIGNATURE_WINDOW_MS,
             maxEntries: MAX_REMEMBERED_NONCES,
             maxEntriesPerKey: MAX_REMEMBERED_NONCES_PER_KEY,
@@ -293,6 +308,7 @@ export async function startServer(
           await replica.stop();
           await bus?.close();
           await auditLog.drain();
+          await nonceDb?.destroy();
           await db.destroy();
         })();
         return closing;
@@ -301,6 +317,7 @@ export async function startServer(
   } catch (err) {
     await replica.stop();
     await bus?.close();
+    await nonceDb?.destroy();
     await db.destroy();
     throw err;
   }

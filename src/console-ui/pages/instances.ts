@@ -256,7 +256,8 @@ export function instancePage(root: HTMLElement, id: string): void {
         required: true,
         maxlength: 32,
         autocomplete: 'off',
-        pattern: '[a-z_][a-z0-9_.-]*',
+        // Browsers compile `pattern` with the `v` flag, where a `-` in a class must be escaped.
+        pattern: '[a-z_][a-z0-9_.\\-]*',
       });
       osUser.addEventListener('input', () => (osUserValue = osUser.value));
       const form = h(

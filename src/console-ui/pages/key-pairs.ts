@@ -71,7 +71,8 @@ function createDialog(refresh: () => void): void {
       required: true,
       maxlength: 128,
       autocomplete: 'off',
-      pattern: '[A-Za-z][A-Za-z0-9._:-]{1,127}',
+      // Browsers compile `pattern` with the `v` flag, where a `-` in a class must be escaped.
+      pattern: '[A-Za-z][A-Za-z0-9._:\\-]{1,127}',
     });
     const tags = tagsInput();
     const type = h(

@@ -50,6 +50,11 @@ export interface PostgresOptions {
   readonly maxConnections?: number;
   /** Called when an idle pooled connection fails (the database restarted): log it, nothing else to do. */
   readonly onIdleError?: (err: Error) => void;
+  /**
+   * `off` for a pool whose commits need not wait for PostgreSQL's WAL flush (`openRelaxedPostgres`).
+   * Default: PostgreSQL's own setting (on).
+   */
+  readonly synchronousCommit?: 'off';
 }
 
 export type DatabaseOptions = SqliteOptions | PostgresOptions;
@@ -89,6 +94,18 @@ export async function openDatabase(options: DatabaseOptions): Promise<Db> {
   return db;
 }
 
+/**
+ * A second, small pool on the same PostgreSQL (the database `openDatabase` migrated) whose commits do not
+ * wait for the WAL flush: for rows whose loss in a crash of PostgreSQL itself costs nothing a user had — the
+ * signature nonces, which the embedded server keeps in memory only. A transaction committed this way is
+ * still atomic and visible to every replica at once; what a database crash can lose is the last few hundred
+ * milliseconds of such commits (wal_writer_delay), exactly as an asynchronous standby promoted after a
+ * failover would.
+ */
+export function openRelaxedPostgres(options: PostgresOptions): Db {
+  return openPostgres({ ...options, synchronousCommit: 'off' });
+}
+
 function openSqlite(options: SqliteOptions): Db {
   const sqlite = new BetterSqlite3(options.file);
   sqlite.pragma('journal_mode = WAL');
@@ -116,6 +133,7 @@ function openPostgres(options: PostgresOptions): Db {
     idleTimeoutMillis: 30_000,
     statement_timeout: STATEMENT_TIMEOUT_MS,
     application_name: 'keyward',
+    ...(options.synchronousCommit === 'off' && { options: '-c synchronous_commit=off' }),
     types,
   });
   // An idle connection that the server closes (restart, failover) is reported here; without a listener

@@ -71,6 +71,9 @@ function sdkClient(endpoint: string, extra: { signatureAlgorithm?: string } = {}
       endpoint,
       protocol: 'http',
       regionId: 'cn-hangzhou',
+      // Not the SDK's 3 s default, which a busy CI machine can exceed: outcomes are asserted, not durations.
+      readTimeout: 60_000,
+      connectTimeout: 60_000,
       ...extra,
     }),
   );
