@@ -4,26 +4,18 @@
  *   GET  /console/api/session    who is signed in: {SignedIn: true, …}, or 200 {SignedIn: false} (a page's
  *                                first question, not an error)
  *   POST /console/api/sign-out   (CSRF)
- *   POST /console/api/terminal   (CSRF) {instanceId, osUser?, cols?, rows?} → a terminal ticket, after the
- *                                same ecs-workbench:LoginInstance check as StartTerminalSession
+ *   POST /console/api/terminal   (CSRF) {instanceId, osUser?, cols?, rows?} → a terminal ticket: the API's
+ *                                StartTerminalSession run as the signed-in user
  *   POST /console/api/call/NAME  (CSRF) {Param: "value", …} → the API action NAME run as the signed-in user:
  *                                the same parameters, policy checks, audit and response body as the API
  * Every state change needs the session's CSRF token in `x-keyward-csrf`, and a browser's Origin (when
  * sent) must be this server's own; the cookie is HttpOnly and SameSite=Strict (Secure under TLS). Sign-in
  * is rate limited with lockout (sign-in-limiter.ts); every sign-in, success or failure, is audited.
  */
-import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { AuditLog } from '../audit/index.js';
-import { arn, type Authorizer, type ConsoleSignIn, type RequestFacts } from '../identity/index.js';
-import {
-  checkTerminalSize,
-  parseOsUser,
-  TERMINAL_PATH,
-  TERMINAL_SUBPROTOCOL,
-  type LogonService,
-  type TerminalTickets,
-} from '../logon/index.js';
+import type { Authorizer, ConsoleSignIn, RequestFacts } from '../identity/index.js';
+import type { LogonService, TerminalTickets } from '../logon/index.js';
 import type { Clock } from '../platform/clock.js';
 import { AppError } from '../platform/errors.js';
 import {
@@ -171,6 +163,7 @@ export function registerConsoleRoutes(app: FastifyInstance, deps: ConsoleRouteDe
     secureTransport: deps.tls,
     mfaPresent: session.mfaPresent,
     currentTime: new Date(deps.clock.nowMs()),
+    consoleCredentialEpoch: session.credentialEpoch,
   });
   const noStore = (reply: FastifyReply): FastifyReply => reply.header('cache-control', 'no-store');
 
@@ -295,49 +288,32 @@ export function registerConsoleRoutes(app: FastifyInstance, deps: ConsoleRouteDe
       const body = jsonBody(request, ['instanceId', 'osUser', 'cols', 'rows']);
       const instanceId = str(body, 'instanceId', 64);
       if (instanceId === undefined) throw new AppError('MissingParameter', 'instanceId is required.');
-      const osUser = parseOsUser(str(body, 'osUser', 64) ?? 'root');
-      const cols = typeof body['cols'] === 'number' ? body['cols'] : 80;
-      const rows = typeof body['rows'] === 'number' ? body['rows'] : 24;
-      checkTerminalSize(cols, rows);
-      const requestId = randomUUID().toUpperCase();
-      await deps.authorizer.authorize(
-        session.principal,
-        facts(request, session),
-        'ecs-workbench:LoginInstance',
-        [arn.workbench(deps.regionId, session.principal.accountId, instanceId)],
-        { 'ecs-workbench:LoginUser': osUser },
-        requestId,
-      );
-      const instance = await logon.service.instanceFor(
-        session.principal.accountId,
-        deps.regionId,
-        instanceId,
-      );
-      const sessionId = `ts-${randomUUID()}`;
-      const { ticket, expiresAtMs } = await logon.tickets.issue({
-        sessionId,
-        accountId: session.principal.accountId,
-        regionId: deps.regionId,
-        instanceId: instance.id,
-        osUser,
-        caller: `user/${session.principal.userName}`,
-        userId: session.principal.userId,
-        requestId,
-        sourceIp: request.ip,
-        secureTransport: deps.tls,
-        mfaPresent: session.mfaPresent,
-        credentialEpoch: session.credentialEpoch,
-        cols,
-        rows,
-      });
-      void noStore(reply);
-      return {
-        SessionId: sessionId,
-        WebSocketPath: TERMINAL_PATH,
-        Subprotocols: { Subprotocol: [TERMINAL_SUBPROTOCOL, `ticket.${ticket}`] },
-        TicketExpiresAt: new Date(expiresAtMs).toISOString(),
-        KeyLifetimeSeconds: logon.service.keyLifetimeSeconds,
+      const osUser = str(body, 'osUser', 64);
+      const size = (field: string, param: string): [string, string][] => {
+        const v = body[field];
+        if (v === undefined) return [];
+        if (typeof v !== 'number') throw new AppError('InvalidParameter', `${field} must be a number.`);
+        return [[param, String(v)]];
       };
+      // The API's own action: its parameter checks, authorization (before it acts) and audit.
+      const result = await deps.dispatcher.runAs(
+        'StartTerminalSession',
+        [
+          ['RegionId', deps.regionId],
+          ['InstanceId', instanceId],
+          ...(osUser === undefined ? [] : [['InstanceOSUser', osUser] as [string, string]]),
+          ...size('cols', 'Cols'),
+          ...size('rows', 'Rows'),
+        ],
+        { principal: session.principal },
+        facts(request, session),
+        request.id,
+      );
+      request.rpcAction = result.action;
+      request.rpcAccessKeyId = result.accessKeyId;
+      void noStore(reply);
+      const { SessionId, WebSocketPath, Subprotocols, TicketExpiresAt, KeyLifetimeSeconds } = result.body;
+      return { SessionId, WebSocketPath, Subprotocols, TicketExpiresAt, KeyLifetimeSeconds };
     });
   }
 }

@@ -5,7 +5,12 @@
  * Alibaba Cloud's `AccessDeniedDetail`. Used by every RPC action (through `RpcContext.authorize`) and by the console
  * and terminal, which establish their principal and facts themselves.
  */
-import { evaluate, type Principal as PolicyPrincipal } from '../policy/index.js';
+import {
+  evaluate,
+  RESOURCE_TAG_KEY_PREFIX,
+  type NearMiss,
+  type Principal as PolicyPrincipal,
+} from '../policy/index.js';
 import { AppError } from '../platform/errors.js';
 import type { NamedDocument, PolicyType } from './model.js';
 import { principalName, type Principal, type RequestFacts } from './principal.js';
@@ -55,7 +60,8 @@ export class Authorizer {
   /**
    * Resolves when `principal` may do `action` on every one of `resources`; otherwise throws
    * `AppError('Forbidden.RAM')`. Either way the decision goes to `onDecision` first, and an error from it
-   * (the decision could not be recorded) is thrown instead.
+   * (the decision could not be recorded) is thrown instead. `resourceKeys` holds the keys of single
+   * resources (their `acs:ResourceTag/<key>` values), by resource name.
    * @throws {TypeError} for an empty resource list or a `sourceIp` that is not an address (our bugs).
    */
   async authorize(
@@ -65,6 +71,7 @@ export class Authorizer {
     resources: readonly string[],
     conditionKeys: ConditionKeys | undefined,
     requestId: string,
+    resourceKeys?: ReadonlyMap<string, ConditionKeys>,
   ): Promise<void> {
     const documents =
       principal.kind === 'root' ? [] : await this.#policies.documentsForUser(principal.userId);
@@ -82,6 +89,7 @@ export class Authorizer {
           secureTransport: facts.secureTransport,
           ...(conditionKeys !== undefined && { values: conditionKeys }),
         },
+        ...(resourceKeys !== undefined && { resourceValues: resourceKeys }),
       },
       documents.map((d) => d.document),
     );
@@ -109,8 +117,51 @@ export class Authorizer {
       deniedResource: decision.resource,
       ...(denying !== undefined && { policyName: denying.name, policyType: denying.type }),
     });
-    throw forbidden(principal, action, decision.resource, decision.type, denying);
+    const why =
+      decision.type === 'ExplicitDeny'
+        ? `the ${denying?.type ?? ''} policy ${denying?.name ?? '(unknown)'} denies it explicitly`
+        : implicitDenyReason(action, documents, decision.closest);
+    throw forbidden(principal, action, decision.resource, decision.type, denying, why);
   }
+}
+
+/**
+ * Why nothing allowed the request, in words a person can act on: no policy at all; no statement naming the
+ * action; or the statement that came closest and what in it did not match. Values the caller sent (the OS
+ * user, its own address) are shown; a resource's tag values are not (the caller may not be allowed to read
+ * them), only whether the tag is there.
+ */
+function implicitDenyReason(
+  action: string,
+  documents: readonly NamedDocument[],
+  closest: NearMiss | undefined,
+): string {
+  if (documents.length === 0) return 'no policy is attached to it';
+  if (closest === undefined) {
+    const names = documents.map((d) => `${d.type} ${d.name}`).join(', ');
+    return `no statement of its policies (${names}) allows ${action}`;
+  }
+  const doc = documents[closest.statement.document];
+  const where = `Statement[${closest.statement.statement}] of the ${doc?.type ?? ''} policy ${doc?.name ?? '(unknown)'}`;
+  if (closest.reason === 'resource') {
+    return `the closest statement, ${where}, allows ${action} but its Resource does not cover this resource`;
+  }
+  const { clause, actual } = closest;
+  const written = clause.path.split('.').slice(3).join('.');
+  let what: string;
+  if (clause.kind === 'string' && clause.key.startsWith(RESOURCE_TAG_KEY_PREFIX.toLowerCase())) {
+    const tag = written.slice(RESOURCE_TAG_KEY_PREFIX.length);
+    what =
+      actual.length === 0
+        ? `the resource has no tag ${JSON.stringify(tag)}`
+        : `the resource's tag ${JSON.stringify(tag)} has a value the condition does not accept`;
+  } else if (actual.length === 0) {
+    what = `this request carries no ${written} (${action} does not supply it)`;
+  } else {
+    const shown = actual.map((v) => JSON.stringify(v.slice(0, 64))).join(', ');
+    what = `${written} is ${shown} here, which ${clause.operator} does not accept`;
+  }
+  return `the closest statement, ${where}, allows ${action} on this resource but its condition ${clause.path} did not match: ${what}`;
 }
 
 function forbidden(
@@ -119,12 +170,9 @@ function forbidden(
   resource: string,
   type: 'ExplicitDeny' | 'ImplicitDeny',
   denying: NamedDocument | undefined,
+  why: string,
 ): AppError {
   const who = principalName(principal);
-  const why =
-    type === 'ExplicitDeny'
-      ? `the ${denying?.type ?? ''} policy ${denying?.name ?? '(unknown)'} denies it explicitly`
-      : 'no policy attached to it allows it';
   return new AppError(
     'Forbidden.RAM',
     `${who} is not authorized to perform ${action} on ${resource}: ${why}. Ask an administrator to ` +

@@ -5,7 +5,13 @@
  * (cached by its text), so what is enforced is always what the parser accepts today.
  */
 import { randomBytes } from 'node:crypto';
-import { parsePolicyDocument, PolicyDocumentError, type PolicyDocument } from '../policy/index.js';
+import {
+  checkConditionKeys,
+  parsePolicyDocument,
+  PolicyDocumentError,
+  type ConditionKeyCatalog,
+  type PolicyDocument,
+} from '../policy/index.js';
 import type { Clock } from '../platform/clock.js';
 import type { Db } from '../platform/db/database.js';
 import { AppError } from '../platform/errors.js';
@@ -30,11 +36,15 @@ const MAX_PARSED_CACHE = 512;
 
 /**
  * Validates a document for CreatePolicy: a grammar error becomes MalformedPolicyDocument, whose message
- * carries the parser's field path (`Statement[2].Condition.IpAddress.acs:SourceIp[0]`).
+ * carries the parser's field path (`Statement[2].Condition.IpAddress.acs:SourceIp[0]`). With `catalog`, a
+ * condition key that no action of its statement supplies is refused the same way, at the key's path.
+ * (Documents already stored are not re-checked for keys when loaded: they keep being enforced as stored.)
  */
-export function validatePolicyDocument(text: string): PolicyDocument {
+export function validatePolicyDocument(text: string, catalog?: ConditionKeyCatalog): PolicyDocument {
   try {
-    return parsePolicyDocument(text);
+    const doc = parsePolicyDocument(text);
+    if (catalog !== undefined) checkConditionKeys(doc, catalog);
+    return doc;
   } catch (err) {
     if (err instanceof PolicyDocumentError) {
       throw new AppError('MalformedPolicyDocument', err.message, {

@@ -24,6 +24,11 @@ export interface RequestFacts {
   readonly mfaPresent: boolean;
   /** `acs:CurrentTime`: from the server's clock. */
   readonly currentTime: Date;
+  /**
+   * The console session's credential epoch (not a condition key): a terminal opened from the console ends
+   * when the user's password or MFA changes after it (src/logon/terminal-access.ts).
+   */
+  readonly consoleCredentialEpoch?: number;
 }
 
 /** `root`, or `user/<name>`: how logs and audit lines name a principal. */

@@ -182,6 +182,19 @@ export class InstanceService {
     return record;
   }
 
+  /**
+   * Region and tags of the account's instances with these ids (ids not found are absent): what an
+   * authorization reads, so resource names carry the instance's real region and policies its tags.
+   */
+  async resourceFacts(
+    accountId: string,
+    ids: readonly string[],
+  ): Promise<Map<string, { readonly regionId: string; readonly tags: readonly Tag[] }>> {
+    const valid = ids.filter((id) => isInstanceId(id));
+    const records = valid.length === 0 ? [] : await this.#repo.get(accountId, valid);
+    return new Map(records.map((r) => [r.id, { regionId: r.regionId, tags: r.tags }]));
+  }
+
   // ---- changes --------------------------------------------------------------------------------------
 
   /** Renames an instance. */

@@ -119,6 +119,30 @@ export class KeyPairRepository {
     return row === undefined ? undefined : { id: row.id, name: row.name, publicKey: row.public_key };
   }
 
+  /** The tags of the named key pairs of (account, region), by name; names not found are absent. */
+  async tagsByName(
+    accountId: string,
+    regionId: string,
+    names: readonly string[],
+  ): Promise<Map<string, { key: string; value: string }[]>> {
+    const out = new Map<string, { key: string; value: string }[]>();
+    if (names.length === 0) return out;
+    const rows = await this.#db
+      .selectFrom('key_pairs as p')
+      .leftJoin('key_pair_tags as t', 't.key_pair_id', 'p.id')
+      .select(['p.name', 't.tag_key', 't.tag_value'])
+      .where('p.account_id', '=', accountId)
+      .where('p.region_id', '=', regionId)
+      .where('p.name', 'in', [...names])
+      .execute();
+    for (const r of rows) {
+      const tags = out.get(r.name) ?? [];
+      if (r.tag_key !== null) tags.push({ key: r.tag_key, value: r.tag_value ?? '' });
+      out.set(r.name, tags);
+    }
+    return out;
+  }
+
   /** Every key pair name in (account, region); at most the quota, so cheap to match patterns against. */
   async listNames(accountId: string, regionId: string): Promise<string[]> {
     const rows = await this.#db

@@ -104,6 +104,15 @@ export class KeyPairService {
     return this.#repo.findByName(accountId, regionId, name);
   }
 
+  /** The tags of the named key pairs (names not found are absent): what policies read as resource tags. */
+  tagsByName(
+    accountId: string,
+    regionId: string,
+    names: readonly string[],
+  ): Promise<Map<string, { key: string; value: string }[]>> {
+    return this.#repo.tagsByName(accountId, regionId, names);
+  }
+
   /**
    * Deletes the named key pairs; names that do not exist are ignored, as ECS does. A key pair bound to an
    * instance is refused (`InvalidParameter.KeypairAlreadyAttachedInstance`) and then nothing is deleted.

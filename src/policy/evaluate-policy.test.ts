@@ -593,9 +593,103 @@ for (const row of rows) {
     const documents = row.docs.map((statements) =>
       parsePolicyDocument(JSON.stringify({ Version: '1', Statement: statements })),
     );
-    assert.deepEqual(evaluate(buildRequest(row), documents), row.expected);
+    // Which statement came closest is checked on its own below.
+    const decision = evaluate(buildRequest(row), documents);
+    if (!decision.allowed && decision.type === 'ImplicitDeny') {
+      assert.deepEqual({ allowed: false, type: 'ImplicitDeny', resource: decision.resource }, row.expected);
+    } else {
+      assert.deepEqual(decision, row.expected);
+    }
   });
 }
+
+const docsOf = (...statements: Stmt[][]) =>
+  statements.map((s) => parsePolicyDocument(JSON.stringify({ Version: '1', Statement: s })));
+
+test('an implicit deny names the Allow whose condition failed, with the value the request had', () => {
+  const docs = docsOf(
+    [allow('ecs:CreateKeyPair')],
+    [
+      allow('ecs-workbench:LoginInstance', 'acs:ecs:*:*:other/*'),
+      allow('ecs-workbench:LoginInstance', '*', { StringEquals: { 'ecs-workbench:LoginUser': 'root' } }),
+    ],
+  );
+  const request = buildRequest({
+    name: '',
+    docs: [],
+    expected: ALLOW,
+    request: { action: 'ecs-workbench:LoginInstance', context: { values: login('deploy') } },
+  });
+  const d = evaluate(request, docs);
+  assert.ok(!d.allowed && d.type === 'ImplicitDeny');
+  assert.equal(d.closest?.reason, 'condition');
+  assert.deepEqual(d.closest.statement, { document: 1, statement: 1 });
+  assert.ok(d.closest.reason === 'condition');
+  assert.equal(d.closest.clause.path, 'Statement[1].Condition.StringEquals.ecs-workbench:LoginUser');
+  assert.deepEqual(d.closest.actual, ['deploy']);
+});
+
+test('an implicit deny names an Allow for the action on other resources, and none when nothing names it', () => {
+  const docs = docsOf([allow('ecs:DescribeInstances', 'acs:ecs:*:*:instance/i-9')]);
+  const d = evaluate(buildRequest({ name: '', docs: [], expected: ALLOW }), docs);
+  assert.ok(!d.allowed && d.type === 'ImplicitDeny');
+  assert.deepEqual(d.closest, { statement: { document: 0, statement: 0 }, reason: 'resource' });
+  const none = evaluate(
+    buildRequest({ name: '', docs: [], expected: ALLOW }),
+    docsOf([allow('ecs:CreateKeyPair')]),
+  );
+  assert.ok(!none.allowed && none.type === 'ImplicitDeny' && none.closest === undefined);
+});
+
+test('resource values (tags) apply to their own resource only', () => {
+  const docs = docsOf([
+    allow('ecs:DeleteInstance', '*', { StringEquals: { 'acs:ResourceTag/env': 'staging' } }),
+    deny('ecs:DeleteInstance', '*', { StringEquals: { 'acs:ResourceTag/lock': 'yes' } }),
+  ]);
+  const base = buildRequest({
+    name: '',
+    docs: [],
+    expected: ALLOW,
+    request: { action: 'ecs:DeleteInstance' },
+  });
+  const tags = (entries: [string, Record<string, string>][]) => new Map(entries);
+  assert.deepEqual(
+    evaluate({ ...base, resourceValues: tags([[I1, { 'acs:ResourceTag/env': 'staging' }]]) }, docs),
+    ALLOW,
+  );
+  // Tag keys fold like every condition key; values compare case-sensitively.
+  assert.deepEqual(
+    evaluate({ ...base, resourceValues: tags([[I1, { 'ACS:RESOURCETAG/ENV': 'staging' }]]) }, docs),
+    ALLOW,
+  );
+  const other = evaluate(
+    {
+      ...base,
+      resources: [I1, I2],
+      resourceValues: tags([
+        [I1, { 'acs:ResourceTag/env': 'staging' }],
+        [I2, { 'acs:ResourceTag/env': 'Staging' }],
+      ]),
+    },
+    docs,
+  );
+  assert.ok(!other.allowed && other.type === 'ImplicitDeny' && other.resource === I2);
+  assert.deepEqual(
+    evaluate(
+      {
+        ...base,
+        resourceValues: tags([[I1, { 'acs:ResourceTag/env': 'staging', 'acs:ResourceTag/lock': 'yes' }]]),
+      },
+      docs,
+    ),
+    explicit(0, 1),
+  );
+  // Untagged: the Allow's positive condition fails.
+  const untagged = evaluate(base, docs);
+  assert.ok(!untagged.allowed && untagged.type === 'ImplicitDeny');
+  assert.ok(untagged.closest?.reason === 'condition');
+  assert.deepEqual(untagged.closest.actual, []);
+});
 
 test('evaluate gives the same decision for the same inputs and leaves them untouched', () => {
   const docs = [parsePolicyDocument(JSON.stringify({ Version: '1', Statement: [allow('ecs:*')] }))];

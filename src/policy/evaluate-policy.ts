@@ -44,6 +44,11 @@ export interface AccessRequest {
   /** At least one resource name (`acs:...`); use `*` for account-wide actions. Case-sensitive. */
   readonly resources: readonly string[];
   readonly context: RequestContext;
+  /**
+   * Keys that belong to one resource (its `acs:ResourceTag/<key>` values), by resource name: while that
+   * resource is decided they are added to `context.values` (replacing a request-wide key of the same name).
+   */
+  readonly resourceValues?: ReadonlyMap<string, Readonly<Record<string, string | readonly string[]>>>;
 }
 
 /** Where a statement sits: index into the `documents` argument, then into that document's statements. */
@@ -67,6 +72,22 @@ export type Decision =
       readonly type: 'ImplicitDeny';
       /** The first requested resource no Allow statement covers. */
       readonly resource: string;
+      /** The Allow statement that came closest to covering it, and why it did not (none: no Allow names the action). */
+      readonly closest?: NearMiss;
+    };
+
+/**
+ * An Allow statement that names the action but did not allow the request: its Resource does not cover the
+ * resource (`resource`), or it does and a condition failed (`condition`, with the values the request had
+ * for that key; none when the request did not carry the key at all).
+ */
+export type NearMiss =
+  | { readonly statement: StatementRef; readonly reason: 'resource' }
+  | {
+      readonly statement: StatementRef;
+      readonly reason: 'condition';
+      readonly clause: ConditionClause;
+      readonly actual: readonly string[];
     };
 
 /**
@@ -75,36 +96,82 @@ export type Decision =
  *   address (these are our bugs, not the client's, and must not silently turn into allow or deny).
  */
 export function evaluate(request: AccessRequest, documents: readonly PolicyDocument[]): Decision {
-  const facts = checkRequest(request);
+  const base = checkRequest(request);
   if (request.principal.kind === 'root') return { allowed: true };
 
   const action = request.action.toLowerCase();
-  const applicable = (effect: 'Allow' | 'Deny'): { ref: StatementRef; statement: PolicyStatement }[] => {
-    const out: { ref: StatementRef; statement: PolicyStatement }[] = [];
-    documents.forEach((doc, d) => {
-      doc.statements.forEach((statement, s) => {
-        if (
-          statement.effect === effect &&
-          actionMatches(statement, action) &&
-          conditionsMatch(statement, facts)
-        ) {
-          out.push({ ref: { document: d, statement: s }, statement });
-        }
-      });
+  const named: { ref: StatementRef; statement: PolicyStatement }[] = [];
+  documents.forEach((doc, d) => {
+    doc.statements.forEach((statement, s) => {
+      if (actionMatches(statement, action)) named.push({ ref: { document: d, statement: s }, statement });
     });
-    return out;
+  });
+  const factsCache = new Map<string, Facts>();
+  const factsFor = (resource: string): Facts => {
+    let facts = factsCache.get(resource);
+    if (facts === undefined) {
+      facts = withResourceValues(base, request.resourceValues?.get(resource));
+      factsCache.set(resource, facts);
+    }
+    return facts;
   };
+  const grants = (statement: PolicyStatement, resource: string): boolean =>
+    resourceMatches(statement, resource) && conditionsMatch(statement, factsFor(resource));
 
-  for (const { ref, statement } of applicable('Deny')) {
-    const resource = request.resources.find((r) => resourceMatches(statement, r));
+  for (const { ref, statement } of named) {
+    if (statement.effect !== 'Deny') continue;
+    const resource = request.resources.find((r) => grants(statement, r));
     if (resource !== undefined) return { allowed: false, type: 'ExplicitDeny', statement: ref, resource };
   }
-  const allows = applicable('Allow');
-  const uncovered = request.resources.find(
-    (r) => !allows.some(({ statement }) => resourceMatches(statement, r)),
-  );
-  if (uncovered !== undefined) return { allowed: false, type: 'ImplicitDeny', resource: uncovered };
-  return { allowed: true };
+  const allows = named.filter(({ statement }) => statement.effect === 'Allow');
+  const uncovered = request.resources.find((r) => !allows.some(({ statement }) => grants(statement, r)));
+  if (uncovered === undefined) return { allowed: true };
+  const closest = nearestMiss(allows, uncovered, factsFor(uncovered));
+  return {
+    allowed: false,
+    type: 'ImplicitDeny',
+    resource: uncovered,
+    ...(closest !== undefined && { closest }),
+  };
+}
+
+/** The first Allow whose Resource covers `resource` (a condition failed), else the first naming the action. */
+function nearestMiss(
+  allows: readonly { ref: StatementRef; statement: PolicyStatement }[],
+  resource: string,
+  facts: Facts,
+): NearMiss | undefined {
+  for (const { ref, statement } of allows) {
+    if (!resourceMatches(statement, resource)) continue;
+    const clause = statement.conditions.find((c) => !clauseMatches(c, facts));
+    if (clause === undefined) continue;
+    return { statement: ref, reason: 'condition', clause, actual: actualValues(clause, facts) };
+  }
+  const first = allows[0];
+  return first === undefined ? undefined : { statement: first.ref, reason: 'resource' };
+}
+
+function actualValues(clause: ConditionClause, facts: Facts): readonly string[] {
+  switch (clause.kind) {
+    case 'string':
+      return facts.values.get(clause.key) ?? [];
+    case 'ip':
+      return [facts.sourceIp];
+    case 'date':
+      return [new Date(facts.nowMs).toISOString()];
+    case 'bool':
+      return [String(clause.key === 'acs:MFAPresent' ? facts.mfaPresent : facts.secureTransport)];
+  }
+}
+
+function withResourceValues(
+  facts: Facts,
+  extra: Readonly<Record<string, string | readonly string[]>> | undefined,
+): Facts {
+  if (extra === undefined) return facts;
+  const values = new Map(facts.values);
+  for (const [k, v] of Object.entries(extra)) values.set(k.toLowerCase(), typeof v === 'string' ? [v] : v);
+  return { ...facts, values };
 }
 
 interface Facts {

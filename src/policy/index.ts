@@ -12,7 +12,15 @@ export {
   MAX_STATEMENTS,
   PolicyDocumentError,
   parsePolicyDocument,
+  RESOURCE_TAG_KEY_PREFIX,
 } from './policy-document.js';
+export {
+  checkConditionKeys,
+  GLOBAL_CONDITION_KEYS,
+  RESOURCE_TAG_KEYS,
+  suppliesKey,
+  type ConditionKeyCatalog,
+} from './condition-keys.js';
 export type {
   ConditionClause,
   ConditionOperator,
@@ -23,4 +31,11 @@ export type {
 } from './policy-document.js';
 export { evaluate } from './evaluate-policy.js';
 export { starMatch } from './wildcard.js';
-export type { AccessRequest, Decision, Principal, RequestContext, StatementRef } from './evaluate-policy.js';
+export type {
+  AccessRequest,
+  Decision,
+  NearMiss,
+  Principal,
+  RequestContext,
+  StatementRef,
+} from './evaluate-policy.js';

@@ -299,17 +299,37 @@ test('condition values are parsed and keys canonicalised', () => {
         { family: 'ipv6', address: '2001:db8::1', prefix: 128 },
         { family: 'ipv4', address: '0.0.0.0', prefix: 0 },
       ],
+      path: 'Statement[0].Condition.IpAddress.ACS:SOURCEIP',
     },
     {
       kind: 'date',
       operator: 'DateGreaterThan',
       key: 'acs:CurrentTime',
       values: [Date.UTC(2025, 0, 31, 17), Date.UTC(2025, 0, 31, 17, 0, 0, 250)],
+      path: 'Statement[0].Condition.DateGreaterThan.acs:currenttime',
     },
-    { kind: 'bool', operator: 'Bool', key: 'acs:MFAPresent', values: [true] },
-    { kind: 'bool', operator: 'Bool', key: 'acs:SecureTransport', values: [false] },
+    {
+      kind: 'bool',
+      operator: 'Bool',
+      key: 'acs:MFAPresent',
+      values: [true],
+      path: 'Statement[0].Condition.Bool.acs:mfapresent',
+    },
+    {
+      kind: 'bool',
+      operator: 'Bool',
+      key: 'acs:SecureTransport',
+      values: [false],
+      path: 'Statement[0].Condition.Bool.acs:SecureTransport',
+    },
     // Values keep their case: StringLike compares case-sensitively.
-    { kind: 'string', operator: 'StringLike', key: 'ecs-workbench:loginuser', values: ['Dev-*'] },
+    {
+      kind: 'string',
+      operator: 'StringLike',
+      key: 'ecs-workbench:loginuser',
+      values: ['Dev-*'],
+      path: 'Statement[0].Condition.StringLike.ECS-Workbench:LoginUser',
+    },
   ]);
 });
 
@@ -345,4 +365,18 @@ test('resource names with empty region and account, and wildcard services, are a
     }),
   );
   assert.equal(parsed.statements[0]?.resources.length, 2);
+});
+
+test('acs:ResourceTag/<key> is a String key; an empty or overlong tag key is refused at its path', () => {
+  const [s] = parsePolicyDocument(
+    withCondition({ StringEquals: { 'acs:ResourceTag/env': 'staging' } }),
+  ).statements;
+  assert.equal(s?.conditions[0]?.key, 'acs:resourcetag/env');
+  for (const key of ['acs:ResourceTag/', `acs:ResourceTag/${'k'.repeat(129)}`, 'acs:Tag/env']) {
+    assert.throws(
+      () => parsePolicyDocument(withCondition({ StringEquals: { [key]: 'x' } })),
+      (err: unknown) =>
+        err instanceof PolicyDocumentError && err.path === `Statement[0].Condition.StringEquals.${key}`,
+    );
+  }
 });

@@ -61,6 +61,8 @@ export interface IpRange {
 /**
  * One `operator: { key: values }` pair of a statement's condition block, with its values parsed.
  * String keys are stored lower-cased (`ecs-workbench:loginuser`), because condition keys are case-insensitive.
+ * `path` names the key in the document as written (`Statement[0].Condition.StringEquals.ecs-workbench:LoginUser`),
+ * so refusals and explanations can point at it.
  */
 export type ConditionClause =
   | {
@@ -68,12 +70,14 @@ export type ConditionClause =
       readonly operator: StringOperator;
       readonly key: string;
       readonly values: readonly string[];
+      readonly path: string;
     }
   | {
       readonly kind: 'ip';
       readonly operator: IpOperator;
       readonly key: 'acs:SourceIp';
       readonly values: readonly IpRange[];
+      readonly path: string;
     }
   | {
       readonly kind: 'date';
@@ -81,12 +85,14 @@ export type ConditionClause =
       readonly key: 'acs:CurrentTime';
       /** Milliseconds since the epoch. */
       readonly values: readonly number[];
+      readonly path: string;
     }
   | {
       readonly kind: 'bool';
       readonly operator: 'Bool';
       readonly key: BoolConditionKey;
       readonly values: readonly boolean[];
+      readonly path: string;
     };
 
 export interface PolicyStatement {
@@ -241,6 +247,15 @@ function checkResource(resource: string, path: string): void {
 
 // Service condition keys usable with the String operators, e.g. `ecs-workbench:LoginUser`.
 const SERVICE_KEY_PATTERN = /^(?:ecs-workbench|ecs):[A-Za-z0-9_./-]+$/i;
+/** The prefix of the resource tag condition keys: `acs:ResourceTag/<tag key>` (as in Alibaba Cloud RAM). */
+export const RESOURCE_TAG_KEY_PREFIX = 'acs:ResourceTag/';
+// A tag key is 1 to 128 characters (tags/), printable and without the characters JSON paths would blur.
+const RESOURCE_TAG_KEY_PATTERN = /^acs:resourcetag\/[^\x00-\x1f\x7f]{1,128}$/i;
+
+/** True when `key` is `acs:ResourceTag/<tag key>` (any case). */
+export function isResourceTagKey(key: string): boolean {
+  return RESOURCE_TAG_KEY_PATTERN.test(key);
+}
 
 function parseCondition(raw: unknown, path: string): ConditionClause[] {
   const block = object(raw, path, 'a condition block');
@@ -292,12 +307,19 @@ function parseClause(
     case 'StringNotEquals':
     case 'StringLike':
     case 'StringNotLike':
-      if (!SERVICE_KEY_PATTERN.test(key)) {
+      if (!SERVICE_KEY_PATTERN.test(key) && !isResourceTagKey(key)) {
         throw wrongKey(
-          'String operators take service keys such as "ecs-workbench:LoginUser" or "ecs:tag/Env"',
+          'String operators take service keys such as "ecs-workbench:LoginUser" or resource tags such as ' +
+            '"acs:ResourceTag/env"',
         );
       }
-      return { kind: 'string', operator, key: folded, values: Object.freeze(values.map(([v]) => v)) };
+      return {
+        kind: 'string',
+        operator,
+        key: folded,
+        values: Object.freeze(values.map(([v]) => v)),
+        path,
+      };
     case 'IpAddress':
     case 'NotIpAddress':
       if (folded !== 'acs:sourceip') throw wrongKey('IP operators take only "acs:SourceIp"');
@@ -306,6 +328,7 @@ function parseClause(
         operator,
         key: 'acs:SourceIp',
         values: Object.freeze(values.map(([v, at]) => ipRange(v, at))),
+        path,
       };
     case 'DateLessThan':
     case 'DateGreaterThan':
@@ -315,6 +338,7 @@ function parseClause(
         operator,
         key: 'acs:CurrentTime',
         values: Object.freeze(values.map(([v, at]) => date(v, at))),
+        path,
       };
     case 'Bool': {
       const boolKey = BOOL_CONDITION_KEYS.find((k) => k.toLowerCase() === folded);
@@ -324,6 +348,7 @@ function parseClause(
         operator,
         key: boolKey,
         values: Object.freeze(values.map(([v, at]) => bool(v, at))),
+        path,
       };
     }
   }

@@ -3,15 +3,17 @@
  * parameters, run it. Returns the response body with its RequestId; errors propagate to the one error
  * handler of the HTTP server.
  *
- * Enforcement fails closed: every handler gets `ctx.authorize` and must call it (before any side effect);
- * a handler that returns without having called it is our bug, and its result is never sent (plain Error,
+ * Enforcement fails closed by construction: an action is `read`, `authorize`, `run` (rpc-action.ts), and
+ * the dispatcher asks the Authorizer about every check `authorize` returns before it calls `run`. An
+ * action returning no check, or one it did not declare, is our bug: refused before it runs (plain Error,
  * so a 500 with the detail in the log).
  */
-import type { Authorizer, ConditionKeys, Principal, RequestFacts } from '../identity/index.js';
+import type { Authorizer, Principal, RequestFacts } from '../identity/index.js';
+import { suppliesKey, type ConditionKeyCatalog } from '../policy/index.js';
 import type { Clock } from '../platform/clock.js';
 import { AppError } from '../platform/errors.js';
 import type { RequestAuthenticator } from './authenticate.js';
-import type { RpcAction } from './rpc-action.js';
+import type { AuthorizationCheck, RpcAction, RpcContext } from './rpc-action.js';
 import { ParamReader } from './rpc-params.js';
 import type { SignedRequestInput } from './signature/signed-request.js';
 
@@ -66,6 +68,7 @@ export class RpcDispatcher {
   readonly #auth: RequestAuthenticator;
   readonly #authorizer: Authorizer;
   readonly #clock: Clock;
+  readonly #catalog: ConditionKeyCatalog;
 
   constructor(
     actions: readonly RpcAction[],
@@ -76,12 +79,28 @@ export class RpcDispatcher {
     const byName = new Map<string, RpcAction>();
     for (const a of actions) {
       if (byName.has(a.name)) throw new TypeError(`RPC action ${a.name} is registered twice`);
+      // Checked again at run time: a server never starts with an action that cannot be authorized.
+      const declared = a.permissions as readonly unknown[] | undefined;
+      if (declared === undefined || declared.length === 0 || typeof a.authorize !== 'function') {
+        throw new TypeError(`RPC action ${a.name} declares no authorization`);
+      }
       byName.set(a.name, a);
     }
     this.#actions = byName;
+    this.#catalog = conditionKeyCatalog(actions);
     this.#auth = authenticator;
     this.#authorizer = authorizer;
     this.#clock = clock;
+  }
+
+  /** Policy action → the service condition keys requests for it carry: what new policies may use. */
+  get conditionKeyCatalog(): ConditionKeyCatalog {
+    return this.#catalog;
+  }
+
+  /** Every action served (for tests that check each declares its authorization). */
+  get actions(): readonly RpcAction[] {
+    return [...this.#actions.values()];
   }
 
   /** Names of every action served (for docs and tests). */
@@ -182,24 +201,72 @@ export class RpcDispatcher {
     requestId: string,
   ): Promise<Record<string, unknown>> {
     const { principal } = caller;
-    let authorized = false;
-    const authorizer = this.#authorizer;
-    const body = await action.handle(reader, {
+    const ctx: RpcContext = {
       requestId,
       accountId: caller.accountId,
       accessKeyId: caller.accessKeyId,
       principal,
       requestFacts,
-      async authorize(name: string, resources: readonly string[], conditionKeys?: ConditionKeys) {
-        await authorizer.authorize(principal, requestFacts, name, resources, conditionKeys, requestId);
-        authorized = true;
-      },
-    });
-    if (!authorized) {
-      throw new Error(
-        `RPC action ${action.name} returned without calling ctx.authorize; its result is withheld`,
+    };
+    const input = await action.read(reader, ctx);
+    reader.finish(action.name);
+    const checks = checked(action, await action.authorize(input, ctx));
+    for (const check of checks) {
+      await this.#authorizer.authorize(
+        principal,
+        requestFacts,
+        check.action,
+        check.resources,
+        check.conditions,
+        requestId,
+        check.resourceConditions,
       );
     }
-    return body;
+    return action.run(input, ctx);
   }
+}
+
+/**
+ * The checks `authorize` returned, refused (as our bug: a plain Error, so a 500 and nothing run) when there
+ * are none, one names no resource, or one asks for a policy action or condition key the action did not
+ * declare (the declarations are what new policies are validated against).
+ */
+function checked(
+  action: RpcAction,
+  result: AuthorizationCheck | readonly AuthorizationCheck[],
+): readonly AuthorizationCheck[] {
+  const checks = isCheckList(result) ? result : [result];
+  const bug = (why: string): Error => new Error(`RPC action ${action.name}: ${why}; nothing was run`);
+  if (checks.length === 0) throw bug('authorize returned no check');
+  for (const check of checks) {
+    if (check.resources.length === 0) throw bug(`the check of ${check.action} names no resource`);
+    const declared = action.permissions.find((p) => p.action.toLowerCase() === check.action.toLowerCase());
+    if (declared === undefined) throw bug(`${check.action} is not among its declared permissions`);
+    const keys = [
+      ...Object.keys(check.conditions ?? {}),
+      ...[...(check.resourceConditions?.values() ?? [])].flatMap((c) => Object.keys(c)),
+    ];
+    const stray = keys.find((k) => !suppliesKey(declared.conditionKeys, k));
+    if (stray !== undefined) throw bug(`${check.action} does not declare the condition key ${stray}`);
+  }
+  return checks;
+}
+
+function isCheckList(
+  result: AuthorizationCheck | readonly AuthorizationCheck[],
+): result is readonly AuthorizationCheck[] {
+  return Array.isArray(result);
+}
+
+/** Policy action → the service condition keys some registered action supplies with it. */
+export function conditionKeyCatalog(actions: readonly RpcAction[]): ConditionKeyCatalog {
+  const catalog = new Map<string, string[]>();
+  for (const a of actions) {
+    for (const p of a.permissions) {
+      const keys = catalog.get(p.action) ?? [];
+      for (const k of p.conditionKeys) if (!keys.includes(k)) keys.push(k);
+      catalog.set(p.action, keys);
+    }
+  }
+  return catalog;
 }

@@ -213,12 +213,15 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     deps.audit.record(decisionAuditEvent(d));
   };
   const instances = deps.instances;
-  const dispatcher = new RpcDispatcher(
+  const dispatcher: RpcDispatcher = new RpcDispatcher(
     [
       ...keyPairActions({ keyPairs: deps.keyPairs, regions: deps.regions }),
       ...accessKeyActions({ accessKeys: deps.accessKeys, users: deps.identity.users }),
       ...ramUserActions({ users: deps.identity.users, mfa: deps.identity.mfa }),
-      ...ramPolicyActions({ policies: deps.identity.policies }),
+      ...ramPolicyActions({
+        policies: deps.identity.policies,
+        conditionKeys: () => dispatcher.conditionKeyCatalog,
+      }),
       ...auditActions({ audit: deps.audit }),
       ...(instances === undefined
         ? []
@@ -228,13 +231,18 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
               enrollment: instances.enrollment,
               regions: deps.regions,
             }),
-            ...bindingActions({ instances: instances.service, regions: deps.regions }),
+            ...bindingActions({
+              instances: instances.service,
+              keyPairs: deps.keyPairs,
+              regions: deps.regions,
+            }),
             ...(deps.logon === undefined
               ? []
               : logonActions({
                   logon: deps.logon.service,
                   grants: deps.logon.grants,
                   tickets: deps.logon.tickets,
+                  instances: instances.service,
                   regions: deps.regions,
                 })),
           ]),

@@ -9,7 +9,7 @@ import { ACCESS_KEY_STATUSES, type AccessKeyStore } from '../../accounts/index.j
 import { arn, parseUserName, type UserStore } from '../../identity/index.js';
 import { AppError } from '../../platform/errors.js';
 import { ecsTimeSeconds } from '../ecs-shapes.js';
-import { RAM_API_VERSION, type RpcAction, type RpcContext } from '../rpc-action.js';
+import { defineAction, RAM_API_VERSION, type RpcAction, type RpcContext } from '../rpc-action.js';
 import type { ParamReader } from '../rpc-params.js';
 
 interface Deps {
@@ -32,20 +32,21 @@ function targetResource(target: Target, ctx: RpcContext): string {
     : arn.user(ctx.accountId, ctx.principal.userName);
 }
 
-/** Authorizes, then resolves the target to a user id (null: root). */
-async function authorizedTarget(
-  deps: Deps,
-  ctx: RpcContext,
-  target: Target,
-  action: string,
-): Promise<string | null> {
-  await ctx.authorize(action, [targetResource(target, ctx)]);
+/** The target as a user id (null: root); run after the target was authorized. */
+async function targetUserId(deps: Deps, ctx: RpcContext, target: Target): Promise<string | null> {
   if ('userName' in target) {
     const user = await deps.users.get(ctx.accountId, target.userName);
     return user.id;
   }
   return ctx.principal.kind === 'root' ? null : ctx.principal.userId;
 }
+
+const targetCheck = (action: string, target: Target, ctx: RpcContext) => ({
+  action,
+  resources: [targetResource(target, ctx)],
+});
+
+const permission = (action: string) => [{ action, conditionKeys: [] }];
 
 function readKeyId(params: ParamReader, ctx: RpcContext, verb: string): string {
   const id = params.requiredString('UserAccessKeyId', 64);
@@ -60,13 +61,14 @@ function readKeyId(params: ParamReader, ctx: RpcContext, verb: string): string {
 
 export function accessKeyActions(deps: Deps): RpcAction[] {
   return [
-    {
+    defineAction({
       name: 'CreateAccessKey',
       version: RAM_API_VERSION,
-      async handle(params, ctx) {
-        const target = readTarget(params);
-        params.finish('CreateAccessKey');
-        const userId = await authorizedTarget(deps, ctx, target, 'ram:CreateAccessKey');
+      permissions: permission('ram:CreateAccessKey'),
+      read: (params) => ({ target: readTarget(params) }),
+      authorize: ({ target }, ctx) => targetCheck('ram:CreateAccessKey', target, ctx),
+      async run({ target }, ctx) {
+        const userId = await targetUserId(deps, ctx, target);
         const key = await deps.accessKeys.create(ctx.accountId, userId);
         return {
           AccessKey: {
@@ -77,14 +79,15 @@ export function accessKeyActions(deps: Deps): RpcAction[] {
           },
         };
       },
-    },
-    {
+    }),
+    defineAction({
       name: 'ListAccessKeys',
       version: RAM_API_VERSION,
-      async handle(params, ctx) {
-        const target = readTarget(params);
-        params.finish('ListAccessKeys');
-        const userId = await authorizedTarget(deps, ctx, target, 'ram:ListAccessKeys');
+      permissions: permission('ram:ListAccessKeys'),
+      read: (params) => ({ target: readTarget(params) }),
+      authorize: ({ target }, ctx) => targetCheck('ram:ListAccessKeys', target, ctx),
+      async run({ target }, ctx) {
+        const userId = await targetUserId(deps, ctx, target);
         const keys = await deps.accessKeys.list(ctx.accountId, userId);
         return {
           AccessKeys: {
@@ -96,33 +99,36 @@ export function accessKeyActions(deps: Deps): RpcAction[] {
           },
         };
       },
-    },
-    {
+    }),
+    defineAction({
       name: 'UpdateAccessKey',
       version: RAM_API_VERSION,
-      async handle(params, ctx) {
+      permissions: permission('ram:UpdateAccessKey'),
+      read(params, ctx) {
         const status = params.requiredString('Status', 16);
         const found = ACCESS_KEY_STATUSES.find((s) => s === status);
         if (found === undefined) throw new AppError('InvalidParameter', 'Status must be Active or Inactive.');
         const id = readKeyId(params, ctx, found === 'Inactive' ? 'disable' : 'change');
-        const target = readTarget(params);
-        params.finish('UpdateAccessKey');
-        const userId = await authorizedTarget(deps, ctx, target, 'ram:UpdateAccessKey');
-        await deps.accessKeys.setStatus(ctx.accountId, userId, id, found);
+        return { status: found, id, target: readTarget(params) };
+      },
+      authorize: ({ target }, ctx) => targetCheck('ram:UpdateAccessKey', target, ctx),
+      async run({ status, id, target }, ctx) {
+        const userId = await targetUserId(deps, ctx, target);
+        await deps.accessKeys.setStatus(ctx.accountId, userId, id, status);
         return {};
       },
-    },
-    {
+    }),
+    defineAction({
       name: 'DeleteAccessKey',
       version: RAM_API_VERSION,
-      async handle(params, ctx) {
-        const id = readKeyId(params, ctx, 'delete');
-        const target = readTarget(params);
-        params.finish('DeleteAccessKey');
-        const userId = await authorizedTarget(deps, ctx, target, 'ram:DeleteAccessKey');
+      permissions: permission('ram:DeleteAccessKey'),
+      read: (params, ctx) => ({ id: readKeyId(params, ctx, 'delete'), target: readTarget(params) }),
+      authorize: ({ target }, ctx) => targetCheck('ram:DeleteAccessKey', target, ctx),
+      async run({ id, target }, ctx) {
+        const userId = await targetUserId(deps, ctx, target);
         await deps.accessKeys.delete(ctx.accountId, userId, id);
         return {};
       },
-    },
+    }),
   ];
 }

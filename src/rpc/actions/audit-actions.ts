@@ -7,7 +7,7 @@
  */
 import type { AuditLog, AuditRecord } from '../../audit/index.js';
 import { AppError } from '../../platform/errors.js';
-import { KEYWARD_API_VERSION, type RpcAction } from '../rpc-action.js';
+import { defineAction, KEYWARD_API_VERSION, type RpcAction } from '../rpc-action.js';
 import type { ParamReader } from '../rpc-params.js';
 
 const auditResource = (accountId: string): string => `acs:keyward:*:${accountId}:audit/*`;
@@ -38,12 +38,18 @@ function view(r: AuditRecord): Record<string, unknown> {
   };
 }
 
+const auditCheck = (action: string, accountId: string) => ({
+  action,
+  resources: [auditResource(accountId)],
+});
+
 export function auditActions(deps: { audit: AuditLog }): RpcAction[] {
   return [
-    {
+    defineAction({
       name: 'ListAuditEvents',
       version: KEYWARD_API_VERSION,
-      async handle(params, ctx) {
+      permissions: [{ action: 'keyward:ListAuditEvents', conditionKeys: [] }],
+      read(params) {
         const typePrefix = params.optionalString('EventType', 64);
         const actor = params.optionalString('Actor', 200);
         const instanceId = params.optionalString('InstanceId', 64);
@@ -52,11 +58,13 @@ export function auditActions(deps: { audit: AuditLog }): RpcAction[] {
         const until = isoParam(params, 'EndTime');
         const limit = params.integer('MaxResults', { min: 1, max: 100, fallback: 50 });
         const token = params.optionalString('NextToken', 32);
-        params.finish('ListAuditEvents');
         if (token !== undefined && !/^\d{1,15}$/.test(token)) {
           throw new AppError('InvalidParameter', 'NextToken is not one this server returned.');
         }
-        await ctx.authorize('keyward:ListAuditEvents', [auditResource(ctx.accountId)]);
+        return { typePrefix, actor, instanceId, requestId, since, until, limit, token };
+      },
+      authorize: (_input, ctx) => auditCheck('keyward:ListAuditEvents', ctx.accountId),
+      async run({ typePrefix, actor, instanceId, requestId, since, until, limit, token }) {
         const events = await deps.audit.list({
           ...(typePrefix !== undefined && { typePrefix }),
           ...(actor !== undefined && { actor }),
@@ -74,13 +82,14 @@ export function auditActions(deps: { audit: AuditLog }): RpcAction[] {
           ...(events.length > limit && last !== undefined && { NextToken: String(last.seq) }),
         };
       },
-    },
-    {
+    }),
+    defineAction({
       name: 'VerifyAuditChain',
       version: KEYWARD_API_VERSION,
-      async handle(params, ctx) {
-        params.finish('VerifyAuditChain');
-        await ctx.authorize('keyward:VerifyAuditChain', [auditResource(ctx.accountId)]);
+      permissions: [{ action: 'keyward:VerifyAuditChain', conditionKeys: [] }],
+      read: () => ({}),
+      authorize: (_input, ctx) => auditCheck('keyward:VerifyAuditChain', ctx.accountId),
+      async run() {
         const r = await deps.audit.verify();
         return {
           Ok: r.ok,
@@ -89,6 +98,6 @@ export function auditActions(deps: { audit: AuditLog }): RpcAction[] {
           ...(r.firstBad !== undefined && { FirstBadSeq: r.firstBad.seq, Reason: r.firstBad.reason }),
         };
       },
-    },
+    }),
   ];
 }

@@ -5,8 +5,17 @@
  */
 import { arn } from '../../identity/index.js';
 import type { BindingResult, InstanceService } from '../../instances/index.js';
-import { parseKeyPairName } from '../../keypairs/index.js';
-import { ECS_API_VERSION, readRegionId, type RpcAction, type RpcContext } from '../rpc-action.js';
+import { parseKeyPairName, type KeyPairService } from '../../keypairs/index.js';
+import { RESOURCE_TAG_KEYS } from '../../policy/index.js';
+import {
+  defineAction,
+  ECS_API_VERSION,
+  readRegionId,
+  tagConditions,
+  type AuthorizationCheck,
+  type RpcAction,
+  type RpcContext,
+} from '../rpc-action.js';
 import type { ParamReader } from '../rpc-params.js';
 
 /** ECS: "You can specify up to 50 instance IDs." */
@@ -14,10 +23,17 @@ export const MAX_BINDING_INSTANCE_IDS = 50;
 
 interface Deps {
   readonly instances: InstanceService;
+  readonly keyPairs: KeyPairService;
   readonly regions: ReadonlySet<string>;
 }
 
-function readBindingParams(params: ParamReader, deps: Deps, action: string) {
+interface BindingInput {
+  readonly regionId: string;
+  readonly keyPairName: string;
+  readonly ids: readonly string[];
+}
+
+function readBindingParams(params: ParamReader, deps: Deps): BindingInput {
   const regionId = readRegionId(params, deps.regions);
   const keyPairName = parseKeyPairName(params.requiredString('KeyPairName', 256));
   const ids =
@@ -26,7 +42,6 @@ function readBindingParams(params: ParamReader, deps: Deps, action: string) {
       code: 'InvalidInstanceIds.ValueNotSupported',
       required: true,
     }) ?? [];
-  params.finish(action);
   return { regionId, keyPairName, ids };
 }
 
@@ -46,12 +61,28 @@ function bindingResponse(keyPairName: string, results: readonly BindingResult[])
   };
 }
 
-/** Binding changes the key pair's use and every instance's logons: both are authorized. */
-function bindingResources(ctx: RpcContext, regionId: string, keyPairName: string, ids: readonly string[]) {
-  return [
-    arn.keyPair(regionId, ctx.accountId, keyPairName),
-    ...ids.map((id) => arn.instance(regionId, ctx.accountId, id)),
-  ];
+/**
+ * Binding changes the key pair's use and every instance's logons: both are authorized, each resource with
+ * its own tags (`acs:ResourceTag/<key>`).
+ */
+async function bindingCheck(
+  deps: Deps,
+  action: string,
+  ctx: RpcContext,
+  { regionId, keyPairName, ids }: BindingInput,
+): Promise<AuthorizationCheck> {
+  const keyPair = arn.keyPair(regionId, ctx.accountId, keyPairName);
+  const keyPairTags = await deps.keyPairs.tagsByName(ctx.accountId, regionId, [keyPairName]);
+  const facts = await deps.instances.resourceFacts(ctx.accountId, ids);
+  const instances = ids.map((id) => arn.instance(regionId, ctx.accountId, id));
+  return {
+    action,
+    resources: [keyPair, ...instances],
+    resourceConditions: new Map([
+      [keyPair, tagConditions(keyPairTags.get(keyPairName) ?? [])],
+      ...ids.map((id, i) => [instances[i] ?? '', tagConditions(facts.get(id)?.tags ?? [])] as const),
+    ]),
+  };
 }
 
 function actor(ctx: RpcContext) {
@@ -61,25 +92,27 @@ function actor(ctx: RpcContext) {
 /** The two binding actions, bound to their dependencies. */
 export function bindingActions(deps: Deps): RpcAction[] {
   return [
-    {
+    defineAction({
       name: 'AttachKeyPair',
       version: ECS_API_VERSION,
-      async handle(params, ctx) {
-        const { regionId, keyPairName, ids } = readBindingParams(params, deps, 'AttachKeyPair');
-        await ctx.authorize('ecs:AttachKeyPair', bindingResources(ctx, regionId, keyPairName, ids));
+      permissions: [{ action: 'ecs:AttachKeyPair', conditionKeys: [RESOURCE_TAG_KEYS] }],
+      read: (params) => readBindingParams(params, deps),
+      authorize: (input, ctx) => bindingCheck(deps, 'ecs:AttachKeyPair', ctx, input),
+      async run({ regionId, keyPairName, ids }, ctx) {
         const results = await deps.instances.attachKeyPair(actor(ctx), regionId, keyPairName, ids);
         return bindingResponse(keyPairName, results);
       },
-    },
-    {
+    }),
+    defineAction({
       name: 'DetachKeyPair',
       version: ECS_API_VERSION,
-      async handle(params, ctx) {
-        const { regionId, keyPairName, ids } = readBindingParams(params, deps, 'DetachKeyPair');
-        await ctx.authorize('ecs:DetachKeyPair', bindingResources(ctx, regionId, keyPairName, ids));
+      permissions: [{ action: 'ecs:DetachKeyPair', conditionKeys: [RESOURCE_TAG_KEYS] }],
+      read: (params) => readBindingParams(params, deps),
+      authorize: (input, ctx) => bindingCheck(deps, 'ecs:DetachKeyPair', ctx, input),
+      async run({ regionId, keyPairName, ids }, ctx) {
         const results = await deps.instances.detachKeyPair(actor(ctx), regionId, keyPairName, ids);
         return bindingResponse(keyPairName, results);
       },
-    },
+    }),
   ];
 }

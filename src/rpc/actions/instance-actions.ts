@@ -19,8 +19,18 @@ import {
 } from '../../instances/index.js';
 import { arn } from '../../identity/index.js';
 import { AppError } from '../../platform/errors.js';
+import { RESOURCE_TAG_KEYS } from '../../policy/index.js';
 import { MAX_TAGS_PER_RESOURCE, validateTagFilters, validateTags } from '../../tags/index.js';
-import { ECS_API_VERSION, readRegionId, regionForResource, type RpcAction } from '../rpc-action.js';
+import {
+  defineAction,
+  ECS_API_VERSION,
+  readRegionId,
+  regionForResource,
+  tagConditions,
+  type AuthorizationCheck,
+  type RpcAction,
+  type RpcContext,
+} from '../rpc-action.js';
 import type { ParamReader } from '../rpc-params.js';
 import { ecsTime, ecsTimeSeconds, readPaging, tagsView } from '../ecs-shapes.js';
 
@@ -127,13 +137,44 @@ function readIndexed(params: ParamReader, name: string, max: number, maxChars: n
   return out;
 }
 
+/**
+ * A check on instances, each with its tags (`acs:ResourceTag/<key>`) and, when the request names no
+ * region, its own region in the resource name (an unknown id: the server's region, else `*`).
+ */
+async function instancesCheck(
+  deps: Deps,
+  action: string,
+  ctx: RpcContext,
+  ids: readonly string[],
+  regionId: string | undefined,
+): Promise<AuthorizationCheck> {
+  const facts = await deps.instances.resourceFacts(ctx.accountId, ids);
+  const resources = ids.map((id) =>
+    arn.instance(
+      regionId ?? facts.get(id)?.regionId ?? regionForResource(undefined, deps.regions),
+      ctx.accountId,
+      id,
+    ),
+  );
+  return {
+    action,
+    resources,
+    resourceConditions: new Map(
+      ids.map((id, i) => [resources[i] ?? '', tagConditions(facts.get(id)?.tags ?? [])] as const),
+    ),
+  };
+}
+
+const TAGGED = [RESOURCE_TAG_KEYS];
+
 /** The instance actions, bound to their dependencies. */
 export function instanceActions(deps: Deps): RpcAction[] {
   return [
-    {
+    defineAction({
       name: 'DescribeInstances',
       version: ECS_API_VERSION,
-      async handle(params, ctx) {
+      permissions: [{ action: 'ecs:DescribeInstances', conditionKeys: [] }],
+      read(params) {
         const regionId = readRegionId(params, deps.regions);
         const ids = params.jsonStringArray('InstanceIds', {
           max: MAX_DESCRIBE_INSTANCE_IDS,
@@ -148,8 +189,13 @@ export function instanceActions(deps: Deps): RpcAction[] {
           max: MAX_INSTANCE_PAGE_SIZE,
           fallback: DEFAULT_INSTANCE_PAGE_SIZE,
         });
-        params.finish('DescribeInstances');
-        await ctx.authorize('ecs:DescribeInstances', [arn.instance(regionId, ctx.accountId, '*')]);
+        return { regionId, ids, name, keyPairName, status, tags, pageNumber, pageSize };
+      },
+      authorize: ({ regionId }, ctx) => ({
+        action: 'ecs:DescribeInstances',
+        resources: [arn.instance(regionId, ctx.accountId, '*')],
+      }),
+      async run({ regionId, ids, name, keyPairName, status, tags, pageNumber, pageSize }, ctx) {
         const { total, items } = await deps.instances.describe({
           accountId: ctx.accountId,
           regionId,
@@ -168,19 +214,24 @@ export function instanceActions(deps: Deps): RpcAction[] {
           Instances: { Instance: items.map(instanceItem) },
         };
       },
-    },
-    {
+    }),
+    defineAction({
       name: 'CreateEnrollmentToken',
       version: ECS_API_VERSION,
-      async handle(params, ctx) {
-        const regionId = readRegionId(params, deps.regions);
-        const ttlSeconds = params.integer('TtlSeconds', {
+      permissions: [{ action: 'ecs:CreateEnrollmentToken', conditionKeys: [] }],
+      read: (params) => ({
+        regionId: readRegionId(params, deps.regions),
+        ttlSeconds: params.integer('TtlSeconds', {
           min: MIN_ENROLLMENT_TTL_SECONDS,
           max: MAX_ENROLLMENT_TTL_SECONDS,
           fallback: DEFAULT_ENROLLMENT_TTL_SECONDS,
-        });
-        params.finish('CreateEnrollmentToken');
-        await ctx.authorize('ecs:CreateEnrollmentToken', [arn.instance(regionId, ctx.accountId, '*')]);
+        }),
+      }),
+      authorize: ({ regionId }, ctx) => ({
+        action: 'ecs:CreateEnrollmentToken',
+        resources: [arn.instance(regionId, ctx.accountId, '*')],
+      }),
+      async run({ regionId, ttlSeconds }, ctx) {
         const { token, expiresAt } = await deps.enrollment.createEnrollmentToken({
           accountId: ctx.accountId,
           accessKeyId: ctx.accessKeyId,
@@ -189,50 +240,54 @@ export function instanceActions(deps: Deps): RpcAction[] {
         });
         return { Token: token, ExpireTime: ecsTimeSeconds(expiresAt) };
       },
-    },
-    {
+    }),
+    defineAction({
       name: 'ModifyInstanceAttribute',
       version: ECS_API_VERSION,
-      async handle(params, ctx) {
-        const regionId = optionalRegionId(params, deps.regions);
-        const id = params.requiredString('InstanceId', 64);
-        const name = parseInstanceName(params.requiredString('InstanceName', 256));
-        params.finish('ModifyInstanceAttribute');
-        await ctx.authorize('ecs:ModifyInstanceAttribute', [
-          arn.instance(regionForResource(regionId, deps.regions), ctx.accountId, id),
-        ]);
+      permissions: [{ action: 'ecs:ModifyInstanceAttribute', conditionKeys: TAGGED }],
+      read: (params) => ({
+        regionId: optionalRegionId(params, deps.regions),
+        id: params.requiredString('InstanceId', 64),
+        name: parseInstanceName(params.requiredString('InstanceName', 256)),
+      }),
+      authorize: ({ regionId, id }, ctx) =>
+        instancesCheck(deps, 'ecs:ModifyInstanceAttribute', ctx, [id], regionId),
+      async run({ regionId, id, name }, ctx) {
         await deps.instances.rename(ctx.accountId, id, name, regionId);
         return {};
       },
-    },
-    {
+    }),
+    defineAction({
       name: 'DeleteInstance',
       version: ECS_API_VERSION,
-      async handle(params, ctx) {
+      permissions: [{ action: 'ecs:DeleteInstance', conditionKeys: TAGGED }],
+      read(params) {
         const regionId = optionalRegionId(params, deps.regions);
         const id = params.requiredString('InstanceId', 64);
         // ECS flags about stopping a running VM: a revoke needs no stop, so they are accepted and moot.
         params.boolean('Force', false);
         params.boolean('ForceStop', false);
-        params.finish('DeleteInstance');
-        await ctx.authorize('ecs:DeleteInstance', [
-          arn.instance(regionForResource(regionId, deps.regions), ctx.accountId, id),
-        ]);
+        return { regionId, id };
+      },
+      authorize: ({ regionId, id }, ctx) => instancesCheck(deps, 'ecs:DeleteInstance', ctx, [id], regionId),
+      async run({ regionId, id }, ctx) {
         await deps.instances.revoke({ accountId: ctx.accountId, accessKeyId: ctx.accessKeyId }, id, regionId);
         return {};
       },
-    },
-    {
+    }),
+    defineAction({
       name: 'AcceptInstanceHostKeys',
       version: ECS_API_VERSION,
-      async handle(params, ctx) {
+      permissions: [{ action: 'ecs:AcceptInstanceHostKeys', conditionKeys: TAGGED }],
+      read(params) {
         const regionId = optionalRegionId(params, deps.regions);
         const id = params.requiredString('InstanceId', 64);
         const fingerprints = readIndexed(params, 'HostKeyFingerprint', MAX_ACCEPT_FINGERPRINTS, 64);
-        params.finish('AcceptInstanceHostKeys');
-        await ctx.authorize('ecs:AcceptInstanceHostKeys', [
-          arn.instance(regionForResource(regionId, deps.regions), ctx.accountId, id),
-        ]);
+        return { regionId, id, fingerprints };
+      },
+      authorize: ({ regionId, id }, ctx) =>
+        instancesCheck(deps, 'ecs:AcceptInstanceHostKeys', ctx, [id], regionId),
+      async run({ regionId, id, fingerprints }, ctx) {
         const accepted = await deps.instances.acceptHostKeys(
           { accountId: ctx.accountId, accessKeyId: ctx.accessKeyId },
           id,
@@ -241,47 +296,47 @@ export function instanceActions(deps: Deps): RpcAction[] {
         );
         return { InstanceId: id, HostKeyFingerprints: { HostKeyFingerprint: accepted } };
       },
-    },
-    {
+    }),
+    defineAction({
       name: 'TagResources',
       version: ECS_API_VERSION,
-      async handle(params, ctx) {
+      permissions: [{ action: 'ecs:TagResources', conditionKeys: TAGGED }],
+      read(params) {
         const regionId = readRegionId(params, deps.regions);
         readResourceType(params);
         const ids = readIndexed(params, 'ResourceId', MAX_TAG_RESOURCE_IDS, 64);
         const tags = validateTags(params.tags(MAX_TAGS_PER_RESOURCE));
-        params.finish('TagResources');
         if (ids.length === 0)
           throw new AppError('MissingParameter', 'The parameter ResourceId.1 is required.');
         if (tags.length === 0) throw new AppError('MissingParameter', 'The parameter Tag.1.Key is required.');
-        await ctx.authorize(
-          'ecs:TagResources',
-          ids.map((id) => arn.instance(regionId, ctx.accountId, id)),
-        );
+        return { regionId, ids, tags };
+      },
+      authorize: ({ regionId, ids }, ctx) => instancesCheck(deps, 'ecs:TagResources', ctx, ids, regionId),
+      async run({ regionId, ids, tags }, ctx) {
         await deps.instances.tag(ctx.accountId, regionId, ids, tags);
         return {};
       },
-    },
-    {
+    }),
+    defineAction({
       name: 'UntagResources',
       version: ECS_API_VERSION,
-      async handle(params, ctx) {
+      permissions: [{ action: 'ecs:UntagResources', conditionKeys: TAGGED }],
+      read(params) {
         const regionId = readRegionId(params, deps.regions);
         readResourceType(params);
         const ids = readIndexed(params, 'ResourceId', MAX_TAG_RESOURCE_IDS, 64);
         const keys = readIndexed(params, 'TagKey', MAX_UNTAG_KEYS, 128);
         // ECS: All applies only when no TagKey.N is given.
         const all = params.boolean('All', false);
-        params.finish('UntagResources');
         if (ids.length === 0)
           throw new AppError('MissingParameter', 'The parameter ResourceId.1 is required.');
-        await ctx.authorize(
-          'ecs:UntagResources',
-          ids.map((id) => arn.instance(regionId, ctx.accountId, id)),
-        );
+        return { regionId, ids, keys, all };
+      },
+      authorize: ({ regionId, ids }, ctx) => instancesCheck(deps, 'ecs:UntagResources', ctx, ids, regionId),
+      async run({ regionId, ids, keys, all }, ctx) {
         await deps.instances.untag(ctx.accountId, regionId, ids, keys.length > 0 ? keys : all ? 'all' : []);
         return {};
       },
-    },
+    }),
   ];
 }

@@ -14,9 +14,18 @@ import {
   type KeyPairListing,
   type KeyPairService,
 } from '../../keypairs/index.js';
-import { MAX_TAGS_PER_RESOURCE, validateTagFilters, validateTags } from '../../tags/index.js';
+import { RESOURCE_TAG_KEYS } from '../../policy/index.js';
+import { MAX_TAGS_PER_RESOURCE, validateTagFilters, validateTags, type Tag } from '../../tags/index.js';
 import { ecsTime, readPaging, tagsView } from '../ecs-shapes.js';
-import { ECS_API_VERSION, readRegionId, type RpcAction, type RpcContext } from '../rpc-action.js';
+import {
+  defineAction,
+  ECS_API_VERSION,
+  readRegionId,
+  tagConditions,
+  type AuthorizationCheck,
+  type RpcAction,
+  type RpcContext,
+} from '../rpc-action.js';
 import { MAX_PARAM_VALUE_BYTES, type ParamReader } from '../rpc-params.js';
 
 /** DescribeKeyPairs page size bounds (ECS: maximum 50, default 10). */
@@ -75,16 +84,16 @@ function keyPairView(r: KeyPairListing): Record<string, unknown> {
 /** The four key pair actions, bound to their dependencies. */
 export function keyPairActions(deps: Deps): RpcAction[] {
   return [
-    {
+    defineAction({
       name: 'CreateKeyPair',
       version: ECS_API_VERSION,
-      async handle(params, ctx) {
-        const placement = readPlacement(params, ctx, deps);
-        const keyType = readKeyType(params);
-        params.finish('CreateKeyPair');
-        await ctx.authorize('ecs:CreateKeyPair', [
-          arn.keyPair(placement.regionId, ctx.accountId, placement.name),
-        ]);
+      permissions: [{ action: 'ecs:CreateKeyPair', conditionKeys: [] }],
+      read: (params, ctx) => ({ placement: readPlacement(params, ctx, deps), keyType: readKeyType(params) }),
+      authorize: ({ placement }, ctx) => ({
+        action: 'ecs:CreateKeyPair',
+        resources: [arn.keyPair(placement.regionId, ctx.accountId, placement.name)],
+      }),
+      async run({ placement, keyType }) {
         const { record, privateKeyPem } = await deps.keyPairs.create({ ...placement, keyType });
         return {
           KeyPairId: record.id,
@@ -93,25 +102,29 @@ export function keyPairActions(deps: Deps): RpcAction[] {
           PrivateKeyBody: privateKeyPem,
         };
       },
-    },
-    {
+    }),
+    defineAction({
       name: 'ImportKeyPair',
       version: ECS_API_VERSION,
-      async handle(params, ctx) {
-        const placement = readPlacement(params, ctx, deps);
-        const publicKeyBody = params.requiredString('PublicKeyBody', MAX_PUBLIC_KEY_BODY_CHARS);
-        params.finish('ImportKeyPair');
-        await ctx.authorize('ecs:ImportKeyPair', [
-          arn.keyPair(placement.regionId, ctx.accountId, placement.name),
-        ]);
+      permissions: [{ action: 'ecs:ImportKeyPair', conditionKeys: [] }],
+      read: (params, ctx) => ({
+        placement: readPlacement(params, ctx, deps),
+        publicKeyBody: params.requiredString('PublicKeyBody', MAX_PUBLIC_KEY_BODY_CHARS),
+      }),
+      authorize: ({ placement }, ctx) => ({
+        action: 'ecs:ImportKeyPair',
+        resources: [arn.keyPair(placement.regionId, ctx.accountId, placement.name)],
+      }),
+      async run({ placement, publicKeyBody }) {
         const record = await deps.keyPairs.import({ ...placement, publicKeyBody });
         return { KeyPairId: record.id, KeyPairName: record.name, KeyPairFingerPrint: record.fingerprintMd5 };
       },
-    },
-    {
+    }),
+    defineAction({
       name: 'DescribeKeyPairs',
       version: ECS_API_VERSION,
-      async handle(params, ctx) {
+      permissions: [{ action: 'ecs:DescribeKeyPairs', conditionKeys: [] }],
+      read(params) {
         const regionId = readRegionId(params, deps.regions);
         const name = params.optionalString('KeyPairName', 256);
         const fingerprint = params.optionalString('KeyPairFingerPrint', 64);
@@ -122,14 +135,20 @@ export function keyPairActions(deps: Deps): RpcAction[] {
           fallback: DEFAULT_KEY_PAIR_PAGE_SIZE,
         });
         const includePublicKey = params.boolean('IncludePublicKey', false);
-        params.finish('DescribeKeyPairs');
-        await ctx.authorize('ecs:DescribeKeyPairs', [arn.keyPair(regionId, ctx.accountId, '*')]);
         if (fingerprint !== undefined && !/^([0-9a-fA-F]{2}:){15}[0-9a-fA-F]{2}$/.test(fingerprint)) {
           throw new AppError(
             'InvalidParameter',
             'KeyPairFingerPrint must be an MD5 fingerprint: 16 hex pairs joined by ":".',
           );
         }
+        return { regionId, name, fingerprint, rg, tags, pageNumber, pageSize, includePublicKey };
+      },
+      authorize: ({ regionId }, ctx) => ({
+        action: 'ecs:DescribeKeyPairs',
+        resources: [arn.keyPair(regionId, ctx.accountId, '*')],
+      }),
+      async run(input, ctx) {
+        const { regionId, name, fingerprint, rg, tags, pageNumber, pageSize, includePublicKey } = input;
         const { total, items } = await deps.keyPairs.describe({
           accountId: ctx.accountId,
           regionId,
@@ -148,18 +167,18 @@ export function keyPairActions(deps: Deps): RpcAction[] {
           KeyPairs: { KeyPair: items.map(keyPairView) },
         };
       },
-    },
-    {
+    }),
+    defineAction({
       name: 'DeleteKeyPairs',
       version: ECS_API_VERSION,
-      async handle(params, ctx) {
+      permissions: [{ action: 'ecs:DeleteKeyPairs', conditionKeys: [RESOURCE_TAG_KEYS] }],
+      read(params) {
         const regionId = readRegionId(params, deps.regions);
         const raw = params.jsonStringArray('KeyPairNames', {
           max: MAX_KEY_PAIR_NAMES_PER_DELETE,
           code: 'InvalidKeyPairNames.ValueNotSupported',
           required: true,
         });
-        params.finish('DeleteKeyPairs');
         const names = (raw ?? []).map((n, i) => {
           try {
             return parseKeyPairName(n, `KeyPairNames[${i}]`);
@@ -169,13 +188,34 @@ export function keyPairActions(deps: Deps): RpcAction[] {
             throw err;
           }
         });
-        await ctx.authorize(
-          'ecs:DeleteKeyPairs',
-          names.map((n) => arn.keyPair(regionId, ctx.accountId, n)),
-        );
+        return { regionId, names };
+      },
+      async authorize({ regionId, names }, ctx) {
+        const tags = await deps.keyPairs.tagsByName(ctx.accountId, regionId, names);
+        return keyPairCheck('ecs:DeleteKeyPairs', ctx.accountId, regionId, names, tags);
+      },
+      async run({ regionId, names }, ctx) {
         await deps.keyPairs.delete(ctx.accountId, regionId, names);
         return {};
       },
-    },
+    }),
   ];
+}
+
+/** A check on named key pairs, each with its tags as `acs:ResourceTag/<key>`. */
+export function keyPairCheck(
+  action: string,
+  accountId: string,
+  regionId: string,
+  names: readonly string[],
+  tags: ReadonlyMap<string, readonly Tag[]>,
+): AuthorizationCheck {
+  const resources = names.map((n) => arn.keyPair(regionId, accountId, n));
+  return {
+    action,
+    resources,
+    resourceConditions: new Map(
+      names.map((n, i) => [resources[i] ?? '', tagConditions(tags.get(n) ?? [])] as const),
+    ),
+  };
 }

@@ -7,8 +7,9 @@
  *   refuses port forwarding unless `PortForwarding=true` and `ecs-workbench:PortForwarding` is allowed.
  * - StartTerminalSession: a ticket for the terminal WebSocket, where the broker logs on for the caller.
  * - DescribeLogonGrants: the life record of one-time keys (issued, installed, used, destroyed, removed).
- * Each authorizes `ecs-workbench:LoginInstance` on the instance's workbench resource, with the OS user as
- * the condition key `ecs-workbench:LoginUser`, before anything else happens.
+ * The logons authorize `ecs-workbench:LoginInstance` on the instance's workbench resource, with the OS user
+ * as the condition key `ecs-workbench:LoginUser` and the instance's tags as `acs:ResourceTag/<key>`, before
+ * anything else happens.
  */
 import { randomUUID } from 'node:crypto';
 import { arn, principalName } from '../../identity/index.js';
@@ -22,8 +23,18 @@ import {
   type LogonService,
   type TerminalTickets,
 } from '../../logon/index.js';
+import type { InstanceService } from '../../instances/index.js';
+import { RESOURCE_TAG_KEYS } from '../../policy/index.js';
 import { ecsTimeSeconds } from '../ecs-shapes.js';
-import { KEYWARD_API_VERSION, readRegionId, type RpcAction, type RpcContext } from '../rpc-action.js';
+import {
+  defineAction,
+  KEYWARD_API_VERSION,
+  readRegionId,
+  tagConditions,
+  type AuthorizationCheck,
+  type RpcAction,
+  type RpcContext,
+} from '../rpc-action.js';
 
 export const LOGIN_INSTANCE_ACTION = 'ecs-workbench:LoginInstance';
 export const LOGIN_USER_CONDITION_KEY = 'ecs-workbench:LoginUser';
@@ -35,13 +46,28 @@ interface Deps {
   readonly logon: LogonService;
   readonly grants: LogonGrantRepository;
   readonly tickets: TerminalTickets;
+  readonly instances: InstanceService;
   readonly regions: ReadonlySet<string>;
 }
 
-async function authorizeLogon(ctx: RpcContext, regionId: string, instanceId: string, osUser: string) {
-  await ctx.authorize(LOGIN_INSTANCE_ACTION, [arn.workbench(regionId, ctx.accountId, instanceId)], {
-    [LOGIN_USER_CONDITION_KEY]: osUser,
-  });
+/** LoginInstance and PortForwarding carry the OS user and the instance's tags. */
+const LOGON_KEYS = [LOGIN_USER_CONDITION_KEY, RESOURCE_TAG_KEYS];
+
+/** The check of a logon: `action` on the instance's workbench resource, as `osUser`, with its tags. */
+async function logonCheck(
+  deps: Deps,
+  ctx: RpcContext,
+  action: string,
+  input: { readonly regionId: string; readonly instanceId: string; readonly osUser: string },
+): Promise<AuthorizationCheck> {
+  const facts = (await deps.instances.resourceFacts(ctx.accountId, [input.instanceId])).get(input.instanceId);
+  const resource = arn.workbench(input.regionId, ctx.accountId, input.instanceId);
+  return {
+    action,
+    resources: [resource],
+    conditions: { [LOGIN_USER_CONDITION_KEY]: input.osUser },
+    resourceConditions: new Map([[resource, tagConditions(facts?.tags ?? [])]]),
+  };
 }
 
 const iso = (v: string | null): string | null => (v === null ? null : ecsTimeSeconds(v));
@@ -73,23 +99,27 @@ function grantView(g: LogonGrantRecord) {
 
 export function logonActions(deps: Deps): RpcAction[] {
   return [
-    {
+    defineAction({
       name: 'SendSSHPublicKey',
       version: KEYWARD_API_VERSION,
-      async handle(params, ctx) {
+      permissions: [
+        { action: LOGIN_INSTANCE_ACTION, conditionKeys: LOGON_KEYS },
+        { action: PORT_FORWARDING_ACTION, conditionKeys: LOGON_KEYS },
+      ],
+      read(params) {
         const regionId = readRegionId(params, deps.regions);
         const instanceId = params.requiredString('InstanceId', 64);
         const osUser = params.optionalString('InstanceOSUser', 64) ?? DEFAULT_OS_USER;
         const publicKey = params.requiredString('SSHPublicKey', 1024);
         const portForwarding = params.boolean('PortForwarding', false);
-        params.finish('SendSSHPublicKey');
         parseOsUser(osUser);
-        await authorizeLogon(ctx, regionId, instanceId, osUser);
-        if (portForwarding) {
-          await ctx.authorize(PORT_FORWARDING_ACTION, [arn.workbench(regionId, ctx.accountId, instanceId)], {
-            [LOGIN_USER_CONDITION_KEY]: osUser,
-          });
-        }
+        return { regionId, instanceId, osUser, publicKey, portForwarding };
+      },
+      async authorize(input, ctx) {
+        const login = await logonCheck(deps, ctx, LOGIN_INSTANCE_ACTION, input);
+        return input.portForwarding ? [login, { ...login, action: PORT_FORWARDING_ACTION }] : [login];
+      },
+      async run({ regionId, instanceId, osUser, publicKey, portForwarding }, ctx) {
         const grant = await deps.logon.issue({
           accountId: ctx.accountId,
           regionId,
@@ -120,20 +150,23 @@ export function logonActions(deps: Deps): RpcAction[] {
           },
         };
       },
-    },
-    {
+    }),
+    defineAction({
       name: 'StartTerminalSession',
       version: KEYWARD_API_VERSION,
-      async handle(params, ctx) {
+      permissions: [{ action: LOGIN_INSTANCE_ACTION, conditionKeys: LOGON_KEYS }],
+      read(params) {
         const regionId = readRegionId(params, deps.regions);
         const instanceId = params.requiredString('InstanceId', 64);
         const osUser = params.optionalString('InstanceOSUser', 64) ?? DEFAULT_OS_USER;
         const cols = params.integer('Cols', { min: 1, max: 1000, fallback: 80 });
         const rows = params.integer('Rows', { min: 1, max: 1000, fallback: 24 });
-        params.finish('StartTerminalSession');
         parseOsUser(osUser);
-        await authorizeLogon(ctx, regionId, instanceId, osUser);
         checkTerminalSize(cols, rows);
+        return { regionId, instanceId, osUser, cols, rows };
+      },
+      authorize: (input, ctx) => logonCheck(deps, ctx, LOGIN_INSTANCE_ACTION, input),
+      async run({ regionId, instanceId, osUser, cols, rows }, ctx) {
         // Fail early with the reason a person can act on (unknown instance, agent offline).
         const instance = await deps.logon.instanceFor(ctx.accountId, regionId, instanceId);
         const sessionId = `ts-${randomUUID()}`;
@@ -149,7 +182,7 @@ export function logonActions(deps: Deps): RpcAction[] {
           sourceIp: ctx.requestFacts.sourceIp,
           secureTransport: ctx.requestFacts.secureTransport,
           mfaPresent: ctx.requestFacts.mfaPresent,
-          credentialEpoch: null,
+          credentialEpoch: ctx.requestFacts.consoleCredentialEpoch ?? null,
           cols,
           rows,
         });
@@ -163,18 +196,21 @@ export function logonActions(deps: Deps): RpcAction[] {
           KeyLifetimeSeconds: deps.logon.keyLifetimeSeconds,
         };
       },
-    },
-    {
+    }),
+    defineAction({
       name: 'DescribeLogonGrants',
       version: KEYWARD_API_VERSION,
-      async handle(params, ctx) {
-        const regionId = readRegionId(params, deps.regions);
-        const grantId = params.optionalString('GrantId', 32);
-        const limit = params.integer('MaxResults', { min: 1, max: 100, fallback: 50 });
-        params.finish('DescribeLogonGrants');
-        await ctx.authorize('ecs-workbench:DescribeLogonGrants', [
-          arn.workbench(regionId, ctx.accountId, '*'),
-        ]);
+      permissions: [{ action: 'ecs-workbench:DescribeLogonGrants', conditionKeys: [] }],
+      read: (params) => ({
+        regionId: readRegionId(params, deps.regions),
+        grantId: params.optionalString('GrantId', 32),
+        limit: params.integer('MaxResults', { min: 1, max: 100, fallback: 50 }),
+      }),
+      authorize: ({ regionId }, ctx) => ({
+        action: 'ecs-workbench:DescribeLogonGrants',
+        resources: [arn.workbench(regionId, ctx.accountId, '*')],
+      }),
+      async run({ regionId, grantId, limit }, ctx) {
         const grants =
           grantId === undefined
             ? await deps.grants.list(ctx.accountId, limit)
@@ -183,6 +219,6 @@ export function logonActions(deps: Deps): RpcAction[] {
           Grants: { Grant: grants.filter((g) => g.regionId === regionId).map(grantView) },
         };
       },
-    },
+    }),
   ];
 }

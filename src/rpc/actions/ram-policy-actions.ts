@@ -2,7 +2,8 @@
  * RAM policy actions (version 2015-05-01) with RAM's parameters and response shapes: CreatePolicy,
  * GetPolicy, ListPolicies, DeletePolicy, AttachPolicyToUser, DetachPolicyFromUser, ListPoliciesForUser.
  * Custom policies are stored; System policies are built in (identity/system-policies.ts). A document that
- * breaks the grammar is refused with MalformedPolicyDocument naming the field. Each action authorizes
+ * breaks the grammar, or uses a condition key no action of its statement supplies, is refused with
+ * MalformedPolicyDocument naming the field. Each action authorizes
  * `ram:<Action>` on the policy (`acs:ram:*:{account}:policy/{name}`, system ones
  * `acs:ram:*:system:policy/{name}`) and, where a user is named, on the user, before it touches storage.
  */
@@ -15,15 +16,18 @@ import {
   type PolicyRecord,
   type PolicyStore,
   type PolicyType,
+  validatePolicyDocument,
 } from '../../identity/index.js';
-import { MAX_POLICY_DOCUMENT_BYTES } from '../../policy/index.js';
+import { MAX_POLICY_DOCUMENT_BYTES, type ConditionKeyCatalog } from '../../policy/index.js';
 import { AppError } from '../../platform/errors.js';
 import { ecsTimeSeconds } from '../ecs-shapes.js';
-import { RAM_API_VERSION, type RpcAction, type RpcContext } from '../rpc-action.js';
+import { defineAction, RAM_API_VERSION, type RpcAction, type RpcContext } from '../rpc-action.js';
 import type { ParamReader } from '../rpc-params.js';
 
 interface Deps {
   readonly policies: PolicyStore;
+  /** The condition keys each policy action supplies (the dispatcher's catalog of every action served). */
+  readonly conditionKeys: () => ConditionKeyCatalog;
 }
 
 /** Keyward keeps one version of each policy: RAM's `DefaultVersion` is always `v1`. */
@@ -53,37 +57,48 @@ function policyView(p: PolicyRecord): Record<string, unknown> {
   };
 }
 
+const permission = (action: string) => [{ action, conditionKeys: [] }];
+
 function attachment(action: 'AttachPolicyToUser' | 'DetachPolicyFromUser', deps: Deps): RpcAction {
-  return {
+  return defineAction({
     name: action,
     version: RAM_API_VERSION,
-    async handle(params, ctx) {
-      const type = readPolicyType(params, true) ?? 'Custom';
-      const name = parsePolicyName(params.requiredString('PolicyName', 128));
-      const userName = parseUserName(params.requiredString('UserName', 64));
-      params.finish(action);
-      await ctx.authorize(`ram:${action}`, [
-        policyResource(ctx, name, type),
-        arn.user(ctx.accountId, userName),
-      ]);
+    permissions: permission(`ram:${action}`),
+    read: (params) => ({
+      type: readPolicyType(params, true) ?? 'Custom',
+      name: parsePolicyName(params.requiredString('PolicyName', 128)),
+      userName: parseUserName(params.requiredString('UserName', 64)),
+    }),
+    authorize: ({ type, name, userName }, ctx) => ({
+      action: `ram:${action}`,
+      resources: [policyResource(ctx, name, type), arn.user(ctx.accountId, userName)],
+    }),
+    async run({ type, name, userName }, ctx) {
       if (action === 'AttachPolicyToUser') await deps.policies.attach(ctx.accountId, name, type, userName);
       else await deps.policies.detach(ctx.accountId, name, type, userName);
       return {};
     },
-  };
+  });
 }
 
 export function ramPolicyActions(deps: Deps): RpcAction[] {
   return [
-    {
+    defineAction({
       name: 'CreatePolicy',
       version: RAM_API_VERSION,
-      async handle(params, ctx) {
-        const name = parsePolicyName(params.requiredString('PolicyName', 128));
-        const document = params.requiredString('PolicyDocument', MAX_POLICY_DOCUMENT_BYTES * 2);
-        const description = params.optionalString('Description', MAX_POLICY_DESCRIPTION_CHARS) ?? '';
-        params.finish('CreatePolicy');
-        await ctx.authorize('ram:CreatePolicy', [arn.policy(ctx.accountId, name)]);
+      permissions: permission('ram:CreatePolicy'),
+      read: (params) => ({
+        name: parsePolicyName(params.requiredString('PolicyName', 128)),
+        document: params.requiredString('PolicyDocument', MAX_POLICY_DOCUMENT_BYTES * 2),
+        description: params.optionalString('Description', MAX_POLICY_DESCRIPTION_CHARS) ?? '',
+      }),
+      authorize: ({ name }, ctx) => ({
+        action: 'ram:CreatePolicy',
+        resources: [arn.policy(ctx.accountId, name)],
+      }),
+      async run({ name, document, description }, ctx) {
+        // Only condition keys some action of their statement supplies (the error names the key's path).
+        validatePolicyDocument(document, deps.conditionKeys());
         const policy = await deps.policies.create(ctx.accountId, name, description, document);
         const view = policyView(policy);
         return {
@@ -96,15 +111,20 @@ export function ramPolicyActions(deps: Deps): RpcAction[] {
           },
         };
       },
-    },
-    {
+    }),
+    defineAction({
       name: 'GetPolicy',
       version: RAM_API_VERSION,
-      async handle(params, ctx) {
-        const name = parsePolicyName(params.requiredString('PolicyName', 128));
-        const type = readPolicyType(params, true) ?? 'Custom';
-        params.finish('GetPolicy');
-        await ctx.authorize('ram:GetPolicy', [policyResource(ctx, name, type)]);
+      permissions: permission('ram:GetPolicy'),
+      read: (params) => ({
+        name: parsePolicyName(params.requiredString('PolicyName', 128)),
+        type: readPolicyType(params, true) ?? 'Custom',
+      }),
+      authorize: ({ name, type }, ctx) => ({
+        action: 'ram:GetPolicy',
+        resources: [policyResource(ctx, name, type)],
+      }),
+      async run({ name, type }, ctx) {
         const policy = await deps.policies.get(ctx.accountId, name, type);
         return {
           Policy: policyView(policy),
@@ -116,38 +136,47 @@ export function ramPolicyActions(deps: Deps): RpcAction[] {
           },
         };
       },
-    },
-    {
+    }),
+    defineAction({
       name: 'ListPolicies',
       version: RAM_API_VERSION,
-      async handle(params, ctx) {
-        const type = readPolicyType(params, false);
-        params.finish('ListPolicies');
-        await ctx.authorize('ram:ListPolicies', [arn.policy(ctx.accountId, '*')]);
+      permissions: permission('ram:ListPolicies'),
+      read: (params) => ({ type: readPolicyType(params, false) }),
+      authorize: (_input, ctx) => ({
+        action: 'ram:ListPolicies',
+        resources: [arn.policy(ctx.accountId, '*')],
+      }),
+      async run({ type }, ctx) {
         const policies = await deps.policies.list(ctx.accountId, type);
         return { IsTruncated: false, Policies: { Policy: policies.map(policyView) } };
       },
-    },
-    {
+    }),
+    defineAction({
       name: 'DeletePolicy',
       version: RAM_API_VERSION,
-      async handle(params, ctx) {
-        const name = parsePolicyName(params.requiredString('PolicyName', 128));
-        params.finish('DeletePolicy');
-        await ctx.authorize('ram:DeletePolicy', [arn.policy(ctx.accountId, name)]);
+      permissions: permission('ram:DeletePolicy'),
+      read: (params) => ({ name: parsePolicyName(params.requiredString('PolicyName', 128)) }),
+      authorize: ({ name }, ctx) => ({
+        action: 'ram:DeletePolicy',
+        resources: [arn.policy(ctx.accountId, name)],
+      }),
+      async run({ name }, ctx) {
         await deps.policies.delete(ctx.accountId, name);
         return {};
       },
-    },
+    }),
     attachment('AttachPolicyToUser', deps),
     attachment('DetachPolicyFromUser', deps),
-    {
+    defineAction({
       name: 'ListPoliciesForUser',
       version: RAM_API_VERSION,
-      async handle(params, ctx) {
-        const userName = parseUserName(params.requiredString('UserName', 64));
-        params.finish('ListPoliciesForUser');
-        await ctx.authorize('ram:ListPoliciesForUser', [arn.user(ctx.accountId, userName)]);
+      permissions: permission('ram:ListPoliciesForUser'),
+      read: (params) => ({ userName: parseUserName(params.requiredString('UserName', 64)) }),
+      authorize: ({ userName }, ctx) => ({
+        action: 'ram:ListPoliciesForUser',
+        resources: [arn.user(ctx.accountId, userName)],
+      }),
+      async run({ userName }, ctx) {
         const attached = await deps.policies.listForUser(ctx.accountId, userName);
         return {
           Policies: {
@@ -161,6 +190,6 @@ export function ramPolicyActions(deps: Deps): RpcAction[] {
           },
         };
       },
-    },
+    }),
   ];
 }
