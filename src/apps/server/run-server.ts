@@ -182,7 +182,7 @@ export async function startServer(
     const auditLog = new AuditLog({ db, clock, logger });
     const audit = instanceSink(logger, auditLog);
     const instanceRepository = new InstanceRepository(db);
-    // Unauthenticated traffic: counted refusals and per-source limits (docs/security-dos.md).
+    // Unauthenticated traffic: counted refusals and per-source limits (docs/security.md).
     refusals = new RefusalTally({ sink: audit, clock, logger });
     refusals.start();
     const sourceLimits = config.sourceLimits;
