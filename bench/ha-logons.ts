@@ -110,7 +110,10 @@ class TicketBudget {
     return inFlight + this.#failedStarts.length < MAX_TICKETS_PER_CALLER;
   }
 
-  /** A logon that started at `startedAt` failed: its ticket may stay outstanding until it expires. */
+  /**
+   * A logon that started at `startedAt` failed after its StartTerminalSession may have reached a server:
+   * its ticket may stay outstanding until it expires. (One refused at connect holds none.)
+   */
   failed(startedAt: number): void {
     this.#failedStarts.push(startedAt);
   }
@@ -188,15 +191,27 @@ async function runPhase(opts: {
       `${opts.name.replace(/\W/g, '')}${String(i)}`,
       { timeoutMs: config.logonTimeoutMs },
     ).then(
-      () => ({ ok: true, code: '', stage: '', message: '' }),
+      () => ({ ok: true, code: '', stage: '', message: '', mayHoldTicket: false }),
       (err: unknown) =>
         err instanceof BrokerLogonError
-          ? { ok: false, code: err.code, stage: err.stage, message: err.message.slice(0, 300) }
-          : { ok: false, code: 'ClientError', stage: 'unknown', message: String(err).slice(0, 300) },
+          ? {
+              ok: false,
+              code: err.code,
+              stage: err.stage,
+              message: err.message.slice(0, 300),
+              mayHoldTicket: err.mayHoldTicket,
+            }
+          : {
+              ok: false,
+              code: 'ClientError',
+              stage: 'unknown',
+              message: String(err).slice(0, 300),
+              mayHoldTicket: true,
+            },
     );
-    const tracked: Promise<void> = logon.then((r) => {
+    const tracked: Promise<void> = logon.then(({ mayHoldTicket, ...r }) => {
       const t1 = performance.now();
-      if (!r.ok) opts.budget.failed(t0);
+      if (mayHoldTicket) opts.budget.failed(t0);
       raw.push({ replica, startMs: 0, endMs: 0, t0, t1, ...r });
       inFlight.delete(tracked);
     });

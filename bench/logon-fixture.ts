@@ -192,12 +192,20 @@ export type BrokerLogonStage = 'start' | 'upgrade' | 'terminal';
  * error's errno name, `Closed.<code>` for a terminal that closed without output, `Timeout`).
  */
 export class BrokerLogonError extends Error {
+  /**
+   * Whether the server may hold an unredeemed terminal ticket for this logon: false only when
+   * StartTerminalSession never reached a server (its connection was refused).
+   */
+  readonly mayHoldTicket: boolean;
+
   constructor(
     readonly code: string,
     readonly stage: BrokerLogonStage,
     message: string,
+    opts: { readonly neverReachedServer?: boolean } = {},
   ) {
     super(`${stage}: ${code}: ${message}`);
+    this.mayHoldTicket = opts.neverReachedServer !== true;
     this.name = 'BrokerLogonError';
   }
 }
@@ -227,7 +235,10 @@ export async function brokerLogon(
     );
   } catch (err) {
     const code = err instanceof RpcError ? err.code : 'ClientError';
-    throw new BrokerLogonError(code, 'start', err instanceof Error ? err.message : String(err));
+    const cause = err instanceof Error ? (err.cause as { code?: unknown } | undefined) : undefined;
+    throw new BrokerLogonError(code, 'start', err instanceof Error ? err.message : String(err), {
+      neverReachedServer: cause?.code === 'ECONNREFUSED',
+    });
   }
   const ws = new WebSocket(
     `${c.endpoint.replace('http', 'ws')}${start.WebSocketPath}`,
