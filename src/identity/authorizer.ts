@@ -73,6 +73,33 @@ export class Authorizer {
     requestId: string,
     resourceKeys?: ReadonlyMap<string, ConditionKeys>,
   ): Promise<void> {
+    const { recorded } = await this.decide(
+      principal,
+      facts,
+      action,
+      resources,
+      conditionKeys,
+      requestId,
+      resourceKeys,
+    );
+    await recorded;
+  }
+
+  /**
+   * As `authorize`, except that an allowed decision resolves at once with `recorded`, the promise of its
+   * record (settling as `onDecision` does), so a caller with nothing to change can do its reading while the
+   * record is written and then wait for both. A refusal is recorded before it is thrown, as in `authorize`.
+   * `recorded` never goes unobserved: a rejection with no handler yet is not reported as unhandled.
+   */
+  async decide(
+    principal: Principal,
+    facts: RequestFacts,
+    action: string,
+    resources: readonly string[],
+    conditionKeys: ConditionKeys | undefined,
+    requestId: string,
+    resourceKeys?: ReadonlyMap<string, ConditionKeys>,
+  ): Promise<{ readonly recorded: Promise<void> }> {
     const documents =
       principal.kind === 'root' ? [] : await this.#policies.documentsForUser(principal.userId);
     const evaluated: PolicyPrincipal =
@@ -102,12 +129,15 @@ export class Authorizer {
       sourceIp: facts.sourceIp,
     };
     if (decision.allowed) {
-      await this.#onDecision({
-        ...base,
-        allowed: true,
-        reason: principal.kind === 'root' ? 'Root' : 'Allow',
-      });
-      return;
+      const recorded = (async () => {
+        await this.#onDecision({
+          ...base,
+          allowed: true,
+          reason: principal.kind === 'root' ? 'Root' : 'Allow',
+        });
+      })();
+      recorded.catch(() => undefined);
+      return { recorded };
     }
     const denying = decision.type === 'ExplicitDeny' ? documents[decision.statement.document] : undefined;
     await this.#onDecision({

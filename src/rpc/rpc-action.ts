@@ -59,6 +59,13 @@ export interface RpcAction<I = unknown> {
   readonly name: string;
   readonly version: string;
   readonly permissions: readonly Permission[];
+  /**
+   * True for an action whose `run` changes nothing (it reads and answers). Its `run` may then start while
+   * the audit event of its allowed checks is being committed; the answer still waits for that commit and
+   * is replaced by `AuditLog.Unavailable` if it fails, so nothing is disclosed that the log does not hold.
+   * An action that changes anything leaves this unset: it runs only once its event is committed.
+   */
+  readonly readOnly?: boolean;
   /** Reads and validates the parameters; no side effects. The dispatcher then refuses unknown ones. */
   read(params: ParamReader, ctx: RpcContext): I | Promise<I>;
   /** What must be allowed before `run`: at least one check. May read the resources (region, tags). */

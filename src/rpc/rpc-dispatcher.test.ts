@@ -152,3 +152,84 @@ test('every registered action declares its authorization: permissions, read, aut
     'acs:ResourceTag/*',
   ]);
 });
+
+test('a read-only action reads while its audit record commits, and answers only once it is committed', async () => {
+  const check = { action: 'test:RecordIt', resources: ['acs:test:*:*:thing/ok'] };
+  const events: string[] = [];
+  /** A record that commits when the test says so, or fails. */
+  let commit: (ok: boolean) => void = () => undefined;
+  const authorizer = new Authorizer({
+    policies: { documentsForUser: () => Promise.resolve([allowRecordIt]) },
+    onDecision: () =>
+      new Promise<void>((resolve, reject) => {
+        events.push('record started');
+        commit = (ok) => {
+          events.push(ok ? 'record committed' : 'record failed');
+          if (ok) resolve();
+          else reject(new AppError('AuditLog.Unavailable', 'the audit event could not be written'));
+        };
+      }),
+  });
+  const action = (readOnly: boolean): RpcAction =>
+    defineAction({
+      name: 'RecordIt',
+      version: '2026-11-01',
+      readOnly,
+      permissions: [{ action: 'test:RecordIt', conditionKeys: [] }],
+      read: (params) => ({ what: params.requiredString('What', 16) }),
+      authorize: () => check,
+      run() {
+        events.push('run');
+        return Promise.resolve({ Read: true });
+      },
+    });
+  const dispatcher = (readOnly: boolean) =>
+    new RpcDispatcher([action(readOnly)], NO_AUTHENTICATOR as RequestAuthenticator, authorizer, {
+      nowMs: () => Date.now(),
+    });
+  const settled = async (p: Promise<unknown>): Promise<string> => {
+    let state = 'pending';
+    p.then(
+      () => (state = 'answered'),
+      (err: unknown) => (state = err instanceof AppError ? err.code : 'error'),
+    );
+    for (let i = 0; i < 20; i++) await Promise.resolve();
+    return state;
+  };
+
+  // Read-only: run starts before the commit; no answer until the commit.
+  const read = runAs(dispatcher(true));
+  assert.equal(await settled(read), 'pending');
+  assert.deepEqual(events, ['record started', 'run']);
+  commit(true);
+  assert.equal((await read).body['Read'], true);
+
+  // Read-only, the record fails: the reading is discarded and the request fails.
+  events.length = 0;
+  const lost = runAs(dispatcher(true));
+  assert.equal(await settled(lost), 'pending');
+  commit(false);
+  await assert.rejects(
+    lost,
+    (err: unknown) => err instanceof AppError && err.code === 'AuditLog.Unavailable',
+  );
+  assert.deepEqual(events, ['record started', 'run', 'record failed']);
+
+  // An action that changes things: run waits for the commit, and never runs when the record fails.
+  events.length = 0;
+  const write = runAs(dispatcher(false));
+  assert.equal(await settled(write), 'pending');
+  assert.deepEqual(events, ['record started']);
+  commit(false);
+  await assert.rejects(
+    write,
+    (err: unknown) => err instanceof AppError && err.code === 'AuditLog.Unavailable',
+  );
+  assert.deepEqual(events, ['record started', 'record failed']);
+  events.length = 0;
+  const written = runAs(dispatcher(false));
+  await settled(written);
+  commit(true);
+  assert.equal((await written).body['Read'], true);
+  assert.deepEqual(events, ['record started', 'record committed', 'run']);
+});

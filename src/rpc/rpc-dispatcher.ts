@@ -6,7 +6,8 @@
  * Enforcement fails closed by construction: an action is `read`, `authorize`, `run` (rpc-action.ts), and
  * the dispatcher asks the Authorizer about every check `authorize` returns before it calls `run`. An
  * action returning no check, or one it did not declare, is our bug: refused before it runs (plain Error,
- * so a 500 with the detail in the log).
+ * so a 500 with the detail in the log). An action declared `readOnly` reads while its audit record is
+ * committed, and answers only once it is.
  */
 import type { Authorizer, Principal, RequestFacts } from '../identity/index.js';
 import { suppliesKey, type ConditionKeyCatalog } from '../policy/index.js';
@@ -211,8 +212,9 @@ export class RpcDispatcher {
     const input = await action.read(reader, ctx);
     reader.finish(action.name);
     const checks = checked(action, await action.authorize(input, ctx));
+    const records: Array<Promise<void>> = [];
     for (const check of checks) {
-      await this.#authorizer.authorize(
+      const { recorded } = await this.#authorizer.decide(
         principal,
         requestFacts,
         check.action,
@@ -221,8 +223,26 @@ export class RpcDispatcher {
         requestId,
         check.resourceConditions,
       );
+      // An action that changes something waits for its record before anything else happens.
+      if (action.readOnly === true) records.push(recorded);
+      else await recorded;
     }
-    return action.run(input, ctx);
+    if (records.length === 0) return action.run(input, ctx);
+    // Read-only: read while the records are committed; answer only once they are (a record's failure
+    // wins over the reading's outcome, so nothing unrecorded is disclosed).
+    const [ran, recorded] = await Promise.all([
+      Promise.resolve()
+        .then(() => action.run(input, ctx))
+        .then(
+          (value) => ({ ok: true as const, value }),
+          (reason: unknown) => ({ ok: false as const, reason }),
+        ),
+      Promise.allSettled(records),
+    ]);
+    const failed = recorded.find((r) => r.status === 'rejected');
+    if (failed !== undefined) throw failed.reason;
+    if (!ran.ok) throw ran.reason;
+    return ran.value;
   }
 }
 

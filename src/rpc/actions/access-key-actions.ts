@@ -83,6 +83,7 @@ export function accessKeyActions(deps: Deps): RpcAction[] {
     defineAction({
       name: 'ListAccessKeys',
       version: RAM_API_VERSION,
+      readOnly: true,
       permissions: permission('ram:ListAccessKeys'),
       read: (params) => ({ target: readTarget(params) }),
       authorize: ({ target }, ctx) => targetCheck('ram:ListAccessKeys', target, ctx),

@@ -173,6 +173,7 @@ export function instanceActions(deps: Deps): RpcAction[] {
     defineAction({
       name: 'DescribeInstances',
       version: ECS_API_VERSION,
+      readOnly: true,
       permissions: [{ action: 'ecs:DescribeInstances', conditionKeys: [] }],
       read(params) {
         const regionId = readRegionId(params, deps.regions);

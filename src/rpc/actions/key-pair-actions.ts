@@ -123,6 +123,7 @@ export function keyPairActions(deps: Deps): RpcAction[] {
     defineAction({
       name: 'DescribeKeyPairs',
       version: ECS_API_VERSION,
+      readOnly: true,
       permissions: [{ action: 'ecs:DescribeKeyPairs', conditionKeys: [] }],
       read(params) {
         const regionId = readRegionId(params, deps.regions);

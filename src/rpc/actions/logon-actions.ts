@@ -200,6 +200,7 @@ export function logonActions(deps: Deps): RpcAction[] {
     defineAction({
       name: 'DescribeLogonGrants',
       version: KEYWARD_API_VERSION,
+      readOnly: true,
       permissions: [{ action: 'ecs-workbench:DescribeLogonGrants', conditionKeys: [] }],
       read: (params) => ({
         regionId: readRegionId(params, deps.regions),

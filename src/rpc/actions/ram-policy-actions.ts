@@ -115,6 +115,7 @@ export function ramPolicyActions(deps: Deps): RpcAction[] {
     defineAction({
       name: 'GetPolicy',
       version: RAM_API_VERSION,
+      readOnly: true,
       permissions: permission('ram:GetPolicy'),
       read: (params) => ({
         name: parsePolicyName(params.requiredString('PolicyName', 128)),
@@ -140,6 +141,7 @@ export function ramPolicyActions(deps: Deps): RpcAction[] {
     defineAction({
       name: 'ListPolicies',
       version: RAM_API_VERSION,
+      readOnly: true,
       permissions: permission('ram:ListPolicies'),
       read: (params) => ({ type: readPolicyType(params, false) }),
       authorize: (_input, ctx) => ({
@@ -170,6 +172,7 @@ export function ramPolicyActions(deps: Deps): RpcAction[] {
     defineAction({
       name: 'ListPoliciesForUser',
       version: RAM_API_VERSION,
+      readOnly: true,
       permissions: permission('ram:ListPoliciesForUser'),
       read: (params) => ({ userName: parseUserName(params.requiredString('UserName', 64)) }),
       authorize: ({ userName }, ctx) => ({

@@ -88,6 +88,7 @@ export function ramUserActions(deps: Deps): RpcAction[] {
     defineAction({
       name: 'GetUser',
       version: RAM_API_VERSION,
+      readOnly: true,
       permissions: permission('ram:GetUser'),
       read: (params) => ({ name: readUserName(params) }),
       authorize: ({ name }, ctx) => onUser('ram:GetUser', ctx.accountId, name),
@@ -98,6 +99,7 @@ export function ramUserActions(deps: Deps): RpcAction[] {
     defineAction({
       name: 'ListUsers',
       version: RAM_API_VERSION,
+      readOnly: true,
       permissions: permission('ram:ListUsers'),
       read(params) {
         const marker = params.optionalString('Marker', 64);
@@ -180,6 +182,7 @@ export function ramUserActions(deps: Deps): RpcAction[] {
     defineAction({
       name: 'GetLoginProfile',
       version: RAM_API_VERSION,
+      readOnly: true,
       permissions: permission('ram:GetLoginProfile'),
       read: (params) => ({ name: readUserName(params) }),
       authorize: ({ name }, ctx) => onUser('ram:GetLoginProfile', ctx.accountId, name),
