@@ -156,3 +156,44 @@ test('a request to an agent no replica holds any more ends offline without waiti
   // Waiting out the timeout would end in 'no-answer': 'offline' says it stopped when the holder went.
   assert.equal(outcome.kind, 'offline');
 });
+
+test('a request to an agent connected here but still in its handshake waits for it instead of answering offline', async () => {
+  const hub = new AgentHub();
+  const link = new FakeLink('i-1');
+  link.ready = false; // back from a replica that died, its hello not yet checked
+  hub.attach(link);
+  const pending = hub.request(
+    'i-1',
+    { t: 'grant-revoke', grantId: 'g-3' },
+    { t: 'grant-result', grantId: 'g-3' },
+    10_000,
+  );
+  setTimeout(() => {
+    link.ready = true; // the handshake finished
+  }, 100);
+  // The agent answers once it has the message.
+  const answered = (async () => {
+    for (let i = 0; i < 250 && link.sent.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    hub.grantResult('i-1', { t: 'grant-result', grantId: 'g-3', ok: true });
+  })();
+  const outcome = await pending;
+  await answered;
+  assert.equal(outcome.kind, 'answered');
+  assert.deepEqual(
+    link.sent.map((m) => m.t),
+    ['grant-revoke'],
+  );
+
+  // A handshake that fails (the connection goes away) ends the request offline.
+  const gone = new FakeLink('i-2');
+  gone.ready = false;
+  hub.attach(gone);
+  const refused = hub.request(
+    'i-2',
+    { t: 'grant-revoke', grantId: 'g-4' },
+    { t: 'grant-result', grantId: 'g-4' },
+    10_000,
+  );
+  setTimeout(() => hub.detach(gone), 100);
+  assert.equal((await refused).kind, 'offline');
+});

@@ -251,11 +251,16 @@ export class AgentHub<L extends AgentLink = AgentLink> {
     match: AnswerMatch,
     timeoutMs: number,
   ): Promise<RequestOutcome> {
-    if (this.#links.has(instanceId)) return this.requestHere({ instanceId, message, match, timeoutMs });
+    const req = { instanceId, message, match, timeoutMs };
+    const link = this.#links.get(instanceId);
+    if (link !== undefined && (link.ready || message.t === 'desired')) return this.requestHere(req);
+    // Connected here but still in its handshake (an agent back from another replica a moment ago): the
+    // request waits for the handshake to finish rather than calling the agent offline.
+    if (link !== undefined) return this.#followAgent(this.#remote, undefined, req);
     const remote = this.#remote;
     const holder = await remote?.holderOf(instanceId);
     if (holder === undefined || remote === undefined) return { kind: 'offline' };
-    return this.#followAgent(remote, holder, { instanceId, message, match, timeoutMs });
+    return this.#followAgent(remote, holder, req);
   }
 
   /**
@@ -266,13 +271,17 @@ export class AgentHub<L extends AgentLink = AgentLink> {
    * time left, and the first answer wins. Both are safe to receive twice: a desired state by its
    * generation, a grant by its id (the agent installs one grant once).
    */
-  #followAgent(remote: RemoteAgents, first: string, req: AgentRequest): Promise<RequestOutcome> {
+  #followAgent(
+    remote: RemoteAgents | undefined,
+    first: string | undefined,
+    req: AgentRequest,
+  ): Promise<RequestOutcome> {
     const deadline = Date.now() + req.timeoutMs;
     return new Promise((resolve) => {
       /** Where the request is waiting now, and when a holder last answered `offline` (it lost the agent). */
       const waitingAt = new Set<string>();
       const offlineAt = new Map<string, number>();
-      let last: RequestOutcome = { kind: 'no-answer' };
+      let last: RequestOutcome = first === undefined ? { kind: 'offline' } : { kind: 'no-answer' };
       let done = false;
       const finish = (outcome: RequestOutcome): void => {
         if (done) return;
@@ -287,7 +296,8 @@ export class AgentHub<L extends AgentLink = AgentLink> {
         waitingAt.add(target);
         offlineAt.delete(target);
         const next = { ...req, timeoutMs };
-        const outcome = target === HERE ? this.requestHere(next) : remote.request(target, next);
+        const outcome =
+          target === HERE || remote === undefined ? this.requestHere(next) : remote.request(target, next);
         void outcome.then((o) => {
           waitingAt.delete(target);
           if (o.kind === 'answered' || o.kind === 'superseded') {
@@ -307,7 +317,7 @@ export class AgentHub<L extends AgentLink = AgentLink> {
           target = link.ready ? HERE : undefined;
         } else {
           try {
-            target = await remote.holderOf(req.instanceId);
+            target = await remote?.holderOf(req.instanceId);
           } catch {
             return; // the database is unreachable: keep waiting on what was sent, or for the guard
           }
@@ -326,7 +336,8 @@ export class AgentHub<L extends AgentLink = AgentLink> {
       const guard = setTimeout(() => {
         finish(last);
       }, req.timeoutMs + REROUTE_GRACE_MS);
-      send(first);
+      if (first === undefined) void follow();
+      else send(first);
     });
   }
 

@@ -123,6 +123,7 @@ export async function startServer(
           kind: 'postgres',
           url: config.database.url,
           maxConnections: config.database.maxConnections,
+          preparedStatements: config.database.preparedStatements,
           onIdleError: (err) => {
             logger.warn({ err }, 'a pooled database connection failed; it is replaced on next use');
           },
@@ -145,6 +146,7 @@ export async function startServer(
           kind: 'postgres',
           url: config.database.url,
           maxConnections: NONCE_POOL_CONNECTIONS,
+          preparedStatements: config.database.preparedStatements,
           onIdleError: (err) => {
             logger.warn({ err }, 'a pooled database connection failed; it is replaced on next use');
           },

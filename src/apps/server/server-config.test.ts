@@ -100,7 +100,7 @@ test('--database takes a PostgreSQL URL; anything else is refused without echoin
   assert.equal(loadServerConfig({}, {}).database, undefined);
   const url = 'postgres://keyward:s3cret@db.example:5432/keyward';
   const c = loadServerConfig({ database: url }, {});
-  assert.deepEqual(c.database, { url, maxConnections: 10 });
+  assert.deepEqual(c.database, { url, maxConnections: 10, preparedStatements: true });
   assert.equal(
     loadServerConfig({}, { KEYWARD_DATABASE_URL: url, KEYWARD_DATABASE_MAX_CONNECTIONS: '25' }).database
       ?.maxConnections,
@@ -117,4 +117,15 @@ test('--database takes a PostgreSQL URL; anything else is refused without echoin
   }
   assert.throws(() => loadServerConfig({ database: url, databaseMaxConnections: '1' }, {}), ConfigError);
   assert.throws(() => loadServerConfig({ databaseMaxConnections: '20' }, {}), ConfigError);
+  // Prepared statements: on by default, off for a pooler that cannot keep them; nothing else accepted.
+  assert.equal(
+    loadServerConfig({}, { KEYWARD_DATABASE_URL: url, KEYWARD_DATABASE_PREPARED_STATEMENTS: 'off' }).database
+      ?.preparedStatements,
+    false,
+  );
+  assert.throws(
+    () => loadServerConfig({ database: url, databasePreparedStatements: 'no' }, {}),
+    (err: unknown) => err instanceof ConfigError && /on or off/.test(err.message),
+  );
+  assert.throws(() => loadServerConfig({ databasePreparedStatements: 'off' }, {}), ConfigError);
 });

@@ -23,7 +23,12 @@ export interface ServerConfig {
   /** Password-free logon: key lifetime, terminal session limits, the broker's own addresses. */
   readonly logon: LogonConfig;
   /** PostgreSQL for several replicas; absent: embedded SQLite in the data directory. */
-  readonly database?: { readonly url: string; readonly maxConnections: number };
+  readonly database?: {
+    readonly url: string;
+    readonly maxConnections: number;
+    /** Named prepared statements on each connection (off for a pooler that cannot keep them). */
+    readonly preparedStatements: boolean;
+  };
   /** Limits on traffic that comes before any authentication, per source (IPv4 address or IPv6 /64). */
   readonly sourceLimits: SourceLimitsConfig;
 }
@@ -84,6 +89,7 @@ const FILE_FIELDS = [
   'sshAddressAllowlist',
   'database',
   'databaseMaxConnections',
+  'databasePreparedStatements',
   'enrollmentsPerMinute',
   'agentConnectsPerMinute',
   'agentPendingPerSource',
@@ -105,6 +111,7 @@ const ENV_NAMES: Record<Field, string> = {
   sshAddressAllowlist: 'KEYWARD_SSH_ADDRESS_ALLOWLIST',
   database: 'KEYWARD_DATABASE_URL',
   databaseMaxConnections: 'KEYWARD_DATABASE_MAX_CONNECTIONS',
+  databasePreparedStatements: 'KEYWARD_DATABASE_PREPARED_STATEMENTS',
   enrollmentsPerMinute: 'KEYWARD_ENROLLMENTS_PER_MINUTE',
   agentConnectsPerMinute: 'KEYWARD_AGENT_CONNECTS_PER_MINUTE',
   agentPendingPerSource: 'KEYWARD_AGENT_PENDING_PER_SOURCE',
@@ -125,6 +132,7 @@ const FLAG_NAMES: Record<Field, string> = {
   sshAddressAllowlist: '--ssh-address-allowlist',
   database: '--database',
   databaseMaxConnections: '--database-max-connections',
+  databasePreparedStatements: '--database-prepared-statements',
   enrollmentsPerMinute: '--enrollments-per-minute',
   agentConnectsPerMinute: '--agent-connects-per-minute',
   agentPendingPerSource: '--agent-pending-per-source',
@@ -293,7 +301,11 @@ export function loadServerConfig(
     sshAddressAllowlist: Object.freeze(sshAddressAllowlist),
   });
 
-  const database = parseDatabase(pick('database'), pick('databaseMaxConnections'));
+  const database = parseDatabase(
+    pick('database'),
+    pick('databaseMaxConnections'),
+    pick('databasePreparedStatements'),
+  );
 
   const count = (field: Field, fallback: number, max: number): number => {
     const setting = pick(field);
@@ -334,9 +346,12 @@ export function loadServerConfig(
 function parseDatabase(
   setting: RawSetting | undefined,
   max: RawSetting | undefined,
+  prepared: RawSetting | undefined,
 ): ServerConfig['database'] {
   if (setting === undefined) {
-    if (max !== undefined) throw new ConfigError(`${max.source}: only applies with a PostgreSQL --database`);
+    const stray = max ?? prepared;
+    if (stray !== undefined)
+      throw new ConfigError(`${stray.source}: only applies with a PostgreSQL --database`);
     return undefined;
   }
   let url: URL;
@@ -362,11 +377,20 @@ function parseDatabase(
       throw new ConfigError(`${max.source}: must be a whole number from 2 to 200`);
     }
   }
-  return Object.freeze({ url: setting.value, maxConnections });
+  let preparedStatements = true;
+  if (prepared !== undefined) {
+    if (prepared.value !== 'on' && prepared.value !== 'off') {
+      throw new ConfigError(
+        `${prepared.source}: must be on or off (off for PgBouncer in transaction mode before 1.21, or without max_prepared_statements)`,
+      );
+    }
+    preparedStatements = prepared.value === 'on';
+  }
+  return Object.freeze({ url: setting.value, maxConnections, preparedStatements });
 }
 
 /** What may be logged of a database URL: engine, host and database, never the user's password. */
-export function describeDatabase(database: ServerConfig['database']): string {
+export function describeDatabase(database: { readonly url: string } | undefined): string {
   if (database === undefined) return 'sqlite';
   const url = new URL(database.url);
   return `postgres://${url.host}${url.pathname}`;

@@ -90,7 +90,7 @@ export interface MigrateResult {
 
 /** Copies the installation of `request.from` into `request.to`; see the module comment for how. */
 export async function migrateStorage(request: MigrateRequest): Promise<MigrateResult> {
-  const target = describeDatabase({ url: request.to, maxConnections: TARGET_CONNECTIONS });
+  const target = describeDatabase({ url: request.to });
   const file = sourceFile(request.from);
   await probeSource(file);
   let source: Db;

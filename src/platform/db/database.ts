@@ -12,6 +12,7 @@
  * exhausted) become `ServiceUnavailable` here, so the API answers 503 and the replica recovers by itself
  * when the database is back: the pool replaces broken connections on the next checkout.
  */
+import { createHash } from 'node:crypto';
 import BetterSqlite3 from 'better-sqlite3';
 import {
   sql,
@@ -55,6 +56,12 @@ export interface PostgresOptions {
    * Default: PostgreSQL's own setting (on).
    */
   readonly synchronousCommit?: 'off';
+  /**
+   * Send each statement as a named prepared statement, parsed and planned once per connection (default
+   * true). Off for a connection pooler in front of PostgreSQL that cannot keep them (PgBouncer in
+   * transaction mode before 1.21, or without `max_prepared_statements`).
+   */
+  readonly preparedStatements?: boolean;
 }
 
 export type DatabaseOptions = SqliteOptions | PostgresOptions;
@@ -205,6 +212,33 @@ function outage(err: unknown): AppError {
   );
 }
 
+/** Statements worth preparing: queries and data changes (never DDL, which a migration runs once). */
+const PREPARABLE = /^\s*(select|insert|update|delete|with)\b/i;
+/**
+ * Most named statements one connection keeps. Kysely writes one text per shape of query (an `IN` list of
+ * each length is its own), so past this bound statements are sent unnamed, as without preparing.
+ */
+const MAX_PREPARED_PER_CONNECTION = 256;
+/** The names prepared on each pooled connection (node-postgres keeps the statements themselves). */
+const preparedByClient = new WeakMap<pg.PoolClient, Set<string>>();
+/**
+ * SQLSTATE 0A000 with this message: a statement prepared before a schema change (another replica's
+ * migration during a rolling upgrade) whose result columns changed. The connection is then dropped.
+ */
+const STALE_PLAN = /cached plan must not change result type/;
+
+/** The name `text` is prepared under on `client`, or undefined when it is to be sent unnamed. */
+function preparedName(client: pg.PoolClient, text: string): string | undefined {
+  if (!PREPARABLE.test(text)) return undefined;
+  const name = `kw_${createHash('sha256').update(text).digest('base64url').slice(0, 24)}`;
+  let names = preparedByClient.get(client);
+  if (names === undefined) preparedByClient.set(client, (names = new Set()));
+  if (names.has(name)) return name;
+  if (names.size >= MAX_PREPARED_PER_CONNECTION) return undefined;
+  names.add(name);
+  return name;
+}
+
 /** The pool as Kysely sees it, with node-postgres's outage errors turned into `ServiceUnavailable`. */
 function unavailableOnOutage(pool: pg.Pool, options: PostgresOptions): PostgresPool {
   return {
@@ -223,17 +257,26 @@ function unavailableOnOutage(pool: pg.Pool, options: PostgresOptions): PostgresP
         options.onIdleError?.(err);
       };
       client.on('error', onError);
+      let stale = false;
+      const prepare = options.preparedStatements !== false;
+      const send = client.query.bind(client) as (...a: unknown[]) => Promise<unknown>;
       return {
         query: (async (...args: unknown[]) => {
+          const [text, values] = args;
+          const name = prepare && typeof text === 'string' ? preparedName(client, text) : undefined;
           try {
-            return await (client.query as (...a: unknown[]) => Promise<unknown>)(...args);
+            return name === undefined
+              ? await send(...args)
+              : await client.query({ name, text: text as string, values: (values ?? []) as unknown[] });
           } catch (err) {
+            if (err instanceof Error && STALE_PLAN.test(err.message)) stale = true;
             throw isOutage(err) ? outage(err) : err;
           }
         }) as PostgresPoolClient['query'],
         release: () => {
           client.off('error', onError);
-          client.release();
+          // A connection holding a statement made stale by a schema change is closed, not reused.
+          client.release(stale);
         },
       };
     },

@@ -26,6 +26,9 @@ Options (each also from an environment variable, then from the config file; flag
   --database URL      PostgreSQL for several replicas (postgres://USER:PASSWORD@HOST:PORT/DB); without
                       it, embedded SQLite in the data directory  KEYWARD_DATABASE_URL
   --database-max-connections N   pool size per replica, 2-200  KEYWARD_DATABASE_MAX_CONNECTIONS (default 10)
+  --database-prepared-statements on|off   named prepared statements per connection (default on; off
+                      behind PgBouncer in transaction mode without max_prepared_statements)
+                                                    KEYWARD_DATABASE_PREPARED_STATEMENTS
   Limits per source address (an IPv6 address counts by its /64) on traffic before authentication;
   raise them when many hosts reach the server through one NAT address:
   --enrollments-per-minute N     agent enrollments, 1-1000000  KEYWARD_ENROLLMENTS_PER_MINUTE  (default 120)
@@ -35,6 +38,7 @@ Options (each also from an environment variable, then from the config file; flag
   --config FILE       JSON file with any of: dataDir, listen, regionId, tlsCert, tlsKey, logLevel,
                       logonKeyLifetime, sessionMaxSeconds, sessionIdleSeconds, brokerSourceAddresses,
                       sshAddressAllowlist, allowLoopbackHosts, database, databaseMaxConnections,
+                      databasePreparedStatements,
                       enrollmentsPerMinute, agentConnectsPerMinute, agentPendingPerSource
                                                                 KEYWARD_CONFIG
   -h, --help          show this help
