@@ -106,8 +106,13 @@ async function instanceStatus(): Promise<string> {
   return res.Instances.Instance[0]?.Status ?? 'missing';
 }
 
+/**
+ * Waits for the agent to be connected. No connection in this file stays up the minute after which the
+ * agent's reconnect backoff resets, so after a few restarts its pause is drawn from up to its 30 s cap:
+ * the wait covers a full pause plus a slow server start on a busy machine.
+ */
 async function waitRunning(): Promise<void> {
-  const deadline = Date.now() + 20_000;
+  const deadline = Date.now() + 90_000;
   while ((await instanceStatus()) !== 'Running') {
     if (Date.now() > deadline) throw new Error(`the agent did not connect:\n${agentLog}`);
     await sleep(50);
@@ -921,6 +926,7 @@ function healthThrough(port: number): Promise<number | string> {
 }
 
 test('ssh -L through keyward ssh forwards a port when policy allows it; other one-time keys carry restrict', async () => {
+  await waitRunning();
   const env = baseEnv({
     KEYWARD_ENDPOINT: server.endpoint,
     KEYWARD_ACCESS_KEY_ID: server.credentials.accessKeyId,
