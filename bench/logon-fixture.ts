@@ -211,8 +211,22 @@ export class BrokerLogonError extends Error {
 }
 
 /**
+ * Where one broker logon's time went, in ms: the client's view (StartTerminalSession, the WebSocket upgrade
+ * with its ticket, upgrade → ready frame, ready → the command's output) and the server's phases from the
+ * ready frame (src/logon/terminal-gateway.ts, LogonTimings), which together make up upgrade → ready.
+ */
+export interface BrokerLogonPhases {
+  readonly api: number;
+  readonly upgrade: number;
+  readonly toReady: number;
+  readonly toOutput: number;
+  readonly server: Readonly<Record<string, number>>;
+}
+
+/**
  * StartTerminalSession + terminal WebSocket + `echo` → its output; resolves with the elapsed ms, rejects
- * with a BrokerLogonError. The whole logon is bounded by `timeoutMs` (default 60 s).
+ * with a BrokerLogonError. The whole logon is bounded by `timeoutMs` (default 60 s); `onPhases` receives
+ * the breakdown of a logon that succeeded.
  */
 export async function brokerLogon(
   c: {
@@ -222,9 +236,13 @@ export async function brokerLogon(
     readonly user: string;
   },
   marker: string,
-  opts: { readonly timeoutMs?: number } = {},
+  opts: { readonly timeoutMs?: number; readonly onPhases?: (p: BrokerLogonPhases) => void } = {},
 ): Promise<number> {
   const t0 = performance.now();
+  let tApi = t0;
+  let tOpen = t0;
+  let tReady = t0;
+  let serverPhases: Record<string, number> = {};
   const timeoutMs = opts.timeoutMs ?? 60_000;
   let start: { Subprotocols: { Subprotocol: string[] }; WebSocketPath: string };
   try {
@@ -240,6 +258,7 @@ export async function brokerLogon(
       neverReachedServer: cause?.code === 'ECONNREFUSED',
     });
   }
+  tApi = performance.now();
   const ws = new WebSocket(
     `${c.endpoint.replace('http', 'ws')}${start.WebSocketPath}`,
     start.Subprotocols.Subprotocol,
@@ -267,6 +286,7 @@ export async function brokerLogon(
     );
     ws.on('open', () => {
       opened = true;
+      tOpen = performance.now();
     });
     ws.on('unexpected-response', (_req, res) => {
       let body = '';
@@ -287,8 +307,17 @@ export async function brokerLogon(
     });
     ws.on('message', (data: Buffer, isBinary: boolean) => {
       if (!isBinary) {
-        const msg = JSON.parse(data.toString()) as { type: string; code?: string; message?: string };
-        if (msg.type === 'ready') ws.send(Buffer.from(`echo ${marker}:$((6*7))\n`));
+        const msg = JSON.parse(data.toString()) as {
+          type: string;
+          code?: string;
+          message?: string;
+          timings?: Record<string, number>;
+        };
+        if (msg.type === 'ready') {
+          tReady = performance.now();
+          serverPhases = msg.timings ?? {};
+          ws.send(Buffer.from(`echo ${marker}:$((6*7))\n`));
+        }
         else if (msg.type === 'error') fail(msg.code ?? 'ErrorFrame', msg.message ?? '');
         return;
       }
@@ -296,7 +325,15 @@ export async function brokerLogon(
       if (out.includes(`${marker}:42`) && !settled) {
         settled = true;
         clearTimeout(timer);
-        resolve(performance.now() - t0);
+        const tOut = performance.now();
+        opts.onPhases?.({
+          api: tApi - t0,
+          upgrade: tOpen - tApi,
+          toReady: tReady - tOpen,
+          toOutput: tOut - tReady,
+          server: serverPhases,
+        });
+        resolve(tOut - t0);
         ws.close();
       }
     });

@@ -90,6 +90,8 @@ export interface BrokerConnectOptions {
   readonly targetPolicy: SshTargetPolicy;
   /** Called once authentication has ended (either way), after the key was forgotten. */
   readonly onAuthenticationEnded?: (ok: boolean) => void;
+  /** Called when the TCP connection is up (`tcp`) and when the key exchange has ended (`kex`). */
+  readonly onPhase?: (phase: 'tcp' | 'kex') => void;
 }
 
 /**
@@ -106,6 +108,7 @@ export function brokerConnect(options: BrokerConnectOptions): Promise<Ssh2Client
     username: options.username,
     readyTimeoutMs: options.readyTimeoutMs,
     targetPolicy: options.targetPolicy,
+    onPhase: options.onPhase,
   };
   // Dropped once called: the caller's closure (and whatever its scope holds) must not live as long as
   // the connection.
@@ -146,7 +149,9 @@ export function brokerConnect(options: BrokerConnectOptions): Promise<Ssh2Client
     return new Promise((resolve, reject) => {
       const sock: Socket = netConnect({ host: address, port });
       sock.setNoDelay(true);
+      sock.once('connect', () => o.onPhase?.('tcp'));
       const client = new Client();
+      client.once('handshake', () => o.onPhase?.('kex'));
       let settled = false;
       const fail = (err: AppError): void => {
         endAuth(false);

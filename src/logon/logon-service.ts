@@ -77,6 +77,11 @@ export interface IssuedGrant {
   readonly expiresAtMs: number;
   /** The host's deadline by its own clock, Unix seconds. */
   readonly hostExpiresAt: number;
+  /**
+   * Where the time went, in ms: the instance read and the grant recorded (`recordMs`), then the signed
+   * grant pushed to the agent until its answer arrived (`installMs`).
+   */
+  readonly timings: { readonly recordMs: number; readonly installMs: number };
 }
 
 /** Most revokes repeated to an agent when it connects. */
@@ -210,6 +215,7 @@ export class LogonService {
       );
     }
     const key = parsePublicKey(req.publicKey);
+    const startedAt = performance.now();
     const instance = await this.instanceFor(req.accountId, req.regionId, req.instanceId);
 
     const nowMs = this.#d.clock.nowMs();
@@ -260,6 +266,7 @@ export class LogonService {
     this.#schedule(grantId, instance.id, expiresAt * 1000);
 
     const signature = this.#d.signingKey.sign(grantSigningInput(grant)).toString('base64');
+    const pushedAt = performance.now();
     const outcome = await this.#d.hub.request(
       instance.id,
       { t: 'grant', grant, signature },
@@ -298,6 +305,7 @@ export class LogonService {
         `The agent of ${instance.id} refused the key: ${code}: ${detail}`,
       );
     }
+    const answeredAt = performance.now();
     const installedMs = this.#d.clock.nowMs();
     void this.#d.grants
       .markInstalled(grantId, iso(installedMs), iso(report.hostExpiresAt * 1000))
@@ -309,7 +317,13 @@ export class LogonService {
       ...ref,
       hostExpiresAt: iso(report.hostExpiresAt * 1000),
     });
-    return { grantId, instance, expiresAtMs: expiresAt * 1000, hostExpiresAt: report.hostExpiresAt };
+    return {
+      grantId,
+      instance,
+      expiresAtMs: expiresAt * 1000,
+      hostExpiresAt: report.hostExpiresAt,
+      timings: { recordMs: pushedAt - startedAt, installMs: answeredAt - pushedAt },
+    };
   }
 
   /** The broker authenticated with the grant's key. */

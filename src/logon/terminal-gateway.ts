@@ -13,7 +13,8 @@
  * Frames: binary frames are terminal bytes in both directions. Text frames are JSON control messages:
  *   client → {"type":"resize","cols":N,"rows":N}
  *   server → {"type":"status","phase":"connecting"}
- *            {"type":"ready","sessionId","instanceId","osUser","keyExpiresAt","sessionExpiresAt","idleTimeoutSeconds"}
+ *            {"type":"ready","sessionId","instanceId","osUser","keyExpiresAt","sessionExpiresAt","idleTimeoutSeconds",
+ *             "timings"}   timings: ms per phase of the logon on the server's side (LogonTimings)
  *            {"type":"error","code","message"}           then close 4000 + the HTTP status of the code
  *            {"type":"exit","reason","exitCode"?,"signal"?} then close 1000
  * Back-pressure both ways: the shell's output is paused while the client is more than HIGH_WATER_BYTES
@@ -253,6 +254,7 @@ export class TerminalGateway {
 
   async #run(ws: WebSocket, t: TerminalTarget): Promise<void> {
     const started = this.#d.clock.nowMs();
+    const phases = new PhaseClock();
     const ref = { accountId: t.accountId, instanceId: t.instanceId };
     let shell: ClientChannel | undefined;
     let grantId = '';
@@ -275,7 +277,9 @@ export class TerminalGateway {
         },
       );
       if (refused !== undefined) throw refused;
+      phases.mark('accessCheck');
       releaseSlot = await this.#handshakes.acquire(t.instanceId);
+      phases.mark('handshakeSlot');
       let key: OneTimeKey | undefined = makeOneTimeKey();
       const grant = await this.#d.logon.issue({
         accountId: t.accountId,
@@ -289,6 +293,9 @@ export class TerminalGateway {
         sourceIp: t.sourceIp,
       });
       grantId = grant.grantId;
+      phases.add('grantRecord', grant.timings.recordMs);
+      phases.add('grantInstall', grant.timings.installMs);
+      phases.mark('grantOther');
       const id = grant.grantId;
       const connecting = brokerConnect({
         instanceId: t.instanceId,
@@ -302,12 +309,16 @@ export class TerminalGateway {
           if (ok) this.#d.logon.markUsed(id, t.accountId, t.instanceId, t.caller);
           void this.#d.logon.release(id, t.instanceId, ok ? 'used' : 'authentication-failed');
         },
+        onPhase: (phase) => {
+          phases.mark(phase === 'tcp' ? 'tcpConnect' : 'keyExchange');
+        },
       });
       // From here only the broker's signing agent holds the private key, until authentication ends.
       key = undefined;
       const client = await connecting.finally(() => {
         releaseSlot?.();
       });
+      phases.mark('authentication');
       if (clientGone) {
         client.end();
         return;
@@ -318,7 +329,8 @@ export class TerminalGateway {
           else resolve(channel);
         });
       });
-      this.#bridge(ws, client, shell, t, grant.grantId, grant.expiresAtMs, started);
+      phases.mark('shellOpen');
+      this.#bridge(ws, client, shell, t, grant.grantId, grant.expiresAtMs, started, phases.timings());
     } catch (err) {
       releaseSlot?.();
       const appErr = isAppError(err)
@@ -348,6 +360,7 @@ export class TerminalGateway {
     grantId: string,
     keyExpiresAtMs: number,
     startedMs: number,
+    timings: LogonTimings,
   ): void {
     const ref = { grantId, accountId: t.accountId, instanceId: t.instanceId };
     this.#d.audit.record({
@@ -367,6 +380,7 @@ export class TerminalGateway {
       keyExpiresAt: new Date(keyExpiresAtMs).toISOString(),
       sessionExpiresAt: new Date(sessionEndsMs).toISOString(),
       idleTimeoutSeconds: this.#idleMs / 1000,
+      timings,
     });
 
     let reason = 'client-closed';
@@ -505,4 +519,42 @@ function sameOrigin(origin: string, req: IncomingMessage): boolean {
   if (host === undefined) return false;
   const scheme = (req.socket as { encrypted?: boolean }).encrypted === true ? 'https' : 'http';
   return origin === `${scheme}://${host}`;
+}
+
+/**
+ * Where a broker logon's time went on the server, in ms, in order: the access check, waiting for a
+ * handshake slot, recording the grant (instance read, grant row), the agent installing it (push → answer),
+ * the rest of issuing it (audit queueing, key signing), TCP connect, key exchange, authentication (sshd
+ * running the AuthorizedKeysCommand), the shell channel opening. Sent in the ready frame, so a slow logon
+ * says where it was slow.
+ */
+export type LogonTimings = Readonly<Record<string, number>>;
+
+/** Marks phases on the monotonic clock; each mark is the time since the previous one. */
+class PhaseClock {
+  #last = performance.now();
+  /** Time of phases added since the last mark: inside the interval the next mark closes. */
+  #inside = 0;
+  readonly #phases: Record<string, number> = {};
+
+  mark(phase: string): void {
+    const now = performance.now();
+    this.#set(phase, Math.max(0, now - this.#last - this.#inside));
+    this.#last = now;
+    this.#inside = 0;
+  }
+
+  /** A phase measured elsewhere, inside the interval the next mark closes (subtracted from it). */
+  add(phase: string, ms: number): void {
+    this.#set(phase, ms);
+    this.#inside += ms;
+  }
+
+  #set(phase: string, ms: number): void {
+    this.#phases[phase] = Math.round(ms * 10) / 10;
+  }
+
+  timings(): LogonTimings {
+    return { ...this.#phases };
+  }
 }

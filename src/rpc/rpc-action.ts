@@ -9,12 +9,7 @@ import { RESOURCE_TAG_KEY_PREFIX } from '../policy/index.js';
 import type { Tag } from '../tags/index.js';
 import type { ParamReader } from './rpc-params.js';
 
-/** ECS API version of the key pair and instance actions. */
-export const ECS_API_VERSION = '2014-05-26';
-/** RAM API version of the access key actions. */
-export const RAM_API_VERSION = '2015-05-01';
-/** API version of Keyward's own actions (one-time logon, terminal sessions, audit), which ECS lacks. */
-export const KEYWARD_API_VERSION = '2026-11-01';
+export { ECS_API_VERSION, KEYWARD_API_VERSION, RAM_API_VERSION } from './api-versions.js';
 
 /** Who is calling and where: established by request authentication before any action runs. */
 export interface RpcContext {

@@ -1,9 +1,11 @@
 /**
  * What `keyward ssh` remembers between runs, to start ssh before the server has answered: the SSH address
- * each instance had last time, and whether the system's ssh has `KnownHostsCommand` (OpenSSH ≥ 8.5). Kept
- * in `$XDG_CACHE_HOME/keyward/ssh.json` (or ~/.cache), mode 0600. Nothing in it is trusted: an address only
- * says where to open the TCP connection early — the host key is still checked against the keys the server
- * returns, and a different address in the answer restarts ssh there. A missing or corrupt file is ignored.
+ * each instance had last time, the types of its pinned host keys, and whether the system's ssh has
+ * `KnownHostsCommand` (OpenSSH ≥ 8.5). Kept in `$XDG_CACHE_HOME/keyward/ssh.json` (or ~/.cache), mode 0600.
+ * Nothing in it is trusted: an address only says where to open the TCP connection early, and the key types
+ * only which host key algorithms ssh asks for (so it need not read its known hosts before the key
+ * exchange) — the host key is still checked against the keys the server returns, and an answer with a
+ * different address or other key types restarts ssh. A missing or corrupt file is ignored.
  */
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
@@ -17,11 +19,13 @@ interface CacheFile {
   programs: Record<string, boolean>;
   /** instance id → `host:port`. */
   addresses: Record<string, string>;
+  /** instance id → the pinned host key types, sorted, comma-separated. */
+  hostKeyTypes: Record<string, string>;
 }
 
 export class SshCache {
   readonly #file: string;
-  #data: CacheFile = { version: 1, programs: {}, addresses: {} };
+  #data: CacheFile = { version: 1, programs: {}, addresses: {}, hostKeyTypes: {} };
 
   constructor(env: Readonly<Record<string, string | undefined>>) {
     const base = env['XDG_CACHE_HOME'] ?? join(env['HOME'] ?? homedir(), '.cache');
@@ -37,6 +41,7 @@ export class SshCache {
           version: 1,
           programs: { ...parsed.programs },
           addresses: { ...parsed.addresses },
+          hostKeyTypes: typeof parsed.hostKeyTypes === 'object' ? { ...parsed.hostKeyTypes } : {},
         };
       }
     } catch {
@@ -49,16 +54,23 @@ export class SshCache {
     return typeof a === 'string' ? a : undefined;
   }
 
+  /** The pinned host key types of `instanceId` last time, sorted, comma-separated. */
+  hostKeyTypes(instanceId: string): string | undefined {
+    const t = this.#data.hostKeyTypes[instanceId];
+    return typeof t === 'string' && /^[a-z0-9@.,-]{1,200}$/.test(t) ? t : undefined;
+  }
+
   knownHostsCommand(program: string): boolean | undefined {
     const v = this.#data.programs[program];
     return typeof v === 'boolean' ? v : undefined;
   }
 
   setAddress(instanceId: string, address: string): void {
-    // Most recent last; the oldest entries go beyond MAX_ENTRIES.
-    const entries = Object.entries(this.#data.addresses).filter(([id]) => id !== instanceId);
-    entries.push([instanceId, address]);
-    this.#data.addresses = Object.fromEntries(entries.slice(-MAX_ENTRIES));
+    this.#data.addresses = mostRecent(this.#data.addresses, instanceId, address);
+  }
+
+  setHostKeyTypes(instanceId: string, types: string): void {
+    this.#data.hostKeyTypes = mostRecent(this.#data.hostKeyTypes, instanceId, types);
   }
 
   setKnownHostsCommand(program: string, supported: boolean): void {
@@ -76,4 +88,11 @@ export class SshCache {
       // A read-only home: keyward ssh works the same, a little slower.
     }
   }
+}
+
+/** `map` with `key` set to `value` as its most recent entry; the oldest go beyond MAX_ENTRIES. */
+function mostRecent(map: Record<string, string>, key: string, value: string): Record<string, string> {
+  const entries = Object.entries(map).filter(([k]) => k !== key);
+  entries.push([key, value]);
+  return Object.fromEntries(entries.slice(-MAX_ENTRIES));
 }

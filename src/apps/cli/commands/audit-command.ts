@@ -3,7 +3,7 @@
  * (VerifyAuditChain). `verify` exits 1 when the chain is broken, so it can run from cron or CI.
  */
 import type { RpcClient } from '../../../client/index.js';
-import { KEYWARD_API_VERSION } from '../../../rpc/rpc-action.js';
+import { KEYWARD_API_VERSION } from '../../../rpc/api-versions.js';
 import { parseCommandArgs, println, printTable, stringFlag, UsageError, type CliIo } from '../cli-io.js';
 
 export const AUDIT_HELP = `Usage: keyward audit <command> [options]

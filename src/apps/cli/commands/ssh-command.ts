@@ -18,7 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { RpcClient } from '../../../client/index.js';
 import { ed25519PublicKeyLine, ed25519ToOpenSshPrivateKey } from '../../../keypairs/openssh-private-key.js';
-import { KEYWARD_API_VERSION } from '../../../rpc/rpc-action.js';
+import { KEYWARD_API_VERSION } from '../../../rpc/api-versions.js';
 import { CliFailure, parseCommandArgs, println, stringFlag, UsageError, type CliIo } from '../cli-io.js';
 import { SshCache } from '../ssh-cache.js';
 import { requestsPortForwarding } from '../ssh-forwarding.js';
@@ -123,7 +123,11 @@ export async function sshCommand(
     // request. The waiter hands ssh the pinned host keys only once the one-time key is installed, so ssh
     // can neither verify the host nor try the key before that.
     const cachedAddress = override ?? splitCached(cache.address(instanceId));
+    const cachedTypes = cache.hostKeyTypes(instanceId);
     const canWait = cache.knownHostsCommand(program) === true && !/[\s%]/.test(dir);
+    // With the host key algorithms named, ssh does not read its known hosts to order them before the key
+    // exchange, so the exchange runs while the server is asked; the waiter is read only to verify the key.
+    const earlyAlgorithms = cachedTypes === undefined ? undefined : hostKeyAlgorithms(cachedTypes);
     const argsFor = (address: { host: string; port: string }, wait: boolean): string[] => [
       '-i',
       keyFile,
@@ -132,7 +136,13 @@ export async function sshCommand(
       '-o',
       'IdentityAgent=none',
       ...(wait
-        ? ['-o', 'UserKnownHostsFile=/dev/null', '-o', `KnownHostsCommand=${waiter}`]
+        ? [
+            '-o',
+            'UserKnownHostsFile=/dev/null',
+            '-o',
+            `KnownHostsCommand=${waiter}`,
+            ...(earlyAlgorithms === undefined ? [] : ['-o', `HostKeyAlgorithms=${earlyAlgorithms}`]),
+          ]
         : ['-o', `UserKnownHostsFile=${knownHosts}`]),
       '-o',
       'GlobalKnownHostsFile=/dev/null',
@@ -178,11 +188,15 @@ export async function sshCommand(
       throw new CliFailure(`${instanceId} has no pinned host key; Keyward will not trust one on first use.`);
     }
     const address = override ?? splitAddress(sent.SshAddress);
+    const types = keyTypes(hostKeys);
     if (
       early !== undefined &&
-      (address.host !== cachedAddress?.host || address.port !== cachedAddress.port)
+      (address.host !== cachedAddress?.host ||
+        address.port !== cachedAddress.port ||
+        (earlyAlgorithms !== undefined && types !== cachedTypes))
     ) {
-      // The instance moved: that ssh has not seen a host key yet; start over at the right address.
+      // The instance moved, or its host keys changed type: that ssh has not verified a host key yet (it
+      // waits for this answer); start over with the right address and algorithms.
       await early.stop();
       early = undefined;
     }
@@ -194,6 +208,7 @@ export async function sshCommand(
     early = undefined;
     const code = await session.exited;
     if (override === undefined) cache.setAddress(instanceId, sent.SshAddress);
+    cache.setHostKeyTypes(instanceId, types);
     if (cache.knownHostsCommand(program) === undefined) {
       cache.setKnownHostsCommand(program, sshSupportsKnownHostsCommand(program));
     }
@@ -214,6 +229,25 @@ export async function sshCommand(
   }
 }
 
+/** The pinned host keys' types, sorted and comma-separated (what the cache keeps). */
+function keyTypes(hostKeys: ReadonlyArray<{ Type: string }>): string {
+  return [...new Set(hostKeys.map((k) => k.Type))].sort().join(',');
+}
+
+/**
+ * The host key algorithms that verify keys of `types` (cached, so checked): RSA keys sign with SHA-2 only.
+ * Undefined when a type is unknown, and ssh then orders the algorithms itself.
+ */
+function hostKeyAlgorithms(types: string): string | undefined {
+  const algorithms: string[] = [];
+  for (const type of types.split(',')) {
+    if (type === 'ssh-rsa') algorithms.push('rsa-sha2-512', 'rsa-sha2-256');
+    else if (/^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521))$/.test(type)) algorithms.push(type);
+    else return undefined;
+  }
+  return algorithms.length === 0 ? undefined : algorithms.join(',');
+}
+
 /** A cached `host:port`, or undefined when absent or malformed. */
 function splitCached(text: string | undefined): { host: string; port: string } | undefined {
   if (text === undefined) return undefined;
@@ -226,7 +260,7 @@ function splitCached(text: string | undefined): { host: string; port: string } |
 
 /**
  * The KnownHostsCommand: waits (at most 30 s) until keyward has written the pinned host keys, then prints
- * them. Exits 1 with nothing printed if they never come, and ssh then refuses the host.
+ * them (shell built-ins only once they are there: ssh waits for this command during the key exchange). Exits 1 with nothing printed if they never come, and ssh then refuses the host.
  */
 function waiterScript(knownHosts: string): string {
   return `#!/bin/sh
@@ -237,7 +271,9 @@ while [ ! -s "$f" ]; do
   [ "$i" -gt 6000 ] && exit 1
   sleep 0.005
 done
-exec cat "$f"
+while IFS= read -r line || [ -n "$line" ]; do
+  printf '%s\n' "$line"
+done < "$f"
 `;
 }
 
