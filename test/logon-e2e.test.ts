@@ -376,6 +376,19 @@ test('broker logon: the terminal WebSocket runs a command as the OS user and sho
   assert.equal(ready['instanceId'], instanceId);
   assert.equal(ready['osUser'], user.name);
   assert.equal(typeof ready['keyExpiresAt'], 'string');
+  // The server's phases of this logon, so a slow logon says where it was slow.
+  const timings = ready['timings'] as Record<string, unknown>;
+  for (const phase of [
+    'grantRecord',
+    'grantInstall',
+    'tcpConnect',
+    'keyExchange',
+    'authentication',
+    'shellOpen',
+  ]) {
+    assert.equal(typeof timings[phase], 'number', `timings.${phase}`);
+    assert.ok((timings[phase] as number) >= 0, `timings.${phase} >= 0`);
+  }
   const list = await rpc.call<{ Grants: { Grant: Array<Record<string, string | null>> } }>(
     'DescribeLogonGrants',
     { RegionId: 'local' },
@@ -574,8 +587,13 @@ test('keyward ssh logs on with the system ssh, passes arguments through, and lea
 
   // Second time: the address is known, so ssh starts before the server answers and waits for the host keys.
   const cacheFile = join(work, 'cache', 'keyward', 'ssh.json');
-  const cached = JSON.parse(readFileSync(cacheFile, 'utf8')) as { addresses: Record<string, string> };
+  const cached = JSON.parse(readFileSync(cacheFile, 'utf8')) as {
+    addresses: Record<string, string>;
+    hostKeyTypes: Record<string, string>;
+  };
   assert.equal(cached.addresses[instanceId], `127.0.0.1:${String(sshd.port)}`);
+  // The pinned key types too: the early ssh names its host key algorithms and need not wait to order them.
+  assert.equal(cached.hostKeyTypes[instanceId], 'ssh-ed25519');
   const again = await run(
     process.execPath,
     [BIN, 'ssh', `${user.name}@${instanceId}`, '--', '-T', 'echo', 'early'],
@@ -603,6 +621,19 @@ test('keyward ssh logs on with the system ssh, passes arguments through, and lea
   } finally {
     await other.stop();
   }
+
+  // Stale key types (the host's keys were replaced by keys of another type): that early ssh asks only for
+  // algorithms the host does not have; it is stopped and ssh starts again with the pinned keys' own.
+  const stale = JSON.parse(readFileSync(cacheFile, 'utf8')) as typeof cached;
+  stale.hostKeyTypes[instanceId] = 'ecdsa-sha2-nistp256';
+  writeFileSync(cacheFile, JSON.stringify(stale));
+  const retyped = await run(
+    process.execPath,
+    [BIN, 'ssh', `${user.name}@${instanceId}`, '--', '-T', 'echo', 'retyped'],
+    { env },
+  );
+  assert.equal(retyped.code, 0, retyped.stderr);
+  assert.equal(retyped.stdout.trim(), 'retyped');
   assert.deepEqual(readdirSync(runtime), []);
 });
 
