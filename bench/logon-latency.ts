@@ -445,17 +445,24 @@ async function runOnce(run: number): Promise<RunFigures> {
 
     // 200 logons at once: the floor first (ssh2, installed key), then the broker.
     log(`${String(CONCURRENT)} floor logons at once, then ${String(CONCURRENT)} broker logons at once`);
+    const floorConcurrent: FloorPhases[] = [];
     const tf = performance.now();
     const floorAll = await limited(
-      Array.from({ length: CONCURRENT }, (_, i) => () => floorLogon(c, `f${String(i)}`)),
+      Array.from(
+        { length: CONCURRENT },
+        (_, i) => () => floorLogon(c, `f${String(i)}`, (ph) => floorConcurrent.push(ph)),
+      ),
       FLOOR_HANDSHAKES,
     );
     const floorAllMs = performance.now() - tf;
     const people = await createPeople(rpc, server.endpoint, run);
+    const concurrentPhases: BrokerLogonPhases[] = [];
     const t0 = performance.now();
     const results = await Promise.allSettled(
       Array.from({ length: CONCURRENT }, (_, i) =>
-        brokerLogon({ ...c, rpc: people[i % people.length] ?? rpc }, `c${String(i)}`),
+        brokerLogon({ ...c, rpc: people[i % people.length] ?? rpc }, `c${String(i)}`, {
+          onPhases: (ph) => concurrentPhases.push(ph),
+        }),
       ),
     );
     const allMs = performance.now() - t0;
@@ -633,6 +640,39 @@ async function runOnce(run: number): Promise<RunFigures> {
         `${fixed(allMs, 0)} ms; floor (ssh2, key installed, ≤ ${String(FLOOR_HANDSHAKES)} handshakes in flight) ` +
         `${String(floorOk)}/${String(CONCURRENT)} in ${fixed(floorAllMs, 0)} ms; broker / floor = ` +
         `${fixed(allMs / floorAllMs, 2)}× (target ≤ 1.5×, all succeed); server peak RSS ${fixed(rss, 1)} MiB\n` +
+        `   where a logon's time went among the ${String(CONCURRENT)} (p50 ms): ` +
+        [
+          ['API call', (x: BrokerLogonPhases) => x.api],
+          ['upgrade', (x: BrokerLogonPhases) => x.upgrade],
+          ...[
+            'accessCheck',
+            'handshakeSlot',
+            'grantRecord',
+            'grantInstall',
+            'grantOther',
+            'tcpConnect',
+            'keyExchange',
+            'authentication',
+            'shellOpen',
+          ].map((name) => [name, (x: BrokerLogonPhases) => x.server[name]] as const),
+          ['ready → output', (x: BrokerLogonPhases) => x.toOutput],
+        ]
+          .map(
+            ([name, pick]) =>
+              `${String(name)} ${fixed(p50Of(concurrentPhases, pick as (x: BrokerLogonPhases) => number | undefined), 1)}`,
+          )
+          .join(', ') +
+        `\n   the floor's (p50 ms): ` +
+        (['tcp', 'kex', 'auth', 'shell', 'output'] as const)
+          .map(
+            (k) =>
+              `${k} ${fixed(
+                p50Of(floorConcurrent, (x) => x[k]),
+                1,
+              )}`,
+          )
+          .join(', ') +
+        '\n' +
         (failed.length > 0
           ? `   first failure: ${String((failed[0] as PromiseRejectedResult).reason)}\n`
           : ''),

@@ -11,9 +11,19 @@
  */
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
-import https from 'node:https';
+import type https from 'node:https';
+import { createRequire } from 'node:module';
 import { signAcs3 } from '../rpc/signature/acs3.js';
 import { percentEncode } from '../rpc/signature/percent-encode.js';
+
+/**
+ * node:https (and TLS under it) is loaded only for an https endpoint: loading it costs a few milliseconds
+ * of every CLI command's start, which a command talking plain http need not pay.
+ */
+const requireBuiltin = createRequire(import.meta.url);
+function loadHttps(): typeof https {
+  return requireBuiltin('node:https') as typeof https;
+}
 
 /** The API version sent when the caller names none. */
 export const DEFAULT_API_VERSION = '2014-05-26';
@@ -183,13 +193,15 @@ export class RpcClient {
     this.#regionId = opts.regionId;
     this.#timeoutMs = timeoutMs;
     const secure = url.protocol === 'https:';
-    this.#transport = secure ? https : http;
+    const tls = secure ? loadHttps() : undefined;
+    this.#transport = tls ?? http;
     this.#ca = opts.ca;
     if (opts.agent !== undefined) {
       this.#agent = opts.agent;
       this.#ownsAgent = false;
     } else {
-      this.#agent = secure ? new https.Agent({ keepAlive: true }) : new http.Agent({ keepAlive: true });
+      this.#agent =
+        tls !== undefined ? new tls.Agent({ keepAlive: true }) : new http.Agent({ keepAlive: true });
       this.#ownsAgent = true;
     }
   }
