@@ -57,7 +57,13 @@ async function foreignKeys(tables: readonly string[]): Promise<Array<[string, st
 
 test('every table the migrations create is copied, updated in place or left behind, exactly once', async () => {
   const tables = await allTables();
-  const placed = [...COPY_ORDER, AUDIT_HEAD_TABLE, AUDIT_ANCHOR_TABLE, ...EPHEMERAL_TABLES, ...MIGRATOR_TABLES];
+  const placed = [
+    ...COPY_ORDER,
+    AUDIT_HEAD_TABLE,
+    AUDIT_ANCHOR_TABLE,
+    ...EPHEMERAL_TABLES,
+    ...MIGRATOR_TABLES,
+  ];
   assert.equal(new Set(placed).size, placed.length, 'a table is placed twice');
   // A new table without a place fails here; so does a placed table no migration creates any more.
   assert.deepEqual([...tables].sort(), [...placed].sort());

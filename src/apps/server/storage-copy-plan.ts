@@ -75,7 +75,13 @@ export interface CopyPlan {
  */
 export function planCopy(tables: readonly string[]): CopyPlan {
   const present = new Set(tables);
-  const placed = new Set<string>([...COPY_ORDER, AUDIT_HEAD_TABLE, AUDIT_ANCHOR_TABLE, ...EPHEMERAL_TABLES, ...MIGRATOR_TABLES]);
+  const placed = new Set<string>([
+    ...COPY_ORDER,
+    AUDIT_HEAD_TABLE,
+    AUDIT_ANCHOR_TABLE,
+    ...EPHEMERAL_TABLES,
+    ...MIGRATOR_TABLES,
+  ]);
   const unplaced = tables.filter((t) => !placed.has(t));
   if (unplaced.length > 0) {
     throw new TypeError(

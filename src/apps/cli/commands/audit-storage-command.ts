@@ -118,7 +118,14 @@ export async function auditArchiveCommand(args: readonly string[], io: CliIo): P
   if (to === undefined || to === '') throw new UsageError('--to FILE is required');
   // The segment holds the audit events: for its owner only, like the database.
   process.umask(0o077);
-  const { db, name } = await openStorage(values, io);
+  let storage: { db: Db; name: string };
+  try {
+    storage = await openStorage(values, io);
+  } catch (err) {
+    if (err instanceof ArchiveError) throw new CliFailure(err.message, err.code);
+    throw err;
+  }
+  const { db, name } = storage;
   try {
     const r = await archiveAudit({ db, before, target: resolve(io.cwd, to) });
     if (r.file === undefined) {
