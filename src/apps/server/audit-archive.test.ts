@@ -16,8 +16,15 @@ import {
 } from '../../audit/index.js';
 import type { Clock } from '../../platform/clock.js';
 import { openDatabase } from '../../platform/db/database.js';
-import { openTestDatabase, TEST_ENGINE, type TestDatabase } from '../../../test/helpers/database.js';
+import {
+  createPostgresDatabase,
+  dropPostgresDatabase,
+  openTestDatabase,
+  TEST_ENGINE,
+  type TestDatabase,
+} from '../../../test/helpers/database.js';
 import { ArchiveError, archiveAudit } from './audit-archive.js';
+import { migrateStorage } from './storage-migration.js';
 
 let dir = '';
 const logger = pino({ level: 'silent' });
@@ -357,5 +364,38 @@ test('a broken chain is not archived, and nothing old enough means no file', asy
     assert.equal((await readAnchor(f.db)).seq, 0);
   } finally {
     await f.close();
+  }
+});
+
+test('migrate-storage carries an archived log to PostgreSQL: the anchor first, then the events after it', async (t) => {
+  if (TEST_ENGINE !== 'postgres') {
+    t.skip('migrate-storage targets PostgreSQL (runs in the PostgreSQL pass)');
+    return;
+  }
+  const dataDir = mkdtempSync(join(dir, 'sqlite-install-'));
+  const source = await openDatabase({ kind: 'sqlite', file: join(dataDir, 'keyward.sqlite') });
+  const clock = fixedClock();
+  const log = new AuditLog({ db: source, clock, logger });
+  for (let i = 1; i <= 12; i++) {
+    clock.setMs(T0 + i * DAY_MS);
+    await log.append(ev(i));
+  }
+  const archived = await archiveAudit({ db: source, before: day(8), target: segmentPath() });
+  await source.destroy();
+  const url = await createPostgresDatabase();
+  try {
+    const migrated = await migrateStorage({ from: dataDir, to: url });
+    assert.equal(migrated.audit.events, 5);
+    const target = await openDatabase({ kind: 'postgres', url, maxConnections: 2 });
+    try {
+      const v = await new AuditLog({ db: target, clock, logger }).verify();
+      assert.equal(v.ok, true);
+      assert.deepEqual(v.anchor, { seq: 7, hash: archived.lastHash });
+      assert.equal(v.count, 5);
+    } finally {
+      await target.destroy();
+    }
+  } finally {
+    await dropPostgresDatabase(url);
   }
 });
