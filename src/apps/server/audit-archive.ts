@@ -117,7 +117,10 @@ export async function archiveAudit(
   const startMs = clock.nowMs();
   const batch = request.batchEvents ?? BATCH_EVENTS;
   if (!Number.isInteger(batch) || batch < 1) throw new TypeError('batchEvents must be a positive integer');
-  if (Number.isNaN(Date.parse(request.before))) throw new TypeError('before must be an ISO 8601 time');
+  const beforeMs = Date.parse(request.before);
+  if (Number.isNaN(beforeMs)) throw new TypeError('before must be an ISO 8601 time');
+  // Compared as text with `at`, which is always in toISOString's form.
+  const before = new Date(beforeMs).toISOString();
   const target = checkTarget(request.target);
   if (target.existing) {
     const summary = await resumable(request.db, target.file);
@@ -131,7 +134,7 @@ export async function archiveAudit(
       elapsedMs: clock.nowMs() - startMs,
     };
   }
-  const written = await writeSegment(request.db, request.before, target, clock);
+  const written = await writeSegment(request.db, before, target, clock);
   if (written === undefined) {
     return {
       file: undefined,

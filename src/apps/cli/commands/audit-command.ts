@@ -65,11 +65,12 @@ export async function auditCommand(
   connect: () => { client: RpcClient },
 ): Promise<number> {
   const [sub, ...rest] = args;
-  const wantsHelp = rest.includes('--help') || rest.includes('-h');
-  if (
-    !wantsHelp &&
-    (sub === 'archive' || (sub === 'verify' && rest.some((a) => a.startsWith('--segment'))))
-  ) {
+  const offline = sub === 'archive' || (sub === 'verify' && rest.some((a) => a.startsWith('--segment')));
+  if (offline && (rest.includes('--help') || rest.includes('-h'))) {
+    io.stdout.write(AUDIT_HELP);
+    return 0;
+  }
+  if (offline) {
     // Loaded on demand: these open the database or files themselves, never the API.
     const storage = await import('./audit-storage-command.js');
     return sub === 'archive'
