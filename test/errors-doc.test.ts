@@ -1,11 +1,13 @@
 /**
  * Keeps docs/errors.md and the error registry (src/platform/errors.ts) in step: the same codes with the
  * same HTTP statuses, and the client-side codes of the RpcClient and the codes of `keyward backup` and
- * `keyward migrate-storage` listed too.
+ * `keyward migrate-storage` and `keyward audit archive`/`verify --segment` listed too.
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
+import { ARCHIVE_ERROR_CODES } from '../src/apps/server/audit-archive.js';
+import { SEGMENT_ERROR_CODES } from '../src/audit/index.js';
 import { BACKUP_ERROR_CODES } from '../src/apps/server/database-backup.js';
 import { MIGRATE_ERROR_CODES } from '../src/apps/server/storage-migration.js';
 import { RPC_CLIENT_ERROR_CODES } from '../src/client/index.js';
@@ -44,6 +46,13 @@ test('docs/errors.md lists every code of keyward backup', () => {
 
 test('docs/errors.md lists every code of keyward migrate-storage', () => {
   assert.deepEqual(codesUnder('Storage migration codes').sort(), [...MIGRATE_ERROR_CODES].sort());
+});
+
+test('docs/errors.md lists every code of keyward audit archive and audit verify --segment', () => {
+  assert.deepEqual(
+    codesUnder('Audit archive codes').sort(),
+    [...ARCHIVE_ERROR_CODES, ...SEGMENT_ERROR_CODES].sort(),
+  );
 });
 
 test('docs/errors.md lists every per-instance code the agent can report', async () => {

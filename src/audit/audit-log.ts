@@ -10,6 +10,9 @@
  * sorted structure): an outside tool can recompute it from the rows. `audit_head` keeps the last seq and
  * hash; verification ends by comparing it with the last event, so a truncated tail is caught too (short of
  * an attacker who also rewrites the head: export `VerifyAuditChain`'s head hash elsewhere to anchor it).
+ * Old events leave the database only through `keyward audit archive` (apps/server/audit-archive.ts), which
+ * writes them to a segment file (audit-segment.ts) and moves `audit_anchor` onto the last one: the chain in
+ * the database then verifies from that anchor, and the segments from theirs.
  *
  * Appends are grouped: events queue in memory and one writer commits them in order, up to 500 per
  * transaction, each transaction first bumping `audit_head` (the row lock that orders writers on every
@@ -63,6 +66,8 @@ const MAX_BATCH = 500;
  */
 const GROUP_COMMIT_MS = 10;
 const VERIFY_PAGE = 1000;
+/** Walks of the chain `verify` starts when an archive moved the anchor during the previous one. */
+const VERIFY_ATTEMPTS = 3;
 /** One-statement appends tried before falling back to the locking transaction (PostgreSQL). */
 const OPTIMISTIC_ATTEMPTS = 3;
 
@@ -107,11 +112,28 @@ export interface AuditFilter {
   readonly limit: number;
 }
 
+/** A point of the chain: an event's seq and hash (seq 0 and GENESIS_HASH before the first event). */
+export interface AuditAnchor {
+  readonly seq: number;
+  readonly hash: string;
+}
+
+/** The anchor of a log nothing was archived from. */
+export const GENESIS_ANCHOR: AuditAnchor = Object.freeze({ seq: 0, hash: GENESIS_HASH });
+
+/** The `audit_anchor` row (migration 0010): where the chain kept in the database starts. */
+export async function readAnchor(db: Db): Promise<AuditAnchor> {
+  return db.selectFrom('audit_anchor').select(['seq', 'hash']).where('id', '=', 1).executeTakeFirstOrThrow();
+}
+
 export interface VerifyResult {
   readonly ok: boolean;
+  /** Events verified in the database, after the anchor. */
   readonly count: number;
   /** The head's hash (anchor it elsewhere to detect a rewritten head). */
   readonly headHash: string;
+  /** Where the walk started: the last archived event, or the genesis. */
+  readonly anchor: AuditAnchor;
   readonly firstBad?: { readonly seq: number; readonly reason: string };
 }
 
@@ -266,7 +288,8 @@ function toRow(r: AuditRecord): AuditEventsTable {
   };
 }
 
-function toRecord(row: AuditEventsTable): AuditRecord {
+/** The record of a stored row (detail parsed; throws SyntaxError when it is not JSON). */
+export function toRecord(row: AuditEventsTable): AuditRecord {
   return {
     seq: row.seq,
     at: row.at,
@@ -487,21 +510,34 @@ export class AuditLog {
     return rows.map(toRecord);
   }
 
-  /** Recomputes the whole chain, a page at a time, and checks it ends at the head. */
+  /**
+   * Recomputes the chain kept in the database, a page at a time, from the anchor (the last archived event,
+   * or the genesis) to the head. An archive that moves the anchor meanwhile removes events under the
+   * walk's feet: the walk then starts again from the new anchor (a few times at most).
+   */
   async verify(): Promise<VerifyResult> {
     await this.drain();
-    const head = await this.#db
-      .selectFrom('audit_head')
-      .select(['seq', 'hash'])
-      .where('id', '=', 1)
-      .executeTakeFirstOrThrow();
-    let expectedSeq = 1;
-    let prevHash = GENESIS_HASH;
+    let result: VerifyResult | undefined;
+    for (let attempt = 0; attempt < VERIFY_ATTEMPTS; attempt++) {
+      const anchor = await readAnchor(this.#db);
+      result = await this.#verifyFrom(anchor);
+      if (result.ok) return result;
+      const now = await readAnchor(this.#db);
+      if (now.seq === anchor.seq && now.hash === anchor.hash) return result;
+    }
+    return result ?? { ok: false, count: 0, headHash: '', anchor: GENESIS_ANCHOR };
+  }
+
+  async #verifyFrom(anchor: AuditAnchor): Promise<VerifyResult> {
+    const head = await this.#readHead();
+    let expectedSeq = anchor.seq + 1;
+    let prevHash = anchor.hash;
     let count = 0;
     const bad = (seq: number, reason: string): VerifyResult => ({
       ok: false,
       count,
       headHash: head.hash,
+      anchor,
       firstBad: { seq, reason },
     });
     for (;;) {
@@ -518,7 +554,12 @@ export class AuditLog {
       for (const row of rows) {
         if (row.seq !== expectedSeq) return bad(expectedSeq, `event ${expectedSeq} is missing`);
         if (row.prev_hash !== prevHash)
-          return bad(row.seq, 'its prev_hash does not match the previous event');
+          return bad(
+            row.seq,
+            row.seq === anchor.seq + 1
+              ? 'its prev_hash does not match the archive anchor'
+              : 'its prev_hash does not match the previous event',
+          );
         let record: AuditRecord;
         try {
           record = toRecord(row);
@@ -532,12 +573,12 @@ export class AuditLog {
         count++;
       }
     }
-    if (head.seq !== count || head.hash !== prevHash) {
+    if (head.seq !== anchor.seq + count || head.hash !== prevHash) {
       return bad(
-        count + 1,
-        `the chain ends at ${count} but its head says ${head.seq}: events were removed from the end`,
+        anchor.seq + count + 1,
+        `the chain ends at ${anchor.seq + count} but its head says ${head.seq}: events were removed from the end`,
       );
     }
-    return { ok: true, count, headHash: head.hash };
+    return { ok: true, count, headHash: head.hash, anchor };
   }
 }

@@ -1,12 +1,32 @@
-/** The append-only, hash-chained audit log. */
+/** The append-only, hash-chained audit log, and the segment files it is archived into. */
 export {
   AuditLog,
   canonicalJson,
   eventHash,
+  GENESIS_ANCHOR,
   GENESIS_HASH,
+  readAnchor,
+  toRecord,
+  type AuditAnchor,
   type AuditEventInput,
   type AuditFilter,
   type AuditRecord,
   type DetailValue,
   type VerifyResult,
 } from './audit-log.js';
+export {
+  checkSegment,
+  readSegment,
+  SEGMENT_ERROR_CODES,
+  SEGMENT_FORMAT,
+  SEGMENT_VERSION,
+  SegmentError,
+  segmentEventLine,
+  segmentHeaderLine,
+  segmentTrailerLine,
+  verifySegments,
+  type SegmentErrorCode,
+  type SegmentHeader,
+  type SegmentSummary,
+  type SegmentTrailer,
+} from './audit-segment.js';

@@ -61,17 +61,51 @@ export async function testDatabaseUrl(): Promise<{ url?: string; drop(): Promise
   return { url, drop: () => dropPostgresDatabase(url) };
 }
 
+/** A fresh database of a repository test. */
+export interface TestDatabase {
+  readonly db: Db;
+  /** How to open another connection to it (a second process, another replica). */
+  readonly options: DatabaseOptions;
+  /** Runs SQL on a connection of its own, as the application's role would (triggers in force). */
+  raw(statement: string): Promise<void>;
+  close(): Promise<void>;
+}
+
 /** Opens (and migrates) a fresh database for a repository test; `close` destroys it. */
-export async function openTestDatabase(dir: string): Promise<{ db: Db; close(): Promise<void> }> {
+export async function openTestDatabase(dir: string): Promise<TestDatabase> {
   if (TEST_ENGINE === 'sqlite') {
-    const db = await openDatabase({ kind: 'sqlite', file: join(dir, 'db.sqlite') });
-    return { db, close: () => db.destroy() };
+    const file = join(dir, `db-${randomBytes(4).toString('hex')}.sqlite`);
+    const db = await openDatabase({ kind: 'sqlite', file });
+    return {
+      db,
+      options: { kind: 'sqlite', file },
+      raw: async (statement) => {
+        await Promise.resolve();
+        const raw = new BetterSqlite3(file);
+        try {
+          raw.exec(statement);
+        } finally {
+          raw.close();
+        }
+      },
+      close: () => db.destroy(),
+    };
   }
   const url = await createPostgresDatabase();
   const options: DatabaseOptions = { kind: 'postgres', url, maxConnections: 4 };
   const db = await openDatabase(options);
   return {
     db,
+    options,
+    raw: async (statement) => {
+      const client = new pg.Client({ connectionString: url });
+      await client.connect();
+      try {
+        await client.query(statement);
+      } finally {
+        await client.end();
+      }
+    },
     close: async () => {
       await db.destroy();
       await dropPostgresDatabase(url);

@@ -30,7 +30,7 @@ Commands:
                                   manage RAM users (console password, MFA, access keys)
   policy create|list|show|delete|attach|detach
                                   manage RAM policies and attach them to users
-  audit list|verify               read the audit log and check its hash chain
+  audit list|verify|archive       read the audit log, check its hash chain, archive old events
   configure                       write a CLI profile (endpoint, access key, region)
   help [COMMAND]                  show help for a command
 

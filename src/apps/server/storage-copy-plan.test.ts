@@ -7,6 +7,7 @@ import { sql } from 'kysely';
 import { engineOf, type Db } from '../../platform/db/database.js';
 import { openTestDatabase } from '../../../test/helpers/database.js';
 import {
+  AUDIT_ANCHOR_TABLE,
   AUDIT_HEAD_TABLE,
   COPY_ORDER,
   EPHEMERAL_TABLES,
@@ -56,13 +57,20 @@ async function foreignKeys(tables: readonly string[]): Promise<Array<[string, st
 
 test('every table the migrations create is copied, updated in place or left behind, exactly once', async () => {
   const tables = await allTables();
-  const placed = [...COPY_ORDER, AUDIT_HEAD_TABLE, ...EPHEMERAL_TABLES, ...MIGRATOR_TABLES];
+  const placed = [
+    ...COPY_ORDER,
+    AUDIT_HEAD_TABLE,
+    AUDIT_ANCHOR_TABLE,
+    ...EPHEMERAL_TABLES,
+    ...MIGRATOR_TABLES,
+  ];
   assert.equal(new Set(placed).size, placed.length, 'a table is placed twice');
   // A new table without a place fails here; so does a placed table no migration creates any more.
   assert.deepEqual([...tables].sort(), [...placed].sort());
   const plan = planCopy(tables);
   assert.deepEqual(plan.copy, COPY_ORDER);
   assert.equal(plan.head, AUDIT_HEAD_TABLE);
+  assert.equal(plan.anchor, AUDIT_ANCHOR_TABLE);
   assert.deepEqual([...plan.ephemeral].sort(), [...EPHEMERAL_TABLES].sort());
 });
 
@@ -80,7 +88,7 @@ test('the copy order puts every table after the tables its foreign keys referenc
 });
 
 test('planCopy refuses a table it has no place for, and a database missing a copied table', () => {
-  const tables = [...COPY_ORDER, AUDIT_HEAD_TABLE, 'replicas'];
+  const tables = [...COPY_ORDER, AUDIT_HEAD_TABLE, AUDIT_ANCHOR_TABLE, 'replicas'];
   assert.deepEqual(planCopy(tables).ephemeral, ['replicas']);
   assert.throws(() => planCopy([...tables, 'new_table']), {
     name: 'TypeError',

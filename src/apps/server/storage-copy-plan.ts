@@ -36,6 +36,13 @@ export const COPY_ORDER = [
 export const AUDIT_HEAD_TABLE = 'audit_head';
 
 /**
+ * Where the chain kept in the database starts (migration 0010): one row, like the head, inserted on every
+ * new database and set to the source's before any event is copied (the one moment its trigger allows a
+ * jump: an empty log at the start).
+ */
+export const AUDIT_ANCHOR_TABLE = 'audit_anchor';
+
+/**
  * State of the running processes, not of the installation: which replicas run and which holds each agent
  * (agents reconnect by themselves), used signature nonces and unredeemed terminal tickets (both expire
  * within minutes), console sign-in attempt counters. Never copied; the target must have none either.
@@ -56,6 +63,8 @@ export interface CopyPlan {
   readonly copy: readonly string[];
   /** The single-row table updated in place (AUDIT_HEAD_TABLE). */
   readonly head: string;
+  /** The other single-row table updated in place (AUDIT_ANCHOR_TABLE). */
+  readonly anchor: string;
   /** The ephemeral tables the source has: left behind, and required empty in the target. */
   readonly ephemeral: readonly string[];
 }
@@ -66,7 +75,13 @@ export interface CopyPlan {
  */
 export function planCopy(tables: readonly string[]): CopyPlan {
   const present = new Set(tables);
-  const placed = new Set<string>([...COPY_ORDER, AUDIT_HEAD_TABLE, ...EPHEMERAL_TABLES, ...MIGRATOR_TABLES]);
+  const placed = new Set<string>([
+    ...COPY_ORDER,
+    AUDIT_HEAD_TABLE,
+    AUDIT_ANCHOR_TABLE,
+    ...EPHEMERAL_TABLES,
+    ...MIGRATOR_TABLES,
+  ]);
   const unplaced = tables.filter((t) => !placed.has(t));
   if (unplaced.length > 0) {
     throw new TypeError(
@@ -74,13 +89,14 @@ export function planCopy(tables: readonly string[]): CopyPlan {
         '(after the tables it references) or to EPHEMERAL_TABLES in storage-copy-plan.ts',
     );
   }
-  const missing = [...COPY_ORDER, AUDIT_HEAD_TABLE].filter((t) => !present.has(t));
+  const missing = [...COPY_ORDER, AUDIT_HEAD_TABLE, AUDIT_ANCHOR_TABLE].filter((t) => !present.has(t));
   if (missing.length > 0) {
     throw new TypeError(`the database has no table(s) ${missing.join(', ')} after its migrations`);
   }
   return {
     copy: [...COPY_ORDER],
     head: AUDIT_HEAD_TABLE,
+    anchor: AUDIT_ANCHOR_TABLE,
     ephemeral: EPHEMERAL_TABLES.filter((t) => present.has(t)),
   };
 }

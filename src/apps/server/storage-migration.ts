@@ -14,7 +14,7 @@
  *    must verify before the target is even opened.
  * 3. The target is opened with openDatabase too (which creates Keyward's schema there). In one PostgreSQL
  *    transaction: every Keyward table is locked, checked empty (migrate-storage never merges or
- *    overwrites), filled in batches, and `audit_head` set to the source's; then the row counts are compared
+ *    overwrites), filled in batches, and `audit_anchor` and `audit_head` set to the source's; then the row counts are compared
  *    and the audit chain verified on the target, ending at the source's head. Any failure rolls it all
  *    back, so the target is left as empty as it was found.
  *
@@ -27,7 +27,7 @@ import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { sql, type Kysely } from 'kysely';
 import { pino } from 'pino';
-import { AuditLog, GENESIS_HASH, type VerifyResult } from '../../audit/index.js';
+import { AuditLog, GENESIS_HASH, readAnchor, type VerifyResult } from '../../audit/index.js';
 import { systemClock } from '../../platform/clock.js';
 import { openDatabase, type Db } from '../../platform/db/database.js';
 import { migrationProvider } from '../../platform/db/migrations/index.js';
@@ -323,7 +323,7 @@ async function copyInto(
   targetName: string,
   url: string,
 ): Promise<Pick<MigrateResult, 'tables' | 'audit'>> {
-  const keywardTables = [...plan.copy, plan.head, ...plan.ephemeral];
+  const keywardTables = [...plan.copy, plan.head, plan.anchor, ...plan.ephemeral];
   let current = '';
   try {
     return await target.transaction().execute(async (trx) => {
@@ -334,6 +334,17 @@ async function copyInto(
         trx,
       );
       await checkEmpty(trx, plan, targetName);
+      // The anchor before any event: its trigger allows a jump only while the log is empty at the start.
+      current = plan.anchor;
+      const anchor = await readAnchor(source);
+      const anchored = await trx
+        .updateTable('audit_anchor')
+        .set({ seq: anchor.seq, hash: anchor.hash })
+        .where('id', '=', 1)
+        .executeTakeFirst();
+      if (anchored.numUpdatedRows !== 1n) {
+        throw new MigrateError('Migrate.VerifyFailed', 'the target has no audit_anchor row to update');
+      }
       const tables: Array<{ name: string; rows: number }> = [];
       for (const table of plan.copy) {
         current = table;
@@ -353,7 +364,7 @@ async function copyInto(
       if (updated.numUpdatedRows !== 1n) {
         throw new MigrateError('Migrate.VerifyFailed', 'the target has no audit_head row to update');
       }
-      tables.push({ name: plan.head, rows: 1 });
+      tables.push({ name: plan.head, rows: 1 }, { name: plan.anchor, rows: 1 });
       current = '';
       const audit = await verifyCopy(source, trx, tables, sourceAudit);
       return { tables, audit };
@@ -388,6 +399,10 @@ async function checkEmpty(trx: Kysely<Database>, plan: CopyPlan, targetName: str
   const heads = await trx.selectFrom('audit_head').select(['id', 'seq', 'hash']).execute();
   const genesis = heads.length === 1 && heads[0]?.seq === 0 && heads[0].hash === GENESIS_HASH;
   if (!genesis) taken.push(`${plan.head}: not at the start of an empty chain`);
+  const anchors = await trx.selectFrom('audit_anchor').select(['seq', 'hash']).execute();
+  if (!(anchors.length === 1 && anchors[0]?.seq === 0 && anchors[0].hash === GENESIS_HASH)) {
+    taken.push(`${plan.anchor}: not at the start of an empty chain`);
+  }
   if (taken.length > 0) {
     throw new MigrateError(
       'Migrate.TargetNotEmpty',

@@ -51,12 +51,17 @@ export function auditPage(root: HTMLElement): void {
         Ok: boolean;
         Count: number;
         HeadHash: string;
+        AnchorSeq?: number;
         FirstBadSeq?: number;
         Reason?: string;
       }>('VerifyAuditChain');
+      const archived =
+        r.AnchorSeq === undefined || r.AnchorSeq === 0
+          ? ''
+          : ` Events 1–${String(r.AnchorSeq)} are archived in segment files (keyward audit verify --segment).`;
       chain.className = `chain alert ${r.Ok ? 'ok' : 'error'}`;
       chain.textContent = r.Ok
-        ? `Chain verified: ${String(r.Count)} events, every hash links to the one before (head ${r.HeadHash.slice(0, 16)}…).`
+        ? `Chain verified: ${String(r.Count)} events, every hash links to the one before (head ${r.HeadHash.slice(0, 16)}…).${archived}`
         : `The chain does NOT verify${r.FirstBadSeq === undefined ? '' : ` at event ${String(r.FirstBadSeq)}`}: ${r.Reason ?? 'an event was changed or removed'}.`;
     } catch (err) {
       replace(chain, errorBox(err));

@@ -220,6 +220,16 @@ export interface AuditHeadTable {
   hash: string;
 }
 
+/**
+ * Where the chain kept in the database starts (migration 0010): the seq and hash of the last event archived
+ * into a segment file (`keyward audit archive`), or 0 and the genesis hash when nothing was archived.
+ */
+export interface AuditAnchorTable {
+  id: number;
+  seq: number;
+  hash: string;
+}
+
 /** A web console session (migration 0006): digests only. */
 export interface ConsoleSessionsTable {
   /** SHA-256 (hex) of the session cookie's token. */
@@ -300,6 +310,7 @@ export interface Database {
   logon_grants: LogonGrantsTable;
   audit_events: AuditEventsTable;
   audit_head: AuditHeadTable;
+  audit_anchor: AuditAnchorTable;
   console_sessions: ConsoleSessionsTable;
   users: UsersTable;
   login_profiles: LoginProfilesTable;

@@ -2,7 +2,9 @@
  * The audit log over the API (version KEYWARD_API_VERSION):
  * - ListAuditEvents: newest first, filtered by EventType (a type or a dotted prefix such as `grant`),
  *   Actor, InstanceId, RequestId, StartTime/EndTime (ISO 8601); MaxResults ≤ 100; NextToken pages on.
- * - VerifyAuditChain: recomputes the whole chain; says OK, or the first bad event and why.
+ * - VerifyAuditChain: recomputes the chain kept in the database from its anchor (the last archived event,
+ *   AnchorSeq/AnchorHash; 0 and the genesis hash when nothing was archived); says OK, or the first bad
+ *   event and why.
  * RAM actions `keyward:ListAuditEvents` and `keyward:VerifyAuditChain` on `acs:keyward:*:{account}:audit/*`.
  */
 import type { AuditLog, AuditRecord } from '../../audit/index.js';
@@ -95,6 +97,8 @@ export function auditActions(deps: { audit: AuditLog }): RpcAction[] {
           Ok: r.ok,
           Count: r.count,
           HeadHash: r.headHash,
+          AnchorSeq: r.anchor.seq,
+          AnchorHash: r.anchor.hash,
           ...(r.firstBad !== undefined && { FirstBadSeq: r.firstBad.seq, Reason: r.firstBad.reason }),
         };
       },

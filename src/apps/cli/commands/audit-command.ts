@@ -1,6 +1,8 @@
 /**
- * `keyward audit list|verify`: reads the hash-chained audit log (ListAuditEvents) and checks the chain
- * (VerifyAuditChain). `verify` exits 1 when the chain is broken, so it can run from cron or CI.
+ * `keyward audit list|verify|archive`: reads the hash-chained audit log (ListAuditEvents) and checks the
+ * chain (VerifyAuditChain). `verify` exits 1 when the chain is broken, so it can run from cron or CI.
+ * `archive` and `verify --segment` work on storage and files directly (audit-storage-command.ts, loaded
+ * only for them).
  */
 import type { RpcClient } from '../../../client/index.js';
 import { KEYWARD_API_VERSION } from '../../../rpc/api-versions.js';
@@ -17,8 +19,21 @@ Commands:
       prefix (grant); ACTOR is root, user/NAME, accesskey/ID or agent/ID; TIME is ISO 8601. --limit caps
       the number of events shown (default 50; all pages are read up to it).
   verify
-      Recomputes the whole hash chain. Prints the number of events and the head hash, or the first
-      event that was altered, removed or reordered; exit status 1 when the chain is broken.
+      Recomputes the hash chain kept in the database, from its anchor (the last archived event, or the
+      start) to its head. Prints the number of events, the head hash and the anchor, or the first event
+      that was altered, removed or reordered; exit status 1 when the chain is broken.
+  verify --segment FILE [--segment FILE2 ...]
+      Checks archived segment files offline (no server needed): recomputes every hash from each file's
+      anchor and, with several files (oldest first), that each one starts where the one before ended.
+      Exit status 1 naming the first bad event (Segment.* codes, docs/errors.md).
+  archive --before DATE --to FILE [--data-dir DIR | --database URL]
+      Moves the oldest events, every event before DATE (2026-01-01 or an ISO 8601 time) up to the first
+      that is not, out of the database into the segment FILE (JSON Lines, docs/audit-retention.md), then
+      moves the database's anchor onto the last of them. FILE is written and fsynced before anything is
+      removed and is never overwritten; run the same command again after a crash to finish. Runs beside
+      live servers, on the server's machine as its user: storage is found as keyward backup finds it
+      (--data-dir, KEYWARD_DATA_DIR, the config file, ./data) or, for PostgreSQL, --database URL or
+      KEYWARD_DATABASE_URL. Errors print an Archive.* code (docs/errors.md) and exit 1.
 `;
 
 interface AuditEventView {
@@ -38,12 +53,30 @@ function detailText(d: Record<string, unknown>): string {
     .join(' ');
 }
 
+function anchorLine(seq: number, hash: string): string {
+  return seq === 0
+    ? 'Anchor: the start of the chain (nothing archived)'
+    : `Anchor: event ${seq}, ${hash} (events up to it are archived in segment files)`;
+}
+
 export async function auditCommand(
   args: readonly string[],
   io: CliIo,
   connect: () => { client: RpcClient },
 ): Promise<number> {
   const [sub, ...rest] = args;
+  const offline = sub === 'archive' || (sub === 'verify' && rest.some((a) => a.startsWith('--segment')));
+  if (offline && (rest.includes('--help') || rest.includes('-h'))) {
+    io.stdout.write(AUDIT_HELP);
+    return 0;
+  }
+  if (offline) {
+    // Loaded on demand: these open the database or files themselves, never the API.
+    const storage = await import('./audit-storage-command.js');
+    return sub === 'archive'
+      ? storage.auditArchiveCommand(rest, io)
+      : storage.auditVerifySegmentsCommand(rest, io);
+  }
   const { values, positionals } = parseCommandArgs(rest, {
     type: { type: 'string' },
     actor: { type: 'string' },
@@ -118,17 +151,21 @@ export async function auditCommand(
         Ok: boolean;
         Count: number;
         HeadHash: string;
+        AnchorSeq: number;
+        AnchorHash: string;
         FirstBadSeq?: number;
         Reason?: string;
       }>('VerifyAuditChain', {});
       if (r.Ok) {
         println(io.stdout, `OK: ${String(r.Count)} events, the chain is intact; head ${r.HeadHash}`);
+        println(io.stdout, anchorLine(r.AnchorSeq, r.AnchorHash));
         return 0;
       }
       println(
         io.stdout,
         `BROKEN at event ${String(r.FirstBadSeq ?? '?')}: ${r.Reason ?? 'unknown'} (${String(r.Count)} events verified before it)`,
       );
+      println(io.stdout, anchorLine(r.AnchorSeq, r.AnchorHash));
       return 1;
     }
     default:

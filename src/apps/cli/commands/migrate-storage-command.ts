@@ -24,7 +24,7 @@ const OPTIONS = {
 } as const;
 
 /** Checks `text` is a PostgreSQL URL naming a host and a database; never quotes it (it may hold a password). */
-function checkTargetUrl(text: string, source: string): void {
+export function checkTargetUrl(text: string, source: string): void {
   let url: URL;
   try {
     url = new URL(text);
