@@ -317,8 +317,7 @@ export async function brokerLogon(
           tReady = performance.now();
           serverPhases = msg.timings ?? {};
           ws.send(Buffer.from(`echo ${marker}:$((6*7))\n`));
-        }
-        else if (msg.type === 'error') fail(msg.code ?? 'ErrorFrame', msg.message ?? '');
+        } else if (msg.type === 'error') fail(msg.code ?? 'ErrorFrame', msg.message ?? '');
         return;
       }
       out += data.toString();
