@@ -113,13 +113,33 @@ export function openRelaxedPostgres(options: PostgresOptions): Db {
   return openPostgres({ ...options, synchronousCommit: 'off' });
 }
 
+/** The better-sqlite3 connection behind each SQLite `Db` this module opened. */
+const sqliteHandles = new WeakMap<Db, BetterSqlite3.Database>();
+
+/**
+ * Runs `fn` with the SQLite connection behind `db`, while Kysely's lock on that connection is held (so no
+ * Kysely query or transaction is in progress on it), or returns undefined when `db` is not an SQLite
+ * database opened here (PostgreSQL, or a transaction). For a hot path that is several statements in one
+ * synchronous transaction: prepared once, run without a round of promises per statement.
+ */
+export function withSqliteConnection<T>(
+  db: Db,
+  fn: (sqlite: BetterSqlite3.Database) => T,
+): Promise<T> | undefined {
+  const sqlite = sqliteHandles.get(db);
+  if (sqlite === undefined) return undefined;
+  return db.connection().execute(() => Promise.resolve(fn(sqlite)));
+}
+
 function openSqlite(options: SqliteOptions): Db {
   const sqlite = new BetterSqlite3(options.file);
   sqlite.pragma('journal_mode = WAL');
   sqlite.pragma('synchronous = FULL');
   sqlite.pragma('foreign_keys = ON');
   sqlite.pragma('busy_timeout = 5000');
-  return new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
+  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
+  sqliteHandles.set(db, sqlite);
+  return db;
 }
 
 /** Integer types node-postgres would otherwise return as strings: int8 (COUNT(*), bigint columns). */
