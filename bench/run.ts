@@ -17,7 +17,23 @@
  *    alternating blocks so drift affects both alike; each request is signed before its clock starts (the
  *    signing cost belongs to the client). Throughput: a fixed count with 16 requests in flight, all signed
  *    up front. Target: signed p50 ≤ 2× healthz p50, i.e. authentication + a page of key pairs costs no more
- *    than one more trivial request.
+ *    than one more trivial request; or, failing that, signed p50 ≤ 1.5× the floor's p50. The floor
+ *    (describe-floor.ts) is a bare node:http server in a child process that reads the same page with raw
+ *    better-sqlite3 from an online copy of the server's database, serialises it to the same JSON and
+ *    computes one HMAC-SHA256; it is timed with the same load generator, in the same alternating blocks.
+ *    What the server does beyond the floor: Fastify, the signature's canonicalisation and the nonce check,
+ *    the policy decision, and above all the audit record of that decision, which must be durable before the
+ *    answer (an unrecorded decision is never disclosed): one WAL sync per request when requests come one at
+ *    a time, shared by all requests waiting together otherwise. That sync used to run inside COMMIT on the
+ *    event loop (synchronous=FULL: 0.2 ms on an idle disk, over 1 ms on a busy one); it now runs on a
+ *    thread of its own (src/platform/db/wal-sync.ts) while the page is read, and the audit append is one
+ *    prepared transaction rather than six compiled queries.
+ *
+ * 2b. Signed DescribeKeyPairs read latency while writes run: blocks of sequential signed reads with the
+ *    server otherwise idle alternate with blocks during which writers (DeleteKeyPairs then ImportKeyPair of a
+ *    key pair of their own, in a loop, over their own connection) keep the server writing. Target: read p99
+ *    during the burst ≤ 3× the idle read p99. With the WAL sync on the event loop every write stalled every
+ *    read behind it for the length of an fsync; off it, reads wait only for the CPU the writes use.
  *
  * 3. Where the server spends its time: the same server restarted at log level debug, so each request's
  *    access log line carries Fastify's own `ms` (onRequest to onResponse); compared with what the client
