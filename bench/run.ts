@@ -26,8 +26,9 @@
  *    answer (an unrecorded decision is never disclosed): one WAL sync per request when requests come one at
  *    a time, shared by all requests waiting together otherwise. That sync used to run inside COMMIT on the
  *    event loop (synchronous=FULL: 0.2 ms on an idle disk, over 1 ms on a busy one); it now runs on a
- *    thread of its own (src/platform/db/wal-sync.ts) while the page is read, and the audit append is one
- *    prepared transaction rather than six compiled queries.
+ *    thread of its own (src/platform/db/wal-sync.ts) while the page is read, the audit append is one
+ *    prepared transaction rather than six compiled queries, and the page query and the access key lookup
+ *    are compiled once per shape. Figures and what is left: docs/performance.md.
  *
  * 2b. Signed DescribeKeyPairs read latency while writes run: blocks of sequential signed reads with the
  *    server otherwise idle alternate with blocks during which writers (DeleteKeyPairs then ImportKeyPair of a
