@@ -42,6 +42,8 @@ export interface ServerStartOptions {
   readonly readyTimeoutMs?: number;
   /** More `keyward server` flags. */
   readonly extraArgs?: readonly string[];
+  /** Flags for node itself, before the script (`--cpu-prof`, `--cpu-prof-dir=DIR` to profile the server). */
+  readonly nodeArgs?: readonly string[];
 }
 
 /** A started server child. */
@@ -108,6 +110,7 @@ export function healthStatus(endpoint: string): Promise<number> {
 export async function startServerProcess(opts: ServerStartOptions): Promise<ServerProcess> {
   const bin = join(opts.repoRoot, 'bin', 'keyward.js');
   const args = [
+    ...(opts.nodeArgs ?? []),
     bin,
     'server',
     '--data-dir',

@@ -6,6 +6,7 @@
  */
 import { AppError } from '../platform/errors.js';
 import type { SecretBox } from '../platform/crypto/secret-box.js';
+import { CompiledQueryCache } from '../platform/db/compiled-query-cache.js';
 import type { Db } from '../platform/db/database.js';
 import { newAccessKeyId, newAccessKeySecret, newAccountId } from '../platform/ids.js';
 import type { Clock } from '../platform/clock.js';
@@ -27,6 +28,8 @@ const MAX_OPENED_SECRETS = 1024;
 
 export class AccessKeyStore {
   readonly #opened = new Map<string, string>();
+  /** The key lookup of every signed request, compiled once. */
+  readonly #forAuth = new CompiledQueryCache();
   readonly #db: Db;
   readonly #box: SecretBox;
   readonly #clock: Clock;
@@ -118,11 +121,13 @@ export class AccessKeyStore {
 
   /** Looks a key up for signature verification; undefined if it does not exist. */
   async findForAuth(accessKeyId: string): Promise<AccessKeyForAuth | undefined> {
-    const row = await this.#db
-      .selectFrom('access_keys')
-      .select(['id', 'account_id', 'user_id', 'status', 'secret_sealed'])
-      .where('id', '=', accessKeyId)
-      .executeTakeFirst();
+    const lookup = this.#forAuth.compile('by-id', [accessKeyId], ([id]) =>
+      this.#db
+        .selectFrom('access_keys')
+        .select(['id', 'account_id', 'user_id', 'status', 'secret_sealed'])
+        .where('id', '=', id as string),
+    );
+    const row = (await this.#db.executeQuery(lookup)).rows[0];
     if (row === undefined) return undefined;
     // The row (and so the key's status) is read on every request; only the AES-GCM opening is cached.
     let secret = this.#opened.get(row.secret_sealed);

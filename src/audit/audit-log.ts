@@ -39,7 +39,8 @@ import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Clock } from '../platform/clock.js';
 import { sql } from 'kysely';
-import { engineOf, type Db } from '../platform/db/database.js';
+import type BetterSqlite3 from 'better-sqlite3';
+import { engineOf, withSqliteConnection, type Db } from '../platform/db/database.js';
 import type { AuditEventsTable } from '../platform/db/schema.js';
 
 export const GENESIS_HASH = '0'.repeat(64);
@@ -315,6 +316,15 @@ export class AuditLog {
   readonly #postgres: boolean;
   /** The head as this replica last wrote or read it (PostgreSQL's one-statement append checks it). */
   #head: { seq: number; hash: string } | undefined;
+  /** SQLite: the append's statements, prepared on first use. */
+  #sqliteStatements:
+    | {
+        readonly connection: BetterSqlite3.Database;
+        readonly head: BetterSqlite3.Statement<[], { seq: number; hash: string }>;
+        readonly insert: BetterSqlite3.Statement<[AuditEventsTable]>;
+        readonly setHead: BetterSqlite3.Statement<[number, string]>;
+      }
+    | undefined;
 
   constructor(deps: { db: Db; clock: Clock; logger: Logger }) {
     this.#db = deps.db;
@@ -416,6 +426,8 @@ export class AuditLog {
         this.#head = undefined; // another replica appended since: read the head again
       }
     }
+    const onSqlite = withSqliteConnection(this.#db, (sqlite) => this.#commitOnSqlite(sqlite, batch, at));
+    if (onSqlite !== undefined) return onSqlite;
     return this.#db.transaction().execute(async (trx) => {
       // Taking the head row first serialises writers (the same lock trick as the key pair quota).
       await trx
@@ -443,6 +455,41 @@ export class AuditLog {
       this.#head = last === undefined ? head : { seq: last.seq, hash: last.hash };
       return records;
     });
+  }
+
+  /**
+   * SQLite: the batch as one synchronous transaction on the connection (Kysely's lock held by the caller),
+   * with statements prepared once: the same rows as the portable transaction below, without a round of
+   * promises and a query compilation per statement. `BEGIN IMMEDIATE` takes the write lock first, as the
+   * portable path's head update does.
+   */
+  #commitOnSqlite(sqlite: BetterSqlite3.Database, batch: readonly Pending[], at: string): AuditRecord[] {
+    const s = (this.#sqliteStatements ??= {
+      connection: sqlite,
+      head: sqlite.prepare<[], { seq: number; hash: string }>(
+        'SELECT seq, hash FROM audit_head WHERE id = 1',
+      ),
+      insert: sqlite.prepare<[AuditEventsTable]>(
+        'INSERT INTO audit_events (seq, at, type, account_id, actor, request_id, instance_id, remote_address, ' +
+          'detail, prev_hash, hash) VALUES (@seq, @at, @type, @account_id, @actor, @request_id, @instance_id, ' +
+          '@remote_address, @detail, @prev_hash, @hash)',
+      ),
+      setHead: sqlite.prepare<[number, string]>('UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1'),
+    });
+    if (s.connection !== sqlite) throw new TypeError('the audit log is bound to one SQLite connection');
+    const append = sqlite.transaction((): AuditRecord[] => {
+      const head = s.head.get();
+      if (head === undefined) throw new Error('the audit head row is missing');
+      const records = chain(head, batch, at);
+      for (const r of records) s.insert.run(toRow(r));
+      const last = records[records.length - 1];
+      if (last !== undefined) s.setHead.run(last.seq, last.hash);
+      return records;
+    });
+    const records = append.immediate();
+    const last = records[records.length - 1];
+    if (last !== undefined) this.#head = { seq: last.seq, hash: last.hash };
+    return records;
   }
 
   async #readHead(): Promise<{ seq: number; hash: string }> {

@@ -6,6 +6,7 @@
  * writers; PostgreSQL row-locks the account), so two concurrent creates cannot both see 499 and both
  * insert. The unique constraint on (account, region, name) stays as the last line of defence.
  */
+import { CompiledQueryCache } from '../platform/db/compiled-query-cache.js';
 import type { Db } from '../platform/db/database.js';
 import { AppError } from '../platform/errors.js';
 import type { Tag, TagFilter } from '../tags/index.js';
@@ -30,8 +31,49 @@ export interface KeyPairQuery {
   readonly includePublicKey: boolean;
 }
 
+/** The values of a listing query, in the order `unflatten` reads them back. */
+function flatten(q: KeyPairQuery): unknown[] {
+  return [
+    q.accountId,
+    q.regionId,
+    ...(q.names ?? []),
+    ...(q.fingerprintMd5 === undefined ? [] : [q.fingerprintMd5]),
+    ...(q.resourceGroupId === undefined ? [] : [q.resourceGroupId]),
+    ...q.tags.flatMap((t) => (t.value === undefined ? [t.key] : [t.key, t.value])),
+    q.limit,
+    q.offset,
+  ];
+}
+
+/** `q` with its values taken from `v` (as `flatten` wrote them; placeholders when a shape is compiled). */
+function unflatten(q: KeyPairQuery, v: readonly unknown[]): KeyPairQuery {
+  let i = 0;
+  const next = (): unknown => v[i++];
+  const text = (): string => next() as string;
+  return {
+    accountId: text(),
+    regionId: text(),
+    ...(q.names !== undefined && { names: q.names.map(() => text()) }),
+    ...(q.fingerprintMd5 !== undefined && { fingerprintMd5: text() }),
+    ...(q.resourceGroupId !== undefined && { resourceGroupId: text() }),
+    tags: q.tags.map((t) => (t.value === undefined ? { key: text() } : { key: text(), value: text() })),
+    limit: next() as number,
+    offset: next() as number,
+    includePublicKey: q.includePublicKey,
+  };
+}
+
+/** Everything about a listing query's SQL other than its values. */
+function shapeOf(q: KeyPairQuery): string {
+  const tags = q.tags.map((t) => (t.value === undefined ? 'k' : 'kv')).join(',');
+  return `${String(q.names?.length ?? -1)}|${String(q.fingerprintMd5 !== undefined)}|${String(
+    q.resourceGroupId !== undefined,
+  )}|${tags}|${String(q.includePublicKey)}`;
+}
+
 export class KeyPairRepository {
   readonly #db: Db;
+  readonly #pages = new CompiledQueryCache();
 
   constructor(db: Db) {
     this.#db = db;
@@ -157,49 +199,13 @@ export class KeyPairRepository {
   /** One page of key pairs matching `q` (oldest first, then by name) and the total number matching. */
   async find(q: KeyPairQuery): Promise<{ total: number; items: KeyPairListing[] }> {
     if (q.names !== undefined && q.names.length === 0) return { total: 0, items: [] };
-    let base = this.#db
-      .selectFrom('key_pairs as kp')
-      .where('kp.account_id', '=', q.accountId)
-      .where('kp.region_id', '=', q.regionId);
-    if (q.names !== undefined) base = base.where('kp.name', 'in', [...q.names]);
-    if (q.fingerprintMd5 !== undefined) base = base.where('kp.fingerprint_md5', '=', q.fingerprintMd5);
-    if (q.resourceGroupId !== undefined) base = base.where('kp.resource_group_id', '=', q.resourceGroupId);
-    for (const tag of q.tags) {
-      base = base.where((eb) =>
-        eb.exists(
-          eb
-            .selectFrom('key_pair_tags as t')
-            .select('t.key_pair_id')
-            .whereRef('t.key_pair_id', '=', 'kp.id')
-            .where('t.tag_key', '=', tag.key)
-            .$if(tag.value !== undefined, (qb) => qb.where('t.tag_value', '=', tag.value ?? '')),
-        ),
-      );
-    }
-    // One round trip: the page with the number of matches beside every row (a window count) and its
-    // tags joined, a row per tag. Several queries cost a round trip each on PostgreSQL.
-    const page = base
-      .select(['kp.id', 'kp.name', 'kp.fingerprint_md5', 'kp.resource_group_id', 'kp.created_at'])
-      .select((eb) => eb.fn.countAll<string | number | bigint>().over().as('total'))
-      .$if(q.includePublicKey, (qb) => qb.select('kp.public_key'))
-      .orderBy('kp.created_at')
-      .orderBy('kp.name')
-      .limit(q.limit)
-      .offset(q.offset)
-      .as('p');
-    const rows = await this.#db
-      .selectFrom(page)
-      .leftJoin('key_pair_tags as t', 't.key_pair_id', 'p.id')
-      .selectAll('p')
-      .select(['t.tag_key', 't.tag_value'])
-      .orderBy('p.created_at')
-      .orderBy('p.name')
-      .execute();
+    const page = this.#pages.compile(shapeOf(q), flatten(q), (v) => this.#pageQuery(unflatten(q, v)));
+    const { rows } = await this.#db.executeQuery(page);
     const first = rows[0];
     if (first === undefined) {
       // An empty page: no match at all, or an offset past the last one (then the total still counts).
       if (q.offset === 0) return { total: 0, items: [] };
-      const { total } = await base
+      const { total } = await this.#matching(q)
         .select((eb) => eb.fn.countAll<string | number | bigint>().as('total'))
         .executeTakeFirstOrThrow();
       return { total: Number(total), items: [] };
@@ -226,6 +232,53 @@ export class KeyPairRepository {
     // Tags sorted here rather than by ORDER BY, which made SQLite build a temporary B-tree per page.
     for (const tags of tagLists) tags.sort((x, y) => (x.key < y.key ? -1 : x.key > y.key ? 1 : 0));
     return { total: Number(first.total), items };
+  }
+
+  /** The key pairs matching `q`'s filters (no paging). */
+  #matching(q: KeyPairQuery) {
+    let base = this.#db
+      .selectFrom('key_pairs as kp')
+      .where('kp.account_id', '=', q.accountId)
+      .where('kp.region_id', '=', q.regionId);
+    if (q.names !== undefined) base = base.where('kp.name', 'in', [...q.names]);
+    if (q.fingerprintMd5 !== undefined) base = base.where('kp.fingerprint_md5', '=', q.fingerprintMd5);
+    if (q.resourceGroupId !== undefined) base = base.where('kp.resource_group_id', '=', q.resourceGroupId);
+    for (const tag of q.tags) {
+      base = base.where((eb) =>
+        eb.exists(
+          eb
+            .selectFrom('key_pair_tags as t')
+            .select('t.key_pair_id')
+            .whereRef('t.key_pair_id', '=', 'kp.id')
+            .where('t.tag_key', '=', tag.key)
+            .$if(tag.value !== undefined, (qb) => qb.where('t.tag_value', '=', tag.value ?? '')),
+        ),
+      );
+    }
+    return base;
+  }
+
+  /**
+   * One round trip: the page with the number of matches beside every row (a window count) and its tags
+   * joined, a row per tag. Several queries cost a round trip each on PostgreSQL.
+   */
+  #pageQuery(q: KeyPairQuery) {
+    const page = this.#matching(q)
+      .select(['kp.id', 'kp.name', 'kp.fingerprint_md5', 'kp.resource_group_id', 'kp.created_at'])
+      .select((eb) => eb.fn.countAll<string | number | bigint>().over().as('total'))
+      .$if(q.includePublicKey, (qb) => qb.select('kp.public_key'))
+      .orderBy('kp.created_at')
+      .orderBy('kp.name')
+      .limit(q.limit)
+      .offset(q.offset)
+      .as('p');
+    return this.#db
+      .selectFrom(page)
+      .leftJoin('key_pair_tags as t', 't.key_pair_id', 'p.id')
+      .selectAll('p')
+      .select(['t.tag_key', 't.tag_value'])
+      .orderBy('p.created_at')
+      .orderBy('p.name');
   }
 
   /**

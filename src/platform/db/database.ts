@@ -4,7 +4,9 @@
  * `engineOf(db)` only where the engines really differ (DDL in migrations, the inter-replica bus).
  *
  * SQLite (embedded, the default): one file in the data directory, WAL journal so readers never block the
- * writer, `synchronous=FULL` so a committed key pair survives a power cut, foreign keys on. One process.
+ * writer, foreign keys on, one process. A committed key pair survives a power cut: no query resolves before
+ * the WAL holding what it wrote or read is synced, by a thread of its own rather than inside COMMIT on the
+ * event loop (wal-sync.ts; `synchronous=FULL` where there is no WAL file to sync).
  *
  * PostgreSQL (several replicas): node-postgres with a bounded pool. Replicas that start together migrate
  * once (Kysely's PostgreSQL adapter takes an advisory lock around migrations). Errors that mean "the
@@ -17,6 +19,10 @@ import BetterSqlite3 from 'better-sqlite3';
 import {
   sql,
   Kysely,
+  type DatabaseConnection,
+  type Driver,
+  type QueryCompiler,
+  type TransactionSettings,
   Migrator,
   PostgresAdapter,
   PostgresDialect,
@@ -31,6 +37,7 @@ import pg from 'pg';
 import { AppError } from '../errors.js';
 import { migrationProvider } from './migrations/index.js';
 import type { Database } from './schema.js';
+import { WalSync } from './wal-sync.js';
 
 export type Db = Kysely<Database>;
 
@@ -113,13 +120,152 @@ export function openRelaxedPostgres(options: PostgresOptions): Db {
   return openPostgres({ ...options, synchronousCommit: 'off' });
 }
 
+/** The better-sqlite3 connection behind each SQLite `Db` this module opened, and its WAL sync. */
+const sqliteHandles = new WeakMap<Db, { sqlite: BetterSqlite3.Database; walSync: WalSync | undefined }>();
+
+/**
+ * Runs `fn` with the SQLite connection behind `db`, while Kysely's lock on that connection is held (so no
+ * Kysely query or transaction is in progress on it), or returns undefined when `db` is not an SQLite
+ * database opened here (PostgreSQL, or a transaction). For a hot path that is several statements in one
+ * synchronous transaction: prepared once, run without a round of promises per statement.
+ */
+export function withSqliteConnection<T>(
+  db: Db,
+  fn: (sqlite: BetterSqlite3.Database) => T,
+): Promise<T> | undefined {
+  const handle = sqliteHandles.get(db);
+  if (handle === undefined) return undefined;
+  return db.connection().execute(() => {
+    try {
+      return Promise.resolve(fn(handle.sqlite));
+    } finally {
+      // Releasing the connection then waits for the sync (DurableDriver), as for Kysely's own queries.
+      if (!handle.sqlite.inTransaction) handle.walSync?.markWritten();
+    }
+  });
+}
+
 function openSqlite(options: SqliteOptions): Db {
   const sqlite = new BetterSqlite3(options.file);
   sqlite.pragma('journal_mode = WAL');
   sqlite.pragma('synchronous = FULL');
   sqlite.pragma('foreign_keys = ON');
   sqlite.pragma('busy_timeout = 5000');
-  return new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
+  const walSync = openWalSync(sqlite, options.file);
+  const database = withStatementCache(sqlite, walSync);
+  const db = new Kysely<Database>({
+    dialect:
+      walSync === undefined ? new SqliteDialect({ database }) : new DurableSqliteDialect(database, walSync),
+  });
+  sqliteHandles.set(db, { sqlite, walSync });
+  return db;
+}
+
+/**
+ * The WAL sync of a file database in WAL mode, with the connection switched to `synchronous=NORMAL`
+ * (wal-sync.ts says why that stays as durable as FULL); undefined, and FULL kept, where there is no WAL
+ * file to sync (an in-memory database).
+ */
+function openWalSync(sqlite: BetterSqlite3.Database, file: string): WalSync | undefined {
+  if (sqlite.memory || String(sqlite.pragma('journal_mode', { simple: true })).toLowerCase() !== 'wal') {
+    return undefined;
+  }
+  let walSync: WalSync;
+  try {
+    sqlite.prepare('SELECT count(*) FROM sqlite_master').get(); // opens (creates) the WAL file
+    walSync = new WalSync(file);
+  } catch {
+    return undefined;
+  }
+  sqlite.pragma('synchronous = NORMAL');
+  return walSync;
+}
+
+/** SQLite whose connection, once released after a query or transaction, waits for its writes' sync. */
+class DurableSqliteDialect extends SqliteDialect {
+  readonly #walSync: WalSync;
+
+  constructor(database: SqliteDatabase, walSync: WalSync) {
+    super({ database });
+    this.#walSync = walSync;
+  }
+
+  override createDriver(): Driver {
+    return new DurableDriver(super.createDriver(), this.#walSync);
+  }
+}
+
+/**
+ * Kysely's SQLite driver, except that `releaseConnection` (which Kysely awaits after every query and every
+ * transaction, before their promise resolves) first frees the connection, then waits until what was
+ * written so far is synced: the next query runs meanwhile, and the caller is answered only once durable.
+ */
+class DurableDriver implements Driver {
+  readonly #inner: Driver;
+  readonly #walSync: WalSync;
+
+  constructor(inner: Driver, walSync: WalSync) {
+    this.#inner = inner;
+    this.#walSync = walSync;
+  }
+
+  init(): Promise<void> {
+    return this.#inner.init();
+  }
+
+  acquireConnection(): Promise<DatabaseConnection> {
+    return this.#inner.acquireConnection();
+  }
+
+  beginTransaction(connection: DatabaseConnection, settings: TransactionSettings): Promise<void> {
+    return this.#inner.beginTransaction(connection, settings);
+  }
+
+  commitTransaction(connection: DatabaseConnection): Promise<void> {
+    return this.#inner.commitTransaction(connection);
+  }
+
+  rollbackTransaction(connection: DatabaseConnection): Promise<void> {
+    return this.#inner.rollbackTransaction(connection);
+  }
+
+  savepoint(
+    connection: DatabaseConnection,
+    name: string,
+    compileQuery: QueryCompiler['compileQuery'],
+  ): Promise<void> {
+    if (this.#inner.savepoint === undefined) throw new TypeError('the SQLite driver has no savepoint');
+    return this.#inner.savepoint(connection, name, compileQuery);
+  }
+
+  rollbackToSavepoint(
+    connection: DatabaseConnection,
+    name: string,
+    compileQuery: QueryCompiler['compileQuery'],
+  ): Promise<void> {
+    if (this.#inner.rollbackToSavepoint === undefined)
+      throw new TypeError('the SQLite driver has no rollbackToSavepoint');
+    return this.#inner.rollbackToSavepoint(connection, name, compileQuery);
+  }
+
+  releaseSavepoint(
+    connection: DatabaseConnection,
+    name: string,
+    compileQuery: QueryCompiler['compileQuery'],
+  ): Promise<void> {
+    if (this.#inner.releaseSavepoint === undefined)
+      throw new TypeError('the SQLite driver has no releaseSavepoint');
+    return this.#inner.releaseSavepoint(connection, name, compileQuery);
+  }
+
+  async releaseConnection(connection: DatabaseConnection): Promise<void> {
+    await this.#inner.releaseConnection(connection);
+    await this.#walSync.durable();
+  }
+
+  async destroy(): Promise<void> {
+    await this.#inner.destroy();
+  }
 }
 
 /** Integer types node-postgres would otherwise return as strings: int8 (COUNT(*), bigint columns). */
@@ -294,19 +440,55 @@ const MAX_CACHED_STATEMENTS = 256;
  * runs one query at a time on its single connection and Keyward never streams (an iterating statement
  * could not be reused).
  */
-function withStatementCache(sqlite: BetterSqlite3.Database): SqliteDatabase {
+function withStatementCache(sqlite: BetterSqlite3.Database, walSync: WalSync | undefined): SqliteDatabase {
   const cache = new Map<string, SqliteStatement>();
+  /** A statement that may write ran in the transaction still open (or just ended). */
+  let wrote = false;
+  const ran = (writes: boolean): void => {
+    wrote ||= writes;
+    // Counted once the transaction has ended: only then are its frames in the WAL (wal-sync.ts).
+    if (wrote && !sqlite.inTransaction) {
+      wrote = false;
+      walSync?.markWritten();
+    }
+  };
+  const tracked = (stmt: BetterSqlite3.Statement): SqliteStatement => {
+    if (walSync === undefined) return stmt;
+    const writes = !stmt.readonly;
+    return {
+      reader: stmt.reader,
+      all: (parameters) => {
+        try {
+          return stmt.all(parameters);
+        } finally {
+          ran(writes);
+        }
+      },
+      run: (parameters) => {
+        try {
+          return stmt.run(parameters);
+        } finally {
+          ran(writes);
+        }
+      },
+      iterate: (parameters) => {
+        ran(writes);
+        return stmt.iterate(parameters);
+      },
+    };
+  };
   return {
     close: () => {
       cache.clear();
       sqlite.close();
+      walSync?.close();
     },
     prepare: (sql) => {
       let stmt = cache.get(sql);
       if (stmt !== undefined) {
         cache.delete(sql);
       } else {
-        stmt = sqlite.prepare(sql);
+        stmt = tracked(sqlite.prepare(sql));
         if (cache.size >= MAX_CACHED_STATEMENTS) {
           const oldest = cache.keys().next().value;
           if (oldest !== undefined) cache.delete(oldest);
