@@ -19,6 +19,7 @@ import {
   type LogonGrant,
 } from '../src/agent-channel/index.js';
 import {
+  grantFileFingerprint,
   GrantKeeper,
   GrantStore,
   helperScript,
@@ -100,7 +101,7 @@ test('a signed grant is stored for the helper with restrict,pty and its expiry, 
       hostExpiresAt: g.expiresAt,
     });
     const files = await readdir(join(dir, 'root'));
-    assert.deepEqual(files, [`${String(g.expiresAt)}-${g.grantId}.key`]);
+    assert.deepEqual(files, [`${String(g.expiresAt)}-${g.grantId}-${grantFileFingerprint(g.publicKey)}.key`]);
     const line = await readFile(join(dir, 'root', files[0] ?? ''), 'utf8');
     const expiry = new Date(g.expiresAt * 1000).toISOString().replace(/[-:T]/g, '').slice(0, 14);
     assert.equal(
@@ -165,7 +166,9 @@ test('forged, tampered, misdirected, expired, replayed and unknown-user grants a
     assert.equal(sent.at(-1)?.['ok'], true);
     await k.handle(once, signed(once));
     assert.equal(sent.at(-1)?.['code'], 'Host.GrantReplayed');
-    assert.deepEqual(await readdir(join(dir, 'root')), [`${String(once.expiresAt)}-${once.grantId}.key`]);
+    assert.deepEqual(await readdir(join(dir, 'root')), [
+      `${String(once.expiresAt)}-${once.grantId}-${grantFileFingerprint(once.publicKey)}.key`,
+    ]);
   } finally {
     k.stop();
   }
@@ -285,6 +288,61 @@ test('the helper prints only unexpired grant lines, and nothing at all for hosti
   assert.equal((await sh(script, ['alice'])).stdout.split('\n').filter((l) => l !== '').length, 1);
 });
 
+/** The fingerprint exactly as sshd hands it to the helper for `%f` (`ssh-keygen -l`: `SHA256:…`). */
+function sshdFingerprint(publicKeyLine: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = execFile('/usr/bin/ssh-keygen', ['-l', '-E', 'sha256', '-f', '-'], (err, stdout) => {
+      if (err !== null) reject(new Error(`ssh-keygen -l failed: ${err.message}`));
+      else resolve(stdout.split(' ')[1] ?? '');
+    });
+    child.stdin?.end(`${publicKeyLine}\n`);
+  });
+}
+
+test("given sshd's %f, the helper opens only the offered key's grant, however many the user holds", async () => {
+  const dir = freshDir();
+  const store = new GrantStore(dir);
+  await store.ensureDir();
+  const held = Array.from({ length: 12 }, () => grant({ osUser: 'carol' }));
+  for (const g of held) await store.write(g, g.expiresAt);
+  const script = join(root, `helper-${randomBytes(3).toString('hex')}`);
+  await writeFile(script, helperScript(dir, existsSync('/usr/bin/date') ? '/usr/bin/date' : '/bin/date'), {
+    mode: 0o755,
+  });
+  // Every grant's file is found by the fingerprint sshd prints for it, '+' and '/' included.
+  for (const g of held) {
+    const fp = await sshdFingerprint(g.publicKey);
+    assert.match(fp, /^SHA256:[A-Za-z0-9+/]{43}$/);
+    const out = await sh(script, ['carol', fp]);
+    assert.equal(out.code, 0);
+    const lines = out.stdout.split('\n').filter((l) => l !== '');
+    assert.equal(lines.length, 1, fp);
+    assert.ok(lines[0]?.endsWith(`${g.publicKey} keyward-grant:${g.grantId}`), fp);
+  }
+  // A key with no grant: nothing. A fingerprint sshd would not print, or another hash: every grant, as
+  // with no fingerprint at all (an older drop-in), so a logon never fails for want of the argument.
+  const stranger = await sshdFingerprint(grant().publicKey);
+  assert.deepEqual(await sh(script, ['carol', stranger]), { code: 0, stdout: '' });
+  for (const extra of [[], ['MD5:aa:bb'], ['SHA256:*'], ['SHA256:../../x'], [`${stranger}x`]]) {
+    const out = await sh(script, ['carol', ...extra]);
+    assert.equal(out.stdout.split('\n').filter((l) => l !== '').length, held.length, JSON.stringify(extra));
+  }
+  // A grant file named before fingerprints were part of the name is still removed by its grant id.
+  const now = Math.floor(Date.now() / 1000);
+  await writeFile(join(dir, 'carol', `${String(now + 60)}-lg-zzzzzzzzzzzzzzzzzzzz.key`), 'x\n');
+  assert.equal(
+    await store.remove({ grantId: 'lg-zzzzzzzzzzzzzzzzzzzz', osUser: 'carol', hostExpiresAt: now + 60 }),
+    true,
+  );
+  for (const g of held) {
+    assert.equal(
+      await store.remove({ grantId: g.grantId, osUser: g.osUser, hostExpiresAt: g.expiresAt }),
+      true,
+    );
+  }
+  assert.equal(existsSync(join(dir, 'carol')), false, 'the emptied directory is removed');
+});
+
 test('prepareLogonHost installs the helper and drop-in, is idempotent, and leaves a foreign AuthorizedKeysCommand alone', async () => {
   const sshd = await startPrivateSshd();
   const foreign = await startPrivateSshd({
@@ -299,7 +357,7 @@ test('prepareLogonHost installs the helper and drop-in, is idempotent, and leave
     assert.deepEqual(await prepareLogonHost(sshd.target, settings), { ok: true });
     assert.equal(
       await effectiveSetting(sshd.configFile, 'authorizedkeyscommand'),
-      `${settings.helperPath} %u`,
+      `${settings.helperPath} %u %f`,
     );
     assert.equal(await effectiveSetting(sshd.configFile, 'authorizedkeyscommanduser'), 'nobody');
     // The user's own keys and a bound key pair stay where they were.
@@ -317,7 +375,7 @@ test('prepareLogonHost installs the helper and drop-in, is idempotent, and leave
     assert.equal(!unsafe.ok && unsafe.code, 'Host.LogonNotReady');
     assert.equal(
       await effectiveSetting(sshd.configFile, 'authorizedkeyscommand'),
-      `${settings.helperPath} %u`,
+      `${settings.helperPath} %u %f`,
     );
   } finally {
     await sshd.stop();

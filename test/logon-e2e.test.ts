@@ -201,7 +201,7 @@ function grantFiles(): string[] {
 
 /** Whether the grant's file is on the host's disk. */
 function onDisk(grantId: string): boolean {
-  return grantFiles().some((f) => f.endsWith(`-${grantId}.key`));
+  return grantFiles().some((f) => f.includes(`-${grantId}`));
 }
 
 async function sendKey(line: string, osUser = user.name): Promise<{ GrantId: string; ExpiresAt: string }> {

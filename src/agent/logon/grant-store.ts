@@ -1,6 +1,7 @@
 /**
- * One-time grants on the host's disk: `<grantsDir>/<osUser>/<hostExpiresAt>-<grantId>.key`, one line each,
- * read by the AuthorizedKeysCommand helper. Directories 0755 and files 0644, owned by root: the helper runs
+ * One-time grants on the host's disk: `<grantsDir>/<osUser>/<hostExpiresAt>-<grantId>-<fingerprint>.key`,
+ * one line each, read by the AuthorizedKeysCommand helper. The fingerprint is the key's SHA-256 in
+ * base64url (sshd's `%f` with `+/` made file-name safe), so the helper opens only the offered key's file. Directories 0755 and files 0644, owned by root: the helper runs
  * as an unprivileged user (public keys are not secret), and only root can add or change a grant.
  *
  * Files are written to a temporary name in the same directory and renamed into place, so the helper never
@@ -13,12 +14,20 @@
  * Writes and removals run one at a time: a removal that empties a user's directory would otherwise delete
  * it between another grant's mkdir and its write for the same user (ENOENT, and a failed logon).
  */
+import { createHash } from 'node:crypto';
 import { chmod, lstat, mkdir, readdir, rename, rmdir, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { mkdirPublic } from './mkdir-public.js';
 import { GRANT_ID_PATTERN, OS_USER_PATTERN, type LogonGrant } from '../../agent-channel/index.js';
 
-const FILE_NAME = /^(\d{1,12})-(lg-[a-z0-9]{20})\.key$/;
+/** Also matches the names written before the fingerprint was part of them (no `-<fingerprint>`). */
+const FILE_NAME = /^(\d{1,12})-(lg-[a-z0-9]{20})(?:-[A-Za-z0-9_-]{43})?\.key$/;
+
+/** The key's SHA-256 fingerprint as the grant file names carry it: base64url, no padding. */
+export function grantFileFingerprint(publicKey: string): string {
+  const blob = Buffer.from(publicKey.split(' ')[1] ?? '', 'base64');
+  return createHash('sha256').update(blob).digest('base64url');
+}
 
 /** `YYYYMMDDHHMMSSZ` for `expiry-time`, UTC. */
 export function expiryTimeOption(unixSeconds: number): string {
@@ -91,7 +100,8 @@ export class GrantStore {
     const temp = join(userDir, `.tmp-${grant.grantId}`);
     await writeFile(temp, grantLine(grant, hostExpiresAt), { mode: 0o644, flag: 'w' });
     await chmod(temp, 0o644);
-    await rename(temp, join(userDir, `${String(hostExpiresAt)}-${grant.grantId}.key`));
+    const name = `${String(hostExpiresAt)}-${grant.grantId}-${grantFileFingerprint(grant.publicKey)}.key`;
+    await rename(temp, join(userDir, name));
   }
 
   /** Every grant file on disk. */
@@ -114,12 +124,16 @@ export class GrantStore {
 
   async #remove(g: StoredGrant): Promise<boolean> {
     const userDir = join(this.dir, g.osUser);
-    let removed = true;
-    try {
-      await unlink(join(userDir, `${String(g.hostExpiresAt)}-${g.grantId}.key`));
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      removed = false;
+    let removed = false;
+    for (const name of await readdirOrEmpty(userDir)) {
+      const m = FILE_NAME.exec(name);
+      if (m === null || m[2] !== g.grantId || Number(m[1]) !== g.hostExpiresAt) continue;
+      try {
+        await unlink(join(userDir, name));
+        removed = true;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      }
     }
     await rmdir(userDir).catch(() => undefined); // only when empty
     return removed;

@@ -6,8 +6,12 @@
  * `expiry-time`, which sshd enforces by itself.
  *
  * Written for speed as well as safety: shell built-ins only (`read`, `printf`, `case`), one `date` call
- * only when the user has a grant, and an immediate exit for the far more common logon of a user without
- * one. It never fails a logon: anything unexpected prints nothing and exits 0, so sshd goes on to the
+ * only when the user has a grant for the offered key, and an immediate exit for the far more common logon
+ * of a user without one. sshd passes the offered key's fingerprint (`%f`, `SHA256:…`) as the second
+ * argument, and each grant file carries its key's fingerprint in its name, so the helper opens only the
+ * file for that key: its cost does not grow with the number of live grants the user holds. Without a
+ * SHA256 fingerprint (an older drop-in, `FingerprintHash md5`) it reads all of the user's grants.
+ * It never fails a logon: anything unexpected prints nothing and exits 0, so sshd goes on to the
  * user's own authorized_keys.
  */
 
@@ -22,14 +26,34 @@ export function helperScript(grantsDir: string, dateBinary: string): string {
   return `#!/bin/sh
 ${HELPER_MARKER}
 # Written by the Keyward agent, which rewrites it at start; do not edit. Prints the unexpired one-time
-# keys granted to the user named by $1, from ${grantsDir}/USER/EXPIRY-GRANTID.key.
+# keys granted to the user named by $1, from ${grantsDir}/USER/EXPIRY-GRANTID-FINGERPRINT.key; with $2
+# (sshd's %f, SHA256:base64) only the file named after that key's fingerprint (base64url) is read.
 case $1 in
   '' | -* | *[!a-z0-9_-]*) exit 0 ;;
 esac
 dir='${grantsDir}'/"$1"
 [ -d "$dir" ] || exit 0
+only='*'
+case $2 in
+  SHA256:*)
+    fp=\${2#SHA256:}
+    case $fp in
+      *[!A-Za-z0-9+/]*) ;;
+      *)
+        while :; do
+          case $fp in
+            *+*) fp=\${fp%%+*}-\${fp#*+} ;;
+            */*) fp=\${fp%%/*}_\${fp#*/} ;;
+            *) break ;;
+          esac
+        done
+        [ \${#fp} -eq 43 ] && only="*-$fp"
+        ;;
+    esac
+    ;;
+esac
 now=
-for f in "$dir"/*.key; do
+for f in "$dir"/$only.key; do
   [ -f "$f" ] || continue
   name=\${f##*/}
   expiry=\${name%%-*}

@@ -5,7 +5,13 @@ export {
   type GrantKeeperDeps,
   type GrantReportMessage,
 } from './grant-keeper.js';
-export { expiryTimeOption, grantLine, GrantStore, type StoredGrant } from './grant-store.js';
+export {
+  expiryTimeOption,
+  grantFileFingerprint,
+  grantLine,
+  GrantStore,
+  type StoredGrant,
+} from './grant-store.js';
 export { HELPER_MARKER, helperScript } from './helper-script.js';
 export {
   LOGON_DROP_IN_NAME,

@@ -1,7 +1,7 @@
 /**
  * Makes sshd consult the Keyward helper: the helper script itself, and a drop-in `00-keyward-logon.conf`
  * in the directory the main sshd_config Includes (the same one the binding's drop-in uses) with
- *   AuthorizedKeysCommand <helper> %u
+ *   AuthorizedKeysCommand <helper> %u %f
  *   AuthorizedKeysCommandUser <user>
  * `AuthorizedKeysFile` is left alone: users' own keys and a bound key pair keep working.
  *
@@ -39,7 +39,7 @@ export interface LogonHostSettings {
 export type LogonReadiness = { readonly ok: true } | HostFailure;
 
 function dropInContent(s: LogonHostSettings): string {
-  return `${LOGON_DROP_IN_HEADER}\nAuthorizedKeysCommand ${s.helperPath} %u\nAuthorizedKeysCommandUser ${s.helperUser}\n`;
+  return `${LOGON_DROP_IN_HEADER}\nAuthorizedKeysCommand ${s.helperPath} %u %f\nAuthorizedKeysCommandUser ${s.helperUser}\n`;
 }
 
 function dateBinary(): string {
@@ -91,7 +91,7 @@ export async function prepareLogonHost(target: SshdTarget, s: LogonHostSettings)
 }
 
 async function prepare(target: SshdTarget, s: LogonHostSettings): Promise<LogonReadiness> {
-  const ours = `${s.helperPath} %u`;
+  const ours = `${s.helperPath} %u %f`;
   const mainText = await readFile(target.configFile, 'latin1');
   const include = findDropInInclude(mainText);
   if (include === null || !globMatch(include.pattern, LOGON_DROP_IN_NAME)) {
