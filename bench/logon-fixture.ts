@@ -36,6 +36,8 @@ export interface LogonFixture {
   readonly sshd: PrivateSshd;
   readonly user: ThrowawayUser;
   readonly instanceId: string;
+  /** The agent's process id (for CPU accounting). */
+  readonly agentPid: number | undefined;
   /** Stops the agent, server and sshd; removes the user and every temporary directory. */
   stop(): Promise<void>;
 }
@@ -148,6 +150,7 @@ export async function startLogonFixture(opts: { readonly prefix: string }): Prom
     env,
     firstStart: true,
     extraArgs: ['--logon-key-lifetime', '60'],
+    nodeArgs: process.env.KW_PROF ? ['--cpu-prof', '--cpu-prof-dir=/tmp/kwprof'] : [],
   });
   const stop = async (): Promise<void> => {
     await host?.stop();
@@ -172,6 +175,7 @@ export async function startLogonFixture(opts: { readonly prefix: string }): Prom
       sshd,
       user,
       instanceId,
+      agentPid: host.agent.pid,
       async stop() {
         rpc.close();
         await stop();

@@ -278,8 +278,8 @@ export class TerminalGateway {
       );
       if (refused !== undefined) throw refused;
       phases.mark('accessCheck');
-      releaseSlot = await this.#handshakes.acquire(t.instanceId);
-      phases.mark('handshakeSlot');
+      // The grant is issued before the wait for a handshake slot, so recording it and the agent installing it
+      // overlap the wait instead of holding a slot: only TCP connect, key exchange and authentication do.
       let key: OneTimeKey | undefined = makeOneTimeKey();
       const grant = await this.#d.logon.issue({
         accountId: t.accountId,
@@ -296,6 +296,8 @@ export class TerminalGateway {
       phases.add('grantRecord', grant.timings.recordMs);
       phases.add('grantInstall', grant.timings.installMs);
       phases.mark('grantOther');
+      releaseSlot = await this.#handshakes.acquire(t.instanceId);
+      phases.mark('handshakeSlot');
       const id = grant.grantId;
       const connecting = brokerConnect({
         instanceId: t.instanceId,
@@ -522,9 +524,9 @@ function sameOrigin(origin: string, req: IncomingMessage): boolean {
 }
 
 /**
- * Where a broker logon's time went on the server, in ms, in order: the access check, waiting for a
- * handshake slot, recording the grant (instance read, grant row), the agent installing it (push → answer),
- * the rest of issuing it (audit queueing, key signing), TCP connect, key exchange, authentication (sshd
+ * Where a broker logon's time went on the server, in ms, in order: the access check, recording the grant
+ * (instance read, grant row), the agent installing it (push → answer), the rest of issuing it (audit
+ * queueing, key signing), waiting for a handshake slot, TCP connect, key exchange, authentication (sshd
  * running the AuthorizedKeysCommand), the shell channel opening. Sent in the ready frame, so a slow logon
  * says where it was slow.
  */
