@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { chmod, chown, mkdir, writeFile } from 'node:fs/promises';
+import { connect as netConnect, createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { setFlagsFromString } from 'node:v8';
@@ -161,6 +162,83 @@ test('an address where nothing listens is Logon.SshdUnreachable', async () => {
     }),
     (err: unknown) => isAppError(err, 'Logon.SshdUnreachable') && /ECONNREFUSED/.test((err as Error).message),
   );
+});
+
+/**
+ * A listener on 127.0.0.1 standing in front of sshd that, like sshd over MaxStartups, accepts and at once
+ * closes the first `drops` connections, and passes the rest through to sshd.
+ */
+async function sheddingFront(
+  drops: number,
+): Promise<{ port: number; seen: () => number; close: () => void }> {
+  let seen = 0;
+  const server = createServer((socket) => {
+    seen++;
+    if (seen <= drops) {
+      socket.destroy();
+      return;
+    }
+    const upstream = netConnect({ host: '127.0.0.1', port: sshd.port });
+    socket.pipe(upstream).pipe(socket);
+    socket.on('error', () => upstream.destroy());
+    upstream.on('error', () => socket.destroy());
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  return { port, seen: () => seen, close: () => server.close() };
+}
+
+test('a connection sshd drops after accepting it, before the key exchange, is retried with the same key', async () => {
+  const front = await sheddingFront(2);
+  const key = makeOneTimeKey();
+  await authorize(key.publicKeyLine);
+  const endings: boolean[] = [];
+  try {
+    const client = await brokerConnect({
+      instanceId: 'i-test',
+      targetPolicy: { allowLoopback: true, allowlist: [] },
+      sshAddress: `127.0.0.1:${front.port}`,
+      hostKeys: [pinned(sshd.hostKeyPub)],
+      username: user.name,
+      privateKey: key.privateKey,
+      publicKeyLine: key.publicKeyLine,
+      onAuthenticationEnded: (ok) => endings.push(ok),
+    });
+    try {
+      assert.equal((await exec(client, 'id -un')).trim(), user.name);
+      assert.equal(front.seen(), 3, 'two dropped connections, then the one that logged on');
+      assert.deepEqual(endings, [true], 'authentication ended once, successfully');
+    } finally {
+      client.end();
+    }
+  } finally {
+    front.close();
+  }
+});
+
+test('a host that keeps dropping connections is Logon.SshdUnreachable after a bounded number of tries', async () => {
+  const front = await sheddingFront(1_000);
+  const key = makeOneTimeKey();
+  const endings: boolean[] = [];
+  try {
+    await assert.rejects(
+      brokerConnect({
+        instanceId: 'i-test',
+        targetPolicy: { allowLoopback: true, allowlist: [] },
+        sshAddress: `127.0.0.1:${front.port}`,
+        hostKeys: [pinned(sshd.hostKeyPub)],
+        username: user.name,
+        privateKey: key.privateKey,
+        publicKeyLine: key.publicKeyLine,
+        onAuthenticationEnded: (ok) => endings.push(ok),
+      }),
+      (err: unknown) => isAppError(err, 'Logon.SshdUnreachable'),
+    );
+    assert.equal(front.seen(), 4, 'the first try and three more');
+    assert.deepEqual(endings, [false], 'the key is forgotten once, when the broker gives up');
+  } finally {
+    front.close();
+  }
 });
 
 test('no pinned host key is Logon.NoHostKeys, before any connection', async () => {

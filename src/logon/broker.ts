@@ -10,6 +10,7 @@
  */
 import { sign, type KeyObject } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { connect as netConnect, type Socket } from 'node:net';
 import ssh2, { type Client as Ssh2Client, type ParsedKey } from 'ssh2';
 import type { HostKey } from '../instances/index.js';
@@ -20,6 +21,22 @@ const { Client, BaseAgent } = ssh2;
 
 /** How long the broker waits for TCP connect + SSH handshake + authentication. */
 export const DEFAULT_BROKER_READY_TIMEOUT_MS = 10_000;
+
+/**
+ * sshd closes new connections at random once more than `MaxStartups` (10 by default) are unauthenticated,
+ * counted by its listener, which learns of each authentication a moment after the client does; so even
+ * below the broker's per-instance cap a busy host can drop a connection right after accepting it. Such a
+ * drop — TCP connected, closed before the key exchange, so nothing was offered — is retried this many times
+ * after a short random pause.
+ */
+const EARLY_DROP_RETRIES = 3;
+
+/** A connection sshd closed after accepting it and before the key exchange (see EARLY_DROP_RETRIES). */
+class EarlyDrop extends Error {
+  constructor(readonly appError: AppError) {
+    super(appError.message);
+  }
+}
 
 /** Host key algorithms ssh2 can verify, by pinned key type. */
 const HOST_KEY_ALGORITHMS: Readonly<Record<string, readonly string[]>> = {
@@ -137,29 +154,48 @@ export function brokerConnect(options: BrokerConnectOptions): Promise<Ssh2Client
     notify?.(ok);
   };
 
-  return resolveDialAddress(o.instanceId, host, o.targetPolicy).then(
-    (address) => handshake(address),
-    (err: unknown) => {
+  return resolveDialAddress(o.instanceId, host, o.targetPolicy)
+    .then((address) => attempt(address, EARLY_DROP_RETRIES))
+    .catch((err: unknown) => {
       endAuth(false);
-      throw err;
-    },
-  );
+      throw err instanceof EarlyDrop ? err.appError : err;
+    });
+
+  function attempt(address: string, retriesLeft: number): Promise<Ssh2Client> {
+    return handshake(address).catch(async (err: unknown) => {
+      if (!(err instanceof EarlyDrop) || retriesLeft === 0) throw err;
+      await sleep(20 + Math.random() * 80);
+      return attempt(address, retriesLeft - 1);
+    });
+  }
 
   function handshake(address: string): Promise<Ssh2Client> {
     return new Promise((resolve, reject) => {
       const sock: Socket = netConnect({ host: address, port });
       sock.setNoDelay(true);
       sock.once('connect', () => o.onPhase?.('tcp'));
+      let connected = false;
+      let keysExchanged = false;
+      let timedOut = false;
+      sock.once('connect', () => {
+        connected = true;
+      });
       const client = new Client();
-      client.once('handshake', () => o.onPhase?.('kex'));
+      client.once('handshake', () => {
+        keysExchanged = true;
+        o.onPhase?.('kex');
+      });
       let settled = false;
       const fail = (err: AppError): void => {
-        endAuth(false);
+        // Accepted, then closed before the key exchange: sshd shedding load (retried; the key is kept).
+        const early =
+          connected && !keysExchanged && !timedOut && !mismatch && err.code === 'Logon.SshdUnreachable';
+        if (!early) endAuth(false);
         if (settled) return;
         settled = true;
         client.end();
         sock.destroy();
-        reject(err);
+        reject(early ? new EarlyDrop(err) : err);
       };
       sock.on('error', (err) => {
         fail(
@@ -176,6 +212,7 @@ export function brokerConnect(options: BrokerConnectOptions): Promise<Ssh2Client
         resolve(client);
       });
       client.on('error', (err: Error & { level?: string }) => {
+        if (err.level === 'client-timeout') timedOut = true;
         if (mismatch) {
           fail(
             new AppError(
