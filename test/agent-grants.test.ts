@@ -101,7 +101,22 @@ test('a signed grant is stored for the helper with restrict,pty and its expiry, 
       hostExpiresAt: g.expiresAt,
     });
     const files = await readdir(join(dir, 'root'));
-    assert.deepEqual(files, [`${String(g.expiresAt)}-${g.grantId}-${grantFileFingerprint(g.publicKey)}.key`]);
+    assert.equal(files.length, 1);
+    assert.ok(
+      (files[0] ?? '').startsWith(
+        `${String(g.expiresAt)}-${g.grantId}-${grantFileFingerprint(g.publicKey)}~`,
+      ),
+      files[0],
+    );
+    // The expiry on this boot's uptime clock, rounded down, and the boot it counts in.
+    const [, until, boot] = /~(\d+)~([0-9a-f-]{36})\.key$/.exec(files[0] ?? '') ?? [];
+    const upNow = Number((await readFile('/proc/uptime', 'latin1')).split(' ')[0]);
+    assert.ok(
+      Number(until) <= upNow + (g.expiresAt - Date.now() / 1000) + 1,
+      `${String(until)} vs ${String(upNow)}`,
+    );
+    assert.ok(Number(until) > upNow + 50, 'a minute ahead, less the test so far');
+    assert.equal(boot, (await readFile('/proc/sys/kernel/random/boot_id', 'latin1')).trim());
     const line = await readFile(join(dir, 'root', files[0] ?? ''), 'utf8');
     const expiry = new Date(g.expiresAt * 1000).toISOString().replace(/[-:T]/g, '').slice(0, 14);
     assert.equal(
@@ -166,9 +181,13 @@ test('forged, tampered, misdirected, expired, replayed and unknown-user grants a
     assert.equal(sent.at(-1)?.['ok'], true);
     await k.handle(once, signed(once));
     assert.equal(sent.at(-1)?.['code'], 'Host.GrantReplayed');
-    assert.deepEqual(await readdir(join(dir, 'root')), [
-      `${String(once.expiresAt)}-${once.grantId}-${grantFileFingerprint(once.publicKey)}.key`,
-    ]);
+    const left = await readdir(join(dir, 'root'));
+    assert.equal(left.length, 1);
+    assert.ok(
+      left[0]?.startsWith(
+        `${String(once.expiresAt)}-${once.grantId}-${grantFileFingerprint(once.publicKey)}~`,
+      ),
+    );
   } finally {
     k.stop();
   }
@@ -341,6 +360,70 @@ test("given sshd's %f, the helper opens only the offered key's grant, however ma
     );
   }
   assert.equal(existsSync(join(dir, 'carol')), false, 'the emptied directory is removed');
+});
+
+test("the helper checks the deadline on this boot's uptime clock, and on the wall clock for a file of another boot", async () => {
+  const dir = freshDir();
+  const store = new GrantStore(dir);
+  await store.ensureDir();
+  const script = join(root, `helper-${randomBytes(3).toString('hex')}`);
+  await writeFile(script, helperScript(dir, existsSync('/usr/bin/date') ? '/usr/bin/date' : '/bin/date'), {
+    mode: 0o755,
+  });
+  await mkdir(join(dir, 'dave'), { mode: 0o755 });
+  const now = Math.floor(Date.now() / 1000);
+  const up = Math.floor(Number((await readFile('/proc/uptime', 'latin1')).split(' ')[0]));
+  const boot = (await readFile('/proc/sys/kernel/random/boot_id', 'latin1')).trim();
+  const otherBoot = '00000000-0000-4000-8000-000000000000';
+  const cases: readonly {
+    readonly label: string;
+    readonly wall: number;
+    readonly suffix: string;
+    readonly served: boolean;
+  }[] = [
+    { label: 'this boot, uptime ahead', wall: now + 60, suffix: `~${String(up + 60)}~${boot}`, served: true },
+    // The uptime clock decides within the boot: it never goes back, whatever is done to the wall clock.
+    {
+      label: 'this boot, uptime passed',
+      wall: now + 60,
+      suffix: `~${String(up - 1)}~${boot}`,
+      served: false,
+    },
+    {
+      label: 'this boot, wall clock moved past',
+      wall: now - 5,
+      suffix: `~${String(up + 60)}~${boot}`,
+      served: true,
+    },
+    // A grants directory that outlived a reboot: the old uptime means nothing, the wall clock decides.
+    {
+      label: 'another boot, wall ahead',
+      wall: now + 60,
+      suffix: `~${String(up + 60)}~${otherBoot}`,
+      served: true,
+    },
+    {
+      label: 'another boot, wall passed',
+      wall: now - 5,
+      suffix: `~${String(up + 9_999_999)}~${otherBoot}`,
+      served: false,
+    },
+    { label: 'no uptime in the name, wall passed', wall: now - 5, suffix: '', served: false },
+    { label: 'no uptime in the name, wall ahead', wall: now + 60, suffix: '', served: true },
+  ];
+  for (const c of cases) {
+    const g = grant({ osUser: 'dave' });
+    const name = `${String(c.wall)}-${g.grantId}-${grantFileFingerprint(g.publicKey)}${c.suffix}.key`;
+    await writeFile(
+      join(dir, 'dave', name),
+      `restrict,pty,no-touch-required ${g.publicKey} keyward-grant:${g.grantId}\n`,
+      {
+        mode: 0o644,
+      },
+    );
+    const out = await sh(script, ['dave', await sshdFingerprint(g.publicKey)]);
+    assert.equal(out.stdout !== '', c.served, c.label);
+  }
 });
 
 test('prepareLogonHost installs the helper and drop-in, is idempotent, and leaves a foreign AuthorizedKeysCommand alone', async () => {

@@ -1,7 +1,11 @@
 /**
- * One-time grants on the host's disk: `<grantsDir>/<osUser>/<hostExpiresAt>-<grantId>-<fingerprint>.key`,
- * one line each, read by the AuthorizedKeysCommand helper. The fingerprint is the key's SHA-256 in
- * base64url (sshd's `%f` with `+/` made file-name safe), so the helper opens only the offered key's file. Directories 0755 and files 0644, owned by root: the helper runs
+ * One-time grants on the host's disk:
+ * `<grantsDir>/<osUser>/<hostExpiresAt>-<grantId>-<fingerprint>~<uptimeExpiry>~<bootId>.key`, one line
+ * each, read by the AuthorizedKeysCommand helper. The fingerprint is the key's SHA-256 in base64url (sshd's
+ * `%f` with `+/` made file-name safe), so the helper opens only the offered key's file; the expiry is also
+ * given on the kernel's uptime clock of the boot named by its boot id, so the helper checks it without
+ * starting `date` (helper-script.ts). Where /proc does not give those, the name ends after the fingerprint
+ * and the helper uses the wall clock. Directories 0755 and files 0644, owned by root: the helper runs
  * as an unprivileged user (public keys are not secret), and only root can add or change a grant.
  *
  * Files are written to a temporary name in the same directory and renamed into place, so the helper never
@@ -15,13 +19,33 @@
  * it between another grant's mkdir and its write for the same user (ENOENT, and a failed logon).
  */
 import { createHash } from 'node:crypto';
-import { chmod, lstat, mkdir, readdir, rename, rmdir, unlink, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, readdir, readFile, rename, rmdir, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { mkdirPublic } from './mkdir-public.js';
 import { GRANT_ID_PATTERN, OS_USER_PATTERN, type LogonGrant } from '../../agent-channel/index.js';
 
-/** Also matches the names written before the fingerprint was part of them (no `-<fingerprint>`). */
-const FILE_NAME = /^(\d{1,12})-(lg-[a-z0-9]{20})(?:-[A-Za-z0-9_-]{43})?\.key$/;
+/** Also matches the names written before the fingerprint and uptime were part of them. */
+const FILE_NAME = /^(\d{1,12})-(lg-[a-z0-9]{20})(?:-[A-Za-z0-9_-]{43}(?:~\d{1,12}~[0-9a-f-]{36})?)?\.key$/;
+
+/**
+ * `~<uptime second of the expiry>~<boot id>` for a grant expiring at `hostExpiresAt` (wall clock), or ''
+ * where /proc does not tell. Rounded down: never later than the wall-clock expiry.
+ */
+export async function uptimeSuffix(hostExpiresAt: number): Promise<string> {
+  try {
+    const [uptime, boot] = await Promise.all([
+      readFile('/proc/uptime', 'latin1'),
+      readFile('/proc/sys/kernel/random/boot_id', 'latin1'),
+    ]);
+    const up = Number(uptime.split(' ')[0]);
+    const bootId = boot.trim();
+    if (!Number.isFinite(up) || !/^[0-9a-f-]{36}$/.test(bootId)) return '';
+    const until = Math.floor(up + (hostExpiresAt - Date.now() / 1000));
+    return until > 0 ? `~${String(until)}~${bootId}` : '';
+  } catch {
+    return '';
+  }
+}
 
 /** The key's SHA-256 fingerprint as the grant file names carry it: base64url, no padding. */
 export function grantFileFingerprint(publicKey: string): string {
@@ -100,7 +124,8 @@ export class GrantStore {
     const temp = join(userDir, `.tmp-${grant.grantId}`);
     await writeFile(temp, grantLine(grant, hostExpiresAt), { mode: 0o644, flag: 'w' });
     await chmod(temp, 0o644);
-    const name = `${String(hostExpiresAt)}-${grant.grantId}-${grantFileFingerprint(grant.publicKey)}.key`;
+    const fingerprint = grantFileFingerprint(grant.publicKey);
+    const name = `${String(hostExpiresAt)}-${grant.grantId}-${fingerprint}${await uptimeSuffix(hostExpiresAt)}.key`;
     await rename(temp, join(userDir, name));
   }
 

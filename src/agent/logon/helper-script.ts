@@ -5,9 +5,13 @@
  * expired key can never authenticate, even with the agent and the server both dead; each line also carries
  * `expiry-time`, which sshd enforces by itself.
  *
- * Written for speed as well as safety: shell built-ins only (`read`, `printf`, `case`), one `date` call
- * only when the user has a grant for the offered key, and an immediate exit for the far more common logon
- * of a user without one. sshd passes the offered key's fingerprint (`%f`, `SHA256:…`) as the second
+ * Written for speed as well as safety: shell built-ins only (`read`, `printf`, `case`), no process
+ * started, and an immediate exit for the far more common logon of a user without a grant. The deadline is
+ * checked without `date`: each file's name also carries its expiry on the kernel's uptime clock and the
+ * boot it was written in (`/proc/uptime`, `/proc/sys/kernel/random/boot_id`, both read by `read`), which
+ * never goes back while that boot lasts, whatever is done to the wall clock. A file from another boot
+ * (a grants directory that outlived a reboot) or a host without those files falls back to the wall clock
+ * (`date +%s` against the expiry at the start of the name). sshd passes the offered key's fingerprint (`%f`, `SHA256:…`) as the second
  * argument, and each grant file carries its key's fingerprint in its name, so the helper opens only the
  * file for that key: its cost does not grow with the number of live grants the user holds. Without a
  * SHA256 fingerprint (an older drop-in, `FingerprintHash md5`) it reads all of the user's grants.
@@ -26,8 +30,10 @@ export function helperScript(grantsDir: string, dateBinary: string): string {
   return `#!/bin/sh
 ${HELPER_MARKER}
 # Written by the Keyward agent, which rewrites it at start; do not edit. Prints the unexpired one-time
-# keys granted to the user named by $1, from ${grantsDir}/USER/EXPIRY-GRANTID-FINGERPRINT.key; with $2
-# (sshd's %f, SHA256:base64) only the file named after that key's fingerprint (base64url) is read.
+# keys granted to the user named by $1, from ${grantsDir}/USER/EXPIRY-GRANTID-FINGERPRINT~UPTIME~BOOTID.key;
+# with $2 (sshd's %f, SHA256:base64) only the file named after that key's fingerprint (base64url) is read.
+# The deadline is checked against the kernel's uptime when the file was written in this boot (no process
+# started), else against the wall clock (EXPIRY, with date).
 case $1 in
   '' | -* | *[!a-z0-9_-]*) exit 0 ;;
 esac
@@ -47,19 +53,34 @@ case $2 in
             *) break ;;
           esac
         done
-        [ \${#fp} -eq 43 ] && only="*-$fp"
+        [ \${#fp} -eq 43 ] && only="*-$fp*"
         ;;
     esac
     ;;
 esac
+up=
+boot=
+{ read -r up _ < /proc/uptime && read -r boot < /proc/sys/kernel/random/boot_id; } 2> /dev/null
+up=\${up%%.*}
+case $up in '' | *[!0-9]*) up= ;; esac
+case $boot in *[!0-9a-f-]*) boot= ;; esac
 now=
 for f in "$dir"/$only.key; do
   [ -f "$f" ] || continue
   name=\${f##*/}
   expiry=\${name%%-*}
   case $expiry in '' | *[!0-9]*) continue ;; esac
-  [ -n "$now" ] || now=$(${dateBinary} +%s)
-  [ "$expiry" -gt "$now" ] || continue
+  rest=\${name#*~}
+  until=\${rest%%~*}
+  written=\${rest#*~}
+  written=\${written%.key}
+  if [ "$rest" != "$name" ] && [ -n "$up" ] && [ -n "$boot" ] && [ "$written" = "$boot" ]; then
+    case $until in '' | *[!0-9]*) continue ;; esac
+    [ "$until" -gt "$up" ] || continue
+  else
+    [ -n "$now" ] || now=$(${dateBinary} +%s)
+    [ "$expiry" -gt "$now" ] || continue
+  fi
   while IFS= read -r line; do
     case $line in
       'restrict,pty,'*' keyward-grant:'*) printf '%s\\n' "$line" ;;
