@@ -35,7 +35,8 @@ const MAX_QUERY_CHARS = 64;
 /** The line of the template the server's URL replaces. */
 const URL_PLACEHOLDER = "KEYWARD_URL='@KEYWARD_URL@'";
 /** A Host header that can go into the script as it is: a DNS name or IP, an optional port. */
-const HOST_HEADER = /^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]{2,45}\])(?::\d{1,5})?$/;
+const HOST_HEADER =
+  /^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]{2,45}\])(?::\d{1,5})?$/;
 
 /** The executable's file name for `arch` (what scripts/build-agent.mjs writes). */
 export function agentFileName(arch: AgentArch): string {
@@ -71,7 +72,9 @@ export class AgentDownloads {
         'AgentDownload.NotBuilt',
         `this server has no agent executable for ${arch} (${agentFileName(arch)} in its agent downloads ` +
           'directory): run `npm run build:agent` on the server' +
-          (arch === process.arch ? '' : ` (it builds for the machine it runs on: build on an ${arch} machine)`),
+          (arch === process.arch
+            ? ''
+            : ` (it builds for the machine it runs on: build on an ${arch} machine)`),
       );
     }
     const key = `${info.size}:${info.mtimeMs}:${info.ctimeMs}:${info.ino}`;
@@ -168,7 +171,9 @@ export function registerAgentDownloadRoutes(
     const rawUrl = request.raw.url ?? '';
     if (rawUrl.includes('?')) throw new AppError('UnknownParameter', 'install.sh takes no parameters');
     const script = downloads.installScript(serverUrlOf(request, options.publicUrl));
-    void reply.header('content-type', 'text/x-shellscript; charset=utf-8').header('cache-control', 'no-cache');
+    void reply
+      .header('content-type', 'text/x-shellscript; charset=utf-8')
+      .header('cache-control', 'no-cache');
     return script;
   });
 }
