@@ -15,6 +15,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import http from 'node:http';
@@ -292,6 +293,53 @@ test('the one-line install on a host without Node.js enrolls it, the service com
   );
   service.kill('SIGTERM');
   await new Promise((resolve) => service.once('exit', resolve));
+});
+
+test('the download routes check their query, name a missing build and bake only a checked URL into the installer', async () => {
+  const get = async (path: string, headers: Record<string, string> = {}) => {
+    const res = await fetch(`${server.endpoint}${path}`, { headers });
+    const body = await res.text();
+    return { status: res.status, body, headers: res.headers };
+  };
+  const code = (body: string): string => (JSON.parse(body) as { Code: string }).Code;
+  const bad = await get('/agent/v1/download?arch=riscv64');
+  assert.equal(bad.status, 400);
+  assert.equal(code(bad.body), 'AgentDownload.UnsupportedArch');
+  assert.equal(code((await get('/agent/v1/download?arch=x64&x=1')).body), 'UnknownParameter');
+  assert.equal(code((await get('/agent/v1/download')).body), 'MissingParameter');
+  assert.equal(code((await get('/agent/v1/download?arch=x64&arch=x64')).body), 'InvalidParameter');
+  assert.equal(code((await get(`/agent/v1/download?arch=${'x'.repeat(100)}`)).body), 'InvalidParameter');
+  const other = process.arch === 'x64' ? 'arm64' : 'x64';
+  const missing = await get(`/agent/v1/download.sha256?arch=${other}`);
+  assert.equal(missing.status, 404);
+  assert.equal(code(missing.body), 'AgentDownload.NotBuilt');
+  assert.match(missing.body, /npm run build:agent/);
+
+  const res = await fetch(`${server.endpoint}/agent/v1/download?arch=${process.arch}`);
+  assert.equal(res.status, 200);
+  const bytes = Buffer.from(await res.arrayBuffer());
+  assert.equal(res.headers.get('x-keyward-sha256'), createHash('sha256').update(bytes).digest('hex'));
+  assert.equal(Number(res.headers.get('content-length')), bytes.length);
+
+  const script = await get('/agent/v1/install.sh');
+  assert.equal(script.status, 200);
+  assert.match(script.body, new RegExp(`^KEYWARD_URL='${server.endpoint}'$`, 'm'));
+  // A Host header that could break out of the quotes is refused, not written into a script run as root.
+  const evil = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+    const req = http.request(
+      `${server.endpoint}/agent/v1/install.sh`,
+      { headers: { host: "x'$(touch /tmp/pwned)'" } },
+      (answer) => {
+        let body = '';
+        answer.on('data', (c: Buffer) => (body += c.toString()));
+        answer.on('end', () => resolve({ status: answer.statusCode ?? 0, body }));
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
+  assert.equal(evil.status, 400);
+  assert.equal(code(evil.body), 'InvalidParameter');
 });
 
 test('without systemd the installer refuses and installs nothing', async () => {
