@@ -7,7 +7,8 @@
 //      ws catches: it then uses its JavaScript code, as it does wherever they are not installed);
 //   2. `node --experimental-sea-config` turns the bundle into a preparation blob (code cache on, the
 //      experimental warning off);
-//   3. a copy of this node binary gets the blob injected with postject (sentinel fuse below);
+//   3. a copy of this node binary, its symbol table stripped, gets the blob injected with postject
+//      (sentinel fuse below);
 //   4. the result is run once (`--version`) and its SHA-256 written beside it.
 // Then scripts/build-agent-deb.sh packs it into a .deb when dpkg-deb is there (--no-deb skips it).
 // Needs `npm run build`? No: esbuild reads the TypeScript sources itself.
@@ -98,6 +99,9 @@ const target = join(outDir, name);
 const partial = join(work, name);
 copyFileSync(process.execPath, partial);
 chmodSync(partial, 0o755);
+// Debian's node keeps its symbol table (about 12 MiB); strip it from the copy before the blob goes in
+// (stripping after injection would cut the blob out). JavaScript stack traces do not use it.
+if (existsSync('/usr/bin/strip')) execFileSync('/usr/bin/strip', ['--strip-all', partial]);
 // postject warns about ELF note sections it does not name ("Can't find string offset …"): harmless, so its
 // output is shown only when it fails.
 try {

@@ -251,6 +251,9 @@ test('the one-line install on a host without Node.js enrolls it, the service com
     () => agentLog,
   );
 
+  const rssKiB = async (): Promise<string> =>
+    /VmRSS:\s+(\d+) kB/.exec(await readFile(`/proc/${String(service.pid)}/status`, 'utf8'))?.[1] ?? '?';
+  t.diagnostic(`agent RSS connected, idle: ${await rssKiB()} kB`);
   const { PrivateKeyBody } = await rpc.call<{ PrivateKeyBody: string }>('CreateKeyPair', {
     RegionId: 'local',
     KeyPairName: 'installed',
@@ -270,8 +273,7 @@ test('the one-line install on a host without Node.js enrolls it, the service com
   const login = await sshEcho(sshd.port, user.name, keyFile);
   assert.equal(login.stdout.trim(), 'ok', login.stderr);
   assert.equal(await effectiveSetting(sshd.configFile, 'passwordauthentication'), 'no');
-  const rss = /VmRSS:\s+(\d+) kB/.exec(await readFile(`/proc/${String(service.pid)}/status`, 'utf8'))?.[1];
-  t.diagnostic(`agent RSS with a binding applied: ${rss ?? '?'} kB`);
+  t.diagnostic(`agent RSS with a binding applied: ${await rssKiB()} kB`);
 
   // Twice: the same identity, the executable installed again, no new instance.
   const second = await onHost(host, installLine(server.endpoint, token));
