@@ -53,7 +53,8 @@ const outDir = join(root, 'dist', 'agent-bin');
 const work = join(outDir, 'work');
 const started = Date.now();
 
-if (process.platform !== 'linux') fail(`the agent executable is built on Linux (this is ${process.platform})`);
+if (process.platform !== 'linux')
+  fail(`the agent executable is built on Linux (this is ${process.platform})`);
 const arch = ARCHES[process.arch];
 if (arch === undefined) fail(`no agent executable for CPU architecture ${process.arch} (x64 and arm64 only)`);
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));

@@ -120,7 +120,11 @@ function onHost(
   let out = '';
   child.stdout?.on('data', (c: Buffer) => (out += c.toString()));
   child.stderr?.on('data', (c: Buffer) => (out += c.toString()));
-  return new Promise((resolve) => child.once('exit', (code) => resolve({ code, out })));
+  return new Promise((resolve) =>
+    child.once('exit', (code) => {
+      resolve({ code, out });
+    }),
+  );
 }
 
 function spawnOnHost(host: FakeHost, script: string, opts: { fakeBin?: boolean } = {}): ChildProcess {
@@ -180,7 +184,7 @@ async function stateOf(host: FakeHost): Promise<{ instanceId: string }> {
   };
 }
 
-async function nothingInstalled(host: FakeHost): Promise<void> {
+function nothingInstalled(host: FakeHost): void {
   assert.equal(existsSync(join(host.upper('/usr/local'), 'bin', 'keyward-agent')), false);
   assert.equal(existsSync(join(host.upper('/etc'), 'systemd', 'system', 'keyward-agent.service')), false);
   assert.equal(existsSync(join(host.upper('/var/lib'), 'keyward-agent')), false);
@@ -334,7 +338,9 @@ test('the download routes check their query, name a missing build and bake only 
       (answer) => {
         let body = '';
         answer.on('data', (c: Buffer) => (body += c.toString()));
-        answer.on('end', () => resolve({ status: answer.statusCode ?? 0, body }));
+        answer.on('end', () => {
+          resolve({ status: answer.statusCode ?? 0, body });
+        });
       },
     );
     req.on('error', reject);
@@ -353,7 +359,7 @@ test('without systemd the installer refuses and installs nothing', async () => {
   );
   assert.equal(run.code, 1, run.out);
   assert.match(run.out, /systemd is not running/);
-  await nothingInstalled(host);
+  nothingInstalled(host);
 });
 
 test('an unsupported CPU architecture is refused before anything is downloaded', async () => {
@@ -365,7 +371,7 @@ test('an unsupported CPU architecture is refused before anything is downloaded',
   const run = await onHost(host, installLine(server.endpoint, token), { fakeBin: true });
   assert.equal(run.code, 1, run.out);
   assert.match(run.out, /unsupported CPU architecture "riscv64"/);
-  await nothingInstalled(host);
+  nothingInstalled(host);
 });
 
 test('a download whose SHA-256 does not match is refused and nothing is installed', async () => {
@@ -384,7 +390,9 @@ test('a download whose SHA-256 does not match is refused and nothing is installe
           }
           res.write(chunk);
         });
-        answer.on('end', () => res.end());
+        answer.on('end', () => {
+          res.end();
+        });
       },
     );
     req.pipe(upstream);
@@ -398,7 +406,7 @@ test('a download whose SHA-256 does not match is refused and nothing is installe
     assert.equal(run.code, 1, run.out);
     assert.match(run.out, /SHA-256 is [0-9a-f]{64}, but the server says [0-9a-f]{64}/);
     assert.match(run.out, /Nothing was installed/);
-    await nothingInstalled(host);
+    nothingInstalled(host);
   } finally {
     proxy.closeAllConnections();
     await new Promise((resolve) => proxy.close(resolve));
