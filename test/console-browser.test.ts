@@ -430,7 +430,7 @@ test('instances: an enrollment token with its command, rename, tags added and re
   await shown.waitFor();
   assert.match(
     await shown.innerText(),
-    /sudo keyward agent --server http:\/\/127\.0\.0\.1:\d+ --token \S{20,}/,
+    /curl -fsSL http:\/\/127\.0\.0\.1:\d+\/agent\/v1\/install\.sh \| sudo sh -s -- --token \S{20,}/,
   );
   await shown.getByRole('button', { name: 'Done' }).click();
   await page.goto(consoleUrl(`#/instances/${instanceId}`));

@@ -45,10 +45,24 @@ describe('the keyward instance commands', () => {
     const plain = await kw('instance', 'enroll-token');
     assert.equal(plain.code, 0, plain.stderr);
     assert.match(plain.stdout, /^kwet_[A-Za-z0-9_-]{43}\n$/);
+    assert.match(
+      plain.stderr,
+      /^On the host: curl -fsSL http:\/\/127\.0\.0\.1:\d+\/agent\/v1\/install\.sh \| sudo sh -s -- --token kwet_\S{43}\n$/,
+    );
+    const withCa = await kw('instance', 'enroll-token', '--ca', '/etc/keyward/ca.pem');
+    assert.match(
+      withCa.stderr,
+      /curl -fsSL --cacert \/etc\/keyward\/ca\.pem \S+ \| sudo sh -s -- --token \S+ --ca \/etc\/keyward\/ca\.pem\n$/,
+    );
+    assert.equal((await kw('instance', 'enroll-token', '--ca', 'a b;rm')).code, 2);
     const json = await kw('instance', 'enroll-token', '--ttl', '2h', '--json');
     assert.equal(json.code, 0, json.stderr);
-    const parsed = JSON.parse(json.stdout) as { Token: string; ExpireTime: string };
+    const parsed = JSON.parse(json.stdout) as { Token: string; ExpireTime: string; InstallCommand: string };
     assert.match(parsed.Token, /^kwet_/);
+    assert.ok(
+      parsed.InstallCommand.endsWith(`| sudo sh -s -- --token ${parsed.Token}`),
+      parsed.InstallCommand,
+    );
     const ms = Date.parse(parsed.ExpireTime) - Date.now();
     assert.ok(ms > 119 * 60_000 && ms <= 120 * 60_000, `expires in ${ms} ms`);
     for (const bad of ['25h', '30s', 'soon']) {

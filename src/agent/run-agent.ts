@@ -57,6 +57,11 @@ export interface RunAgentOptions {
   readonly agentVersion: string;
   /** Apply the first desired state, acknowledge it, and return. */
   readonly once?: boolean;
+  /**
+   * Enroll the host if it is not enrolled yet (an enrolled host keeps its identity), then return without
+   * connecting: what an installer runs before it starts the service.
+   */
+  readonly enrollOnly?: boolean;
   /** Bound on the whole `once` run (default 60 s). */
   readonly onceTimeoutMs?: number;
   readonly enrollTimeoutMs?: number;
@@ -162,6 +167,9 @@ export async function runAgent(options: RunAgentOptions, deps: AgentDeps): Promi
       enrolled = true;
     } else {
       state = adoptServerUrls(state, options, opened.dir, logger);
+    }
+    if (options.enrollOnly === true) {
+      return { instanceId: state.instanceId, enrolled, applied: null };
     }
     logger.info(
       { instanceId: state.instanceId, regionId: state.regionId, serverUrls: state.serverUrls },

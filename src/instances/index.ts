@@ -24,6 +24,17 @@ export {
 export { AgentPresence } from './agent-presence.js';
 export { AgentRelay, RELAY_GRACE_MS } from './agent-relay.js';
 export { registerEnrollRoute } from './gateway/enroll-route.js';
+export {
+  AGENT_ARCHES,
+  AGENT_DOWNLOAD_PATH,
+  AGENT_DOWNLOAD_SHA256_PATH,
+  AGENT_INSTALL_PATH,
+  AgentDownloads,
+  DEFAULT_AGENT_DOWNLOADS_DIR,
+  agentFileName,
+  registerAgentDownloadRoutes,
+  type AgentArch,
+} from './gateway/agent-downloads.js';
 export { decideHello, type HelloDecision } from './gateway/hello.js';
 export {
   GrantSigningKey,

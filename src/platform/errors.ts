@@ -76,6 +76,14 @@ export const ERROR_CODES = {
     status: 403,
     summary: 'The enrollment token is unknown, expired or already used.',
   },
+  'AgentDownload.UnsupportedArch': {
+    status: 400,
+    summary: 'The agent executable is built for x64 and arm64 only.',
+  },
+  'AgentDownload.NotBuilt': {
+    status: 404,
+    summary: 'The server has no agent executable for this architecture: run npm run build:agent.',
+  },
   'KeyPair.NotAttached': { status: 400, summary: 'The key pair is not bound to the instance.' },
   'InvalidResourceId.NotFound': { status: 404, summary: 'A resource to tag or untag does not exist.' },
   'InvalidResourceType.NotSupported': { status: 400, summary: 'ResourceType must be instance.' },

@@ -67,11 +67,18 @@ export interface StartAgentDeps {
   /** Where the one-line outcome for people goes (stderr). */
   readonly stderr: NodeJS.WritableStream;
   readonly signal?: AbortSignal;
+  /** The version to report (default: Keyward's package.json; the single executable has it built in). */
+  readonly agentVersion?: string;
+  /** Only enroll (when not enrolled yet) and exit: `keyward-agent enroll`. */
+  readonly enrollOnly?: boolean;
+  /** How the command is named in messages (default `keyward agent`). */
+  readonly commandName?: string;
 }
 
 /** Runs the agent with `config`; resolves with the exit status. */
 export async function startAgent(config: AgentConfig, deps: StartAgentDeps): Promise<number> {
   const { logger, stderr } = deps;
+  const name = deps.commandName ?? 'keyward agent';
   let result: AgentRunResult;
   try {
     result = await runAgent(
@@ -79,8 +86,9 @@ export async function startAgent(config: AgentConfig, deps: StartAgentDeps): Pro
         serverUrls: config.serverUrls,
         stateDir: config.stateDir,
         loginUser: config.loginUser,
-        agentVersion: readAgentVersion(),
+        agentVersion: deps.agentVersion ?? readAgentVersion(),
         once: config.once,
+        ...(deps.enrollOnly === true && { enrollOnly: true }),
         ...(config.token !== undefined && { token: config.token }),
         ...(config.tokenFile !== undefined && { tokenFile: config.tokenFile }),
         ...(config.sshAddress !== undefined && { sshAddress: config.sshAddress }),
@@ -103,24 +111,32 @@ export async function startAgent(config: AgentConfig, deps: StartAgentDeps): Pro
     if (err instanceof AgentError) {
       // The message says what to do; a stack would only bury it in the journal.
       logger.fatal({ code: err.code, serverCode: err.serverCode, permanent: err.permanent }, err.message);
-      stderr.write(`keyward agent: ${err.code}: ${err.message}\n`);
+      stderr.write(`${name}: ${err.code}: ${err.message}\n`);
       return err.permanent ? AGENT_EXIT.permanent : AGENT_EXIT.failed;
     }
     logger.fatal({ err }, 'agent crashed');
     stderr.write(
-      `keyward agent: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+      `${name}: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
     );
     return AGENT_EXIT.failed;
+  }
+  if (deps.enrollOnly === true) {
+    stderr.write(
+      result.enrolled
+        ? `${name}: enrolled as ${result.instanceId}\n`
+        : `${name}: already enrolled as ${result.instanceId}; identity kept\n`,
+    );
+    return AGENT_EXIT.ok;
   }
   if (config.once) {
     const applied = result.applied;
     if (applied?.ok !== true) {
       stderr.write(
-        `keyward agent: ${applied?.code ?? 'Agent.ApplyFailed'}: ${applied?.message ?? 'the desired state was not applied'}\n`,
+        `${name}: ${applied?.code ?? 'Agent.ApplyFailed'}: ${applied?.message ?? 'the desired state was not applied'}\n`,
       );
       return AGENT_EXIT.failed;
     }
-    stderr.write(`keyward agent: ${result.instanceId} applied generation ${applied.generation}\n`);
+    stderr.write(`${name}: ${result.instanceId} applied generation ${applied.generation}\n`);
   }
   logger.info({ instanceId: result.instanceId }, 'agent stopped');
   return AGENT_EXIT.ok;

@@ -14,7 +14,9 @@ import {
   type UserStore,
 } from '../../identity/index.js';
 import {
+  registerAgentDownloadRoutes,
   registerEnrollRoute,
+  type AgentDownloads,
   type AgentGateway,
   type EnrollmentService,
   type InstanceService,
@@ -84,6 +86,11 @@ export interface ServerDeps {
     readonly enrollment: EnrollmentService;
     readonly gateway: AgentGateway;
   };
+  /**
+   * The agent's one-line install: GET /agent/v1/install.sh and the executables (no credentials needed).
+   * `publicUrl` goes into the installer; absent, each request's scheme and Host.
+   */
+  readonly agentDownloads?: { readonly downloads: AgentDownloads; readonly publicUrl?: string };
   /** The web console's session API (sign-in, CSRF, terminal tickets). */
   readonly console?: {
     readonly sessions: ConsoleSessions;
@@ -270,6 +277,11 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   }
   if (deps.console?.assets !== undefined) registerConsoleAssets(app, deps.console.assets);
   registerRpcRoutes(app, dispatcher);
+  if (deps.agentDownloads !== undefined) {
+    registerAgentDownloadRoutes(app, deps.agentDownloads.downloads, {
+      ...(deps.agentDownloads.publicUrl !== undefined && { publicUrl: deps.agentDownloads.publicUrl }),
+    });
+  }
   if (instances !== undefined) {
     registerEnrollRoute(app, instances.enrollment);
     const logon = deps.logon;

@@ -11,6 +11,7 @@ import { AccessKeyStore } from '../../accounts/index.js';
 import { ConsoleSignIn, MfaStore, PolicyStore, UserStore } from '../../identity/index.js';
 import { newReplicaId, PostgresBus, ReplicaRegistry } from '../../cluster/index.js';
 import {
+  AgentDownloads,
   AgentGateway,
   AgentHub,
   AgentPresence,
@@ -281,6 +282,12 @@ export async function startServer(
       },
       keyPairs,
       instances,
+      agentDownloads: {
+        downloads: new AgentDownloads(
+          config.agentDownloadsDir === undefined ? {} : { dir: config.agentDownloadsDir },
+        ),
+        ...(config.publicUrl !== undefined && { publicUrl: config.publicUrl }),
+      },
       logon,
       nonces,
       regions: new Set([config.regionId]),

@@ -129,3 +129,38 @@ test('--database takes a PostgreSQL URL; anything else is refused without echoin
   );
   assert.throws(() => loadServerConfig({ databasePreparedStatements: 'off' }, {}), ConfigError);
 });
+
+test('the agent downloads directory and the public URL come from a flag, KEYWARD_* or the config file', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'kw-config-'));
+  const file = join(dir, 'keyward.json');
+  writeFileSync(
+    file,
+    JSON.stringify({ agentDownloadsDir: 'bin-from-file', publicUrl: 'https://file.example' }),
+  );
+  const fromFile = loadServerConfig({ config: file }, {});
+  assert.equal(fromFile.agentDownloadsDir, resolve('bin-from-file'));
+  assert.equal(fromFile.publicUrl, 'https://file.example');
+  const fromEnv = loadServerConfig(
+    { config: file },
+    { KEYWARD_AGENT_DOWNLOADS_DIR: '/srv/agent', KEYWARD_PUBLIC_URL: 'https://kw.example:8443/keyward/' },
+  );
+  assert.equal(fromEnv.agentDownloadsDir, '/srv/agent');
+  assert.equal(fromEnv.publicUrl, 'https://kw.example:8443/keyward');
+  const defaults = loadServerConfig({}, {});
+  assert.equal(defaults.agentDownloadsDir, undefined);
+  assert.equal(defaults.publicUrl, undefined);
+});
+
+test('a public URL that is not a plain http(s) URL, or could break out of a shell quote, is refused', () => {
+  for (const bad of [
+    'ftp://kw.example',
+    'https://user:pw@kw.example',
+    'https://kw.example/?q=1',
+    'https://kw.example/#x',
+    "https://kw.example/'$(id)'",
+    'https://kw.example/ a',
+    'kw.example',
+  ]) {
+    assert.throws(() => loadServerConfig({ publicUrl: bad }, {}), ConfigError, bad);
+  }
+});

@@ -31,6 +31,16 @@ export interface ServerConfig {
   };
   /** Limits on traffic that comes before any authentication, per source (IPv4 address or IPv6 /64). */
   readonly sourceLimits: SourceLimitsConfig;
+  /**
+   * Where the agent executables (`npm run build:agent`) are served from; absent: dist/agent-bin beside
+   * the server's own code.
+   */
+  readonly agentDownloadsDir?: string;
+  /**
+   * The URL hosts reach this server at (`https://keyward.example.com`), written into the agent installer;
+   * absent: taken from each request (its scheme and a checked Host header).
+   */
+  readonly publicUrl?: string;
 }
 
 export interface SourceLimitsConfig {
@@ -93,6 +103,8 @@ const FILE_FIELDS = [
   'enrollmentsPerMinute',
   'agentConnectsPerMinute',
   'agentPendingPerSource',
+  'agentDownloadsDir',
+  'publicUrl',
 ] as const;
 type Field = (typeof FILE_FIELDS)[number];
 
@@ -115,6 +127,8 @@ const ENV_NAMES: Record<Field, string> = {
   enrollmentsPerMinute: 'KEYWARD_ENROLLMENTS_PER_MINUTE',
   agentConnectsPerMinute: 'KEYWARD_AGENT_CONNECTS_PER_MINUTE',
   agentPendingPerSource: 'KEYWARD_AGENT_PENDING_PER_SOURCE',
+  agentDownloadsDir: 'KEYWARD_AGENT_DOWNLOADS_DIR',
+  publicUrl: 'KEYWARD_PUBLIC_URL',
 };
 
 const FLAG_NAMES: Record<Field, string> = {
@@ -136,6 +150,8 @@ const FLAG_NAMES: Record<Field, string> = {
   enrollmentsPerMinute: '--enrollments-per-minute',
   agentConnectsPerMinute: '--agent-connects-per-minute',
   agentPendingPerSource: '--agent-pending-per-source',
+  agentDownloadsDir: '--agent-downloads-dir',
+  publicUrl: '--public-url',
 };
 
 const MAX_CONFIG_FILE_BYTES = 64 * 1024;
@@ -322,9 +338,17 @@ export function loadServerConfig(
     agentPendingPerSource: count('agentPendingPerSource', 100, 10_000),
   });
 
+  const downloads = pick('agentDownloadsDir');
+  if (downloads !== undefined && (downloads.value.includes('\0') || downloads.value.trim() === '')) {
+    throw new ConfigError(`${downloads.source}: the agent downloads directory path is not valid`);
+  }
+  const publicUrl = parsePublicUrl(pick('publicUrl'));
+
   return Object.freeze({
     logon,
     sourceLimits,
+    ...(downloads !== undefined && { agentDownloadsDir: resolve(downloads.value) }),
+    ...(publicUrl !== undefined && { publicUrl }),
     ...(database !== undefined && { database }),
     dataDir,
     host,
@@ -394,6 +418,36 @@ export function describeDatabase(database: { readonly url: string } | undefined)
   if (database === undefined) return 'sqlite';
   const url = new URL(database.url);
   return `postgres://${url.host}${url.pathname}`;
+}
+
+/**
+ * `--public-url`: an http(s) origin, optionally with a path prefix (a reverse proxy), no credentials, query
+ * or fragment, and only characters that are safe inside a single-quoted shell word (the installer bakes it
+ * in). Returned without a trailing slash.
+ */
+function parsePublicUrl(setting: RawSetting | undefined): string | undefined {
+  if (setting === undefined) return undefined;
+  const problem = `${setting.source}: the public URL must be http(s)://HOST[:PORT][/PATH] with no user, query or fragment`;
+  if (setting.value.length > 512 || !/^[A-Za-z0-9:/.\-_[\]~%]+$/.test(setting.value)) {
+    throw new ConfigError(problem);
+  }
+  let url: URL;
+  try {
+    url = new URL(setting.value);
+  } catch {
+    throw new ConfigError(problem);
+  }
+  if (
+    (url.protocol !== 'https:' && url.protocol !== 'http:') ||
+    url.username !== '' ||
+    url.password !== '' ||
+    url.search !== '' ||
+    url.hash !== '' ||
+    url.hostname === ''
+  ) {
+    throw new ConfigError(problem);
+  }
+  return `${url.origin}${url.pathname}`.replace(/\/+$/, '');
 }
 
 function parseListen(setting: RawSetting): { host: string; port: number } {

@@ -59,7 +59,11 @@ function addInstanceDialog(): void {
   formDialog(
     'Add an instance',
     [
-      h('p', {}, 'Install Keyward on the host, then run the agent there as root with a one-time token.'),
+      h(
+        'p',
+        {},
+        'On the host, as root, one command downloads the agent (no Node.js needed), checks its SHA-256, enrolls the host with a one-time token and starts the agent under systemd.',
+      ),
       field('The token is valid for', ttl),
     ],
     'Create token',
@@ -68,14 +72,19 @@ function addInstanceDialog(): void {
         RegionId: region(),
         TtlSeconds: ttl.value,
       });
+      const script = `${location.origin}/agent/v1/install.sh`;
       showOnce('Enrollment token', `It works once, until ${when(res.ExpireTime)}, and is not shown again.`, [
         ['Token', res.Token],
-        [
-          'On the host',
-          // A plain-http server is only for a lab or this very host: the agent wants that said by name.
-          `sudo keyward agent --server ${location.origin} --token ${res.Token}` +
-            (location.protocol === 'http:' ? ' --insecure-http' : ''),
-        ],
+        ['On the host', `curl -fsSL ${script} | sudo sh -s -- --token ${res.Token}`],
+        // The console cannot tell a public CA from a private one; the host needs that CA's certificate.
+        ...(location.protocol === 'https:'
+          ? [
+              [
+                'If a private CA signed this server’s certificate (its PEM copied to the host as ca.pem)',
+                `curl -fsSL --cacert ca.pem ${script} | sudo sh -s -- --token ${res.Token} --ca ca.pem`,
+              ] as [string, string],
+            ]
+          : []),
       ]);
       return 'Enrollment token created.';
     },
@@ -134,7 +143,7 @@ export function instancesPage(root: HTMLElement): void {
           'Instances',
           ['Instance', 'Status', 'OS', 'Address', 'Key pair', 'Tags', ''],
           rows,
-          'No instances yet. Install the Keyward agent on a host and enroll it with a token (keyward instance enroll-token).',
+          'No instances yet. Add one: a token and the one command that installs the agent on a host (or keyward instance enroll-token).',
         ),
       );
       updated.textContent = `Updated ${new Date().toLocaleTimeString()}`;

@@ -31,11 +31,28 @@ const OPTIONS = {
   help: { type: 'boolean', short: 'h' },
 } as const;
 
+/** How the stand-alone `keyward-agent` executable (src/apps/agent/agent-main.ts) runs this command. */
+export interface AgentCommandOptions {
+  /** The name in messages (default `keyward agent`). */
+  readonly commandName?: string;
+  /** Help text (default AGENT_HELP). */
+  readonly help?: string;
+  /** The version to report (default: Keyward's package.json). */
+  readonly agentVersion?: string;
+  /** Enroll if not enrolled yet, then exit (`keyward-agent enroll`). */
+  readonly enrollOnly?: boolean;
+}
+
 /** Runs `keyward agent ARGS`; resolves with the exit status. */
-export async function agentCommand(args: readonly string[], io: CliIo): Promise<number> {
+export async function agentCommand(
+  args: readonly string[],
+  io: CliIo,
+  options: AgentCommandOptions = {},
+): Promise<number> {
+  const name = options.commandName ?? 'keyward agent';
   const { values, positionals } = parseCommandArgs(args, OPTIONS);
   if (values['help'] === true) {
-    io.stdout.write(AGENT_HELP);
+    io.stdout.write(options.help ?? AGENT_HELP);
     return 0;
   }
   if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0] ?? ''}"`);
@@ -49,8 +66,8 @@ export async function agentCommand(args: readonly string[], io: CliIo): Promise<
     config = loadAgentConfig(flags, io.env, process.platform, DEFAULT_SSHD_TARGET);
   } catch (err) {
     if (err instanceof AgentConfigError) {
-      println(io.stderr, `keyward agent: ${err.message}`);
-      println(io.stderr, "Run 'keyward agent --help' for usage.");
+      println(io.stderr, `${name}: ${err.message}`);
+      println(io.stderr, `Run '${name} --help' for usage.`);
       return AGENT_EXIT.usage;
     }
     throw err;
@@ -75,6 +92,9 @@ export async function agentCommand(args: readonly string[], io: CliIo): Promise<
       logger,
       stderr: io.stderr,
       signal: stop.signal,
+      commandName: name,
+      ...(options.agentVersion !== undefined && { agentVersion: options.agentVersion }),
+      ...(options.enrollOnly === true && { enrollOnly: true }),
     });
   } finally {
     process.off('SIGTERM', onSignal);

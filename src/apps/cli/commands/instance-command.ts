@@ -4,6 +4,7 @@
  */
 import type { RpcClient } from '../../../client/index.js';
 import { describeAllPages, tagsText } from '../ecs-listing.js';
+import { resolveClientSettings } from '../client-settings.js';
 import {
   listFlag,
   parseCommandArgs,
@@ -19,11 +20,13 @@ import {
 export const INSTANCE_HELP = `Usage: keyward instance <command> [options]
 
 Commands:
-  enroll-token [--ttl DURATION] [--json]
-      Makes a one-time enrollment token for an agent: on the host, put it in a file and run
-      \`keyward agent --server URL --token-file FILE\`. It works once and expires after DURATION (90s,
-      15m, 2h, or plain seconds; 1m to 24h, default 15m). Prints only the token, for scripts; --json
-      prints the token and its expiry time.
+  enroll-token [--ttl DURATION] [--ca FILE] [--json]
+      Makes a one-time enrollment token for an agent. It works once and expires after DURATION (90s,
+      15m, 2h, or plain seconds; 1m to 24h, default 15m). Prints only the token on standard output, for
+      scripts, and on standard error the one command that installs and enrolls the agent on a host:
+      curl -fsSL ENDPOINT/agent/v1/install.sh | sudo sh -s -- --token TOKEN
+      (with --ca FILE: the server's private CA, at FILE on the host, for curl and the agent). --json
+      prints the token, its expiry time and that command (InstallCommand).
   list [--name PATTERN] [--status Running|Offline|Revoked] [--key-pair NAME] [--tag KEY[=VALUE]]... [--json]
       Lists instances (every page): ID, NAME, STATUS, OS, ADDRESS, KEY PAIR (with "pending" or "failed"
       while the host has not applied the binding), AGENT version and LAST SEEN time. PATTERN may use *.
@@ -148,9 +151,18 @@ export async function instanceCommand(
       return sub === undefined ? 2 : 0;
 
     case 'enroll-token': {
-      const { values, positionals } = parseCommandArgs(rest, { ...common, ttl: { type: 'string' } });
+      const { values, positionals } = parseCommandArgs(rest, {
+        ...common,
+        ttl: { type: 'string' },
+        ca: { type: 'string' },
+      });
       if (values['help'] === true) return help(io);
       if (positionals.length > 0) throw new UsageError('instance enroll-token takes no arguments');
+      const ca = stringFlag(values, 'ca');
+      // The path goes into a shell command line: only plain path characters.
+      if (ca !== undefined && !/^[A-Za-z0-9_./-]{1,256}$/.test(ca)) {
+        throw new UsageError('--ca must be a plain file path (letters, digits, _ . / -)');
+      }
       const ttl = stringFlag(values, 'ttl');
       const ttlSeconds = ttl === undefined ? undefined : parseTtl(ttl);
       const { client, regionId } = connect();
@@ -158,10 +170,23 @@ export async function instanceCommand(
         RegionId: regionId,
         TtlSeconds: ttlSeconds,
       });
+      const script = `${resolveClientSettings(io.env).endpoint.replace(/\/+$/, '')}/agent/v1/install.sh`;
+      const installCommand =
+        ca === undefined
+          ? `curl -fsSL ${script} | sudo sh -s -- --token ${res.Token}`
+          : `curl -fsSL --cacert ${ca} ${script} | sudo sh -s -- --token ${res.Token} --ca ${ca}`;
       if (values['json'] === true) {
-        println(io.stdout, JSON.stringify({ Token: res.Token, ExpireTime: res.ExpireTime }, null, 2));
+        println(
+          io.stdout,
+          JSON.stringify(
+            { Token: res.Token, ExpireTime: res.ExpireTime, InstallCommand: installCommand },
+            null,
+            2,
+          ),
+        );
       } else {
         println(io.stdout, res.Token);
+        println(io.stderr, `On the host: ${installCommand}`);
       }
       return 0;
     }

@@ -26,6 +26,8 @@ const OPTIONS = {
   'enrollments-per-minute': { type: 'string' },
   'agent-connects-per-minute': { type: 'string' },
   'agent-pending-per-source': { type: 'string' },
+  'agent-downloads-dir': { type: 'string' },
+  'public-url': { type: 'string' },
   config: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -56,6 +58,8 @@ export async function serverCommand(args: readonly string[], io: CliIo): Promise
     'enrollments-per-minute': 'enrollmentsPerMinute',
     'agent-connects-per-minute': 'agentConnectsPerMinute',
     'agent-pending-per-source': 'agentPendingPerSource',
+    'agent-downloads-dir': 'agentDownloadsDir',
+    'public-url': 'publicUrl',
     config: 'config',
   } as const;
   for (const [flag, field] of Object.entries(map)) {

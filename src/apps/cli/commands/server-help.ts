@@ -35,11 +35,17 @@ Options (each also from an environment variable, then from the config file; flag
   --agent-connects-per-minute N  agent connections, 1-1000000  KEYWARD_AGENT_CONNECTS_PER_MINUTE (default 600)
   --agent-pending-per-source N   agent handshakes in progress at once, 1-10000
                                                       KEYWARD_AGENT_PENDING_PER_SOURCE (default 100)
+  Agent installation (GET /agent/v1/install.sh, /agent/v1/download?arch=x64|arm64):
+  --agent-downloads-dir DIR   where \`npm run build:agent\` put the agent executables
+                      (default dist/agent-bin beside the server's code)  KEYWARD_AGENT_DOWNLOADS_DIR
+  --public-url URL    the URL hosts reach this server at, written into the installer (default: taken
+                      from each request's scheme and Host header)  KEYWARD_PUBLIC_URL
   --config FILE       JSON file with any of: dataDir, listen, regionId, tlsCert, tlsKey, logLevel,
                       logonKeyLifetime, sessionMaxSeconds, sessionIdleSeconds, brokerSourceAddresses,
                       sshAddressAllowlist, allowLoopbackHosts, database, databaseMaxConnections,
                       databasePreparedStatements,
-                      enrollmentsPerMinute, agentConnectsPerMinute, agentPendingPerSource
+                      enrollmentsPerMinute, agentConnectsPerMinute, agentPendingPerSource,
+                      agentDownloadsDir, publicUrl
                                                                 KEYWARD_CONFIG
   -h, --help          show this help
 
