@@ -93,8 +93,12 @@ export interface AppliedState {
 
 /** Longest life a one-time logon grant may have; agents refuse longer ones. */
 export const MAX_GRANT_LIFETIME_SECONDS = 300;
-/** OS user names a grant may name (Debian's default NAME_REGEX, ≤ 32): no commas, newlines, dots or slashes. */
-export const OS_USER_PATTERN = /^[a-z_][a-z0-9_-]{0,31}\$?$/;
+/**
+ * OS user names a grant may name (≤ 32 + an optional Samba `$`): letters of either case, digits, `_`,
+ * `-` and `.` (directory names such as LDAP's `First.Last`), never starting with `.` or `-`; no commas,
+ * newlines, spaces or slashes, so a name is always one path component and one shell word.
+ */
+export const OS_USER_PATTERN = /^[A-Za-z_][A-Za-z0-9._-]{0,31}\$?$/;
 /** `lg-` and 20 lowercase letters and digits. */
 export const GRANT_ID_PATTERN = /^lg-[a-z0-9]{20}$/;
 /** The only key type a one-time grant carries: `ssh-ed25519` and the base64 of its 51-byte blob. */

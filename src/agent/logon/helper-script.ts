@@ -23,8 +23,9 @@ export function helperScript(grantsDir: string, dateBinary: string): string {
 ${HELPER_MARKER}
 # Written by the Keyward agent, which rewrites it at start; do not edit. Prints the unexpired one-time
 # keys granted to the user named by $1, from ${grantsDir}/USER/EXPIRY-GRANTID.key.
+# User names as Keyward grants them (letters spelt out: no locale's ranges apply).
 case $1 in
-  '' | -* | *[!a-z0-9_-]*) exit 0 ;;
+  '' | -* | .* | *[!ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._\$-]*) exit 0 ;;
 esac
 dir='${grantsDir}'/"$1"
 [ -d "$dir" ] || exit 0

@@ -132,7 +132,7 @@ interface Setting {
   readonly source: string;
 }
 
-const OS_USER = /^[a-z_][a-z0-9_-]{0,31}\$?$/;
+const OS_USER = /^[A-Za-z_][A-Za-z0-9._-]{0,31}\$?$/;
 const SSH_ADDRESS = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
 const MAX_CA_BYTES = 1024 * 1024;
 const SAFE_ABSOLUTE_PATH = /^(\/[A-Za-z0-9._-]+){1,32}$/;
