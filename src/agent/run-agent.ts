@@ -135,9 +135,10 @@ export async function runAgent(options: RunAgentOptions, deps: AgentDeps): Promi
     checkServerUrls(options.serverUrls);
     const opened = openStateDir(options.stateDir, deps.uid ?? process.getuid?.() ?? 0);
     let facts: HostFacts | undefined;
+    let logonReadiness: LogonReadiness | undefined;
     const freshFacts = async (): Promise<HostFacts> => {
       try {
-        facts = await collectHostFacts(options, deps.binder, deps.factSources);
+        facts = await collectHostFacts(options, deps.binder, deps.factSources, logonReadiness);
       } catch (err) {
         // Keep reporting the last good facts rather than staying away from the server.
         if (facts === undefined) throw err;
@@ -169,7 +170,7 @@ export async function runAgent(options: RunAgentOptions, deps: AgentDeps): Promi
     );
     await checkHost(deps.binder, logger);
     const session = new Session(options, deps, opened.dir, opened.identity, state, freshFacts, stop);
-    await session.startGrants();
+    logonReadiness = await session.startGrants();
     const applied = await session.run();
     if (options.once === true && applied === null) checkTimeout();
     return { instanceId: session.state.instanceId, enrolled, applied };
@@ -363,10 +364,12 @@ class Session {
   }
 
   /** Prepares the host for one-time logons and sweeps grants left by an earlier run. */
-  async startGrants(): Promise<void> {
+  async startGrants(): Promise<LogonReadiness | undefined> {
     const port = this.deps.logon;
-    if (this.grants === undefined || port === undefined) return;
-    await this.grants.start(await port.prepare());
+    if (this.grants === undefined || port === undefined) return undefined;
+    const readiness = await port.prepare();
+    await this.grants.start(readiness);
+    return readiness;
   }
 
   async run(): Promise<AppliedState | null> {

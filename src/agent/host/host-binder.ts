@@ -180,24 +180,25 @@ export class HostBinder {
     }
     const account = await resolveOsAccount(this.#loginUser, this.#timeoutMs);
     if (isFailure(account)) return account;
-    return binding === null || line === null
-      ? this.#unbind(account)
-      : this.#bind(account, binding, line);
+    return binding === null || line === null ? this.#unbind(account) : this.#bind(account, binding, line);
   }
 
   /** Host.KeyTypeRefused when sshd would not accept a key of the binding's type. */
-  async #keyTypeRefused(binding: BindingToApply, version: OpenSshVersion | null): Promise<HostFailure | null> {
+  async #keyTypeRefused(
+    binding: BindingToApply,
+    version: OpenSshVersion | null,
+  ): Promise<HostFailure | null> {
     const keyType = binding.publicKey.split(' ')[0] ?? '';
     const dump = await sshdDump(this.#target, this.#timeoutMs);
     if (isFailure(dump)) return dump;
-    const setting = dump.has('pubkeyacceptedalgorithms') ? 'PubkeyAcceptedAlgorithms' : 'PubkeyAcceptedKeyTypes';
+    const setting = dump.has('pubkeyacceptedalgorithms')
+      ? 'PubkeyAcceptedAlgorithms'
+      : 'PubkeyAcceptedKeyTypes';
     const list = dump.get(setting.toLowerCase())?.[0];
     if (list === undefined) return null;
     if (keyTypeAccepted(keyType, list.split(','))) return null;
     const why =
-      keyType === 'ssh-dss'
-        ? ' (DSA keys are off by default since OpenSSH 7.0 and gone from 10.0)'
-        : '';
+      keyType === 'ssh-dss' ? ' (DSA keys are off by default since OpenSSH 7.0 and gone from 10.0)' : '';
     return fail(
       'Host.KeyTypeRefused',
       `sshd${version === null ? '' : ` (OpenSSH ${version.text})`} does not accept ${keyType} keys${why}: its ` +

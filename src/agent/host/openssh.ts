@@ -100,10 +100,7 @@ export function fixedOffsetMinutes(zone: string, nowMs: number): number | null {
 
 /** `YYYYMMDDHHMMSS` of `unixSeconds` in a zone `offset` minutes east of UTC. Pure. */
 export function localExpiryTime(unixSeconds: number, offset: number): string {
-  return new Date((unixSeconds + offset * 60) * 1000)
-    .toISOString()
-    .replace(/[-:T]/g, '')
-    .slice(0, 14);
+  return new Date((unixSeconds + offset * 60) * 1000).toISOString().replace(/[-:T]/g, '').slice(0, 14);
 }
 
 const ZONE_NAME = /^[A-Za-z0-9_+-]+(\/[A-Za-z0-9_+-]+){0,2}$/;
@@ -146,7 +143,9 @@ export async function sshdTimeZone(src: TimeZoneSources): Promise<{ zone: string
     const name = tz.startsWith(':') ? tz.slice(1) : tz;
     if (UTC_NAMES.has(name)) return { zone: 'UTC' };
     if (ZONE_NAME.test(name)) return { zone: name };
-    return { reason: `sshd runs with TZ=${JSON.stringify(tz.slice(0, 40))}, which Keyward does not interpret` };
+    return {
+      reason: `sshd runs with TZ=${JSON.stringify(tz.slice(0, 40))}, which Keyward does not interpret`,
+    };
   }
   const link = await src.readlink('/etc/localtime');
   if (link !== undefined) {

@@ -229,7 +229,11 @@ export async function findMatchPasswordSettings(
         }
         continue;
       }
-      if (current !== null && PASSWORD_KEYWORDS.includes(line.keyword) && line.args[0]?.toLowerCase() === 'yes') {
+      if (
+        current !== null &&
+        PASSWORD_KEYWORDS.includes(line.keyword) &&
+        line.args[0]?.toLowerCase() === 'yes'
+      ) {
         found.push({ file, lineNo: line.lineNo, text: line.text, match: current });
       }
     }

@@ -66,6 +66,50 @@ const SETTING_NAMES: Readonly<Record<string, string>> = {
   challengeresponseauthentication: 'ChallengeResponseAuthentication',
 };
 
+/**
+ * With --add-sshd-include: puts the Include line first in sshd_config (atomic replace, owner and mode
+ * kept, the rest of the file byte for byte), checked with `sshd -t`; on any failure the original bytes
+ * are put back. The line stays afterwards (unbinding removes only the drop-in). null: no regular file.
+ */
+export async function addIncludeLine(
+  target: SshdTarget,
+  timeoutMs: number,
+): Promise<{ text: string; include: DropInInclude } | HostFailure | null> {
+  const file = target.configFile;
+  let dir: DirHandle | null = null;
+  try {
+    dir = await DirHandle.open(dirname(file), { followSymlinks: true });
+    const name = basename(file);
+    const previous = await readSnapshot(dir, name);
+    if (previous === null || !previous.isFile) return null;
+    const line = includeLineFor(file);
+    const next = Buffer.concat([Buffer.from(`${INCLUDE_COMMENT}\n${line}\n`), previous.bytes]);
+    const include = findDropInInclude(next.toString('latin1'));
+    if (include === null) return null;
+    await mkdir(include.dir, { recursive: true, mode: 0o755 });
+    const outcome = await replaceFile(dir, name, next, previous, previous.bytes);
+    if (outcome.status === 'conflict') {
+      return fail(
+        'Host.SshdConfigInvalid',
+        `${file} changed while Keyward was adding its Include line; nothing was changed. Apply again.`,
+      );
+    }
+    const tested = await sshdTest(target, timeoutMs);
+    if (isFailure(tested)) {
+      await replaceFile(dir, name, previous.bytes, previous, 'any');
+      return withNote(tested, `Keyward put ${file} back as it was (without its Include line).`);
+    }
+    return { text: next.toString('latin1'), include };
+  } catch (err) {
+    return fail(
+      'Host.SshdConfigUnreadable',
+      `Could not add the Include line to ${file}: ${describeErrno(err)}. ${file} was left as it was.`,
+    );
+  } finally {
+    await dir?.close();
+  }
+}
+
 /** Turns password logons off and back for one sshd. */
 export class SshdPasswordControl {
   readonly #target: SshdTarget;
@@ -117,48 +161,24 @@ export class SshdPasswordControl {
    * kept, the rest of the file byte for byte), checked with `sshd -t`; on any failure the original bytes
    * are put back. The line stays afterwards (unbinding removes only the drop-in).
    */
-  async #addIncludeLine(version: OpenSshVersion | null): Promise<{ text: string; include: DropInInclude } | HostFailure> {
-    if (!this.#addInclude || (version !== null && !supportsInclude(version))) return this.#notIncluded(version);
-    const file = this.#target.configFile;
-    let dir: DirHandle | null = null;
-    try {
-      dir = await DirHandle.open(dirname(file), { followSymlinks: true });
-      const name = basename(file);
-      const previous = await readSnapshot(dir, name);
-      if (previous === null || !previous.isFile) return this.#notIncluded(version);
-      const line = includeLineFor(file);
-      const next = Buffer.concat([Buffer.from(`${INCLUDE_COMMENT}\n${line}\n`), previous.bytes]);
-      const include = findDropInInclude(next.toString('latin1'));
-      if (include === null) return this.#notIncluded(version);
-      await mkdir(include.dir, { recursive: true, mode: 0o755 });
-      const outcome = await replaceFile(dir, name, next, previous, previous.bytes);
-      if (outcome.status === 'conflict') {
-        return fail(
-          'Host.SshdConfigInvalid',
-          `${file} changed while Keyward was adding its Include line; nothing was changed. Apply again.`,
-        );
-      }
-      const tested = await sshdTest(this.#target, this.#timeoutMs);
-      if (isFailure(tested)) {
-        await replaceFile(dir, name, previous.bytes, previous, 'any');
-        return withNote(tested, `Keyward put ${file} back as it was (without its Include line).`);
-      }
-      return { text: next.toString('latin1'), include };
-    } catch (err) {
-      return fail(
-        'Host.SshdConfigUnreadable',
-        `Could not add the Include line to ${file}: ${describeErrno(err)}. ${file} was left as it was.`,
-      );
-    } finally {
-      await dir?.close();
-    }
+  async #addIncludeLine(
+    version: OpenSshVersion | null,
+  ): Promise<{ text: string; include: DropInInclude } | HostFailure> {
+    if (!this.#addInclude || (version !== null && !supportsInclude(version)))
+      return this.#notIncluded(version);
+    const added = await addIncludeLine(this.#target, this.#timeoutMs);
+    return added ?? this.#notIncluded(version);
   }
 
   /** Password settings turned on inside Match blocks of the configuration sshd reads (any file). */
   async #matchBlocks(): Promise<HostFailure | null> {
     const found = await findMatchPasswordSettings(
       this.#target.configFile,
-      (path) => readFile(path, 'latin1').then((t) => t.slice(0, MAX_DROP_IN_BYTES * 4), () => undefined),
+      (path) =>
+        readFile(path, 'latin1').then(
+          (t) => t.slice(0, MAX_DROP_IN_BYTES * 4),
+          () => undefined,
+        ),
       (d) => readdir(d).catch(() => []),
     );
     const first = found[0];
@@ -358,13 +378,18 @@ export class SshdPasswordControl {
   }
 
   /** Start-up diagnostics: the Include exists, our file name is free, sshd -t passes, sshd runs. */
-  async check(version: OpenSshVersion | null = null): Promise<{ ok: true; dropInPath: string } | HostFailure> {
+  async check(
+    version: OpenSshVersion | null = null,
+  ): Promise<{ ok: true; dropInPath: string } | HostFailure> {
     const located = await this.#locate();
     if (isFailure(located)) return located;
     const { include } = located;
     if (include === null) {
       if (this.#addInclude && (version === null || supportsInclude(version))) {
-        return { ok: true, dropInPath: join(dirname(this.#target.configFile), 'sshd_config.d', DROP_IN_NAME) };
+        return {
+          ok: true,
+          dropInPath: join(dirname(this.#target.configFile), 'sshd_config.d', DROP_IN_NAME),
+        };
       }
       return this.#notIncluded(version);
     }

@@ -40,6 +40,8 @@ export interface AgentConfig {
   readonly once: boolean;
   /** Plain `http://` server URLs were allowed explicitly (`--insecure-http`): a lab or the server's own host. */
   readonly insecureHttp: boolean;
+  /** sshd_config may get the drop-in directory's Include line when it has none (`--add-sshd-include`). */
+  readonly addSshdInclude: boolean;
   readonly logLevel: AgentLogLevel;
   /** One-time logons: where grants live, the AuthorizedKeysCommand helper and the user it runs as. */
   readonly logon: {
@@ -114,6 +116,7 @@ export const AGENT_FLAGS = [
   'ca',
   'once',
   'insecure-http',
+  'add-sshd-include',
   'log-level',
   'grants-dir',
   'authorized-keys-command',
@@ -284,6 +287,7 @@ export function loadAgentConfig(
     ...(ca !== undefined && { ca }),
     once: flags.once === true || parseBool(pick('once')),
     insecureHttp,
+    addSshdInclude: flags['add-sshd-include'] === true || parseBool(pick('add-sshd-include')),
     logLevel,
   });
 }
