@@ -32,7 +32,7 @@ prepare() {
   suite=$2
   shift 2
   target=$cache/$release
-  if [ -x "$target/usr/sbin/sshd" ] && [ -f "$target/env" ]; then
+  if [ -x "$target/usr/sbin/sshd" ] && [ -x "$target/bin/sshd" ] && [ -f "$target/env" ]; then
     echo "prepare-openssh: OpenSSH $release already prepared in $target"
     return 0
   fi
@@ -80,7 +80,15 @@ SOURCES
     *) fail "the unpacked sshd reports \"$version\", not OpenSSH_$release" ;;
   esac
   final_libs="$target/usr/lib/x86_64-linux-gnu:$target/lib/x86_64-linux-gnu"
-  printf 'SSHD=%s\nLD_LIBRARY_PATH=%s\nVERSION=%s\nPACKAGES=%s\n' "$target/usr/sbin/sshd" "$final_libs" \
+  # bin/sshd runs that sshd with its libraries (what Keyward's agent is given as --sshd-binary): exec keeps
+  # the absolute path sshd needs to re-execute itself, and its process name stays "sshd".
+  mkdir -p "$target.partial/bin"
+  {
+    echo '#!/bin/sh'
+    echo "LD_LIBRARY_PATH='$final_libs' exec '$target/usr/sbin/sshd' \"\$@\""
+  } >"$target.partial/bin/sshd"
+  chmod 755 "$target.partial/bin/sshd"
+  printf 'SSHD=%s\nLD_LIBRARY_PATH=%s\nVERSION=%s\nPACKAGES=%s\n' "$target/bin/sshd" "$final_libs" \
     "$version" "$pins" >"$target.partial/env"
   rm -rf "$target"
   mv "$target.partial" "$target"
