@@ -25,7 +25,7 @@ ${HELPER_MARKER}
 # keys granted to the user named by $1, from ${grantsDir}/USER/EXPIRY-GRANTID.key.
 # User names as Keyward grants them (letters spelt out: no locale's ranges apply).
 case $1 in
-  '' | -* | .* | *[!ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._\$-]*) exit 0 ;;
+  '' | -* | .* | *[!-._ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789$]*) exit 0 ;;
 esac
 dir='${grantsDir}'/"$1"
 [ -d "$dir" ] || exit 0
