@@ -331,7 +331,9 @@ class ReleaseContext {
         if (output.includes(marker)) {
           clearTimeout(timer);
           ws.send(Buffer.from('exit\n'));
-          ws.once('close', () => resolve(output));
+          ws.once('close', () => {
+            resolve(output);
+          });
         }
       });
       ws.on('error', (err) => {

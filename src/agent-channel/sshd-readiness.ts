@@ -59,8 +59,8 @@ export function parseSshdReadiness(value: unknown, where: string): SshdReadiness
   return {
     opensshVersion: version,
     logonReady: ready,
-    ...(code !== undefined && { code: code as string }),
-    ...(message !== undefined && { message: message as string }),
+    ...(code !== undefined && { code }),
+    ...(message !== undefined && { message }),
     ...(expiry !== undefined && { expiryTime: expiry as ExpiryTimeFormName }),
   };
 }

@@ -135,10 +135,11 @@ export async function runAgent(options: RunAgentOptions, deps: AgentDeps): Promi
     checkServerUrls(options.serverUrls);
     const opened = openStateDir(options.stateDir, deps.uid ?? process.getuid?.() ?? 0);
     let facts: HostFacts | undefined;
-    let logonReadiness: LogonReadiness | undefined;
+    // Known once the session prepared one-time logons; every later hello reports it.
+    const logon: { readiness: LogonReadiness | undefined } = { readiness: undefined };
     const freshFacts = async (): Promise<HostFacts> => {
       try {
-        facts = await collectHostFacts(options, deps.binder, deps.factSources, logonReadiness);
+        facts = await collectHostFacts(options, deps.binder, deps.factSources, logon.readiness);
       } catch (err) {
         // Keep reporting the last good facts rather than staying away from the server.
         if (facts === undefined) throw err;
@@ -170,7 +171,7 @@ export async function runAgent(options: RunAgentOptions, deps: AgentDeps): Promi
     );
     await checkHost(deps.binder, logger);
     const session = new Session(options, deps, opened.dir, opened.identity, state, freshFacts, stop);
-    logonReadiness = await session.startGrants();
+    logon.readiness = await session.startGrants();
     const applied = await session.run();
     if (options.once === true && applied === null) checkTimeout();
     return { instanceId: session.state.instanceId, enrolled, applied };
