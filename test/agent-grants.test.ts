@@ -30,6 +30,8 @@ import {
 import { ed25519PublicKeyLine } from '../src/keypairs/openssh-private-key.js';
 import { effectiveSetting, startPrivateSshd } from './helpers/sshd.js';
 
+/** Debian 12's sshd (9.2): one-time key lines carry expiry-time in UTC. */
+const READY = { ok: true, expiryTime: { form: 'utc' }, opensshVersion: '9.2' };
 const INSTANCE = 'i-aaaaaaaaaaaaaaaaaaaa';
 const signing = generateKeyPairSync('ed25519');
 let root: string;
@@ -296,7 +298,7 @@ test('prepareLogonHost installs the helper and drop-in, is idempotent, and leave
     helperUser: 'nobody',
   };
   try {
-    assert.deepEqual(await prepareLogonHost(sshd.target, settings), { ok: true });
+    assert.deepEqual(await prepareLogonHost(sshd.target, settings), READY);
     assert.equal(
       await effectiveSetting(sshd.configFile, 'authorizedkeyscommand'),
       `${settings.helperPath} %u`,
@@ -304,7 +306,7 @@ test('prepareLogonHost installs the helper and drop-in, is idempotent, and leave
     assert.equal(await effectiveSetting(sshd.configFile, 'authorizedkeyscommanduser'), 'nobody');
     // The user's own keys and a bound key pair stay where they were.
     assert.equal(await effectiveSetting(sshd.configFile, 'authorizedkeysfile'), '.ssh/authorized_keys');
-    assert.deepEqual(await prepareLogonHost(sshd.target, settings), { ok: true });
+    assert.deepEqual(await prepareLogonHost(sshd.target, settings), READY);
 
     const refused = await prepareLogonHost(foreign.target, settings);
     assert.equal(refused.ok, false);
