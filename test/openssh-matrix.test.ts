@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { WebSocket } from 'ws';
-import { HostBinder } from '../src/agent/host/index.js';
+import { HostBinder, localExpiryTime } from '../src/agent/host/index.js';
 import { prepareLogonHost } from '../src/agent/logon/index.js';
 import type { RpcClient } from '../src/client/index.js';
 import { ed25519PublicKeyLine, ed25519ToOpenSshPrivateKey } from '../src/keypairs/openssh-private-key.js';
@@ -476,6 +476,56 @@ for (const release of RELEASES) {
       const late = await ctx.ssh(keyFile, 'echo too-late');
       assert.notEqual(late.code, 0, 'the key must be refused after its deadline');
       assert.match(late.stderr, /Permission denied/);
+    });
+
+    test('expiry-time is read in the form this sshd reads, in its time zone (TZ=Asia/Tokyo here)', async () => {
+      const tokyo = await startPrivateSshd({ sshdBinary: release.sshdBinary, env: { TZ: 'Asia/Tokyo' } });
+      try {
+        const readiness = await prepareLogonHost(
+          tokyo.target,
+          {
+            grantsDir: join(ctx.hostDir, 'grants-tokyo'),
+            helperPath: join(ctx.hostDir, 'libexec-tokyo', 'authorized-keys-command'),
+            helperUser: 'nobody',
+          },
+          {
+            // sshd's setproctitle overwrites its /proc/PID/environ, so a TZ given to sshd alone is not
+            // visible to the agent; here it is told, as /etc/localtime would tell it on a real host.
+            timeZones: {
+              sshdEnviron: () => Promise.resolve('TZ=Asia/Tokyo'),
+              readlink: () => Promise.resolve(undefined),
+              readFile: () => Promise.resolve(undefined),
+            },
+          },
+        );
+        assert.equal(readiness.ok, true, readiness.ok ? '' : readiness.message);
+        const form = readiness.ok ? readiness.expiryTime : undefined;
+        assert.deepEqual(form, ctx.newExpiryForm ? { form: 'utc' } : { form: 'local', zone: 'Asia/Tokyo' });
+        // A key whose deadline is 60 s ahead, written in that form, logs on; the same wall-clock time read
+        // in another zone (UTC, 9 hours behind Tokyo) is long past, so sshd must refuse it.
+        const soon = Math.floor(Date.now() / 1000) + 60;
+        const right = ctx.newExpiryForm ? `${localExpiryTime(soon, 0)}Z` : localExpiryTime(soon, 9 * 60);
+        const wrong = ctx.newExpiryForm
+          ? `${localExpiryTime(soon - 9 * 3600, 0)}Z`
+          : localExpiryTime(soon, 0);
+        const key = newKey();
+        const file = await ctx.keyFile(key.pem);
+        const ak = join(ctx.user.home, '.ssh', 'authorized_keys');
+        await mkdir(join(ctx.user.home, '.ssh'), { recursive: true, mode: 0o700 });
+        await run('/bin/chown', [`${ctx.user.name}:`, join(ctx.user.home, '.ssh')]);
+        for (const [stamp, expected] of [
+          [right, 0],
+          [wrong, 255],
+        ] as const) {
+          await writeFile(ak, `expiry-time="${stamp}" ${key.line}\n`, { mode: 0o600 });
+          await run('/bin/chown', [`${ctx.user.name}:`, ak]);
+          const res = await ctx.ssh(file, 'echo expiry', tokyo.port);
+          assert.equal(res.code, expected, `expiry-time="${stamp}": ${res.stderr}\n${tokyo.log()}`);
+        }
+        await unlink(ak);
+      } finally {
+        await tokyo.stop();
+      }
     });
 
     test('an sshd with its own AuthorizedKeysCommand keeps it; one-time logons say why they are off; bindings work', async () => {

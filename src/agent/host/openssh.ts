@@ -129,8 +129,9 @@ export function systemTimeZoneSources(pidFile: string): TimeZoneSources {
 }
 
 /**
- * The IANA name of the time zone sshd works in, or a reason it cannot be named: its TZ variable when set
- * (`:Name` or `Name`; other POSIX TZ strings are not interpreted), else /etc/localtime (a link into
+ * The IANA name of the time zone sshd works in, or a reason it cannot be named: its TZ variable when it
+ * can be seen (`:Name` or `Name`; other POSIX TZ strings are not interpreted; sshd's setproctitle
+ * overwrites /proc/PID/environ, so a TZ given to sshd alone usually cannot), else /etc/localtime (a link into
  * zoneinfo, or a copy of the zone /etc/timezone names), else UTC (glibc's default without that file).
  */
 export async function sshdTimeZone(src: TimeZoneSources): Promise<{ zone: string } | { reason: string }> {
