@@ -31,6 +31,8 @@ import {
 import { ed25519PublicKeyLine } from '../src/keypairs/openssh-private-key.js';
 import { effectiveSetting, startPrivateSshd } from './helpers/sshd.js';
 
+/** Debian 12's sshd (9.2): one-time key lines carry expiry-time in UTC. */
+const READY = { ok: true, expiryTime: { form: 'utc' }, opensshVersion: '9.2' };
 const INSTANCE = 'i-aaaaaaaaaaaaaaaaaaaa';
 const signing = generateKeyPairSync('ed25519');
 let root: string;
@@ -424,6 +426,15 @@ test("the helper checks the deadline on this boot's uptime clock, and on the wal
     const out = await sh(script, ['dave', await sshdFingerprint(g.publicKey)]);
     assert.equal(out.stdout !== '', c.served, c.label);
   }
+  // A line with no option after pty (no expiry-time where sshd could not read one, no forwarding, no from=).
+  const bare = grant({ osUser: 'dave' });
+  const line = `restrict,pty ${bare.publicKey} keyward-grant:${bare.grantId}`;
+  await writeFile(
+    join(dir, 'dave', `${String(now + 60)}-${bare.grantId}-${grantFileFingerprint(bare.publicKey)}.key`),
+    `${line}\n`,
+    { mode: 0o644 },
+  );
+  assert.equal((await sh(script, ['dave', await sshdFingerprint(bare.publicKey)])).stdout, `${line}\n`);
 });
 
 test('prepareLogonHost installs the helper and drop-in, is idempotent, and leaves a foreign AuthorizedKeysCommand alone', async () => {
@@ -437,7 +448,7 @@ test('prepareLogonHost installs the helper and drop-in, is idempotent, and leave
     helperUser: 'nobody',
   };
   try {
-    assert.deepEqual(await prepareLogonHost(sshd.target, settings), { ok: true });
+    assert.deepEqual(await prepareLogonHost(sshd.target, settings), READY);
     assert.equal(
       await effectiveSetting(sshd.configFile, 'authorizedkeyscommand'),
       `${settings.helperPath} %u %f`,
@@ -445,7 +456,7 @@ test('prepareLogonHost installs the helper and drop-in, is idempotent, and leave
     assert.equal(await effectiveSetting(sshd.configFile, 'authorizedkeyscommanduser'), 'nobody');
     // The user's own keys and a bound key pair stay where they were.
     assert.equal(await effectiveSetting(sshd.configFile, 'authorizedkeysfile'), '.ssh/authorized_keys');
-    assert.deepEqual(await prepareLogonHost(sshd.target, settings), { ok: true });
+    assert.deepEqual(await prepareLogonHost(sshd.target, settings), READY);
 
     const refused = await prepareLogonHost(foreign.target, settings);
     assert.equal(refused.ok, false);

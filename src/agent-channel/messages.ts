@@ -22,6 +22,7 @@
  * HEARTBEAT_TIMEOUT_MS closes the socket (the agent then reconnects with jittered backoff).
  */
 import { AgentProtocolError } from './protocol-error.js';
+import { parseSshdReadiness, type SshdReadiness } from './sshd-readiness.js';
 
 export const AGENT_PROTOCOL_VERSION = 1;
 export const ENROLL_PATH = '/agent/v1/enroll';
@@ -59,6 +60,8 @@ export interface HostFacts {
   readonly agentVersion: string;
   /** The OS user whose authorized_keys the agent manages. */
   readonly loginUser: string;
+  /** The host's OpenSSH release and one-time logon readiness (sshd-readiness.ts); optional. */
+  readonly sshd?: SshdReadiness;
 }
 
 export interface EnrollRequest {
@@ -93,8 +96,12 @@ export interface AppliedState {
 
 /** Longest life a one-time logon grant may have; agents refuse longer ones. */
 export const MAX_GRANT_LIFETIME_SECONDS = 300;
-/** OS user names a grant may name (Debian's default NAME_REGEX, ≤ 32): no commas, newlines, dots or slashes. */
-export const OS_USER_PATTERN = /^[a-z_][a-z0-9_-]{0,31}\$?$/;
+/**
+ * OS user names a grant may name (≤ 32 + an optional Samba `$`): letters of either case, digits, `_`,
+ * `-` and `.` (directory names such as LDAP's `First.Last`), never starting with `.` or `-`; no commas,
+ * newlines, spaces or slashes, so a name is always one path component and one shell word.
+ */
+export const OS_USER_PATTERN = /^[A-Za-z_][A-Za-z0-9._-]{0,31}\$?$/;
 /** `lg-` and 20 lowercase letters and digits. */
 export const GRANT_ID_PATTERN = /^lg-[a-z0-9]{20}$/;
 /** The only key type a one-time grant carries: `ssh-ed25519` and the base64 of its 51-byte blob. */
@@ -294,18 +301,23 @@ const REQUEST_ID = /^[A-Za-z0-9-]{1,64}$/;
 
 /** Parses host facts (from enrollment or hello). */
 export function parseHostFacts(value: unknown, where = 'facts'): HostFacts {
-  const o = object(value, where, [
-    'platform',
-    'hostname',
-    'osName',
-    'osVersion',
-    'kernel',
-    'addresses',
-    'sshAddress',
-    'hostKeys',
-    'agentVersion',
-    'loginUser',
-  ]);
+  const o = object(
+    value,
+    where,
+    [
+      'platform',
+      'hostname',
+      'osName',
+      'osVersion',
+      'kernel',
+      'addresses',
+      'sshAddress',
+      'hostKeys',
+      'agentVersion',
+      'loginUser',
+    ],
+    ['sshd'],
+  );
   if (o['platform'] !== 'linux')
     throw new AgentProtocolError(`${where}.platform must be "linux": only Linux hosts enroll`);
   return {
@@ -319,6 +331,7 @@ export function parseHostFacts(value: unknown, where = 'facts'): HostFacts {
     hostKeys: strList(o, 'hostKeys', where, 8, 16_384, PUBLIC_KEY_LINE),
     agentVersion: str(o, 'agentVersion', where, 32, /^[0-9A-Za-z.+-]+$/),
     loginUser: str(o, 'loginUser', where, 32, OS_USER),
+    ...(o['sshd'] !== undefined && { sshd: parseSshdReadiness(o['sshd'], `${where}.sshd`) }),
   };
 }
 

@@ -16,6 +16,8 @@ export interface BinderApplyResult {
 export interface SshdDescription {
   readonly port: number;
   readonly hostKeys: readonly string[];
+  /** The OpenSSH release (`9.2p1`), when `sshd -V` says. */
+  readonly opensshVersion?: string;
 }
 
 /** The host side of the agent. Implementations report host problems as results, not exceptions. */

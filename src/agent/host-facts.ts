@@ -7,9 +7,15 @@
  */
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
-import { AgentProtocolError, parseHostFacts, type HostFacts } from '../agent-channel/index.js';
+import {
+  AgentProtocolError,
+  parseHostFacts,
+  type HostFacts,
+  type SshdReadiness,
+} from '../agent-channel/index.js';
 import { AgentError } from './agent-error.js';
 import type { AgentHostBinder } from './host-binder-port.js';
+import type { LogonReadiness } from './logon/index.js';
 
 /** Where facts come from; SYSTEM_FACT_SOURCES reads the real host. */
 export interface HostFactsSources {
@@ -47,11 +53,54 @@ const MAX_HOST_KEYS = 8;
 const ADDRESS_FORM = /^[0-9a-fA-F:.]{2,45}$/;
 const HOST_KEY_FORM = /^[a-z0-9@.-]{3,64} [A-Za-z0-9+/]+={0,2}$/;
 
+/**
+ * The `sshd` facts: the OpenSSH release and whether one-time logons are ready (`logon`: what preparing
+ * them found; undefined before that, or when this run serves none). Pure.
+ */
+export function sshdReadinessFacts(
+  opensshVersion: string | undefined,
+  logon: LogonReadiness | undefined,
+): SshdReadiness {
+  const version = /^\d{1,3}\.\d{1,3}(p\d{1,3})?$/.test(opensshVersion ?? '')
+    ? (opensshVersion ?? '')
+    : (logon?.opensshVersion ?? '');
+  if (logon === undefined) {
+    return {
+      opensshVersion: version,
+      logonReady: false,
+      code: 'Host.LogonNotReady',
+      message: 'This agent run does not serve one-time logons (not prepared yet, or --once).',
+    };
+  }
+  if (!logon.ok) {
+    return {
+      opensshVersion: version,
+      logonReady: false,
+      code: logon.code,
+      message: printable(logon.message, 1024),
+    };
+  }
+  const form = logon.expiryTime ?? { form: 'utc' as const };
+  return {
+    opensshVersion: version,
+    logonReady: true,
+    expiryTime: form.form,
+    ...(form.form === 'omitted' && {
+      code: 'Host.ExpiryTimeOmitted',
+      message: printable(
+        `One-time key lines carry no expiry-time: ${form.reason}. The helper's clock check still ends each key at its deadline.`,
+        1024,
+      ),
+    }),
+  };
+}
+
 /** Collects the host's facts; throws `Agent.FactsUnavailable` when they cannot be made valid. */
 export async function collectHostFacts(
   options: HostFactsOptions,
   binder: Pick<AgentHostBinder, 'describeSshd'>,
   sources: HostFactsSources = SYSTEM_FACT_SOURCES,
+  logon?: LogonReadiness,
 ): Promise<HostFacts> {
   let sshd;
   try {
@@ -93,6 +142,7 @@ export async function collectHostFacts(
       .slice(0, MAX_HOST_KEYS),
     agentVersion: options.agentVersion,
     loginUser: options.loginUser,
+    sshd: sshdReadinessFacts(sshd.opensshVersion, logon),
   };
   try {
     return parseHostFacts(facts);

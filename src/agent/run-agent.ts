@@ -140,9 +140,11 @@ export async function runAgent(options: RunAgentOptions, deps: AgentDeps): Promi
     checkServerUrls(options.serverUrls);
     const opened = openStateDir(options.stateDir, deps.uid ?? process.getuid?.() ?? 0);
     let facts: HostFacts | undefined;
+    // Known once the session prepared one-time logons; every later hello reports it.
+    const logon: { readiness: LogonReadiness | undefined } = { readiness: undefined };
     const freshFacts = async (): Promise<HostFacts> => {
       try {
-        facts = await collectHostFacts(options, deps.binder, deps.factSources);
+        facts = await collectHostFacts(options, deps.binder, deps.factSources, logon.readiness);
       } catch (err) {
         // Keep reporting the last good facts rather than staying away from the server.
         if (facts === undefined) throw err;
@@ -177,7 +179,7 @@ export async function runAgent(options: RunAgentOptions, deps: AgentDeps): Promi
     );
     await checkHost(deps.binder, logger);
     const session = new Session(options, deps, opened.dir, opened.identity, state, freshFacts, stop);
-    await session.startGrants();
+    logon.readiness = await session.startGrants();
     const applied = await session.run();
     if (options.once === true && applied === null) checkTimeout();
     return { instanceId: session.state.instanceId, enrolled, applied };
@@ -371,10 +373,12 @@ class Session {
   }
 
   /** Prepares the host for one-time logons and sweeps grants left by an earlier run. */
-  async startGrants(): Promise<void> {
+  async startGrants(): Promise<LogonReadiness | undefined> {
     const port = this.deps.logon;
-    if (this.grants === undefined || port === undefined) return;
-    await this.grants.start(await port.prepare());
+    if (this.grants === undefined || port === undefined) return undefined;
+    const readiness = await port.prepare();
+    await this.grants.start(readiness);
+    return readiness;
   }
 
   async run(): Promise<AppliedState | null> {

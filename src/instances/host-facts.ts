@@ -23,6 +23,7 @@ export function storedFactsOf(facts: HostFacts): { facts: StoredFacts; droppedHo
     hostKeys: keys,
     agentVersion: facts.agentVersion,
     loginUser: facts.loginUser,
+    ...(facts.sshd !== undefined && { sshd: facts.sshd }),
   };
   return { facts: stored, droppedHostKeys: dropped };
 }

@@ -8,7 +8,7 @@
  * Changes of the desired binding are single conditional UPDATEs (`status = 'active'`, and for an unbind
  * `key_pair_id = ?`) so a concurrent revoke or a concurrent change cannot be overwritten unseen.
  */
-import type { AppliedState } from '../agent-channel/index.js';
+import { parseSshdReadiness, type AppliedState, type SshdReadiness } from '../agent-channel/index.js';
 import type { Db } from '../platform/db/database.js';
 import type { InstanceRow } from '../platform/db/schema.js';
 import { AppError } from '../platform/errors.js';
@@ -46,7 +46,18 @@ function reportedColumns(facts: StoredFacts) {
     ssh_address: facts.sshAddress,
     agent_version: facts.agentVersion,
     login_user: facts.loginUser,
+    sshd_readiness: facts.sshd === undefined ? null : JSON.stringify(facts.sshd),
   };
+}
+
+/** The stored sshd readiness, parsed as strictly as the agent's report was; null when absent or unreadable. */
+function parseSshdColumn(json: string | null): SshdReadiness | null {
+  if (json === null) return null;
+  try {
+    return parseSshdReadiness(JSON.parse(json), 'instances.sshd_readiness');
+  } catch {
+    return null;
+  }
 }
 
 function parseAddresses(json: string): string[] {
@@ -59,6 +70,7 @@ function parseAddresses(json: string): string[] {
 
 /** An instance row (with its key pair's name) and its tags as a record. */
 function toRecord(row: InstanceRow & { key_pair_name: string | null }, tags: readonly Tag[]): InstanceRecord {
+  const sshd = parseSshdColumn(row.sshd_readiness);
   return {
     id: row.id as InstanceId,
     accountId: row.account_id,
@@ -86,6 +98,7 @@ function toRecord(row: InstanceRow & { key_pair_name: string | null }, tags: rea
     applyOk: row.apply_ok === null ? null : row.apply_ok === 1,
     applyErrorCode: row.apply_error_code,
     applyErrorMessage: row.apply_error_message,
+    ...(sshd !== null && { sshd }),
     tags,
   };
 }

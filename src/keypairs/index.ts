@@ -9,6 +9,7 @@ export {
 } from './key-pair-name.js';
 export { KeyPairRepository } from './key-pair-repository.js';
 export type { KeyPairForBinding, KeyPairListing, KeyPairRecord } from './model.js';
+export { keyTypeWarning } from './model.js';
 export {
   KeyPairService,
   MAX_KEY_PAIRS_PER_REGION,

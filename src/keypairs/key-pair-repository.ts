@@ -221,6 +221,7 @@ export class KeyPairRepository {
         items.push({
           name: r.name,
           fingerprintMd5: r.fingerprint_md5,
+          keyType: r.key_type,
           resourceGroupId: r.resource_group_id,
           createdAt: r.created_at,
           ...(r.public_key !== undefined && { publicKey: r.public_key }),
@@ -264,7 +265,14 @@ export class KeyPairRepository {
    */
   #pageQuery(q: KeyPairQuery) {
     const page = this.#matching(q)
-      .select(['kp.id', 'kp.name', 'kp.fingerprint_md5', 'kp.resource_group_id', 'kp.created_at'])
+      .select([
+        'kp.id',
+        'kp.name',
+        'kp.fingerprint_md5',
+        'kp.resource_group_id',
+        'kp.created_at',
+        'kp.key_type',
+      ])
       .select((eb) => eb.fn.countAll<string | number | bigint>().over().as('total'))
       .$if(q.includePublicKey, (qb) => qb.select('kp.public_key'))
       .orderBy('kp.created_at')

@@ -24,6 +24,8 @@ export interface KeyPairRecord {
 export interface KeyPairListing {
   readonly name: string;
   readonly fingerprintMd5: string;
+  /** The key's SSH type name, e.g. `ssh-ed25519` (for warnings about types sshd refuses). */
+  readonly keyType: string;
   readonly resourceGroupId: string | null;
   readonly createdAt: string;
   readonly publicKey?: string;
@@ -49,4 +51,23 @@ export function quotaExceeded(count: number, regionId: string, quota: number): A
     `The account already has ${count} key pairs in region ${regionId}, the most allowed is ${quota}; ` +
       'delete key pairs you no longer use first.',
   );
+}
+
+/**
+ * Why OpenSSH servers in use refuse keys of `keyType`, or null when they take it: DSA (`ssh-dss`) is off by
+ * default since OpenSSH 7.0 and removed in 10.0. (RSA keys still work: they sign with rsa-sha2-256/512.)
+ */
+export function keyTypeWarning(keyType: string): string | null {
+  if (
+    keyType === 'ssh-dss' ||
+    keyType === 'ssh-dss-cert-v01@openssh.com' ||
+    keyType === 'ssh-dss-cert-v00@openssh.com'
+  ) {
+    return (
+      `${keyType} keys are refused by OpenSSH 7.0 and later unless PubkeyAcceptedAlgorithms allows them, and ` +
+      'by OpenSSH 10.0 in all cases; binding this key pair fails with Host.KeyTypeRefused on such hosts. Use an ' +
+      'Ed25519, ECDSA or RSA key pair.'
+    );
+  }
+  return null;
 }

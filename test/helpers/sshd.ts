@@ -98,10 +98,21 @@ export function privateSshdConfig(dir: string, port: number, beforeInclude: read
   ].join('\n');
 }
 
+/** How to start a private sshd. */
+export interface PrivateSshdOptions {
+  /** Lines above the Include. */
+  readonly beforeInclude?: readonly string[];
+  /** Lines at the end of the main configuration (e.g. a Match block). */
+  readonly append?: readonly string[];
+  /** The sshd to run (an absolute path; default the system's): e.g. an OpenSshRelease's `sshdBinary`. */
+  readonly sshdBinary?: string;
+  /** Extra environment of the sshd process (e.g. TZ). */
+  readonly env?: Readonly<Record<string, string>>;
+}
+
 /** Starts sshd -D on a free 127.0.0.1 port and waits until it accepts connections and wrote its pid file. */
-export async function startPrivateSshd(
-  opts: { beforeInclude?: readonly string[] } = {},
-): Promise<PrivateSshd> {
+export async function startPrivateSshd(opts: PrivateSshdOptions = {}): Promise<PrivateSshd> {
+  const sshdBinary = opts.sshdBinary ?? SSHD_BINARY;
   requireHostTools();
   const dir = await mkdtemp(join(tmpdir(), 'kw-sshd-'));
   const dropInDir = join(dir, 'sshd_config.d');
@@ -114,9 +125,13 @@ export async function startPrivateSshd(
   const configFile = join(dir, 'sshd_config');
   const pidFile = join(dir, 'sshd.pid');
   const logFile = join(dir, 'sshd.log');
-  await writeFile(configFile, privateSshdConfig(dir, port, opts.beforeInclude));
-  const child: ChildProcess = spawn(SSHD_BINARY, ['-D', '-f', configFile, '-E', logFile], {
+  await writeFile(
+    configFile,
+    privateSshdConfig(dir, port, opts.beforeInclude) + (opts.append ?? []).map((l) => `${l}\n`).join(''),
+  );
+  const child: ChildProcess = spawn(sshdBinary, ['-D', '-f', configFile, '-E', logFile], {
     stdio: 'ignore',
+    env: { ...process.env, ...opts.env },
   });
   let exited: string | null = null;
   child.once('exit', (code, signal) => {
@@ -141,7 +156,7 @@ export async function startPrivateSshd(
     dropInDir,
     hostKeyPub: (await readFile(`${hostKey}.pub`, 'utf8')).trim(),
     port,
-    target: { configFile, pidFile, sshdBinary: SSHD_BINARY },
+    target: { configFile, pidFile, sshdBinary },
     log,
     async stop() {
       if (exited === null) {
@@ -164,11 +179,13 @@ export interface ThrowawayUser {
 }
 
 /** `useradd -m -s /bin/sh kwtest-<random>`; the password field is `*` (no password, not locked: sshd
- * refuses every logon, keys included, to an account locked with `!` when UsePAM is off). */
-export async function createThrowawayUser(): Promise<ThrowawayUser> {
+ * refuses every logon, keys included, to an account locked with `!` when UsePAM is off). `prefix` may
+ * hold capitals and dots as LDAP names do (`Kw.Test-`): useradd then needs --badname. */
+export async function createThrowawayUser(prefix = 'kwtest-'): Promise<ThrowawayUser> {
   requireHostTools();
-  const name = `kwtest-${randomBytes(4).toString('hex')}`;
-  await runOk('/usr/sbin/useradd', ['-m', '-s', '/bin/sh', '-p', '*', name]);
+  const name = `${prefix}${randomBytes(4).toString('hex')}`;
+  const badName = /^[a-z_][a-z0-9_-]*$/.test(name) ? [] : ['--badname'];
+  await runOk('/usr/sbin/useradd', [...badName, '-m', '-s', '/bin/sh', '-p', '*', name]);
   const entry = (await runOk('/usr/bin/getent', ['passwd', name])).trim().split(':');
   const uid = Number(entry[2]);
   const gid = Number(entry[3]);
@@ -215,9 +232,22 @@ export function sshEcho(port: number, user: string, keyPath: string): Promise<Ru
   ]);
 }
 
-/** The effective value `sshd -T -f configFile` prints for `keyword` (lower case). */
-export async function effectiveSetting(configFile: string, keyword: string): Promise<string> {
-  const out = await runOk(SSHD_BINARY, ['-T', '-f', configFile]);
+/**
+ * The effective value `sshd -T -f configFile` prints for `keyword` (lower case); `connection` adds
+ * `-C user=…,host=…,addr=…` so Match blocks are applied as for that connection.
+ */
+export async function effectiveSetting(
+  configFile: string,
+  keyword: string,
+  sshdBinary = SSHD_BINARY,
+  connection?: string,
+): Promise<string> {
+  const out = await runOk(sshdBinary, [
+    '-T',
+    '-f',
+    configFile,
+    ...(connection === undefined ? [] : ['-C', connection]),
+  ]);
   const line = out.split('\n').find((l) => l.startsWith(`${keyword} `));
   return line?.slice(keyword.length + 1).trim() ?? '';
 }
@@ -256,4 +286,44 @@ export function agentArgs(opts: {
     '/run/keyward-test/libexec/authorized-keys-command',
     ...(opts.extra ?? []),
   ];
+}
+
+/** An OpenSSH server release the matrix tests run against. */
+export interface OpenSshRelease {
+  /** `9.2` */
+  readonly release: string;
+  /** Where it comes from, for test names. */
+  readonly origin: string;
+  /** The sshd to run and to give the agent as --sshd-binary (a wrapper setting LD_LIBRARY_PATH for unpacked ones). */
+  readonly sshdBinary: string;
+}
+
+/** Where scripts/prepare-openssh.sh unpacks releases. */
+export function opensshCacheDir(root: string): string {
+  return process.env['KEYWARD_OPENSSH_CACHE'] ?? join(root, 'test-artifacts', 'openssh');
+}
+
+/**
+ * The system's sshd (Debian 12's 9.2) and every release scripts/prepare-openssh.sh prepared. Throws, naming
+ * the command, when a release the matrix requires (8.4) is missing: never skipped silently.
+ */
+export function opensshReleases(root: string, required: readonly string[] = ['8.4']): OpenSshRelease[] {
+  requireHostTools();
+  const releases: OpenSshRelease[] = [
+    { release: '9.2', origin: 'Debian 12 (system)', sshdBinary: SSHD_BINARY },
+  ];
+  const cache = opensshCacheDir(root);
+  const origins: Record<string, string> = { '8.4': 'Debian 11', '10.0': 'Debian 13' };
+  for (const release of ['8.4', '10.0']) {
+    const wrapper = join(cache, release, 'bin', 'sshd');
+    if (existsSync(wrapper)) {
+      releases.push({ release, origin: origins[release] ?? release, sshdBinary: wrapper });
+    } else if (required.includes(release)) {
+      throw new Error(
+        `OpenSSH ${release} is not prepared in ${cache}: run "sh scripts/prepare-openssh.sh" (as root, with ` +
+          "Debian's archive reachable) before these tests",
+      );
+    }
+  }
+  return releases;
 }

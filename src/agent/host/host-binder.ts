@@ -29,6 +29,7 @@ import {
   type HostFailure,
   type HostResultCode,
 } from './result.js';
+import { detectOpenSshVersion, type OpenSshVersion } from './openssh.js';
 import { SshdPasswordControl } from './sshd-config.js';
 import { sshdDump, type SshdTarget } from './sshd-process.js';
 
@@ -39,6 +40,21 @@ export interface HostBinderOptions {
   readonly sshd: SshdTarget;
   /** Time limit of each child process (sshd -t/-T, getent) and of waiting for sshd's restart. */
   readonly timeoutMs?: number;
+  /** Allowed to add the drop-in directory's Include line to sshd_config when it has none (--add-sshd-include). */
+  readonly addSshdInclude?: boolean;
+}
+
+/**
+ * Whether sshd's accepted public key algorithms (`sshd -T` pubkeyacceptedalgorithms, named
+ * pubkeyacceptedkeytypes before 8.5) let a key of `keyType` log on. An RSA key signs with rsa-sha2-256/512
+ * as well as the SHA-1 `ssh-rsa` that 8.8 turned off, so it counts as accepted when any of them is. Pure.
+ */
+export function keyTypeAccepted(keyType: string, accepted: readonly string[]): boolean {
+  const rsa = ['ssh-rsa', 'rsa-sha2-256', 'rsa-sha2-512'];
+  if (keyType === 'ssh-rsa') return rsa.some((a) => accepted.includes(a));
+  const cert = /^(.+)-cert-v0[01]@openssh\.com$/.exec(keyType);
+  if (cert?.[1] === 'ssh-rsa') return rsa.some((a) => accepted.includes(`${a}-cert-v01@openssh.com`));
+  return accepted.includes(keyType);
 }
 
 /** Thrown by `describeSshd` when sshd's configuration cannot be read. */
@@ -82,7 +98,13 @@ export class HostBinder {
     this.#loginUser = opts.loginUser;
     this.#target = Object.freeze({ ...opts.sshd });
     this.#timeoutMs = timeoutMs;
-    this.#sshd = new SshdPasswordControl(this.#target, timeoutMs);
+    this.#sshd = new SshdPasswordControl(this.#target, timeoutMs, opts.addSshdInclude === true);
+  }
+
+  /** The OpenSSH release of the sshd binary, or null when `sshd -V` does not say (then the newest rules apply). */
+  async #version(): Promise<OpenSshVersion | null> {
+    const v = await detectOpenSshVersion(this.#target, this.#timeoutMs);
+    return isFailure(v) ? null : v;
   }
 
   /**
@@ -99,7 +121,7 @@ export class HostBinder {
     return this.#exclusive(async () => {
       const account = await resolveOsAccount(this.#loginUser, this.#timeoutMs);
       if (isFailure(account)) return account;
-      const checked = await this.#sshd.check();
+      const checked = await this.#sshd.check(await this.#version());
       if (isFailure(checked)) return checked;
       return {
         ok: true,
@@ -109,7 +131,7 @@ export class HostBinder {
   }
 
   /** sshd's listen port and host public keys (`type base64`, from `sshd -T` hostkey entries), for the agent's facts. */
-  async describeSshd(): Promise<{ port: number; hostKeys: string[] }> {
+  async describeSshd(): Promise<{ port: number; hostKeys: string[]; opensshVersion?: string }> {
     const dump = await sshdDump(this.#target, this.#timeoutMs);
     if (isFailure(dump)) throw new HostDescribeError(dump);
     const port = Number(dump.get('port')?.[0]);
@@ -121,7 +143,8 @@ export class HostBinder {
       const key = await this.#hostPublicKey(path);
       if (key !== null && !hostKeys.includes(key) && hostKeys.length < MAX_HOST_KEYS) hostKeys.push(key);
     }
-    return { port, hostKeys };
+    const version = await this.#version();
+    return { port, hostKeys, ...(version !== null && { opensshVersion: version.text }) };
   }
 
   /** `type base64` of a host key: from `<path>.pub`, else derived with `ssh-keygen -y`. */
@@ -157,16 +180,42 @@ export class HostBinder {
     }
     const account = await resolveOsAccount(this.#loginUser, this.#timeoutMs);
     if (isFailure(account)) return account;
-    return binding === null || line === null
-      ? this.#unbind(account)
-      : this.#bind(account, binding.keyPairName, line);
+    return binding === null || line === null ? this.#unbind(account) : this.#bind(account, binding, line);
   }
 
-  async #bind(account: OsAccount, keyPairName: string, line: string): Promise<HostApplyResult> {
+  /** Host.KeyTypeRefused when sshd would not accept a key of the binding's type. */
+  async #keyTypeRefused(
+    binding: BindingToApply,
+    version: OpenSshVersion | null,
+  ): Promise<HostFailure | null> {
+    const keyType = binding.publicKey.split(' ')[0] ?? '';
+    const dump = await sshdDump(this.#target, this.#timeoutMs);
+    if (isFailure(dump)) return dump;
+    const setting = dump.has('pubkeyacceptedalgorithms')
+      ? 'PubkeyAcceptedAlgorithms'
+      : 'PubkeyAcceptedKeyTypes';
+    const list = dump.get(setting.toLowerCase())?.[0];
+    if (list === undefined) return null;
+    if (keyTypeAccepted(keyType, list.split(','))) return null;
+    const why =
+      keyType === 'ssh-dss' ? ' (DSA keys are off by default since OpenSSH 7.0 and gone from 10.0)' : '';
+    return fail(
+      'Host.KeyTypeRefused',
+      `sshd${version === null ? '' : ` (OpenSSH ${version.text})`} does not accept ${keyType} keys${why}: its ` +
+        `${setting} (sshd -T) does not list ${keyType}, so key pair ${binding.keyPairName} could never log on. ` +
+        `Bind an Ed25519, ECDSA or RSA key pair instead. Nothing was changed.`,
+    );
+  }
+
+  async #bind(account: OsAccount, binding: BindingToApply, line: string): Promise<HostApplyResult> {
+    const keyPairName = binding.keyPairName;
     const path = authorizedKeysPath(account);
+    const version = await this.#version();
+    const refused = await this.#keyTypeRefused(binding, version);
+    if (refused !== null) return refused;
     const probe = await probeAuthorizedKeys(account);
     if (isFailure(probe)) return withNote(probe, 'Password logons were not changed.');
-    const sshd = await this.#sshd.disablePasswords();
+    const sshd = await this.#sshd.disablePasswords(version);
     if (isFailure(sshd)) return withNote(sshd, `The key pair was not written to ${path}.`);
     const keys = await setManagedLines(account, [line]);
     if (isFailure(keys)) {

@@ -27,11 +27,18 @@
  *   keyboard-interactive) logons on: an earlier line wins; the message names it. Rolled back.
  * - Host.SshdNotRunning — the pid file is missing, malformed or stale (no such process, or not sshd).
  * - Host.SshdReloadFailed — sshd exited after SIGHUP instead of restarting; the drop-in is put back.
+ * - Host.KeyTypeRefused — sshd's accepted public key algorithms (sshd -T) do not take the key pair's type
+ *   (ssh-dss on OpenSSH ≥ 7.0). Nothing was changed.
+ * - Host.PasswordEnabledInMatch — a Match block (any Included file) turns password or keyboard-interactive
+ *   logons back on. Nothing was changed.
+ * - Host.SshdIncludeUnsupported — OpenSSH older than 8.2: no Include, so no drop-in. Nothing was changed.
+ * (Host.ExpiryTimeOmitted is a readiness note of one-time logons, see openssh.ts.)
  * A failed apply leaves the host as it was (the message says otherwise when even a rollback failed).
  */
 import type { SshdTarget } from './sshd-process.js';
 
-export { HostBinder, HostDescribeError, type HostBinderOptions } from './host-binder.js';
+export { HostBinder, HostDescribeError, keyTypeAccepted, type HostBinderOptions } from './host-binder.js';
+export * from './openssh.js';
 export type { BindingToApply } from './managed-line.js';
 export { HOST_RESULT_CODES, type HostApplyResult, type HostResultCode } from './result.js';
 export type { SshdTarget } from './sshd-process.js';

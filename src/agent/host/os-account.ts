@@ -7,8 +7,9 @@ import { isAbsolute } from 'node:path';
 import { execBounded } from './exec.js';
 import { fail, type HostFailure } from './result.js';
 
-/** The POSIX-portable user name form (useradd's default NAME_REGEX, plus Samba's trailing `$`). */
-export const OS_USER_NAME = /^[a-z_][a-z0-9_-]{0,31}\$?$/;
+/** User names Keyward manages: the POSIX portable set (letters of either case, digits, `.`, `_`, `-`, as LDAP
+ * directories use them), not starting with `.` or `-`, plus Samba's trailing `$`; the same as OS_USER_PATTERN. */
+export const OS_USER_NAME = /^[A-Za-z_][A-Za-z0-9._-]{0,31}\$?$/;
 
 /** An OS account as passwd(5) describes it. */
 export interface OsAccount {

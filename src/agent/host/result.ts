@@ -27,6 +27,10 @@ export const HOST_RESULT_CODES = [
   'Host.AuthorizedKeysCommandInUse',
   'Host.LogonNotReady',
   'Host.GrantStoreFailed',
+  'Host.KeyTypeRefused',
+  'Host.PasswordEnabledInMatch',
+  'Host.SshdIncludeUnsupported',
+  'Host.ExpiryTimeOmitted',
 ] as const;
 
 /** One of HOST_RESULT_CODES. */

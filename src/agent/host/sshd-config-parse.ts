@@ -167,3 +167,90 @@ export function parseSshdDump(stdout: string): ReadonlyMap<string, readonly stri
   }
   return out;
 }
+
+/** The drop-in for a sshd that knows `kbdKeywords` (openssh.ts: both names before 8.7). */
+export function dropInContentFor(kbdKeywords: readonly string[]): Buffer {
+  if (kbdKeywords.length === 1 && kbdKeywords[0] === 'KbdInteractiveAuthentication') return DROP_IN_CONTENT;
+  return Buffer.from(
+    `${DROP_IN_HEADER}\n` +
+      '# The Keyward agent removes this file when the key pair is unbound; edits here will be overwritten.\n' +
+      'PasswordAuthentication no\n' +
+      kbdKeywords.map((k) => `${k} no\n`).join(''),
+  );
+}
+
+/** Keywords that let a password (or a challenge answered like one) log on, lower-cased. */
+export const PASSWORD_KEYWORDS: readonly string[] = [
+  'passwordauthentication',
+  'kbdinteractiveauthentication',
+  'challengeresponseauthentication',
+];
+
+/** A password setting turned on inside a `Match` block. */
+export interface MatchPasswordSetting extends SettingSource {
+  /** The `Match` line the setting is under. */
+  readonly match: string;
+}
+
+/** Reads one configuration file; undefined when it cannot be read. */
+export type ConfigReader = (path: string) => Promise<string | undefined>;
+/** Lists a directory's entries; [] when it cannot be read. */
+export type DirLister = (dir: string) => Promise<readonly string[]>;
+
+const MAX_INCLUDE_DEPTH = 16;
+const MAX_CONFIG_FILES = 256;
+
+/**
+ * Every `PasswordAuthentication`, `KbdInteractiveAuthentication` or `ChallengeResponseAuthentication`
+ * set to `yes` inside a `Match` block, in `mainFile` and every file it Includes (recursively, glob in the
+ * last path component, in lexical order as sshd reads them). `sshd -T` without `-C` shows only global
+ * values, so such a block is invisible there yet turns passwords back on for the connections it matches.
+ */
+export async function findMatchPasswordSettings(
+  mainFile: string,
+  read: ConfigReader,
+  list: DirLister,
+): Promise<MatchPasswordSetting[]> {
+  const found: MatchPasswordSetting[] = [];
+  let files = 0;
+  const visit = async (file: string, match: string | null, depth: number): Promise<void> => {
+    if (depth > MAX_INCLUDE_DEPTH || ++files > MAX_CONFIG_FILES) return;
+    const text = await read(file);
+    if (text === undefined) return;
+    let current = match;
+    for (const line of parseConfigLines(text)) {
+      if (line.keyword === 'match') {
+        current = /^match[ \t=]+all$/i.test(line.text) ? null : line.text;
+        continue;
+      }
+      if (line.keyword === 'include') {
+        for (const arg of line.args) {
+          for (const path of await expandInclude(arg, list)) await visit(path, current, depth + 1);
+        }
+        continue;
+      }
+      if (
+        current !== null &&
+        PASSWORD_KEYWORDS.includes(line.keyword) &&
+        line.args[0]?.toLowerCase() === 'yes'
+      ) {
+        found.push({ file, lineNo: line.lineNo, text: line.text, match: current });
+      }
+    }
+  };
+  await visit(mainFile, null, 0);
+  return found;
+}
+
+/** The files an Include argument names, in lexical order (wildcards in the last component only). */
+async function expandInclude(arg: string, list: DirLister): Promise<string[]> {
+  const path = isAbsolute(arg) ? arg : join(SSHD_SYSCONFDIR, arg);
+  const dir = dirname(path);
+  const pattern = basename(path);
+  if (!/[*?[]/.test(pattern)) return [path];
+  if (/[*?[]/.test(dir)) return [];
+  return (await list(dir))
+    .filter((name) => globMatch(pattern, name))
+    .sort()
+    .map((name) => join(dir, name));
+}

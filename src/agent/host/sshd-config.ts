@@ -11,7 +11,7 @@
  * Whether to call these, and their order relative to authorized_keys, is host-binder.ts's decision.
  */
 import { mkdir, readdir, readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import {
   DirHandle,
   readSnapshot,
@@ -21,11 +21,13 @@ import {
   type FileSnapshot,
 } from './atomic-file.js';
 import { describeErrno, errnoCode, fail, isFailure, withNote, type HostFailure } from './result.js';
+import { kbdInteractiveKeywords, supportsInclude, type OpenSshVersion } from './openssh.js';
 import {
-  DROP_IN_CONTENT,
   DROP_IN_NAME,
-  DROP_IN_SETTINGS,
+  PASSWORD_KEYWORDS,
+  dropInContentFor,
   findDropInInclude,
+  findMatchPasswordSettings,
   findEarlierSetting,
   globMatch,
   isOurDropIn,
@@ -50,14 +52,76 @@ export interface SshdStepDone {
 
 const MAX_DROP_IN_BYTES = 256 * 1024;
 
+/** The line `--add-sshd-include` puts first in sshd_config (with a comment line above it). */
+export function includeLineFor(configFile: string): string {
+  return `Include ${join(dirname(configFile), 'sshd_config.d')}/*.conf`;
+}
+const INCLUDE_COMMENT =
+  '# Added by the Keyward agent (--add-sshd-include) so sshd reads drop-ins; keep it above any Match block.';
+
+/** How the drop-in settings are named for `sshd -T` and people. */
+const SETTING_NAMES: Readonly<Record<string, string>> = {
+  passwordauthentication: 'PasswordAuthentication',
+  kbdinteractiveauthentication: 'KbdInteractiveAuthentication',
+  challengeresponseauthentication: 'ChallengeResponseAuthentication',
+};
+
+/**
+ * With --add-sshd-include: puts the Include line first in sshd_config (atomic replace, owner and mode
+ * kept, the rest of the file byte for byte), checked with `sshd -t`; on any failure the original bytes
+ * are put back. The line stays afterwards (unbinding removes only the drop-in). null: no regular file.
+ */
+export async function addIncludeLine(
+  target: SshdTarget,
+  timeoutMs: number,
+): Promise<{ text: string; include: DropInInclude } | HostFailure | null> {
+  const file = target.configFile;
+  let dir: DirHandle | null = null;
+  try {
+    dir = await DirHandle.open(dirname(file), { followSymlinks: true });
+    const name = basename(file);
+    const previous = await readSnapshot(dir, name);
+    if (previous === null || !previous.isFile) return null;
+    const line = includeLineFor(file);
+    const next = Buffer.concat([Buffer.from(`${INCLUDE_COMMENT}\n${line}\n`), previous.bytes]);
+    const include = findDropInInclude(next.toString('latin1'));
+    if (include === null) return null;
+    await mkdir(include.dir, { recursive: true, mode: 0o755 });
+    const outcome = await replaceFile(dir, name, next, previous, previous.bytes);
+    if (outcome.status === 'conflict') {
+      return fail(
+        'Host.SshdConfigInvalid',
+        `${file} changed while Keyward was adding its Include line; nothing was changed. Apply again.`,
+      );
+    }
+    const tested = await sshdTest(target, timeoutMs);
+    if (isFailure(tested)) {
+      await replaceFile(dir, name, previous.bytes, previous, 'any');
+      return withNote(tested, `Keyward put ${file} back as it was (without its Include line).`);
+    }
+    return { text: next.toString('latin1'), include };
+  } catch (err) {
+    return fail(
+      'Host.SshdConfigUnreadable',
+      `Could not add the Include line to ${file}: ${describeErrno(err)}. ${file} was left as it was.`,
+    );
+  } finally {
+    await dir?.close();
+  }
+}
+
 /** Turns password logons off and back for one sshd. */
 export class SshdPasswordControl {
   readonly #target: SshdTarget;
   readonly #timeoutMs: number;
 
-  constructor(target: SshdTarget, timeoutMs: number) {
+  readonly #addInclude: boolean;
+
+  /** `addInclude`: the operator allowed Keyward to add the Include line to sshd_config (--add-sshd-include). */
+  constructor(target: SshdTarget, timeoutMs: number, addInclude = false) {
     this.#target = target;
     this.#timeoutMs = timeoutMs;
+    this.#addInclude = addInclude;
   }
 
   /** Reads the main configuration and finds the drop-in Include (null when there is none). */
@@ -75,12 +139,56 @@ export class SshdPasswordControl {
     return { text, include: findDropInInclude(text) };
   }
 
-  #notIncluded(): HostFailure {
+  #notIncluded(version: OpenSshVersion | null): HostFailure {
+    if (version !== null && !supportsInclude(version)) {
+      return fail(
+        'Host.SshdIncludeUnsupported',
+        `This host runs OpenSSH ${version.text}, which has no Include (it came in OpenSSH 8.2), so Keyward ` +
+          `cannot turn password logons off with a drop-in and never edits ${this.#target.configFile}'s ` +
+          `settings itself. Upgrade OpenSSH to 8.2 or later. Nothing was changed.`,
+      );
+    }
     return fail(
       'Host.SshdDropInNotIncluded',
       `${this.#target.configFile} has no Include for a drop-in directory, so Keyward cannot turn password ` +
-        `logons off without editing it. Add "Include /etc/ssh/sshd_config.d/*.conf" as its first line and ` +
-        `apply again. Nothing was changed.`,
+        `logons off without editing it. Add "${includeLineFor(this.#target.configFile)}" as its first line ` +
+        `(or start the agent with --add-sshd-include to let it add that line) and apply again. Nothing was changed.`,
+    );
+  }
+
+  /**
+   * With --add-sshd-include: puts the Include line first in sshd_config (atomic replace, owner and mode
+   * kept, the rest of the file byte for byte), checked with `sshd -t`; on any failure the original bytes
+   * are put back. The line stays afterwards (unbinding removes only the drop-in).
+   */
+  async #addIncludeLine(
+    version: OpenSshVersion | null,
+  ): Promise<{ text: string; include: DropInInclude } | HostFailure> {
+    if (!this.#addInclude || (version !== null && !supportsInclude(version)))
+      return this.#notIncluded(version);
+    const added = await addIncludeLine(this.#target, this.#timeoutMs);
+    return added ?? this.#notIncluded(version);
+  }
+
+  /** Password settings turned on inside Match blocks of the configuration sshd reads (any file). */
+  async #matchBlocks(): Promise<HostFailure | null> {
+    const found = await findMatchPasswordSettings(
+      this.#target.configFile,
+      (path) =>
+        readFile(path, 'latin1').then(
+          (t) => t.slice(0, MAX_DROP_IN_BYTES * 4),
+          () => undefined,
+        ),
+      (d) => readdir(d).catch(() => []),
+    );
+    const first = found[0];
+    if (first === undefined) return null;
+    return fail(
+      'Host.PasswordEnabledInMatch',
+      `${first.file} line ${first.lineNo} ("${first.text}") turns password logons back on for connections ` +
+        `matching "${first.match}", which Keyward's drop-in cannot override (sshd -T shows only global ` +
+        `values)${found.length > 1 ? `; ${found.length - 1} more such line(s) follow` : ''}. Remove it (or set ` +
+        `it to no) and apply again. Nothing was changed.`,
     );
   }
 
@@ -159,11 +267,20 @@ export class SshdPasswordControl {
   }
 
   /** Turns password logons off; on failure the drop-in is as it was. */
-  async disablePasswords(): Promise<SshdStepDone | HostFailure> {
-    const located = await this.#locate();
+  async disablePasswords(version: OpenSshVersion | null = null): Promise<SshdStepDone | HostFailure> {
+    let located = await this.#locate();
     if (isFailure(located)) return located;
+    if (located.include === null) {
+      const matched = await this.#matchBlocks();
+      if (matched !== null) return matched;
+      located = await this.#addIncludeLine(version);
+      if (isFailure(located)) return located;
+    }
     const { include } = located;
-    if (include === null) return this.#notIncluded();
+    if (include === null) return this.#notIncluded(version);
+    const matched = await this.#matchBlocks();
+    if (matched !== null) return matched;
+    const content = dropInContentFor(kbdInteractiveKeywords(version));
     const pid = await runningSshdPid(this.#target);
     if (isFailure(pid)) return withNote(pid, 'Nothing was changed.');
     const path = join(include.dir, DROP_IN_NAME);
@@ -180,9 +297,9 @@ export class SshdPasswordControl {
       if (previous !== null && (!previous.isFile || !isOurDropIn(previous.bytes))) {
         return this.#conflict(path);
       }
-      if (previous === null || !previous.bytes.equals(DROP_IN_CONTENT) || previous.mode !== 0o644) {
+      if (previous === null || !previous.bytes.equals(content) || previous.mode !== 0o644) {
         const owner = { uid: 0, gid: 0, mode: 0o644 };
-        const outcome = await replaceFile(dir, DROP_IN_NAME, DROP_IN_CONTENT, owner, previous?.bytes ?? null);
+        const outcome = await replaceFile(dir, DROP_IN_NAME, content, owner, previous?.bytes ?? null);
         if (outcome.status === 'conflict') return this.#conflict(path);
         changed = true;
       }
@@ -190,8 +307,12 @@ export class SshdPasswordControl {
       if (isFailure(tested)) return await undo(tested);
       const dump = await sshdDump(this.#target, this.#timeoutMs);
       if (isFailure(dump)) return await undo(dump);
-      for (const { keyword, name } of DROP_IN_SETTINGS) {
-        const value = dump.get(keyword)?.[0] ?? '(unset)';
+      // Whichever of the names this sshd prints (ChallengeResponseAuthentication only before 8.7).
+      for (const keyword of PASSWORD_KEYWORDS) {
+        const printed = dump.get(keyword);
+        if (printed === undefined && keyword === 'challengeresponseauthentication') continue;
+        const name = SETTING_NAMES[keyword] ?? keyword;
+        const value = printed?.[0] ?? '(unset)';
         if (value !== 'no') {
           return await undo(await this.#overridden(located.text, include, keyword, name, value));
         }
@@ -257,11 +378,21 @@ export class SshdPasswordControl {
   }
 
   /** Start-up diagnostics: the Include exists, our file name is free, sshd -t passes, sshd runs. */
-  async check(): Promise<{ ok: true; dropInPath: string } | HostFailure> {
+  async check(
+    version: OpenSshVersion | null = null,
+  ): Promise<{ ok: true; dropInPath: string } | HostFailure> {
     const located = await this.#locate();
     if (isFailure(located)) return located;
     const { include } = located;
-    if (include === null) return this.#notIncluded();
+    if (include === null) {
+      if (this.#addInclude && (version === null || supportsInclude(version))) {
+        return {
+          ok: true,
+          dropInPath: join(dirname(this.#target.configFile), 'sshd_config.d', DROP_IN_NAME),
+        };
+      }
+      return this.#notIncluded(version);
+    }
     const path = join(include.dir, DROP_IN_NAME);
     const existing = await readFile(path).catch((err: unknown) => (errnoCode(err) === 'ENOENT' ? null : err));
     if (existing instanceof Buffer && !isOurDropIn(existing)) return this.#conflict(path);

@@ -66,6 +66,15 @@ export class GrantKeeper {
         { code: readiness.code },
         `one-time logons are off on this host: ${readiness.message}`,
       );
+    } else {
+      this.#d.store.expiryTime = readiness.expiryTime ?? { form: 'utc' };
+      if (readiness.expiryTime?.form === 'omitted') {
+        this.#d.logger.warn(
+          { code: 'Host.ExpiryTimeOmitted', opensshVersion: readiness.opensshVersion },
+          `one-time key lines carry no expiry-time: ${readiness.expiryTime.reason}; the helper's clock check ` +
+            'still ends each key at its deadline',
+        );
+      }
     }
     await this.#d.store.ensureDir();
     await this.#sweep('swept');
@@ -96,6 +105,11 @@ export class GrantKeeper {
       this.#grants.set(g.grantId, { ...stored, timer });
       this.#seen.set(g.grantId, g.hostExpiresAt);
     }
+  }
+
+  /** Whether grants can work here, as found at start. */
+  get readiness(): LogonReadiness {
+    return this.#readiness;
   }
 
   stop(): void {

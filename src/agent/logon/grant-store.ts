@@ -23,6 +23,7 @@ import { chmod, lstat, mkdir, readdir, readFile, rename, rmdir, unlink, writeFil
 import { join } from 'node:path';
 import { mkdirPublic } from './mkdir-public.js';
 import { GRANT_ID_PATTERN, OS_USER_PATTERN, type LogonGrant } from '../../agent-channel/index.js';
+import { fixedOffsetMinutes, localExpiryTime, type ExpiryTimeForm } from '../host/openssh.js';
 
 /** Also matches the names written before the fingerprint and uptime were part of them. */
 const FILE_NAME = /^(\d{1,12})-(lg-[a-z0-9]{20})(?:-[A-Za-z0-9_-]{43}(?:~\d{1,12}~[0-9a-f-]{36})?)?\.key$/;
@@ -53,9 +54,21 @@ export function grantFileFingerprint(publicKey: string): string {
   return createHash('sha256').update(blob).digest('base64url');
 }
 
-/** `YYYYMMDDHHMMSSZ` for `expiry-time`, UTC. */
+/** `YYYYMMDDHHMMSSZ` for `expiry-time`, UTC (OpenSSH 9.1 and later). */
 export function expiryTimeOption(unixSeconds: number): string {
   return new Date(unixSeconds * 1000).toISOString().replace(/[-:T]/g, '').slice(0, 14) + 'Z';
+}
+
+/**
+ * The `expiry-time="…"` option in the form this sshd reads (openssh.ts), or null when it is left out.
+ * The local form is written only for a zone with one UTC offset all year; a zone that has changed
+ * since the form was chosen drops the option rather than write a wrong time.
+ */
+export function expiryTimeFor(unixSeconds: number, form: ExpiryTimeForm): string | null {
+  if (form.form === 'utc') return expiryTimeOption(unixSeconds);
+  if (form.form === 'omitted') return null;
+  const offset = fixedOffsetMinutes(form.zone, unixSeconds * 1000);
+  return offset === null ? null : localExpiryTime(unixSeconds, offset);
 }
 
 /**
@@ -63,10 +76,15 @@ export function expiryTimeOption(unixSeconds: number): string {
  * `restrict` (no forwarding, no X11, no agent, no user rc), `pty`, `port-forwarding` only when the grant
  * allows it, the expiry, and `from=` when set.
  */
-export function grantLine(grant: LogonGrant, hostExpiresAt: number): string {
+export function grantLine(
+  grant: LogonGrant,
+  hostExpiresAt: number,
+  form: ExpiryTimeForm = { form: 'utc' },
+): string {
   const options = ['restrict', 'pty'];
   if (grant.portForwarding) options.push('port-forwarding');
-  options.push(`expiry-time="${expiryTimeOption(hostExpiresAt)}"`);
+  const expiry = expiryTimeFor(hostExpiresAt, form);
+  if (expiry !== null) options.push(`expiry-time="${expiry}"`);
   if (grant.sourceAddresses.length > 0) options.push(`from="${grant.sourceAddresses.join(',')}"`);
   return `${options.join(',')} ${grant.publicKey} keyward-grant:${grant.grantId}\n`;
 }
@@ -79,6 +97,8 @@ export interface StoredGrant {
 
 export class GrantStore {
   readonly dir: string;
+  /** How grant lines carry expiry-time for the host's sshd (set once its version is known). */
+  expiryTime: ExpiryTimeForm = { form: 'utc' };
   /** The tail of the queue of writes and removals (see the file header). */
   #tail: Promise<unknown> = Promise.resolve();
 
@@ -122,7 +142,7 @@ export class GrantStore {
     await mkdir(userDir, { recursive: true, mode: 0o755 });
     await chmod(userDir, 0o755);
     const temp = join(userDir, `.tmp-${grant.grantId}`);
-    await writeFile(temp, grantLine(grant, hostExpiresAt), { mode: 0o644, flag: 'w' });
+    await writeFile(temp, grantLine(grant, hostExpiresAt, this.expiryTime), { mode: 0o644, flag: 'w' });
     await chmod(temp, 0o644);
     const fingerprint = grantFileFingerprint(grant.publicKey);
     const name = `${String(hostExpiresAt)}-${grant.grantId}-${fingerprint}${await uptimeSuffix(hostExpiresAt)}.key`;

@@ -34,8 +34,9 @@ ${HELPER_MARKER}
 # with $2 (sshd's %f, SHA256:base64) only the file named after that key's fingerprint (base64url) is read.
 # The deadline is checked against the kernel's uptime when the file was written in this boot (no process
 # started), else against the wall clock (EXPIRY, with date).
+# User names as Keyward grants them (letters spelt out: no locale's ranges apply).
 case $1 in
-  '' | -* | *[!a-z0-9_-]*) exit 0 ;;
+  '' | -* | .* | *[!-._ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789$]*) exit 0 ;;
 esac
 dir='${grantsDir}'/"$1"
 [ -d "$dir" ] || exit 0
@@ -83,7 +84,7 @@ for f in "$dir"/$only.key; do
   fi
   while IFS= read -r line; do
     case $line in
-      'restrict,pty,'*' keyward-grant:'*) printf '%s\\n' "$line" ;;
+      'restrict,pty,'*' keyward-grant:'* | 'restrict,pty '*' keyward-grant:'*) printf '%s\\n' "$line" ;;
     esac
   done < "$f"
 done

@@ -20,6 +20,16 @@ import { existsSync } from 'node:fs';
 import { chmod, lstat, mkdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fail, isFailure, type HostFailure } from '../host/result.js';
+import {
+  detectOpenSshVersion,
+  expiryTimeForm,
+  supportsInclude,
+  systemTimeZoneSources,
+  type ExpiryTimeForm,
+  type OpenSshVersion,
+  type TimeZoneSources,
+} from '../host/openssh.js';
+import { addIncludeLine } from '../host/sshd-config.js';
 import { findDropInInclude, globMatch } from '../host/sshd-config-parse.js';
 import { reloadSshd, runningSshdPid, sshdDump, sshdTest, type SshdTarget } from '../host/sshd-process.js';
 import { HELPER_MARKER, helperScript } from './helper-script.js';
@@ -35,8 +45,22 @@ export interface LogonHostSettings {
   readonly helperUser: string;
 }
 
-/** `ok`, or why one-time logons cannot work on this host (with the code grants are refused with). */
-export type LogonReadiness = { readonly ok: true } | HostFailure;
+/**
+ * `ok` (with the form grant lines carry `expiry-time` in; UTC when absent), or why one-time logons cannot work on this host
+ * (with the code grants are refused with); either way the sshd's OpenSSH release when it is known.
+ */
+export type LogonReadiness = ({ readonly ok: true; readonly expiryTime?: ExpiryTimeForm } | HostFailure) & {
+  readonly opensshVersion?: string;
+};
+
+/** How prepareLogonHost may go about it. */
+export interface LogonPrepareOptions {
+  /** The operator allowed adding the drop-in directory's Include line to sshd_config (--add-sshd-include). */
+  readonly addInclude?: boolean;
+  /** Where sshd's time zone is read from (default: the running sshd's environment, /etc/localtime). */
+  readonly timeZones?: TimeZoneSources;
+  readonly nowMs?: () => number;
+}
 
 function dropInContent(s: LogonHostSettings): string {
   return `${LOGON_DROP_IN_HEADER}\nAuthorizedKeysCommand ${s.helperPath} %u %f\nAuthorizedKeysCommandUser ${s.helperUser}\n`;
@@ -82,24 +106,63 @@ function effectiveCommand(dump: ReadonlyMap<string, readonly string[]>): string 
 }
 
 /** Installs (or checks) the helper and the drop-in; never throws for host problems. */
-export async function prepareLogonHost(target: SshdTarget, s: LogonHostSettings): Promise<LogonReadiness> {
+export async function prepareLogonHost(
+  target: SshdTarget,
+  s: LogonHostSettings,
+  opts: LogonPrepareOptions = {},
+): Promise<LogonReadiness> {
+  let version: OpenSshVersion | null = null;
   try {
-    return await prepare(target, s);
+    const detected = await detectOpenSshVersion(target, TIMEOUT_MS);
+    if (isFailure(detected)) return detected;
+    version = detected;
+    const versionText = { opensshVersion: detected.text };
+    if (!supportsInclude(detected)) {
+      return {
+        ...fail(
+          'Host.SshdIncludeUnsupported',
+          `This host runs OpenSSH ${detected.text}, which has no Include (it came in OpenSSH 8.2), so Keyward ` +
+            'cannot add its AuthorizedKeysCommand without editing sshd_config; one-time logons are off on this ' +
+            'host. Upgrade OpenSSH to 8.2 or later.',
+        ),
+        ...versionText,
+      };
+    }
+    const prepared = await prepare(target, s, opts.addInclude === true);
+    if (!prepared.ok) return { ...prepared, ...versionText };
+    const zones = opts.timeZones ?? systemTimeZoneSources(target.pidFile);
+    const expiryTime = await expiryTimeForm(detected, zones, (opts.nowMs ?? Date.now)());
+    return { ok: true, expiryTime, ...versionText };
   } catch (err) {
-    return fail('Host.LogonNotReady', `Could not prepare one-time logons: ${(err as Error).message}`);
+    return {
+      ...fail('Host.LogonNotReady', `Could not prepare one-time logons: ${(err as Error).message}`),
+      ...(version !== null && { opensshVersion: version.text }),
+    };
   }
 }
 
-async function prepare(target: SshdTarget, s: LogonHostSettings): Promise<LogonReadiness> {
+async function prepare(
+  target: SshdTarget,
+  s: LogonHostSettings,
+  addInclude: boolean,
+): Promise<{ ok: true } | HostFailure> {
   const ours = `${s.helperPath} %u %f`;
-  const mainText = await readFile(target.configFile, 'latin1');
-  const include = findDropInInclude(mainText);
+  let mainText = await readFile(target.configFile, 'latin1');
+  let include = findDropInInclude(mainText);
+  if (include === null && addInclude) {
+    const added = await addIncludeLine(target, TIMEOUT_MS);
+    if (added !== null && isFailure(added)) return added;
+    if (added !== null) {
+      mainText = added.text;
+      include = added.include;
+    }
+  }
   if (include === null || !globMatch(include.pattern, LOGON_DROP_IN_NAME)) {
     return fail(
       'Host.LogonNotReady',
       `${target.configFile} has no Include of a drop-in directory, so Keyward cannot add its ` +
         'AuthorizedKeysCommand without editing it. Add "Include /etc/ssh/sshd_config.d/*.conf" as its first line ' +
-        'and restart the agent.',
+        '(or start the agent with --add-sshd-include to let it add that line) and restart the agent.',
     );
   }
   const dropIn = join(include.dir, LOGON_DROP_IN_NAME);

@@ -40,6 +40,8 @@ export interface AgentConfig {
   readonly once: boolean;
   /** Plain `http://` server URLs were allowed explicitly (`--insecure-http`): a lab or the server's own host. */
   readonly insecureHttp: boolean;
+  /** sshd_config may get the drop-in directory's Include line when it has none (`--add-sshd-include`). */
+  readonly addSshdInclude: boolean;
   readonly logLevel: AgentLogLevel;
   /** One-time logons: where grants live, the AuthorizedKeysCommand helper and the user it runs as. */
   readonly logon: {
@@ -114,6 +116,7 @@ export const AGENT_FLAGS = [
   'ca',
   'once',
   'insecure-http',
+  'add-sshd-include',
   'log-level',
   'grants-dir',
   'authorized-keys-command',
@@ -132,7 +135,7 @@ interface Setting {
   readonly source: string;
 }
 
-const OS_USER = /^[a-z_][a-z0-9_-]{0,31}\$?$/;
+const OS_USER = /^[A-Za-z_][A-Za-z0-9._-]{0,31}\$?$/;
 const SSH_ADDRESS = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
 const MAX_CA_BYTES = 1024 * 1024;
 const SAFE_ABSOLUTE_PATH = /^(\/[A-Za-z0-9._-]+){1,32}$/;
@@ -284,6 +287,7 @@ export function loadAgentConfig(
     ...(ca !== undefined && { ca }),
     once: flags.once === true || parseBool(pick('once')),
     insecureHttp,
+    addSshdInclude: flags['add-sshd-include'] === true || parseBool(pick('add-sshd-include')),
     logLevel,
   });
 }

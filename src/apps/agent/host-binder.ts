@@ -7,6 +7,12 @@ import { HostBinder } from '../../agent/host/index.js';
 import type { AgentConfig } from './agent-config.js';
 
 /** The HostBinder for `config` (checks its options; throws TypeError on misuse). */
-export function createHostBinder(config: Pick<AgentConfig, 'loginUser' | 'sshd'>): AgentHostBinder {
-  return new HostBinder({ loginUser: config.loginUser, sshd: config.sshd });
+export function createHostBinder(
+  config: Pick<AgentConfig, 'loginUser' | 'sshd'> & Partial<Pick<AgentConfig, 'addSshdInclude'>>,
+): AgentHostBinder {
+  return new HostBinder({
+    loginUser: config.loginUser,
+    sshd: config.sshd,
+    addSshdInclude: config.addSshdInclude === true,
+  });
 }

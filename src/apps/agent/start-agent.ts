@@ -102,7 +102,7 @@ export async function startAgent(config: AgentConfig, deps: StartAgentDeps): Pro
         logger,
         logon: {
           grantsDir: config.logon.grantsDir,
-          prepare: () => prepareLogonHost(config.sshd, config.logon),
+          prepare: () => prepareLogonHost(config.sshd, config.logon, { addInclude: config.addSshdInclude }),
           userExists: osUserExists,
         },
       },

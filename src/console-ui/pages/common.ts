@@ -41,6 +41,14 @@ export interface Instance {
       readonly ErrorCode: string;
       readonly ErrorMessage: string;
     };
+    /** Absent from servers before this field. */
+    readonly OpenSSHVersion?: string;
+    readonly OneTimeLogon?: {
+      readonly Status: string;
+      readonly ExpiryTimeForm: string;
+      readonly Code: string;
+      readonly Message: string;
+    };
   };
 }
 

@@ -305,6 +305,14 @@ export function instancePage(root: HTMLElement, id: string): void {
   poll(body, tick);
 }
 
+/** Ready / Not ready with the host's code and what to change / Unknown (an agent that does not report it). */
+function logonReadiness(l: Instance['KeywardAgent']['OneTimeLogon']): string {
+  if (l === undefined || l.Status === 'Unknown') return 'unknown (the agent does not report it)';
+  const form = l.ExpiryTimeForm === '' ? '' : ` (expiry-time: ${l.ExpiryTimeForm})`;
+  const why = l.Code === '' ? '' : ` — ${l.Code}: ${l.Message}`;
+  return `${l.Status === 'Ready' ? 'ready' : 'not ready'}${form}${why}`;
+}
+
 function facts(i: Instance, untag: (key: string) => void): HTMLElement {
   const a = i.KeywardAgent;
   const rows: Array<[string, Node | string]> = [
@@ -318,6 +326,8 @@ function facts(i: Instance, untag: (key: string) => void): HTMLElement {
     ['Key pair', i.KeyPairName || 'none (password logins allowed)'],
     ['Binding', a.Binding.State + (a.Binding.ErrorMessage === '' ? '' : `: ${a.Binding.ErrorMessage}`)],
     ['Agent', `${a.AgentVersion}, last seen ${when(a.LastSeenTime)}`],
+    ['OpenSSH', a.OpenSSHVersion || '—'],
+    ['One-time logon', logonReadiness(a.OneTimeLogon)],
     ['Enrolled', when(i.CreationTime)],
   ];
   const dl = h('dl', { class: 'facts' });

@@ -81,6 +81,8 @@ export interface InstancesTable {
   apply_ok: number | null;
   apply_error_code: string | null;
   apply_error_message: string | null;
+  /** JSON of the agent's last `SshdReadiness` (OpenSSH release, one-time logon readiness); null: not reported. */
+  sshd_readiness: string | null;
 }
 
 export interface InstanceTagsTable {

@@ -90,6 +90,14 @@ export function instanceItem(v: InstanceView): Record<string, unknown> {
         ErrorCode: v.binding.errorCode ?? '',
         ErrorMessage: v.binding.errorMessage ?? '',
       },
+      // What the agent last reported about sshd; empty strings and Unknown before an agent reports it.
+      OpenSSHVersion: r.sshd?.opensshVersion ?? '',
+      OneTimeLogon: {
+        Status: r.sshd === undefined ? 'Unknown' : r.sshd.logonReady ? 'Ready' : 'NotReady',
+        ExpiryTimeForm: r.sshd?.expiryTime ?? '',
+        Code: r.sshd?.code ?? '',
+        Message: r.sshd?.message ?? '',
+      },
     },
   };
 }

@@ -13,6 +13,7 @@ import {
   type KeyPairPlacement,
   type KeyPairListing,
   type KeyPairService,
+  keyTypeWarning,
 } from '../../keypairs/index.js';
 import { RESOURCE_TAG_KEYS } from '../../policy/index.js';
 import { MAX_TAGS_PER_RESOURCE, validateTagFilters, validateTags, type Tag } from '../../tags/index.js';
@@ -78,7 +79,14 @@ function keyPairView(r: KeyPairListing): Record<string, unknown> {
     ResourceGroupId: r.resourceGroupId ?? '',
     ...(r.publicKey !== undefined && { PublicKey: r.publicKey }),
     Tags: tagsView(r.tags),
+    // Keyward's own field, only on key pairs modern OpenSSH refuses (ECS clients ignore unknown fields).
+    ...(warning(r.keyType) ?? {}),
   };
+}
+
+function warning(keyType: string): { KeywardWarning: { Code: string; Message: string } } | null {
+  const message = keyTypeWarning(keyType);
+  return message === null ? null : { KeywardWarning: { Code: 'KeyType.RefusedByOpenSSH', Message: message } };
 }
 
 /** The four key pair actions, bound to their dependencies. */

@@ -24,6 +24,7 @@ const OPTIONS = {
   ca: { type: 'string' },
   once: { type: 'boolean' },
   'insecure-http': { type: 'boolean' },
+  'add-sshd-include': { type: 'boolean' },
   'log-level': { type: 'string' },
   'grants-dir': { type: 'string' },
   'authorized-keys-command': { type: 'string' },

@@ -23,6 +23,10 @@ Options (each also as an environment variable, e.g. --state-dir ↔ KEYWARD_AGEN
   --ca FILE                PEM CA bundle that signed the server's certificate (https only, every URL)
   --insecure-http          allow plain http:// server URLs (not encrypted: a lab, or a server on this
                            host only); without it the agent refuses them
+  --add-sshd-include       when sshd_config has no Include of a drop-in directory (OpenSSH 8.2 or later),
+                           add "Include <its dir>/sshd_config.d/*.conf" as its first line (checked with
+                           sshd -t, put back on failure); without it the agent reports
+                           Host.SshdDropInNotIncluded and changes nothing
   --once                   apply the first desired state, acknowledge it and exit (60 s limit)
   --log-level LEVEL        fatal, error, warn, info (default), debug, trace or silent
   --grants-dir DIR         one-time grants, read by the helper (default /run/keyward-agent/grants)

@@ -94,7 +94,19 @@ export interface InstanceItem {
     PendingHostKeys?: { HostKey?: Array<{ Type: string; PublicKey: string; FingerprintSha256: string }> };
     HostKeysChangedTime?: string;
     Binding?: { KeyPairName?: string; State?: string; ErrorCode?: string; ErrorMessage?: string };
+    OpenSSHVersion?: string;
+    OneTimeLogon?: { Status?: string; ExpiryTimeForm?: string; Code?: string; Message?: string };
   };
+}
+
+/** `Ready (expiry-time local)`, `NotReady: Host.X message`, `Unknown`: one line for `instance show`. */
+function logonText(l: NonNullable<InstanceItem['KeywardAgent']>['OneTimeLogon']): string {
+  if (l === undefined) return '';
+  const status = l.Status ?? '';
+  const form =
+    l.ExpiryTimeForm === undefined || l.ExpiryTimeForm === '' ? '' : ` (expiry-time ${l.ExpiryTimeForm})`;
+  const why = l.Code === undefined || l.Code === '' ? '' : `: ${l.Code} ${l.Message ?? ''}`;
+  return `${status}${form}${why}`.trimEnd();
 }
 
 interface DescribeResponse {
@@ -261,6 +273,11 @@ export async function instanceCommand(
         ['SSH address', agent.SshAddress ?? ''],
         ['Login user', agent.LoginUser ?? ''],
         ['Agent', agent.AgentVersion ?? ''],
+        [
+          'OpenSSH',
+          agent.OpenSSHVersion === undefined || agent.OpenSSHVersion === '' ? '' : agent.OpenSSHVersion,
+        ],
+        ['One-time logon', logonText(agent.OneTimeLogon)],
         ['Created', item.CreationTime],
         ['Last seen', agent.LastSeenTime ?? ''],
         ['Key pair', item.KeyPairName === '' ? '-' : item.KeyPairName],
@@ -270,7 +287,7 @@ export async function instanceCommand(
         ],
         ['Tags', tagsText(item.Tags)],
       ];
-      for (const [k, v] of rows) println(io.stdout, `${k.padEnd(14)}${v}`.trimEnd());
+      for (const [k, v] of rows) println(io.stdout, `${k.padEnd(16)}${v}`.trimEnd());
       const keys = agent.HostKeys?.HostKey ?? [];
       println(io.stdout, `${'Host keys'.padEnd(14)}${keys.length === 0 ? '(none pinned)' : ''}`.trimEnd());
       for (const k of keys) println(io.stdout, `  ${k.Type.padEnd(22)}${k.FingerprintSha256}`);

@@ -83,6 +83,8 @@ interface KeyPairItem {
   ResourceGroupId?: string;
   PublicKey?: string;
   Tags?: { Tag?: Array<{ TagKey: string; TagValue: string }> };
+  /** Keyward's: present only on key pairs modern OpenSSH refuses (ssh-dss). */
+  KeywardWarning?: { Code: string; Message: string };
 }
 
 interface DescribeResponse {
@@ -291,6 +293,12 @@ export async function keypairCommand(
         ['Public key', item.PublicKey ?? ''],
       ];
       for (const [k, v] of rows) println(io.stdout, `${k.padEnd(16)}${v}`);
+      if (item.KeywardWarning !== undefined) {
+        println(
+          io.stdout,
+          `${'Warning'.padEnd(16)}${item.KeywardWarning.Code}: ${item.KeywardWarning.Message}`,
+        );
+      }
       return 0;
     }
 
