@@ -35,7 +35,14 @@ import { DesiredApplier, outcomeOf } from './desired-applier.js';
 import { enrollWithAny } from './enroll.js';
 import { collectHostFacts, type HostFactsSources } from './host-facts.js';
 import type { AgentHostBinder } from './host-binder-port.js';
-import { GrantKeeper, GrantStore, type LogonReadiness } from './logon/index.js';
+import {
+  GrantKeeper,
+  GrantStore,
+  GrantUseReporter,
+  type LogFollower,
+  type LogonReadiness,
+  type SshdLogEntry,
+} from './logon/index.js';
 
 /** What the agent is told to do (validated by the caller: src/apps/agent/agent-config.ts). */
 export interface RunAgentOptions {
@@ -90,6 +97,12 @@ export interface AgentLogonPort {
   /** Installs or checks the AuthorizedKeysCommand helper and its sshd drop-in. */
   prepare(): Promise<LogonReadiness>;
   userExists(name: string): Promise<boolean>;
+  /**
+   * Starts following sshd's log, each accepted-key entry (null for other lines) handed to `onEntry`, so
+   * grants used with `keyward ssh` and SendSSHPublicKey are reported used; undefined when off. Absent: not
+   * followed.
+   */
+  followSshdLog?(onEntry: (entry: SshdLogEntry | null) => void): Promise<LogFollower | undefined>;
 }
 
 /** How a run ended (a failure is thrown as AgentError instead). */
@@ -303,6 +316,7 @@ class Session {
   private readonly backoff: ReconnectBackoff;
   private onceResult: AppliedState | undefined;
   private readonly grants: GrantKeeper | undefined;
+  private sshdLog: LogFollower | undefined;
   /** The server's grant-signing key pinned at enrollment: grants and desired states must verify with it. */
   private readonly serverSigningKey: KeyObject;
 
@@ -367,6 +381,24 @@ class Session {
     const port = this.deps.logon;
     if (this.grants === undefined || port === undefined) return;
     await this.grants.start(await port.prepare());
+    if (port.followSshdLog === undefined) return;
+    const grants = this.grants;
+    const reporter = new GrantUseReporter({
+      grantForKey: (fingerprint, osUser) => grants.grantForKey(fingerprint, osUser),
+      send: (message) => {
+        this.channel?.sendGrantReport(message);
+      },
+      nowMs: () => this.deps.clock.nowMs(),
+      logger: this.deps.logger,
+    });
+    try {
+      this.sshdLog = await port.followSshdLog((entry) => {
+        reporter.handle(entry);
+      });
+    } catch (err) {
+      // Only the record of use depends on it: the agent goes on without.
+      this.deps.logger.error({ err }, 'cannot follow the sshd log; one-time key use is not reported');
+    }
   }
 
   async run(): Promise<AppliedState | null> {
@@ -408,6 +440,7 @@ class Session {
       }
     } finally {
       this.grants?.stop();
+      this.sshdLog?.stop();
       await this.applier.stop();
       this.channel?.close(1001, 'agent stopping');
     }

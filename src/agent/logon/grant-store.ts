@@ -13,7 +13,7 @@
  * Writes and removals run one at a time: a removal that empties a user's directory would otherwise delete
  * it between another grant's mkdir and its write for the same user (ENOENT, and a failed logon).
  */
-import { chmod, lstat, mkdir, readdir, rename, rmdir, unlink, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, readdir, readFile, rename, rmdir, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { mkdirPublic } from './mkdir-public.js';
 import { GRANT_ID_PATTERN, OS_USER_PATTERN, type LogonGrant } from '../../agent-channel/index.js';
@@ -123,6 +123,19 @@ export class GrantStore {
     }
     await rmdir(userDir).catch(() => undefined); // only when empty
     return removed;
+  }
+
+  /** The `ssh-ed25519 base64` key of a grant's file, or undefined when the file or the key is not there. */
+  async publicKeyOf(g: StoredGrant): Promise<string | undefined> {
+    const file = join(this.dir, g.osUser, `${String(g.hostExpiresAt)}-${g.grantId}.key`);
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+    return / (ssh-ed25519 [A-Za-z0-9+/]{68}) /.exec(text.slice(0, 1024))?.[1];
   }
 
   /** Deletes every grant whose expiry is at or before `nowSeconds`; returns them. */

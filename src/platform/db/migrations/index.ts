@@ -13,6 +13,7 @@ import { migration0007 } from './0007-replicas.js';
 import { migration0008 } from './0008-credential-epoch.js';
 import { migration0009 } from './0009-host-trust.js';
 import { migration0010 } from './0010-audit-anchor.js';
+import { migration0011 } from './0011-grant-used.js';
 
 const MIGRATIONS: Record<string, Migration> = {
   '0001-initial': migration0001,
@@ -25,6 +26,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0008-credential-epoch': migration0008,
   '0009-host-trust': migration0009,
   '0010-audit-anchor': migration0010,
+  '0011-grant-used': migration0011,
 };
 
 /** Kysely migration provider over the migrations compiled into Keyward (no directory scanning). */
