@@ -1,0 +1,93 @@
+import assert from 'node:assert/strict';
+import { appendFileSync, mkdtempSync, renameSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { pino } from 'pino';
+import { FileFollower, LineSplitter } from './sshd-log-follower.js';
+
+const logger = pino({ level: 'silent' });
+
+/** A follower on `path` polled by hand (its own timer is far away), collecting lines. */
+async function follow(path: string): Promise<{ follower: FileFollower; lines: string[] }> {
+  const lines: string[] = [];
+  const follower = new FileFollower({
+    path,
+    logger,
+    pollIntervalMs: 3_600_000,
+    onLine: (line) => lines.push(line),
+  });
+  await follower.start();
+  return { follower, lines };
+}
+
+test('a file is followed from its end, across a rotation (rename and a new file) and a truncation', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'kw-follow-'));
+  const path = join(dir, 'auth.log');
+  writeFileSync(path, 'old 1\nold 2\n');
+  const { follower, lines } = await follow(path);
+  try {
+    await follower.poll();
+    assert.deepEqual(lines, [], 'what was there before the start is history');
+
+    appendFileSync(path, 'one\ntw');
+    await follower.poll();
+    assert.deepEqual(lines, ['one'], 'an unfinished line waits for its newline');
+    appendFileSync(path, 'o\n');
+    await follower.poll();
+    assert.deepEqual(lines, ['one', 'two']);
+
+    // Rotation: the last lines of the old file, written just before the rename, are still read.
+    appendFileSync(path, 'last of old\n');
+    renameSync(path, `${path}.1`);
+    writeFileSync(path, 'first of new\n');
+    await follower.poll();
+    assert.deepEqual(lines.slice(2), ['last of old', 'first of new']);
+    appendFileSync(`${path}.1`, 'late write to the rotated file is not followed\n');
+    appendFileSync(path, 'second of new\n');
+    await follower.poll();
+    assert.deepEqual(lines.slice(4), ['second of new']);
+
+    // Truncation in place (copytruncate): read again from the start.
+    truncateSync(path, 0);
+    await follower.poll();
+    appendFileSync(path, 'after truncate\n');
+    await follower.poll();
+    assert.deepEqual(lines.slice(5), ['after truncate']);
+
+    // Removed, then created again later.
+    rmSync(path);
+    await follower.poll();
+    writeFileSync(path, 'recreated\n');
+    await follower.poll();
+    assert.deepEqual(lines.slice(6), ['recreated']);
+  } finally {
+    follower.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a file that is not there at start is read from its start once it appears', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'kw-follow-'));
+  const path = join(dir, 'sshd.log');
+  const { follower, lines } = await follow(path);
+  try {
+    await follower.poll();
+    writeFileSync(path, 'a\nb\n');
+    await follower.poll();
+    assert.deepEqual(lines, ['a', 'b']);
+  } finally {
+    follower.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a line longer than the bound is dropped whole; the lines around it are kept', () => {
+  const lines: string[] = [];
+  const split = new LineSplitter((l) => lines.push(l), 8);
+  split.push(Buffer.from('short\n0123'));
+  split.push(Buffer.from('45678901234'));
+  split.push(Buffer.from('5678\nnext\n'));
+  split.push(Buffer.from('12345678\n123456789\nok\n'));
+  assert.deepEqual(lines, ['short', 'next', '12345678', 'ok']);
+});
