@@ -1,10 +1,19 @@
 import assert from 'node:assert/strict';
-import { appendFileSync, mkdtempSync, renameSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  mkdtempSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  truncateSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
-import { FileFollower, LineSplitter } from './sshd-log-follower.js';
+import { FileFollower, JournalFollower, LineSplitter } from './sshd-log-follower.js';
 
 const logger = pino({ level: 'silent' });
 
@@ -90,4 +99,49 @@ test('a line longer than the bound is dropped whole; the lines around it are kep
   split.push(Buffer.from('5678\nnext\n'));
   split.push(Buffer.from('12345678\n123456789\nok\n'));
   assert.deepEqual(lines, ['short', 'next', '12345678', 'ok']);
+});
+
+test('journalctl is asked for sshd units from now on as JSON, and started again when it exits', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'kw-journal-'));
+  // A stand-in journalctl: records its arguments, prints one entry per run, then exits.
+  const fake = join(dir, 'journalctl');
+  const argsFile = join(dir, 'args');
+  writeFileSync(
+    fake,
+    `#!/bin/sh\nprintf '%s\\n' "$@" > ${argsFile}\necho '{"MESSAGE":"run","_UID":"0","_COMM":"sshd"}'\n`,
+    { mode: 0o755 },
+  );
+  const lines: string[] = [];
+  const follower = new JournalFollower({
+    units: ['ssh.service', 'sshd.service'],
+    journalctl: fake,
+    logger,
+    onLine: (line) => lines.push(line),
+  });
+  try {
+    await follower.start();
+    const deadline = Date.now() + 30_000;
+    while (lines.length < 2) {
+      if (Date.now() > deadline) throw new Error(`journalctl was not started again: ${lines.join('\n')}`);
+      await sleep(50);
+    }
+    assert.deepEqual(lines.slice(0, 2), [
+      '{"MESSAGE":"run","_UID":"0","_COMM":"sshd"}',
+      '{"MESSAGE":"run","_UID":"0","_COMM":"sshd"}',
+    ]);
+    assert.deepEqual(readFileSync(argsFile, 'utf8').trim().split('\n'), [
+      '--follow',
+      '--output=json',
+      '--lines=0',
+      '--no-pager',
+      '--output-fields=MESSAGE,_UID,_COMM',
+      '--unit',
+      'ssh.service',
+      '--unit',
+      'sshd.service',
+    ]);
+  } finally {
+    follower.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
