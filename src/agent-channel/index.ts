@@ -2,3 +2,10 @@
 export * from './messages.js';
 export { AgentProtocolError } from './protocol-error.js';
 export * from './sshd-readiness.js';
+export {
+  isGrantUseAddress,
+  MAX_GRANT_USED_ADDRESS_CHARS,
+  MAX_GRANT_USED_MESSAGE_BYTES,
+  parseGrantUsed,
+  type GrantUsedMessage,
+} from './grant-used.js';

@@ -18,9 +18,11 @@
  *   agent  → {t:'grant-result', grantId, ok, code?, message?, hostExpiresAt?}   once stored (or refused)
  *   server → {t:'grant-revoke', grantId}        the key is no longer needed (the agent deletes it at once)
  *   agent  → {t:'grant-removed', grantId, reason}   whenever a grant leaves the host's disk
+ *   agent  → {t:'grant-used', grantId, at, from, port}   sshd logged a logon with the key (./grant-used.ts)
  * Liveness: the server pings every HEARTBEAT_INTERVAL_MS; a side that hears nothing for
  * HEARTBEAT_TIMEOUT_MS closes the socket (the agent then reconnects with jittered backoff).
  */
+import { parseGrantUsed, type GrantUsedMessage } from './grant-used.js';
 import { AgentProtocolError } from './protocol-error.js';
 import { parseSshdReadiness, type SshdReadiness } from './sshd-readiness.js';
 
@@ -175,7 +177,8 @@ export type AgentMessage =
       /** When ok: the Unix second at which the host stops serving the key, by the host's clock. */
       readonly hostExpiresAt?: number;
     }
-  | { readonly t: 'grant-removed'; readonly grantId: string; readonly reason: GrantRemovalReason };
+  | { readonly t: 'grant-removed'; readonly grantId: string; readonly reason: GrantRemovalReason }
+  | GrantUsedMessage;
 
 const GRANT_CONTEXT = 'keyward-logon-grant-v1';
 
@@ -482,6 +485,7 @@ export function parseAgentMessage(data: string | Buffer): AgentMessage {
       reason: reason as GrantRemovalReason,
     };
   }
+  if (t === 'grant-used') return parseGrantUsed(raw as Json);
   throw new AgentProtocolError('message has an unknown type');
 }
 

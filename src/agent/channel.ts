@@ -134,7 +134,9 @@ export class AgentChannel {
   }
 
   /** Sends a grant report when connected and welcomed; dropped otherwise (the server keeps its own deadline). */
-  sendGrantReport(message: Extract<AgentMessage, { t: 'grant-result' } | { t: 'grant-removed' }>): void {
+  sendGrantReport(
+    message: Extract<AgentMessage, { t: 'grant-result' } | { t: 'grant-removed' } | { t: 'grant-used' }>,
+  ): void {
     if (this.phase !== 'ready') return;
     void this.send(message);
   }

@@ -35,7 +35,14 @@ import { DesiredApplier, outcomeOf } from './desired-applier.js';
 import { enrollWithAny } from './enroll.js';
 import { collectHostFacts, type HostFactsSources } from './host-facts.js';
 import type { AgentHostBinder } from './host-binder-port.js';
-import { GrantKeeper, GrantStore, type LogonReadiness } from './logon/index.js';
+import {
+  GrantKeeper,
+  GrantStore,
+  GrantUseReporter,
+  type LogFollower,
+  type LogonReadiness,
+  type SshdLogEntry,
+} from './logon/index.js';
 
 /** What the agent is told to do (validated by the caller: src/apps/agent/agent-config.ts). */
 export interface RunAgentOptions {
@@ -95,6 +102,12 @@ export interface AgentLogonPort {
   /** Installs or checks the AuthorizedKeysCommand helper and its sshd drop-in. */
   prepare(): Promise<LogonReadiness>;
   userExists(name: string): Promise<boolean>;
+  /**
+   * Starts following sshd's log, each accepted-key entry (null for other lines) handed to `onEntry`, so
+   * grants used with `keyward ssh` and SendSSHPublicKey are reported used; undefined when off. Absent: not
+   * followed.
+   */
+  followSshdLog?(onEntry: (entry: SshdLogEntry | null) => void): Promise<LogFollower | undefined>;
 }
 
 /** How a run ended (a failure is thrown as AgentError instead). */
@@ -313,6 +326,7 @@ class Session {
   private readonly backoff: ReconnectBackoff;
   private onceResult: AppliedState | undefined;
   private readonly grants: GrantKeeper | undefined;
+  private sshdLog: LogFollower | undefined;
   /** The server's grant-signing key pinned at enrollment: grants and desired states must verify with it. */
   private readonly serverSigningKey: KeyObject;
 
@@ -378,7 +392,30 @@ class Session {
     if (this.grants === undefined || port === undefined) return undefined;
     const readiness = await port.prepare();
     await this.grants.start(readiness);
+    if (port.followSshdLog !== undefined) await this.#followSshdLog(port.followSshdLog.bind(port));
     return readiness;
+  }
+
+  /** Follows sshd's log and reports each use of a one-time key the agent holds (the record only). */
+  async #followSshdLog(follow: NonNullable<AgentLogonPort['followSshdLog']>): Promise<void> {
+    const grants = this.grants;
+    if (grants === undefined) return;
+    const reporter = new GrantUseReporter({
+      grantForKey: (fingerprint, osUser) => grants.grantForKey(fingerprint, osUser),
+      send: (message) => {
+        this.channel?.sendGrantReport(message);
+      },
+      nowMs: () => this.deps.clock.nowMs(),
+      logger: this.deps.logger,
+    });
+    try {
+      this.sshdLog = await follow((entry) => {
+        reporter.handle(entry);
+      });
+    } catch (err) {
+      // Only the record of use depends on it: the agent goes on without.
+      this.deps.logger.error({ err }, 'cannot follow the sshd log; one-time key use is not reported');
+    }
   }
 
   async run(): Promise<AppliedState | null> {
@@ -420,6 +457,7 @@ class Session {
       }
     } finally {
       this.grants?.stop();
+      this.sshdLog?.stop();
       await this.applier.stop();
       this.channel?.close(1001, 'agent stopping');
     }

@@ -43,7 +43,10 @@ export type ApplyOutcome =
   | { readonly kind: 'offline' };
 
 /** What an agent reports about one-time logon grants (handled by the logon service). */
-export type GrantReport = Extract<AgentMessage, { t: 'grant-result' } | { t: 'grant-removed' }>;
+export type GrantReport = Extract<
+  AgentMessage,
+  { t: 'grant-result' } | { t: 'grant-removed' } | { t: 'grant-used' }
+>;
 export type GrantResult = Extract<AgentMessage, { t: 'grant-result' }>;
 
 /** The agent messages that answer a request. */

@@ -1,5 +1,6 @@
 /**
- * Audit events of one-time logons: a grant issued, installed on the host (or refused), used by the broker,
+ * Audit events of one-time logons: a grant issued, installed on the host (or refused), used (by the broker,
+ * or — as the agent read in sshd's log — with `keyward ssh` or a key sent with SendSSHPublicKey),
  * destroyed by the server, removed from the host's disk; terminal sessions opened and closed. Events carry
  * ids, names, fingerprints, codes and addresses only: never a private key, a ticket or a signature.
  */
@@ -26,7 +27,21 @@ export type LogonAuditEvent =
     })
   | (GrantRef & { readonly event: 'grant.installed'; readonly hostExpiresAt: string })
   | (GrantRef & { readonly event: 'grant.failed'; readonly code: string })
-  | (GrantRef & { readonly event: 'grant.used'; readonly caller: string })
+  | (GrantRef & {
+      /** The first logon with the key; `grant.reused` for each later one sshd logged. */
+      readonly event: 'grant.used' | 'grant.reused';
+      /** Whose key it is (who asked for the grant). */
+      readonly caller: string;
+      /** Who saw the logon: the broker itself, or the agent in sshd's log. */
+      readonly reportedBy: 'broker' | 'agent';
+      readonly osUser?: string;
+      /** The SSH client's address and port, as sshd logged them (agent reports). */
+      readonly sourceIp?: string;
+      readonly sourcePort?: number;
+      /** When sshd logged it, by the host's clock (agent reports). */
+      readonly hostUsedAt?: string;
+      readonly useCount?: number;
+    })
   | (GrantRef & { readonly event: 'grant.destroyed'; readonly reason: string })
   | (GrantRef & { readonly event: 'grant.removed'; readonly reason: string })
   | (GrantRef & {

@@ -27,6 +27,9 @@ function toRecord(r: LogonGrantRow): LogonGrantRecord {
     installedAt: r.installed_at,
     hostExpiresAt: r.host_expires_at,
     usedAt: r.used_at,
+    usedFrom: r.used_from,
+    usedPort: r.used_port,
+    useCount: r.use_count,
     failureCode: r.failure_code,
     destroyedAt: r.destroyed_at,
     destroyReason: r.destroy_reason,
@@ -80,13 +83,58 @@ export class LogonGrantRepository {
       .execute();
   }
 
+  /** The broker authenticated with the key (once: its grant is destroyed right after). */
   async markUsed(id: string, atIso: string): Promise<void> {
     await this.#db
       .updateTable('logon_grants')
-      .set({ used_at: atIso })
+      .set({ used_at: atIso, use_count: 1 })
       .where('id', '=', id)
       .where('used_at', 'is', null)
       .execute();
+  }
+
+  /**
+   * Records a logon sshd logged with a client grant's key on its instance, while the grant is live on the
+   * server (not destroyed): the first one sets when and from where, every one counts. Returns the grant
+   * after the change, or undefined when nothing changed (unknown, another instance's, a broker grant —
+   * the broker records its own — or already destroyed).
+   */
+  async recordUse(
+    id: string,
+    instanceId: string,
+    atIso: string,
+    from: string,
+    port: number,
+  ): Promise<{ readonly first: boolean; readonly grant: LogonGrantRecord } | undefined> {
+    const first = await this.#usable()
+      .set((eb) => ({
+        used_at: atIso,
+        used_from: from,
+        used_port: port,
+        use_count: eb('use_count', '+', 1),
+      }))
+      .where('id', '=', id)
+      .where('instance_id', '=', instanceId)
+      .where('used_at', 'is', null)
+      .returningAll()
+      .executeTakeFirst();
+    if (first !== undefined) return { first: true, grant: toRecord(first) };
+    const again = await this.#usable()
+      .set((eb) => ({ use_count: eb('use_count', '+', 1) }))
+      .where('id', '=', id)
+      .where('instance_id', '=', instanceId)
+      .where('used_at', 'is not', null)
+      .returningAll()
+      .executeTakeFirst();
+    return again === undefined ? undefined : { first: false, grant: toRecord(again) };
+  }
+
+  /** An update of a client grant the server has not destroyed. */
+  #usable() {
+    return this.#db
+      .updateTable('logon_grants')
+      .where('kind', '=', 'client')
+      .where('destroyed_at', 'is', null);
   }
 
   /** Records the server letting go of the key; true the first time only. */

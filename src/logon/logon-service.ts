@@ -331,7 +331,14 @@ export class LogonService {
     void this.#d.grants.markUsed(grantId, iso(this.#d.clock.nowMs())).catch((err: unknown) => {
       this.#d.logger.error({ err, grantId }, 'recording a used grant failed');
     });
-    this.#d.audit.record({ event: 'grant.used', grantId, accountId, instanceId, caller });
+    this.#d.audit.record({
+      event: 'grant.used',
+      grantId,
+      accountId,
+      instanceId,
+      caller,
+      reportedBy: 'broker',
+    });
   }
 
   /** Destroys a grant before its deadline (the broker is done with the key). */
@@ -401,9 +408,49 @@ export class LogonService {
     for (const grantId of ids) await this.#d.hub.deliver(instanceId, { t: 'grant-revoke', grantId });
   }
 
+  /**
+   * The agent read in sshd's log that a client grant's key logged on (from `from`:`port`): the first such
+   * report marks the grant used, later ones count. Ignored for grants unknown, of another instance, of the
+   * broker (which records its own use) or already destroyed. The log only informs this record.
+   */
+  #used(instanceId: string, report: Extract<GrantReport, { t: 'grant-used' }>): void {
+    void (async () => {
+      const nowMs = this.#d.clock.nowMs();
+      const recorded = await this.#d.grants.recordUse(
+        report.grantId,
+        instanceId,
+        iso(nowMs),
+        report.from,
+        report.port,
+      );
+      if (recorded === undefined) return;
+      const { first, grant } = recorded;
+      const hostAtMs = Math.min(report.at, Math.floor(nowMs / 1000) + MAX_HOST_CLOCK_AHEAD_SECONDS) * 1000;
+      this.#d.audit.record({
+        event: first ? 'grant.used' : 'grant.reused',
+        grantId: grant.id,
+        accountId: grant.accountId,
+        instanceId,
+        caller: grant.caller,
+        reportedBy: 'agent',
+        osUser: grant.osUser,
+        sourceIp: report.from,
+        sourcePort: report.port,
+        hostUsedAt: iso(hostAtMs),
+        useCount: grant.useCount,
+      });
+    })().catch((err: unknown) => {
+      this.#d.logger.error({ err, grantId: report.grantId }, 'recording a used grant failed');
+    });
+  }
+
   #report(instanceId: string, report: GrantReport): void {
-    // Results answer the request that sent the grant (AgentHub.request); only removals come here.
+    // Results answer the request that sent the grant (AgentHub.request); only removals and uses come here.
     if (report.t === 'grant-result') return;
+    if (report.t === 'grant-used') {
+      this.#used(instanceId, report);
+      return;
+    }
     void (async () => {
       const first = await this.#d.grants.markHostRemoved(
         report.grantId,
@@ -426,6 +473,9 @@ export class LogonService {
     });
   }
 }
+
+/** Most seconds a host's clock may put a logon after the server's now (later ones are shown as now). */
+const MAX_HOST_CLOCK_AHEAD_SECONDS = 300;
 
 function randomId(): string {
   const alphabet = 'abcdefghijklmnopqrstuvwxyz0123456789';

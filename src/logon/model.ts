@@ -28,8 +28,13 @@ export interface LogonGrantRecord extends NewLogonGrant {
   readonly installedAt: string | null;
   /** The host's own deadline, by its clock. */
   readonly hostExpiresAt: string | null;
-  /** When the broker authenticated with the key (broker logons only). */
+  /** The first logon with the key: when the broker authenticated, or when sshd logged the first one. */
   readonly usedAt: string | null;
+  /** The SSH client's address and source port at that first logon (null for the broker's). */
+  readonly usedFrom: string | null;
+  readonly usedPort: number | null;
+  /** Logons with the key so far (0: never used). */
+  readonly useCount: number;
   /** A `Logon.*` or `Host.*` code when the logon failed. */
   readonly failureCode: string | null;
   /** When the server let go of the key. */

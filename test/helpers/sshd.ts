@@ -76,6 +76,8 @@ export interface PrivateSshd {
   readonly hostKeyPub: string;
   readonly port: number;
   readonly target: SshdTarget;
+  /** The file sshd writes its log to (`sshd -E`), which the agent follows (`--sshd-log`). */
+  readonly logFile: string;
   /** sshd's log so far (for assertion messages). */
   log(): string;
   stop(): Promise<void>;
@@ -157,6 +159,7 @@ export async function startPrivateSshd(opts: PrivateSshdOptions = {}): Promise<P
     hostKeyPub: (await readFile(`${hostKey}.pub`, 'utf8')).trim(),
     port,
     target: { configFile, pidFile, sshdBinary },
+    logFile,
     log,
     async stop() {
       if (exited === null) {
@@ -260,7 +263,7 @@ export function agentArgs(opts: {
   readonly server: string;
   readonly stateDir: string;
   readonly loginUser: string;
-  readonly sshd: Pick<PrivateSshd, 'configFile' | 'pidFile' | 'port'>;
+  readonly sshd: Pick<PrivateSshd, 'configFile' | 'pidFile' | 'port'> & { readonly logFile?: string };
   readonly extra?: readonly string[];
 }): string[] {
   return [
@@ -284,6 +287,8 @@ export function agentArgs(opts: {
     '/run/keyward-test/grants',
     '--authorized-keys-command',
     '/run/keyward-test/libexec/authorized-keys-command',
+    // The agent learns from sshd's own log that a one-time key was used.
+    ...(opts.sshd.logFile === undefined ? [] : ['--sshd-log', opts.sshd.logFile]),
     ...(opts.extra ?? []),
   ];
 }

@@ -22,6 +22,7 @@ import {
 import type { HostResultCode } from '../host/result.js';
 import type { GrantStore, StoredGrant } from './grant-store.js';
 import type { LogonReadiness } from './logon-sshd-config.js';
+import { sha256Fingerprint } from './sshd-log-line.js';
 
 export const SWEEP_INTERVAL_MS = 5_000;
 
@@ -42,8 +43,11 @@ export interface GrantKeeperDeps {
 
 export class GrantKeeper {
   readonly #d: GrantKeeperDeps;
-  /** Grants on disk by id (the ids double as the replay memory until their deadline). */
-  readonly #grants = new Map<string, StoredGrant & { timer: NodeJS.Timeout }>();
+  /**
+   * Grants on disk by id (the ids double as the replay memory until their deadline), with their key's
+   * SHA256 fingerprint (to match sshd's log; unknown for a grant adopted from a file it could not read).
+   */
+  readonly #grants = new Map<string, StoredGrant & { timer: NodeJS.Timeout; fingerprint?: string }>();
   readonly #seen = new Map<string, number>();
   /** Revoked before they were stored (a revoke can overtake a grant still being written). */
   readonly #revoked = new Set<string>();
@@ -102,7 +106,11 @@ export class GrantKeeper {
         Math.max(0, g.hostExpiresAt * 1000 - this.#d.nowMs()),
       );
       timer.unref();
-      this.#grants.set(g.grantId, { ...stored, timer });
+      const fingerprint = await this.#d.store
+        .publicKeyOf(g)
+        .then((key) => (key === undefined ? undefined : sha256Fingerprint(key)))
+        .catch(() => undefined);
+      this.#grants.set(g.grantId, { ...stored, timer, ...(fingerprint !== undefined && { fingerprint }) });
       this.#seen.set(g.grantId, g.hostExpiresAt);
     }
   }
@@ -176,12 +184,24 @@ export class GrantKeeper {
       Math.max(0, hostExpiresAt * 1000 - this.#d.nowMs()),
     );
     timer.unref();
-    this.#grants.set(grant.grantId, { ...stored, timer });
+    this.#grants.set(grant.grantId, { ...stored, timer, fingerprint: sha256Fingerprint(grant.publicKey) });
     if (this.#revoked.delete(grant.grantId)) {
       await this.#remove(stored, 'revoked');
       return refuse('Host.GrantExpired', 'The server revoked the grant before it was stored.');
     }
     return { t: 'grant-result', grantId: grant.grantId, ok: true, hostExpiresAt };
+  }
+
+  /**
+   * The grant on disk whose key has this SHA256 fingerprint (without `SHA256:`) for `osUser`, before its
+   * deadline: what an `Accepted publickey` line of sshd's log is matched against.
+   */
+  grantForKey(fingerprint: string, osUser: string): string | undefined {
+    const now = this.#nowSeconds();
+    for (const g of this.#grants.values()) {
+      if (g.fingerprint === fingerprint && g.osUser === osUser && g.hostExpiresAt > now) return g.grantId;
+    }
+    return undefined;
   }
 
   /** The server no longer needs the key: delete it now (unknown ids are fine). */

@@ -184,6 +184,24 @@ export class GrantStore {
     return removed;
   }
 
+  /** The `ssh-ed25519 base64` key of a grant's file, or undefined when the file or the key is not there. */
+  async publicKeyOf(g: StoredGrant): Promise<string | undefined> {
+    const userDir = join(this.dir, g.osUser);
+    const name = (await readdirOrEmpty(userDir)).find((n) => {
+      const m = FILE_NAME.exec(n);
+      return m !== null && m[2] === g.grantId && Number(m[1]) === g.hostExpiresAt;
+    });
+    if (name === undefined) return undefined;
+    let text: string;
+    try {
+      text = await readFile(join(userDir, name), 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+    return / (ssh-ed25519 [A-Za-z0-9+/]{68}) /.exec(text.slice(0, 1024))?.[1];
+  }
+
   /** Deletes every grant whose expiry is at or before `nowSeconds`; returns them. */
   async sweep(nowSeconds: number): Promise<StoredGrant[]> {
     const expired = (await this.list()).filter((g) => g.hostExpiresAt <= nowSeconds);

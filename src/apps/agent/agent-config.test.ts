@@ -293,3 +293,20 @@ test('settings other than the server list have the generic code', () => {
     (e) => e instanceof AgentConfigError && e.code === 'AgentConfig.Invalid',
   );
 });
+
+test('--sshd-log: auto by default; journald, off or an absolute file; anything else refused', () => {
+  const base = { server: 'https://kw.example.com' };
+  assert.equal(loadAgentConfig(base, {}, 'linux', SSHD).logon.sshdLog, 'auto');
+  for (const value of ['journald', 'off', '/var/log/auth.log', '/tmp/kw-sshd/sshd.log']) {
+    assert.equal(loadAgentConfig({ ...base, 'sshd-log': value }, {}, 'linux', SSHD).logon.sshdLog, value);
+  }
+  assert.equal(loadAgentConfig(base, { [envName('sshd-log')]: 'off' }, 'linux', SSHD).logon.sshdLog, 'off');
+  for (const value of ['syslog', 'var/log/auth.log', '/var/log/../etc/shadow', '/var/log/a b', '']) {
+    assert.throws(
+      () => loadAgentConfig({ ...base, 'sshd-log': value }, {}, 'linux', SSHD),
+      (e) =>
+        e instanceof AgentConfigError && e.code === 'AgentConfig.Invalid' && e.message.includes('--sshd-log'),
+      value,
+    );
+  }
+});

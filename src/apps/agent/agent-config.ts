@@ -48,6 +48,8 @@ export interface AgentConfig {
     readonly grantsDir: string;
     readonly helperPath: string;
     readonly helperUser: string;
+    /** `--sshd-log`: `auto`, `journald`, `off` or an absolute file path (agent/logon/sshd-log-source.ts). */
+    readonly sshdLog: string;
   };
 }
 
@@ -58,6 +60,7 @@ export const AGENT_DEFAULTS: Readonly<{
   grantsDir: string;
   helperPath: string;
   helperUser: string;
+  sshdLog: string;
 }> = Object.freeze({
   stateDir: '/var/lib/keyward-agent',
   loginUser: 'root',
@@ -65,6 +68,7 @@ export const AGENT_DEFAULTS: Readonly<{
   grantsDir: '/run/keyward-agent/grants',
   helperPath: '/usr/local/libexec/keyward-agent/authorized-keys-command',
   helperUser: 'nobody',
+  sshdLog: 'auto',
 });
 
 /** The longest server URL (after normalisation) the state file accepts. */
@@ -121,6 +125,7 @@ export const AGENT_FLAGS = [
   'grants-dir',
   'authorized-keys-command',
   'authorized-keys-command-user',
+  'sshd-log',
 ] as const;
 /** One of AGENT_FLAGS. */
 export type AgentFlag = (typeof AGENT_FLAGS)[number];
@@ -268,10 +273,20 @@ export function loadAgentConfig(
   if (!OS_USER.test(helperUser.value)) {
     throw new AgentConfigError(`${helperUser.source}: "${helperUser.value}" is not a valid user name`);
   }
+  const sshdLog = pick('sshd-log') ?? { value: AGENT_DEFAULTS.sshdLog, source: 'default' };
+  if (
+    !['auto', 'journald', 'off'].includes(sshdLog.value) &&
+    (!SAFE_ABSOLUTE_PATH.test(sshdLog.value) || sshdLog.value.split('/').includes('..'))
+  ) {
+    throw new AgentConfigError(
+      `${sshdLog.source}: "${sshdLog.value.slice(0, 200)}" must be auto, journald, off or the absolute path of a log file`,
+    );
+  }
   const logon = Object.freeze({
     grantsDir: logonPath('grants-dir', AGENT_DEFAULTS.grantsDir),
     helperPath: logonPath('authorized-keys-command', AGENT_DEFAULTS.helperPath),
     helperUser: helperUser.value,
+    sshdLog: sshdLog.value,
   });
 
   return Object.freeze({

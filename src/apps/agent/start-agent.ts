@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { pino, type Logger } from 'pino';
 import { AgentError, runAgent, type AgentHostBinder, type AgentRunResult } from '../../agent/index.js';
 import { systemClock } from '../../platform/clock.js';
-import { osUserExists, prepareLogonHost } from '../../agent/logon/index.js';
+import { followSshdLog, osUserExists, prepareLogonHost } from '../../agent/logon/index.js';
 import type { AgentConfig } from './agent-config.js';
 
 /**
@@ -104,6 +104,7 @@ export async function startAgent(config: AgentConfig, deps: StartAgentDeps): Pro
           grantsDir: config.logon.grantsDir,
           prepare: () => prepareLogonHost(config.sshd, config.logon, { addInclude: config.addSshdInclude }),
           userExists: osUserExists,
+          followSshdLog: (onEntry) => followSshdLog(config.logon.sshdLog, onEntry, logger),
         },
       },
     );

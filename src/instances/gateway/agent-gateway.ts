@@ -513,7 +513,7 @@ export class AgentGateway implements SessionOwner {
       this.#hub.grantResult(s.instanceId, msg);
       return;
     }
-    if (msg.t === 'grant-removed') {
+    if (msg.t === 'grant-removed' || msg.t === 'grant-used') {
       this.#hub.grantReport(s.instanceId, msg);
       return;
     }

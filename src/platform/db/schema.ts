@@ -135,8 +135,13 @@ export interface LogonGrantsTable {
   installed_at: string | null;
   /** The host's own deadline, by its clock (never later than the server's lifetime after receipt). */
   host_expires_at: string | null;
-  /** When the broker authenticated with the key (broker logons only). */
+  /** The first logon with the key: the broker's authentication, or the first sshd logged (migration 0011). */
   used_at: string | null;
+  /** The SSH client's address and source port at that first logon, as sshd logged it (not for the broker). */
+  used_from: string | null;
+  used_port: number | null;
+  /** Logons with the key so far. */
+  use_count: Generated<number>;
   /** A `Logon.*` or `Host.*` code when the logon failed. */
   failure_code: string | null;
   /** When the server let go of the key (deadline, or at once after the broker's authentication). */

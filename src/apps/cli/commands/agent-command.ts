@@ -27,6 +27,7 @@ const OPTIONS = {
   'add-sshd-include': { type: 'boolean' },
   'log-level': { type: 'string' },
   'grants-dir': { type: 'string' },
+  'sshd-log': { type: 'string' },
   'authorized-keys-command': { type: 'string' },
   'authorized-keys-command-user': { type: 'string' },
   help: { type: 'boolean', short: 'h' },

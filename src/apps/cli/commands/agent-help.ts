@@ -35,6 +35,9 @@ Options (each also as an environment variable, e.g. --state-dir ↔ KEYWARD_AGEN
                            (default /usr/local/libexec/keyward-agent/authorized-keys-command)
   --authorized-keys-command-user USER
                            the user sshd runs the helper as (default nobody)
+  --sshd-log SOURCE        where to learn that sshd accepted a one-time key, to record it used: auto
+                           (default: the journal of ssh.service/sshd.service, else /var/log/auth.log or
+                           /var/log/secure), journald, a log FILE (followed like tail -F), or off
   -h, --help               show this help
 
 Logs are JSON lines on stdout. Exit status: 0 ok, 1 failed, 2 usage error, 3 stopped for good

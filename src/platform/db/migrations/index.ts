@@ -14,6 +14,7 @@ import { migration0008 } from './0008-credential-epoch.js';
 import { migration0009 } from './0009-host-trust.js';
 import { migration0010 } from './0010-audit-anchor.js';
 import { migration0011 } from './0011-sshd-readiness.js';
+import { migration0012 } from './0012-grant-used.js';
 
 const MIGRATIONS: Record<string, Migration> = {
   '0001-initial': migration0001,
@@ -27,6 +28,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0009-host-trust': migration0009,
   '0010-audit-anchor': migration0010,
   '0011-sshd-readiness': migration0011,
+  '0012-grant-used': migration0012,
 };
 
 /** Kysely migration provider over the migrations compiled into Keyward (no directory scanning). */
