@@ -5,9 +5,10 @@
  * 1. Data-directory bytes per signed DescribeKeyPairs: a `keyward server` child (SQLite) answers a warm-up,
  *    is stopped (SQLite checkpoints its WAL into the file on the last close) and the directory measured;
  *    restarted over the same directory, it answers N signed DescribeKeyPairs, is stopped and measured
- *    again. Each signed call appends one audit event (its authorization decision). Per broker logon is not
- *    measured here: it needs sshd, an agent and a throwaway OS user (bench/logon-latency.ts sets those up);
- *    a logon appends about six events (decision, grant issued, installed, used, destroyed, removed).
+ *    again. Each signed call appends one audit event (its authorization decision).
+ * 1b. Data-directory bytes and audit events per broker logon: a server, an agent, a private sshd and a
+ *    throwaway OS user (bench/logon-fixture.ts; needs root); the database checkpointed into its file
+ *    before and after N sequential logons, once every grant is destroyed.
  * 2. `audit verify` per 100,000 events: 100,000 events appended through the AuditLog API into a temporary
  *    SQLite database (groups of 500, as the server's group commit makes them), then AuditLog.verify().
  * 3. Archive throughput: `archiveAudit` of all of them into a segment (write, fsync, then removal in
@@ -28,7 +29,10 @@ import { AuditLog, checkSegment, type AuditEventInput } from '../src/audit/index
 import { RpcClient } from '../src/client/index.js';
 import { systemClock } from '../src/platform/clock.js';
 import { openDatabase } from '../src/platform/db/database.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { DATABASE_FILE } from '../src/apps/server/data-dir.js';
 import { exitWhenIdle } from './lingering-handles.js';
+import { brokerLogon, startLogonFixture } from './logon-fixture.js';
 import { startServerProcess } from './server-process.js';
 import { fixed, renderTable } from './table.js';
 
@@ -40,6 +44,8 @@ const CONFIG = {
   reads: QUICK ? 500 : 5000,
   readConcurrency: 8,
   warmupReads: 100,
+  /** Sequential broker logons measured (each: API call, terminal, grant issued, installed, used, destroyed). */
+  logons: QUICK ? 20 : 100,
   /** Events generated for verify and archive. */
   events: QUICK ? 20_000 : 100_000,
   /** Appends committed together (the AuditLog's own batch bound). */
@@ -123,6 +129,51 @@ async function bytesPerSignedRead(work: string): Promise<{ bytes: number; perRea
   return { bytes: grown, perRead: grown / CONFIG.reads };
 }
 
+/**
+ * Database bytes and audit events per broker logon: a server, an agent, a private sshd and an OS user
+ * (bench/logon-fixture.ts). The database is checkpointed into its main file (TRUNCATE, from a second
+ * connection) before and after the logons, once every grant is destroyed, so the growth is all there.
+ */
+async function bytesPerBrokerLogon(): Promise<{ perLogon: number; eventsPerLogon: number }> {
+  const fx = await startLogonFixture({ prefix: 'kw-audit-bench' });
+  try {
+    const c = { rpc: fx.rpc, endpoint: fx.server.endpoint, instanceId: fx.instanceId, user: fx.user.name };
+    for (let i = 0; i < 3; i++) await brokerLogon(c, `warm${String(i)}`);
+    const file = join(fx.work, 'data', DATABASE_FILE);
+    const db = new BetterSqlite3(file, { readonly: false, fileMustExist: true });
+    try {
+      db.pragma('busy_timeout = 5000');
+      const settled = async (): Promise<{ bytes: number; events: number }> => {
+        for (let tries = 0; ; tries++) {
+          const live = db
+            .prepare('SELECT COUNT(*) AS n FROM logon_grants WHERE destroyed_at IS NULL')
+            .get() as {
+            n: number;
+          };
+          const [cp] = db.pragma('wal_checkpoint(TRUNCATE)') as { busy: number }[];
+          if (live.n === 0 && cp?.busy === 0) break;
+          if (tries > 600)
+            throw new Error('grants were not destroyed, or the checkpoint stayed busy, for 60 s');
+          await sleep(100);
+        }
+        const events = (db.prepare('SELECT COUNT(*) AS n FROM audit_events').get() as { n: number }).n;
+        return { bytes: dirBytes(join(fx.work, 'data')), events };
+      };
+      const before = await settled();
+      for (let i = 0; i < CONFIG.logons; i++) await brokerLogon(c, `m${String(i)}`);
+      const after = await settled();
+      return {
+        perLogon: (after.bytes - before.bytes) / CONFIG.logons,
+        eventsPerLogon: (after.events - before.events) / CONFIG.logons,
+      };
+    } finally {
+      db.close();
+    }
+  } finally {
+    await fx.stop();
+  }
+}
+
 const event = (i: number): AuditEventInput => ({
   type: 'authz.allow',
   accountId: '1234567890123456',
@@ -178,6 +229,8 @@ async function main(): Promise<void> {
   try {
     process.stderr.write('audit retention: signed reads against a server child…\n');
     const growth = await bytesPerSignedRead(work);
+    process.stderr.write(`audit retention: ${CONFIG.logons} broker logons (server, agent, sshd)…\n`);
+    const logon = await bytesPerBrokerLogon();
     process.stderr.write(`audit retention: ${CONFIG.events} events for verify and archive…\n`);
     const r = await verifyAndArchive(mkdtempSync(join(work, 'log-')));
     const per100k = 100_000 / CONFIG.events;
@@ -187,7 +240,8 @@ async function main(): Promise<void> {
     const mbPerSecond = r.archived.bytes / 1e6 / archiveSeconds;
     const t = CONFIG.targets;
     process.stdout.write(
-      `\nAudit retention (SQLite; ${CONFIG.reads} signed reads, ${CONFIG.events} generated events)\n` +
+      `\nAudit retention (SQLite; ${CONFIG.reads} signed reads, ${CONFIG.logons} broker logons, ` +
+        `${CONFIG.events} generated events)\n` +
         renderTable(
           ['measure', 'value', 'target', 'result'],
           [
@@ -197,7 +251,8 @@ async function main(): Promise<void> {
               `≤ ${t.bytesPerSignedRead}`,
               met(growth.perRead <= t.bytesPerSignedRead),
             ],
-            ['data-directory bytes per broker logon', '—', '—', 'not measured (needs sshd + agent)'],
+            ['data-directory bytes per broker logon', fixed(logon.perLogon, 0), '—', ''],
+            ['audit events per broker logon', fixed(logon.eventsPerLogon, 1), '—', ''],
             [
               'audit verify, seconds per 100,000 events',
               fixed(verifySeconds, 2),
