@@ -130,6 +130,7 @@ class ReleaseContext {
   readonly newExpiryForm: boolean;
   readonly newKbdName: boolean;
   readonly newAlgorithmsName: boolean;
+  readonly dsaRemoved: boolean;
 
   constructor(readonly release: OpenSshRelease) {
     const [major = 0, minor = 0] = release.release.split('.').map(Number);
@@ -137,6 +138,7 @@ class ReleaseContext {
     this.newExpiryForm = atLeast(9, 1);
     this.newKbdName = atLeast(8, 7);
     this.newAlgorithmsName = atLeast(8, 5);
+    this.dsaRemoved = atLeast(10, 0);
   }
 
   async start(): Promise<void> {
@@ -466,6 +468,11 @@ for (const release of RELEASES) {
       assert.match(
         res.message ?? '',
         ctx.newAlgorithmsName ? /PubkeyAcceptedAlgorithms/ : /PubkeyAcceptedKeyTypes/,
+      );
+      // 10.0 has no DSA at all: the message does not suggest a setting that would bring it back.
+      assert.match(
+        res.message ?? '',
+        ctx.dsaRemoved ? /removed DSA altogether/ : /off by default since OpenSSH 7\.0/,
       );
       assert.equal(existsSync(join(ctx.sshd.dropInDir, '00-keyward.conf')), false, 'nothing was changed');
     });

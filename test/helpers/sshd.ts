@@ -422,7 +422,10 @@ export function opensshReleases(
       continue;
     }
     if (required.includes(release)) {
-      const command = release === '8.4' ? 'sh scripts/prepare-openssh.sh' : `sh scripts/prepare-openssh.sh --with ${release}`;
+      const command =
+        release === '8.4'
+          ? 'sh scripts/prepare-openssh.sh'
+          : `sh scripts/prepare-openssh.sh --with ${release}`;
       throw new Error(
         `OpenSSH ${release} is not prepared in ${cache}: run "${command}" (as root, with Debian's archive ` +
           'reachable) before these tests',
