@@ -1,14 +1,24 @@
 #!/bin/sh
-# Prepares older OpenSSH servers for Keyward's OpenSSH matrix tests (test/openssh-matrix.test.ts):
-# Debian 11's openssh-server 8.4p1 and the libssl1.1 it links against, downloaded from Debian's
-# "bullseye" suite with apt-get and a temporary sources file (the machine's own apt setup is not touched),
-# unpacked with dpkg -x into a cache directory. A release already prepared is kept (nothing downloaded).
+# Prepares other OpenSSH servers for Keyward's OpenSSH matrix tests (test/openssh-matrix.test.ts):
+# - 8.4 (always): Debian 11's openssh-server 8.4p1 and the libssl1.1 it links against, downloaded from
+#   Debian's "bullseye" suite with apt-get and a temporary sources file (the machine's own apt setup is not
+#   touched), unpacked with dpkg -x; bin/sshd runs it with LD_LIBRARY_PATH.
+# - 10.0 (on request): Debian 13's OpenSSH needs a newer C library than Debian 12 has, and runs sshd-session
+#   and sshd-auth from its own libexec directory, so it gets a whole Debian 13 ("trixie") root made by
+#   debootstrap --variant=minbase (installed with apt-get when missing). bin/run-in-root runs a program of
+#   that root in a private mount namespace (/proc mounted, /dev, /run, /tmp and /home bound in from this
+#   machine; the mounts vanish with the namespace, even when a test is killed) and chroot; bin/sshd is
+#   bin/run-in-root /usr/sbin/sshd.
+# A release already prepared is kept (nothing downloaded).
 #
-#   sh scripts/prepare-openssh.sh            prepare 8.4 (what CI runs)
+#   sh scripts/prepare-openssh.sh                prepare 8.4 (what CI runs)
+#   sh scripts/prepare-openssh.sh --with 10.0    prepare 8.4 and 10.0
+#   KEYWARD_OPENSSH_RELEASES=8.4,10.0 sh scripts/prepare-openssh.sh     the same; the matrix test then
+#                                                requires every release that variable names
 #
 # The cache directory is test-artifacts/openssh/ in the repository, or $KEYWARD_OPENSSH_CACHE.
-# Each release ends up as DIR/<version>/ with usr/sbin/sshd and a file "env" naming the binary and
-# LD_LIBRARY_PATH to run it with. Exits non-zero, with a message, when the archive cannot be reached.
+# Each release ends up as DIR/<version>/ with bin/sshd and a file "env" naming it. Exits non-zero, with a
+# message, when the archive cannot be reached.
 set -eu
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,6 +30,40 @@ keyring=/usr/share/keyrings/debian-archive-keyring.gpg
 fail() {
   echo "prepare-openssh: $*" >&2
   exit 1
+}
+
+usage() {
+  echo "usage: sh scripts/prepare-openssh.sh [--with 10.0]" >&2
+  exit 2
+}
+
+# Releases to prepare: 8.4 always, plus those of KEYWARD_OPENSSH_RELEASES and --with.
+releases=" 8.4 $(echo "${KEYWARD_OPENSSH_RELEASES:-}" | tr ',' ' ') "
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --with)
+      [ $# -ge 2 ] || usage
+      releases="$releases $2 "
+      shift 2
+      ;;
+    --with=*)
+      releases="$releases ${1#--with=} "
+      shift
+      ;;
+    *) usage ;;
+  esac
+done
+for r in $releases; do
+  case "$r" in
+    8.4 | 9.2 | 10.0) ;;
+    *) fail "OpenSSH $r cannot be prepared (8.4 and 10.0 can; 9.2 is this machine's own)" ;;
+  esac
+done
+wanted() {
+  case "$releases" in
+    *" $1 "*) return 0 ;;
+    *) return 1 ;;
+  esac
 }
 
 command -v apt-get >/dev/null 2>&1 || fail "apt-get not found: this script needs a Debian machine"
@@ -96,5 +140,77 @@ SOURCES
   echo "prepare-openssh: OpenSSH $release ready in $target ($version; $(($(date +%s) - started)) s)"
 }
 
+# prepare_root RELEASE SUITE: a minimal Debian root of SUITE with openssh-server, by debootstrap.
+prepare_root() {
+  release=$1
+  suite=$2
+  target=$cache/$release
+  if [ -x "$target/root/usr/sbin/sshd" ] && [ -x "$target/bin/sshd" ] && [ -x "$target/bin/run-in-root" ] &&
+    [ -f "$target/env" ]; then
+    echo "prepare-openssh: OpenSSH $release already prepared in $target"
+    return 0
+  fi
+  [ "$(id -u)" = 0 ] || fail "OpenSSH $release needs a Debian $suite root made by debootstrap: run this as root"
+  if ! command -v debootstrap >/dev/null 2>&1; then
+    echo "prepare-openssh: installing debootstrap (apt-get install -y debootstrap)"
+    apt-get install -y -q debootstrap >/dev/null ||
+      fail "debootstrap is missing and could not be installed: run apt-get install -y debootstrap"
+  fi
+  command -v unshare >/dev/null 2>&1 || fail "unshare not found (apt-get install -y util-linux)"
+  # A root is only ever mounted on inside a private namespace; refuse to delete one that is mounted on here.
+  if grep -q " $target[/.]" /proc/self/mounts; then
+    fail "something is mounted under $target (see /proc/self/mounts): unmount it before preparing again"
+  fi
+  started=$(date +%s)
+  rm -rf "$target.partial"
+  mkdir -p "$target.partial/bin"
+  log=$cache/.debootstrap-$release.log
+  echo "prepare-openssh: building a Debian $suite root with openssh-server from $mirror (debootstrap, ~1 min)"
+  if ! debootstrap --variant=minbase --include=openssh-server --keyring="$keyring" "$suite" \
+    "$target.partial/root" "$mirror" >"$log" 2>&1; then
+    tail -n 20 "$log" >&2
+    if grep -q 'Failed getting release file\|Couldn.t download\|Could not resolve\|Connection refused\|Network is unreachable' "$log"; then
+      fail "Debian's archive ($mirror, suite $suite) cannot be reached; OpenSSH $release was not prepared (log: $log)"
+    fi
+    fail "debootstrap --variant=minbase --include=openssh-server $suite failed; OpenSSH $release was not prepared (log: $log)"
+  fi
+  # The downloaded packages and the host keys the package made are not needed (each test sshd has its own).
+  rm -f "$target.partial/root/var/cache/apt/archives/"*.deb "$target.partial/root/etc/ssh/ssh_host_"*
+  root=$target/root
+  # bin/run-in-root PROGRAM ARGS...: PROGRAM (a path in the root) chrooted, in a private mount namespace
+  # that sees this machine's /dev, /run (sshd's /run/sshd), /tmp (test directories) and /home (test
+  # users) at the same paths. unshare and chroot exec, so the process keeps the pid it was started with.
+  cat >"$target.partial/bin/run-in-root" <<WRAPPER
+#!/bin/sh
+# Runs a program of the Debian $suite root $root (scripts/prepare-openssh.sh).
+exec unshare --mount --propagation private -- /bin/sh -ec '
+root=\$1; shift
+mount -t proc proc "\$root/proc"
+for d in dev run tmp home; do mount --rbind "/\$d" "\$root/\$d"; done
+exec chroot "\$root" "\$@"' run-in-root '$root' "\$@"
+WRAPPER
+  # bin/sshd: the root's sshd, named sshd, as the test process and `keyward agent` outside the root run it.
+  {
+    echo '#!/bin/sh'
+    echo "exec '$target/bin/run-in-root' /usr/sbin/sshd \"\$@\""
+  } >"$target.partial/bin/sshd"
+  chmod 755 "$target.partial/bin/run-in-root" "$target.partial/bin/sshd"
+  rm -rf "$target"
+  mv "$target.partial" "$target"
+  version=$("$target/bin/sshd" -V 2>&1 | grep '^OpenSSH_' | head -n 1 || true)
+  case "$version" in
+    OpenSSH_$release*) ;;
+    *)
+      mv "$target" "$target.partial"
+      fail "the $suite root's sshd reports \"$version\", not OpenSSH_$release (left in $target.partial)"
+      ;;
+  esac
+  printf 'SSHD=%s\nROOT=%s\nRUN_IN_ROOT=%s\nVERSION=%s\nSUITE=%s\n' "$target/bin/sshd" "$root" \
+    "$target/bin/run-in-root" "$version" "$suite" >"$target/env"
+  rm -f "$log"
+  echo "prepare-openssh: OpenSSH $release ready in $target ($version; $(($(date +%s) - started)) s)"
+}
+
 mkdir -p "$cache"
 prepare 8.4 bullseye openssh-server libssl1.1
+if wanted 10.0; then prepare_root 10.0 trixie; fi

@@ -1,9 +1,10 @@
 /**
- * Keyward against every OpenSSH server release prepared on this machine: Debian 12's own 9.2 and Debian
- * 11's 8.4 (scripts/prepare-openssh.sh; missing, this file fails naming that command). For each, with every
- * part real — a `keyward server` child, a `keyward agent` child given that release's sshd, a private sshd
- * of that release on 127.0.0.1, an OS user whose name has capitals and a dot (as LDAP names do), the real
- * OpenSSH client:
+ * Keyward against every OpenSSH server release prepared on this machine: Debian 12's own 9.2, Debian 11's
+ * 8.4 (scripts/prepare-openssh.sh; missing, this file fails naming that command) and, when prepared
+ * (`--with 10.0`; required when KEYWARD_OPENSSH_RELEASES names it), Debian 13's 10.0 in a Debian 13 root.
+ * For each, with every part real — a `keyward server` child, an agent given that release's sshd, a private
+ * sshd of that release on 127.0.0.1, an OS user whose name has capitals and a dot (as LDAP names do), the
+ * real OpenSSH client:
  * - the agent reports the release and that one-time logons are ready, and DescribeInstances shows it;
  * - binding a key pair applies it and turns password logons off (the drop-in names
  *   ChallengeResponseAuthentication too before 8.7): the key logs on and sshd no longer offers passwords;
@@ -11,12 +12,22 @@
  * - one-time logons by the broker and by `keyward ssh` work, with expiry-time in the form the release
  *   reads (UTC with Z from 9.1, local time before), and the key is refused after its deadline;
  * - a host whose sshd already runs another AuthorizedKeysCommand keeps it; bindings still work there.
+ *
+ * A release in a root (10.0) runs its sshd chrooted there and the agent with it: the stand-alone
+ * `keyward-agent` executable (dist/agent-bin, `npm run build:agent`) copied into the root, so its
+ * `sshd -T`/`-t`, getent, the OS user (written into the root's passwd), drop-ins, authorized_keys, grants
+ * and the AuthorizedKeysCommand helper are all the root's. The server, the broker and `keyward ssh` stay on
+ * this machine and connect to 127.0.0.1 (a chroot shares the network). The root sees this machine's /tmp,
+ * /run and /home at the same paths (OpenSshRoot.runInRoot), so the cases below that call the host library
+ * in this test process (the Match block, the DSA key, the time zone, the other AuthorizedKeysCommand) run
+ * unchanged: there the library runs on this machine and drives the root's sshd through the wrapper
+ * (`sshd -T`, `-t`, SIGHUP), while the sshd that judges every logon is the root's.
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { mkdir, rm, unlink, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, rename, rm, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
@@ -49,13 +60,16 @@ import { run } from './helpers/tools.js';
 
 const KEYWARD = '2026-11-01';
 const LIFETIME_SECONDS = 3;
-/** Fails here, loudly, when 8.4 was not prepared. */
+/** Fails here, loudly, when 8.4 (or a release KEYWARD_OPENSSH_RELEASES names) was not prepared. */
 const RELEASES = opensshReleases(repoRoot());
 const DSA_KEY = readFileSync(join(repoRoot(), 'test', 'fixtures', 'public-keys', 'dsa-1024.pub'), 'utf8')
   .trim()
   .split(/\s+/)
   .slice(0, 2)
   .join(' ');
+/** The stand-alone agent, which a release in a root runs (it needs no Node.js there). */
+const AGENT_BIN = join(repoRoot(), 'dist', 'agent-bin', `keyward-agent-linux-${process.arch}`);
+const AGENT_IN_ROOT = '/usr/local/bin/keyward-agent';
 
 let server: ChildServer;
 let dataDir: string;
@@ -82,6 +96,7 @@ interface InstanceItem {
   Status: string;
   KeywardAgent: {
     LoginUser: string;
+    OSVersion: string;
     OpenSSHVersion: string;
     OneTimeLogon: { Status: string; ExpiryTimeForm: string; Code: string; Message: string };
     Binding: { State: string; ErrorCode: string; ErrorMessage: string };
@@ -115,6 +130,7 @@ class ReleaseContext {
   readonly newExpiryForm: boolean;
   readonly newKbdName: boolean;
   readonly newAlgorithmsName: boolean;
+  readonly dsaRemoved: boolean;
 
   constructor(readonly release: OpenSshRelease) {
     const [major = 0, minor = 0] = release.release.split('.').map(Number);
@@ -122,6 +138,7 @@ class ReleaseContext {
     this.newExpiryForm = atLeast(9, 1);
     this.newKbdName = atLeast(8, 7);
     this.newAlgorithmsName = atLeast(8, 5);
+    this.dsaRemoved = atLeast(10, 0);
   }
 
   async start(): Promise<void> {
@@ -131,31 +148,44 @@ class ReleaseContext {
     this.sshd = await startPrivateSshd({ sshdBinary: this.release.sshdBinary });
     await writeFile(join(this.work, 'known_hosts'), `sshd-under-test ${this.sshd.hostKeyPub}\n`);
     // Capitals and a dot, as LDAP directories name people.
-    this.user = await createThrowawayUser('Kw.Matrix-');
+    this.user = await createThrowawayUser('Kw.Matrix-', { root: this.release.root?.dir });
     const { Token } = await rpc.call<{ Token: string }>('CreateEnrollmentToken', { RegionId: 'local' });
-    const child = spawn(
-      process.execPath,
-      [
-        BIN,
-        ...agentArgs({
-          server: server.endpoint,
-          stateDir: join(this.work, 'agent-state'),
-          loginUser: this.user.name,
-          sshd: this.sshd,
-          extra: [
-            '--token',
-            Token,
-            '--sshd-binary',
-            this.release.sshdBinary,
-            '--grants-dir',
-            join(this.hostDir, 'grants'),
-            '--authorized-keys-command',
-            join(this.hostDir, 'libexec', 'authorized-keys-command'),
-          ],
-        }),
+    const root = this.release.root;
+    const args = agentArgs({
+      server: server.endpoint,
+      stateDir: join(this.work, 'agent-state'),
+      loginUser: this.user.name,
+      sshd: this.sshd,
+      extra: [
+        '--token',
+        Token,
+        // In a root the agent runs the root's sshd itself.
+        '--sshd-binary',
+        root === undefined ? this.release.sshdBinary : '/usr/sbin/sshd',
+        '--grants-dir',
+        join(this.hostDir, 'grants'),
+        '--authorized-keys-command',
+        join(this.hostDir, 'libexec', 'authorized-keys-command'),
       ],
-      { env: baseEnv(), stdio: ['ignore', 'pipe', 'pipe'] },
-    );
+    });
+    let command = process.execPath;
+    let argv = [BIN, ...args];
+    if (root !== undefined) {
+      if (!existsSync(AGENT_BIN)) {
+        throw new Error(
+          `${AGENT_BIN} is missing: OpenSSH ${this.release.release} runs the stand-alone agent in its root; ` +
+            'build it with: npm run build:agent',
+        );
+      }
+      // Copied, then renamed over the old one (which a killed run may have left running).
+      const inRoot = join(root.dir, AGENT_IN_ROOT.slice(1));
+      await copyFile(AGENT_BIN, `${inRoot}.new`);
+      await rename(`${inRoot}.new`, inRoot);
+      command = root.runInRoot;
+      // `keyward-agent run` takes the flags of `keyward agent`.
+      argv = [AGENT_IN_ROOT, 'run', ...args.slice(1)];
+    }
+    const child = spawn(command, argv, { env: baseEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
     child.stdout?.on('data', (c: Buffer) => (this.agentLog += c.toString()));
     child.stderr?.on('data', (c: Buffer) => (this.agentLog += c.toString()));
     this.agent = child;
@@ -364,6 +394,12 @@ for (const release of RELEASES) {
       // 9.1 and later read expiry-time in UTC; before, sshd reads local time (this machine runs in UTC).
       assert.equal(item.KeywardAgent.OneTimeLogon.ExpiryTimeForm, ctx.newExpiryForm ? 'utc' : 'local');
       assert.equal(item.KeywardAgent.LoginUser, ctx.user.name);
+      // The agent reads the os-release of where it runs: the root's (Debian 13) for a release in a root.
+      if (release.root !== undefined) {
+        const osRelease = readFileSync(join(release.root.dir, 'usr', 'lib', 'os-release'), 'utf8');
+        assert.equal(item.KeywardAgent.OSVersion, /^VERSION_ID="?([^"\n]*)/m.exec(osRelease)?.[1]);
+        assert.notEqual(item.KeywardAgent.OSVersion, '12');
+      }
       const shown = await ctx.cli(['instance', 'show', ctx.instanceId]);
       assert.equal(shown.code, 0, shown.stderr);
       assert.match(shown.stdout, new RegExp(`OpenSSH +${release.release.replace('.', '\\.')}`));
@@ -432,6 +468,11 @@ for (const release of RELEASES) {
       assert.match(
         res.message ?? '',
         ctx.newAlgorithmsName ? /PubkeyAcceptedAlgorithms/ : /PubkeyAcceptedKeyTypes/,
+      );
+      // 10.0 has no DSA at all: the message does not suggest a setting that would bring it back.
+      assert.match(
+        res.message ?? '',
+        ctx.dsaRemoved ? /removed DSA altogether/ : /off by default since OpenSSH 7\.0/,
       );
       assert.equal(existsSync(join(ctx.sshd.dropInDir, '00-keyward.conf')), false, 'nothing was changed');
     });

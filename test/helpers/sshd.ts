@@ -7,7 +7,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -183,17 +183,42 @@ export interface ThrowawayUser {
 
 /** `useradd -m -s /bin/sh kwtest-<random>`; the password field is `*` (no password, not locked: sshd
  * refuses every logon, keys included, to an account locked with `!` when UsePAM is off). `prefix` may
- * hold capitals and dots as LDAP names do (`Kw.Test-`): useradd then needs --badname. */
-export async function createThrowawayUser(prefix = 'kwtest-'): Promise<ThrowawayUser> {
+ * hold capitals and dots as LDAP names do (`Kw.Test-`): useradd then needs --badname. With `root` (an
+ * OpenSshRoot's directory) the user is also written, with the same uid, gid and home, into that root's
+ * passwd, group and shadow, so the root's sshd and getent know it (its /home is this machine's). */
+export async function createThrowawayUser(
+  prefix = 'kwtest-',
+  opts: { readonly root?: string | undefined } = {},
+): Promise<ThrowawayUser> {
   requireHostTools();
   const name = `${prefix}${randomBytes(4).toString('hex')}`;
   const badName = /^[a-z_][a-z0-9_-]*$/.test(name) ? [] : ['--badname'];
   await runOk('/usr/sbin/useradd', [...badName, '-m', '-s', '/bin/sh', '-p', '*', name]);
-  const entry = (await runOk('/usr/bin/getent', ['passwd', name])).trim().split(':');
+  const passwdLine = (await runOk('/usr/bin/getent', ['passwd', name])).trim();
+  const entry = passwdLine.split(':');
   const uid = Number(entry[2]);
   const gid = Number(entry[3]);
   const home = entry[5] ?? '';
   if (!home.startsWith('/home/')) throw new Error(`unexpected home for ${name}: ${home}`);
+  const root = opts.root;
+  const rootFiles = ['passwd', 'group', 'shadow'].map((f) => join(root ?? '/nonexistent', 'etc', f));
+  const removeFromRoot = async (): Promise<void> => {
+    for (const file of rootFiles) {
+      if (!existsSync(file)) continue;
+      const lines = (await readFile(file, 'utf8')).split('\n');
+      const kept = lines.filter((l) => !l.startsWith(`${name}:`));
+      if (kept.length !== lines.length) await writeFile(file, kept.join('\n'));
+    }
+  };
+  if (root !== undefined) {
+    const groupLine = (await runOk('/usr/bin/getent', ['group', String(gid)])).trim();
+    const shadowLine = (await runOk('/usr/bin/getent', ['shadow', name])).trim();
+    if (!groupLine.startsWith(`${name}:`)) throw new Error(`unexpected group of ${name}: ${groupLine}`);
+    const [passwdFile = '', groupFile = '', shadowFile = ''] = rootFiles;
+    await appendFile(passwdFile, `${passwdLine}\n`);
+    await appendFile(groupFile, `${groupLine}\n`);
+    await appendFile(shadowFile, `${shadowLine}\n`);
+  }
   return {
     name,
     uid,
@@ -202,6 +227,7 @@ export async function createThrowawayUser(prefix = 'kwtest-'): Promise<Throwaway
     async remove() {
       await run('/usr/sbin/userdel', ['-r', name]);
       await rm(home, { recursive: true, force: true });
+      if (root !== undefined) await removeFromRoot();
     },
   };
 }
@@ -293,14 +319,32 @@ export function agentArgs(opts: {
   ];
 }
 
+/** A Debian root of its own that a release runs in (scripts/prepare-openssh.sh --with 10.0). */
+export interface OpenSshRoot {
+  /** The root directory. */
+  readonly dir: string;
+  /**
+   * `run-in-root PROGRAM ARGS…`: PROGRAM (a path inside the root) chrooted, in a private mount namespace
+   * that has /proc mounted and this machine's /dev, /run, /tmp and /home bound in at the same paths (so
+   * test directories, pid files and users' homes are the same files inside and out). The mounts vanish
+   * with the process; the pid is the one spawned.
+   */
+  readonly runInRoot: string;
+}
+
 /** An OpenSSH server release the matrix tests run against. */
 export interface OpenSshRelease {
   /** `9.2` */
   readonly release: string;
   /** Where it comes from, for test names. */
   readonly origin: string;
-  /** The sshd to run and to give the agent as --sshd-binary (a wrapper setting LD_LIBRARY_PATH for unpacked ones). */
+  /**
+   * The sshd to run and to give an agent on this machine as --sshd-binary: the system's, a wrapper setting
+   * LD_LIBRARY_PATH for unpacked ones, or for a release in a root `run-in-root /usr/sbin/sshd`.
+   */
   readonly sshdBinary: string;
+  /** Set when the release is installed in a root of its own, where its agent runs too. */
+  readonly root?: OpenSshRoot;
 }
 
 /** Where scripts/prepare-openssh.sh unpacks releases. */
@@ -308,25 +352,88 @@ export function opensshCacheDir(root: string): string {
   return process.env['KEYWARD_OPENSSH_CACHE'] ?? join(root, 'test-artifacts', 'openssh');
 }
 
+const PREPARABLE = ['8.4', '10.0'] as const;
+
+/**
+ * The releases the matrix must test besides the system's: 8.4 always, and those KEYWARD_OPENSSH_RELEASES
+ * names (comma-separated, e.g. `8.4,10.0`: what scripts/prepare-openssh.sh prepared on request).
+ */
+export function requiredOpensshReleases(env: NodeJS.ProcessEnv = process.env): string[] {
+  const named = (env['KEYWARD_OPENSSH_RELEASES'] ?? '')
+    .split(',')
+    .map((r) => r.trim())
+    .filter((r) => r !== '' && r !== '9.2');
+  for (const r of named) {
+    if (!(PREPARABLE as readonly string[]).includes(r)) {
+      throw new Error(
+        `KEYWARD_OPENSSH_RELEASES names OpenSSH ${r}, which scripts/prepare-openssh.sh cannot prepare ` +
+          `(it prepares ${PREPARABLE.join(' and ')}; 9.2 is the system's)`,
+      );
+    }
+  }
+  return [...new Set(['8.4', ...named])];
+}
+
+/** `KEY=value` lines of a prepared release's env file. */
+function readEnvFile(file: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const line of readFileSync(file, 'utf8').split('\n')) {
+    const eq = line.indexOf('=');
+    if (eq > 0) out[line.slice(0, eq)] = line.slice(eq + 1);
+  }
+  return out;
+}
+
 /**
  * The system's sshd (Debian 12's 9.2) and every release scripts/prepare-openssh.sh prepared. Throws, naming
- * the command, when a release the matrix requires (8.4) is missing: never skipped silently.
+ * the command, when a release the matrix requires (8.4, and those KEYWARD_OPENSSH_RELEASES names) is
+ * missing: never skipped silently.
  */
-export function opensshReleases(root: string, required: readonly string[] = ['8.4']): OpenSshRelease[] {
+export function opensshReleases(
+  root: string,
+  required: readonly string[] = requiredOpensshReleases(),
+): OpenSshRelease[] {
   requireHostTools();
   const releases: OpenSshRelease[] = [
     { release: '9.2', origin: 'Debian 12 (system)', sshdBinary: SSHD_BINARY },
   ];
   const cache = opensshCacheDir(root);
-  const origins: Record<string, string> = { '8.4': 'Debian 11', '10.0': 'Debian 13' };
-  for (const release of ['8.4', '10.0']) {
-    const wrapper = join(cache, release, 'bin', 'sshd');
-    if (existsSync(wrapper)) {
-      releases.push({ release, origin: origins[release] ?? release, sshdBinary: wrapper });
-    } else if (required.includes(release)) {
+  for (const release of PREPARABLE) {
+    const dir = join(cache, release);
+    const wrapper = join(dir, 'bin', 'sshd');
+    const envFile = join(dir, 'env');
+    if (release === '10.0') {
+      // Debian 13's OpenSSH in a Debian 13 root (it needs a newer C library than Debian 12's).
+      const env = existsSync(envFile) ? readEnvFile(envFile) : {};
+      const rootDir = env['ROOT'];
+      const runInRoot = env['RUN_IN_ROOT'];
+      if (
+        rootDir !== undefined &&
+        runInRoot !== undefined &&
+        existsSync(wrapper) &&
+        existsSync(runInRoot) &&
+        existsSync(join(rootDir, 'usr', 'sbin', 'sshd'))
+      ) {
+        releases.push({
+          release,
+          origin: 'Debian 13, in a root of its own',
+          sshdBinary: wrapper,
+          root: { dir: rootDir, runInRoot },
+        });
+        continue;
+      }
+    } else if (existsSync(wrapper)) {
+      releases.push({ release, origin: 'Debian 11', sshdBinary: wrapper });
+      continue;
+    }
+    if (required.includes(release)) {
+      const command =
+        release === '8.4'
+          ? 'sh scripts/prepare-openssh.sh'
+          : `sh scripts/prepare-openssh.sh --with ${release}`;
       throw new Error(
-        `OpenSSH ${release} is not prepared in ${cache}: run "sh scripts/prepare-openssh.sh" (as root, with ` +
-          "Debian's archive reachable) before these tests",
+        `OpenSSH ${release} is not prepared in ${cache}: run "${command}" (as root, with Debian's archive ` +
+          'reachable) before these tests',
       );
     }
   }

@@ -29,7 +29,7 @@ import {
   type HostFailure,
   type HostResultCode,
 } from './result.js';
-import { detectOpenSshVersion, type OpenSshVersion } from './openssh.js';
+import { atLeast, detectOpenSshVersion, type OpenSshVersion } from './openssh.js';
 import { SshdPasswordControl } from './sshd-config.js';
 import { sshdDump, type SshdTarget } from './sshd-process.js';
 
@@ -55,6 +55,31 @@ export function keyTypeAccepted(keyType: string, accepted: readonly string[]): b
   const cert = /^(.+)-cert-v0[01]@openssh\.com$/.exec(keyType);
   if (cert?.[1] === 'ssh-rsa') return rsa.some((a) => accepted.includes(`${a}-cert-v01@openssh.com`));
   return accepted.includes(keyType);
+}
+
+/**
+ * Host.KeyTypeRefused for a key of `keyType` that `setting` (as `sshd -T` printed it) does not list. DSA is
+ * off by default from OpenSSH 7.0 (listing ssh-dss would turn it back on) and gone from 10.0, where no
+ * setting brings it back, so the message does not suggest one there. Pure.
+ */
+export function keyTypeRefusal(
+  keyType: string,
+  setting: string,
+  version: OpenSshVersion | null,
+  keyPairName: string,
+): HostFailure {
+  const dsa = keyType === 'ssh-dss' || keyType.startsWith('ssh-dss-cert-');
+  const why = !dsa
+    ? ''
+    : version !== null && atLeast(version, 10, 0)
+      ? ' (OpenSSH 10.0 removed DSA altogether: no sshd setting brings it back)'
+      : ' (DSA keys are off by default since OpenSSH 7.0 and gone from 10.0)';
+  return fail(
+    'Host.KeyTypeRefused',
+    `sshd${version === null ? '' : ` (OpenSSH ${version.text})`} does not accept ${keyType} keys${why}: its ` +
+      `${setting} (sshd -T) does not list ${keyType}, so key pair ${keyPairName} could never log on. ` +
+      `Bind an Ed25519, ECDSA or RSA key pair instead. Nothing was changed.`,
+  );
 }
 
 /** Thrown by `describeSshd` when sshd's configuration cannot be read. */
@@ -197,14 +222,7 @@ export class HostBinder {
     const list = dump.get(setting.toLowerCase())?.[0];
     if (list === undefined) return null;
     if (keyTypeAccepted(keyType, list.split(','))) return null;
-    const why =
-      keyType === 'ssh-dss' ? ' (DSA keys are off by default since OpenSSH 7.0 and gone from 10.0)' : '';
-    return fail(
-      'Host.KeyTypeRefused',
-      `sshd${version === null ? '' : ` (OpenSSH ${version.text})`} does not accept ${keyType} keys${why}: its ` +
-        `${setting} (sshd -T) does not list ${keyType}, so key pair ${binding.keyPairName} could never log on. ` +
-        `Bind an Ed25519, ECDSA or RSA key pair instead. Nothing was changed.`,
-    );
+    return keyTypeRefusal(keyType, setting, version, binding.keyPairName);
   }
 
   async #bind(account: OsAccount, binding: BindingToApply, line: string): Promise<HostApplyResult> {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { keyTypeAccepted } from './host-binder.js';
+import { keyTypeAccepted, keyTypeRefusal } from './host-binder.js';
 import {
   expiryTimeForm,
   kbdInteractiveKeywords,
@@ -20,6 +20,15 @@ test('the release is read from sshd -V of every era', () => {
   const old = 'unknown option -- V\nOpenSSH_8.4p1 Debian-5+deb11u7, OpenSSL 1.1.1w  11 Sep 2023\nusage: sshd';
   assert.deepEqual(parseOpenSshVersion(old), { major: 8, minor: 4, text: '8.4p1' });
   assert.equal(parseOpenSshVersion('sshd: command not found'), null);
+  // Debian 13: the package is 10.0p1, sshd -V says 10.0p2 (Debian's version addendum follows).
+  const v10 = parseOpenSshVersion('OpenSSH_10.0p2 Debian-7+deb13u4, OpenSSL 3.5.9 29 Sep 2026\n');
+  assert.deepEqual(v10, { major: 10, minor: 0, text: '10.0p2' });
+  assert.deepEqual(kbdInteractiveKeywords(v10), ['KbdInteractiveAuthentication']);
+  assert.deepEqual(parseOpenSshVersion('OpenSSH_10.2p1, OpenSSL 3.5.4'), {
+    major: 10,
+    minor: 2,
+    text: '10.2p1',
+  });
   assert.deepEqual(kbdInteractiveKeywords(parseOpenSshVersion(old)), [
     'KbdInteractiveAuthentication',
     'ChallengeResponseAuthentication',
@@ -61,11 +70,54 @@ test('expiry-time: UTC from 9.1; before, local time in a fixed-offset zone, else
   assert.equal(localExpiryTime(now / 1000, 9 * 60), '20261206110000');
 });
 
+test('expiry-time on 10.0 is UTC, as from 9.1', async () => {
+  assert.deepEqual(
+    await expiryTimeForm({ major: 10, minor: 0, text: '10.0p2' }, zones('TZ=Asia/Tokyo', undefined), 0),
+    { form: 'utc' },
+  );
+});
+
+test('Host.KeyTypeRefused for DSA: 10.0 has no setting that brings it back, older releases do', () => {
+  const v10 = { major: 10, minor: 0, text: '10.0p2' };
+  const on10 = keyTypeRefusal('ssh-dss', 'PubkeyAcceptedAlgorithms', v10, 'old-dsa');
+  assert.equal(on10.code, 'Host.KeyTypeRefused');
+  assert.match(on10.message, /OpenSSH 10\.0p2/);
+  assert.match(on10.message, /removed DSA altogether/);
+  assert.match(on10.message, /PubkeyAcceptedAlgorithms \(sshd -T\) does not list ssh-dss/);
+  assert.match(on10.message, /key pair old-dsa/);
+  const on84 = keyTypeRefusal(
+    'ssh-dss',
+    'PubkeyAcceptedKeyTypes',
+    { major: 8, minor: 4, text: '8.4p1' },
+    'x',
+  );
+  assert.match(on84.message, /off by default since OpenSSH 7\.0/);
+  assert.match(
+    keyTypeRefusal('ssh-dss-cert-v01@openssh.com', 'PubkeyAcceptedAlgorithms', v10, 'c').message,
+    /removed DSA/,
+  );
+  assert.doesNotMatch(
+    keyTypeRefusal('ssh-ed25519', 'PubkeyAcceptedAlgorithms', v10, 'e').message,
+    /removed DSA|off by default/,
+  );
+  assert.match(
+    keyTypeRefusal('ssh-dss', 'PubkeyAcceptedAlgorithms', null, 'n').message,
+    /^sshd does not accept ssh-dss keys \(DSA keys are off by default/,
+  );
+});
+
 test('keyTypeAccepted: RSA keys by any RSA algorithm, DSA only when listed', () => {
   const modern = ['ssh-ed25519', 'rsa-sha2-512', 'rsa-sha2-256', 'ecdsa-sha2-nistp256'];
   assert.equal(keyTypeAccepted('ssh-rsa', modern), true);
   assert.equal(keyTypeAccepted('ssh-dss', modern), false);
   assert.equal(keyTypeAccepted('ssh-dss', [...modern, 'ssh-dss']), true);
+  // OpenSSH 10.0's sshd -T list (Debian 13): no DSA, RSA through rsa-sha2-* only.
+  const v10 =
+    'ssh-ed25519-cert-v01@openssh.com,ecdsa-sha2-nistp256-cert-v01@openssh.com,rsa-sha2-512-cert-v01@openssh.com,' +
+    'rsa-sha2-256-cert-v01@openssh.com,ssh-ed25519,ecdsa-sha2-nistp256,sk-ssh-ed25519@openssh.com,rsa-sha2-512,rsa-sha2-256';
+  assert.equal(keyTypeAccepted('ssh-rsa', v10.split(',')), true);
+  assert.equal(keyTypeAccepted('ssh-rsa-cert-v01@openssh.com', v10.split(',')), true);
+  assert.equal(keyTypeAccepted('ssh-dss', v10.split(',')), false);
 });
 
 test('Match blocks that turn passwords on are found in included files too', async () => {
