@@ -12,6 +12,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import type { Client } from 'ssh2';
 import { parsePublicKey } from '../src/keypairs/index.js';
+import { ed25519ToOpenSshPrivateKey } from '../src/keypairs/openssh-private-key.js';
 import { brokerConnect, makeOneTimeKey } from '../src/logon/index.js';
 import { isAppError } from '../src/platform/errors.js';
 import {
@@ -21,6 +22,7 @@ import {
   type PrivateSshd,
   type ThrowawayUser,
 } from './helpers/sshd.js';
+import { run } from './helpers/tools.js';
 
 let sshd: PrivateSshd;
 let user: ThrowawayUser;
@@ -106,6 +108,42 @@ test('logs on with a one-time key and the pinned host key; the key is unreachabl
     client.end();
   }
 });
+
+test('the broker signs with its first publickey request, so sshd checks the key once, where ssh asks first', async () => {
+  // OpenSSH's own client asks first ("Postponed publickey" at LogLevel VERBOSE): the control.
+  const control = makeOneTimeKey();
+  await authorize(control.publicKeyLine);
+  const keyFile = join(user.home, `control-${String(process.pid)}`);
+  await writeFile(keyFile, ed25519ToOpenSshPrivateKey(control.privateKey, 'control'), { mode: 0o600 });
+  const atControl = sshd.log().length;
+  const res = await run('/usr/bin/ssh', [
+    ...['-F', '/dev/null', '-i', keyFile, '-p', String(sshd.port), '-o', 'BatchMode=yes'],
+    ...['-o', 'IdentitiesOnly=yes', '-o', 'IdentityAgent=none', '-o', 'StrictHostKeyChecking=no'],
+    ...['-o', 'UserKnownHostsFile=/dev/null', '-o', 'LogLevel=ERROR', `${user.name}@127.0.0.1`, 'true'],
+  ]);
+  assert.equal(res.code, 0, res.stderr);
+  await waitForLog(atControl, /Accepted publickey/);
+  assert.match(sshd.log().slice(atControl), /Postponed publickey/);
+
+  const atBroker = sshd.log().length;
+  const { client } = await logOnOnce();
+  try {
+    await waitForLog(atBroker, /Accepted publickey/);
+    assert.doesNotMatch(sshd.log().slice(atBroker), /Postponed publickey/);
+  } finally {
+    client.end();
+  }
+});
+
+/** Waits until sshd's log after `from` matches (sshd writes it a moment after the client is told). */
+async function waitForLog(from: number, pattern: RegExp): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!pattern.test(sshd.log().slice(from))) {
+    if (Date.now() > deadline)
+      throw new Error(`sshd never logged ${String(pattern)}:\n${sshd.log().slice(from)}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
 
 test('refuses a host whose key is not the pinned one', async () => {
   const key = makeOneTimeKey();

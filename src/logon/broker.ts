@@ -81,6 +81,35 @@ class OneKeyAgent extends BaseAgent {
   }
 }
 
+/**
+ * Makes the broker send the one-time key's signature with its first publickey request, instead of first
+ * asking sshd whether the key would do (RFC 4252 §7 allows either; OpenSSH's client asks first). sshd then
+ * runs the AuthorizedKeysCommand once per logon instead of twice, and a round trip is saved: the query
+ * protects a key that costs something to use (a smart card, a confirming agent), which a one-time key held
+ * for this logon is not. ssh2 has no option for it, so its protocol object's `authPK` is wrapped; where
+ * ssh2's internals differ the wrapper is not installed (false) and the usual query comes first.
+ */
+export function signWithoutQuery(client: Ssh2Client, agent: OneKeyAgent): boolean {
+  type AuthPK = (username: string, key: unknown, keyAlgo?: unknown, cbSign?: unknown) => void;
+  const proto = (client as unknown as { _protocol?: { authPK?: AuthPK } })._protocol;
+  const original = proto?.authPK;
+  if (proto === undefined || typeof original !== 'function' || original.length !== 4) return false;
+  proto.authPK = function (this: unknown, username, key, keyAlgo, cbSign) {
+    if (cbSign !== undefined || typeof keyAlgo === 'function') {
+      original.call(this, username, key, keyAlgo, cbSign);
+      return;
+    }
+    const signNow = (data: Buffer, cb: (signature: Buffer) => void): void => {
+      agent.sign(key as ParsedKey, data, {}, (err: Error | undefined, signature?: Buffer) => {
+        if (err === undefined && signature !== undefined) cb(signature);
+        else client.end(); // the key is gone: the logon ends as a failed authentication
+      });
+    };
+    original.call(this, username, key, keyAlgo, signNow);
+  };
+  return true;
+}
+
 /** `host:port` or `[v6]:port` → parts. */
 export function parseSshAddress(address: string): { host: string; port: number } {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/.exec(address);
@@ -265,6 +294,7 @@ export function brokerConnect(options: BrokerConnectOptions): Promise<Ssh2Client
           return ok;
         },
       });
+      signWithoutQuery(client, agent);
     });
   }
 }
