@@ -10,5 +10,21 @@ if (!existsSync(main)) {
   );
   process.exit(1);
 }
+const argv = process.argv.slice(2);
+// `keyward ssh` starts ssh connecting (when it knows where the instance is) before the rest of the CLI
+// and the API client are loaded: that loading then overlaps ssh's key exchange instead of delaying it.
+// Anything wrong with the arguments is left to the command itself, which reports it.
+let ssh;
+if (argv[0] === 'ssh') {
+  try {
+    const { prepareSsh } = await import(
+      new URL('../dist/src/apps/cli/commands/ssh-command.js', import.meta.url).href
+    );
+    const plan = prepareSsh(argv.slice(1), process.env);
+    if (plan !== 'help') ssh = plan;
+  } catch {
+    ssh = undefined;
+  }
+}
 const { runCli } = await import(main.href);
-process.exitCode = await runCli(process.argv.slice(2));
+process.exitCode = await runCli(argv, undefined, { ssh });

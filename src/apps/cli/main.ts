@@ -5,6 +5,7 @@
 import { RpcClient, RpcError } from '../../client/index.js';
 import { CliFailure, println, UsageError, type CliIo } from './cli-io.js';
 import { resolveCallTimeoutMs, resolveClientSettings } from './client-settings.js';
+import type { SshPlan } from './commands/ssh-command.js';
 
 export const VERSION = '0.1.0';
 
@@ -63,8 +64,15 @@ const HELP: Record<string, () => Promise<string>> = {
   audit: async () => (await import('./commands/audit-command.js')).AUDIT_HELP,
 };
 
-/** Runs the CLI with `argv` (without node and script); resolves with the exit code. */
-export async function runCli(argv: readonly string[], io: CliIo = processIo()): Promise<number> {
+/**
+ * Runs the CLI with `argv` (without node and script); resolves with the exit code. `prepared` is what the
+ * entry point set up for these arguments before it loaded this module (`keyward ssh`: see prepareSsh).
+ */
+export async function runCli(
+  argv: readonly string[],
+  io: CliIo = processIo(),
+  prepared?: { readonly ssh?: SshPlan },
+): Promise<number> {
   const [command, ...rest] = argv;
   let client: RpcClient | undefined;
   const connect = (): { client: RpcClient; regionId: string } => {
@@ -123,7 +131,7 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo()): 
       case 'accesskey':
         return await (await import('./commands/accesskey-command.js')).accesskeyCommand(rest, io, connect);
       case 'ssh':
-        return await (await import('./commands/ssh-command.js')).sshCommand(rest, io, connect);
+        return await (await import('./commands/ssh-command.js')).sshCommand(rest, io, connect, prepared?.ssh);
       case 'audit':
         return await (await import('./commands/audit-command.js')).auditCommand(rest, io, connect);
       case 'user':

@@ -73,19 +73,37 @@ function splitAddress(text: string): { host: string; port: string } {
   return { host, port: m[3] ?? '22' };
 }
 
-export async function sshCommand(
-  args: readonly string[],
-  io: CliIo,
-  connect: () => { client: RpcClient; regionId: string },
-): Promise<number> {
+/**
+ * What `keyward ssh` sets up before it asks the server: the parsed arguments, the one-time key and its
+ * files, and, when the instance's address is cached, an ssh already connecting (TCP, version and key
+ * exchange overlap the request; it waits for the pinned host keys). Made by `prepareSsh`, which the
+ * `keyward` entry point runs before it loads the rest of the CLI, so that ssh starts as early as possible.
+ */
+export interface SshPlan {
+  readonly instanceId: string;
+  readonly osUser: string;
+  readonly passThrough: readonly string[];
+  readonly override: { host: string; port: string } | undefined;
+  readonly publicKeyLine: string;
+  readonly program: string;
+  readonly cache: SshCache;
+  readonly knownHosts: string;
+  readonly cachedAddress: { host: string; port: string } | undefined;
+  readonly cachedTypes: string | undefined;
+  readonly earlyAlgorithms: string | undefined;
+  readonly argsFor: (address: { host: string; port: string }, wait: boolean) => string[];
+  early: RunningSsh | undefined;
+  /** Removes the key's directory (also at process exit). */
+  readonly cleanup: () => void;
+}
+
+/** Parses the arguments and sets up (see SshPlan); 'help' when help was asked for. Throws UsageError. */
+export function prepareSsh(args: readonly string[], env: NodeJS.ProcessEnv): SshPlan | 'help' {
   const dash = args.indexOf('--');
   const own = dash === -1 ? args : args.slice(0, dash);
   const passThrough = dash === -1 ? [] : args.slice(dash + 1);
   const { values, positionals } = parseCommandArgs(own, OPTIONS);
-  if (values['help'] === true) {
-    io.stdout.write(SSH_HELP);
-    return 0;
-  }
+  if (values['help'] === true) return 'help';
   const [target, ...extra] = positionals;
   if (target === undefined) throw new UsageError('name the instance: keyward ssh [USER@]INSTANCE');
   // Without `--`, trailing words are the remote command, as with ssh.
@@ -102,14 +120,14 @@ export async function sshCommand(
   const { publicKey, privateKey } = generateKeyPairSync('ed25519');
   const publicKeyLine = ed25519PublicKeyLine(publicKey);
   const program = stringFlag(values, 'ssh') ?? 'ssh';
-  const cache = new SshCache(io.env);
+  const cache = new SshCache(env);
 
-  const dir = mkdtempSync(join(io.env['XDG_RUNTIME_DIR'] ?? tmpdir(), 'keyward-ssh-'));
+  const dir = mkdtempSync(join(env['XDG_RUNTIME_DIR'] ?? tmpdir(), 'keyward-ssh-'));
   const cleanup = (): void => {
     rmSync(dir, { recursive: true, force: true });
+    process.removeListener('exit', cleanup);
   };
   process.once('exit', cleanup);
-  let early: RunningSsh | undefined;
   try {
     const keyFile = join(dir, 'id_ed25519');
     writeFileSync(keyFile, ed25519ToOpenSshPrivateKey(privateKey, `keyward-${instanceId}`), {
@@ -161,11 +179,50 @@ export async function sshCommand(
       address.host,
       ...passThrough,
     ];
+    let early: RunningSsh | undefined;
     if (cachedAddress !== undefined && canWait) {
       writeFileSync(waiter, waiterScript(knownHosts), { mode: 0o700, flag: 'wx' });
       early = startSsh(program, argsFor(cachedAddress, true));
     }
+    return {
+      instanceId,
+      osUser,
+      passThrough,
+      override,
+      publicKeyLine,
+      program,
+      cache,
+      knownHosts,
+      cachedAddress,
+      cachedTypes,
+      earlyAlgorithms,
+      argsFor,
+      early,
+      cleanup,
+    };
+  } catch (err) {
+    cleanup();
+    throw err;
+  }
+}
 
+/** `keyward ssh`: with `prepared` when the entry point already ran prepareSsh on these arguments. */
+export async function sshCommand(
+  args: readonly string[],
+  io: CliIo,
+  connect: () => { client: RpcClient; regionId: string },
+  prepared?: SshPlan,
+): Promise<number> {
+  const plan = prepared ?? prepareSsh(args, io.env);
+  if (plan === 'help') {
+    io.stdout.write(SSH_HELP);
+    return 0;
+  }
+  const { instanceId, osUser, passThrough, override, publicKeyLine, program, cache, knownHosts } = plan;
+  const { cachedAddress, cachedTypes, earlyAlgorithms, argsFor } = plan;
+  let early = plan.early;
+  plan.early = undefined;
+  try {
     const { client, regionId } = connect();
     let sent: SendResponse;
     try {
@@ -224,8 +281,7 @@ export async function sshCommand(
     return code;
   } finally {
     if (early !== undefined) await early.stop();
-    cleanup();
-    process.removeListener('exit', cleanup);
+    plan.cleanup();
   }
 }
 
@@ -286,7 +342,7 @@ function sshSupportsKnownHostsCommand(program: string): boolean {
   return r.status === 0;
 }
 
-interface RunningSsh {
+export interface RunningSsh {
   readonly exited: Promise<number>;
   stop(): Promise<void>;
 }
