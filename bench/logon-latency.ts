@@ -599,7 +599,7 @@ async function runOnce(run: number): Promise<RunFigures> {
         ),
       ],
       [
-        'authentication (sshd runs the helper twice)',
+        'authentication (broker: the helper runs once; floor: key in the file)',
         fixed(sp('authentication'), 1),
         fixed(
           p50Of(floorPhases, (x) => x.auth),
@@ -712,7 +712,8 @@ async function runOnce(run: number): Promise<RunFigures> {
         helper.map(([g, ms]) => `${String(g)} → ${fixed(ms.offered, 2)}`).join(', ') +
         '; without the fingerprint (every grant read): ' +
         helper.map(([g, ms]) => `${String(g)} → ${fixed(ms.all, 2)}`).join(', ') +
-        '; sshd runs it twice per public-key logon (once to ask whether the key is acceptable, once to check its signature)\n' +
+        "; OpenSSH's ssh makes sshd run it twice per logon (it asks whether the key would do, then signs), the " +
+        'broker once (it signs in its first request)\n' +
         `\n8. ${String(CONCURRENT)} logons started at once: broker (${String(CONCURRENT_USERS)} users, ` +
         `${String(CONCURRENT / CONCURRENT_USERS)} each) ${String(ok)}/${String(CONCURRENT)} in ` +
         `${fixed(allMs, 0)} ms; floor (ssh2, key installed, ≤ ${String(FLOOR_HANDSHAKES)} handshakes in flight) ` +
