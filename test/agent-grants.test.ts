@@ -236,11 +236,12 @@ test('grants are deleted at their deadline, and leftovers of an earlier run are 
     const now = Math.floor(Date.now() / 1000);
     const g = grant({ issuedAt: now, expiresAt: now + 1 });
     await k.handle(g, signed(g));
+    // The report follows the removal (file, then the emptied directory): wait for the report.
     const deadline = Date.now() + 5_000;
-    while (existsSync(join(dir, 'root')) && Date.now() < deadline)
+    while (sent.at(-1)?.t !== 'grant-removed' && Date.now() < deadline)
       await new Promise((r) => setTimeout(r, 50));
-    assert.equal(existsSync(join(dir, 'root')), false);
     assert.deepEqual(sent.at(-1), { t: 'grant-removed', grantId: g.grantId, reason: 'expired' });
+    assert.equal(existsSync(join(dir, 'root')), false);
   } finally {
     k.stop();
   }
