@@ -21,8 +21,8 @@ import {
   startPrivateSshd,
   type PrivateSshd,
   type ThrowawayUser,
+  sshRun,
 } from './helpers/sshd.js';
-import { run } from './helpers/tools.js';
 
 let sshd: PrivateSshd;
 let user: ThrowawayUser;
@@ -116,11 +116,7 @@ test('the broker signs with its first publickey request, so sshd checks the key 
   const keyFile = join(user.home, `control-${String(process.pid)}`);
   await writeFile(keyFile, ed25519ToOpenSshPrivateKey(control.privateKey, 'control'), { mode: 0o600 });
   const atControl = sshd.log().length;
-  const res = await run('/usr/bin/ssh', [
-    ...['-F', '/dev/null', '-i', keyFile, '-p', String(sshd.port), '-o', 'BatchMode=yes'],
-    ...['-o', 'IdentitiesOnly=yes', '-o', 'IdentityAgent=none', '-o', 'StrictHostKeyChecking=no'],
-    ...['-o', 'UserKnownHostsFile=/dev/null', '-o', 'LogLevel=ERROR', `${user.name}@127.0.0.1`, 'true'],
-  ]);
+  const res = await sshRun(sshd.port, user.name, keyFile, ['true']);
   assert.equal(res.code, 0, res.stderr);
   await waitForLog(atControl, /Accepted publickey/);
   assert.match(sshd.log().slice(atControl), /Postponed publickey/);

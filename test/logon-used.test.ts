@@ -31,9 +31,10 @@ import {
   startPrivateSshd,
   type PrivateSshd,
   type ThrowawayUser,
+  sshRun,
 } from './helpers/sshd.js';
 import { TEST_CLIENT_TIMEOUT_MS, testRpcClient } from './helpers/timeouts.js';
-import { run } from './helpers/tools.js';
+import { run, type RunResult } from './helpers/tools.js';
 
 const KEYWARD = '2026-11-01';
 /** Long enough for a logon on a busy machine; short enough to wait out for "never used". */
@@ -63,33 +64,17 @@ async function keyFile(pem: string): Promise<string> {
   return file;
 }
 
-function ssh(file: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return run('/usr/bin/ssh', [
-    '-F',
-    '/dev/null',
-    '-i',
+function ssh(file: string): Promise<RunResult> {
+  return sshRun(
+    sshd.port,
+    user.name,
     file,
-    '-p',
-    String(sshd.port),
-    '-o',
-    'BatchMode=yes',
-    '-o',
-    'IdentitiesOnly=yes',
-    '-o',
-    'IdentityAgent=none',
-    '-o',
-    `UserKnownHostsFile=${join(work, 'known_hosts')}`,
-    '-o',
-    'StrictHostKeyChecking=yes',
-    '-o',
-    'HostKeyAlias=sshd-under-test',
-    '-o',
-    'ConnectTimeout=10',
-    '-o',
-    'LogLevel=ERROR',
-    `${user.name}@127.0.0.1`,
-    'echo logged-on',
-  ]);
+    ['echo', 'logged-on'],
+    [
+      ...['-o', `UserKnownHostsFile=${join(work, 'known_hosts')}`, '-o', 'StrictHostKeyChecking=yes'],
+      ...['-o', 'HostKeyAlias=sshd-under-test'],
+    ],
+  );
 }
 
 async function sendKey(line: string): Promise<{ GrantId: string; ExpiresAt: string }> {

@@ -54,9 +54,10 @@ import {
   type OpenSshRelease,
   type PrivateSshd,
   type ThrowawayUser,
+  sshRun,
 } from './helpers/sshd.js';
 import { TEST_CLIENT_TIMEOUT_MS, testRpcClient } from './helpers/timeouts.js';
-import { run } from './helpers/tools.js';
+import { run, type RunResult } from './helpers/tools.js';
 
 const KEYWARD = '2026-11-01';
 const LIFETIME_SECONDS = 3;
@@ -249,35 +250,8 @@ class ReleaseContext {
     return file;
   }
 
-  ssh(
-    file: string,
-    command: string,
-    port = this.sshd.port,
-  ): Promise<{ code: number | null; stdout: string; stderr: string }> {
-    return run('/usr/bin/ssh', [
-      '-F',
-      '/dev/null',
-      '-i',
-      file,
-      '-p',
-      String(port),
-      '-o',
-      'BatchMode=yes',
-      '-o',
-      'IdentitiesOnly=yes',
-      '-o',
-      'IdentityAgent=none',
-      '-o',
-      'StrictHostKeyChecking=no',
-      '-o',
-      'UserKnownHostsFile=/dev/null',
-      '-o',
-      'ConnectTimeout=10',
-      '-o',
-      'LogLevel=ERROR',
-      `${this.user.name}@127.0.0.1`,
-      command,
-    ]);
+  ssh(file: string, command: string, port = this.sshd.port): Promise<RunResult> {
+    return sshRun(port, this.user.name, file, [command]);
   }
 
   /** A client that would log on with a password: sshd's refusal lists the methods it still offers. */

@@ -89,7 +89,7 @@ class OneKeyAgent extends BaseAgent {
  * for this logon is not. ssh2 has no option for it, so its protocol object's `authPK` is wrapped; where
  * ssh2's internals differ the wrapper is not installed (false) and the usual query comes first.
  */
-export function signWithoutQuery(client: Ssh2Client, agent: OneKeyAgent): boolean {
+function signWithoutQuery(client: Ssh2Client, agent: OneKeyAgent): boolean {
   type AuthPK = (username: string, key: unknown, keyAlgo?: unknown, cbSign?: unknown) => void;
   const proto = (client as unknown as { _protocol?: { authPK?: AuthPK } })._protocol;
   const original = proto?.authPK;

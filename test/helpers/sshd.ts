@@ -233,32 +233,30 @@ export async function createThrowawayUser(
 }
 
 /** `ssh -i key -p port … user@127.0.0.1 echo ok` with no config, agent or known_hosts. */
-export function sshEcho(port: number, user: string, keyPath: string): Promise<RunResult> {
+/**
+ * The real `ssh` client with one key (no agent, no config file, batch mode) running `command` on the
+ * private sshd at 127.0.0.1:`port`. `options` (`-o` pairs) come first, and ssh keeps the first value it
+ * reads for each option, so they override the defaults here (e.g. a pinned known_hosts).
+ */
+export function sshRun(
+  port: number,
+  user: string,
+  keyPath: string,
+  command: readonly string[],
+  options: readonly string[] = [],
+): Promise<RunResult> {
   return run('/usr/bin/ssh', [
-    '-F',
-    '/dev/null',
-    '-i',
-    keyPath,
-    '-p',
-    String(port),
-    '-o',
-    'BatchMode=yes',
-    '-o',
-    'IdentitiesOnly=yes',
-    '-o',
-    'IdentityAgent=none',
-    '-o',
-    'StrictHostKeyChecking=no',
-    '-o',
-    'UserKnownHostsFile=/dev/null',
-    '-o',
-    'ConnectTimeout=10',
-    '-o',
-    'LogLevel=ERROR',
+    ...['-F', '/dev/null', '-i', keyPath, '-p', String(port), ...options],
+    ...['-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes', '-o', 'IdentityAgent=none'],
+    ...['-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null'],
+    ...['-o', 'ConnectTimeout=10', '-o', 'LogLevel=ERROR'],
     `${user}@127.0.0.1`,
-    'echo',
-    'ok',
+    ...command,
   ]);
+}
+
+export function sshEcho(port: number, user: string, keyPath: string): Promise<RunResult> {
+  return sshRun(port, user, keyPath, ['echo', 'ok']);
 }
 
 /**

@@ -28,18 +28,21 @@ import { fixedOffsetMinutes, localExpiryTime, type ExpiryTimeForm } from '../hos
 /** Also matches the names written before the fingerprint and uptime were part of them. */
 const FILE_NAME = /^(\d{1,12})-(lg-[a-z0-9]{20})(?:-[A-Za-z0-9_-]{43}(?:~\d{1,12}~[0-9a-f-]{36})?)?\.key$/;
 
+/** This boot's id: it cannot change while the agent runs, so it is read once. */
+let bootIdRead: Promise<string> | undefined;
+function thisBoot(): Promise<string> {
+  bootIdRead ??= readFile('/proc/sys/kernel/random/boot_id', 'latin1').then((t) => t.trim());
+  return bootIdRead;
+}
+
 /**
  * `~<uptime second of the expiry>~<boot id>` for a grant expiring at `hostExpiresAt` (wall clock), or ''
  * where /proc does not tell. Rounded down: never later than the wall-clock expiry.
  */
 export async function uptimeSuffix(hostExpiresAt: number): Promise<string> {
   try {
-    const [uptime, boot] = await Promise.all([
-      readFile('/proc/uptime', 'latin1'),
-      readFile('/proc/sys/kernel/random/boot_id', 'latin1'),
-    ]);
+    const [uptime, bootId] = await Promise.all([readFile('/proc/uptime', 'latin1'), thisBoot()]);
     const up = Number(uptime.split(' ')[0]);
-    const bootId = boot.trim();
     if (!Number.isFinite(up) || !/^[0-9a-f-]{36}$/.test(bootId)) return '';
     const until = Math.floor(up + (hostExpiresAt - Date.now() / 1000));
     return until > 0 ? `~${String(until)}~${bootId}` : '';
@@ -170,9 +173,7 @@ export class GrantStore {
   async #remove(g: StoredGrant): Promise<boolean> {
     const userDir = join(this.dir, g.osUser);
     let removed = false;
-    for (const name of await readdirOrEmpty(userDir)) {
-      const m = FILE_NAME.exec(name);
-      if (m === null || m[2] !== g.grantId || Number(m[1]) !== g.hostExpiresAt) continue;
+    for (const name of await filesOf(userDir, g)) {
       try {
         await unlink(join(userDir, name));
         removed = true;
@@ -187,10 +188,7 @@ export class GrantStore {
   /** The `ssh-ed25519 base64` key of a grant's file, or undefined when the file or the key is not there. */
   async publicKeyOf(g: StoredGrant): Promise<string | undefined> {
     const userDir = join(this.dir, g.osUser);
-    const name = (await readdirOrEmpty(userDir)).find((n) => {
-      const m = FILE_NAME.exec(n);
-      return m !== null && m[2] === g.grantId && Number(m[1]) === g.hostExpiresAt;
-    });
+    const [name] = await filesOf(userDir, g);
     if (name === undefined) return undefined;
     let text: string;
     try {
@@ -209,6 +207,14 @@ export class GrantStore {
     for (const g of expired) if (await this.remove(g)) removed.push(g);
     return removed;
   }
+}
+
+/** The names of `g`'s files in its user's directory (whatever form of name they were written with). */
+async function filesOf(userDir: string, g: StoredGrant): Promise<string[]> {
+  return (await readdirOrEmpty(userDir)).filter((name) => {
+    const m = FILE_NAME.exec(name);
+    return m !== null && m[2] === g.grantId && Number(m[1]) === g.hostExpiresAt;
+  });
 }
 
 async function readdirOrEmpty(dir: string): Promise<string[]> {
