@@ -435,6 +435,10 @@ test('instances: an enrollment token with its command, rename, tags added and re
   await shown.getByRole('button', { name: 'Done' }).click();
   await page.goto(consoleUrl(`#/instances/${instanceId}`));
   await page.getByRole('heading', { name: 'Host keys' }).waitFor();
+  // The host's OpenSSH release and whether one-time logons are ready there, as its agent reported them.
+  const facts = await page.locator('dl.facts').innerText();
+  assert.match(facts, /OpenSSH\s+\d+\.\d+/);
+  assert.match(facts, /One-time logon\s+ready \(expiry-time: utc\)/i);
   await page.getByRole('button', { name: 'Rename…' }).click();
   await page.getByLabel('Name', { exact: true }).fill('web-01');
   await page.getByRole('button', { name: 'Rename', exact: true }).click();
