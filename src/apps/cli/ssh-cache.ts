@@ -1,47 +1,44 @@
 /**
  * What `keyward ssh` remembers between runs, to start ssh before the server has answered: the SSH address
- * each instance had last time, the types of its pinned host keys, and whether the system's ssh has
- * `KnownHostsCommand` (OpenSSH ≥ 8.5). Kept in `$XDG_CACHE_HOME/keyward/ssh.json` (or ~/.cache), mode 0600.
- * Nothing in it is trusted: an address only says where to open the TCP connection early, and the key types
- * only which host key algorithms ssh asks for (so it need not read its known hosts before the key
- * exchange) — the host key is still checked against the keys the server returns, and an answer with a
- * different address or other key types restarts ssh. A missing or corrupt file is ignored.
+ * each instance had last time, its pinned host keys (public keys) and their types. Kept in
+ * `$XDG_CACHE_HOME/keyward/ssh.json` (or ~/.cache), mode 0600. Nothing in it is trusted on its own: the
+ * early ssh checks the host against the cached keys, but the agent lets it authenticate only once the
+ * server's answer has the same address and the same pinned keys; any difference stops that ssh and starts
+ * another with the server's answer. A missing or corrupt file is ignored.
  */
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 
 const MAX_ENTRIES = 1000;
+/** A public key as known_hosts holds it: its type and base64, nothing that could add an option. */
+const HOST_KEY = /^[a-z0-9@.-]{1,64} [A-Za-z0-9+/]{1,2048}={0,2}$/;
 
 interface CacheFile {
   version: 1;
-  /** ssh program → whether it supports KnownHostsCommand. */
-  programs: Record<string, boolean>;
   /** instance id → `host:port`. */
   addresses: Record<string, string>;
   /** instance id → the pinned host key types, sorted, comma-separated. */
   hostKeyTypes: Record<string, string>;
+  /** instance id → its pinned host keys (`type base64`), as the server last returned them. */
+  hostKeys: Record<string, string>;
 }
 
 export class SshCache {
   readonly #file: string;
-  #data: CacheFile = { version: 1, programs: {}, addresses: {}, hostKeyTypes: {} };
+  #data: CacheFile = { version: 1, addresses: {}, hostKeyTypes: {}, hostKeys: {} };
 
   constructor(env: Readonly<Record<string, string | undefined>>) {
     const base = env['XDG_CACHE_HOME'] ?? join(env['HOME'] ?? homedir(), '.cache');
     this.#file = join(base, 'keyward', 'ssh.json');
     try {
       const parsed = JSON.parse(readFileSync(this.#file, 'utf8')) as Partial<CacheFile>;
-      if (
-        parsed.version === 1 &&
-        typeof parsed.programs === 'object' &&
-        typeof parsed.addresses === 'object'
-      ) {
+      if (parsed.version === 1 && typeof parsed.addresses === 'object' && parsed.addresses !== null) {
         this.#data = {
           version: 1,
-          programs: { ...parsed.programs },
           addresses: { ...parsed.addresses },
           hostKeyTypes: typeof parsed.hostKeyTypes === 'object' ? { ...parsed.hostKeyTypes } : {},
+          hostKeys: typeof parsed.hostKeys === 'object' ? { ...parsed.hostKeys } : {},
         };
       }
     } catch {
@@ -60,9 +57,12 @@ export class SshCache {
     return typeof t === 'string' && /^[a-z0-9@.,-]{1,200}$/.test(t) ? t : undefined;
   }
 
-  knownHostsCommand(program: string): boolean | undefined {
-    const v = this.#data.programs[program];
-    return typeof v === 'boolean' ? v : undefined;
+  /** The pinned host keys of `instanceId` last time (`type base64` each), or undefined. */
+  hostKeys(instanceId: string): string[] | undefined {
+    const text = this.#data.hostKeys[instanceId];
+    if (typeof text !== 'string') return undefined;
+    const keys = text.split('\n');
+    return keys.length > 0 && keys.length <= 16 && keys.every((k) => HOST_KEY.test(k)) ? keys : undefined;
   }
 
   setAddress(instanceId: string, address: string): void {
@@ -73,8 +73,8 @@ export class SshCache {
     this.#data.hostKeyTypes = mostRecent(this.#data.hostKeyTypes, instanceId, types);
   }
 
-  setKnownHostsCommand(program: string, supported: boolean): void {
-    this.#data.programs[program] = supported;
+  setHostKeys(instanceId: string, keys: readonly string[]): void {
+    this.#data.hostKeys = mostRecent(this.#data.hostKeys, instanceId, keys.join('\n'));
   }
 
   /** Writes the cache atomically; a failure only costs speed next time. */

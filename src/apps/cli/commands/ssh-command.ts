@@ -1,25 +1,34 @@
 /**
  * `keyward ssh [USER@]INSTANCE [-- SSH_ARGS...]`: a password-free logon from the user's terminal with the
- * system's OpenSSH client. The key pair is made here and its private half never leaves this machine:
- * only the public key is sent (SendSSHPublicKey), the agent serves it to sshd for 60 seconds, and ssh is
- * run with
- *   - the key (a 0600 file in a fresh 0700 directory, removed when ssh exits, whatever the outcome),
- *   - `IdentitiesOnly=yes`, so no other key is offered,
- *   - a temporary known_hosts holding exactly the host keys Keyward pinned for the instance, under the
- *     instance id as `HostKeyAlias`, with `StrictHostKeyChecking=yes`: never trust on first use,
+ * system's OpenSSH client. The key pair is made here and its private half never leaves this process's
+ * memory: only the public key is sent (SendSSHPublicKey), the agent serves it to sshd for 60 seconds, and
+ * ssh is run with
+ *   - the key served by a one-key SSH agent of this process (`IdentityAgent`, a socket in a fresh 0700
+ *     directory; see ssh-agent-server.ts): no private key file is ever written, and the agent answers ssh
+ *     only once the grant is installed,
+ *   - `IdentitiesOnly=yes` with the public key as its `IdentityFile`, so no other key is offered,
+ *   - a known_hosts holding exactly the host keys Keyward pinned for the instance, under the instance id as
+ *     `HostKeyAlias`, with `StrictHostKeyChecking=yes`: never trust on first use,
  *   - every argument after `--` passed through untouched (options, then the remote command).
  * Keyward's options come first on ssh's command line, and ssh keeps the first value it reads for each
  * option, so passed-through options cannot weaken the host key check.
+ *
+ * When the instance's address and pinned host keys are cached from last time, ssh is started before the
+ * server is asked (prepareSsh, run by the entry point before the rest of the CLI loads): its TCP connect
+ * and key exchange overlap the request. It verifies the host against the cached keys, but it cannot
+ * authenticate until the agent answers, which it does only once the server has confirmed that the
+ * address and the pinned keys are still those; otherwise that ssh is stopped (before it sent anything but
+ * the key exchange) and another started with the server's answer.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { RpcClient } from '../../../client/index.js';
-import { ed25519PublicKeyLine, ed25519ToOpenSshPrivateKey } from '../../../keypairs/openssh-private-key.js';
 import { KEYWARD_API_VERSION } from '../../../rpc/api-versions.js';
 import { CliFailure, parseCommandArgs, println, stringFlag, UsageError, type CliIo } from '../cli-io.js';
+import { OneKeyAgent } from '../ssh-agent-server.js';
 import { SshCache } from '../ssh-cache.js';
 import { requestsPortForwarding } from '../ssh-forwarding.js';
 
@@ -74,10 +83,10 @@ function splitAddress(text: string): { host: string; port: string } {
 }
 
 /**
- * What `keyward ssh` sets up before it asks the server: the parsed arguments, the one-time key and its
- * files, and, when the instance's address is cached, an ssh already connecting (TCP, version and key
- * exchange overlap the request; it waits for the pinned host keys). Made by `prepareSsh`, which the
- * `keyward` entry point runs before it loads the rest of the CLI, so that ssh starts as early as possible.
+ * What `keyward ssh` sets up before it asks the server: the parsed arguments, the one-time key held by
+ * the agent (listening, its answer held), and, when the instance's address and pinned keys are cached, an
+ * ssh already connecting. Made by `prepareSsh`, which the `keyward` entry point runs before it loads the
+ * rest of the CLI, so that ssh starts as early as possible.
  */
 export interface SshPlan {
   readonly instanceId: string;
@@ -87,13 +96,13 @@ export interface SshPlan {
   readonly publicKeyLine: string;
   readonly program: string;
   readonly cache: SshCache;
+  readonly agent: OneKeyAgent;
   readonly knownHosts: string;
   readonly cachedAddress: { host: string; port: string } | undefined;
-  readonly cachedTypes: string | undefined;
-  readonly earlyAlgorithms: string | undefined;
-  readonly argsFor: (address: { host: string; port: string }, wait: boolean) => string[];
+  readonly cachedKeys: readonly string[] | undefined;
+  readonly argsFor: (address: { host: string; port: string }) => string[];
   early: RunningSsh | undefined;
-  /** Removes the key's directory (also at process exit). */
+  /** Closes the agent and removes the directory (also at process exit). */
   readonly cleanup: () => void;
 }
 
@@ -116,52 +125,41 @@ export function prepareSsh(args: readonly string[], env: NodeJS.ProcessEnv): Ssh
   }
   const addressFlag = stringFlag(values, 'address');
   const override = addressFlag === undefined ? undefined : splitAddress(addressFlag);
-
-  const { publicKey, privateKey } = generateKeyPairSync('ed25519');
-  const publicKeyLine = ed25519PublicKeyLine(publicKey);
   const program = stringFlag(values, 'ssh') ?? 'ssh';
   const cache = new SshCache(env);
 
-  const dir = mkdtempSync(join(env['XDG_RUNTIME_DIR'] ?? tmpdir(), 'keyward-ssh-'));
+  const { privateKey } = generateKeyPairSync('ed25519');
+  const agent = new OneKeyAgent({ privateKey, comment: `keyward-${instanceId}`, user: osUser });
+  const publicKeyLine = `ssh-ed25519 ${agent.blob.toString('base64')}`;
+  let base = env['XDG_RUNTIME_DIR'] ?? tmpdir();
+  // ssh reads these paths as option values (% tokens, quotes, spaces): a plain directory is used otherwise.
+  if (!SAFE_PATH.test(base)) base = '/tmp';
+  const dir = mkdtempSync(join(base, 'keyward-ssh-'));
   const cleanup = (): void => {
+    agent.close();
     rmSync(dir, { recursive: true, force: true });
     process.removeListener('exit', cleanup);
   };
   process.once('exit', cleanup);
   try {
-    const keyFile = join(dir, 'id_ed25519');
-    writeFileSync(keyFile, ed25519ToOpenSshPrivateKey(privateKey, `keyward-${instanceId}`), {
-      mode: 0o600,
-      flag: 'wx',
-    });
+    const socket = join(dir, 'agent.sock');
+    agent.listen(socket);
+    // With IdentitiesOnly, ssh uses an agent's key only when it is named by an IdentityFile: the public
+    // half is enough for that (ssh finds the private half in the agent).
+    const publicFile = join(dir, 'id_ed25519.pub');
+    writeFileSync(publicFile, `${publicKeyLine} keyward-${instanceId}\n`, { mode: 0o600, flag: 'wx' });
     const knownHosts = join(dir, 'known_hosts');
-    const waiter = join(dir, 'known-hosts-command');
-    // Start ssh before the server answers when we know where the instance is and that this ssh can wait
-    // for its known hosts (KnownHostsCommand): TCP, version exchange and key exchange then overlap the
-    // request. The waiter hands ssh the pinned host keys only once the one-time key is installed, so ssh
-    // can neither verify the host nor try the key before that.
     const cachedAddress = override ?? splitCached(cache.address(instanceId));
-    const cachedTypes = cache.hostKeyTypes(instanceId);
-    const canWait = cache.knownHostsCommand(program) === true && !/[\s%]/.test(dir);
-    // With the host key algorithms named, ssh does not read its known hosts to order them before the key
-    // exchange, so the exchange runs while the server is asked; the waiter is read only to verify the key.
-    const earlyAlgorithms = cachedTypes === undefined ? undefined : hostKeyAlgorithms(cachedTypes);
-    const argsFor = (address: { host: string; port: string }, wait: boolean): string[] => [
-      '-i',
-      keyFile,
+    const cachedKeys = cache.hostKeys(instanceId);
+    const argsFor = (address: { host: string; port: string }): string[] => [
+      '-o',
+      `IdentityAgent=${socket}`,
+      '-o',
+      `IdentityFile=${publicFile}`,
       '-o',
       'IdentitiesOnly=yes',
       '-o',
-      'IdentityAgent=none',
-      ...(wait
-        ? [
-            '-o',
-            'UserKnownHostsFile=/dev/null',
-            '-o',
-            `KnownHostsCommand=${waiter}`,
-            ...(earlyAlgorithms === undefined ? [] : ['-o', `HostKeyAlgorithms=${earlyAlgorithms}`]),
-          ]
-        : ['-o', `UserKnownHostsFile=${knownHosts}`]),
+      `UserKnownHostsFile=${knownHosts}`,
       '-o',
       'GlobalKnownHostsFile=/dev/null',
       '-o',
@@ -180,9 +178,11 @@ export function prepareSsh(args: readonly string[], env: NodeJS.ProcessEnv): Ssh
       ...passThrough,
     ];
     let early: RunningSsh | undefined;
-    if (cachedAddress !== undefined && canWait) {
-      writeFileSync(waiter, waiterScript(knownHosts), { mode: 0o700, flag: 'wx' });
-      early = startSsh(program, argsFor(cachedAddress, true));
+    if (cachedAddress !== undefined && cachedKeys !== undefined) {
+      writeFileSync(knownHosts, knownHostsLines(instanceId, cachedKeys), { mode: 0o600, flag: 'wx' });
+      // Its messages wait until the server has answered: an ssh stopped because the cache was stale
+      // (a host key mismatch, a refused connection) must not alarm anyone.
+      early = startSsh(program, argsFor(cachedAddress), true);
     }
     return {
       instanceId,
@@ -192,10 +192,10 @@ export function prepareSsh(args: readonly string[], env: NodeJS.ProcessEnv): Ssh
       publicKeyLine,
       program,
       cache,
+      agent,
       knownHosts,
       cachedAddress,
-      cachedTypes,
-      earlyAlgorithms,
+      cachedKeys,
       argsFor,
       early,
       cleanup,
@@ -205,6 +205,9 @@ export function prepareSsh(args: readonly string[], env: NodeJS.ProcessEnv): Ssh
     throw err;
   }
 }
+
+/** Characters a path may hold to be passed to ssh as an option value unquoted and unexpanded. */
+const SAFE_PATH = /^[A-Za-z0-9._/@+,=:-]+$/;
 
 /** `keyward ssh`: with `prepared` when the entry point already ran prepareSsh on these arguments. */
 export async function sshCommand(
@@ -219,7 +222,7 @@ export async function sshCommand(
     return 0;
   }
   const { instanceId, osUser, passThrough, override, publicKeyLine, program, cache, knownHosts } = plan;
-  const { cachedAddress, cachedTypes, earlyAlgorithms, argsFor } = plan;
+  const { agent, cachedAddress, cachedKeys, argsFor } = plan;
   let early = plan.early;
   plan.early = undefined;
   try {
@@ -240,35 +243,36 @@ export async function sshCommand(
     } finally {
       client.close();
     }
-    const hostKeys = sent.HostKeys.HostKey;
+    const hostKeys = sent.HostKeys.HostKey.map((k) => k.PublicKey);
     if (hostKeys.length === 0) {
       throw new CliFailure(`${instanceId} has no pinned host key; Keyward will not trust one on first use.`);
     }
     const address = override ?? splitAddress(sent.SshAddress);
-    const types = keyTypes(hostKeys);
     if (
       early !== undefined &&
       (address.host !== cachedAddress?.host ||
         address.port !== cachedAddress.port ||
-        (earlyAlgorithms !== undefined && types !== cachedTypes))
+        !sameKeys(hostKeys, cachedKeys ?? []))
     ) {
-      // The instance moved, or its host keys changed type: that ssh has not verified a host key yet (it
-      // waits for this answer); start over with the right address and algorithms.
+      // The instance moved, or its pinned keys changed: that ssh checked the host against what the cache
+      // said, and has not been able to authenticate (the agent holds its answer). Start over.
       await early.stop();
       early = undefined;
     }
-    const lines = hostKeys.map((k) => `${instanceId} ${k.PublicKey}\n`).join('');
-    // Written whole under another name, then renamed: the waiter never reads half a file.
-    writeFileSync(`${knownHosts}.tmp`, lines, { mode: 0o600, flag: 'wx' });
-    renameSync(`${knownHosts}.tmp`, knownHosts);
-    const session = early ?? startSsh(program, argsFor(address, false));
+    if (early === undefined) {
+      // Written whole under another name, then renamed: ssh never reads half a file.
+      writeFileSync(`${knownHosts}.tmp`, knownHostsLines(instanceId, hostKeys), { mode: 0o600, flag: 'wx' });
+      renameSync(`${knownHosts}.tmp`, knownHosts);
+    }
+    // The grant is installed: ssh may have the key now.
+    agent.open();
+    const session = early ?? startSsh(program, argsFor(address), false);
     early = undefined;
+    session.release();
     const code = await session.exited;
     if (override === undefined) cache.setAddress(instanceId, sent.SshAddress);
-    cache.setHostKeyTypes(instanceId, types);
-    if (cache.knownHostsCommand(program) === undefined) {
-      cache.setKnownHostsCommand(program, sshSupportsKnownHostsCommand(program));
-    }
+    cache.setHostKeys(instanceId, hostKeys);
+    cache.setHostKeyTypes(instanceId, keyTypes(sent.HostKeys.HostKey));
     cache.save();
     if (code === 255) {
       println(
@@ -285,23 +289,20 @@ export async function sshCommand(
   }
 }
 
+/** known_hosts lines for `alias` (the HostKeyAlias) with `keys` (`type base64`). */
+function knownHostsLines(alias: string, keys: readonly string[]): string {
+  return keys.map((k) => `${alias} ${k}\n`).join('');
+}
+
+function sameKeys(a: readonly string[], b: readonly string[]): boolean {
+  const x = [...new Set(a)].sort();
+  const y = [...new Set(b)].sort();
+  return x.length === y.length && x.every((k, i) => k === y[i]);
+}
+
 /** The pinned host keys' types, sorted and comma-separated (what the cache keeps). */
 function keyTypes(hostKeys: ReadonlyArray<{ Type: string }>): string {
   return [...new Set(hostKeys.map((k) => k.Type))].sort().join(',');
-}
-
-/**
- * The host key algorithms that verify keys of `types` (cached, so checked): RSA keys sign with SHA-2 only.
- * Undefined when a type is unknown, and ssh then orders the algorithms itself.
- */
-function hostKeyAlgorithms(types: string): string | undefined {
-  const algorithms: string[] = [];
-  for (const type of types.split(',')) {
-    if (type === 'ssh-rsa') algorithms.push('rsa-sha2-512', 'rsa-sha2-256');
-    else if (/^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521))$/.test(type)) algorithms.push(type);
-    else return undefined;
-  }
-  return algorithms.length === 0 ? undefined : algorithms.join(',');
 }
 
 /** A cached `host:port`, or undefined when absent or malformed. */
@@ -314,42 +315,26 @@ function splitCached(text: string | undefined): { host: string; port: string } |
   }
 }
 
-/**
- * The KnownHostsCommand: waits (at most 30 s) until keyward has written the pinned host keys, then prints
- * them (shell built-ins only once they are there: ssh waits for this command during the key exchange). Exits 1 with nothing printed if they never come, and ssh then refuses the host.
- */
-function waiterScript(knownHosts: string): string {
-  return `#!/bin/sh
-f='${knownHosts}'
-i=0
-while [ ! -s "$f" ]; do
-  i=$((i + 1))
-  [ "$i" -gt 6000 ] && exit 1
-  sleep 0.005
-done
-while IFS= read -r line || [ -n "$line" ]; do
-  printf '%s\n' "$line"
-done < "$f"
-`;
-}
-
-/** Whether `program` accepts KnownHostsCommand (OpenSSH 8.5 and later): `ssh -G` parses options only. */
-function sshSupportsKnownHostsCommand(program: string): boolean {
-  const r = spawnSync(program, ['-G', '-o', 'KnownHostsCommand=none', 'keyward.invalid'], {
-    stdio: 'ignore',
-    timeout: 5_000,
-  });
-  return r.status === 0;
-}
-
 export interface RunningSsh {
   readonly exited: Promise<number>;
+  /** Lets ssh's messages through (those held so far first). */
+  release(): void;
   stop(): Promise<void>;
 }
 
-/** Starts ssh on this terminal; `exited` resolves with its exit status (128 + n for a signal). */
-function startSsh(program: string, args: string[]): RunningSsh {
-  const child = spawn(program, args, { stdio: 'inherit' });
+/**
+ * Starts ssh on this terminal; `exited` resolves with its exit status (128 + n for a signal). With `hold`,
+ * ssh's standard error is kept until `release()` (and dropped if it is stopped before).
+ */
+function startSsh(program: string, args: string[], hold: boolean): RunningSsh {
+  const child: ChildProcess = spawn(program, args, {
+    stdio: ['inherit', 'inherit', hold ? 'pipe' : 'inherit'],
+  });
+  let held: Buffer[] | undefined = hold ? [] : undefined;
+  child.stderr?.on('data', (chunk: Buffer) => {
+    if (held !== undefined) held.push(chunk);
+    else process.stderr.write(chunk);
+  });
   // ssh owns the terminal: Ctrl-C goes to it (same process group); keyward waits for it to finish.
   const ignore = (): void => undefined;
   const forward = (signal: NodeJS.Signals) => (): void => {
@@ -376,14 +361,23 @@ function startSsh(program: string, args: string[]): RunningSsh {
           : err,
       );
     });
-    child.once('exit', (code, signal) => {
+    // 'close': ssh has exited and its standard error is fully read.
+    child.once('close', (code, signal) => {
       done();
       resolve(code ?? 128 + (signal === null ? 0 : signalNumber(signal)));
     });
   });
+  // Marked as handled here: the caller awaits `exited` later (an early ssh may fail before that).
+  exited.catch(() => undefined);
   return {
     exited,
+    release() {
+      if (held === undefined) return;
+      for (const chunk of held) process.stderr.write(chunk);
+      held = undefined;
+    },
     async stop() {
+      held = [];
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
       await exited.catch(() => 0);
     },
