@@ -25,6 +25,10 @@ Commands:
                                   enroll hosts (one-time tokens for their agents) and manage them
   ssh [USER@]INSTANCE [-- SSH_ARGS...]
                                   log on with the system's ssh and a one-time key (no key to manage)
+  scp SOURCE... TARGET            copy files with the system's scp and a one-time key (INSTANCE:PATH)
+  ssh-config [--install|--uninstall]
+                                  let ssh, scp, sftp, rsync, git, VS Code reach INSTANCE.keyward
+  proxy USER HOST PORT            the ProxyCommand behind ssh-config and scp
   accesskey create|list|disable|enable|delete
                                   manage the account's API access keys
   user create|list|show|delete|password|mfa|accesskey
@@ -61,6 +65,9 @@ const HELP: Record<string, () => Promise<string>> = {
   policy: async () => (await import('./commands/policy-command.js')).POLICY_HELP,
   configure: async () => (await import('./commands/configure-command.js')).CONFIGURE_HELP,
   ssh: async () => (await import('./commands/ssh-command.js')).SSH_HELP,
+  proxy: async () => (await import('./commands/proxy-command.js')).PROXY_HELP,
+  'ssh-config': async () => (await import('./commands/ssh-config-command.js')).SSH_CONFIG_HELP,
+  scp: async () => (await import('./commands/scp-command.js')).SCP_HELP,
   audit: async () => (await import('./commands/audit-command.js')).AUDIT_HELP,
 };
 
@@ -132,6 +139,12 @@ export async function runCli(
         return await (await import('./commands/accesskey-command.js')).accesskeyCommand(rest, io, connect);
       case 'ssh':
         return await (await import('./commands/ssh-command.js')).sshCommand(rest, io, connect, prepared?.ssh);
+      case 'proxy':
+        return await (await import('./commands/proxy-command.js')).proxyCommand(rest, io, connect);
+      case 'ssh-config':
+        return await (await import('./commands/ssh-config-command.js')).sshConfigCommand(rest, io);
+      case 'scp':
+        return await (await import('./commands/scp-command.js')).scpCommand(rest, io);
       case 'audit':
         return await (await import('./commands/audit-command.js')).auditCommand(rest, io, connect);
       case 'user':

@@ -16,7 +16,7 @@
  * Node built-ins only: `keyward ssh` loads this before anything else of Keyward's.
  */
 import { sign, type KeyObject } from 'node:crypto';
-import { rmSync } from 'node:fs';
+import { lstatSync, rmSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 
 const SSH_AGENT_FAILURE = 5;
@@ -115,6 +115,7 @@ export class OneKeyAgent {
   #state: 'held' | 'open' | 'refused' = 'held';
   #signatures = 0;
   #path: string | undefined;
+  #inode: number | undefined;
   readonly #held: Array<() => void> = [];
   readonly #sockets = new Set<Socket>();
   readonly #finished: Promise<void>;
@@ -154,6 +155,15 @@ export class OneKeyAgent {
       throw Object.assign(new Error(`cannot listen on ${path}`), { code: 'EADDRINUSE' });
     }
     this.#path = path;
+    this.#inode = lstatSync(path).ino;
+  }
+
+  /**
+   * The socket is also reachable as `path` now (a hard link the caller made): that name is the one
+   * removed on close (and only while it is still this socket), the listening name having been removed.
+   */
+  movedTo(path: string): void {
+    this.#path = path;
   }
 
   /** Answers held and future identity requests with the key. */
@@ -175,7 +185,14 @@ export class OneKeyAgent {
     this.#key = undefined;
     this.refuse();
     if (this.#server.listening) this.#server.close();
-    if (this.#path !== undefined) rmSync(this.#path, { force: true });
+    if (this.#path !== undefined) {
+      try {
+        // Only this agent's own socket: another process may have taken the name since.
+        if (lstatSync(this.#path).ino === this.#inode) rmSync(this.#path, { force: true });
+      } catch {
+        // Already gone.
+      }
+    }
     this.#path = undefined;
     for (const s of this.#sockets) s.destroy();
     this.#finish();

@@ -1,0 +1,305 @@
+/**
+ * `keyward proxy USER HOST PORT`: the ProxyCommand that lets any OpenSSH tool (ssh, scp, sftp, rsync, git,
+ * VS Code, Ansible) log on with a fresh one-time key. ssh starts it with `%r %h %p`; it
+ *   1. makes an Ed25519 key pair and holds it in a one-key agent on ~/.keyward/agent/USER@HOST:PORT, the
+ *      socket ssh's `IdentityAgent %r@%h:%p` names (one connection to the same USER@HOST:PORT at a time
+ *      holds that name, only until its ssh has authenticated; others wait for it),
+ *   2. finds the instance HOST names (an instance id, or an instance name, with the suffix of the ssh
+ *      config's pattern taken off), asks for the grant (SendSSHPublicKey), and writes the pinned host keys
+ *      for HOST atomically to ~/.keyward/known_hosts.d/HOST (ssh's `UserKnownHostsFile`),
+ *   3. connects (direct, or through the tunnel: ssh-route.ts) and relays bytes between ssh and sshd.
+ * Nothing is relayed before the grant is installed and the host keys are written, so ssh can neither
+ * verify the host nor offer the key before that. The private key never leaves this process's memory.
+ */
+import { mkdirSync, renameSync, writeFileSync, linkSync, rmSync, lstatSync } from 'node:fs';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { connect as netConnect } from 'node:net';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Duplex } from 'node:stream';
+import type { RpcClient } from '../../../client/index.js';
+import { KEYWARD_API_VERSION } from '../../../rpc/api-versions.js';
+import { parseCommandArgs, stringFlag, UsageError, type CliIo } from '../cli-io.js';
+import { describeAllPages } from '../ecs-listing.js';
+import { OneKeyAgent } from '../ssh-agent-server.js';
+import { isSshRoute, openRoute } from '../ssh-route.js';
+import { keywardDir, toolFailure } from '../ssh-tools.js';
+
+export const PROXY_HELP = `Usage: keyward proxy [options] USER HOST PORT
+
+The ProxyCommand behind \`keyward ssh-config\` and \`keyward scp\`: ssh runs it as
+  ProxyCommand keyward proxy %r %h %p
+with IdentityAgent ~/.keyward/agent/%r@%h:%p and UserKnownHostsFile ~/.keyward/known_hosts.d/%h.
+It asks Keyward for a one-time key for USER on the instance HOST names (an instance id or an instance
+name), serves that key to ssh from memory, writes the instance's pinned host keys for ssh to check,
+and carries ssh's bytes to the instance's sshd. Needs ecs-workbench:LoginInstance on the instance.
+
+Options:
+  --suffix SUFFIX      taken off HOST before it is looked up (e.g. .keyward)
+  --route ROUTE        direct (TCP to the host's SSH address), tunnel (through the agent's
+                       connection) or auto (direct within 1.5 s, else the tunnel; the default)
+  --address HOST[:PORT]
+                       connect here instead of the SSH address the agent reports
+  -h, --help           show this help
+`;
+
+const OPTIONS = {
+  suffix: { type: 'string' },
+  route: { type: 'string' },
+  address: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+/** A Unix socket's path is at most 107 bytes on Linux. */
+const MAX_SOCKET_PATH = 107;
+/** How long a connection waits for another one to the same USER@HOST:PORT to finish authenticating. */
+const SOCKET_WAIT_MS = 60_000;
+/** The agent lets go of the key and the socket after the key's lifetime, whatever ssh did. */
+const AGENT_LIFETIME_MS = 65_000;
+const INSTANCE_ID = /^i-[a-z0-9]{20}$/;
+
+interface SendResponse {
+  InstanceId: string;
+  SshAddress: string;
+  HostKeys: { HostKey: Array<{ Type: string; PublicKey: string }> };
+}
+
+export async function proxyCommand(
+  args: readonly string[],
+  io: CliIo,
+  connect: () => { client: RpcClient; regionId: string },
+): Promise<number> {
+  const { values, positionals } = parseCommandArgs(args, OPTIONS);
+  if (values['help'] === true) {
+    io.stdout.write(PROXY_HELP);
+    return 0;
+  }
+  if (positionals.length !== 3)
+    throw new UsageError('keyward proxy takes USER HOST PORT (ssh passes %r %h %p)');
+  const [user = '', host = '', portText = ''] = positionals;
+  if (!/^[A-Za-z0-9._][A-Za-z0-9._-]{0,31}$/.test(user))
+    throw new UsageError(`"${user}" is not an OS user name`);
+  if (!/^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$/.test(host)) throw new UsageError(`"${host}" is not a host name`);
+  const port = Number(portText);
+  if (!/^\d{1,5}$/.test(portText) || port < 1 || port > 65535)
+    throw new UsageError(`"${portText}" is not a port`);
+  const route = stringFlag(values, 'route') ?? 'auto';
+  if (!isSshRoute(route)) throw new UsageError(`--route is direct, tunnel or auto, not "${route}"`);
+  const suffix = stringFlag(values, 'suffix') ?? '';
+  const addressFlag = stringFlag(values, 'address');
+  const override = addressFlag === undefined ? undefined : splitAddress(addressFlag);
+  const name =
+    suffix !== '' && host.toLowerCase().endsWith(suffix.toLowerCase()) ? host.slice(0, -suffix.length) : host;
+
+  const dir = keywardDir(io.env);
+  const agentDir = join(dir, 'agent');
+  const knownDir = join(dir, 'known_hosts.d');
+  for (const d of [dir, agentDir, knownDir]) mkdirSync(d, { recursive: true, mode: 0o700 });
+  const socketPath = join(agentDir, `${user}@${host}:${String(port)}`);
+  if (Buffer.byteLength(socketPath) > MAX_SOCKET_PATH) {
+    throw toolFailure(
+      'Proxy.PathTooLong',
+      `the agent socket ${socketPath} is longer than the ${String(MAX_SOCKET_PATH)} bytes a Unix socket allows; ` +
+        'use a shorter host name or user, or a shorter HOME',
+    );
+  }
+
+  const { privateKey } = generateKeyPairSync('ed25519');
+  const agent = new OneKeyAgent({ privateKey, comment: `keyward-${name}`, user });
+  const lifetime = setTimeout(() => {
+    agent.close();
+  }, AGENT_LIFETIME_MS);
+  lifetime.unref();
+  let stream: Duplex | undefined;
+  const stop = new AbortController();
+  try {
+    const { client, regionId } = connect();
+    let sent: SendResponse;
+    let instanceId: string;
+    try {
+      // The socket's name is taken while the server is asked (another connection may hold it a moment).
+      const held = holdSocket(agent, socketPath, stop.signal);
+      held.catch(() => undefined);
+      instanceId = await resolveInstance(client, regionId, name);
+      sent = await client.call<SendResponse>(
+        'SendSSHPublicKey',
+        {
+          RegionId: regionId,
+          InstanceId: instanceId,
+          InstanceOSUser: user,
+          SSHPublicKey: `ssh-ed25519 ${agent.blob.toString('base64')}`,
+        },
+        { version: KEYWARD_API_VERSION },
+      );
+      const hostKeys = sent.HostKeys.HostKey.map((k) => k.PublicKey);
+      if (hostKeys.length === 0) {
+        throw toolFailure(
+          'Proxy.UnknownHost',
+          `${instanceId} has no pinned host key; Keyward will not trust one on first use`,
+        );
+      }
+      // ssh looks the host up as HOST on port 22, else as [HOST]:PORT.
+      const names = port === 22 ? host : `${host},[${host}]:${String(port)}`;
+      const file = join(knownDir, host);
+      const temp = `${file}.${String(process.pid)}.${randomBytes(4).toString('hex')}.tmp`;
+      writeFileSync(temp, hostKeys.map((k) => `${names} ${k}\n`).join(''), { mode: 0o600 });
+      renameSync(temp, file);
+      await held;
+      agent.open();
+      const address = override ?? splitAddress(sent.SshAddress);
+      stream = await openRoute(route, {
+        client,
+        regionId,
+        instanceId,
+        loginUser: user,
+        host: address.host,
+        port: Number(address.port),
+      });
+    } finally {
+      client.close();
+    }
+    await relay(stream);
+    return 0;
+  } finally {
+    clearTimeout(lifetime);
+    stop.abort();
+    stream?.destroy();
+    agent.close();
+  }
+}
+
+/**
+ * Makes `agent` listen on `path`, waiting while another live proxy holds it. The socket is bound under a
+ * name of its own, then hard-linked to `path` (which fails if the name exists: no two proxies ever share
+ * it); a name whose socket answers nobody (a proxy that was killed) is removed.
+ */
+async function holdSocket(agent: OneKeyAgent, path: string, signal: AbortSignal): Promise<void> {
+  const own = join(path, '..', `.${String(process.pid)}-${randomBytes(3).toString('hex')}`);
+  agent.listen(own);
+  try {
+    const deadline = Date.now() + SOCKET_WAIT_MS;
+    for (;;) {
+      signal.throwIfAborted();
+      try {
+        linkSync(own, path);
+        agent.movedTo(path);
+        return;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      }
+      let inode: number | undefined;
+      try {
+        inode = lstatSync(path).ino;
+      } catch {
+        continue; // gone meanwhile: try again at once
+      }
+      if (!(await answers(path))) {
+        // Nobody listens: left by a proxy that was killed. Removed only if it is still that file.
+        try {
+          if (lstatSync(path).ino === inode) rmSync(path, { force: true });
+        } catch {
+          // Gone already.
+        }
+        continue;
+      }
+      if (Date.now() > deadline) {
+        throw toolFailure(
+          'Proxy.AgentSocketBusy',
+          `another connection held ${path} for ${String(SOCKET_WAIT_MS / 1000)} s without authenticating`,
+        );
+      }
+      await sleep(20);
+    }
+  } finally {
+    rmSync(own, { force: true });
+  }
+}
+
+/** Whether something accepts connections on the Unix socket `path`. */
+function answers(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = netConnect({ path });
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => {
+      resolve(false);
+    });
+  });
+}
+
+/** The instance `name` means: an instance id as it is, else the one instance with that name. */
+async function resolveInstance(client: RpcClient, regionId: string, name: string): Promise<string> {
+  if (INSTANCE_ID.test(name)) return name;
+  interface Answer {
+    TotalCount: number;
+    Instances: { Instance: Array<{ InstanceId: string; InstanceName: string }> };
+  }
+  const pick = (r: Answer): Array<{ InstanceId: string; InstanceName: string }> => r.Instances.Instance;
+  let found = await describeAllPages<Answer, { InstanceId: string; InstanceName: string }>(
+    client,
+    'DescribeInstances',
+    { RegionId: regionId, InstanceName: name },
+    100,
+    pick,
+  );
+  if (found.length === 0) {
+    // ssh lower-cases host names: an instance named with capitals is found by comparing without case.
+    const all = await describeAllPages<Answer, { InstanceId: string; InstanceName: string }>(
+      client,
+      'DescribeInstances',
+      { RegionId: regionId },
+      100,
+      pick,
+    );
+    found = all.filter((i) => i.InstanceName.toLowerCase() === name.toLowerCase());
+  }
+  const [only, ...others] = found;
+  if (only === undefined)
+    throw toolFailure('Proxy.UnknownHost', `no instance is named "${name}" (nor has that id)`);
+  if (others.length > 0) {
+    throw toolFailure(
+      'Proxy.AmbiguousHost',
+      `${String(found.length)} instances are named "${name}" (${found.map((i) => i.InstanceId).join(', ')}); use the instance id`,
+    );
+  }
+  return only.InstanceId;
+}
+
+/** `host:port` / `[v6]:port` / `host` → parts (port 22 when absent). */
+function splitAddress(text: string): { host: string; port: string } {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.-]+))(?::(\d{1,5}))?$/.exec(text);
+  const host = m?.[1] ?? m?.[2];
+  if (m === null || host === undefined) throw new UsageError(`"${text}" is not HOST or HOST:PORT`);
+  return { host, port: m[3] ?? '22' };
+}
+
+/**
+ * Carries bytes between ssh (this process's stdin and stdout) and `stream`, with back-pressure both ways,
+ * until the sshd side closes (ssh then sees the end of the connection) or ssh closes its side.
+ */
+function relay(stream: Duplex): Promise<void> {
+  return new Promise((resolve) => {
+    const stdin = process.stdin;
+    const stdout = process.stdout;
+    stdin.pipe(stream);
+    stream.pipe(stdout, { end: false });
+    let finished = false;
+    const finish = (): void => {
+      if (finished) return;
+      finished = true;
+      stdin.unpipe(stream);
+      stdin.destroy();
+      resolve();
+    };
+    stream.once('end', () => {
+      // Everything the host sent is written out before the process lets go of ssh.
+      if (stdout.writableNeedDrain) stdout.once('drain', finish);
+      else finish();
+    });
+    stream.once('close', finish);
+    stream.once('error', finish);
+    stdout.once('error', finish);
+  });
+}
