@@ -11,6 +11,7 @@ import { SEGMENT_ERROR_CODES } from '../src/audit/index.js';
 import { BACKUP_ERROR_CODES } from '../src/apps/server/database-backup.js';
 import { MIGRATE_ERROR_CODES } from '../src/apps/server/storage-migration.js';
 import { RPC_CLIENT_ERROR_CODES } from '../src/client/index.js';
+import { SSH_TOOL_ERROR_CODES } from '../src/apps/cli/ssh-tools.js';
 import { ERROR_CODES } from '../src/platform/errors.js';
 import { repoRoot } from './helpers/repo-root.js';
 
@@ -53,6 +54,10 @@ test('docs/errors.md lists every code of keyward audit archive and audit verify 
     codesUnder('Audit archive codes').sort(),
     [...ARCHIVE_ERROR_CODES, ...SEGMENT_ERROR_CODES].sort(),
   );
+});
+
+test('docs/errors.md lists every code of keyward proxy and keyward ssh-config', () => {
+  assert.deepEqual(codesUnder('SSH tool codes').sort(), [...SSH_TOOL_ERROR_CODES].sort());
 });
 
 test('docs/errors.md lists every per-instance code the agent can report', async () => {
