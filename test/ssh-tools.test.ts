@@ -51,6 +51,7 @@ let home: string;
 let config: string;
 let env: Record<string, string>;
 let tmpBefore: Set<string>;
+let tmp: string;
 
 function requireTools(): void {
   const install: Record<string, string> = {
@@ -114,10 +115,13 @@ before(async () => {
   home = join(work, 'home');
   await mkdir(join(home, '.ssh'), { recursive: true, mode: 0o700 });
   config = join(home, '.ssh', 'config');
+  tmp = join(work, 'tmp');
+  await mkdir(tmp, { mode: 0o700 });
   env = baseEnv({
     ...credentialsEnv(server.credentials),
     HOME: home,
     XDG_CONFIG_HOME: join(home, '.config'),
+    TMPDIR: tmp,
   });
   // The route is direct: the private sshd is reachable on 127.0.0.1.
   const installed = await run(process.execPath, [BIN, 'ssh-config', '--install', '--route', 'direct'], {
@@ -195,23 +199,12 @@ function privateKeyFiles(dir: string): string[] {
 
 function assertNoPrivateKeys(): void {
   assert.deepEqual(privateKeyFiles(home), [], 'no private key file in HOME');
-  // New entries in /tmp since the tests started, but the fixtures' own (the sshd's host key, the server's data).
-  const fresh = readdirSync(tmpdir()).filter(
-    (n) =>
-      !tmpBefore.has(n) &&
-      !n.startsWith('kw-sshd-') &&
-      !n.startsWith('keyward-tools-') &&
-      !n.startsWith('keyward-data-'),
-  );
+  // The tools and Keyward run with TMPDIR here, so anything they would put in /tmp is here.
+  assert.deepEqual(privateKeyFiles(tmp), [], 'no private key file in TMPDIR');
   assert.deepEqual(
-    fresh.filter((n) => n.startsWith('keyward-ssh-')),
+    readdirSync(tmpdir()).filter((n) => !tmpBefore.has(n) && n.startsWith('keyward-ssh-')),
     [],
-    'no keyward-ssh-* directory left in /tmp',
-  );
-  assert.deepEqual(
-    fresh.flatMap((n) => privateKeyFiles(join(tmpdir(), n))),
-    [],
-    'no private key file in /tmp',
+    'no keyward-ssh-* directory in /tmp',
   );
 }
 
