@@ -512,13 +512,15 @@ test('Connect: a terminal in the page runs a command; the one-time key runs out 
 
 test('sessions: the console session is listed and plays back with play/pause, seek and speed', async () => {
   // The session just ended; its row is completed once the recording is closed.
-  const link = page.locator('table a[href^="#/sessions/ts-"]').first();
+  // Newest first: the session Connect just ended.
+  const first = page.locator('tbody tr').first();
+  const link = first.locator('a[href^="#/sessions/ts-"]');
   let row = '';
   for (let i = 0; i < 50 && !/complete/.test(row); i++) {
     await page.goto(consoleUrl('#/sessions'));
     if (i > 0) await page.reload();
     await link.waitFor();
-    row = await page.locator('tr', { has: link }).innerText();
+    row = await first.innerText();
     if (!/complete/.test(row)) await sleep(200);
   }
   assert.match(row, new RegExp(`user/${ADMIN}`));
