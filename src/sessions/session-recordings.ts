@@ -252,8 +252,8 @@ export class SessionRecordings {
     const due = await this.#d.repository.expiring(before, EXPIRE_BATCH);
     for (const { id, file } of due) {
       if (RECORDING_FILE.test(file)) {
-        await unlink(join(this.#d.dir, file)).catch((err: NodeJS.ErrnoException) => {
-          if (err.code !== 'ENOENT') throw err;
+        await unlink(join(this.#d.dir, file)).catch((err: unknown) => {
+          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
         });
       }
       await this.#d.repository.markExpired(id);
