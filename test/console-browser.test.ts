@@ -510,6 +510,50 @@ test('Connect: a terminal in the page runs a command; the one-time key runs out 
   assert.match(await ended.innerText(), /The shell exited with status 3\./);
 });
 
+test('sessions: the console session is listed and plays back with play/pause, seek and speed', async () => {
+  // The session just ended; its row is completed once the recording is closed.
+  // Newest first: the session Connect just ended.
+  const first = page.locator('tbody tr').first();
+  const link = first.locator('a[href^="#/sessions/ts-"]');
+  let row = '';
+  for (let i = 0; i < 50 && !/complete/.test(row); i++) {
+    await page.goto(consoleUrl('#/sessions'));
+    if (i > 0) await page.reload();
+    await link.waitFor();
+    row = await first.innerText();
+    if (!/complete/.test(row)) await sleep(200);
+  }
+  assert.match(row, new RegExp(`user/${ADMIN}`));
+  assert.match(row, new RegExp(`${user.name}@${instanceId}`));
+  assert.match(row, /complete/);
+  await screenshot(page, '09-sessions');
+  await link.click();
+  await page.locator('.chain', { hasText: /events, \d+:\d\d long/ }).waitFor();
+  await page.getByRole('combobox', { name: 'Speed' }).selectOption('4');
+  await page.getByRole('button', { name: 'Play' }).click();
+  await page.getByRole('button', { name: 'Pause' }).waitFor();
+  await waitForTerminal(page, 'console-42');
+  await page.getByRole('button', { name: 'Pause' }).click();
+  await page.getByRole('button', { name: 'Play' }).waitFor();
+  // Seek to the end: everything the session showed, the last command included.
+  await page.getByRole('slider', { name: 'Position' }).evaluate((el) => {
+    const range = el as unknown as { value: string; max: string; dispatchEvent(e: Event): boolean };
+    range.value = range.max;
+    range.dispatchEvent(new Event('input'));
+  });
+  await waitForTerminal(page, 'still-5');
+  // And back to the start: the screen is replayed from nothing.
+  await page.getByRole('slider', { name: 'Position' }).evaluate((el) => {
+    const range = el as unknown as { value: string; max: string; dispatchEvent(e: Event): boolean };
+    range.value = '0';
+    range.dispatchEvent(new Event('input'));
+  });
+  assert.ok(!(await terminalText(page)).includes('still-5'));
+  await page.getByRole('button', { name: 'Verify against the audit log' }).click();
+  await page.locator('.alert.ok', { hasText: /Verified: SHA-256/ }).waitFor();
+  await screenshot(page, '10-session-player');
+});
+
 test('a user without permission sees the denial, in the lists and at Connect', async () => {
   const ctx = watch.watch(await browser.newContext({ viewport: { width: 1280, height: 800 } }));
   try {

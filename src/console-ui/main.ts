@@ -9,6 +9,7 @@ import { auditPage } from './pages/audit.js';
 import { instancePage, instancesPage } from './pages/instances.js';
 import { keyPairsPage } from './pages/key-pairs.js';
 import { policiesPage } from './pages/policies.js';
+import { sessionPlayerPage, sessionsPage } from './pages/sessions.js';
 import { signInPage } from './pages/sign-in.js';
 import { terminalPage } from './pages/terminal.js';
 import { usersPage } from './pages/users.js';
@@ -20,6 +21,7 @@ const NAV: ReadonlyArray<readonly [string, string]> = [
   ['#/instances', 'Instances'],
   ['#/users', 'Users'],
   ['#/policies', 'Policies'],
+  ['#/sessions', 'Sessions'],
   ['#/audit', 'Audit log'],
 ];
 
@@ -111,6 +113,10 @@ function route(): void {
       break;
     case 'audit':
       auditPage(main);
+      break;
+    case 'sessions':
+      if (id === undefined || id === '') sessionsPage(main);
+      else cleanup = sessionPlayerPage(main, id);
       break;
     default:
       location.replace('#/instances');

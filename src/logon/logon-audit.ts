@@ -50,12 +50,22 @@ export type LogonAuditEvent =
       readonly caller: string;
       readonly osUser: string;
       readonly sourceIp: string;
+      /** The session is being recorded, and whether it may go on unrecorded. */
+      readonly recorded?: boolean;
+      readonly recordingRequired?: boolean;
     })
   | (GrantRef & {
       readonly event: 'session.closed';
       readonly sessionId: string;
       readonly reason: string;
       readonly seconds: number;
+      /**
+       * The recording as it was closed: state (complete, truncated, failed, none), size and SHA-256 of the
+       * exact bytes in the file, so an altered recording disagrees with the hash-chained audit log.
+       */
+      readonly recordingState?: string;
+      readonly recordingBytes?: number | null;
+      readonly recordingSha256?: string | null;
     });
 
 export interface LogonAuditSink {

@@ -6,8 +6,13 @@
  *   - its RAM user still exists (the root identity always does);
  *   - for a terminal opened from the console, the user's credential epoch is still the one the console
  *     session was signed in under (a password or MFA change ends the console session and its terminals);
- *   - the Authorizer, with the policies attached now and the same action, resource, condition key and
- *     request facts as the logon (`acs:CurrentTime` now), still allows `ecs-workbench:LoginInstance`.
+ *   - the Authorizer, with the policies attached now and the same action, resource, condition keys and
+ *     request facts as the logon (`acs:CurrentTime` now, and `ecs-workbench:SessionRecording` as the
+ *     session's recording is now: a session whose recording stopped is checked as unrecorded), still allows
+ *     `ecs-workbench:LoginInstance`.
+ * `recordingRequired` asks whether a session may be open only while recorded: allowed as recorded, but
+ * not as unrecorded (a policy with `Bool: {"ecs-workbench:SessionRecording": "true"}`). That question is
+ * not audited: it is no decision about a request.
  * Everything is read from the database, so a change made through any replica is seen by all of them.
  * One round costs, per account, one query for the instances, one for the users and one per distinct user
  * for the policies, however many sessions are open. Allowed re-checks are not audited (that would be a
@@ -30,10 +35,16 @@ export const TERMINAL_RECHECK_INTERVAL_MS = 2_000;
 /** The action and condition key StartTerminalSession authorizes (rpc/actions/logon-actions.ts). */
 const LOGIN_INSTANCE_ACTION = 'ecs-workbench:LoginInstance';
 const LOGIN_USER_CONDITION_KEY = 'ecs-workbench:LoginUser';
+const SESSION_RECORDING_CONDITION_KEY = 'ecs-workbench:SessionRecording';
+
+/** A session to check, with whether it is being recorded now. */
+export type AccessTarget = TerminalTarget & { readonly sessionRecording: boolean };
 
 /** Re-checks open sessions: the error that ends each one that may not stay open, by session id. */
 export interface TerminalAccessCheck {
-  check(targets: readonly TerminalTarget[]): Promise<ReadonlyMap<string, AppError>>;
+  check(targets: readonly AccessTarget[]): Promise<ReadonlyMap<string, AppError>>;
+  /** True when the caller may log on only if the session is recorded. */
+  recordingRequired?(target: TerminalTarget): Promise<boolean>;
 }
 
 export interface TerminalAccessDeps {
@@ -84,10 +95,48 @@ export class TerminalAccess implements TerminalAccessCheck {
     this.#d = deps;
   }
 
-  async check(targets: readonly TerminalTarget[]): Promise<ReadonlyMap<string, AppError>> {
+  async recordingRequired(t: TerminalTarget): Promise<boolean> {
+    if (t.userId === null) return false; // the root identity is never denied
+    const probe = new Authorizer({ policies: this.#d.policies, onDecision: () => undefined });
+    const users = await this.#d.users.credentialStates(t.accountId, [t.userId]);
+    const user = users.get(t.userId);
+    if (user === undefined) return true;
+    try {
+      await this.#authorize(
+        probe,
+        { kind: 'user', accountId: t.accountId, userId: t.userId, userName: user.name },
+        { ...t, sessionRecording: false },
+      );
+      return false;
+    } catch (err) {
+      if (isAppError(err, 'Forbidden.RAM')) return true;
+      throw err;
+    }
+  }
+
+  #authorize(authorizer: Authorizer, principal: Principal, t: AccessTarget): Promise<unknown> {
+    return authorizer.authorize(
+      principal,
+      {
+        sourceIp: t.sourceIp,
+        secureTransport: t.secureTransport,
+        mfaPresent: t.mfaPresent,
+        currentTime: new Date(this.#d.clock.nowMs()),
+      },
+      LOGIN_INSTANCE_ACTION,
+      [arn.workbench(t.regionId, t.accountId, t.instanceId)],
+      {
+        [LOGIN_USER_CONDITION_KEY]: t.osUser,
+        [SESSION_RECORDING_CONDITION_KEY]: String(t.sessionRecording),
+      },
+      t.requestId,
+    );
+  }
+
+  async check(targets: readonly AccessTarget[]): Promise<ReadonlyMap<string, AppError>> {
     const denied = new Map<string, AppError>();
     for (const [, list] of groupBy(targets, (t) => `${t.accountId}\n${t.regionId}`)) {
-      const { accountId, regionId } = list[0] as TerminalTarget;
+      const { accountId, regionId } = list[0] as AccessTarget;
       const userIds = [...new Set(list.flatMap((t) => (t.userId === null ? [] : [t.userId])))];
       const [active, users] = await Promise.all([
         this.#d.instances.activeInstanceIds(accountId, regionId, [...new Set(list.map((t) => t.instanceId))]),
@@ -119,7 +168,7 @@ export class TerminalAccess implements TerminalAccessCheck {
   }
 
   async #refusal(
-    t: TerminalTarget,
+    t: AccessTarget,
     active: ReadonlySet<string>,
     users: Awaited<ReturnType<TerminalAccessDeps['users']['credentialStates']>>,
     authorizer: Authorizer,
@@ -138,19 +187,7 @@ export class TerminalAccess implements TerminalAccessCheck {
       principal = { kind: 'user', accountId: t.accountId, userId: t.userId, userName: user.name };
     }
     try {
-      await authorizer.authorize(
-        principal,
-        {
-          sourceIp: t.sourceIp,
-          secureTransport: t.secureTransport,
-          mfaPresent: t.mfaPresent,
-          currentTime: new Date(this.#d.clock.nowMs()),
-        },
-        LOGIN_INSTANCE_ACTION,
-        [arn.workbench(t.regionId, t.accountId, t.instanceId)],
-        { [LOGIN_USER_CONDITION_KEY]: t.osUser },
-        t.requestId,
-      );
+      await this.#authorize(authorizer, principal, t);
       return undefined;
     } catch (err) {
       if (isAppError(err, 'Forbidden.RAM')) return accessRevoked(err.message, false);

@@ -22,6 +22,15 @@
  * Limits: a session ends after `maxSessionSeconds` (default 6 h) and after `idleTimeoutSeconds` (default
  * 30 min) with no byte in either direction.
  *
+ * Recording (with `sessions`, src/sessions): each bridged session gets a `terminal_sessions` row and, unless
+ * recording is off, an asciicast v2 recording of its output (input too with `--record-input`) and resizes.
+ * A session whose recording is required (`--session-recording required`, or the caller's policy allows the
+ * logon only with `ecs-workbench:SessionRecording` true) does not go on unrecorded: when a write fails it
+ * ends with `Session.RecordingFailed` (close 4500), and output that would pass the size limit is not shown
+ * but ends it with `Session.RecordingLimit` (4413). Otherwise the recording stops (failed, truncated) and
+ * the session goes on, re-checked as unrecorded. `session.closed` carries the recording's state, size and
+ * SHA-256 once the file is fsynced and closed.
+ *
  * Access is not decided once: with `watchAccess`, the caller's right to log on is checked again when the
  * ticket is redeemed (before any key is made) and then every TERMINAL_RECHECK_INTERVAL_MS for every open
  * session (terminal-access.ts). A session that may no longer stay open gets
@@ -41,6 +50,7 @@ import { HandshakeLimiter } from './handshake-limiter.js';
 import type { LogonAuditSink } from './logon-audit.js';
 import type { LogonService } from './logon-service.js';
 import { makeOneTimeKey, type OneTimeKey } from './one-time-key.js';
+import type { LiveSession, SessionRecordings } from '../sessions/index.js';
 import { TERMINAL_RECHECK_INTERVAL_MS, type TerminalAccessCheck } from './terminal-access.js';
 import type { TerminalTarget, TerminalTickets } from './terminal-tickets.js';
 
@@ -59,6 +69,8 @@ export const MAX_UNVERIFIED_MS = 30_000;
 /** An open (bridged) session, as the access checks see it. */
 interface OpenSession {
   readonly target: TerminalTarget;
+  /** Whether the session is being recorded now (`ecs-workbench:SessionRecording` of its re-checks). */
+  recording(): boolean;
   verifiedAtMs: number;
   close(error: AppError): void;
 }
@@ -73,6 +85,8 @@ export interface TerminalGatewayDeps {
   readonly idleTimeoutSeconds?: number;
   /** SSH handshakes in flight per instance (below sshd's MaxStartups); 8 by default. */
   readonly handshakesPerInstance?: number;
+  /** Session rows and recordings; absent: sessions are neither listed nor recorded. */
+  readonly sessions?: SessionRecordings;
 }
 
 /** Reads `cols`/`rows` bounds (shared with StartTerminalSession). */
@@ -217,7 +231,7 @@ export class TerminalGateway {
     this.#checking = true;
     const open = [...this.#open.values()];
     try {
-      const refused = await access.check(open.map((s) => s.target));
+      const refused = await access.check(open.map((s) => ({ ...s.target, sessionRecording: s.recording() })));
       const now = this.#d.clock.nowMs();
       for (const s of open) {
         const error = refused.get(s.target.sessionId);
@@ -264,9 +278,10 @@ export class TerminalGateway {
     });
     sendJson(ws, { type: 'status', phase: 'connecting' });
     let releaseSlot: (() => void) | undefined;
+    const recorded = this.#d.sessions?.recording ?? false;
     try {
       // A ticket's decision is up to 30 s old: check again before a key is made.
-      const refused = await this.#access?.check([t]).then(
+      const refused = await this.#access?.check([{ ...t, sessionRecording: recorded }]).then(
         (denied) => denied.get(t.sessionId),
         (err: unknown) => {
           this.#d.logger.warn({ err, sessionId: t.sessionId }, 'could not check terminal access');
@@ -278,6 +293,8 @@ export class TerminalGateway {
       );
       if (refused !== undefined) throw refused;
       phases.mark('accessCheck');
+      // Whether the session may go on unrecorded, asked while the logon proceeds. Unknown is required.
+      const recordingRequired = this.#recordingRequired(t, recorded);
       // The grant is issued before the wait for a handshake slot, so recording it and the agent installing it
       // overlap the wait instead of holding a slot: only TCP connect, key exchange and authentication do.
       let key: OneTimeKey | undefined = makeOneTimeKey();
@@ -332,7 +349,18 @@ export class TerminalGateway {
         });
       });
       phases.mark('shellOpen');
-      this.#bridge(ws, client, shell, t, grant.grantId, grant.expiresAtMs, started, phases.timings());
+      const required = await recordingRequired;
+      this.#bridge(
+        ws,
+        client,
+        shell,
+        t,
+        grant.grantId,
+        grant.expiresAtMs,
+        started,
+        phases.timings(),
+        required,
+      );
     } catch (err) {
       releaseSlot?.();
       const appErr = isAppError(err)
@@ -354,6 +382,19 @@ export class TerminalGateway {
     }
   }
 
+  /** Whether `t`'s session must be recorded: the operator's mode, else the caller's policies. */
+  async #recordingRequired(t: TerminalTarget, recorded: boolean): Promise<boolean> {
+    const sessions = this.#d.sessions;
+    if (sessions === undefined || !recorded) return false;
+    if (sessions.mode === 'required') return true;
+    const probe = this.#access?.recordingRequired?.(t);
+    if (probe === undefined) return false;
+    return probe.catch((err: unknown) => {
+      this.#d.logger.warn({ err, sessionId: t.sessionId }, 'could not check whether recording is required');
+      return true;
+    });
+  }
+
   #bridge(
     ws: WebSocket,
     client: { end(): void },
@@ -363,8 +404,34 @@ export class TerminalGateway {
     keyExpiresAtMs: number,
     startedMs: number,
     timings: LogonTimings,
+    recordingRequired: boolean,
   ): void {
     const ref = { grantId, accountId: t.accountId, instanceId: t.instanceId };
+    const live: LiveSession | undefined = this.#d.sessions?.begin({
+      id: t.sessionId,
+      accountId: t.accountId,
+      regionId: t.regionId,
+      instanceId: t.instanceId,
+      osUser: t.osUser,
+      caller: t.caller,
+      sourceIp: t.sourceIp,
+      grantId,
+      startedAt: new Date(this.#d.clock.nowMs()).toISOString(),
+      cols: t.cols,
+      rows: t.rows,
+      recordingRequired,
+      onRecordingFailure: () => {
+        if (!recordingRequired) return;
+        end(
+          'recording-failed',
+          new AppError(
+            'Session.RecordingFailed',
+            'The session was closed because its recording could not be written, and recording is required ' +
+              'for it. Tell the Keyward operator (the recordings directory may be full or unwritable).',
+          ),
+        );
+      },
+    });
     this.#d.audit.record({
       event: 'session.opened',
       ...ref,
@@ -372,6 +439,8 @@ export class TerminalGateway {
       caller: t.caller,
       osUser: t.osUser,
       sourceIp: t.sourceIp,
+      recorded: live?.recording ?? false,
+      recordingRequired,
     });
     const sessionEndsMs = startedMs + this.#maxSessionMs;
     sendJson(ws, {
@@ -411,13 +480,33 @@ export class TerminalGateway {
       }
       shell.close();
       client.end();
-      this.#d.audit.record({
+      const endedMs = this.#d.clock.nowMs();
+      const closed = {
         event: 'session.closed',
         ...ref,
         sessionId: t.sessionId,
         reason,
-        seconds: Math.round((this.#d.clock.nowMs() - startedMs) / 1000),
-      });
+        seconds: Math.round((endedMs - startedMs) / 1000),
+      } as const;
+      if (live === undefined) {
+        this.#d.audit.record(closed);
+        return;
+      }
+      // The digest is known once the last write is fsynced: the event waits for it.
+      live.end(reason, endedMs, startedMs).then(
+        (rec) => {
+          this.#d.audit.record({ ...closed, ...rec });
+        },
+        (err: unknown) => {
+          this.#d.logger.warn({ err, sessionId: t.sessionId }, 'could not close a session recording');
+          this.#d.audit.record({
+            ...closed,
+            recordingState: 'failed',
+            recordingBytes: null,
+            recordingSha256: null,
+          });
+        },
+      );
     };
     const maxTimer = setTimeout(() => {
       end('max-session-length');
@@ -430,23 +519,48 @@ export class TerminalGateway {
     };
     this.#open.set(t.sessionId, {
       target: t,
+      recording: () => live?.recording ?? false,
       verifiedAtMs: this.#d.clock.nowMs(),
       close: (error) => {
         end(error.code === 'Logon.AccessRevoked' ? 'access-revoked' : 'access-unverified', error);
       },
     });
 
+    const resumeShell = (): void => {
+      if (ws.bufferedAmount < HIGH_WATER_BYTES / 2 && live?.backlogged !== true && shell.isPaused()) {
+        shell.resume();
+      }
+    };
+    /** Records a chunk, then shows it; a chunk recording must hold but cannot (the limit) ends the session. */
+    const show = (chunk: Buffer, stream: 'stdout' | 'stderr'): void => {
+      if (ended) return;
+      if (live !== undefined && !live.output(chunk, stream)) {
+        end(
+          'recording-limit',
+          new AppError(
+            'Session.RecordingLimit',
+            'The session was closed because its recording reached the size limit, and recording is ' +
+              'required for it. Open a new session to go on.',
+          ),
+        );
+        return;
+      }
+      if (ws.readyState !== WebSocket.OPEN) return;
+      ws.send(chunk, { binary: true }, resumeShell);
+      if (ws.bufferedAmount > HIGH_WATER_BYTES) shell.pause();
+      if (live?.backlogged === true) {
+        // The disk is slower than the shell: wait for the recording rather than hold its backlog in memory.
+        shell.pause();
+        void live.drained().then(resumeShell);
+      }
+    };
     shell.on('data', (chunk: Buffer) => {
       activity();
-      if (ws.readyState !== WebSocket.OPEN) return;
-      ws.send(chunk, { binary: true }, () => {
-        if (ws.bufferedAmount < HIGH_WATER_BYTES / 2 && shell.isPaused()) shell.resume();
-      });
-      if (ws.bufferedAmount > HIGH_WATER_BYTES) shell.pause();
+      show(chunk, 'stdout');
     });
     shell.stderr.on('data', (chunk: Buffer) => {
       activity();
-      if (ws.readyState === WebSocket.OPEN) ws.send(chunk, { binary: true });
+      show(chunk, 'stderr');
     });
     shell.on('error', (err: Error) => {
       this.#d.logger.warn({ err: err.message, sessionId: t.sessionId }, 'terminal channel error');
@@ -466,6 +580,7 @@ export class TerminalGateway {
       activity();
       const buf = toBuffer(data);
       if (isBinary) {
+        live?.input(buf);
         if (!shell.write(buf)) ws.pause();
         return;
       }
@@ -474,6 +589,7 @@ export class TerminalGateway {
         sendJson(ws, { type: 'error', code: 'InvalidParameter', message: 'Unknown control message.' });
         return;
       }
+      live?.resize(resize.cols, resize.rows);
       shell.setWindow(resize.rows, resize.cols, 0, 0);
     });
     ws.on('close', () => {

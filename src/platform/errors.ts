@@ -145,6 +145,21 @@ export const ERROR_CODES = {
     summary: 'The server has 10,000 terminal sessions starting; retry when unused tickets expire.',
   },
 
+  // Recorded terminal sessions.
+  'Session.NotFound': { status: 404, summary: 'No terminal session with this id exists in the account.' },
+  'Session.RecordingUnavailable': {
+    status: 404,
+    summary: 'The session was not recorded, its recording expired, or its file is missing.',
+  },
+  'Session.RecordingFailed': {
+    status: 500,
+    summary: 'The session was closed: its recording could not be written and recording is required.',
+  },
+  'Session.RecordingLimit': {
+    status: 413,
+    summary: 'The session was closed: its recording reached the size limit and recording is required.',
+  },
+
   // Web console sessions.
   'Console.InvalidCredentials': { status: 401, summary: 'The user name or password is wrong.' },
   'Console.MfaRequired': { status: 401, summary: 'The user has MFA: send the current TOTP code too.' },

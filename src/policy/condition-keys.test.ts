@@ -6,7 +6,10 @@ import { PolicyDocumentError, parsePolicyDocument } from './policy-document.js';
 const CATALOG: ConditionKeyCatalog = new Map([
   ['ecs:DescribeInstances', []],
   ['ecs:DeleteInstance', [RESOURCE_TAG_KEYS]],
-  ['ecs-workbench:LoginInstance', ['ecs-workbench:LoginUser', RESOURCE_TAG_KEYS]],
+  [
+    'ecs-workbench:LoginInstance',
+    ['ecs-workbench:LoginUser', 'ecs-workbench:SessionRecording', RESOURCE_TAG_KEYS],
+  ],
   ['ecs-workbench:PortForwarding', ['ecs-workbench:LoginUser', RESOURCE_TAG_KEYS]],
 ]);
 
@@ -72,5 +75,21 @@ test('a key no request carries (a typo) is refused, listing the keys there are',
     { Action: '*', Condition: { StringEquals: { 'ecs:tag/Env': 'prod' } } },
     'Statement[0].Condition.StringEquals.ecs:tag/Env',
     /no request ever carries/,
+  );
+});
+
+test('Bool on ecs-workbench:SessionRecording is accepted only where a logon action carries it', () => {
+  const recorded = { Bool: { 'ecs-workbench:SessionRecording': 'true' } };
+  checkConditionKeys(doc({ Action: 'ecs-workbench:LoginInstance', Condition: recorded }), CATALOG);
+  refusedAt(
+    { Action: 'ecs:DescribeInstances', Condition: recorded },
+    'Statement[0].Condition.Bool.ecs-workbench:SessionRecording',
+    /ecs:DescribeInstances never carries "ecs-workbench:SessionRecording"/,
+  );
+  // PortForwarding is asked beside LoginInstance but never carries it.
+  refusedAt(
+    { Action: 'ecs-workbench:PortForwarding', Condition: recorded },
+    'Statement[0].Condition.Bool.ecs-workbench:SessionRecording',
+    /never carries/,
   );
 });

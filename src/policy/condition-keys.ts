@@ -49,7 +49,9 @@ export function checkConditionKeys(doc: PolicyDocument, catalog: ConditionKeyCat
   const known = [...catalog.keys()];
   for (const statement of doc.statements) {
     for (const clause of statement.conditions) {
-      if (clause.kind !== 'string') continue;
+      // String keys, and the Bool operator's service keys (`ecs-workbench:SessionRecording`).
+      const serviceBool = clause.kind === 'bool' && !clause.key.startsWith('acs:');
+      if (clause.kind !== 'string' && !serviceBool) continue;
       // The path is `Statement[i].Condition.<Operator>.<key as written>`; keys may hold dots.
       const written = clause.path.split('.').slice(3).join('.');
       const problem = unsuppliedBecause(statement, clause.key, written, known, catalog);

@@ -541,6 +541,23 @@ const rows: readonly Row[] = [
     expected: explicit(0, 1),
   },
   {
+    name: 'Bool SessionRecording true matches a recorded logon',
+    docs: [[allowIf({ Bool: { 'ecs-workbench:SessionRecording': 'true' } })]],
+    request: withValues({ 'ecs-workbench:SessionRecording': 'true' }),
+    expected: ALLOW,
+  },
+  {
+    name: 'Bool SessionRecording true fails an unrecorded logon',
+    docs: [[allowIf({ Bool: { 'ecs-workbench:SessionRecording': 'true' } })]],
+    request: withValues({ 'ecs-workbench:SessionRecording': 'false' }),
+    expected: implicit(),
+  },
+  {
+    name: 'Bool SessionRecording matches nothing when the request does not carry it',
+    docs: [[allowIf({ Bool: { 'ecs-workbench:SessionRecording': ['true', 'false'] } })]],
+    expected: implicit(),
+  },
+  {
     name: 'Bool with both values always matches',
     docs: [[allowIf({ Bool: { 'acs:MFAPresent': ['true', 'false'] } })]],
     expected: ALLOW,

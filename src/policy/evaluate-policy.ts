@@ -15,7 +15,13 @@
  * which documents apply to that user.
  */
 import { BlockList, isIP } from 'node:net';
-import type { ConditionClause, IpRange, PolicyDocument, PolicyStatement } from './policy-document.js';
+import type {
+  BoolConditionKey,
+  ConditionClause,
+  IpRange,
+  PolicyDocument,
+  PolicyStatement,
+} from './policy-document.js';
 import { wildcardMatch } from './wildcard.js';
 
 export type Principal = { readonly kind: 'root' } | { readonly kind: 'user'; readonly name: string };
@@ -160,7 +166,7 @@ function actualValues(clause: ConditionClause, facts: Facts): readonly string[] 
     case 'date':
       return [new Date(facts.nowMs).toISOString()];
     case 'bool':
-      return [String(clause.key === 'acs:MFAPresent' ? facts.mfaPresent : facts.secureTransport)];
+      return boolFacts(clause.key, facts).map(String);
   }
 }
 
@@ -256,10 +262,20 @@ function clauseMatches(clause: ConditionClause, facts: Facts): boolean {
         ? clause.values.some((t) => facts.nowMs < t)
         : clause.values.some((t) => facts.nowMs > t);
     case 'bool': {
-      const actual = clause.key === 'acs:MFAPresent' ? facts.mfaPresent : facts.secureTransport;
-      return clause.values.some((v) => v === actual);
+      // A service key the request does not carry matches no value (like a positive String operator).
+      const actuals = boolFacts(clause.key, facts);
+      return clause.values.some((v) => actuals.includes(v));
     }
   }
+}
+
+/** The values of a Bool key: the two `acs:` facts, or a service key's "true"/"false" values. */
+function boolFacts(key: BoolConditionKey, facts: Facts): readonly boolean[] {
+  if (key === 'acs:MFAPresent') return [facts.mfaPresent];
+  if (key === 'acs:SecureTransport') return [facts.secureTransport];
+  return (facts.values.get(key.toLowerCase()) ?? []).flatMap((v) =>
+    v === 'true' ? [true] : v === 'false' ? [false] : [],
+  );
 }
 
 function inRanges(ranges: readonly IpRange[], facts: Facts): boolean {

@@ -48,7 +48,16 @@ export type IpOperator = (typeof IP_OPERATORS)[number];
 export type DateOperator = (typeof DATE_OPERATORS)[number];
 export type ConditionOperator = (typeof CONDITION_OPERATORS)[number];
 
-export const BOOL_CONDITION_KEYS = ['acs:MFAPresent', 'acs:SecureTransport'] as const;
+/**
+ * Keys the Bool operator takes: the two `acs:` keys every request carries, and service keys that only some
+ * actions supply (`ecs-workbench:SessionRecording`, whether the logon's session is recorded), which
+ * condition-keys.ts checks against the actions of the statement like the String keys.
+ */
+export const BOOL_CONDITION_KEYS = [
+  'acs:MFAPresent',
+  'acs:SecureTransport',
+  'ecs-workbench:SessionRecording',
+] as const;
 export type BoolConditionKey = (typeof BOOL_CONDITION_KEYS)[number];
 
 /** One address or CIDR block of an `IpAddress`/`NotIpAddress` condition (a bare address has a full prefix). */
@@ -342,7 +351,8 @@ function parseClause(
       };
     case 'Bool': {
       const boolKey = BOOL_CONDITION_KEYS.find((k) => k.toLowerCase() === folded);
-      if (boolKey === undefined) throw wrongKey('Bool takes "acs:MFAPresent" or "acs:SecureTransport"');
+      if (boolKey === undefined)
+        throw wrongKey(`Bool takes ${BOOL_CONDITION_KEYS.map((k) => `"${k}"`).join(', ')}`);
       return {
         kind: 'bool',
         operator,

@@ -9,6 +9,7 @@ import { bindingActions } from './actions/binding-actions.js';
 import { instanceActions } from './actions/instance-actions.js';
 import { keyPairActions } from './actions/key-pair-actions.js';
 import { logonActions } from './actions/logon-actions.js';
+import { sessionActions } from './actions/session-actions.js';
 import { ramPolicyActions } from './actions/ram-policy-actions.js';
 import { ramUserActions } from './actions/ram-user-actions.js';
 import type { RequestAuthenticator } from './authenticate.js';
@@ -134,6 +135,7 @@ test('every registered action declares its authorization: permissions, read, aut
     ...instanceActions(none),
     ...bindingActions(none),
     ...logonActions(none),
+    ...sessionActions(none),
   ];
   assert.ok(actions.length >= 40, `only ${String(actions.length)} actions`);
   for (const a of actions) {
@@ -149,6 +151,7 @@ test('every registered action declares its authorization: permissions, read, aut
   assert.equal(d.actionNames.length, actions.length);
   assert.deepEqual(d.conditionKeyCatalog.get('ecs-workbench:LoginInstance'), [
     'ecs-workbench:LoginUser',
+    'ecs-workbench:SessionRecording',
     'acs:ResourceTag/*',
   ]);
 });

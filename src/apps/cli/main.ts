@@ -36,6 +36,7 @@ Commands:
   policy create|list|show|delete|attach|detach
                                   manage RAM policies and attach them to users
   audit list|verify|archive       read the audit log, check its hash chain, archive old events
+  session list|play|verify        list recorded terminal sessions, replay one, check it against the audit log
   configure                       write a CLI profile (endpoint, access key, region)
   help [COMMAND]                  show help for a command
 
@@ -69,6 +70,7 @@ const HELP: Record<string, () => Promise<string>> = {
   'ssh-config': async () => (await import('./commands/ssh-config-command.js')).SSH_CONFIG_HELP,
   scp: async () => (await import('./commands/scp-command.js')).SCP_HELP,
   audit: async () => (await import('./commands/audit-command.js')).AUDIT_HELP,
+  session: async () => (await import('./commands/session-command.js')).SESSION_HELP,
 };
 
 /**
@@ -147,6 +149,8 @@ export async function runCli(
         return await (await import('./commands/scp-command.js')).scpCommand(rest, io);
       case 'audit':
         return await (await import('./commands/audit-command.js')).auditCommand(rest, io, connect);
+      case 'session':
+        return await (await import('./commands/session-command.js')).sessionCommand(rest, io, connect);
       case 'user':
         return await (await import('./commands/user-command.js')).userCommand(rest, io, connect);
       case 'policy':

@@ -40,6 +40,8 @@ import { instanceActions } from '../../rpc/actions/instance-actions.js';
 import { keyPairActions } from '../../rpc/actions/key-pair-actions.js';
 import { logonActions } from '../../rpc/actions/logon-actions.js';
 import { auditActions } from '../../rpc/actions/audit-actions.js';
+import { sessionActions } from '../../rpc/actions/session-actions.js';
+import type { SessionRecordings } from '../../sessions/index.js';
 import type { AuditLog } from '../../audit/index.js';
 import {
   registerConsoleAssets,
@@ -106,6 +108,8 @@ export interface ServerDeps {
     readonly grants: LogonGrantRepository;
     readonly tickets: TerminalTickets;
     readonly terminal: TerminalGateway;
+    /** Session rows and recordings (DescribeSessions, GetSessionRecording, VerifySessionRecording). */
+    readonly sessions?: SessionRecordings;
   };
 }
 
@@ -245,13 +249,23 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
             }),
             ...(deps.logon === undefined
               ? []
-              : logonActions({
-                  logon: deps.logon.service,
-                  grants: deps.logon.grants,
-                  tickets: deps.logon.tickets,
-                  instances: instances.service,
-                  regions: deps.regions,
-                })),
+              : [
+                  ...logonActions({
+                    logon: deps.logon.service,
+                    grants: deps.logon.grants,
+                    tickets: deps.logon.tickets,
+                    instances: instances.service,
+                    regions: deps.regions,
+                    sessionRecording: deps.logon.sessions?.recording ?? false,
+                  }),
+                  ...(deps.logon.sessions === undefined
+                    ? []
+                    : sessionActions({
+                        sessions: deps.logon.sessions,
+                        audit: deps.audit,
+                        regions: deps.regions,
+                      })),
+                ]),
           ]),
     ],
     authenticator,

@@ -26,6 +26,7 @@ import {
 } from '../../instances/index.js';
 import { KeyPairRepository, KeyPairService } from '../../keypairs/index.js';
 import { LogonGrantRepository, LogonService, TerminalGateway, TerminalTickets } from '../../logon/index.js';
+import { ensureRecordingsDir, SessionRecordings, SessionRepository } from '../../sessions/index.js';
 import { systemClock, type Clock } from '../../platform/clock.js';
 import { SecretBox } from '../../platform/crypto/secret-box.js';
 import { openDatabase, openRelaxedPostgres, withStartupLock, type Db } from '../../platform/db/database.js';
@@ -242,7 +243,19 @@ export async function startServer(
         ? new NonceCache(nonceBounds)
         : new SharedNonceStore(nonceDb ?? db, nonceBounds);
     const limiter = new SignInLimiter({ db, clock });
+    if (config.recording.mode !== 'off') ensureRecordingsDir(config.recording.dir);
+    const sessions = new SessionRecordings({
+      dir: config.recording.dir,
+      mode: config.recording.mode,
+      maxBytes: config.recording.maxBytes,
+      recordInput: config.recording.recordInput,
+      retentionDays: config.recording.retentionDays,
+      repository: new SessionRepository(db),
+      clock,
+      logger,
+    });
     const logon = {
+      sessions,
       service: logonService,
       grants: logonGrants,
       tickets,
@@ -254,6 +267,7 @@ export async function startServer(
         audit: logonAudit,
         maxSessionSeconds: config.logon.maxSessionSeconds,
         idleTimeoutSeconds: config.logon.idleTimeoutSeconds,
+        sessions,
       }),
     };
     const tls =
@@ -306,6 +320,10 @@ export async function startServer(
     replica.onBeat(async () => {
       if (nonces instanceof SharedNonceStore) await nonces.prune(clock.nowMs());
       await limiter.prune();
+    });
+    // Recordings past their retention: files deleted, rows marked expired (the audit events stay).
+    replica.onBeat(async () => {
+      await sessions.expire();
     });
     await replica.announce(endpoint);
 

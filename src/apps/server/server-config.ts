@@ -6,6 +6,12 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { isAllowlistEntry, MAX_SSH_ADDRESS_ALLOWLIST } from '../../logon/index.js';
+import {
+  DEFAULT_RECORDING_MAX_BYTES,
+  DEFAULT_RECORDING_RETENTION_DAYS,
+  SESSION_RECORDING_MODES,
+  type SessionRecordingMode,
+} from '../../sessions/index.js';
 import { MASTER_KEY_BYTES } from '../../platform/crypto/secret-box.js';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -31,6 +37,8 @@ export interface ServerConfig {
   };
   /** Limits on traffic that comes before any authentication, per source (IPv4 address or IPv6 /64). */
   readonly sourceLimits: SourceLimitsConfig;
+  /** Recorded broker sessions (docs/recordings.md). */
+  readonly recording: RecordingConfig;
   /**
    * Where the agent executables (`npm run build:agent`) are served from; absent: dist/agent-bin beside
    * the server's own code.
@@ -65,6 +73,19 @@ export interface LogonConfig {
   readonly allowLoopbackHosts: boolean;
   /** IPs, CIDR blocks or DNS names agents may name as their SSH address besides the host's own addresses. */
   readonly sshAddressAllowlist: readonly string[];
+}
+
+export interface RecordingConfig {
+  /** `on` by default; `required` ends any session whose recording fails; `off` records nothing. */
+  readonly mode: SessionRecordingMode;
+  /** Where recordings are written (default `<data dir>/recordings`); shared storage with several replicas. */
+  readonly dir: string;
+  /** Largest recording (4 KiB – 16 GiB; 64 MiB by default). */
+  readonly maxBytes: number;
+  /** Record keystrokes too (off by default: they include whatever is typed at a password prompt). */
+  readonly recordInput: boolean;
+  /** Days recordings are kept after their session ended (0: forever; 90 by default). */
+  readonly retentionDays: number;
 }
 
 export const DEFAULTS: Readonly<{ dataDir: string; listen: string; regionId: string; logLevel: LogLevel }> =
@@ -105,6 +126,11 @@ const FILE_FIELDS = [
   'agentPendingPerSource',
   'agentDownloadsDir',
   'publicUrl',
+  'sessionRecording',
+  'recordingsDir',
+  'recordingMaxBytes',
+  'recordInput',
+  'recordingRetentionDays',
 ] as const;
 type Field = (typeof FILE_FIELDS)[number];
 
@@ -129,6 +155,11 @@ const ENV_NAMES: Record<Field, string> = {
   agentPendingPerSource: 'KEYWARD_AGENT_PENDING_PER_SOURCE',
   agentDownloadsDir: 'KEYWARD_AGENT_DOWNLOADS_DIR',
   publicUrl: 'KEYWARD_PUBLIC_URL',
+  sessionRecording: 'KEYWARD_SESSION_RECORDING',
+  recordingsDir: 'KEYWARD_RECORDINGS_DIR',
+  recordingMaxBytes: 'KEYWARD_RECORDING_MAX_BYTES',
+  recordInput: 'KEYWARD_RECORD_INPUT',
+  recordingRetentionDays: 'KEYWARD_RECORDING_RETENTION_DAYS',
 };
 
 const FLAG_NAMES: Record<Field, string> = {
@@ -152,6 +183,11 @@ const FLAG_NAMES: Record<Field, string> = {
   agentPendingPerSource: '--agent-pending-per-source',
   agentDownloadsDir: '--agent-downloads-dir',
   publicUrl: '--public-url',
+  sessionRecording: '--session-recording',
+  recordingsDir: '--recordings-dir',
+  recordingMaxBytes: '--recording-max-bytes',
+  recordInput: '--record-input',
+  recordingRetentionDays: '--recording-retention-days',
 };
 
 const MAX_CONFIG_FILE_BYTES = 64 * 1024;
@@ -343,10 +379,12 @@ export function loadServerConfig(
     throw new ConfigError(`${downloads.source}: the agent downloads directory path is not valid`);
   }
   const publicUrl = parsePublicUrl(pick('publicUrl'));
+  const recording = parseRecording(pick, dataDir);
 
   return Object.freeze({
     logon,
     sourceLimits,
+    recording,
     ...(downloads !== undefined && { agentDownloadsDir: resolve(downloads.value) }),
     ...(publicUrl !== undefined && { publicUrl }),
     ...(database !== undefined && { database }),
@@ -360,6 +398,46 @@ export function loadServerConfig(
         tls: Object.freeze({ certFile: resolve(cert.value), keyFile: resolve(key.value) }),
       }),
     ...(masterKey !== undefined && { masterKey }),
+  });
+}
+
+/** `--session-recording`, `--recordings-dir`, `--recording-max-bytes`, `--record-input`, retention. */
+function parseRecording(pick: Picker, dataDir: string): RecordingConfig {
+  const modeSetting = pick('sessionRecording');
+  const mode = SESSION_RECORDING_MODES.find((m) => m === (modeSetting?.value ?? 'on'));
+  if (mode === undefined) {
+    throw new ConfigError(`${modeSetting?.source ?? ''}: must be on, off or required`);
+  }
+  const dirSetting = pick('recordingsDir');
+  if (dirSetting !== undefined && (dirSetting.value.includes('\0') || dirSetting.value.trim() === '')) {
+    throw new ConfigError(`${dirSetting.source}: the recordings directory path is not valid`);
+  }
+  const maxSetting = pick('recordingMaxBytes');
+  let maxBytes = DEFAULT_RECORDING_MAX_BYTES;
+  if (maxSetting !== undefined) {
+    maxBytes = /^\d{1,11}$/.test(maxSetting.value) ? Number(maxSetting.value) : NaN;
+    if (!(maxBytes >= 4096 && maxBytes <= 16 * 1024 ** 3)) {
+      throw new ConfigError(`${maxSetting.source}: must be a whole number of bytes from 4096 to 17179869184`);
+    }
+  }
+  const input = pick('recordInput');
+  if (input !== undefined && !['true', 'false', '1', '0'].includes(input.value)) {
+    throw new ConfigError(`${input.source}: must be true or false`);
+  }
+  const days = pick('recordingRetentionDays');
+  let retentionDays = DEFAULT_RECORDING_RETENTION_DAYS;
+  if (days !== undefined) {
+    retentionDays = /^\d{1,5}$/.test(days.value) ? Number(days.value) : NaN;
+    if (!(retentionDays >= 0 && retentionDays <= 36_500)) {
+      throw new ConfigError(`${days.source}: must be a whole number of days from 0 (keep forever) to 36500`);
+    }
+  }
+  return Object.freeze({
+    mode,
+    dir: dirSetting === undefined ? resolve(dataDir, 'recordings') : resolve(dirSetting.value),
+    maxBytes,
+    recordInput: input?.value === 'true' || input?.value === '1',
+    retentionDays,
   });
 }
 

@@ -24,6 +24,7 @@ export const COPY_ORDER = [
   'instance_tags',
   'enrollment_tokens',
   'logon_grants',
+  'terminal_sessions',
   'server_keys',
   'console_sessions',
   'audit_events',

@@ -300,7 +300,37 @@ export interface SignInCountersTable {
   locked_until_ms: number;
 }
 
+/** A broker terminal session and its recording (migration 0014). Times are ISO-8601 UTC. */
+export interface TerminalSessionsTable {
+  /** `ts-` and a UUID (the id StartTerminalSession answered). */
+  id: string;
+  account_id: string;
+  region_id: string;
+  instance_id: string;
+  os_user: string;
+  /** `root` or `user/<name>`. */
+  caller: string;
+  source_ip: string;
+  /** The one-time grant the broker logged on with. */
+  grant_id: string;
+  started_at: string;
+  ended_at: string | null;
+  end_reason: string | null;
+  duration_seconds: number | null;
+  /** Terminal output bytes sent to the client. */
+  output_bytes: Generated<number>;
+  /** The asciicast file's name in the recordings directory; null when not recorded. */
+  recording_file: string | null;
+  /** recording, complete, truncated, failed, none, expired (sessions/asciicast-recorder.ts). */
+  recording_state: string;
+  recording_bytes: number | null;
+  recording_sha256: string | null;
+  /** 1 when input was recorded too. */
+  recording_input: Generated<number>;
+}
+
 export interface Database {
+  terminal_sessions: TerminalSessionsTable;
   replicas: ReplicasTable;
   agent_leases: AgentLeasesTable;
   rpc_nonces: RpcNoncesTable;
@@ -330,3 +360,4 @@ export type AccessKeyRow = Selectable<AccessKeysTable>;
 export type KeyPairRow = Selectable<KeyPairsTable>;
 export type InstanceRow = Selectable<InstancesTable>;
 export type LogonGrantRow = Selectable<LogonGrantsTable>;
+export type TerminalSessionRow = Selectable<TerminalSessionsTable>;

@@ -40,6 +40,11 @@ export const LOGIN_INSTANCE_ACTION = 'ecs-workbench:LoginInstance';
 export const LOGIN_USER_CONDITION_KEY = 'ecs-workbench:LoginUser';
 /** Needed besides LoginInstance for a one-time key that may forward ports (`ssh -L/-R/-D`). */
 export const PORT_FORWARDING_ACTION = 'ecs-workbench:PortForwarding';
+/**
+ * Bool: whether the logon's session is recorded. "true" for StartTerminalSession while the server records
+ * broker sessions; "false" for SendSSHPublicKey (the session runs in the user's own ssh, unrecorded).
+ */
+export const SESSION_RECORDING_CONDITION_KEY = 'ecs-workbench:SessionRecording';
 const DEFAULT_OS_USER = 'root';
 
 interface Deps {
@@ -48,10 +53,12 @@ interface Deps {
   readonly tickets: TerminalTickets;
   readonly instances: InstanceService;
   readonly regions: ReadonlySet<string>;
+  /** The server records broker sessions (`--session-recording` on or required). */
+  readonly sessionRecording: boolean;
 }
 
-/** LoginInstance and PortForwarding carry the OS user and the instance's tags. */
-const LOGON_KEYS = [LOGIN_USER_CONDITION_KEY, RESOURCE_TAG_KEYS];
+/** LoginInstance and PortForwarding carry the OS user, whether the session is recorded and the tags. */
+const LOGON_KEYS = [LOGIN_USER_CONDITION_KEY, SESSION_RECORDING_CONDITION_KEY, RESOURCE_TAG_KEYS];
 
 /** The check of a logon: `action` on the instance's workbench resource, as `osUser`, with its tags. */
 async function logonCheck(
@@ -59,13 +66,17 @@ async function logonCheck(
   ctx: RpcContext,
   action: string,
   input: { readonly regionId: string; readonly instanceId: string; readonly osUser: string },
+  recorded: boolean,
 ): Promise<AuthorizationCheck> {
   const facts = (await deps.instances.resourceFacts(ctx.accountId, [input.instanceId])).get(input.instanceId);
   const resource = arn.workbench(input.regionId, ctx.accountId, input.instanceId);
   return {
     action,
     resources: [resource],
-    conditions: { [LOGIN_USER_CONDITION_KEY]: input.osUser },
+    conditions: {
+      [LOGIN_USER_CONDITION_KEY]: input.osUser,
+      [SESSION_RECORDING_CONDITION_KEY]: String(recorded),
+    },
     resourceConditions: new Map([[resource, tagConditions(facts?.tags ?? [])]]),
   };
 }
@@ -119,7 +130,7 @@ export function logonActions(deps: Deps): RpcAction[] {
         return { regionId, instanceId, osUser, publicKey, portForwarding };
       },
       async authorize(input, ctx) {
-        const login = await logonCheck(deps, ctx, LOGIN_INSTANCE_ACTION, input);
+        const login = await logonCheck(deps, ctx, LOGIN_INSTANCE_ACTION, input, false);
         return input.portForwarding ? [login, { ...login, action: PORT_FORWARDING_ACTION }] : [login];
       },
       async run({ regionId, instanceId, osUser, publicKey, portForwarding }, ctx) {
@@ -168,7 +179,7 @@ export function logonActions(deps: Deps): RpcAction[] {
         checkTerminalSize(cols, rows);
         return { regionId, instanceId, osUser, cols, rows };
       },
-      authorize: (input, ctx) => logonCheck(deps, ctx, LOGIN_INSTANCE_ACTION, input),
+      authorize: (input, ctx) => logonCheck(deps, ctx, LOGIN_INSTANCE_ACTION, input, deps.sessionRecording),
       async run({ regionId, instanceId, osUser, cols, rows }, ctx) {
         // Fail early with the reason a person can act on (unknown instance, agent offline).
         const instance = await deps.logon.instanceFor(ctx.accountId, regionId, instanceId);

@@ -28,6 +28,11 @@ const OPTIONS = {
   'agent-pending-per-source': { type: 'string' },
   'agent-downloads-dir': { type: 'string' },
   'public-url': { type: 'string' },
+  'session-recording': { type: 'string' },
+  'recordings-dir': { type: 'string' },
+  'recording-max-bytes': { type: 'string' },
+  'record-input': { type: 'boolean' },
+  'recording-retention-days': { type: 'string' },
   config: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -60,6 +65,10 @@ export async function serverCommand(args: readonly string[], io: CliIo): Promise
     'agent-pending-per-source': 'agentPendingPerSource',
     'agent-downloads-dir': 'agentDownloadsDir',
     'public-url': 'publicUrl',
+    'session-recording': 'sessionRecording',
+    'recordings-dir': 'recordingsDir',
+    'recording-max-bytes': 'recordingMaxBytes',
+    'recording-retention-days': 'recordingRetentionDays',
     config: 'config',
   } as const;
   for (const [flag, field] of Object.entries(map)) {
@@ -67,6 +76,7 @@ export async function serverCommand(args: readonly string[], io: CliIo): Promise
     if (v !== undefined) flags[field] = v;
   }
   if (values['allow-loopback-hosts'] === true) flags['allowLoopbackHosts'] = 'true';
+  if (values['record-input'] === true) flags['recordInput'] = 'true';
   let config;
   try {
     config = loadServerConfig(flags, io.env);

@@ -40,12 +40,22 @@ Options (each also from an environment variable, then from the config file; flag
                       (default dist/agent-bin beside the server's code)  KEYWARD_AGENT_DOWNLOADS_DIR
   --public-url URL    the URL hosts reach this server at, written into the installer (default: taken
                       from each request's scheme and Host header)  KEYWARD_PUBLIC_URL
+  Recorded terminal sessions (docs/recordings.md):
+  --session-recording on|off|required   record the console's terminal sessions (asciicast v2); with
+                      required, a session whose recording fails ends   KEYWARD_SESSION_RECORDING (default on)
+  --recordings-dir DIR   where recordings go, 0700; with several replicas, storage every replica mounts
+                                      KEYWARD_RECORDINGS_DIR (default DATA_DIR/recordings)
+  --recording-max-bytes N   largest recording, 4096-17179869184  KEYWARD_RECORDING_MAX_BYTES (default 67108864)
+  --record-input      record keystrokes too (off by default)      KEYWARD_RECORD_INPUT=true
+  --recording-retention-days N   delete recordings this long after their session, 0 keeps them
+                                      KEYWARD_RECORDING_RETENTION_DAYS (default 90)
   --config FILE       JSON file with any of: dataDir, listen, regionId, tlsCert, tlsKey, logLevel,
                       logonKeyLifetime, sessionMaxSeconds, sessionIdleSeconds, brokerSourceAddresses,
                       sshAddressAllowlist, allowLoopbackHosts, database, databaseMaxConnections,
                       databasePreparedStatements,
                       enrollmentsPerMinute, agentConnectsPerMinute, agentPendingPerSource,
-                      agentDownloadsDir, publicUrl
+                      agentDownloadsDir, publicUrl, sessionRecording, recordingsDir,
+                      recordingMaxBytes, recordInput, recordingRetentionDays
                                                                 KEYWARD_CONFIG
   -h, --help          show this help
 
