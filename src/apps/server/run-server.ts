@@ -26,6 +26,7 @@ import {
 } from '../../instances/index.js';
 import { KeyPairRepository, KeyPairService } from '../../keypairs/index.js';
 import { LogonGrantRepository, LogonService, TerminalGateway, TerminalTickets } from '../../logon/index.js';
+import { AgentTunnels, TunnelGateway, TunnelLimits } from '../../tunnels/index.js';
 import { systemClock, type Clock } from '../../platform/clock.js';
 import { SecretBox } from '../../platform/crypto/secret-box.js';
 import { openDatabase, openRelaxedPostgres, withStartupLock, type Db } from '../../platform/db/database.js';
@@ -232,6 +233,19 @@ export async function startServer(
     });
     await logonService.sweepExpired('expired-while-server-down');
     const tickets = new TerminalTickets({ db, clock });
+    const agentTunnels = new AgentTunnels({
+      hub,
+      logger,
+      ...(config.publicUrl !== undefined && { publicUrl: config.publicUrl }),
+    });
+    const tunnelGateway = new TunnelGateway({
+      logger,
+      tickets,
+      logon: logonService,
+      agents: agentTunnels,
+      limits: new TunnelLimits(config.tunnels),
+      audit: logonAudit,
+    });
     const nonceBounds = {
       windowMs: SIGNATURE_WINDOW_MS,
       maxEntries: limits.maxRememberedNonces,
@@ -254,7 +268,13 @@ export async function startServer(
         audit: logonAudit,
         maxSessionSeconds: config.logon.maxSessionSeconds,
         idleTimeoutSeconds: config.logon.idleTimeoutSeconds,
+        tunnels: () => tunnelGateway,
       }),
+      tunnels: {
+        gateway: tunnelGateway,
+        agents: agentTunnels,
+        ...(config.publicUrl !== undefined && { publicUrl: config.publicUrl }),
+      },
     };
     const tls =
       config.tls === undefined

@@ -28,6 +28,10 @@ const OPTIONS = {
   'agent-pending-per-source': { type: 'string' },
   'agent-downloads-dir': { type: 'string' },
   'public-url': { type: 'string' },
+  'tunnels-per-instance': { type: 'string' },
+  'tunnels-per-user': { type: 'string' },
+  'tunnels-total': { type: 'string' },
+  'tunnel-bytes-per-second': { type: 'string' },
   config: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -60,6 +64,10 @@ export async function serverCommand(args: readonly string[], io: CliIo): Promise
     'agent-pending-per-source': 'agentPendingPerSource',
     'agent-downloads-dir': 'agentDownloadsDir',
     'public-url': 'publicUrl',
+    'tunnels-per-instance': 'tunnelsPerInstance',
+    'tunnels-per-user': 'tunnelsPerUser',
+    'tunnels-total': 'tunnelsTotal',
+    'tunnel-bytes-per-second': 'tunnelBytesPerSecond',
     config: 'config',
   } as const;
   for (const [flag, field] of Object.entries(map)) {

@@ -39,13 +39,21 @@ Options (each also from an environment variable, then from the config file; flag
   --agent-downloads-dir DIR   where \`npm run build:agent\` put the agent executables
                       (default dist/agent-bin beside the server's code)  KEYWARD_AGENT_DOWNLOADS_DIR
   --public-url URL    the URL hosts reach this server at, written into the installer (default: taken
-                      from each request's scheme and Host header)  KEYWARD_PUBLIC_URL
+                      from each request's scheme and Host header)  KEYWARD_PUBLIC_URL; agents also
+                      dial their SSH tunnels back to it (with several replicas: each its own URL)
+  SSH tunnels through agents (hosts with no open port; 0 = unlimited):
+  --tunnels-per-instance N      open tunnels per instance (default 64)  KEYWARD_TUNNELS_PER_INSTANCE
+  --tunnels-per-user N          open tunnels per user (default 32)      KEYWARD_TUNNELS_PER_USER
+  --tunnels-total N             open tunnels on this server (default 2000)  KEYWARD_TUNNELS_TOTAL
+  --tunnel-bytes-per-second N   bytes per second each way per tunnel (default 0)
+                                                                KEYWARD_TUNNEL_BYTES_PER_SECOND
   --config FILE       JSON file with any of: dataDir, listen, regionId, tlsCert, tlsKey, logLevel,
                       logonKeyLifetime, sessionMaxSeconds, sessionIdleSeconds, brokerSourceAddresses,
                       sshAddressAllowlist, allowLoopbackHosts, database, databaseMaxConnections,
                       databasePreparedStatements,
                       enrollmentsPerMinute, agentConnectsPerMinute, agentPendingPerSource,
-                      agentDownloadsDir, publicUrl
+                      agentDownloadsDir, publicUrl, tunnelsPerInstance, tunnelsPerUser,
+                      tunnelsTotal, tunnelBytesPerSecond
                                                                 KEYWARD_CONFIG
   -h, --help          show this help
 
