@@ -10,7 +10,7 @@
  * So a direct logon fails with Logon.SshdUnreachable, and the broker (routes `tunnel` and `auto`) and the
  * real OpenSSH client (ProxyCommand through the client library, one-time key from SendSSHPublicKey) log
  * on through the agent's tunnel. Also: the per-instance limit (the N+1th tunnel refused with
- * Tunnel.TooManyTunnels), back-pressure (50 MiB through a stalled reader, the server's RSS bounded), and
+ * Tunnel.TooManyTunnels), back-pressure (200 MiB through a stalled reader, the server's RSS bounded), and
  * the audit events.
  */
 import assert from 'node:assert/strict';
@@ -36,7 +36,8 @@ import { run, runOk } from './helpers/tools.js';
 
 const KEYWARD = '2026-11-01';
 const PER_INSTANCE = 4;
-const RSS_BOUND_MIB = 40;
+/** Without back-pressure the stalled reader would leave all 200 MiB in the server; garbage alone stays far below. */
+const RSS_BOUND_MIB = 96;
 const IP = ['/usr/sbin/ip', '/sbin/ip', '/usr/bin/ip', '/bin/ip'].find((p) => existsSync(p));
 const PROXY = join(repoRoot(), 'dist', 'test', 'helpers', 'tunnel-proxy.js');
 const RELAY = join(repoRoot(), 'dist', 'test', 'helpers', 'netns-relay.js');
@@ -377,7 +378,7 @@ test('plain OpenSSH logs on through the tunnel with a one-time key (ProxyCommand
   assert.equal(r.stdout.trim(), 'via-42');
 });
 
-test('back-pressure: 50 MiB through a stalled reader, the server buffers a bounded amount', async () => {
+test('back-pressure: 200 MiB through a stalled reader, the server buffers a bounded amount', async () => {
   const key = await oneTimeKey();
   const pid = server.child.pid ?? 0;
   const rss = (): number => {
@@ -389,14 +390,14 @@ test('back-pressure: 50 MiB through a stalled reader, the server buffers a bound
   const sampler = setInterval(() => {
     peak = Math.max(peak, rss());
   }, 50);
-  // The reader sleeps 3 s before reading: without back-pressure the whole 50 MiB would pile up in between.
+  // The reader sleeps 3 s before reading: without back-pressure the whole 200 MiB would pile up in between.
   const script = `/usr/bin/ssh ${sshArgs(key)
     .map((a) => `'${a.replace(/'/g, "'\\''")}'`)
-    .join(' ')} 'head -c 52428800 /dev/zero' | (sleep 3; sha256sum)`;
+    .join(' ')} 'head -c 209715200 /dev/zero' | (sleep 3; sha256sum)`;
   const r = await run('/bin/sh', ['-c', script], { env: proxyEnv() });
   clearInterval(sampler);
   assert.equal(r.code, 0, r.stderr);
-  const zeros = (await runOk('/bin/sh', ['-c', 'head -c 52428800 /dev/zero | sha256sum'])).toString();
+  const zeros = (await runOk('/bin/sh', ['-c', 'head -c 209715200 /dev/zero | sha256sum'])).toString();
   assert.equal(r.stdout.split(' ')[0], zeros.split(' ')[0]);
   const grownMiB = (peak - before) / 1024 / 1024;
   process.stdout.write(`# server RSS grew by ${grownMiB.toFixed(1)} MiB (bound ${RSS_BOUND_MIB})\n`);

@@ -155,23 +155,43 @@ export interface BrokerConnectOptions {
 export type SshRoute = 'direct' | 'tunnel' | 'auto';
 export const DEFAULT_DIRECT_TIMEOUT_MS = 1_500;
 
-/** A connected TCP socket to `address:port`, or an error within `timeoutMs`. */
-function connectWithin(address: string, port: number, timeoutMs: number): Promise<Socket> {
+/**
+ * A TCP socket to `address:port` on which sshd has begun to speak (its `SSH-` version line, left unread for
+ * ssh2), or an error within `timeoutMs`. Waiting for the line rather than the TCP connect alone: a NAT or
+ * a proxy on the way may accept a connection to an address it cannot reach and close it a moment later.
+ */
+function sshdAnswersWithin(address: string, port: number, timeoutMs: number): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const sock = netConnect({ host: address, port });
-    const timer = setTimeout(() => {
+    const fail = (err: Error): void => {
+      clearTimeout(timer);
+      sock.removeListener('readable', onReadable);
       sock.destroy();
-      reject(new Error(`no TCP connection within ${timeoutMs} ms`));
-    }, timeoutMs);
-    sock.once('connect', () => {
-      clearTimeout(timer);
-      sock.removeAllListeners('error');
-      resolve(sock);
-    });
-    sock.once('error', (err) => {
-      clearTimeout(timer);
       reject(err);
+    };
+    const timer = setTimeout(() => {
+      fail(new Error(`sshd did not answer within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const onReadable = (): void => {
+      const chunk = sock.read() as Buffer | null;
+      if (chunk === null) return;
+      sock.unshift(chunk);
+      if (!chunk.subarray(0, 4).equals(Buffer.from('SSH-'))) {
+        fail(new Error('what answered is not sshd'));
+        return;
+      }
+      clearTimeout(timer);
+      // With no 'readable' listener left the socket flows again once ssh2 listens for 'data'.
+      sock.removeListener('readable', onReadable);
+      sock.removeAllListeners('error');
+      sock.removeAllListeners('end');
+      resolve(sock);
+    };
+    sock.on('readable', onReadable);
+    sock.once('end', () => {
+      fail(new Error('the connection closed before sshd spoke'));
     });
+    sock.once('error', fail);
   });
 }
 
@@ -246,7 +266,7 @@ export function brokerConnect(options: BrokerConnectOptions): Promise<Ssh2Client
       return tunnelSource();
     }
     try {
-      return { address, first: await connectWithin(address, port, o.directTimeoutMs) };
+      return { address, first: await sshdAnswersWithin(address, port, o.directTimeoutMs) };
     } catch {
       return tunnelSource();
     }
