@@ -139,7 +139,11 @@ export async function startLogonHost(opts: {
   }
 }
 
-export async function startLogonFixture(opts: { readonly prefix: string }): Promise<LogonFixture> {
+export async function startLogonFixture(opts: {
+  readonly prefix: string;
+  /** More `keyward server` arguments (after the key lifetime). */
+  readonly serverArgs?: readonly string[];
+}): Promise<LogonFixture> {
   const env = plainEnv();
   const work = mkdtempSync(join(os.tmpdir(), `${opts.prefix}-`));
   let host: LogonHost | undefined;
@@ -149,7 +153,7 @@ export async function startLogonFixture(opts: { readonly prefix: string }): Prom
     logLevel: 'warn',
     env,
     firstStart: true,
-    extraArgs: ['--logon-key-lifetime', '60'],
+    extraArgs: ['--logon-key-lifetime', '60', ...(opts.serverArgs ?? [])],
     nodeArgs: process.env.KW_PROF ? ['--cpu-prof', '--cpu-prof-dir=/tmp/kwprof'] : [],
   });
   const stop = async (): Promise<void> => {

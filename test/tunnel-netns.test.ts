@@ -27,6 +27,7 @@ import { WebSocket } from 'ws';
 import { RpcError, type RpcClient } from '../src/client/index.js';
 import { openSshTunnel } from '../src/client/tunnel.js';
 import { ed25519PublicKeyLine, ed25519ToOpenSshPrivateKey } from '../src/keypairs/openssh-private-key.js';
+import { credentialsEnv, keyward } from './helpers/cli.js';
 import { waitForRunningInstance } from './helpers/instances.js';
 import { repoRoot } from './helpers/repo-root.js';
 import { BIN, baseEnv, makeTempDir, removeDir, startChildServer, type ChildServer } from './helpers/server.js';
@@ -358,7 +359,15 @@ test('the server cannot reach the host: a direct broker logon fails with Logon.S
 });
 
 test('route tunnel: the broker logs on through the agent and runs a command', async () => {
-  await setRoute('tunnel');
+  // Set and shown by the CLI too.
+  const env = credentialsEnv(server.credentials);
+  const set = await keyward(['instance', 'set-route', instanceId, 'tunnel'], { env });
+  assert.equal(set.code, 0, set.stderr);
+  const show = await keyward(['instance', 'show', instanceId], { env });
+  assert.match(show.stdout, /SSH route\W+tunnel/);
+  const wrong = await keyward(['instance', 'set-route', instanceId, 'sideways'], { env });
+  assert.equal(wrong.code, 2, wrong.stderr);
+  assert.equal((await describe())['SshRoute'], 'tunnel');
   const r = await brokerRun('echo tunnel-$((6*7))', 'tunnel-42');
   assert.equal(r.error, undefined, r.output);
   assert.match(r.output, /tunnel-42/);
