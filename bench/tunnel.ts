@@ -57,7 +57,11 @@ function timed(file: string, args: readonly string[], env: NodeJS.ProcessEnv): P
 }
 
 async function setRoute(fx: LogonFixture, route: 'direct' | 'tunnel'): Promise<void> {
-  await fx.rpc.call('ModifyInstanceAttribute', { RegionId: 'local', InstanceId: fx.instanceId, SshRoute: route });
+  await fx.rpc.call('ModifyInstanceAttribute', {
+    RegionId: 'local',
+    InstanceId: fx.instanceId,
+    SshRoute: route,
+  });
 }
 
 interface RunFigures {
@@ -128,7 +132,9 @@ async function runOnce(run: number): Promise<RunFigures> {
     const direct = (flag: '-p' | '-P'): string[] => [flag, String(fx.sshd.port)];
     const target = (host: string): string => `${fx.user.name}@${host}`;
 
-    log(`run ${String(run)}: ${String(ROUNDS)} rounds of broker logons and ssh, tunnel and direct interleaved`);
+    log(
+      `run ${String(run)}: ${String(ROUNDS)} rounds of broker logons and ssh, tunnel and direct interleaved`,
+    );
     const brokerT: number[] = [];
     const brokerD: number[] = [];
     const sshT: number[] = [];
@@ -209,7 +215,11 @@ async function createPeople(rpc: RpcClient, endpoint: string, run: number): Prom
       { version: RAM },
     );
     clients.push(
-      new RpcClient({ endpoint, accessKeyId: AccessKey.AccessKeyId, accessKeySecret: AccessKey.AccessKeySecret }),
+      new RpcClient({
+        endpoint,
+        accessKeyId: AccessKey.AccessKeyId,
+        accessKeySecret: AccessKey.AccessKeySecret,
+      }),
     );
   }
   return clients;
@@ -232,29 +242,53 @@ async function main(): Promise<void> {
   const rows: string[][] = [
     [
       'broker logon p50, tunnel / direct',
-      `${fixed(m((x) => x.brokerTunnel), 1)} / ${fixed(m((x) => x.brokerDirect), 1)} ms`,
+      `${fixed(
+        m((x) => x.brokerTunnel),
+        1,
+      )} / ${fixed(
+        m((x) => x.brokerDirect),
+        1,
+      )} ms`,
       `${fixed(brokerRatio, 2)}× (${spread((x) => x.brokerTunnel / x.brokerDirect, 2)})`,
       '≤ 1.15×',
       met(brokerRatio <= 1.15),
     ],
     [
       'ssh (ProxyCommand helper) p50, tunnel / direct',
-      `${fixed(m((x) => x.sshTunnel), 1)} / ${fixed(m((x) => x.sshDirect), 1)} ms`,
+      `${fixed(
+        m((x) => x.sshTunnel),
+        1,
+      )} / ${fixed(
+        m((x) => x.sshDirect),
+        1,
+      )} ms`,
       `${fixed(sshRatio, 2)}× (${spread((x) => x.sshTunnel / x.sshDirect, 2)})`,
       '≤ 1.15×',
       met(sshRatio <= 1.15),
     ],
     [
       'scp -O 100 MiB throughput, tunnel / direct',
-      `${fixed(m((x) => x.scpTunnelMiBs), 0)} / ${fixed(m((x) => x.scpDirectMiBs), 0)} MiB/s`,
+      `${fixed(
+        m((x) => x.scpTunnelMiBs),
+        0,
+      )} / ${fixed(
+        m((x) => x.scpDirectMiBs),
+        0,
+      )} MiB/s`,
       `${fixed(scpRatio, 2)}× (${spread((x) => x.scpTunnelMiBs / x.scpDirectMiBs, 2)})`,
       '≥ 0.7×',
       met(scpRatio >= 0.7),
     ],
     [
       `${String(CONCURRENT)} tunnelled broker logons at once`,
-      `${runs.map((x) => String(x.concurrentOk)).join(', ')} succeeded; ${fixed(m((x) => x.concurrentMs), 0)} ms`,
-      `server peak RSS ${fixed(m((x) => x.peakRssMiB), 0)} MiB (${spread((x) => x.peakRssMiB, 0)})`,
+      `${runs.map((x) => String(x.concurrentOk)).join(', ')} succeeded; ${fixed(
+        m((x) => x.concurrentMs),
+        0,
+      )} ms`,
+      `server peak RSS ${fixed(
+        m((x) => x.peakRssMiB),
+        0,
+      )} MiB (${spread((x) => x.peakRssMiB, 0)})`,
       'all succeed',
       met(allOk),
     ],

@@ -30,7 +30,14 @@ import { ed25519PublicKeyLine, ed25519ToOpenSshPrivateKey } from '../src/keypair
 import { credentialsEnv, keyward } from './helpers/cli.js';
 import { waitForRunningInstance } from './helpers/instances.js';
 import { repoRoot } from './helpers/repo-root.js';
-import { BIN, baseEnv, makeTempDir, removeDir, startChildServer, type ChildServer } from './helpers/server.js';
+import {
+  BIN,
+  baseEnv,
+  makeTempDir,
+  removeDir,
+  startChildServer,
+  type ChildServer,
+} from './helpers/server.js';
 import { agentArgs, createThrowawayUser, privateSshdConfig, type ThrowawayUser } from './helpers/sshd.js';
 import { testRpcClient } from './helpers/timeouts.js';
 import { run, runOk } from './helpers/tools.js';
@@ -93,7 +100,7 @@ function requireNetns(): void {
 
 /** A /30 in 10.250.0.0/16 that no interface of this machine uses. */
 async function freeSubnet(): Promise<number> {
-  const used = (await runOk(IP ?? 'ip', ['-4', '-o', 'addr'])).toString();
+  const used = await runOk(IP ?? 'ip', ['-4', '-o', 'addr']);
   for (let i = 0; i < 50; i += 1) {
     const n = 1 + Math.floor(Math.random() * 250);
     if (!used.includes(`10.250.${n}.`)) return n;
@@ -172,10 +179,7 @@ before(async () => {
     'sshd in the host namespace',
     () => existsSync(pidFile) && existsSync(logFile) && readFileSync(logFile, 'utf8').includes('listening'),
   );
-  await writeFile(
-    join(work, 'known_hosts'),
-    `netns-host ${readFileSync(`${hostKey}.pub`, 'utf8').trim()}\n`,
-  );
+  await writeFile(join(work, 'known_hosts'), `netns-host ${readFileSync(`${hostKey}.pub`, 'utf8').trim()}\n`);
 
   // The agent in the host's namespace, reaching the server through the gateway.
   user = await createThrowawayUser();
@@ -232,9 +236,12 @@ after(async () => {
 });
 
 async function describe(): Promise<Record<string, unknown>> {
-  const res = await rpc.call<{ Instances: { Instance: Array<Record<string, unknown>> } }>('DescribeInstances', {
-    RegionId: 'local',
-  });
+  const res = await rpc.call<{ Instances: { Instance: Array<Record<string, unknown>> } }>(
+    'DescribeInstances',
+    {
+      RegionId: 'local',
+    },
+  );
   const item = res.Instances.Instance.find((i) => i['InstanceId'] === instanceId);
   assert.ok(item !== undefined);
   return item['KeywardAgent'] as Record<string, unknown>;
@@ -406,7 +413,7 @@ test('back-pressure: 200 MiB through a stalled reader, the server buffers a boun
   const r = await run('/bin/sh', ['-c', script], { env: proxyEnv() });
   clearInterval(sampler);
   assert.equal(r.code, 0, r.stderr);
-  const zeros = (await runOk('/bin/sh', ['-c', 'head -c 209715200 /dev/zero | sha256sum'])).toString();
+  const zeros = await runOk('/bin/sh', ['-c', 'head -c 209715200 /dev/zero | sha256sum']);
   assert.equal(r.stdout.split(' ')[0], zeros.split(' ')[0]);
   const grownMiB = (peak - before) / 1024 / 1024;
   process.stdout.write(`# server RSS grew by ${grownMiB.toFixed(1)} MiB (bound ${RSS_BOUND_MIB})\n`);
@@ -446,7 +453,9 @@ test('audit: tunnels opened, closed with their bytes, and refused with the code'
   assert.ok(opened.some((e) => (e['Detail'] as Record<string, unknown>)['via'] === 'broker'));
   assert.ok(opened.some((e) => (e['Detail'] as Record<string, unknown>)['via'] === 'client'));
   const closed = await auditEvents('tunnel.closed');
-  const biggest = Math.max(...closed.map((e) => Number((e['Detail'] as Record<string, unknown>)['bytesFromHost'])));
+  const biggest = Math.max(
+    ...closed.map((e) => Number((e['Detail'] as Record<string, unknown>)['bytesFromHost'])),
+  );
   assert.ok(biggest > 52_428_800, `largest bytesFromHost ${biggest}`);
   const refused = await auditEvents('tunnel.refused');
   assert.ok(

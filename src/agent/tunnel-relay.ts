@@ -150,10 +150,7 @@ export class TunnelRelay {
   #dial(url: string, message: TunnelOpenMessage): WebSocket {
     return new WebSocket(
       `${url.replace(/^http/, 'ws')}${AGENT_TUNNEL_PATH}`,
-      [
-        AGENT_TUNNEL_SUBPROTOCOL,
-        agentTunnelCredential(this.#o.instanceId, message.tunnelId, message.token),
-      ],
+      [AGENT_TUNNEL_SUBPROTOCOL, agentTunnelCredential(this.#o.instanceId, message.tunnelId, message.token)],
       {
         maxPayload: MAX_TUNNEL_FRAME_BYTES,
         perMessageDeflate: false,

@@ -121,7 +121,10 @@ export async function openSshTunnel(client: RpcClient, opts: OpenSshTunnelOption
         let code = 'Tunnel.TicketInvalid';
         let message = `the server refused the tunnel (HTTP ${res.statusCode ?? 0})`;
         try {
-          const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { Code?: unknown; Message?: unknown };
+          const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as {
+            Code?: unknown;
+            Message?: unknown;
+          };
           if (typeof body.Code === 'string') code = body.Code;
           if (typeof body.Message === 'string') message = body.Message;
         } catch {

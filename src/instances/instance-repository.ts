@@ -107,7 +107,9 @@ function toRecord(row: InstanceRow & { key_pair_name: string | null }, tags: rea
     applyErrorCode: row.apply_error_code,
     applyErrorMessage: row.apply_error_message,
     ...(sshd !== null && { sshd }),
-    sshRoute: (SSH_ROUTES as readonly string[]).includes(row.ssh_route) ? (row.ssh_route as SshRoute) : 'direct',
+    sshRoute: (SSH_ROUTES as readonly string[]).includes(row.ssh_route)
+      ? (row.ssh_route as SshRoute)
+      : 'direct',
     tags,
   };
 }

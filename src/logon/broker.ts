@@ -243,8 +243,7 @@ export function brokerConnect(options: BrokerConnectOptions): Promise<Ssh2Client
 
   /** Where each attempt's byte stream comes from: a TCP socket to the address, or a tunnel. */
   type Source =
-    | { readonly address: string; first?: Socket | undefined }
-    | { readonly tunnel: () => Promise<Duplex> };
+    { readonly address: string; first?: Socket | undefined } | { readonly tunnel: () => Promise<Duplex> };
   const tunnelSource = (): Source => {
     const open = o.openTunnel;
     if (open === undefined) {
@@ -257,7 +256,8 @@ export function brokerConnect(options: BrokerConnectOptions): Promise<Ssh2Client
   };
   const chooseSource = async (): Promise<Source> => {
     if (o.route === 'tunnel') return tunnelSource();
-    if (o.route === 'direct') return { address: await resolveDialAddress(o.instanceId, host, o.targetPolicy) };
+    if (o.route === 'direct')
+      return { address: await resolveDialAddress(o.instanceId, host, o.targetPolicy) };
     // auto: the direct route when its address may be dialled and answers quickly, else the tunnel.
     let address: string;
     try {

@@ -109,7 +109,8 @@ export interface LogonAuditSink {
 export function pinoLogonAuditSink(logger: Logger): LogonAuditSink {
   return {
     record(event) {
-      if (event.event === 'grant.failed' || event.event === 'tunnel.refused') logger.warn({ audit: true, ...event }, event.event);
+      if (event.event === 'grant.failed' || event.event === 'tunnel.refused')
+        logger.warn({ audit: true, ...event }, event.event);
       else logger.info({ audit: true, ...event }, event.event);
     },
   };

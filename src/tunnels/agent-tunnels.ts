@@ -111,7 +111,9 @@ export class AgentTunnels {
       }, timeoutMs);
       onAbort = () => {
         this.#pending.delete(tunnelId);
-        reject(new AppError('Tunnel.AgentUnreachable', 'The tunnel was given up before the agent opened it.'));
+        reject(
+          new AppError('Tunnel.AgentUnreachable', 'The tunnel was given up before the agent opened it.'),
+        );
       };
       signal?.addEventListener('abort', onAbort, { once: true });
     });
@@ -149,7 +151,8 @@ export class AgentTunnels {
       return;
     }
     const offered = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim());
-    const credential = offered.length === 2 && offered[0] === AGENT_TUNNEL_SUBPROTOCOL ? offered[1] : undefined;
+    const credential =
+      offered.length === 2 && offered[0] === AGENT_TUNNEL_SUBPROTOCOL ? offered[1] : undefined;
     const parsed = credential === undefined ? undefined : parseAgentTunnelCredential(credential);
     const pending = parsed === undefined ? undefined : this.#pending.get(parsed.tunnelId);
     if (

@@ -126,7 +126,10 @@ export class TunnelGateway {
       },
       (err: unknown) => {
         this.#d.logger.warn({ err }, 'could not redeem a tunnel ticket');
-        refuseUpgrade(socket, new AppError('ServiceUnavailable', 'The tunnel cannot be opened right now; retry.'));
+        refuseUpgrade(
+          socket,
+          new AppError('ServiceUnavailable', 'The tunnel cannot be opened right now; retry.'),
+        );
       },
     );
   }
@@ -263,7 +266,8 @@ export class TunnelGateway {
         sourceIp: t.sourceIp,
         code: isAppError(err) ? err.code : 'InternalError',
       });
-      if (!isAppError(err)) this.#d.logger.error({ err, instanceId: t.instanceId }, 'could not open a tunnel');
+      if (!isAppError(err))
+        this.#d.logger.error({ err, instanceId: t.instanceId }, 'could not open a tunnel');
       throw err;
     }
   }

@@ -11,12 +11,7 @@ import { parseOsUser } from '../../logon/index.js';
 import { TUNNEL_PATH, TUNNEL_SESSION_PREFIX } from '../../tunnels/tunnel-contract.js';
 import { ECS_API_VERSION } from '../api-versions.js';
 import { defineAction, readRegionId, type RpcAction } from '../rpc-action.js';
-import {
-  LOGIN_INSTANCE_ACTION,
-  LOGON_KEYS,
-  logonCheck,
-  type LogonActionDeps,
-} from './logon-actions.js';
+import { LOGIN_INSTANCE_ACTION, LOGON_KEYS, logonCheck, type LogonActionDeps } from './logon-actions.js';
 
 const DEFAULT_OS_USER = 'root';
 

@@ -365,7 +365,10 @@ export async function instanceCommand(
       }
       const { client, regionId } = connect();
       await client.call('ModifyInstanceAttribute', { RegionId: regionId, InstanceId: id, SshRoute: route });
-      println(io.stdout, `${id} is now reached ${route === 'auto' ? 'directly, else through its agent' : route === 'tunnel' ? 'through its agent' : 'directly'}.`);
+      println(
+        io.stdout,
+        `${id} is now reached ${route === 'auto' ? 'directly, else through its agent' : route === 'tunnel' ? 'through its agent' : 'directly'}.`,
+      );
       return 0;
     }
 

@@ -12,7 +12,10 @@ export const migration0013: Migration = {
     await db.schema
       .alterTable('instances')
       .addColumn('ssh_route', 'text', (c) =>
-        c.notNull().defaultTo('direct').check(sql`ssh_route in ('direct', 'tunnel', 'auto')`),
+        c
+          .notNull()
+          .defaultTo('direct')
+          .check(sql`ssh_route in ('direct', 'tunnel', 'auto')`),
       )
       .execute();
   },
