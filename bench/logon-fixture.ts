@@ -141,7 +141,7 @@ export async function startLogonHost(opts: {
 
 export async function startLogonFixture(opts: {
   readonly prefix: string;
-  /** More `keyward server` flags (bench/recording.ts: `--session-recording off`). */
+  /** More `keyward server` arguments, after the key lifetime (bench/recording.ts: `--session-recording off`). */
   readonly serverArgs?: readonly string[];
 }): Promise<LogonFixture> {
   const env = plainEnv();

@@ -224,6 +224,7 @@ test('a user with no policy is refused every registered action with Forbidden.RA
       params: { InstanceId: instanceId, InstanceOSUser: 'root', SSHPublicKey: publicKey },
     },
     StartTerminalSession: { version: KEYWARD, params: { InstanceId: instanceId } },
+    StartSshTunnel: { version: ECS, params: { InstanceId: instanceId, LoginUser: 'root' } },
     DescribeLogonGrants: { version: KEYWARD, params: {} },
     ListAuditEvents: { version: AUDIT, params: {} },
     VerifyAuditChain: { version: AUDIT, params: {} },

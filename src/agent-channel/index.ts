@@ -9,3 +9,4 @@ export {
   parseGrantUsed,
   type GrantUsedMessage,
 } from './grant-used.js';
+export * from './tunnel.js';

@@ -19,12 +19,17 @@
  *   server → {t:'grant-revoke', grantId}        the key is no longer needed (the agent deletes it at once)
  *   agent  → {t:'grant-removed', grantId, reason}   whenever a grant leaves the host's disk
  *   agent  → {t:'grant-used', grantId, at, from, port}   sshd logged a logon with the key (./grant-used.ts)
+ * SSH through the agent (./tunnel.ts): the server asks, the agent dials a WebSocket of its own back:
+ *   server → {t:'tunnel-open', tunnelId, token, serverUrl?}
+ *   agent  GET /agent/v1/tunnel (subprotocols `keyward-agent-tunnel.v1`, `<instanceId>.<tunnelId>.<token>`),
+ *          then relays raw bytes between that WebSocket and a TCP connection to its own sshd
  * Liveness: the server pings every HEARTBEAT_INTERVAL_MS; a side that hears nothing for
  * HEARTBEAT_TIMEOUT_MS closes the socket (the agent then reconnects with jittered backoff).
  */
 import { parseGrantUsed, type GrantUsedMessage } from './grant-used.js';
 import { AgentProtocolError } from './protocol-error.js';
 import { parseSshdReadiness, type SshdReadiness } from './sshd-readiness.js';
+import { parseTunnelOpen, type TunnelOpenMessage } from './tunnel.js';
 
 export const AGENT_PROTOCOL_VERSION = 1;
 export const ENROLL_PATH = '/agent/v1/enroll';
@@ -156,7 +161,8 @@ export type ServerMessage =
       readonly signature?: string;
     }
   | { readonly t: 'grant'; readonly grant: LogonGrant; readonly signature: string }
-  | { readonly t: 'grant-revoke'; readonly grantId: string };
+  | { readonly t: 'grant-revoke'; readonly grantId: string }
+  | TunnelOpenMessage;
 
 export type AgentMessage =
   | {
@@ -531,5 +537,6 @@ export function parseServerMessage(data: string | Buffer): ServerMessage {
     const o = object(raw, 'grant-revoke', ['t', 'grantId']);
     return { t: 'grant-revoke', grantId: str(o, 'grantId', 'grant-revoke', 23, GRANT_ID_PATTERN) };
   }
+  if (t === 'tunnel-open') return parseTunnelOpen(raw);
   throw new AgentProtocolError('message has an unknown type');
 }

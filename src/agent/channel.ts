@@ -22,6 +22,7 @@ import {
   type BindingSpec,
   type HostFacts,
   type LogonGrant,
+  type TunnelOpenMessage,
 } from '../agent-channel/index.js';
 
 /** A desired state the server sent. */
@@ -66,6 +67,8 @@ export interface ChannelOptions {
   readonly onGrant?: (grant: LogonGrant, signature: string) => void;
   /** Called when the server no longer needs a grant. */
   readonly onGrantRevoke?: (grantId: string) => void;
+  /** Called when the server asks for a tunnel to sshd (./tunnel-relay.ts). */
+  readonly onTunnelOpen?: (message: TunnelOpenMessage) => void;
 }
 
 type Phase = 'challenge' | 'welcome' | 'ready' | 'closing';
@@ -231,6 +234,10 @@ export class AgentChannel {
         case 'grant-revoke':
           if (this.phase !== 'ready') throw new AgentProtocolError('a grant-revoke before the welcome');
           this.options.onGrantRevoke?.(msg.grantId);
+          return;
+        case 'tunnel-open':
+          if (this.phase !== 'ready') throw new AgentProtocolError('a tunnel-open before the welcome');
+          this.options.onTunnelOpen?.(msg);
           return;
       }
     } catch (err) {

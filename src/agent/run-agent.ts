@@ -33,6 +33,7 @@ import { DEFAULT_BACKOFF, ReconnectBackoff, type BackoffPolicy } from './backoff
 import { AgentChannel, type ChannelClose } from './channel.js';
 import { DesiredApplier, outcomeOf } from './desired-applier.js';
 import { enrollWithAny } from './enroll.js';
+import { TunnelRelay } from './tunnel-relay.js';
 import { collectHostFacts, type HostFactsSources } from './host-facts.js';
 import type { AgentHostBinder } from './host-binder-port.js';
 import {
@@ -329,6 +330,9 @@ class Session {
   private sshdLog: LogFollower | undefined;
   /** The server's grant-signing key pinned at enrollment: grants and desired states must verify with it. */
   private readonly serverSigningKey: KeyObject;
+  /** SSH tunnels to the host's own sshd (./tunnel-relay.ts). */
+  private readonly tunnels: TunnelRelay;
+  private lastSshAddress = '';
 
   constructor(
     private readonly options: RunAgentOptions,
@@ -346,6 +350,13 @@ class Session {
         x: Buffer.from(state.grantSigningPublicKey, 'base64').toString('base64url'),
       },
       format: 'jwk',
+    });
+    this.tunnels = new TunnelRelay({
+      instanceId: state.instanceId,
+      serverUrls: state.serverUrls,
+      ...(options.ca !== undefined && { ca: options.ca }),
+      logger: deps.logger,
+      sshAddress: () => this.lastSshAddress,
     });
     this.backoff = new ReconnectBackoff(
       options.backoff ?? DEFAULT_BACKOFF,
@@ -457,6 +468,7 @@ class Session {
       }
     } finally {
       this.grants?.stop();
+      this.tunnels.stop();
       this.sshdLog?.stop();
       await this.applier.stop();
       this.channel?.close(1001, 'agent stopping');
@@ -483,6 +495,7 @@ class Session {
       return undefined;
     }
     if (signal.aborted) return undefined;
+    this.lastSshAddress = facts.sshAddress;
     const channel = new AgentChannel({
       serverUrl,
       ...(this.options.ca !== undefined && { ca: this.options.ca }),
@@ -515,6 +528,9 @@ class Session {
       },
       onGrantRevoke: (grantId) => {
         void this.grants?.revoke(grantId);
+      },
+      onTunnelOpen: (message) => {
+        this.tunnels.open(message, serverUrl);
       },
     });
     this.channel = channel;

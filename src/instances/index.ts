@@ -62,6 +62,8 @@ export { InstanceRepository } from './instance-repository.js';
 export { MAX_TALLIED_SOURCES, REFUSAL_WINDOW_MS, RefusalTally, type Refusal } from './refusal-tally.js';
 export {
   INSTANCE_STATES,
+  SSH_ROUTES,
+  type SshRoute,
   type DesiredState,
   type InstanceIdentity,
   type InstanceRecord,

@@ -88,6 +88,15 @@ export type InstanceAuditEvent =
       readonly previous: readonly string[];
     }
   | {
+      /** The way sshd is reached changed (ModifyInstanceAttribute SshRoute). */
+      readonly event: 'instance.route.changed';
+      readonly instanceId: string;
+      readonly accountId: string;
+      readonly accessKeyId: string;
+      readonly route: string;
+      readonly previous: string;
+    }
+  | {
       readonly event: 'binding.changed';
       readonly instanceId: string;
       readonly accountId: string;

@@ -17,7 +17,15 @@ import { EnrollmentTokenRepository, type TokenPlacement } from './enrollment-tok
 import type { StoredFacts } from './host-facts.js';
 import { parseStoredHostKeys, type HostKey } from './host-keys.js';
 import type { InstanceId } from './instance-id.js';
-import type { DesiredState, InstanceIdentity, InstanceRecord, InstanceState, NewInstance } from './model.js';
+import {
+  SSH_ROUTES,
+  type DesiredState,
+  type InstanceIdentity,
+  type InstanceRecord,
+  type InstanceState,
+  type NewInstance,
+  type SshRoute,
+} from './model.js';
 
 /** A listing query; every given filter must match. */
 export interface InstanceQuery {
@@ -99,6 +107,9 @@ function toRecord(row: InstanceRow & { key_pair_name: string | null }, tags: rea
     applyErrorCode: row.apply_error_code,
     applyErrorMessage: row.apply_error_message,
     ...(sshd !== null && { sshd }),
+    sshRoute: (SSH_ROUTES as readonly string[]).includes(row.ssh_route)
+      ? (row.ssh_route as SshRoute)
+      : 'direct',
     tags,
   };
 }
@@ -146,6 +157,7 @@ export class InstanceRepository {
           apply_ok: null,
           apply_error_code: null,
           apply_error_message: null,
+          ssh_route: 'direct',
         })
         .execute();
       return { ...instance, ...placement };
@@ -353,6 +365,18 @@ export class InstanceRepository {
   }
 
   /** Renames an active instance; false when it is not active. */
+  /** Sets how sshd is reached; false when the instance is not active in the account. */
+  async setSshRoute(accountId: string, id: InstanceId, route: SshRoute): Promise<boolean> {
+    const result = await this.#db
+      .updateTable('instances')
+      .set({ ssh_route: route })
+      .where('id', '=', id)
+      .where('account_id', '=', accountId)
+      .where('status', '=', 'active')
+      .executeTakeFirst();
+    return result.numUpdatedRows === 1n;
+  }
+
   async rename(accountId: string, id: InstanceId, name: string): Promise<boolean> {
     const result = await this.#db
       .updateTable('instances')

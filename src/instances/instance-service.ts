@@ -20,6 +20,7 @@ import {
   type DesiredState,
   type InstanceRecord,
   type InstanceState,
+  type SshRoute,
 } from './model.js';
 
 /** How long AttachKeyPair/DetachKeyPair wait for a connected agent's report (the SDK gives up at 3 s). */
@@ -203,6 +204,23 @@ export class InstanceService {
     if (record.status === 'revoked' || !(await this.#repo.rename(accountId, record.id, name))) {
       throw instanceRevoked(record.id);
     }
+  }
+
+  /** Sets how sshd is reached (direct, tunnel or auto); audited. */
+  async setSshRoute(actor: Actor, id: string, route: SshRoute, regionId?: string): Promise<void> {
+    const record = await this.get(actor.accountId, id, regionId);
+    if (record.status === 'revoked' || !(await this.#repo.setSshRoute(actor.accountId, record.id, route))) {
+      throw instanceRevoked(record.id);
+    }
+    if (record.sshRoute === route) return;
+    this.#audit.record({
+      event: 'instance.route.changed',
+      instanceId: record.id,
+      accountId: actor.accountId,
+      accessKeyId: actor.accessKeyId,
+      route,
+      previous: record.sshRoute,
+    });
   }
 
   /**

@@ -38,8 +38,13 @@ export interface InstanceRecord extends StoredFacts {
   readonly applyOk: boolean | null;
   readonly applyErrorCode: string | null;
   readonly applyErrorMessage: string | null;
+  /** How sshd is reached: `direct`, `tunnel` (through the agent) or `auto`. */
+  readonly sshRoute: SshRoute;
   readonly tags: readonly Tag[];
 }
+
+export const SSH_ROUTES = ['direct', 'tunnel', 'auto'] as const;
+export type SshRoute = (typeof SSH_ROUTES)[number];
 
 /** What a new instance starts with. */
 export interface NewInstance {

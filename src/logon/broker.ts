@@ -12,6 +12,7 @@ import { sign, type KeyObject } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connect as netConnect, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import ssh2, { type Client as Ssh2Client, type ParsedKey } from 'ssh2';
 import type { HostKey } from '../instances/index.js';
 import { AppError } from '../platform/errors.js';
@@ -138,6 +139,60 @@ export interface BrokerConnectOptions {
   readonly onAuthenticationEnded?: (ok: boolean) => void;
   /** Called when the TCP connection is up (`tcp`) and when the key exchange has ended (`kex`). */
   readonly onPhase?: (phase: 'tcp' | 'kex') => void;
+  /**
+   * How sshd is reached (the instance's SshRoute): `direct` (default) dials the SSH address; `tunnel` goes
+   * through the agent (`openTunnel`); `auto` dials directly within `directTimeoutMs`, and uses the tunnel
+   * when that fails or the address may not be dialled. The SSH session is the same either way: pinned host
+   * keys, one-time key.
+   */
+  readonly route?: SshRoute;
+  readonly openTunnel?: () => Promise<Duplex>;
+  /** `auto`: how long the direct TCP connect may take before the tunnel is used (default 1.5 s). */
+  readonly directTimeoutMs?: number;
+}
+
+/** How the broker (and clients) reach an instance's sshd. */
+export type SshRoute = 'direct' | 'tunnel' | 'auto';
+export const DEFAULT_DIRECT_TIMEOUT_MS = 1_500;
+
+/**
+ * A TCP socket to `address:port` on which sshd has begun to speak (its `SSH-` version line, left unread for
+ * ssh2), or an error within `timeoutMs`. Waiting for the line rather than the TCP connect alone: a NAT or
+ * a proxy on the way may accept a connection to an address it cannot reach and close it a moment later.
+ */
+function sshdAnswersWithin(address: string, port: number, timeoutMs: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const sock = netConnect({ host: address, port });
+    const fail = (err: Error): void => {
+      clearTimeout(timer);
+      sock.removeListener('readable', onReadable);
+      sock.destroy();
+      reject(err);
+    };
+    const timer = setTimeout(() => {
+      fail(new Error(`sshd did not answer within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const onReadable = (): void => {
+      const chunk = sock.read() as Buffer | null;
+      if (chunk === null) return;
+      sock.unshift(chunk);
+      if (!chunk.subarray(0, 4).equals(Buffer.from('SSH-'))) {
+        fail(new Error('what answered is not sshd'));
+        return;
+      }
+      clearTimeout(timer);
+      // With no 'readable' listener left the socket flows again once ssh2 listens for 'data'.
+      sock.removeListener('readable', onReadable);
+      sock.removeAllListeners('error');
+      sock.removeAllListeners('end');
+      resolve(sock);
+    };
+    sock.on('readable', onReadable);
+    sock.once('end', () => {
+      fail(new Error('the connection closed before sshd spoke'));
+    });
+    sock.once('error', fail);
+  });
 }
 
 /**
@@ -155,6 +210,9 @@ export function brokerConnect(options: BrokerConnectOptions): Promise<Ssh2Client
     readyTimeoutMs: options.readyTimeoutMs,
     targetPolicy: options.targetPolicy,
     onPhase: options.onPhase,
+    route: options.route ?? 'direct',
+    openTunnel: options.openTunnel,
+    directTimeoutMs: options.directTimeoutMs ?? DEFAULT_DIRECT_TIMEOUT_MS,
   };
   // Dropped once called: the caller's closure (and whatever its scope holds) must not live as long as
   // the connection.
@@ -183,27 +241,72 @@ export function brokerConnect(options: BrokerConnectOptions): Promise<Ssh2Client
     notify?.(ok);
   };
 
-  return resolveDialAddress(o.instanceId, host, o.targetPolicy)
-    .then((address) => attempt(address, EARLY_DROP_RETRIES))
+  /** Where each attempt's byte stream comes from: a TCP socket to the address, or a tunnel. */
+  type Source =
+    { readonly address: string; first?: Socket | undefined } | { readonly tunnel: () => Promise<Duplex> };
+  const tunnelSource = (): Source => {
+    const open = o.openTunnel;
+    if (open === undefined) {
+      throw new AppError(
+        'Logon.SshdUnreachable',
+        `${o.instanceId} is to be reached through its agent, and tunnels are not available on this server.`,
+      );
+    }
+    return { tunnel: open };
+  };
+  const chooseSource = async (): Promise<Source> => {
+    if (o.route === 'tunnel') return tunnelSource();
+    if (o.route === 'direct')
+      return { address: await resolveDialAddress(o.instanceId, host, o.targetPolicy) };
+    // auto: the direct route when its address may be dialled and answers quickly, else the tunnel.
+    let address: string;
+    try {
+      address = await resolveDialAddress(o.instanceId, host, o.targetPolicy);
+    } catch {
+      return tunnelSource();
+    }
+    try {
+      return { address, first: await sshdAnswersWithin(address, port, o.directTimeoutMs) };
+    } catch {
+      return tunnelSource();
+    }
+  };
+
+  return chooseSource()
+    .then((source) => attempt(source, EARLY_DROP_RETRIES))
     .catch((err: unknown) => {
       endAuth(false);
       throw err instanceof EarlyDrop ? err.appError : err;
     });
 
-  function attempt(address: string, retriesLeft: number): Promise<Ssh2Client> {
-    return handshake(address).catch(async (err: unknown) => {
+  function attempt(source: Source, retriesLeft: number): Promise<Ssh2Client> {
+    return handshake(source).catch(async (err: unknown) => {
       if (!(err instanceof EarlyDrop) || retriesLeft === 0) throw err;
       await sleep(20 + Math.random() * 80);
-      return attempt(address, retriesLeft - 1);
+      return attempt(source, retriesLeft - 1);
     });
   }
 
-  function handshake(address: string): Promise<Ssh2Client> {
+  async function handshake(source: Source): Promise<Ssh2Client> {
+    if ('address' in source) {
+      const first = source.first;
+      source.first = undefined;
+      if (first !== undefined) {
+        first.setNoDelay(true);
+        o.onPhase?.('tcp');
+      }
+      return handshakeOn(first ?? netConnect({ host: source.address, port }), first !== undefined);
+    }
+    const stream = await source.tunnel();
+    o.onPhase?.('tcp');
+    return handshakeOn(stream, true);
+  }
+
+  function handshakeOn(sock: Socket | Duplex, alreadyConnected: boolean): Promise<Ssh2Client> {
     return new Promise((resolve, reject) => {
-      const sock: Socket = netConnect({ host: address, port });
-      sock.setNoDelay(true);
-      sock.once('connect', () => o.onPhase?.('tcp'));
-      let connected = false;
+      if ('setNoDelay' in sock) sock.setNoDelay(true);
+      if (!alreadyConnected) sock.once('connect', () => o.onPhase?.('tcp'));
+      let connected = alreadyConnected;
       let keysExchanged = false;
       let timedOut = false;
       sock.once('connect', () => {

@@ -5,10 +5,17 @@
 export {
   brokerConnect,
   DEFAULT_BROKER_READY_TIMEOUT_MS,
+  DEFAULT_DIRECT_TIMEOUT_MS,
+  type SshRoute,
   parseSshAddress,
   type BrokerConnectOptions,
 } from './broker.js';
-export { pinoLogonAuditSink, type LogonAuditEvent, type LogonAuditSink } from './logon-audit.js';
+export {
+  pinoLogonAuditSink,
+  type LogonAuditEvent,
+  type LogonAuditSink,
+  type TunnelAuditEvent,
+} from './logon-audit.js';
 export { LogonGrantRepository } from './logon-grant-repository.js';
 export type { ExpiredLogonGrant, LogonGrantRecord, LogonKind, NewLogonGrant } from './model.js';
 export {
@@ -36,6 +43,7 @@ export {
   TERMINAL_PATH,
   TERMINAL_SUBPROTOCOL,
   TerminalGateway,
+  type BrokerTunnels,
   type TerminalGatewayDeps,
 } from './terminal-gateway.js';
 export {

@@ -66,7 +66,50 @@ export type LogonAuditEvent =
       readonly recordingState?: string;
       readonly recordingBytes?: number | null;
       readonly recordingSha256?: string | null;
-    });
+    })
+  | TunnelAuditEvent;
+
+/**
+ * SSH tunnels through an instance's agent (src/tunnels): opened for a client (`keyward ssh` and
+ * StartSshTunnel) or for the broker, closed with the bytes each way, or refused with the code.
+ */
+export type TunnelAuditEvent =
+  | {
+      readonly event: 'tunnel.opened';
+      readonly accountId: string;
+      readonly instanceId: string;
+      readonly tunnelId: string;
+      readonly via: 'client' | 'broker';
+      readonly caller: string;
+      readonly osUser: string;
+      readonly requestId: string;
+      readonly sourceIp: string;
+    }
+  | {
+      readonly event: 'tunnel.closed';
+      readonly accountId: string;
+      readonly instanceId: string;
+      readonly tunnelId: string;
+      readonly via: 'client' | 'broker';
+      readonly caller: string;
+      /** Bytes from the client (or broker) to sshd, and from sshd back. */
+      readonly bytesToHost: number;
+      readonly bytesFromHost: number;
+      readonly seconds: number;
+      /** The WebSocket close code the tunnel ended with and who closed it. */
+      readonly closeCode: number;
+      readonly reason: string;
+    }
+  | {
+      readonly event: 'tunnel.refused';
+      readonly accountId: string;
+      readonly instanceId: string;
+      readonly via: 'client' | 'broker';
+      readonly caller: string;
+      readonly requestId: string;
+      readonly sourceIp: string;
+      readonly code: string;
+    };
 
 export interface LogonAuditSink {
   record(event: LogonAuditEvent): void;
@@ -76,7 +119,8 @@ export interface LogonAuditSink {
 export function pinoLogonAuditSink(logger: Logger): LogonAuditSink {
   return {
     record(event) {
-      if (event.event === 'grant.failed') logger.warn({ audit: true, ...event }, event.event);
+      if (event.event === 'grant.failed' || event.event === 'tunnel.refused')
+        logger.warn({ audit: true, ...event }, event.event);
       else logger.info({ audit: true, ...event }, event.event);
     },
   };

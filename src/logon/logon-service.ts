@@ -154,7 +154,16 @@ export class LogonService {
   }
 
   /** Finds the instance a logon is for, or throws the error a person can act on. */
-  async instanceFor(accountId: string, regionId: string, instanceId: string): Promise<InstanceRecord> {
+  /**
+   * The instance a logon may go to, or the AppError a person can act on. `viaTunnel`: the logon reaches
+   * sshd through the agent, so the SSH address is not dialled by the server and is not checked.
+   */
+  async instanceFor(
+    accountId: string,
+    regionId: string,
+    instanceId: string,
+    options: { readonly viaTunnel?: boolean } = {},
+  ): Promise<InstanceRecord> {
     const [instance] = await this.#d.instances.get(accountId, [instanceId]);
     if (instance === undefined || instance.regionId !== regionId || instance.status !== 'active') {
       throw new AppError(
@@ -173,7 +182,10 @@ export class LogonService {
           `someone checks them on the host and accepts them (keyward instance accept-host-keys ${instance.id}).`,
       );
     }
-    const target = checkSshAddress(instance.sshAddress, instance.addresses, this.sshTargetPolicy);
+    const target =
+      options.viaTunnel === true || instance.sshRoute !== 'direct'
+        ? { ok: true as const }
+        : checkSshAddress(instance.sshAddress, instance.addresses, this.sshTargetPolicy);
     if (!target.ok) {
       throw new AppError(
         'Logon.SshAddressRefused',
@@ -231,7 +243,9 @@ export class LogonService {
       expiresAt,
       requestId: req.requestId,
       caller: req.caller,
-      sourceAddresses: req.kind === 'broker' ? (this.#d.brokerSourceAddresses ?? []) : [],
+      // Through a tunnel sshd sees the agent's own connection, not the broker's address: no `from=` then.
+      sourceAddresses:
+        req.kind === 'broker' && instance.sshRoute === 'direct' ? (this.#d.brokerSourceAddresses ?? []) : [],
       portForwarding: req.portForwarding === true,
     };
     const ref = { grantId, accountId: req.accountId, instanceId: instance.id };

@@ -87,6 +87,24 @@ export interface TerminalGatewayDeps {
   readonly handshakesPerInstance?: number;
   /** Session rows and recordings; absent: sessions are neither listed nor recorded. */
   readonly sessions?: SessionRecordings;
+  /** Tunnels through the agent, for instances whose SshRoute is `tunnel` or `auto` (src/tunnels). */
+  readonly tunnels?: () => BrokerTunnels | undefined;
+}
+
+/** What the broker needs of src/tunnels: a byte stream to the instance's sshd through its agent. */
+export interface BrokerTunnels {
+  openForBroker(
+    t: {
+      readonly accountId: string;
+      readonly regionId: string;
+      readonly instanceId: string;
+      readonly osUser: string;
+      readonly caller: string;
+      readonly requestId: string;
+      readonly sourceIp: string;
+    },
+    signal?: AbortSignal,
+  ): Promise<Duplex>;
 }
 
 /** Reads `cols`/`rows` bounds (shared with StartTerminalSession). */
@@ -173,7 +191,8 @@ export class TerminalGateway {
     }
     this.#d.tickets.redeem(ticket).then(
       (target) => {
-        if (target === undefined) this.#refuseTicket(socket);
+        // A tunnel's ticket (StartSshTunnel, session id `tn-…`) opens no terminal.
+        if (target === undefined || target.sessionId.startsWith('tn-')) this.#refuseTicket(socket);
         else this.#accept(req, socket, head, target);
       },
       (err: unknown) => {
@@ -316,7 +335,10 @@ export class TerminalGateway {
       releaseSlot = await this.#handshakes.acquire(t.instanceId);
       phases.mark('handshakeSlot');
       const id = grant.grantId;
+      const tunnels = this.#d.tunnels?.();
       const connecting = brokerConnect({
+        route: grant.instance.sshRoute,
+        ...(tunnels !== undefined && { openTunnel: () => tunnels.openForBroker(t) }),
         instanceId: t.instanceId,
         sshAddress: grant.instance.sshAddress,
         hostKeys: grant.instance.hostKeys,

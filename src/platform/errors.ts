@@ -159,6 +159,27 @@ export const ERROR_CODES = {
     status: 413,
     summary: 'The session was closed: its recording reached the size limit and recording is required.',
   },
+  // SSH tunnels through the agent.
+  'Tunnel.TicketInvalid': {
+    status: 401,
+    summary: 'The tunnel ticket is unknown, expired or already used.',
+  },
+  'Tunnel.TooManyTunnels': {
+    status: 429,
+    summary: 'A limit on open tunnels (per instance, per user or in all) was reached.',
+  },
+  'Tunnel.AgentUnreachable': {
+    status: 504,
+    summary: "The instance's agent did not open the tunnel in time.",
+  },
+  'Tunnel.SshdUnreachable': {
+    status: 502,
+    summary: "The instance's agent cannot reach its own sshd.",
+  },
+  'Tunnel.AgentCredentialInvalid': {
+    status: 401,
+    summary: "An agent's tunnel connection names no pending tunnel or carries the wrong token.",
+  },
 
   // Web console sessions.
   'Console.InvalidCredentials': { status: 401, summary: 'The user name or password is wrong.' },

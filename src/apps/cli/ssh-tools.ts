@@ -23,7 +23,6 @@ export const SSH_TOOL_ERROR_CODES = [
   'Proxy.AgentSocketBusy',
   'Proxy.PathTooLong',
   'Proxy.ConnectFailed',
-  'Proxy.TunnelUnavailable',
   'SshConfig.Unreadable',
   'SshConfig.BrokenMarkers',
   'SshConfig.WriteFailed',

@@ -39,6 +39,9 @@ import { bindingActions } from '../../rpc/actions/binding-actions.js';
 import { instanceActions } from '../../rpc/actions/instance-actions.js';
 import { keyPairActions } from '../../rpc/actions/key-pair-actions.js';
 import { logonActions } from '../../rpc/actions/logon-actions.js';
+import { tunnelActions } from '../../rpc/actions/tunnel-actions.js';
+import { AGENT_TUNNEL_PATH } from '../../agent-channel/index.js';
+import { TUNNEL_PATH, type AgentTunnels, type TunnelGateway } from '../../tunnels/index.js';
 import { auditActions } from '../../rpc/actions/audit-actions.js';
 import { sessionActions } from '../../rpc/actions/session-actions.js';
 import type { SessionRecordings } from '../../sessions/index.js';
@@ -110,6 +113,12 @@ export interface ServerDeps {
     readonly terminal: TerminalGateway;
     /** Session rows and recordings (DescribeSessions, GetSessionRecording, VerifySessionRecording). */
     readonly sessions?: SessionRecordings;
+    /** SSH through the agent: StartSshTunnel, `/tunnel/v1/connect` and the agents' `/agent/v1/tunnel`. */
+    readonly tunnels?: {
+      readonly gateway: TunnelGateway;
+      readonly agents: AgentTunnels;
+      readonly publicUrl?: string;
+    };
   };
 }
 
@@ -266,6 +275,19 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
                         regions: deps.regions,
                       })),
                 ]),
+            ...(deps.logon?.tunnels === undefined
+              ? []
+              : tunnelActions({
+                  logon: deps.logon.service,
+                  grants: deps.logon.grants,
+                  tickets: deps.logon.tickets,
+                  instances: instances.service,
+                  regions: deps.regions,
+                  sessionRecording: false,
+                  ...(deps.logon.tunnels.publicUrl !== undefined && {
+                    publicUrl: deps.logon.tunnels.publicUrl,
+                  }),
+                })),
           ]),
     ],
     authenticator,
@@ -317,12 +339,17 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
       app.server.on('upgrade', (req, socket, head: Buffer) => {
         const path = (req.url ?? '/').split('?')[0];
         if (path === TERMINAL_PATH) logon.terminal.handleUpgrade(req, socket, head);
+        else if (path === TUNNEL_PATH && logon.tunnels !== undefined)
+          logon.tunnels.gateway.handleUpgrade(req, socket, head);
+        else if (path === AGENT_TUNNEL_PATH && logon.tunnels !== undefined)
+          logon.tunnels.agents.handleUpgrade(req, socket, head);
         else instances.gateway.handleUpgrade(req, socket, head);
       });
     }
     // preClose runs before the HTTP server stops: open WebSockets would otherwise keep it from closing.
     app.addHook('preClose', async () => {
       logon?.terminal.close();
+      logon?.tunnels?.gateway.close();
       logon?.service.close();
       await instances.gateway.close();
     });

@@ -27,6 +27,7 @@ import {
 import { KeyPairRepository, KeyPairService } from '../../keypairs/index.js';
 import { LogonGrantRepository, LogonService, TerminalGateway, TerminalTickets } from '../../logon/index.js';
 import { ensureRecordingsDir, SessionRecordings, SessionRepository } from '../../sessions/index.js';
+import { AgentTunnels, TunnelGateway, TunnelLimits } from '../../tunnels/index.js';
 import { systemClock, type Clock } from '../../platform/clock.js';
 import { SecretBox } from '../../platform/crypto/secret-box.js';
 import { openDatabase, openRelaxedPostgres, withStartupLock, type Db } from '../../platform/db/database.js';
@@ -233,6 +234,19 @@ export async function startServer(
     });
     await logonService.sweepExpired('expired-while-server-down');
     const tickets = new TerminalTickets({ db, clock });
+    const agentTunnels = new AgentTunnels({
+      hub,
+      logger,
+      ...(config.publicUrl !== undefined && { publicUrl: config.publicUrl }),
+    });
+    const tunnelGateway = new TunnelGateway({
+      logger,
+      tickets,
+      logon: logonService,
+      agents: agentTunnels,
+      limits: new TunnelLimits(config.tunnels),
+      audit: logonAudit,
+    });
     const nonceBounds = {
       windowMs: SIGNATURE_WINDOW_MS,
       maxEntries: limits.maxRememberedNonces,
@@ -268,7 +282,13 @@ export async function startServer(
         maxSessionSeconds: config.logon.maxSessionSeconds,
         idleTimeoutSeconds: config.logon.idleTimeoutSeconds,
         sessions,
+        tunnels: () => tunnelGateway,
       }),
+      tunnels: {
+        gateway: tunnelGateway,
+        agents: agentTunnels,
+        ...(config.publicUrl !== undefined && { publicUrl: config.publicUrl }),
+      },
     };
     const tls =
       config.tls === undefined

@@ -13,6 +13,7 @@ import {
   type SessionRecordingMode,
 } from '../../sessions/index.js';
 import { MASTER_KEY_BYTES } from '../../platform/crypto/secret-box.js';
+import { DEFAULT_TUNNEL_LIMITS, type TunnelLimitsConfig } from '../../tunnels/index.js';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -49,6 +50,8 @@ export interface ServerConfig {
    * absent: taken from each request (its scheme and a checked Host header).
    */
   readonly publicUrl?: string;
+  /** SSH tunnels through agents: open tunnels per instance, per user, in all; bytes/s per tunnel (0: unlimited). */
+  readonly tunnels: TunnelLimitsConfig;
 }
 
 export interface SourceLimitsConfig {
@@ -131,6 +134,10 @@ const FILE_FIELDS = [
   'recordingMaxBytes',
   'recordInput',
   'recordingRetentionDays',
+  'tunnelsPerInstance',
+  'tunnelsPerUser',
+  'tunnelsTotal',
+  'tunnelBytesPerSecond',
 ] as const;
 type Field = (typeof FILE_FIELDS)[number];
 
@@ -160,6 +167,10 @@ const ENV_NAMES: Record<Field, string> = {
   recordingMaxBytes: 'KEYWARD_RECORDING_MAX_BYTES',
   recordInput: 'KEYWARD_RECORD_INPUT',
   recordingRetentionDays: 'KEYWARD_RECORDING_RETENTION_DAYS',
+  tunnelsPerInstance: 'KEYWARD_TUNNELS_PER_INSTANCE',
+  tunnelsPerUser: 'KEYWARD_TUNNELS_PER_USER',
+  tunnelsTotal: 'KEYWARD_TUNNELS_TOTAL',
+  tunnelBytesPerSecond: 'KEYWARD_TUNNEL_BYTES_PER_SECOND',
 };
 
 const FLAG_NAMES: Record<Field, string> = {
@@ -188,6 +199,10 @@ const FLAG_NAMES: Record<Field, string> = {
   recordingMaxBytes: '--recording-max-bytes',
   recordInput: '--record-input',
   recordingRetentionDays: '--recording-retention-days',
+  tunnelsPerInstance: '--tunnels-per-instance',
+  tunnelsPerUser: '--tunnels-per-user',
+  tunnelsTotal: '--tunnels-total',
+  tunnelBytesPerSecond: '--tunnel-bytes-per-second',
 };
 
 const MAX_CONFIG_FILE_BYTES = 64 * 1024;
@@ -380,9 +395,26 @@ export function loadServerConfig(
   }
   const publicUrl = parsePublicUrl(pick('publicUrl'));
   const recording = parseRecording(pick, dataDir);
+  /** A limit: a whole number, 0 meaning unlimited. */
+  const limit = (field: Field, fallback: number, max: number): number => {
+    const setting = pick(field);
+    if (setting === undefined) return fallback;
+    const n = /^\d{1,10}$/.test(setting.value) ? Number(setting.value) : NaN;
+    if (!(n >= 0 && n <= max)) {
+      throw new ConfigError(`${setting.source}: must be a whole number from 0 (unlimited) to ${String(max)}`);
+    }
+    return n;
+  };
+  const tunnels: TunnelLimitsConfig = Object.freeze({
+    perInstance: limit('tunnelsPerInstance', DEFAULT_TUNNEL_LIMITS.perInstance, 100_000),
+    perUser: limit('tunnelsPerUser', DEFAULT_TUNNEL_LIMITS.perUser, 100_000),
+    total: limit('tunnelsTotal', DEFAULT_TUNNEL_LIMITS.total, 1_000_000),
+    bytesPerSecond: limit('tunnelBytesPerSecond', DEFAULT_TUNNEL_LIMITS.bytesPerSecond, 1_000_000_000_000),
+  });
 
   return Object.freeze({
     logon,
+    tunnels,
     sourceLimits,
     recording,
     ...(downloads !== undefined && { agentDownloadsDir: resolve(downloads.value) }),

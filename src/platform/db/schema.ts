@@ -83,6 +83,8 @@ export interface InstancesTable {
   apply_error_message: string | null;
   /** JSON of the agent's last `SshdReadiness` (OpenSSH release, one-time logon readiness); null: not reported. */
   sshd_readiness: string | null;
+  /** `direct`, `tunnel` or `auto` (migration 0013). */
+  ssh_route: string;
 }
 
 export interface InstanceTagsTable {

@@ -1,7 +1,7 @@
 /**
  * The ECS instance actions Keyward serves for enrolled hosts: DescribeInstances with ECS request
  * parameters and response shapes (shared ECS-API.md), plus Keyward's extensions under the same API
- * version: CreateEnrollmentToken, ModifyInstanceAttribute (rename), TagResources/UntagResources for
+ * version: CreateEnrollmentToken, ModifyInstanceAttribute (rename, and SshRoute: direct|tunnel|auto), TagResources/UntagResources for
  * ResourceType=instance, DeleteInstance (revoke) and AcceptInstanceHostKeys (pin the host keys an agent
  * reported after enrollment).
  */
@@ -11,6 +11,8 @@ import {
   MAX_ENROLLMENT_TTL_SECONDS,
   MIN_ENROLLMENT_TTL_SECONDS,
   parseInstanceName,
+  SSH_ROUTES,
+  type SshRoute,
   type EnrollmentService,
   type HostKey,
   type InstanceService,
@@ -75,6 +77,8 @@ export function instanceItem(v: InstanceView): Record<string, unknown> {
       AgentVersion: r.agentVersion,
       LastSeenTime: ecsTimeSeconds(v.lastSeenAt),
       SshAddress: r.sshAddress,
+      // How the broker and `keyward ssh` reach sshd: direct, tunnel (through the agent) or auto.
+      SshRoute: r.sshRoute,
       LoginUser: r.loginUser,
       OSVersion: r.osVersion,
       Kernel: r.kernel,
@@ -254,15 +258,36 @@ export function instanceActions(deps: Deps): RpcAction[] {
       name: 'ModifyInstanceAttribute',
       version: ECS_API_VERSION,
       permissions: [{ action: 'ecs:ModifyInstanceAttribute', conditionKeys: TAGGED }],
-      read: (params) => ({
-        regionId: optionalRegionId(params, deps.regions),
-        id: params.requiredString('InstanceId', 64),
-        name: parseInstanceName(params.requiredString('InstanceName', 256)),
-      }),
+      read(params) {
+        const regionId = optionalRegionId(params, deps.regions);
+        const id = params.requiredString('InstanceId', 64);
+        const rawName = params.optionalString('InstanceName', 256);
+        const rawRoute = params.optionalString('SshRoute', 16);
+        if (rawName === undefined && rawRoute === undefined) {
+          throw new AppError('MissingParameter', 'Give InstanceName, SshRoute or both.');
+        }
+        if (rawRoute !== undefined && !(SSH_ROUTES as readonly string[]).includes(rawRoute)) {
+          throw new AppError('InvalidParameter', 'SshRoute must be direct, tunnel or auto.');
+        }
+        return {
+          regionId,
+          id,
+          name: rawName === undefined ? undefined : parseInstanceName(rawName),
+          route: rawRoute as SshRoute | undefined,
+        };
+      },
       authorize: ({ regionId, id }, ctx) =>
         instancesCheck(deps, 'ecs:ModifyInstanceAttribute', ctx, [id], regionId),
-      async run({ regionId, id, name }, ctx) {
-        await deps.instances.rename(ctx.accountId, id, name, regionId);
+      async run({ regionId, id, name, route }, ctx) {
+        if (name !== undefined) await deps.instances.rename(ctx.accountId, id, name, regionId);
+        if (route !== undefined) {
+          await deps.instances.setSshRoute(
+            { accountId: ctx.accountId, accessKeyId: ctx.accessKeyId },
+            id,
+            route,
+            regionId,
+          );
+        }
         return {};
       },
     }),

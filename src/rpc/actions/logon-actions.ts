@@ -47,7 +47,7 @@ export const PORT_FORWARDING_ACTION = 'ecs-workbench:PortForwarding';
 export const SESSION_RECORDING_CONDITION_KEY = 'ecs-workbench:SessionRecording';
 const DEFAULT_OS_USER = 'root';
 
-interface Deps {
+export interface LogonActionDeps {
   readonly logon: LogonService;
   readonly grants: LogonGrantRepository;
   readonly tickets: TerminalTickets;
@@ -58,11 +58,11 @@ interface Deps {
 }
 
 /** LoginInstance and PortForwarding carry the OS user, whether the session is recorded and the tags. */
-const LOGON_KEYS = [LOGIN_USER_CONDITION_KEY, SESSION_RECORDING_CONDITION_KEY, RESOURCE_TAG_KEYS];
+export const LOGON_KEYS = [LOGIN_USER_CONDITION_KEY, SESSION_RECORDING_CONDITION_KEY, RESOURCE_TAG_KEYS];
 
 /** The check of a logon: `action` on the instance's workbench resource, as `osUser`, with its tags. */
-async function logonCheck(
-  deps: Deps,
+export async function logonCheck(
+  deps: LogonActionDeps,
   ctx: RpcContext,
   action: string,
   input: { readonly regionId: string; readonly instanceId: string; readonly osUser: string },
@@ -111,7 +111,7 @@ function grantView(g: LogonGrantRecord) {
   };
 }
 
-export function logonActions(deps: Deps): RpcAction[] {
+export function logonActions(deps: LogonActionDeps): RpcAction[] {
   return [
     defineAction({
       name: 'SendSSHPublicKey',

@@ -35,6 +35,10 @@ Commands:
       keys Keyward pinned for it.
   rename ID NAME
       Renames an instance (2-128 characters, starting with a letter).
+  set-route ID direct|tunnel|auto
+      How the console's broker and \`keyward ssh\` reach the host's sshd: direct (its SSH address, the
+      default), tunnel (through the agent's own connection to the server: for hosts with no open port) or
+      auto (direct when sshd answers within 1.5 s, else the tunnel). Needs ecs:ModifyInstanceAttribute.
   tag ID KEY=VALUE...
       Adds or overwrites tags (at most 20 per instance).
   untag ID KEY...
@@ -86,6 +90,7 @@ export interface InstanceItem {
     AgentVersion?: string;
     LastSeenTime?: string;
     SshAddress?: string;
+    SshRoute?: string;
     LoginUser?: string;
     OSVersion?: string;
     Kernel?: string;
@@ -271,6 +276,7 @@ export async function instanceCommand(
         ['Kernel', agent.Kernel ?? ''],
         ['Addresses', (item.InnerIpAddress?.IpAddress ?? []).join(', ')],
         ['SSH address', agent.SshAddress ?? ''],
+        ['SSH route', agent.SshRoute ?? 'direct'],
         ['Login user', agent.LoginUser ?? ''],
         ['Agent', agent.AgentVersion ?? ''],
         [
@@ -344,6 +350,25 @@ export async function instanceCommand(
         InstanceName: name,
       });
       println(io.stdout, `Renamed ${id} to ${name}.`);
+      return 0;
+    }
+
+    case 'set-route': {
+      const { values, positionals } = parseCommandArgs(rest, common);
+      if (values['help'] === true) return help(io);
+      const [id, route, ...extra] = positionals;
+      if (id === undefined || route === undefined || extra.length > 0) {
+        throw new UsageError('instance set-route takes an instance ID and direct, tunnel or auto');
+      }
+      if (!['direct', 'tunnel', 'auto'].includes(route)) {
+        throw new UsageError(`the route must be direct, tunnel or auto, not "${route}"`);
+      }
+      const { client, regionId } = connect();
+      await client.call('ModifyInstanceAttribute', { RegionId: regionId, InstanceId: id, SshRoute: route });
+      println(
+        io.stdout,
+        `${id} is now reached ${route === 'auto' ? 'directly, else through its agent' : route === 'tunnel' ? 'through its agent' : 'directly'}.`,
+      );
       return 0;
     }
 

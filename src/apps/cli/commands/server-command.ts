@@ -33,6 +33,10 @@ const OPTIONS = {
   'recording-max-bytes': { type: 'string' },
   'record-input': { type: 'boolean' },
   'recording-retention-days': { type: 'string' },
+  'tunnels-per-instance': { type: 'string' },
+  'tunnels-per-user': { type: 'string' },
+  'tunnels-total': { type: 'string' },
+  'tunnel-bytes-per-second': { type: 'string' },
   config: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -69,6 +73,10 @@ export async function serverCommand(args: readonly string[], io: CliIo): Promise
     'recordings-dir': 'recordingsDir',
     'recording-max-bytes': 'recordingMaxBytes',
     'recording-retention-days': 'recordingRetentionDays',
+    'tunnels-per-instance': 'tunnelsPerInstance',
+    'tunnels-per-user': 'tunnelsPerUser',
+    'tunnels-total': 'tunnelsTotal',
+    'tunnel-bytes-per-second': 'tunnelBytesPerSecond',
     config: 'config',
   } as const;
   for (const [flag, field] of Object.entries(map)) {

@@ -39,7 +39,8 @@ Options (each also from an environment variable, then from the config file; flag
   --agent-downloads-dir DIR   where \`npm run build:agent\` put the agent executables
                       (default dist/agent-bin beside the server's code)  KEYWARD_AGENT_DOWNLOADS_DIR
   --public-url URL    the URL hosts reach this server at, written into the installer (default: taken
-                      from each request's scheme and Host header)  KEYWARD_PUBLIC_URL
+                      from each request's scheme and Host header)  KEYWARD_PUBLIC_URL; agents also
+                      dial their SSH tunnels back to it (with several replicas: each its own URL)
   Recorded terminal sessions (docs/recordings.md):
   --session-recording on|off|required   record the console's terminal sessions (asciicast v2); with
                       required, a session whose recording fails ends   KEYWARD_SESSION_RECORDING (default on)
@@ -49,13 +50,20 @@ Options (each also from an environment variable, then from the config file; flag
   --record-input      record keystrokes too (off by default)      KEYWARD_RECORD_INPUT=true
   --recording-retention-days N   delete recordings this long after their session, 0 keeps them
                                       KEYWARD_RECORDING_RETENTION_DAYS (default 90)
+  SSH tunnels through agents (hosts with no open port; 0 = unlimited):
+  --tunnels-per-instance N      open tunnels per instance (default 64)  KEYWARD_TUNNELS_PER_INSTANCE
+  --tunnels-per-user N          open tunnels per user (default 32)      KEYWARD_TUNNELS_PER_USER
+  --tunnels-total N             open tunnels on this server (default 2000)  KEYWARD_TUNNELS_TOTAL
+  --tunnel-bytes-per-second N   bytes per second each way per tunnel (default 0)
+                                                                KEYWARD_TUNNEL_BYTES_PER_SECOND
   --config FILE       JSON file with any of: dataDir, listen, regionId, tlsCert, tlsKey, logLevel,
                       logonKeyLifetime, sessionMaxSeconds, sessionIdleSeconds, brokerSourceAddresses,
                       sshAddressAllowlist, allowLoopbackHosts, database, databaseMaxConnections,
                       databasePreparedStatements,
                       enrollmentsPerMinute, agentConnectsPerMinute, agentPendingPerSource,
                       agentDownloadsDir, publicUrl, sessionRecording, recordingsDir,
-                      recordingMaxBytes, recordInput, recordingRetentionDays
+                      recordingMaxBytes, recordInput, recordingRetentionDays, tunnelsPerInstance,
+                      tunnelsPerUser, tunnelsTotal, tunnelBytesPerSecond
                                                                 KEYWARD_CONFIG
   -h, --help          show this help
 

@@ -15,6 +15,7 @@ import { migration0009 } from './0009-host-trust.js';
 import { migration0010 } from './0010-audit-anchor.js';
 import { migration0011 } from './0011-sshd-readiness.js';
 import { migration0012 } from './0012-grant-used.js';
+import { migration0013 } from './0013-ssh-route.js';
 import { migration0014 } from './0014-terminal-sessions.js';
 
 const MIGRATIONS: Record<string, Migration> = {
@@ -30,6 +31,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0010-audit-anchor': migration0010,
   '0011-sshd-readiness': migration0011,
   '0012-grant-used': migration0012,
+  '0013-ssh-route': migration0013,
   '0014-terminal-sessions': migration0014,
 };
 
