@@ -7,8 +7,7 @@
  * the dispatcher asks the Authorizer about every check `authorize` returns before it calls `run`. An
  * action returning no check, or one it did not declare, is our bug: refused before it runs (plain Error,
  * so a 500 with the detail in the log). An action declared `readOnly` reads while its audit record is
- * committed, and answers only once it is. Reads go first: while any is in flight, actions that change
- * something are authorized and run one at a time (read-priority.ts).
+ * committed, and answers only once it is.
  */
 import type { Authorizer, Principal, RequestFacts } from '../identity/index.js';
 import { suppliesKey, type ConditionKeyCatalog } from '../policy/index.js';
@@ -17,7 +16,6 @@ import { AppError } from '../platform/errors.js';
 import type { RequestAuthenticator } from './authenticate.js';
 import type { AuthorizationCheck, RpcAction, RpcContext } from './rpc-action.js';
 import { ParamReader } from './rpc-params.js';
-import { ReadPriority } from './read-priority.js';
 import type { SignedRequestInput } from './signature/signed-request.js';
 
 /** Parameters that carry the legacy v1 envelope, not action input. */
@@ -72,8 +70,6 @@ export class RpcDispatcher {
   readonly #authorizer: Authorizer;
   readonly #clock: Clock;
   readonly #catalog: ConditionKeyCatalog;
-  /** Reads first: writes start one at a time while reads are in flight (read-priority.ts). */
-  readonly #priority = new ReadPriority();
 
   constructor(
     actions: readonly RpcAction[],
@@ -198,19 +194,7 @@ export class RpcDispatcher {
     };
   }
 
-  #run(
-    action: RpcAction,
-    reader: ParamReader,
-    caller: { readonly accountId: string; readonly accessKeyId: string; readonly principal: Principal },
-    requestFacts: RequestFacts,
-    requestId: string,
-  ): Promise<Record<string, unknown>> {
-    const run = (): Promise<Record<string, unknown>> =>
-      this.#authorizeAndRun(action, reader, caller, requestFacts, requestId);
-    return action.readOnly === true ? this.#priority.read(run) : this.#priority.write(run);
-  }
-
-  async #authorizeAndRun(
+  async #run(
     action: RpcAction,
     reader: ParamReader,
     caller: { readonly accountId: string; readonly accessKeyId: string; readonly principal: Principal },
