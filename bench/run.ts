@@ -48,7 +48,8 @@
  * The report goes to stdout (progress to stderr) and the figures to bench/results/latest.json. Nothing
  * fails on a missed target; each is printed with whether it was met. Every loop is bounded by a count and
  * a deadline, targets only 127.0.0.1, and the server is stopped (SIGTERM) and its temporary data directory
- * removed at the end, also on failure. `--quick` shrinks every count (for working on the harness itself).
+ * removed at the end, also on failure. `--quick` shrinks every count (for working on the harness itself);
+ * `--only 2,2b` runs only the sections named; `--server-cpu-prof=DIR` profiles the first server child.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -56,7 +57,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { RpcClient } from '../src/client/index.js';
-import { CpuMonitor, type CpuInterval, type CpuSnapshot } from './cpu-monitor.js';
+import { CpuMonitor, processCpuMs, type CpuInterval, type CpuSnapshot } from './cpu-monitor.js';
 import { ed25519OpenSshPublicKey } from './ed25519-keys.js';
 import {
   concurrentThroughput,
@@ -85,6 +86,29 @@ const QUICK = process.argv.includes('--quick');
 const SERVER_CPU_PROF_DIR = process.argv
   .find((a) => a.startsWith('--server-cpu-prof='))
   ?.slice('--server-cpu-prof='.length);
+
+const SECTIONS = ['1', '2', '2b', '3'] as const;
+type Section = (typeof SECTIONS)[number];
+/**
+ * `--only 2,2b` (or `--only=2,2b`): run only the sections named (the setup they need still runs: the server,
+ * and the 500 key pairs for 2, 2b and 3). Default: every section.
+ */
+function parseOnly(argv: readonly string[]): ReadonlySet<Section> {
+  const at = argv.findIndex((a) => a === '--only' || a.startsWith('--only='));
+  if (at === -1) return new Set(SECTIONS);
+  const flag = argv[at] ?? '';
+  const value = flag === '--only' ? argv[at + 1] : flag.slice('--only='.length);
+  const names = (value ?? '').split(',').filter((x) => x !== '');
+  const unknown = names.filter((x) => !(SECTIONS as readonly string[]).includes(x));
+  if (names.length === 0 || unknown.length > 0) {
+    throw new TypeError(
+      `--only takes sections among ${SECTIONS.join(', ')} (comma-separated), not ${value ?? '(nothing)'}`,
+    );
+  }
+  return new Set(names as Section[]);
+}
+const ONLY = parseOnly(process.argv);
+const runs = (section: Section): boolean => ONLY.has(section);
 
 /** Every count, concurrency and bound of the run. */
 const CONFIG = {
@@ -448,86 +472,93 @@ async function main(): Promise<void> {
   });
 
   // ---- 1. CreateKeyPair vs raw RSA -------------------------------------------------------------------------
-  const { rsa } = CONFIG;
-  const raw = await startRawRsaChild(env);
-  progress(`RSA warm-up: ${rsa.warmup} raw, ${rsa.warmup} via the API`);
-  await raw.run(rsa.warmup, rsa.concurrency, rsa.roundLimitMs);
-  const warm = await apiCreateRound(
-    client,
-    regionId,
-    'bench-warmup',
-    rsa.warmup,
-    rsa.concurrency,
-    rsa.roundLimitMs,
-  );
-  await deleteKeyPairs(client, regionId, warm.names);
+  const rsaSection = !runs('1')
+    ? undefined
+    : await (async () => {
+        const { rsa } = CONFIG;
+        const raw = await startRawRsaChild(env);
+        progress(`RSA warm-up: ${rsa.warmup} raw, ${rsa.warmup} via the API`);
+        await raw.run(rsa.warmup, rsa.concurrency, rsa.roundLimitMs);
+        const warm = await apiCreateRound(
+          client,
+          regionId,
+          'bench-warmup',
+          rsa.warmup,
+          rsa.concurrency,
+          rsa.roundLimitMs,
+        );
+        await deleteKeyPairs(client, regionId, warm.names);
 
-  const rounds: RsaRound[] = [];
-  for (let r = 1; r <= rsa.rounds; r++) {
-    const rawStart = monitor.snapshot();
-    const rawRound = await raw.run(rsa.count, rsa.concurrency, rsa.roundLimitMs);
-    const rawCpu = interval(rawStart);
-    rounds.push({
-      side: 'raw',
-      round: r,
-      count: rawRound.count,
-      elapsedMs: rawRound.elapsedMs,
-      pairsPerSecond: rawRound.count / (rawRound.elapsedMs / 1000),
-      otherCores: rawCpu.otherCores,
-    });
-    progress(
-      `round ${r} raw: ${rawRound.count} pairs in ${fixed(rawRound.elapsedMs / 1000, 2)} s ` +
-        `(other processes: ${fixed(rawCpu.otherCores, 2)} cores)`,
-    );
-    const apiStart = monitor.snapshot();
-    const apiRound = await apiCreateRound(
-      client,
-      regionId,
-      `bench-r${r}`,
-      rsa.count,
-      rsa.concurrency,
-      rsa.roundLimitMs,
-    );
-    const apiCpu = interval(apiStart);
-    rounds.push({
-      side: 'api',
-      round: r,
-      count: apiRound.count,
-      elapsedMs: apiRound.elapsedMs,
-      pairsPerSecond: apiRound.count / (apiRound.elapsedMs / 1000),
-      otherCores: apiCpu.otherCores,
-    });
-    progress(
-      `round ${r} api: ${apiRound.count} pairs in ${fixed(apiRound.elapsedMs / 1000, 2)} s ` +
-        `(other processes: ${fixed(apiCpu.otherCores, 2)} cores)`,
-    );
-    await deleteKeyPairs(client, regionId, apiRound.names);
-  }
-  await raw.stop();
-  live.raw = undefined;
-  const rateOf = (side: 'raw' | 'api'): number[] =>
-    rounds.filter((x) => x.side === side).map((x) => x.pairsPerSecond);
-  const pooledRate = (side: 'raw' | 'api'): number => {
-    const mine = rounds.filter((x) => x.side === side);
-    return mine.reduce((a, x) => a + x.count, 0) / (mine.reduce((a, x) => a + x.elapsedMs, 0) / 1000);
-  };
-  const rawMedian = median(rateOf('raw'));
-  const apiMedian = median(rateOf('api'));
-  const rsaRatio = apiMedian / rawMedian;
-  const disturbedRounds = rounds.filter((x) => !(x.otherCores <= DISTURBED_CORES));
-  const cleanRates = (side: 'raw' | 'api'): number[] =>
-    rounds.filter((x) => x.side === side && x.otherCores <= DISTURBED_CORES).map((x) => x.pairsPerSecond);
-  const cleanRaw = cleanRates('raw');
-  const cleanApi = cleanRates('api');
-  const cleanRatio =
-    cleanRaw.length > 0 && cleanApi.length > 0
-      ? {
-          raw: median(cleanRaw),
-          api: median(cleanApi),
-          rawRounds: cleanRaw.length,
-          apiRounds: cleanApi.length,
+        const rounds: RsaRound[] = [];
+        for (let r = 1; r <= rsa.rounds; r++) {
+          const rawStart = monitor.snapshot();
+          const rawRound = await raw.run(rsa.count, rsa.concurrency, rsa.roundLimitMs);
+          const rawCpu = interval(rawStart);
+          rounds.push({
+            side: 'raw',
+            round: r,
+            count: rawRound.count,
+            elapsedMs: rawRound.elapsedMs,
+            pairsPerSecond: rawRound.count / (rawRound.elapsedMs / 1000),
+            otherCores: rawCpu.otherCores,
+          });
+          progress(
+            `round ${r} raw: ${rawRound.count} pairs in ${fixed(rawRound.elapsedMs / 1000, 2)} s ` +
+              `(other processes: ${fixed(rawCpu.otherCores, 2)} cores)`,
+          );
+          const apiStart = monitor.snapshot();
+          const apiRound = await apiCreateRound(
+            client,
+            regionId,
+            `bench-r${r}`,
+            rsa.count,
+            rsa.concurrency,
+            rsa.roundLimitMs,
+          );
+          const apiCpu = interval(apiStart);
+          rounds.push({
+            side: 'api',
+            round: r,
+            count: apiRound.count,
+            elapsedMs: apiRound.elapsedMs,
+            pairsPerSecond: apiRound.count / (apiRound.elapsedMs / 1000),
+            otherCores: apiCpu.otherCores,
+          });
+          progress(
+            `round ${r} api: ${apiRound.count} pairs in ${fixed(apiRound.elapsedMs / 1000, 2)} s ` +
+              `(other processes: ${fixed(apiCpu.otherCores, 2)} cores)`,
+          );
+          await deleteKeyPairs(client, regionId, apiRound.names);
         }
-      : undefined;
+        await raw.stop();
+        live.raw = undefined;
+        const rateOf = (side: 'raw' | 'api'): number[] =>
+          rounds.filter((x) => x.side === side).map((x) => x.pairsPerSecond);
+        const pooledRate = (side: 'raw' | 'api'): number => {
+          const mine = rounds.filter((x) => x.side === side);
+          return mine.reduce((a, x) => a + x.count, 0) / (mine.reduce((a, x) => a + x.elapsedMs, 0) / 1000);
+        };
+        const rawMedian = median(rateOf('raw'));
+        const apiMedian = median(rateOf('api'));
+        const rsaRatio = apiMedian / rawMedian;
+        const disturbedRounds = rounds.filter((x) => !(x.otherCores <= DISTURBED_CORES));
+        const cleanRates = (side: 'raw' | 'api'): number[] =>
+          rounds
+            .filter((x) => x.side === side && x.otherCores <= DISTURBED_CORES)
+            .map((x) => x.pairsPerSecond);
+        const cleanRaw = cleanRates('raw');
+        const cleanApi = cleanRates('api');
+        const cleanRatio =
+          cleanRaw.length > 0 && cleanApi.length > 0
+            ? {
+                raw: median(cleanRaw),
+                api: median(cleanApi),
+                rawRounds: cleanRaw.length,
+                apiRounds: cleanApi.length,
+              }
+            : undefined;
+        return { rounds, rawMedian, apiMedian, rsaRatio, disturbedRounds, cleanRatio, pooledRate };
+      })();
 
   // ---- 2. DescribeKeyPairs vs /healthz ----------------------------------------------------------------------
   const { describe } = CONFIG;
@@ -564,181 +595,246 @@ async function main(): Promise<void> {
   }
   client.close();
 
-  progress('starting the floor (raw better-sqlite3 over a copy of the server database, one HMAC)');
-  const floor = await startFloorChild(env, {
-    kind: 'start',
-    sourceFile: join(dataDir, 'keyward.sqlite'),
-    accountId: creds.accountId,
-    regionId,
-    hmacKey: creds.accessKeySecret,
-  });
-  if (floor.rows !== describe.keyPairs) {
-    throw new Error(`the floor's copy holds ${floor.rows} key pairs, not ${describe.keyPairs}`);
-  }
-
   const target = loopbackTarget(server.endpoint);
-  const floorTarget = loopbackTarget(floor.endpoint);
   const describeFor =
     (c: InitialCredentials) =>
     (i: number): PreparedRequest =>
       signedDescribe(c, target.host, (i % describe.pages) + 1, describe.pageSize);
   const signedPrepare = describeFor(creds);
   const healthPrepare = (): PreparedRequest => HEALTHZ;
-  const targetOf = (kind: DescribeKind): { hostname: string; port: number } =>
-    kind === 'floor' ? floorTarget : target;
-  const prepareOf = (kind: DescribeKind): ((i: number) => PreparedRequest) =>
-    kind === 'healthz' ? healthPrepare : signedPrepare;
-  const agents = {
-    healthz: keepAliveAgent(1),
-    signed: keepAliveAgent(1),
-    floor: keepAliveAgent(1),
-  };
-  const sequential = async (kind: DescribeKind, count: number, limitMs: number): Promise<LoadResult> => {
-    const r = await sequentialLatency({
-      target: targetOf(kind),
-      agent: agents[kind],
-      prepare: prepareOf(kind),
-      count,
-      expectStatus: 200,
-      deadline: performance.now() + limitMs,
-    });
-    assertClean(`${kind} sequential`, r);
-    return r;
-  };
+  const serverPid = server.pid;
+  const describeSection = !runs('2')
+    ? undefined
+    : await (async () => {
+        progress('starting the floor (raw better-sqlite3 over a copy of the server database, one HMAC)');
+        const floor = await startFloorChild(env, {
+          kind: 'start',
+          sourceFile: join(dataDir, 'keyward.sqlite'),
+          accountId: creds.accountId,
+          regionId,
+          hmacKey: creds.accessKeySecret,
+        });
+        if (floor.rows !== describe.keyPairs) {
+          throw new Error(`the floor's copy holds ${floor.rows} key pairs, not ${describe.keyPairs}`);
+        }
 
-  progress(
-    `latency: warm-up ${describe.warmup} each, then ${describe.latencyCount} each in ${describe.latencyBlocks} alternating blocks`,
-  );
-  for (const kind of DESCRIBE_KINDS) await sequential(kind, describe.warmup, describe.loopLimitMs);
-  const latencies = { healthz: [] as number[], signed: [] as number[], floor: [] as number[] };
-  const bytes = { healthz: 0, signed: 0, floor: 0 };
-  const perBlock = Math.ceil(describe.latencyCount / describe.latencyBlocks);
-  const latencyStart = monitor.snapshot();
-  for (let b = 0; b < describe.latencyBlocks; b++) {
-    for (const kind of DESCRIBE_KINDS) {
-      const r = await sequential(kind, perBlock, describe.loopLimitMs / describe.latencyBlocks);
-      latencies[kind].push(...r.latenciesMs);
-      bytes[kind] = r.lastBytes;
-    }
-  }
-  const latencyCpu = interval(latencyStart);
-  for (const agent of Object.values(agents)) agent.destroy();
+        const floorTarget = loopbackTarget(floor.endpoint);
+        const targetOf = (kind: DescribeKind): { hostname: string; port: number } =>
+          kind === 'floor' ? floorTarget : target;
+        const prepareOf = (kind: DescribeKind): ((i: number) => PreparedRequest) =>
+          kind === 'healthz' ? healthPrepare : signedPrepare;
+        const agents = {
+          healthz: keepAliveAgent(1),
+          signed: keepAliveAgent(1),
+          floor: keepAliveAgent(1),
+        };
+        const sequential = async (
+          kind: DescribeKind,
+          count: number,
+          limitMs: number,
+        ): Promise<LoadResult> => {
+          const r = await sequentialLatency({
+            target: targetOf(kind),
+            agent: agents[kind],
+            prepare: prepareOf(kind),
+            count,
+            expectStatus: 200,
+            deadline: performance.now() + limitMs,
+          });
+          assertClean(`${kind} sequential`, r);
+          return r;
+        };
 
-  progress(`throughput: ${describe.throughputCount} each with ${describe.concurrency} in flight`);
-  const throughput = async (
-    kind: DescribeKind,
-    count: number,
-  ): Promise<LoadResult & { readonly cpu: CpuInterval }> => {
-    const start = monitor.snapshot();
-    const r = await concurrentThroughput({
-      target: targetOf(kind),
-      prepare: prepareOf(kind),
-      count,
-      concurrency: describe.concurrency,
-      expectStatus: 200,
-      deadline: performance.now() + describe.loopLimitMs,
-    });
-    const cpu = interval(start);
-    assertClean(`${kind} throughput`, r);
-    return { ...r, cpu };
-  };
-  for (const kind of DESCRIBE_KINDS) await throughput(kind, describe.throughputWarmup);
-  const tput = {
-    healthz: await throughput('healthz', describe.throughputCount),
-    signed: await throughput('signed', describe.throughputCount),
-    floor: await throughput('floor', describe.throughputCount),
-  };
-  await stopFloorChild();
-  const figures = (kind: DescribeKind): KindFigures => ({
-    latency: summarize(latencies[kind]),
-    throughput: {
-      count: tput[kind].latenciesMs.length,
-      elapsedMs: tput[kind].elapsedMs,
-      rps: tput[kind].latenciesMs.length / (tput[kind].elapsedMs / 1000),
-      latency: summarize(tput[kind].latenciesMs),
-      otherCores: tput[kind].cpu.otherCores,
-    },
-    responseBytes: bytes[kind],
-  });
-  const healthz = figures('healthz');
-  const signed = figures('signed');
-  const floorFigures = figures('floor');
-  const p50Ratio = signed.latency.p50 / healthz.latency.p50;
-  const floorRatio = signed.latency.p50 / floorFigures.latency.p50;
-  const describeMet = p50Ratio <= describe.target || floorRatio <= describe.floorTarget;
+        progress(
+          `latency: warm-up ${describe.warmup} each, then ${describe.latencyCount} each in ${describe.latencyBlocks} alternating blocks`,
+        );
+        for (const kind of DESCRIBE_KINDS) await sequential(kind, describe.warmup, describe.loopLimitMs);
+        const latencies = { healthz: [] as number[], signed: [] as number[], floor: [] as number[] };
+        const bytes = { healthz: 0, signed: 0, floor: 0 };
+        const perBlock = Math.ceil(describe.latencyCount / describe.latencyBlocks);
+        /** CPU time of the answering process (the server, or the floor child), summed over the blocks. */
+        const answererCpuMs = { healthz: 0, signed: 0, floor: 0 };
+        const answererPid = (kind: DescribeKind): number | undefined =>
+          kind === 'floor' ? floor.pid : serverPid;
+        const latencyStart = monitor.snapshot();
+        for (let b = 0; b < describe.latencyBlocks; b++) {
+          for (const kind of DESCRIBE_KINDS) {
+            const pid = answererPid(kind);
+            const cpu0 = pid === undefined ? Number.NaN : processCpuMs(pid);
+            const r = await sequential(kind, perBlock, describe.loopLimitMs / describe.latencyBlocks);
+            answererCpuMs[kind] += pid === undefined ? Number.NaN : processCpuMs(pid) - cpu0;
+            latencies[kind].push(...r.latenciesMs);
+            bytes[kind] = r.lastBytes;
+          }
+        }
+        const latencyCpu = interval(latencyStart);
+        for (const agent of Object.values(agents)) agent.destroy();
+
+        progress(`throughput: ${describe.throughputCount} each with ${describe.concurrency} in flight`);
+        const throughput = async (
+          kind: DescribeKind,
+          count: number,
+        ): Promise<LoadResult & { readonly cpu: CpuInterval; readonly answererCpuMs: number }> => {
+          const start = monitor.snapshot();
+          const pid = answererPid(kind);
+          const cpu0 = pid === undefined ? Number.NaN : processCpuMs(pid);
+          const r = await concurrentThroughput({
+            target: targetOf(kind),
+            prepare: prepareOf(kind),
+            count,
+            concurrency: describe.concurrency,
+            expectStatus: 200,
+            deadline: performance.now() + describe.loopLimitMs,
+          });
+          const answered = pid === undefined ? Number.NaN : processCpuMs(pid) - cpu0;
+          const cpu = interval(start);
+          assertClean(`${kind} throughput`, r);
+          return { ...r, cpu, answererCpuMs: answered };
+        };
+        for (const kind of DESCRIBE_KINDS) await throughput(kind, describe.throughputWarmup);
+        const tput = {
+          healthz: await throughput('healthz', describe.throughputCount),
+          signed: await throughput('signed', describe.throughputCount),
+          floor: await throughput('floor', describe.throughputCount),
+        };
+        await stopFloorChild();
+        const figures = (kind: DescribeKind): KindFigures => ({
+          latency: summarize(latencies[kind]),
+          throughput: {
+            count: tput[kind].latenciesMs.length,
+            elapsedMs: tput[kind].elapsedMs,
+            rps: tput[kind].latenciesMs.length / (tput[kind].elapsedMs / 1000),
+            latency: summarize(tput[kind].latenciesMs),
+            otherCores: tput[kind].cpu.otherCores,
+          },
+          responseBytes: bytes[kind],
+        });
+        const healthz = figures('healthz');
+        const signed = figures('signed');
+        const floorFigures = figures('floor');
+        const p50Ratio = signed.latency.p50 / healthz.latency.p50;
+        const floorRatio = signed.latency.p50 / floorFigures.latency.p50;
+        const describeMet = p50Ratio <= describe.target || floorRatio <= describe.floorTarget;
+        /** CPU ms of the answering process per request: sequential blocks, and the 16-in-flight run. */
+        const cpuPerRequest = Object.fromEntries(
+          DESCRIBE_KINDS.map((kind) => [
+            kind,
+            {
+              sequential: answererCpuMs[kind] / latencies[kind].length,
+              concurrent: tput[kind].answererCpuMs / tput[kind].latenciesMs.length,
+            },
+          ]),
+        ) as Record<DescribeKind, { sequential: number; concurrent: number }>;
+        return {
+          healthz,
+          signed,
+          floorFigures,
+          p50Ratio,
+          floorRatio,
+          describeMet,
+          latencies,
+          latencyCpu,
+          cpuPerRequest,
+        };
+      })();
 
   // ---- 2b. Signed reads while writes run --------------------------------------------------------------------
   const { burst } = CONFIG;
-  progress(
-    `reads during a write burst: ${burst.blocks} × (${burst.readsPerBlock} idle reads, ${burst.readsPerBlock} reads with ${burst.writers} writers)`,
-  );
-  const writerClient = new RpcClient({
-    endpoint: server.endpoint,
-    accessKeyId: creds.accessKeyId,
-    accessKeySecret: creds.accessKeySecret,
-  });
-  const readAgent = keepAliveAgent(1);
-  const reads = async (count: number): Promise<LoadResult> => {
-    const r = await sequentialLatency({
-      target,
-      agent: readAgent,
-      prepare: signedPrepare,
-      count,
-      expectStatus: 200,
-      deadline: performance.now() + burst.loopLimitMs,
-    });
-    assertClean('signed reads', r);
-    return r;
-  };
-  await reads(describe.warmup);
-  const idleReads: number[] = [];
-  const burstReads: number[] = [];
-  let writes = 0;
-  let burstMs = 0;
-  const idleCpu: number[] = [];
-  const burstCpu: number[] = [];
-  for (let b = 0; b < burst.blocks; b++) {
-    const idleStart = monitor.snapshot();
-    idleReads.push(...(await reads(burst.readsPerBlock)).latenciesMs);
-    idleCpu.push(interval(idleStart).otherCores);
-    let stop = false;
-    const writer = async (w: number): Promise<void> => {
-      // Each writer recycles one key pair of its own: the region stays at its quota of 500.
-      const name = `bench-ed25519-${String(describe.keyPairs - 1 - w).padStart(3, '0')}`;
-      const publicKeyBody = publicKeys[describe.keyPairs - 1 - w] ?? '';
-      while (!stop) {
-        await writerClient.call('DeleteKeyPairs', {
-          RegionId: regionId,
-          KeyPairNames: JSON.stringify([name]),
+  const burstSection = !runs('2b')
+    ? undefined
+    : await (async () => {
+        progress(
+          `reads during a write burst: ${burst.blocks} × (${burst.readsPerBlock} idle reads, ${burst.readsPerBlock} reads with ${burst.writers} writers)`,
+        );
+        const writerClient = new RpcClient({
+          endpoint: server.endpoint,
+          accessKeyId: creds.accessKeyId,
+          accessKeySecret: creds.accessKeySecret,
         });
-        await writerClient.call('ImportKeyPair', {
-          RegionId: regionId,
-          KeyPairName: name,
-          PublicKeyBody: publicKeyBody,
-        });
-        writes += 2;
-      }
-    };
-    const burstStart = monitor.snapshot();
-    const t0 = performance.now();
-    const writers = Promise.all(Array.from({ length: burst.writers }, (_, w) => writer(w)));
-    // Let the writers get going before the reads are timed.
-    await new Promise((r) => setTimeout(r, 50));
-    try {
-      burstReads.push(...(await reads(burst.readsPerBlock)).latenciesMs);
-    } finally {
-      stop = true;
-      await writers;
-    }
-    burstMs += performance.now() - t0;
-    burstCpu.push(interval(burstStart).otherCores);
-  }
-  readAgent.destroy();
-  writerClient.close();
-  const idleSummary = summarize(idleReads);
-  const burstSummary = summarize(burstReads);
-  const burstRatio = burstSummary.p99 / idleSummary.p99;
-  const writesPerSecond = writes / (burstMs / 1000);
+        const readAgent = keepAliveAgent(1);
+        const reads = async (count: number): Promise<LoadResult> => {
+          const r = await sequentialLatency({
+            target,
+            agent: readAgent,
+            prepare: signedPrepare,
+            count,
+            expectStatus: 200,
+            deadline: performance.now() + burst.loopLimitMs,
+          });
+          assertClean('signed reads', r);
+          return r;
+        };
+        await reads(describe.warmup);
+        const idleReads: number[] = [];
+        const burstReads: number[] = [];
+        let writes = 0;
+        let burstMs = 0;
+        const idleCpu: number[] = [];
+        const burstCpu: number[] = [];
+        /** The server's CPU time during the idle blocks and during the burst blocks. */
+        let idleServerMs = 0;
+        let burstServerMs = 0;
+        const serverCpuMs = (): number => (serverPid === undefined ? Number.NaN : processCpuMs(serverPid));
+        for (let b = 0; b < burst.blocks; b++) {
+          const idleStart = monitor.snapshot();
+          const idleServer0 = serverCpuMs();
+          idleReads.push(...(await reads(burst.readsPerBlock)).latenciesMs);
+          idleServerMs += serverCpuMs() - idleServer0;
+          idleCpu.push(interval(idleStart).otherCores);
+          let stop = false;
+          const writer = async (w: number): Promise<void> => {
+            // Each writer recycles one key pair of its own: the region stays at its quota of 500.
+            const name = `bench-ed25519-${String(describe.keyPairs - 1 - w).padStart(3, '0')}`;
+            const publicKeyBody = publicKeys[describe.keyPairs - 1 - w] ?? '';
+            while (!stop) {
+              await writerClient.call('DeleteKeyPairs', {
+                RegionId: regionId,
+                KeyPairNames: JSON.stringify([name]),
+              });
+              await writerClient.call('ImportKeyPair', {
+                RegionId: regionId,
+                KeyPairName: name,
+                PublicKeyBody: publicKeyBody,
+              });
+              writes += 2;
+            }
+          };
+          const burstStart = monitor.snapshot();
+          const burstServer0 = serverCpuMs();
+          const t0 = performance.now();
+          const writers = Promise.all(Array.from({ length: burst.writers }, (_, w) => writer(w)));
+          // Let the writers get going before the reads are timed.
+          await new Promise((r) => setTimeout(r, 50));
+          try {
+            burstReads.push(...(await reads(burst.readsPerBlock)).latenciesMs);
+          } finally {
+            stop = true;
+            await writers;
+          }
+          burstMs += performance.now() - t0;
+          burstServerMs += serverCpuMs() - burstServer0;
+          burstCpu.push(interval(burstStart).otherCores);
+        }
+        readAgent.destroy();
+        writerClient.close();
+        const idleSummary = summarize(idleReads);
+        const burstSummary = summarize(burstReads);
+        const burstRatio = burstSummary.p99 / idleSummary.p99;
+        const writesPerSecond = writes / (burstMs / 1000);
+        const serverMsPerRead = idleServerMs / idleReads.length;
+        /** The server's CPU per write: the burst blocks' CPU less what their reads cost when idle. */
+        const serverMsPerWrite = (burstServerMs - serverMsPerRead * burstReads.length) / writes;
+        return {
+          idleSummary,
+          burstSummary,
+          burstRatio,
+          writesPerSecond,
+          idleCpu,
+          burstCpu,
+          serverMsPerRead,
+          serverMsPerWrite,
+        };
+      })();
 
   progress('stopping the server (SIGTERM)');
   const firstExit = await server.stop();
@@ -746,82 +842,88 @@ async function main(): Promise<void> {
 
   // ---- 3. Server-side time, from the access log of a debug-level restart --------------------------------------
   const { serverTime } = CONFIG;
-  progress('restarting the server at log level debug for the server-time table');
-  const logged = { healthz: [] as number[], signed: [] as number[] };
-  let logLines = 0;
-  server = await startServerProcess({
-    repoRoot: REPO_ROOT,
-    dataDir,
-    logLevel: 'debug',
-    env,
-    firstStart: false,
-    onLogLine: (line) => {
-      let rec: unknown;
-      try {
-        rec = JSON.parse(line);
-      } catch {
-        return;
-      }
-      if (typeof rec !== 'object' || rec === null) return;
-      const r = rec as Record<string, unknown>;
-      if (r['msg'] !== 'request' || typeof r['ms'] !== 'number') return;
-      logLines++;
-      if (r['path'] === '/healthz') logged.healthz.push(r['ms']);
-      else if (r['action'] === 'DescribeKeyPairs') logged.signed.push(r['ms']);
-    },
-  });
-  live.server = server;
-  const target2 = loopbackTarget(server.endpoint);
-  const signed2 = describeFor(creds);
-  const agent2 = keepAliveAgent(1);
-  const run2 = async (kind: 'healthz' | 'signed', count: number): Promise<LoadResult> => {
-    const r = await sequentialLatency({
-      target: target2,
-      agent: agent2,
-      prepare: kind === 'healthz' ? healthPrepare : (i) => signed2(i),
-      count,
-      expectStatus: 200,
-      deadline: performance.now() + serverTime.loopLimitMs,
-    });
-    assertClean(`${kind} (debug-level run)`, r);
-    return r;
-  };
-  /** Waits until the server's log has caught up with `expected` request lines (bounded). */
-  const logCaughtUp = async (expected: number): Promise<void> => {
-    const until = performance.now() + 5_000;
-    while (logLines < expected && performance.now() < until) await new Promise((r) => setTimeout(r, 20));
-  };
-  // The readiness probes of startServerProcess are logged too: count from the lines seen so far.
-  const before = logLines;
-  await run2('healthz', serverTime.warmup);
-  await run2('signed', serverTime.warmup);
-  await logCaughtUp(before + 2 * serverTime.warmup);
-  logged.healthz.length = 0;
-  logged.signed.length = 0;
-  const mark = logLines;
-  const client2 = { healthz: [] as number[], signed: [] as number[] };
-  for (let b = 0; b < 2; b++) {
-    for (const kind of ['healthz', 'signed'] as const) {
-      const r = await run2(kind, Math.ceil(serverTime.count / 2));
-      client2[kind].push(...r.latenciesMs);
-    }
-  }
-  await logCaughtUp(mark + client2.healthz.length + client2.signed.length);
-  agent2.destroy();
-  const serverRows: ServerTimeRow[] = [];
-  if (logged.healthz.length > 0 && logged.signed.length > 0) {
-    serverRows.push(
-      { kind: 'GET /healthz', client: summarize(client2.healthz), server: summarize(logged.healthz) },
-      {
-        kind: 'DescribeKeyPairs (signed)',
-        client: summarize(client2.signed),
-        server: summarize(logged.signed),
-      },
-    );
-  }
-  progress('stopping the server (SIGTERM)');
-  const secondExit = await server.stop();
-  live.server = undefined;
+  const serverTimeSection = !runs('3')
+    ? undefined
+    : await (async () => {
+        progress('restarting the server at log level debug for the server-time table');
+        const logged = { healthz: [] as number[], signed: [] as number[] };
+        let logLines = 0;
+        server = await startServerProcess({
+          repoRoot: REPO_ROOT,
+          dataDir,
+          logLevel: 'debug',
+          env,
+          firstStart: false,
+          onLogLine: (line) => {
+            let rec: unknown;
+            try {
+              rec = JSON.parse(line);
+            } catch {
+              return;
+            }
+            if (typeof rec !== 'object' || rec === null) return;
+            const r = rec as Record<string, unknown>;
+            if (r['msg'] !== 'request' || typeof r['ms'] !== 'number') return;
+            logLines++;
+            if (r['path'] === '/healthz') logged.healthz.push(r['ms']);
+            else if (r['action'] === 'DescribeKeyPairs') logged.signed.push(r['ms']);
+          },
+        });
+        live.server = server;
+        const target2 = loopbackTarget(server.endpoint);
+        const signed2 = describeFor(creds);
+        const agent2 = keepAliveAgent(1);
+        const run2 = async (kind: 'healthz' | 'signed', count: number): Promise<LoadResult> => {
+          const r = await sequentialLatency({
+            target: target2,
+            agent: agent2,
+            prepare: kind === 'healthz' ? healthPrepare : (i) => signed2(i),
+            count,
+            expectStatus: 200,
+            deadline: performance.now() + serverTime.loopLimitMs,
+          });
+          assertClean(`${kind} (debug-level run)`, r);
+          return r;
+        };
+        /** Waits until the server's log has caught up with `expected` request lines (bounded). */
+        const logCaughtUp = async (expected: number): Promise<void> => {
+          const until = performance.now() + 5_000;
+          while (logLines < expected && performance.now() < until)
+            await new Promise((r) => setTimeout(r, 20));
+        };
+        // The readiness probes of startServerProcess are logged too: count from the lines seen so far.
+        const before = logLines;
+        await run2('healthz', serverTime.warmup);
+        await run2('signed', serverTime.warmup);
+        await logCaughtUp(before + 2 * serverTime.warmup);
+        logged.healthz.length = 0;
+        logged.signed.length = 0;
+        const mark = logLines;
+        const client2 = { healthz: [] as number[], signed: [] as number[] };
+        for (let b = 0; b < 2; b++) {
+          for (const kind of ['healthz', 'signed'] as const) {
+            const r = await run2(kind, Math.ceil(serverTime.count / 2));
+            client2[kind].push(...r.latenciesMs);
+          }
+        }
+        await logCaughtUp(mark + client2.healthz.length + client2.signed.length);
+        agent2.destroy();
+        const serverRows: ServerTimeRow[] = [];
+        if (logged.healthz.length > 0 && logged.signed.length > 0) {
+          serverRows.push(
+            { kind: 'GET /healthz', client: summarize(client2.healthz), server: summarize(logged.healthz) },
+            {
+              kind: 'DescribeKeyPairs (signed)',
+              client: summarize(client2.signed),
+              server: summarize(logged.signed),
+            },
+          );
+        }
+        progress('stopping the server (SIGTERM)');
+        const secondExit = await server.stop();
+        live.server = undefined;
+        return { serverRows, secondExit };
+      })();
   rmSync(dataDir, { recursive: true, force: true });
   live.dataDir = undefined;
 
@@ -844,175 +946,227 @@ async function main(): Promise<void> {
     `started:   ${startedAt.toISOString()}${QUICK ? '   (--quick: reduced counts, figures are rough)' : ''}`,
   );
   out.push('');
-  out.push(
-    `1. CreateKeyPair RSA-2048: ${rsa.count} pairs per round, ${rsa.concurrency} in flight, ${rsa.rounds} rounds per side (alternating raw, api)`,
-  );
-  const roundOf = (side: 'raw' | 'api', r: number): RsaRound | undefined =>
-    rounds.find((x) => x.side === side && x.round === r);
-  const roundRows: string[][] = [];
-  for (let r = 1; r <= rsa.rounds; r++) {
-    const a = roundOf('raw', r);
-    const b = roundOf('api', r);
-    roundRows.push([
-      String(r),
-      a === undefined ? '—' : fixed(a.pairsPerSecond, 2),
-      a === undefined ? '—' : fixed(a.otherCores, 2),
-      b === undefined ? '—' : fixed(b.pairsPerSecond, 2),
-      b === undefined ? '—' : fixed(b.otherCores, 2),
-      a === undefined || b === undefined ? '—' : ratio(b.pairsPerSecond / a.pairsPerSecond),
-    ]);
-  }
-  roundRows.push(['median', fixed(rawMedian, 2), '', fixed(apiMedian, 2), '', ratio(rsaRatio)]);
-  roundRows.push([
-    'pooled',
-    fixed(pooledRate('raw'), 2),
-    '',
-    fixed(pooledRate('api'), 2),
-    '',
-    ratio(pooledRate('api') / pooledRate('raw')),
-  ]);
-  out.push(
-    renderTable(['round', 'raw pairs/s', 'other cores', 'API pairs/s', 'other cores', 'API/raw'], roundRows),
-  );
-  out.push(
-    '   raw = crypto.generateKeyPair in a child process; API = CreateKeyPair through RpcClient to the server child;',
-    '   other cores = CPU used meanwhile by processes outside the benchmark; pooled = all pairs / all seconds',
-  );
-  out.push(
-    `   API / raw (medians) = ${ratio(rsaRatio)}   target ≥ ${ratio(rsa.target)}: ${yesNo(rsaRatio >= rsa.target)}`,
-  );
-  if (disturbedRounds.length > 0) {
+  if (rsaSection !== undefined) {
+    const { rounds, rawMedian, apiMedian, rsaRatio, disturbedRounds, cleanRatio, pooledRate } = rsaSection;
+    const { rsa } = CONFIG;
     out.push(
-      `   ⚠ ${disturbedRounds.length} of ${rounds.length} rounds ran while other processes used more than ${DISTURBED_CORES} cores: ` +
-        'these figures are unreliable; rerun on an otherwise idle machine.',
+      `1. CreateKeyPair RSA-2048: ${rsa.count} pairs per round, ${rsa.concurrency} in flight, ${rsa.rounds} rounds per side (alternating raw, api)`,
     );
-    if (cleanRatio !== undefined) {
-      out.push(
-        `   undisturbed rounds only: raw ${fixed(cleanRatio.raw, 2)} pairs/s (${cleanRatio.rawRounds}), ` +
-          `API ${fixed(cleanRatio.api, 2)} pairs/s (${cleanRatio.apiRounds}), API / raw = ${ratio(cleanRatio.api / cleanRatio.raw)}`,
-      );
+    const roundOf = (side: 'raw' | 'api', r: number): RsaRound | undefined =>
+      rounds.find((x) => x.side === side && x.round === r);
+    const roundRows: string[][] = [];
+    for (let r = 1; r <= rsa.rounds; r++) {
+      const a = roundOf('raw', r);
+      const b = roundOf('api', r);
+      roundRows.push([
+        String(r),
+        a === undefined ? '—' : fixed(a.pairsPerSecond, 2),
+        a === undefined ? '—' : fixed(a.otherCores, 2),
+        b === undefined ? '—' : fixed(b.pairsPerSecond, 2),
+        b === undefined ? '—' : fixed(b.otherCores, 2),
+        a === undefined || b === undefined ? '—' : ratio(b.pairsPerSecond / a.pairsPerSecond),
+      ]);
     }
-  }
-  out.push('');
-  out.push(
-    `2. DescribeKeyPairs (signed, ${describe.keyPairs} key pairs, PageSize ${describe.pageSize}, pages 1..${describe.pages}) vs GET /healthz, same server`,
-  );
-  out.push(
-    `   latency: ${latencies.healthz.length} + ${latencies.signed.length} sequential requests over one keep-alive connection each; ` +
-      `throughput: ${describe.concurrency} in flight`,
-  );
-  const row = (name: string, f: KindFigures): string[] => [
-    name,
-    fixed(f.latency.p50, 3),
-    fixed(f.latency.p90, 3),
-    fixed(f.latency.p99, 3),
-    fixed(f.latency.mean, 3),
-    fixed(f.throughput.rps, 0),
-    fixed(f.throughput.latency.p50, 2),
-    fixed(f.throughput.latency.p99, 2),
-    String(f.responseBytes),
-  ];
-  out.push(
-    renderTable(
-      ['request', 'p50 ms', 'p90 ms', 'p99 ms', 'mean ms', 'rps', 'p50 ms @16', 'p99 ms @16', 'resp bytes'],
-      [
-        row('GET /healthz', healthz),
-        row('DescribeKeyPairs (signed)', signed),
-        row('floor (raw SQLite + HMAC)', floorFigures),
-      ],
-    ),
-  );
-  out.push(
-    '   floor = a bare node:http server (describe-floor.ts) reading the same page with raw better-sqlite3 from a copy',
-    '   of the server database, serialising it to the same JSON shape and computing one HMAC-SHA256',
-  );
-  out.push(
-    `   signed p50 / healthz p50 = ${ratio(p50Ratio)}   target ≤ ${ratio(describe.target)}: ${yesNo(p50Ratio <= describe.target)}` +
-      `   (rps ratio ${ratio(signed.throughput.rps / healthz.throughput.rps)})`,
-  );
-  out.push(
-    `   signed p50 / floor p50   = ${ratio(floorRatio)}   target ≤ ${ratio(describe.floorTarget)}: ${yesNo(floorRatio <= describe.floorTarget)}` +
-      `   (rps ratio ${ratio(signed.throughput.rps / floorFigures.throughput.rps)})`,
-  );
-  out.push(
-    `   either target (≤ ${ratio(describe.target)} healthz or ≤ ${ratio(describe.floorTarget)} floor): ${yesNo(describeMet)}`,
-  );
-  const describeOther = [
-    latencyCpu.otherCores,
-    healthz.throughput.otherCores,
-    signed.throughput.otherCores,
-    floorFigures.throughput.otherCores,
-  ];
-  out.push(
-    `   other processes' CPU: ${fixed(latencyCpu.otherCores, 2)} cores during the latency blocks, ` +
-      `${fixed(healthz.throughput.otherCores, 2)} / ${fixed(signed.throughput.otherCores, 2)} / ${fixed(floorFigures.throughput.otherCores, 2)} during the healthz / signed / floor throughput runs` +
-      (describeOther.some((x) => !(x <= DISTURBED_CORES)) ? '   ⚠ disturbed: rerun on an idle machine' : ''),
-  );
-  out.push(
-    `   (import of ${describe.keyPairs} Ed25519 keys: ${fixed(imported.done / (imported.elapsedMs / 1000), 0)} ImportKeyPair/s at ${describe.importConcurrency} in flight)`,
-  );
-  out.push('');
-  out.push(
-    `2b. Signed DescribeKeyPairs read latency during a write burst (${burst.blocks} blocks each of ${burst.readsPerBlock} sequential reads idle, ` +
-      `then ${burst.readsPerBlock} while ${burst.writers} writers loop DeleteKeyPairs + ImportKeyPair over another connection)`,
-  );
-  const burstRow = (name: string, l: LatencySummary, other: readonly number[]): string[] => [
-    name,
-    fixed(l.p50, 3),
-    fixed(l.p90, 3),
-    fixed(l.p99, 3),
-    fixed(l.max, 3),
-    fixed(Math.max(...other), 2),
-  ];
-  out.push(
-    renderTable(
-      ['reads', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'other cores (max)'],
-      [burstRow('idle', idleSummary, idleCpu), burstRow('during the burst', burstSummary, burstCpu)],
-    ),
-  );
-  out.push(
-    `   writes during the bursts: ${fixed(writesPerSecond, 0)}/s (each DeleteKeyPairs or ImportKeyPair: a key pair transaction and an audit commit)`,
-  );
-  out.push(
-    `   burst p99 / idle p99 = ${ratio(burstRatio)}   target ≤ ${ratio(burst.target)}: ${yesNo(burstRatio <= burst.target)}` +
-      ([...idleCpu, ...burstCpu].some((x) => !(x <= DISTURBED_CORES))
-        ? '   ⚠ disturbed: rerun on an idle machine'
-        : ''),
-  );
-  out.push('');
-  out.push(
-    `3. Where the server spends its time (separate run at log level debug, ${serverTime.count} sequential requests each; ` +
-      "server ms = Fastify's onRequest→onResponse from the access log)",
-  );
-  if (serverRows.length > 0) {
+    roundRows.push(['median', fixed(rawMedian, 2), '', fixed(apiMedian, 2), '', ratio(rsaRatio)]);
+    roundRows.push([
+      'pooled',
+      fixed(pooledRate('raw'), 2),
+      '',
+      fixed(pooledRate('api'), 2),
+      '',
+      ratio(pooledRate('api') / pooledRate('raw')),
+    ]);
     out.push(
       renderTable(
-        [
-          'request',
-          'client p50 ms',
-          'server p50 ms',
-          'server p99 ms',
-          'outside handler p50 ms',
-          'server share',
-        ],
-        serverRows.map((s) => [
-          s.kind,
-          fixed(s.client.p50, 3),
-          fixed(s.server.p50, 3),
-          fixed(s.server.p99, 3),
-          fixed(s.client.p50 - s.server.p50, 3),
-          `${fixed((100 * s.server.p50) / s.client.p50, 0)}%`,
-        ]),
+        ['round', 'raw pairs/s', 'other cores', 'API pairs/s', 'other cores', 'API/raw'],
+        roundRows,
       ),
     );
-    const extra = (serverRows[1]?.server.p50 ?? Number.NaN) - (serverRows[0]?.server.p50 ?? Number.NaN);
-    out.push(`   signed DescribeKeyPairs adds ${fixed(extra, 3)} ms of server time (p50) over /healthz`);
+    out.push(
+      '   raw = crypto.generateKeyPair in a child process; API = CreateKeyPair through RpcClient to the server child;',
+      '   other cores = CPU used meanwhile by processes outside the benchmark; pooled = all pairs / all seconds',
+    );
+    out.push(
+      `   API / raw (medians) = ${ratio(rsaRatio)}   target ≥ ${ratio(rsa.target)}: ${yesNo(rsaRatio >= rsa.target)}`,
+    );
+    if (disturbedRounds.length > 0) {
+      out.push(
+        `   ⚠ ${disturbedRounds.length} of ${rounds.length} rounds ran while other processes used more than ${DISTURBED_CORES} cores: ` +
+          'these figures are unreliable; rerun on an otherwise idle machine.',
+      );
+      if (cleanRatio !== undefined) {
+        out.push(
+          `   undisturbed rounds only: raw ${fixed(cleanRatio.raw, 2)} pairs/s (${cleanRatio.rawRounds}), ` +
+            `API ${fixed(cleanRatio.api, 2)} pairs/s (${cleanRatio.apiRounds}), API / raw = ${ratio(cleanRatio.api / cleanRatio.raw)}`,
+        );
+      }
+    }
   } else {
-    out.push('   (no access log lines were captured)');
+    out.push('1. (not run: --only)');
+  }
+  out.push('');
+  if (describeSection !== undefined) {
+    const {
+      healthz,
+      signed,
+      floorFigures,
+      p50Ratio,
+      floorRatio,
+      describeMet,
+      latencies,
+      latencyCpu,
+      cpuPerRequest,
+    } = describeSection;
+    out.push(
+      `2. DescribeKeyPairs (signed, ${describe.keyPairs} key pairs, PageSize ${describe.pageSize}, pages 1..${describe.pages}) vs GET /healthz, same server`,
+    );
+    out.push(
+      `   latency: ${latencies.healthz.length} + ${latencies.signed.length} sequential requests over one keep-alive connection each; ` +
+        `throughput: ${describe.concurrency} in flight`,
+    );
+    const row = (name: string, f: KindFigures): string[] => [
+      name,
+      fixed(f.latency.p50, 3),
+      fixed(f.latency.p90, 3),
+      fixed(f.latency.p99, 3),
+      fixed(f.latency.mean, 3),
+      fixed(f.throughput.rps, 0),
+      fixed(f.throughput.latency.p50, 2),
+      fixed(f.throughput.latency.p99, 2),
+      String(f.responseBytes),
+    ];
+    out.push(
+      renderTable(
+        ['request', 'p50 ms', 'p90 ms', 'p99 ms', 'mean ms', 'rps', 'p50 ms @16', 'p99 ms @16', 'resp bytes'],
+        [
+          row('GET /healthz', healthz),
+          row('DescribeKeyPairs (signed)', signed),
+          row('floor (raw SQLite + HMAC)', floorFigures),
+        ],
+      ),
+    );
+    out.push(
+      '   floor = a bare node:http server (describe-floor.ts) reading the same page with raw better-sqlite3 from a copy',
+      '   of the server database, serialising it to the same JSON shape and computing one HMAC-SHA256',
+    );
+    out.push(
+      `   signed p50 / healthz p50 = ${ratio(p50Ratio)}   target ≤ ${ratio(describe.target)}: ${yesNo(p50Ratio <= describe.target)}` +
+        `   (rps ratio ${ratio(signed.throughput.rps / healthz.throughput.rps)})`,
+    );
+    out.push(
+      `   signed p50 / floor p50   = ${ratio(floorRatio)}   target ≤ ${ratio(describe.floorTarget)}: ${yesNo(floorRatio <= describe.floorTarget)}` +
+        `   (rps ratio ${ratio(signed.throughput.rps / floorFigures.throughput.rps)})`,
+    );
+    out.push(
+      `   either target (≤ ${ratio(describe.target)} healthz or ≤ ${ratio(describe.floorTarget)} floor): ${yesNo(describeMet)}`,
+    );
+    const describeOther = [
+      latencyCpu.otherCores,
+      healthz.throughput.otherCores,
+      signed.throughput.otherCores,
+      floorFigures.throughput.otherCores,
+    ];
+    out.push(
+      `   other processes' CPU: ${fixed(latencyCpu.otherCores, 2)} cores during the latency blocks, ` +
+        `${fixed(healthz.throughput.otherCores, 2)} / ${fixed(signed.throughput.otherCores, 2)} / ${fixed(floorFigures.throughput.otherCores, 2)} during the healthz / signed / floor throughput runs` +
+        (describeOther.some((x) => !(x <= DISTURBED_CORES))
+          ? '   ⚠ disturbed: rerun on an idle machine'
+          : ''),
+    );
+    out.push(
+      `   (import of ${describe.keyPairs} Ed25519 keys: ${fixed(imported.done / (imported.elapsedMs / 1000), 0)} ImportKeyPair/s at ${describe.importConcurrency} in flight)`,
+    );
+    out.push(
+      `   answering process's CPU per request, ms (from /proc): sequential ${DESCRIBE_KINDS.map((k) => `${k} ${fixed(cpuPerRequest[k].sequential, 3)}`).join(', ')}; ` +
+        `16 in flight ${DESCRIBE_KINDS.map((k) => `${k} ${fixed(cpuPerRequest[k].concurrent, 3)}`).join(', ')}`,
+    );
+  } else {
+    out.push('2. (not run: --only)');
+  }
+  out.push('');
+  if (burstSection !== undefined) {
+    const {
+      idleSummary,
+      burstSummary,
+      burstRatio,
+      writesPerSecond,
+      idleCpu,
+      burstCpu,
+      serverMsPerRead,
+      serverMsPerWrite,
+    } = burstSection;
+    out.push(
+      `2b. Signed DescribeKeyPairs read latency during a write burst (${burst.blocks} blocks each of ${burst.readsPerBlock} sequential reads idle, ` +
+        `then ${burst.readsPerBlock} while ${burst.writers} writers loop DeleteKeyPairs + ImportKeyPair over another connection)`,
+    );
+    const burstRow = (name: string, l: LatencySummary, other: readonly number[]): string[] => [
+      name,
+      fixed(l.p50, 3),
+      fixed(l.p90, 3),
+      fixed(l.p99, 3),
+      fixed(l.max, 3),
+      fixed(Math.max(...other), 2),
+    ];
+    out.push(
+      renderTable(
+        ['reads', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'other cores (max)'],
+        [burstRow('idle', idleSummary, idleCpu), burstRow('during the burst', burstSummary, burstCpu)],
+      ),
+    );
+    out.push(
+      `   writes during the bursts: ${fixed(writesPerSecond, 0)}/s (each DeleteKeyPairs or ImportKeyPair: a key pair transaction and an audit commit)`,
+    );
+    out.push(
+      `   burst p99 / idle p99 = ${ratio(burstRatio)}   target ≤ ${ratio(burst.target)}: ${yesNo(burstRatio <= burst.target)}` +
+        ([...idleCpu, ...burstCpu].some((x) => !(x <= DISTURBED_CORES))
+          ? '   ⚠ disturbed: rerun on an idle machine'
+          : ''),
+    );
+    out.push(
+      `   server CPU (from /proc): ${fixed(serverMsPerRead, 3)} ms per read when idle, ${fixed(serverMsPerWrite, 3)} ms per write during the bursts`,
+    );
+  } else {
+    out.push('2b. (not run: --only)');
+  }
+  out.push('');
+  if (serverTimeSection !== undefined) {
+    const { serverRows } = serverTimeSection;
+    out.push(
+      `3. Where the server spends its time (separate run at log level debug, ${serverTime.count} sequential requests each; ` +
+        "server ms = Fastify's onRequest→onResponse from the access log)",
+    );
+    if (serverRows.length > 0) {
+      out.push(
+        renderTable(
+          [
+            'request',
+            'client p50 ms',
+            'server p50 ms',
+            'server p99 ms',
+            'outside handler p50 ms',
+            'server share',
+          ],
+          serverRows.map((s) => [
+            s.kind,
+            fixed(s.client.p50, 3),
+            fixed(s.server.p50, 3),
+            fixed(s.server.p99, 3),
+            fixed(s.client.p50 - s.server.p50, 3),
+            `${fixed((100 * s.server.p50) / s.client.p50, 0)}%`,
+          ]),
+        ),
+      );
+      const extra = (serverRows[1]?.server.p50 ?? Number.NaN) - (serverRows[0]?.server.p50 ?? Number.NaN);
+      out.push(`   signed DescribeKeyPairs adds ${fixed(extra, 3)} ms of server time (p50) over /healthz`);
+    } else {
+      out.push('   (no access log lines were captured)');
+    }
+  } else {
+    out.push('3. (not run: --only)');
   }
   out.push('');
   out.push(
-    `server exits: ${firstExit}, ${secondExit}; total ${fixed(elapsedS, 1)} s; figures in ${RESULTS_FILE}`,
+    `server exits: ${firstExit}, ${serverTimeSection?.secondExit ?? '(no restart)'}; total ${fixed(elapsedS, 1)} s; figures in ${RESULTS_FILE}`,
   );
   process.stdout.write(`${out.join('\n')}\n`);
 
@@ -1023,41 +1177,45 @@ async function main(): Promise<void> {
     quick: QUICK,
     machine,
     config: CONFIG,
-    createKeyPair: {
-      rounds,
-      rawMedianPairsPerSecond: rawMedian,
-      apiMedianPairsPerSecond: apiMedian,
-      rawPooledPairsPerSecond: pooledRate('raw'),
-      apiPooledPairsPerSecond: pooledRate('api'),
-      ratio: rsaRatio,
-      target: { min: rsa.target, met: rsaRatio >= rsa.target },
-      disturbedRounds: disturbedRounds.length,
-      undisturbed: cleanRatio ?? null,
+    sections: [...ONLY],
+    createKeyPair: rsaSection && {
+      rounds: rsaSection.rounds,
+      rawMedianPairsPerSecond: rsaSection.rawMedian,
+      apiMedianPairsPerSecond: rsaSection.apiMedian,
+      rawPooledPairsPerSecond: rsaSection.pooledRate('raw'),
+      apiPooledPairsPerSecond: rsaSection.pooledRate('api'),
+      ratio: rsaSection.rsaRatio,
+      target: { min: CONFIG.rsa.target, met: rsaSection.rsaRatio >= CONFIG.rsa.target },
+      disturbedRounds: rsaSection.disturbedRounds.length,
+      undisturbed: rsaSection.cleanRatio ?? null,
     },
-    describeKeyPairs: {
-      healthz,
-      signed,
-      floor: floorFigures,
-      p50Ratio,
-      floorP50Ratio: floorRatio,
-      rpsRatio: signed.throughput.rps / healthz.throughput.rps,
-      target: { max: describe.target, met: p50Ratio <= describe.target },
-      floorTarget: { max: describe.floorTarget, met: floorRatio <= describe.floorTarget },
-      met: describeMet,
+    describeKeyPairs: describeSection && {
+      healthz: describeSection.healthz,
+      signed: describeSection.signed,
+      floor: describeSection.floorFigures,
+      p50Ratio: describeSection.p50Ratio,
+      floorP50Ratio: describeSection.floorRatio,
+      rpsRatio: describeSection.signed.throughput.rps / describeSection.healthz.throughput.rps,
+      target: { max: describe.target, met: describeSection.p50Ratio <= describe.target },
+      floorTarget: { max: describe.floorTarget, met: describeSection.floorRatio <= describe.floorTarget },
+      met: describeSection.describeMet,
       importPerSecond: imported.done / (imported.elapsedMs / 1000),
-      latencyPhaseOtherCores: latencyCpu.otherCores,
+      latencyPhaseOtherCores: describeSection.latencyCpu.otherCores,
+      cpuMsPerRequest: describeSection.cpuPerRequest,
     },
-    readsDuringWrites: {
-      idle: idleSummary,
-      burst: burstSummary,
-      p99Ratio: burstRatio,
-      writesPerSecond,
-      idleOtherCores: idleCpu,
-      burstOtherCores: burstCpu,
-      target: { max: burst.target, met: burstRatio <= burst.target },
+    readsDuringWrites: burstSection && {
+      idle: burstSection.idleSummary,
+      burst: burstSection.burstSummary,
+      p99Ratio: burstSection.burstRatio,
+      writesPerSecond: burstSection.writesPerSecond,
+      idleOtherCores: burstSection.idleCpu,
+      burstOtherCores: burstSection.burstCpu,
+      serverCpuMsPerIdleRead: burstSection.serverMsPerRead,
+      serverCpuMsPerWrite: burstSection.serverMsPerWrite,
+      target: { max: burst.target, met: burstSection.burstRatio <= burst.target },
     },
-    serverTime: serverRows,
-    serverExits: [firstExit, secondExit],
+    serverTime: serverTimeSection?.serverRows,
+    serverExits: [firstExit, serverTimeSection?.secondExit],
     totalSeconds: elapsedS,
   };
   mkdirSync(RESULTS_DIR, { recursive: true });
