@@ -226,6 +226,15 @@ test('a user with no policy is refused every registered action with Forbidden.RA
     StartTerminalSession: { version: KEYWARD, params: { InstanceId: instanceId } },
     StartSshTunnel: { version: ECS, params: { InstanceId: instanceId, LoginUser: 'root' } },
     DescribeLogonGrants: { version: KEYWARD, params: {} },
+    DescribeSessions: { version: KEYWARD, params: {} },
+    GetSessionRecording: {
+      version: KEYWARD,
+      params: { SessionId: 'ts-00000000-0000-4000-8000-000000000000' },
+    },
+    VerifySessionRecording: {
+      version: KEYWARD,
+      params: { SessionId: 'ts-00000000-0000-4000-8000-000000000000' },
+    },
     ListAuditEvents: { version: AUDIT, params: {} },
     VerifyAuditChain: { version: AUDIT, params: {} },
   };

@@ -99,6 +99,21 @@ async function closedEvent(audit: AuditLog, s: TerminalSessionRecord): Promise<A
 }
 
 export function sessionActions(deps: Deps): RpcAction[] {
+  /**
+   * The resource a session's check is made on: its instance's workbench resource. For an id the account has
+   * no session of, every instance (`*`): only a caller allowed on every instance learns it does not exist;
+   * anyone else is refused as for a session they may not read, so the order is always authorize, then find.
+   */
+  const sessionResource = async (regionId: string, accountId: string, id: string): Promise<string> => {
+    try {
+      return arn.workbench(regionId, accountId, (await readable(regionId, accountId, id)).instanceId);
+    } catch (err) {
+      if (err instanceof AppError && err.code === 'Session.NotFound') {
+        return arn.workbench(regionId, accountId, '*');
+      }
+      throw err;
+    }
+  };
   const readable = async (regionId: string, accountId: string, id: string) => {
     const s = await deps.sessions.get(accountId, id);
     if (s.regionId !== regionId) {
@@ -172,10 +187,9 @@ export function sessionActions(deps: Deps): RpcAction[] {
         return { regionId, id, offset, maxBytes };
       },
       async authorize({ regionId, id }, ctx) {
-        const s = await readable(regionId, ctx.accountId, id);
         return {
           action: GET_SESSION_RECORDING,
-          resources: [arn.workbench(regionId, ctx.accountId, s.instanceId)],
+          resources: [await sessionResource(regionId, ctx.accountId, id)],
         };
       },
       async run({ regionId, id, offset, maxBytes }, ctx) {
@@ -200,10 +214,9 @@ export function sessionActions(deps: Deps): RpcAction[] {
         return { regionId: readRegionId(params, deps.regions), id: sessionId(params) };
       },
       async authorize({ regionId, id }, ctx) {
-        const s = await readable(regionId, ctx.accountId, id);
         return {
           action: GET_SESSION_RECORDING,
-          resources: [arn.workbench(regionId, ctx.accountId, s.instanceId)],
+          resources: [await sessionResource(regionId, ctx.accountId, id)],
         };
       },
       async run({ regionId, id }, ctx) {
