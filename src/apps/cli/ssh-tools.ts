@@ -59,7 +59,7 @@ export function configPath(path: string, tokens = ''): string {
 }
 
 /** A word for /bin/sh (ssh runs ProxyCommand with the shell), `%` doubled for ssh's token expansion. */
-function shellWord(word: string): string {
+export function shellWord(word: string): string {
   const quoted = /^[A-Za-z0-9._/@+,=:-]+$/.test(word) ? word : `'${word.replaceAll("'", `'\\''`)}'`;
   return quoted.replaceAll('%', '%%');
 }
