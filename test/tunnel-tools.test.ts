@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -19,13 +19,17 @@ import { run, type RunResult } from './helpers/tools.js';
 
 const KEYWARD = '2026-11-01';
 const NAME = 'far-host';
+const SFTP_SERVER = '/usr/lib/openssh/sftp-server';
 
 let h: NetnsHost;
 let home: string;
 let env: Record<string, string>;
 
 before(async () => {
-  h = await startNetnsHost();
+  if (!existsSync(SFTP_SERVER)) {
+    throw new Error(`${SFTP_SERVER} is required (scp uses sftp): apt-get install -y openssh-sftp-server`);
+  }
+  h = await startNetnsHost({ sshdAppend: [`Subsystem sftp ${SFTP_SERVER}`] });
   await h.rpc.call('ModifyInstanceAttribute', {
     RegionId: 'local',
     InstanceId: h.instanceId,
@@ -65,7 +69,7 @@ interface Grant {
 async function grants(): Promise<Grant[]> {
   const res = await h.rpc.call<{ Grants: { Grant: Grant[] } }>(
     'DescribeLogonGrants',
-    { RegionId: 'local', InstanceId: h.instanceId, MaxResults: 100 },
+    { RegionId: 'local', MaxResults: 100 },
     { version: KEYWARD },
   );
   return res.Grants.Grant;

@@ -51,6 +51,8 @@ export interface NetnsHost {
 export interface NetnsHostOptions {
   /** More `keyward server` arguments. */
   readonly serverArgs?: readonly string[];
+  /** Lines appended to sshd's config (e.g. a Subsystem). */
+  readonly sshdAppend?: readonly string[];
 }
 
 /** Fails with what to do when this machine cannot make network namespaces. */
@@ -196,7 +198,8 @@ export async function startNetnsHost(opts: NetnsHostOptions = {}): Promise<Netns
     const logFile = join(sshdDir, 'sshd.log');
     await writeFile(
       configFile,
-      privateSshdConfig(sshdDir, SSHD_PORT).replace('ListenAddress 127.0.0.1', `ListenAddress ${hostIp}`),
+      privateSshdConfig(sshdDir, SSHD_PORT).replace('ListenAddress 127.0.0.1', `ListenAddress ${hostIp}`) +
+        (opts.sshdAppend ?? []).map((l) => `${l}\n`).join(''),
     );
     inNs(HOST_NS, ['/usr/sbin/sshd', '-D', '-f', configFile, '-E', logFile]);
     await until(
