@@ -9,15 +9,10 @@
 import { connect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { RpcClient } from '../../client/index.js';
-import { toolFailure } from './ssh-tools.js';
+import { toolFailure, type SshRoute } from './ssh-tools.js';
 import { openTunnel } from './tunnel-link.js';
 
-export const SSH_ROUTES = ['direct', 'tunnel', 'auto'] as const;
-export type SshRoute = (typeof SSH_ROUTES)[number];
-
-export function isSshRoute(text: string): text is SshRoute {
-  return (SSH_ROUTES as readonly string[]).includes(text);
-}
+export { SSH_ROUTES, isSshRoute, type SshRoute } from './ssh-tools.js';
 
 /** A direct connection's timeout when it is the only route, and when `auto` may fall back. */
 const DIRECT_TIMEOUT_MS = 10_000;

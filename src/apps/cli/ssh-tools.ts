@@ -33,6 +33,14 @@ export function toolFailure(code: SshToolErrorCode, message: string): CliFailure
   return new CliFailure(message, code);
 }
 
+/** How an instance's sshd is reached (ssh-route.ts); here, so `keyward ssh`'s early start loads no more. */
+export const SSH_ROUTES = ['direct', 'tunnel', 'auto'] as const;
+export type SshRoute = (typeof SSH_ROUTES)[number];
+
+export function isSshRoute(text: string): text is SshRoute {
+  return (SSH_ROUTES as readonly string[]).includes(text);
+}
+
 /** `~/.keyward` of this user (HOME first, as every Keyward file). */
 export function keywardDir(env: Readonly<Record<string, string | undefined>>): string {
   return join(env['HOME'] ?? homedir(), '.keyward');

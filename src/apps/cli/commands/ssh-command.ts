@@ -37,8 +37,7 @@ import { CliFailure, parseCommandArgs, println, stringFlag, UsageError, type Cli
 import { OneKeyAgent } from '../ssh-agent-server.js';
 import { SshCache } from '../ssh-cache.js';
 import { requestsPortForwarding } from '../ssh-forwarding.js';
-import { isSshRoute, type SshRoute } from '../ssh-route.js';
-import { shellWord } from '../ssh-tools.js';
+import { isSshRoute, shellWord, type SshRoute } from '../ssh-tools.js';
 
 export const SSH_HELP = `Usage: keyward ssh [options] [USER@]INSTANCE [-- SSH_ARGS...]
 
