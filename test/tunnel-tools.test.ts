@@ -151,10 +151,19 @@ function sha256(file: string): string {
 
 test('keyward ssh follows route tunnel: logs on through the tunnel, again with the cached route', async () => {
   await setRoute('tunnel');
+  const took: number[] = [];
   for (let i = 0; i < 2; i += 1) {
-    const r = await viaTunnel(1, 1, () => keywardSsh());
+    const r = await viaTunnel(1, 1, async () => {
+      const started = performance.now();
+      const done = await keywardSsh();
+      took.push(performance.now() - started);
+      return done;
+    });
     assert.equal(r.stdout.trim(), `on-${h.hostIp}`, r.stderr);
   }
+  process.stdout.write(
+    `# keyward ssh … echo through the tunnel: ${took.map((ms) => ms.toFixed(0)).join(' ms, then ')} ms with the route cached\n`,
+  );
   const cache = JSON.parse(readFileSync(join(home, '.cache', 'keyward', 'ssh.json'), 'utf8')) as {
     routes: Record<string, string>;
   };
