@@ -102,6 +102,8 @@ export async function proxyCommand(
   if (connectOnly !== undefined) {
     if (!INSTANCE_ID.test(connectOnly))
       throw new UsageError(`--connect-only takes an instance id, not "${connectOnly}"`);
+    if (values['suffix'] !== undefined || values['address'] !== undefined)
+      throw new UsageError('--connect-only takes neither --suffix nor --address: HOST PORT are the address');
     return connectOnlyRelay(connect, {
       instanceId: connectOnly,
       user,
@@ -194,7 +196,7 @@ export async function proxyCommand(
 }
 
 /** The route SendSSHPublicKey's answer names; auto when it names none (a server before SshRoute). */
-export function answeredRoute(route: string | undefined): SshRoute {
+function answeredRoute(route: string | undefined): SshRoute {
   return route !== undefined && isSshRoute(route) ? route : 'auto';
 }
 
