@@ -1,6 +1,6 @@
 /**
- * SSH through the agent to a host the server cannot reach, every part real. The topology, made for this
- * run and always removed:
+ * SSH through the agent to a host the server cannot reach, every part real. The topology
+ * (test/helpers/netns-host.ts), made for this run and always removed:
  *   - network namespace kwh-<id> (the host): a veth end 10.250.N.2/30, a private sshd listening on
  *     10.250.N.2 only, and the `keyward agent` child;
  *   - network namespace kwg-<id> (a gateway): the other veth end 10.250.N.1/30 and a relay on
@@ -14,11 +14,9 @@
  * the audit events.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
-import { connect as netConnect, createServer, type Server } from 'node:net';
+import { readFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, test } from 'node:test';
@@ -28,211 +26,41 @@ import { RpcError, type RpcClient } from '../src/client/index.js';
 import { openSshTunnel } from '../src/client/tunnel.js';
 import { ed25519PublicKeyLine, ed25519ToOpenSshPrivateKey } from '../src/keypairs/openssh-private-key.js';
 import { credentialsEnv, keyward } from './helpers/cli.js';
-import { waitForRunningInstance } from './helpers/instances.js';
+import { startNetnsHost, type NetnsHost } from './helpers/netns-host.js';
 import { repoRoot } from './helpers/repo-root.js';
-import {
-  BIN,
-  baseEnv,
-  makeTempDir,
-  removeDir,
-  startChildServer,
-  type ChildServer,
-} from './helpers/server.js';
-import { agentArgs, createThrowawayUser, privateSshdConfig, type ThrowawayUser } from './helpers/sshd.js';
-import { testRpcClient } from './helpers/timeouts.js';
+import { baseEnv, type ChildServer } from './helpers/server.js';
+import type { ThrowawayUser } from './helpers/sshd.js';
 import { run, runOk } from './helpers/tools.js';
 
 const KEYWARD = '2026-11-01';
 const PER_INSTANCE = 4;
 /** Without back-pressure the stalled reader would leave all 200 MiB in the server; garbage alone stays far below. */
 const RSS_BOUND_MIB = 96;
-const IP = ['/usr/sbin/ip', '/sbin/ip', '/usr/bin/ip', '/bin/ip'].find((p) => existsSync(p));
 const PROXY = join(repoRoot(), 'dist', 'test', 'helpers', 'tunnel-proxy.js');
-const RELAY = join(repoRoot(), 'dist', 'test', 'helpers', 'netns-relay.js');
 
-const id = randomBytes(3).toString('hex');
-const HOST_NS = `kwh-${id}`;
-const GW_NS = `kwg-${id}`;
-const VETH_HOST = `kwvh${id}`;
-const VETH_GW = `kwvg${id}`;
-let subnet = 0;
-const hostIp = (): string => `10.250.${subnet}.2`;
-const gwIp = (): string => `10.250.${subnet}.1`;
-const SSHD_PORT = 2222;
-const GW_PORT = 8080;
-
+let h: NetnsHost;
 let server: ChildServer;
 let rpc: RpcClient;
 let work: string;
-let dataDir: string;
-let hostDir: string;
 let user: ThrowawayUser;
 let instanceId = '';
-let agentLog = '';
-let sshdDir = '';
-const children: ChildProcess[] = [];
-let forwarder: Server | undefined;
-let netnsMade = false;
-
-async function ip(...args: string[]): Promise<void> {
-  const r = await run(IP ?? 'ip', args);
-  if (r.code !== 0) throw new Error(`ip ${args.join(' ')} failed (${r.code}): ${r.stderr}`);
-}
-
-/** Runs `argv` inside namespace `ns` as a child of this process (the child is the program itself). */
-function inNs(ns: string, argv: readonly string[], onOutput?: (s: string) => void): ChildProcess {
-  const child = spawn(IP ?? 'ip', ['netns', 'exec', ns, ...argv], {
-    env: baseEnv(),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  child.stdout?.on('data', (c: Buffer) => onOutput?.(c.toString()));
-  child.stderr?.on('data', (c: Buffer) => onOutput?.(c.toString()));
-  children.push(child);
-  return child;
-}
-
-function requireNetns(): void {
-  if (IP === undefined) {
-    throw new Error('this test needs the `ip` command (network namespaces): apt-get install iproute2');
-  }
-  if (process.getuid?.() !== 0) throw new Error('this test makes network namespaces and must run as root');
-}
-
-/** A /30 in 10.250.0.0/16 that no interface of this machine uses. */
-async function freeSubnet(): Promise<number> {
-  const used = await runOk(IP ?? 'ip', ['-4', '-o', 'addr']);
-  for (let i = 0; i < 50; i += 1) {
-    const n = 1 + Math.floor(Math.random() * 250);
-    if (!used.includes(`10.250.${n}.`)) return n;
-  }
-  throw new Error('no free 10.250.N.0/30 for the test network');
-}
 
 async function until(what: string, check: () => boolean | Promise<boolean>, ms = 20_000): Promise<void> {
   const deadline = Date.now() + ms;
   while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n${agentLog}`);
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n${h.agentLog()}`);
     await sleep(50);
   }
 }
 
 before(async () => {
-  requireNetns();
-  work = await makeTempDir('keyward-netns-');
-  subnet = await freeSubnet();
-  await ip('netns', 'add', HOST_NS);
-  netnsMade = true;
-  await ip('netns', 'add', GW_NS);
-  await ip('link', 'add', VETH_HOST, 'type', 'veth', 'peer', 'name', VETH_GW);
-  await ip('link', 'set', VETH_HOST, 'netns', HOST_NS);
-  await ip('link', 'set', VETH_GW, 'netns', GW_NS);
-  await ip('-n', HOST_NS, 'addr', 'add', `${hostIp()}/30`, 'dev', VETH_HOST);
-  await ip('-n', GW_NS, 'addr', 'add', `${gwIp()}/30`, 'dev', VETH_GW);
-  for (const [ns, dev] of [
-    [HOST_NS, VETH_HOST],
-    [GW_NS, VETH_GW],
-  ] as const) {
-    await ip('-n', ns, 'link', 'set', 'lo', 'up');
-    await ip('-n', ns, 'link', 'set', dev, 'up');
-  }
-
-  // The server, in the root namespace, 127.0.0.1 only.
-  dataDir = await makeTempDir('keyward-netns-data-');
-  server = await startChildServer({
-    dataDir,
-    args: ['--tunnels-per-instance', String(PER_INSTANCE)],
-  });
-  rpc = testRpcClient({
-    endpoint: server.endpoint,
-    accessKeyId: server.credentials.accessKeyId,
-    accessKeySecret: server.credentials.accessKeySecret,
-  });
-
-  // unix socket → the server's port, and the gateway's relay onto that socket.
-  const socketPath = join(work, 'gw.sock');
-  forwarder = createServer((c) => {
-    const up = netConnect(server.port, '127.0.0.1');
-    c.pipe(up).pipe(c);
-    c.on('error', () => up.destroy()).on('close', () => up.destroy());
-    up.on('error', () => c.destroy()).on('close', () => c.destroy());
-  });
-  await new Promise<void>((resolve) => forwarder?.listen(socketPath, resolve));
-  let relayOut = '';
-  inNs(GW_NS, [process.execPath, RELAY, gwIp(), String(GW_PORT), socketPath], (s) => (relayOut += s));
-  await until('the gateway relay', () => relayOut.includes('listening'));
-
-  // sshd in the host's namespace, on its veth address only.
-  sshdDir = join('/run', `kw-netns-sshd-${id}`);
-  await mkdir(join(sshdDir, 'sshd_config.d'), { recursive: true, mode: 0o700 });
-  await mkdir('/run/sshd', { recursive: true, mode: 0o755 });
-  const hostKey = join(sshdDir, 'host_ed25519_key');
-  await runOk('/usr/bin/ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'kw-netns-host', '-f', hostKey]);
-  const configFile = join(sshdDir, 'sshd_config');
-  const pidFile = join(sshdDir, 'sshd.pid');
-  const logFile = join(sshdDir, 'sshd.log');
-  await writeFile(
-    configFile,
-    privateSshdConfig(sshdDir, SSHD_PORT).replace('ListenAddress 127.0.0.1', `ListenAddress ${hostIp()}`),
-  );
-  inNs(HOST_NS, ['/usr/sbin/sshd', '-D', '-f', configFile, '-E', logFile]);
-  await until(
-    'sshd in the host namespace',
-    () => existsSync(pidFile) && existsSync(logFile) && readFileSync(logFile, 'utf8').includes('listening'),
-  );
-  await writeFile(join(work, 'known_hosts'), `netns-host ${readFileSync(`${hostKey}.pub`, 'utf8').trim()}\n`);
-
-  // The agent in the host's namespace, reaching the server through the gateway.
-  user = await createThrowawayUser();
-  hostDir = join('/run', `kw-netns-${id}`);
-  await mkdir(join(hostDir, 'libexec'), { recursive: true, mode: 0o755 });
-  const { Token } = await rpc.call<{ Token: string }>('CreateEnrollmentToken', { RegionId: 'local' });
-  inNs(
-    HOST_NS,
-    [
-      process.execPath,
-      BIN,
-      ...agentArgs({
-        server: `http://${gwIp()}:${GW_PORT}`,
-        stateDir: join(work, 'agent-state'),
-        loginUser: user.name,
-        sshd: { configFile, pidFile, port: SSHD_PORT, logFile },
-        extra: [
-          '--ssh-address',
-          `${hostIp()}:${SSHD_PORT}`,
-          '--grants-dir',
-          join(hostDir, 'grants'),
-          '--authorized-keys-command',
-          join(hostDir, 'libexec', 'authorized-keys-command'),
-          '--token',
-          Token,
-        ],
-      }),
-    ],
-    (s) => (agentLog += s),
-  );
-  instanceId = await waitForRunningInstance(rpc, { timeoutMs: 60_000, context: () => agentLog });
+  h = await startNetnsHost({ serverArgs: ['--tunnels-per-instance', String(PER_INSTANCE)] });
+  ({ server, rpc, work, user, instanceId } = h);
+  await writeFile(join(work, 'known_hosts'), `netns-host ${h.hostKeyPub}\n`);
 });
 
 after(async () => {
-  rpc?.close();
-  for (const c of children.reverse()) {
-    if (c.exitCode === null && c.signalCode === null) {
-      const gone = new Promise((resolve) => c.once('exit', resolve));
-      c.kill('SIGTERM');
-      await Promise.race([gone, sleep(5_000).then(() => c.kill('SIGKILL'))]);
-    }
-  }
-  forwarder?.close();
-  if (netnsMade) {
-    await run(IP ?? 'ip', ['netns', 'del', HOST_NS]);
-    await run(IP ?? 'ip', ['netns', 'del', GW_NS]);
-  }
-  await server?.close();
-  if (dataDir !== undefined) await removeDir(dataDir);
-  await user?.remove();
-  if (hostDir !== undefined) await rm(hostDir, { recursive: true, force: true });
-  if (sshdDir !== '') await rm(sshdDir, { recursive: true, force: true });
-  if (work !== undefined) await removeDir(work);
+  await h?.close();
 });
 
 async function describe(): Promise<Record<string, unknown>> {
@@ -267,7 +95,7 @@ async function brokerRun(command: string, marker: string): Promise<{ output: str
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       ws.terminate();
-      reject(new Error(`no "${marker}" from the terminal; got ${JSON.stringify(output)}\n${agentLog}`));
+      reject(new Error(`no "${marker}" from the terminal; got ${JSON.stringify(output)}\n${h.agentLog()}`));
     }, 30_000);
     ws.on('message', (data: Buffer, isBinary: boolean) => {
       if (!isBinary) {
@@ -390,7 +218,7 @@ test('route auto: direct fails, the broker falls back to the tunnel', async () =
 test('plain OpenSSH logs on through the tunnel with a one-time key (ProxyCommand, host key pinned)', async () => {
   const key = await oneTimeKey();
   const r = await run('/usr/bin/ssh', [...sshArgs(key), 'echo via-$((6*7))'], { env: proxyEnv() });
-  assert.equal(r.code, 0, `${r.stderr}\n${agentLog}`);
+  assert.equal(r.code, 0, `${r.stderr}\n${h.agentLog()}`);
   assert.equal(r.stdout.trim(), 'via-42');
 });
 

@@ -206,6 +206,11 @@ export class RpcClient {
     }
   }
 
+  /** The extra trusted CA certificate(s) this client was given, for other connections to the same server. */
+  get ca(): string | Buffer | undefined {
+    return this.#ca;
+  }
+
   /** The endpoint this client talks to, e.g. `http://127.0.0.1:8080`. */
   get endpoint(): string {
     return this.#url.origin;

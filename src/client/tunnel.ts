@@ -28,7 +28,10 @@ export interface OpenSshTunnelOptions {
   /** The OS user the tunnel is authorized for (as for a logon). */
   readonly loginUser: string;
   readonly signal?: AbortSignal;
-  /** Extra trusted CA certificate(s) (PEM) for a wss: tunnel URL (the same as the RpcClient's). */
+  /**
+   * Extra trusted CA certificate(s) (PEM) for a wss: tunnel URL; default: the RpcClient's own `ca`.
+   * (NODE_EXTRA_CA_CERTS, as the CLI uses it, applies to the tunnel as to every TLS connection.)
+   */
   readonly ca?: string | Buffer;
   /** Bound on the wait for sshd's first bytes (default 20 s). */
   readonly timeoutMs?: number;
@@ -72,12 +75,13 @@ export async function openSshTunnel(client: RpcClient, opts: OpenSshTunnelOption
     throw new RpcError('InvalidResponse', 0, 'StartSshTunnel answered without TunnelUrl and Ticket.');
   }
   const url = tunnelWebSocketUrl(client.endpoint, answer.TunnelUrl);
+  const ca = opts.ca ?? client.ca;
   const ws = new WebSocket(url, [TUNNEL_SUBPROTOCOL, answer.Ticket], {
     perMessageDeflate: false,
     maxPayload: MAX_TUNNEL_FRAME_BYTES,
     followRedirects: false,
     handshakeTimeout: opts.timeoutMs ?? 20_000,
-    ...(url.startsWith('wss:') && opts.ca !== undefined && { ca: opts.ca }),
+    ...(url.startsWith('wss:') && ca !== undefined && { ca }),
   });
   const stream = new WebSocketDuplex(ws);
   return new Promise<Duplex>((resolve, reject) => {

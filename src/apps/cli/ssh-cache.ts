@@ -1,9 +1,10 @@
 /**
  * What `keyward ssh` remembers between runs, to start ssh before the server has answered: the SSH address
- * each instance had last time, its pinned host keys (public keys) and their types. Kept in
+ * each instance had last time, its SSH route (direct, tunnel, auto), its pinned host keys (public keys)
+ * and their types. Kept in
  * `$XDG_CACHE_HOME/keyward/ssh.json` (or ~/.cache), mode 0600. Nothing in it is trusted on its own: the
  * early ssh checks the host against the cached keys, but the agent lets it authenticate only once the
- * server's answer has the same address and the same pinned keys; any difference stops that ssh and starts
+ * server's answer has the same address, route and pinned keys; any difference stops that ssh and starts
  * another with the server's answer. A missing or corrupt file is ignored.
  */
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
@@ -22,11 +23,13 @@ interface CacheFile {
   hostKeyTypes: Record<string, string>;
   /** instance id → its pinned host keys (`type base64`), as the server last returned them. */
   hostKeys: Record<string, string>;
+  /** instance id → its SSH route (absent: direct, as before routes were cached). */
+  routes: Record<string, string>;
 }
 
 export class SshCache {
   readonly #file: string;
-  #data: CacheFile = { version: 1, addresses: {}, hostKeyTypes: {}, hostKeys: {} };
+  #data: CacheFile = { version: 1, addresses: {}, hostKeyTypes: {}, hostKeys: {}, routes: {} };
 
   constructor(env: Readonly<Record<string, string | undefined>>) {
     const base = env['XDG_CACHE_HOME'] ?? join(env['HOME'] ?? homedir(), '.cache');
@@ -39,6 +42,7 @@ export class SshCache {
           addresses: { ...parsed.addresses },
           hostKeyTypes: typeof parsed.hostKeyTypes === 'object' ? { ...parsed.hostKeyTypes } : {},
           hostKeys: typeof parsed.hostKeys === 'object' ? { ...parsed.hostKeys } : {},
+          routes: typeof parsed.routes === 'object' ? { ...parsed.routes } : {},
         };
       }
     } catch {
@@ -63,6 +67,16 @@ export class SshCache {
     if (typeof text !== 'string') return undefined;
     const keys = text.split('\n');
     return keys.length > 0 && keys.length <= 16 && keys.every((k) => HOST_KEY.test(k)) ? keys : undefined;
+  }
+
+  /** The SSH route of `instanceId` last time; direct when none was kept. */
+  route(instanceId: string): 'direct' | 'tunnel' | 'auto' {
+    const r = this.#data.routes[instanceId];
+    return r === 'tunnel' || r === 'auto' ? r : 'direct';
+  }
+
+  setRoute(instanceId: string, route: string): void {
+    this.#data.routes = mostRecent(this.#data.routes, instanceId, route);
   }
 
   setAddress(instanceId: string, address: string): void {

@@ -1,21 +1,18 @@
 /**
  * How `keyward proxy` reaches a host's sshd: `direct` (TCP to the SSH address the agent reports, or
  * `--address`), `tunnel` (through the agent's connection to the server: tunnel-link.ts), or `auto`
- * (direct with a short connect timeout, default 1.5 s, then the tunnel). The bytes are SSH's own
- * encrypted stream either way; the host key is checked by ssh against the pinned keys.
+ * (direct when sshd's `SSH-` version line arrives within 1.5 s, else the tunnel: a TCP connection alone
+ * proves nothing, as some networks accept connections to unreachable addresses and then drop them; the
+ * broker decides the same way). The bytes are SSH's own encrypted stream either way, the version line
+ * read for that check included; the host key is checked by ssh against the pinned keys.
  */
 import { connect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { RpcClient } from '../../client/index.js';
-import { toolFailure } from './ssh-tools.js';
+import { toolFailure, type SshRoute } from './ssh-tools.js';
 import { openTunnel } from './tunnel-link.js';
 
-export const SSH_ROUTES = ['direct', 'tunnel', 'auto'] as const;
-export type SshRoute = (typeof SSH_ROUTES)[number];
-
-export function isSshRoute(text: string): text is SshRoute {
-  return (SSH_ROUTES as readonly string[]).includes(text);
-}
+export { SSH_ROUTES, isSshRoute, type SshRoute } from './ssh-tools.js';
 
 /** A direct connection's timeout when it is the only route, and when `auto` may fall back. */
 const DIRECT_TIMEOUT_MS = 10_000;
@@ -49,6 +46,52 @@ export function connectDirect(host: string, port: number, timeoutMs: number): Pr
   });
 }
 
+/**
+ * TCP to host:port, resolved only once what answers sent `SSH-` (sshd's version line) within `timeoutMs`
+ * of the start; the bytes read are put back, so the stream still starts with them.
+ */
+export async function connectSshd(host: string, port: number, timeoutMs: number): Promise<Socket> {
+  const started = Date.now();
+  const socket = await connectDirect(host, port, timeoutMs);
+  return new Promise((resolve, reject) => {
+    let seen = Buffer.alloc(0);
+    const fail = (err: Error): void => {
+      clearTimeout(timer);
+      socket.removeListener('readable', onReadable);
+      socket.destroy();
+      reject(err);
+    };
+    const timer = setTimeout(
+      () => {
+        fail(new Error(`sshd did not answer within ${String(timeoutMs)} ms`));
+      },
+      Math.max(0, timeoutMs - (Date.now() - started)),
+    );
+    const onReadable = (): void => {
+      let chunk: Buffer | null;
+      while ((chunk = socket.read() as Buffer | null) !== null) seen = Buffer.concat([seen, chunk]);
+      if (seen.length < 4) return;
+      if (!seen.subarray(0, 4).equals(SSH_PREFIX)) {
+        fail(new Error('what answered is not sshd'));
+        return;
+      }
+      clearTimeout(timer);
+      socket.removeListener('readable', onReadable);
+      socket.removeListener('end', onEnd);
+      socket.unshift(seen);
+      resolve(socket);
+    };
+    const onEnd = (): void => {
+      fail(new Error('the connection closed before sshd spoke'));
+    };
+    socket.on('readable', onReadable);
+    socket.once('end', onEnd);
+    socket.once('error', fail);
+  });
+}
+
+const SSH_PREFIX = Buffer.from('SSH-');
+
 /** Opens the byte stream to the instance's sshd by `route`. */
 export async function openRoute(route: SshRoute, target: RouteTarget): Promise<Duplex> {
   const where = `${target.host}:${String(target.port)}`;
@@ -60,11 +103,9 @@ export async function openRoute(route: SshRoute, target: RouteTarget): Promise<D
     });
   if (route === 'tunnel') return tunnel();
   try {
-    return await connectDirect(
-      target.host,
-      target.port,
-      route === 'auto' ? AUTO_DIRECT_TIMEOUT_MS : DIRECT_TIMEOUT_MS,
-    );
+    return route === 'auto'
+      ? await connectSshd(target.host, target.port, AUTO_DIRECT_TIMEOUT_MS)
+      : await connectDirect(target.host, target.port, DIRECT_TIMEOUT_MS);
   } catch (err) {
     const reason = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
     if (route === 'auto') {

@@ -33,6 +33,14 @@ export function toolFailure(code: SshToolErrorCode, message: string): CliFailure
   return new CliFailure(message, code);
 }
 
+/** How an instance's sshd is reached (ssh-route.ts); here, so `keyward ssh`'s early start loads no more. */
+export const SSH_ROUTES = ['direct', 'tunnel', 'auto'] as const;
+export type SshRoute = (typeof SSH_ROUTES)[number];
+
+export function isSshRoute(text: string): text is SshRoute {
+  return (SSH_ROUTES as readonly string[]).includes(text);
+}
+
 /** `~/.keyward` of this user (HOME first, as every Keyward file). */
 export function keywardDir(env: Readonly<Record<string, string | undefined>>): string {
   return join(env['HOME'] ?? homedir(), '.keyward');
@@ -59,7 +67,7 @@ export function configPath(path: string, tokens = ''): string {
 }
 
 /** A word for /bin/sh (ssh runs ProxyCommand with the shell), `%` doubled for ssh's token expansion. */
-function shellWord(word: string): string {
+export function shellWord(word: string): string {
   const quoted = /^[A-Za-z0-9._/@+,=:-]+$/.test(word) ? word : `'${word.replaceAll("'", `'\\''`)}'`;
   return quoted.replaceAll('%', '%%');
 }

@@ -155,6 +155,9 @@ export function logonActions(deps: LogonActionDeps): RpcAction[] {
           ExpiresAt: new Date(grant.expiresAtMs).toISOString(),
           HostExpiresAt: new Date(grant.hostExpiresAt * 1000).toISOString(),
           SshAddress: grant.instance.sshAddress,
+          // How clients reach sshd (ModifyInstanceAttribute SshRoute): `keyward proxy` and `keyward ssh`
+          // follow it unless told otherwise.
+          SshRoute: grant.instance.sshRoute,
           HostKeys: {
             HostKey: grant.instance.hostKeys.map((k) => ({
               Type: k.type,

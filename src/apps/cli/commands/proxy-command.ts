@@ -7,7 +7,11 @@
  *   2. finds the instance HOST names (an instance id, or an instance name, with the suffix of the ssh
  *      config's pattern taken off), asks for the grant (SendSSHPublicKey), and writes the pinned host keys
  *      for HOST atomically to ~/.keyward/known_hosts.d/HOST (ssh's `UserKnownHostsFile`),
- *   3. connects (direct, or through the tunnel: ssh-route.ts) and relays bytes between ssh and sshd.
+ *   3. connects by the instance's SshRoute (as SendSSHPublicKey's answer carries it; `--route` overrides
+ *      it) — direct, through the tunnel, or auto: ssh-route.ts — and relays bytes between ssh and sshd.
+ * With `--connect-only INSTANCE` it does step 3 alone, HOST PORT being the address for the direct route:
+ * `keyward ssh` starts it so, as its ProxyCommand for instances reached through the tunnel, having made
+ * the key and asked for the grant itself.
  * Nothing is relayed before the grant is installed and the host keys are written, so ssh can neither
  * verify the host nor offer the key before that. The private key never leaves this process's memory.
  */
@@ -22,7 +26,7 @@ import { KEYWARD_API_VERSION } from '../../../rpc/api-versions.js';
 import { parseCommandArgs, stringFlag, UsageError, type CliIo } from '../cli-io.js';
 import { describeAllPages } from '../ecs-listing.js';
 import { OneKeyAgent } from '../ssh-agent-server.js';
-import { isSshRoute, openRoute } from '../ssh-route.js';
+import { isSshRoute, openRoute, type SshRoute } from '../ssh-route.js';
 import { keywardDir, toolFailure } from '../ssh-tools.js';
 
 export const PROXY_HELP = `Usage: keyward proxy [options] USER HOST PORT
@@ -36,10 +40,15 @@ and carries ssh's bytes to the instance's sshd. Needs ecs-workbench:LoginInstanc
 
 Options:
   --suffix SUFFIX      taken off HOST before it is looked up (e.g. .keyward)
-  --route ROUTE        direct (TCP to the host's SSH address), tunnel (through the agent's
-                       connection) or auto (direct within 1.5 s, else the tunnel; the default)
+  --route ROUTE        overrides the instance's own SSH route (set by keyward instance set-route,
+                       which is followed otherwise): direct (TCP to the host's SSH address), tunnel
+                       (through the agent's connection) or auto (direct when sshd answers within
+                       1.5 s, else the tunnel)
   --address HOST[:PORT]
                        connect here instead of the SSH address the agent reports
+  --connect-only INSTANCE
+                       only connect to INSTANCE's sshd (HOST PORT: its address for the direct route)
+                       and relay: no key, no grant (how keyward ssh reaches a tunnel instance)
   -h, --help           show this help
 `;
 
@@ -47,6 +56,7 @@ const OPTIONS = {
   suffix: { type: 'string' },
   route: { type: 'string' },
   address: { type: 'string' },
+  'connect-only': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -61,6 +71,8 @@ const INSTANCE_ID = /^i-[a-z0-9]{20}$/;
 interface SendResponse {
   InstanceId: string;
   SshAddress: string;
+  /** Absent from servers before SshRoute existed: auto then. */
+  SshRoute?: string;
   HostKeys: { HostKey: Array<{ Type: string; PublicKey: string }> };
 }
 
@@ -83,8 +95,23 @@ export async function proxyCommand(
   const port = Number(portText);
   if (!/^\d{1,5}$/.test(portText) || port < 1 || port > 65535)
     throw new UsageError(`"${portText}" is not a port`);
-  const route = stringFlag(values, 'route') ?? 'auto';
-  if (!isSshRoute(route)) throw new UsageError(`--route is direct, tunnel or auto, not "${route}"`);
+  const routeFlag = stringFlag(values, 'route');
+  if (routeFlag !== undefined && !isSshRoute(routeFlag))
+    throw new UsageError(`--route is direct, tunnel or auto, not "${routeFlag}"`);
+  const connectOnly = stringFlag(values, 'connect-only');
+  if (connectOnly !== undefined) {
+    if (!INSTANCE_ID.test(connectOnly))
+      throw new UsageError(`--connect-only takes an instance id, not "${connectOnly}"`);
+    if (values['suffix'] !== undefined || values['address'] !== undefined)
+      throw new UsageError('--connect-only takes neither --suffix nor --address: HOST PORT are the address');
+    return connectOnlyRelay(connect, {
+      instanceId: connectOnly,
+      user,
+      host,
+      port,
+      route: routeFlag ?? 'auto',
+    });
+  }
   const suffix = stringFlag(values, 'suffix') ?? '';
   const addressFlag = stringFlag(values, 'address');
   const override = addressFlag === undefined ? undefined : splitAddress(addressFlag);
@@ -147,7 +174,7 @@ export async function proxyCommand(
       await held;
       agent.open();
       const address = override ?? splitAddress(sent.SshAddress);
-      stream = await openRoute(route, {
+      stream = await openRoute(routeFlag ?? answeredRoute(sent.SshRoute), {
         client,
         regionId,
         instanceId,
@@ -165,6 +192,38 @@ export async function proxyCommand(
     stop.abort();
     stream?.destroy();
     agent.close();
+  }
+}
+
+/** The route SendSSHPublicKey's answer names; auto when it names none (a server before SshRoute). */
+function answeredRoute(route: string | undefined): SshRoute {
+  return route !== undefined && isSshRoute(route) ? route : 'auto';
+}
+
+/** `--connect-only`: the byte stream to the instance's sshd by `route`, relayed; no key, no grant. */
+async function connectOnlyRelay(
+  connect: () => { client: RpcClient; regionId: string },
+  opts: { instanceId: string; user: string; host: string; port: number; route: SshRoute },
+): Promise<number> {
+  let stream: Duplex | undefined;
+  try {
+    const { client, regionId } = connect();
+    try {
+      stream = await openRoute(opts.route, {
+        client,
+        regionId,
+        instanceId: opts.instanceId,
+        loginUser: opts.user,
+        host: opts.host,
+        port: opts.port,
+      });
+    } finally {
+      client.close();
+    }
+    await relay(stream);
+    return 0;
+  } finally {
+    stream?.destroy();
   }
 }
 

@@ -21,7 +21,8 @@ Options:
   -r                   copy directories recursively
   -p                   keep modification times and modes
   -l, --login USER     OS user for remote sides without USER@ (default root)
-  --route ROUTE        direct, tunnel or auto (default auto): see keyward proxy --help
+  --route ROUTE        direct, tunnel or auto, overriding each instance's own route
+                       (followed otherwise): see keyward proxy --help
   --scp PATH           the scp program (default: scp from PATH)
   -h, --help           show this help
 The exit status is scp's own.

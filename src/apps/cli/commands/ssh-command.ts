@@ -13,11 +13,16 @@
  * Keyward's options come first on ssh's command line, and ssh keeps the first value it reads for each
  * option, so passed-through options cannot weaken the host key check.
  *
- * When the instance's address and pinned host keys are cached from last time, ssh is started before the
+ * An instance reached through the tunnel (SshRoute `tunnel`, or `auto` when sshd does not answer
+ * directly; `--route` overrides the instance's route) gets a ProxyCommand of this CLI's own:
+ * `keyward proxy --connect-only INSTANCE`, which only opens the route and relays (the key and the grant are
+ * this process's). Direct instances get none: ssh connects itself, as fast as before.
+ *
+ * When the instance's address, route and pinned host keys are cached from last time, ssh is started before the
  * server is asked (prepareSsh, run by the entry point before the rest of the CLI loads): its TCP connect
  * and key exchange overlap the request. It verifies the host against the cached keys, but it cannot
  * authenticate until the agent answers, which it does only once the server has confirmed that the
- * address and the pinned keys are still those; otherwise that ssh is stopped (before it sent anything but
+ * address, the route and the pinned keys are still those; otherwise that ssh is stopped (before it sent anything but
  * the key exchange) and another started with the server's answer.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -25,12 +30,14 @@ import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { RpcClient } from '../../../client/index.js';
 import { KEYWARD_API_VERSION } from '../../../rpc/api-versions.js';
 import { CliFailure, parseCommandArgs, println, stringFlag, UsageError, type CliIo } from '../cli-io.js';
 import { OneKeyAgent } from '../ssh-agent-server.js';
 import { SshCache } from '../ssh-cache.js';
 import { requestsPortForwarding } from '../ssh-forwarding.js';
+import { isSshRoute, shellWord, type SshRoute } from '../ssh-tools.js';
 
 export const SSH_HELP = `Usage: keyward ssh [options] [USER@]INSTANCE [-- SSH_ARGS...]
 
@@ -50,6 +57,9 @@ Options:
   --address HOST[:PORT]
                        connect here instead of the SSH address the agent reports (NAT, tunnels);
                        the host key is still checked against the pinned keys
+  --route ROUTE        overrides the instance's SSH route (keyward instance set-route): direct,
+                       tunnel (through the agent's connection to Keyward) or auto (direct when
+                       sshd answers within 1.5 s, else the tunnel)
   --ssh PATH           the ssh program (default: ssh from PATH)
   -h, --help           show this help
 
@@ -61,6 +71,7 @@ is ssh's own.
 const OPTIONS = {
   login: { type: 'string', short: 'l' },
   address: { type: 'string' },
+  route: { type: 'string' },
   ssh: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -71,6 +82,7 @@ interface SendResponse {
   InstanceOSUser: string;
   ExpiresAt: string;
   SshAddress: string;
+  SshRoute?: string;
   HostKeys: { HostKey: Array<{ Type: string; PublicKey: string }> };
 }
 
@@ -93,6 +105,8 @@ export interface SshPlan {
   readonly osUser: string;
   readonly passThrough: readonly string[];
   readonly override: { host: string; port: string } | undefined;
+  /** `--route`, when given: it overrides the instance's route. */
+  readonly routeOverride: SshRoute | undefined;
   readonly publicKeyLine: string;
   readonly program: string;
   readonly cache: SshCache;
@@ -100,7 +114,9 @@ export interface SshPlan {
   readonly knownHosts: string;
   readonly cachedAddress: { host: string; port: string } | undefined;
   readonly cachedKeys: readonly string[] | undefined;
-  readonly argsFor: (address: { host: string; port: string }) => string[];
+  /** The route the early ssh was started for (`--route`, else the cached one). */
+  readonly cachedRoute: SshRoute;
+  readonly argsFor: (address: { host: string; port: string }, route: SshRoute) => string[];
   early: RunningSsh | undefined;
   /** Closes the agent and removes the directory (also at process exit). */
   readonly cleanup: () => void;
@@ -125,6 +141,10 @@ export function prepareSsh(args: readonly string[], env: NodeJS.ProcessEnv): Ssh
   }
   const addressFlag = stringFlag(values, 'address');
   const override = addressFlag === undefined ? undefined : splitAddress(addressFlag);
+  const routeFlag = stringFlag(values, 'route');
+  if (routeFlag !== undefined && !isSshRoute(routeFlag))
+    throw new UsageError(`--route is direct, tunnel or auto, not "${routeFlag}"`);
+  const routeOverride: SshRoute | undefined = routeFlag;
   const program = stringFlag(values, 'ssh') ?? 'ssh';
   const cache = new SshCache(env);
 
@@ -151,7 +171,9 @@ export function prepareSsh(args: readonly string[], env: NodeJS.ProcessEnv): Ssh
     const knownHosts = join(dir, 'known_hosts');
     const cachedAddress = override ?? splitCached(cache.address(instanceId));
     const cachedKeys = cache.hostKeys(instanceId);
-    const argsFor = (address: { host: string; port: string }): string[] => [
+    const cachedRoute = routeOverride ?? cache.route(instanceId);
+    const argsFor = (address: { host: string; port: string }, route: SshRoute): string[] => [
+      ...(route === 'direct' ? [] : ['-o', `ProxyCommand=${connectOnlyCommand(instanceId, route)}`]),
       '-o',
       `IdentityAgent=${socket}`,
       '-o',
@@ -182,13 +204,14 @@ export function prepareSsh(args: readonly string[], env: NodeJS.ProcessEnv): Ssh
       writeFileSync(knownHosts, knownHostsLines(instanceId, cachedKeys), { mode: 0o600, flag: 'wx' });
       // Its messages wait until the server has answered: an ssh stopped because the cache was stale
       // (a host key mismatch, a refused connection) must not alarm anyone.
-      early = startSsh(program, argsFor(cachedAddress), true);
+      early = startSsh(program, argsFor(cachedAddress, cachedRoute), true);
     }
     return {
       instanceId,
       osUser,
       passThrough,
       override,
+      routeOverride,
       publicKeyLine,
       program,
       cache,
@@ -196,6 +219,7 @@ export function prepareSsh(args: readonly string[], env: NodeJS.ProcessEnv): Ssh
       knownHosts,
       cachedAddress,
       cachedKeys,
+      cachedRoute,
       argsFor,
       early,
       cleanup,
@@ -204,6 +228,28 @@ export function prepareSsh(args: readonly string[], env: NodeJS.ProcessEnv): Ssh
     cleanup();
     throw err;
   }
+}
+
+/** The entry point of this CLI, which ssh runs as `keyward proxy --connect-only` for a tunnel route. */
+const ENTRY = fileURLToPath(new URL('../../../../../bin/keyward.js', import.meta.url));
+
+/**
+ * The ProxyCommand for an instance reached by `route` (tunnel or auto): this node and this entry point
+ * (PATH does not matter), connecting only; ssh fills in %r %h %p (user, address, port).
+ */
+function connectOnlyCommand(instanceId: string, route: SshRoute): string {
+  return [
+    shellWord(process.execPath),
+    shellWord(ENTRY),
+    'proxy',
+    '--connect-only',
+    instanceId,
+    '--route',
+    route,
+    '%r',
+    '%h',
+    '%p',
+  ].join(' ');
 }
 
 /** Characters a path may hold to be passed to ssh as an option value unquoted and unexpanded. */
@@ -222,7 +268,7 @@ export async function sshCommand(
     return 0;
   }
   const { instanceId, osUser, passThrough, override, publicKeyLine, program, cache, knownHosts } = plan;
-  const { agent, cachedAddress, cachedKeys, argsFor } = plan;
+  const { agent, cachedAddress, cachedKeys, cachedRoute, argsFor, routeOverride } = plan;
   let early = plan.early;
   plan.early = undefined;
   try {
@@ -248,13 +294,17 @@ export async function sshCommand(
       throw new CliFailure(`${instanceId} has no pinned host key; Keyward will not trust one on first use.`);
     }
     const address = override ?? splitAddress(sent.SshAddress);
+    // A server from before SshRoute names none: direct, as keyward ssh always went then.
+    const answered = sent.SshRoute !== undefined && isSshRoute(sent.SshRoute) ? sent.SshRoute : 'direct';
+    const route = routeOverride ?? answered;
     if (
       early !== undefined &&
       (address.host !== cachedAddress?.host ||
         address.port !== cachedAddress.port ||
+        route !== cachedRoute ||
         !sameKeys(hostKeys, cachedKeys ?? []))
     ) {
-      // The instance moved, or its pinned keys changed: that ssh checked the host against what the cache
+      // The instance moved, its route or its pinned keys changed: that ssh checked the host against what the cache
       // said, and has not been able to authenticate (the agent holds its answer). Start over.
       await early.stop();
       early = undefined;
@@ -266,11 +316,12 @@ export async function sshCommand(
     }
     // The grant is installed: ssh may have the key now.
     agent.open();
-    const session = early ?? startSsh(program, argsFor(address), false);
+    const session = early ?? startSsh(program, argsFor(address, route), false);
     early = undefined;
     session.release();
     const code = await session.exited;
     if (override === undefined) cache.setAddress(instanceId, sent.SshAddress);
+    if (routeOverride === undefined) cache.setRoute(instanceId, answered);
     cache.setHostKeys(instanceId, hostKeys);
     cache.setHostKeyTypes(instanceId, keyTypes(sent.HostKeys.HostKey));
     cache.save();

@@ -40,7 +40,8 @@ Options:
   --pattern PATTERN    the ssh Host pattern (default ${DEFAULT_PATTERN}); with *.SUFFIX the suffix is
                        taken off the name before it is looked up, otherwise the name is used as it is
   --user USER          the OS user when none is given (default: ssh's, your local user name)
-  --route ROUTE        direct, tunnel or auto (default auto): see keyward proxy --help
+  --route ROUTE        direct, tunnel or auto, overriding each instance's own route
+                       (followed otherwise): see keyward proxy --help
   --file FILE          the ssh config to change (default ~/.ssh/config)
   --install            add the block at the top of the file (first match wins in ssh_config), or
                        replace it where it is
