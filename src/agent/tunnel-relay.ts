@@ -17,6 +17,7 @@ import {
   MAX_TUNNEL_FRAME_BYTES,
   MAX_TUNNELS_PER_AGENT,
   TUNNEL_CLOSE_CODES,
+  tunnelFrameMask,
   type TunnelOpenMessage,
 } from '../agent-channel/index.js';
 import { WebSocketDuplex } from '../platform/ws-duplex.js';
@@ -154,6 +155,7 @@ export class TunnelRelay {
       {
         maxPayload: MAX_TUNNEL_FRAME_BYTES,
         perMessageDeflate: false,
+        generateMask: tunnelFrameMask,
         handshakeTimeout: this.#o.connectTimeoutMs ?? 10_000,
         followRedirects: false,
         ...(url.startsWith('https:') && this.#o.ca !== undefined && { ca: this.#o.ca }),

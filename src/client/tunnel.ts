@@ -19,6 +19,7 @@ import {
   MAX_TUNNEL_FRAME_BYTES,
   TUNNEL_CLOSE_CODES,
   TUNNEL_SUBPROTOCOL,
+  tunnelFrameMask,
 } from '../tunnels/tunnel-contract.js';
 import { RpcError, type RpcClient } from './rpc-client.js';
 
@@ -76,6 +77,7 @@ export async function openSshTunnel(client: RpcClient, opts: OpenSshTunnelOption
     perMessageDeflate: false,
     maxPayload: MAX_TUNNEL_FRAME_BYTES,
     followRedirects: false,
+    generateMask: tunnelFrameMask,
     handshakeTimeout: opts.timeoutMs ?? 20_000,
     ...(url.startsWith('wss:') && opts.ca !== undefined && { ca: opts.ca }),
   });
