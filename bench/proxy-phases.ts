@@ -2,8 +2,9 @@
  * Loaded into `keyward proxy` by bench/tunnel.ts (`NODE_OPTIONS=--import=…/proxy-phases.js`) to time its
  * phases from outside the product code: the process's start (performance.timeOrigin), each HTTP request
  * (the API calls, then the tunnel's WebSocket upgrade) from its start to its response or upgrade, the TCP
- * connect of the direct route, and the first bytes written to ssh (sshd's version banner). At exit, one JSON
- * line of epoch milliseconds is appended to KW_PHASES_FILE.
+ * connect of the direct route, and the first bytes written to ssh (sshd's version banner). Just after those
+ * first bytes (ssh ends its ProxyCommand with a signal, so there is no exit to wait for), one JSON line of
+ * epoch milliseconds is appended to KW_PHASES_FILE.
  */
 import { appendFileSync } from 'node:fs';
 import dc from 'node:diagnostics_channel';
@@ -15,11 +16,11 @@ export interface ProxyPhases {
   readonly origin: number;
   /** This module running: Node's own start is done. */
   readonly preload: number;
-  readonly requests: Array<{ start: number; end?: number; upgrade: boolean }>;
+  /** `action`: the API action (x-acs-action), absent for the tunnel's WebSocket upgrade. */
+  readonly requests: Array<{ start: number; end?: number; upgrade: boolean; action?: string }>;
   /** TCP connections to anything but the API (the direct route to sshd): connected. */
   readonly connects: number[];
   firstOutput?: number;
-  exit?: number;
 }
 
 const now = (): number => performance.timeOrigin + performance.now();
@@ -30,9 +31,11 @@ const viaHttp = new WeakSet<Socket>();
 if (file !== undefined) {
   dc.subscribe('http.client.request.start', (m) => {
     const request = (m as { request: ClientRequest }).request;
-    const entry: { start: number; end?: number; upgrade: boolean } = {
+    const action = request.getHeader('x-acs-action');
+    const entry: { start: number; end?: number; upgrade: boolean; action?: string } = {
       start: now(),
       upgrade: request.getHeader('upgrade') !== undefined,
+      ...(typeof action === 'string' && { action }),
     };
     phases.requests.push(entry);
     request.once('socket', (s: Socket) => viaHttp.add(s));
@@ -49,11 +52,12 @@ if (file !== undefined) {
   });
   const write = process.stdout.write.bind(process.stdout);
   process.stdout.write = ((...args: Parameters<typeof write>) => {
-    phases.firstOutput ??= now();
+    if (phases.firstOutput === undefined) {
+      phases.firstOutput = now();
+      setImmediate(() => {
+        appendFileSync(file, `${JSON.stringify(phases)}\n`);
+      });
+    }
     return write(...args);
   }) as typeof process.stdout.write;
-  process.once('exit', () => {
-    phases.exit = now();
-    appendFileSync(file, `${JSON.stringify(phases)}\n`);
-  });
 }

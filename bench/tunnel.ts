@@ -75,7 +75,7 @@ interface Phases {
   readonly nodeStart: number;
   /** SendSSHPublicKey (the grant), request to response. */
   readonly grant: number;
-  /** The grant's response → StartSshTunnel's response (tunnel route only). */
+  /** StartSshTunnel, request to response (tunnel route only; the proxy sends it alongside the grant). */
   readonly startTunnel: number;
   /** The tunnel WebSocket's upgrade request → 101 (the server redeems the ticket; tunnel route only). */
   readonly upgrade: number;
@@ -91,7 +91,7 @@ const PHASE_NAMES: ReadonlyArray<[keyof Phases, string]> = [
   ['spawn', 'ssh start → proxy process start'],
   ['nodeStart', 'Node start + CLI loading → first API call'],
   ['grant', 'SendSSHPublicKey'],
-  ['startTunnel', 'StartSshTunnel'],
+  ['startTunnel', 'StartSshTunnel (alongside the grant)'],
   ['upgrade', 'tunnel WebSocket upgrade (ticket redeemed)'],
   ['firstByte', "connected → sshd's first byte (tunnel: agent dial-back)"],
   ['proxyToFirstByte', "proxy start → sshd's first byte, in all"],
@@ -99,16 +99,17 @@ const PHASE_NAMES: ReadonlyArray<[keyof Phases, string]> = [
 ];
 
 function phasesOf(p: ProxyPhases, sshStart: number, sshEnd: number): Phases {
-  const [grant, second] = p.requests.filter((r) => !r.upgrade);
+  const span = (r: { start: number; end?: number } | undefined): number =>
+    r === undefined ? 0 : (r.end ?? NaN) - r.start;
   const up = p.requests.find((r) => r.upgrade);
   const first = p.firstOutput ?? NaN;
   const connected = up?.end ?? p.connects[0] ?? NaN;
   return {
     spawn: p.origin - sshStart,
-    nodeStart: (p.requests[0]?.start ?? NaN) - p.origin,
-    grant: (grant?.end ?? NaN) - (grant?.start ?? NaN),
-    startTunnel: second === undefined ? 0 : (second.end ?? NaN) - (grant?.end ?? NaN),
-    upgrade: up === undefined ? 0 : (up.end ?? NaN) - up.start,
+    nodeStart: Math.min(...p.requests.map((r) => r.start)) - p.origin,
+    grant: span(p.requests.find((r) => r.action === 'SendSSHPublicKey')),
+    startTunnel: span(p.requests.find((r) => r.action === 'StartSshTunnel')),
+    upgrade: span(up),
     firstByte: first - connected,
     proxyToFirstByte: first - p.origin,
     sshAfter: sshEnd - first,

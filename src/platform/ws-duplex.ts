@@ -33,7 +33,11 @@ export class WebSocketDuplex extends Duplex {
         return;
       }
       // binaryType 'nodebuffer': ws hands over a Buffer of its own (fragments already joined).
-      const chunk = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
+      const chunk = Array.isArray(data)
+        ? Buffer.concat(data)
+        : Buffer.isBuffer(data)
+          ? data
+          : Buffer.from(data);
       if (!this.push(chunk)) ws.pause();
     });
     ws.once('close', (code: number, reason: Buffer) => {

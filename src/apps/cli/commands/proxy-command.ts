@@ -7,7 +7,8 @@
  *   2. finds the instance HOST names (an instance id, or an instance name, with the suffix of the ssh
  *      config's pattern taken off), asks for the grant (SendSSHPublicKey), and writes the pinned host keys
  *      for HOST atomically to ~/.keyward/known_hosts.d/HOST (ssh's `UserKnownHostsFile`),
- *   3. connects (direct, or through the tunnel: ssh-route.ts) and relays bytes between ssh and sshd.
+ *   3. connects (direct, or through the tunnel: ssh-route.ts; the tunnel is opened while the grant is asked
+ *      for, as it needs nothing from it) and relays bytes between ssh and sshd.
  * Nothing is relayed before the grant is installed and the host keys are written, so ssh can neither
  * verify the host nor offer the key before that. The private key never leaves this process's memory.
  */
@@ -23,6 +24,7 @@ import { parseCommandArgs, stringFlag, UsageError, type CliIo } from '../cli-io.
 import { describeAllPages } from '../ecs-listing.js';
 import { OneKeyAgent } from '../ssh-agent-server.js';
 import { isSshRoute, openRoute } from '../ssh-route.js';
+import { openTunnel } from '../tunnel-link.js';
 import { keywardDir, toolFailure } from '../ssh-tools.js';
 
 export const PROXY_HELP = `Usage: keyward proxy [options] USER HOST PORT
@@ -111,6 +113,7 @@ export async function proxyCommand(
   }, AGENT_LIFETIME_MS);
   lifetime.unref();
   let stream: Duplex | undefined;
+  let early: Promise<Duplex> | undefined;
   const stop = new AbortController();
   try {
     const { client, regionId } = connect();
@@ -121,6 +124,12 @@ export async function proxyCommand(
       const held = holdSocket(agent, socketPath, stop.signal);
       held.catch(() => undefined);
       instanceId = await resolveInstance(client, regionId, name);
+      // The tunnel needs nothing from the grant, so it opens meanwhile (its StartSshTunnel, the agent's
+      // dial-back and sshd's banner overlap SendSSHPublicKey); not a byte is relayed before the grant is in.
+      if (route === 'tunnel') {
+        early = openTunnel(client, { regionId, instanceId, loginUser: user, signal: stop.signal });
+        early.catch(() => undefined);
+      }
       sent = await client.call<SendResponse>(
         'SendSSHPublicKey',
         {
@@ -147,14 +156,15 @@ export async function proxyCommand(
       await held;
       agent.open();
       const address = override ?? splitAddress(sent.SshAddress);
-      stream = await openRoute(route, {
-        client,
-        regionId,
-        instanceId,
-        loginUser: user,
-        host: address.host,
-        port: Number(address.port),
-      });
+      stream = await (early ??
+        openRoute(route, {
+          client,
+          regionId,
+          instanceId,
+          loginUser: user,
+          host: address.host,
+          port: Number(address.port),
+        }));
     } finally {
       client.close();
     }
@@ -164,6 +174,11 @@ export async function proxyCommand(
     clearTimeout(lifetime);
     stop.abort();
     stream?.destroy();
+    // A tunnel opened for a grant that failed is closed as soon as it is there.
+    early?.then(
+      (s) => s.destroy(),
+      () => undefined,
+    );
     agent.close();
   }
 }
