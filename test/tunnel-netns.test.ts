@@ -15,7 +15,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { connect as netConnect, createServer, type Server } from 'node:net';
@@ -392,6 +392,49 @@ test('plain OpenSSH logs on through the tunnel with a one-time key (ProxyCommand
   const r = await run('/usr/bin/ssh', [...sshArgs(key), 'echo via-$((6*7))'], { env: proxyEnv() });
   assert.equal(r.code, 0, `${r.stderr}\n${agentLog}`);
   assert.equal(r.stdout.trim(), 'via-42');
+});
+
+test('keyward proxy --route tunnel: ssh, and scp both ways, with its one-time key (the route users take)', async () => {
+  const home = join(work, 'proxy-home');
+  await mkdir(join(home, '.config'), { recursive: true, mode: 0o700 });
+  const kw = join(home, '.keyward');
+  const env = baseEnv({
+    ...credentialsEnv(server.credentials),
+    HOME: home,
+    XDG_CONFIG_HOME: join(home, '.config'),
+  });
+  // What `keyward ssh-config` writes, with the route fixed to the tunnel.
+  const options = [
+    ['ProxyCommand', `${process.execPath} ${BIN} proxy --route tunnel %r %h %p`],
+    ['IdentityAgent', `${join(kw, 'agent')}/%r@%h:%p`],
+    ['IdentityFile', join(kw, 'agent', 'no-key-file')],
+    ['IdentitiesOnly', 'no'],
+    ['PreferredAuthentications', 'publickey'],
+    ['UserKnownHostsFile', `${join(kw, 'known_hosts.d')}/%h`],
+    ['GlobalKnownHostsFile', '/dev/null'],
+    ['StrictHostKeyChecking', 'yes'],
+    ['UpdateHostKeys', 'no'],
+    ['CheckHostIP', 'no'],
+  ].flatMap(([k, v]) => ['-o', `${k ?? ''}=${v ?? ''}`]);
+  const base = ['-F', '/dev/null', '-o', 'BatchMode=yes', '-o', 'LogLevel=ERROR', ...options];
+  const r = await run('/usr/bin/ssh', [...base, `${user.name}@${instanceId}`, 'echo proxy-$((6*7))'], {
+    env,
+  });
+  assert.equal(r.code, 0, `${r.stderr}\n${agentLog}`);
+  assert.equal(r.stdout.trim(), 'proxy-42');
+  const local = join(work, 'proxy-payload');
+  const back = join(work, 'proxy-payload-back');
+  await writeFile(local, randomBytes(8 * 1024 * 1024));
+  const up = await run('/usr/bin/scp', ['-O', ...base, local, `${user.name}@${instanceId}:proxy-payload`], {
+    env,
+  });
+  assert.equal(up.code, 0, up.stderr);
+  const down = await run('/usr/bin/scp', ['-O', ...base, `${user.name}@${instanceId}:proxy-payload`, back], {
+    env,
+  });
+  assert.equal(down.code, 0, down.stderr);
+  const digest = (f: string): string => createHash('sha256').update(readFileSync(f)).digest('hex');
+  assert.equal(digest(back), digest(local));
 });
 
 test('back-pressure: 200 MiB through a stalled reader, the server buffers a bounded amount', async () => {
