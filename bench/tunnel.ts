@@ -59,6 +59,14 @@ function timed(file: string, args: readonly string[], env: NodeJS.ProcessEnv): P
   });
 }
 
+/** utime + stime of `pid` in ms (fields 14 and 15 of /proc/PID/stat, in clock ticks of 1/100 s). */
+function cpuMs(pid: number | undefined): number {
+  if (pid === undefined) return NaN;
+  const stat = readFileSync(`/proc/${String(pid)}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
 async function setRoute(fx: LogonFixture, route: 'direct' | 'tunnel'): Promise<void> {
   await fx.rpc.call('ModifyInstanceAttribute', {
     RegionId: 'local',
@@ -127,6 +135,9 @@ interface RunFigures {
   readonly scpTunnelMiBs: number;
   readonly scpProxyDirectMiBs: number;
   readonly scpDirectMiBs: number;
+  /** CPU of the server and of the agent per MiB of the tunnel scp (ms/MiB). */
+  readonly serverCpuPerMiB: number;
+  readonly agentCpuPerMiB: number;
   readonly concurrentOk: number;
   readonly concurrentMs: number;
   readonly peakRssMiB: number;
@@ -269,7 +280,9 @@ async function runOnce(run: number): Promise<RunFigures> {
     const file = join(fx.work, 'payload');
     writeFileSync(file, Buffer.alloc(SCP_BYTES, 7));
     const dest = `${target(fx.instanceId)}:/dev/null`;
+    const cpu0 = [cpuMs(fx.server.pid), cpuMs(fx.agentPid)];
     const scpT = (await viaProxy('/usr/bin/scp', ['-O', ...quiet, ...proxied('tunnel'), file, dest])).ms;
+    const cpu1 = [cpuMs(fx.server.pid), cpuMs(fx.agentPid)];
     const scpPD = (await viaProxy('/usr/bin/scp', ['-O', ...quiet, ...proxied('direct'), file, dest])).ms;
     await freshKey();
     const scpD = await timed(
@@ -305,6 +318,8 @@ async function runOnce(run: number): Promise<RunFigures> {
       scpTunnelMiBs: mibs(scpT),
       scpProxyDirectMiBs: mibs(scpPD),
       scpDirectMiBs: mibs(scpD),
+      serverCpuPerMiB: ((cpu1[0] ?? NaN) - (cpu0[0] ?? NaN)) / (SCP_BYTES / 1024 / 1024),
+      agentCpuPerMiB: ((cpu1[1] ?? NaN) - (cpu0[1] ?? NaN)) / (SCP_BYTES / 1024 / 1024),
       concurrentOk: CONCURRENT - failed.length,
       concurrentMs,
       peakRssMiB: Number(hwm?.[1] ?? 0) / 1024,
@@ -423,6 +438,19 @@ async function main(): Promise<void> {
         m((x) => x.scpProxyDirectMiBs / x.scpDirectMiBs),
         2,
       )}× (${spread((x) => x.scpProxyDirectMiBs / x.scpDirectMiBs, 2)})`,
+      '',
+      '',
+    ],
+    [
+      '  (cost) server / agent CPU during the tunnel scp',
+      `${fixed(
+        m((x) => x.serverCpuPerMiB),
+        2,
+      )} / ${fixed(
+        m((x) => x.agentCpuPerMiB),
+        2,
+      )} ms per MiB`,
+      '',
       '',
       '',
     ],
