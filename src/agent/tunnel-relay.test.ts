@@ -33,7 +33,11 @@ test('sshd unreachable: the dial made meanwhile closes with 4502 and says why', 
   const probe = createTcpServer();
   await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
   const deadPort = (probe.address() as AddressInfo).port;
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
+  await new Promise<void>((resolve) =>
+    probe.close(() => {
+      resolve();
+    }),
+  );
   const relay = new TunnelRelay({
     instanceId: INSTANCE,
     serverUrls: [url],
@@ -44,7 +48,9 @@ test('sshd unreachable: the dial made meanwhile closes with 4502 and says why', 
     relay.open(message, url);
     const ws = await next;
     const [code, reason] = await new Promise<[number, string]>((resolve) =>
-      ws.once('close', (c: number, r: Buffer) => resolve([c, r.toString()])),
+      ws.once('close', (c: number, r: Buffer) => {
+        resolve([c, r.toString()]);
+      }),
     );
     assert.equal(code, TUNNEL_CLOSE_CODES.sshdUnreachable);
     assert.match(reason, /^sshd unreachable: .*ECONNREFUSED/);
@@ -87,7 +93,11 @@ test('bytes both ways between the dial and sshd, which may answer before the dia
     await all;
     assert.ok(Buffer.concat(got).equals(expected), 'the banner, then every byte echoed in order');
     assert.equal(relay.size, 1);
-    const closed = new Promise<number>((resolve) => ws.once('close', (c: number) => resolve(c)));
+    const closed = new Promise<number>((resolve) =>
+      ws.once('close', (c: number) => {
+        resolve(c);
+      }),
+    );
     relay.stop();
     assert.equal(await closed, TUNNEL_CLOSE_CODES.serverShutdown);
   } finally {
