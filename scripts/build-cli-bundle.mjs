@@ -2,7 +2,8 @@
 // per dynamically imported command (splitting), ws included, the other runtime dependencies left to
 // node_modules. bin/keyward.js runs `keyward proxy` from it: ssh starts that process for every connection,
 // and loading one file instead of some forty (and ws without Node's CommonJS-to-ESM parse) shortens its
-// start. Everything else runs from dist/src as compiled. Run by `npm run build`, after tsc.
+// start. Everything else runs from dist/src as compiled. Run by `npm run build`, after tsc; a `tsc` alone
+// leaves the bundle as it was, so `keyward proxy` would run the previous build.
 import { rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
