@@ -1,9 +1,9 @@
 // Bundles the compiled CLI (dist/src/apps/cli/main.js) with esbuild into dist/cli-bundle/: one ES module
 // per dynamically imported command (splitting), ws included, the other runtime dependencies left to
 // node_modules. bin/keyward.js runs `keyward proxy` from it: ssh starts that process for every connection,
-// and loading one file instead of some forty (and ws without Node's CommonJS-to-ESM parse) shortens its
-// start. Everything else runs from dist/src as compiled. Run by `npm run build`, after tsc; a `tsc` alone
-// leaves the bundle as it was, so `keyward proxy` would run the previous build.
+// and some fifteen bundled chunks (ws among them, without Node's CommonJS-to-ESM parse) load sooner than
+// some forty modules. Everything else runs from dist/src as compiled. Run by `npm run build`, after tsc;
+// a `tsc` alone leaves the bundle as it was, so `keyward proxy` would run the previous build.
 import { rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
