@@ -5,11 +5,13 @@
  *
  * 1. Broker logon (StartTerminalSession + terminal WebSocket + `echo` → its output), route tunnel / direct.
  *    Target ≤ 1.15×.
- * 2. Plain OpenSSH `ssh … true` with a one-time key from SendSSHPublicKey: through the tunnel with a
- *    ProxyCommand on the client library (test/helpers/tunnel-proxy.js, what `keyward proxy` will run),
- *    against `ssh -p PORT 127.0.0.1`. Includes the proxy's Node start and its StartSshTunnel call.
- *    Target ≤ 1.15×.
- * 3. `scp -O` of 100 MiB to the host (to /dev/null), through the tunnel / direct: throughput ratio.
+ * 2. OpenSSH `ssh … true` as users run it: `ProxyCommand keyward proxy --route tunnel %r %h %p` (a fresh
+ *    one-time key served from the proxy's memory, StartSshTunnel, the tunnel WebSocket), against plain
+ *    `ssh -p PORT 127.0.0.1` with a key installed beforehand by SendSSHPublicKey. A second baseline,
+ *    `keyward proxy --route direct`, shows what is the proxy's own cost and what is the tunnel's. Each
+ *    proxy's phases are timed from inside it by bench/proxy-phases.ts and printed as p50s. Target ≤ 1.15×
+ *    (tunnel proxy / plain ssh).
+ * 3. `scp -O` of 100 MiB to the host (to /dev/null), the same three ways: throughput ratio tunnel / plain.
  *    Target ≥ 0.7×.
  * 4. 200 tunnelled broker logons started at once by 20 users (one caller may hold 20 unredeemed terminal
  *    tickets): all must succeed; the server's peak RSS is reported.
@@ -19,12 +21,13 @@
  */
 import { spawn } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { RpcClient } from '../src/client/index.js';
 import { ed25519PublicKeyLine, ed25519ToOpenSshPrivateKey } from '../src/keypairs/openssh-private-key.js';
 import { exitWhenIdle } from './lingering-handles.js';
-import { brokerLogon, REPO_ROOT, startLogonFixture, type LogonFixture } from './logon-fixture.js';
+import { BIN, brokerLogon, REPO_ROOT, startLogonFixture, type LogonFixture } from './logon-fixture.js';
+import type { ProxyPhases } from './proxy-phases.js';
 import { median, summarize } from './stats.js';
 import { fixed, renderTable } from './table.js';
 
@@ -36,7 +39,7 @@ const CONCURRENT_USERS = 20;
 const SCP_BYTES = 100 * 1024 * 1024;
 const KEYWARD = '2026-11-01';
 const RAM = '2015-05-01';
-const PROXY = join(REPO_ROOT, 'dist', 'test', 'helpers', 'tunnel-proxy.js');
+const PHASES_MODULE = join(REPO_ROOT, 'dist', 'bench', 'proxy-phases.js');
 
 function log(line: string): void {
   process.stderr.write(`[tunnel] ${line}\n`);
@@ -56,6 +59,14 @@ function timed(file: string, args: readonly string[], env: NodeJS.ProcessEnv): P
   });
 }
 
+/** utime + stime of `pid` in ms (fields 14 and 15 of /proc/PID/stat, in clock ticks of 1/100 s). */
+function cpuMs(pid: number | undefined): number {
+  if (pid === undefined) return NaN;
+  const stat = readFileSync(`/proc/${String(pid)}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
 async function setRoute(fx: LogonFixture, route: 'direct' | 'tunnel'): Promise<void> {
   await fx.rpc.call('ModifyInstanceAttribute', {
     RegionId: 'local',
@@ -64,16 +75,79 @@ async function setRoute(fx: LogonFixture, route: 'direct' | 'tunnel'): Promise<v
   });
 }
 
+/** The phases of one proxied ssh, in ms (see phasesOf). */
+interface Phases {
+  /** ssh started → the proxy process started (ssh's own start, /bin/sh, exec of node). */
+  readonly spawn: number;
+  /** The proxy process started → its first API request (Node's start, loading the CLI). */
+  readonly nodeStart: number;
+  /** SendSSHPublicKey (the grant), request to response. */
+  readonly grant: number;
+  /** StartSshTunnel, request to response (tunnel route only; the proxy sends it alongside the grant). */
+  readonly startTunnel: number;
+  /** The tunnel WebSocket's upgrade request → 101 (the server redeems the ticket; tunnel route only). */
+  readonly upgrade: number;
+  /** Connected (101, or the direct TCP connect) → sshd's first bytes written to ssh (the agent's dial-back). */
+  readonly firstByte: number;
+  /** From the proxy's start to sshd's first bytes, everything included. */
+  readonly proxyToFirstByte: number;
+  /** sshd's first bytes → ssh exited (key exchange, authentication, `true`, close). */
+  readonly sshAfter: number;
+}
+
+const PHASE_NAMES: ReadonlyArray<[keyof Phases, string]> = [
+  ['spawn', 'ssh start → proxy process start'],
+  ['nodeStart', 'Node start + CLI loading → first API call'],
+  ['grant', 'SendSSHPublicKey'],
+  ['startTunnel', 'StartSshTunnel (alongside the grant)'],
+  ['upgrade', 'tunnel WebSocket upgrade (ticket redeemed)'],
+  ['firstByte', "connected → sshd's first byte (tunnel: agent dial-back)"],
+  ['proxyToFirstByte', "proxy start → sshd's first byte, in all"],
+  ['sshAfter', "sshd's first byte → ssh exits (kex, auth, `true`)"],
+];
+
+function phasesOf(p: ProxyPhases, sshStart: number, sshEnd: number): Phases {
+  const span = (r: { start: number; end?: number } | undefined): number =>
+    r === undefined ? 0 : (r.end ?? NaN) - r.start;
+  const up = p.requests.find((r) => r.upgrade);
+  const first = p.firstOutput ?? NaN;
+  const connected = up?.end ?? p.connects[0] ?? NaN;
+  return {
+    spawn: p.origin - sshStart,
+    nodeStart: Math.min(...p.requests.map((r) => r.start)) - p.origin,
+    grant: span(p.requests.find((r) => r.action === 'SendSSHPublicKey')),
+    startTunnel: span(p.requests.find((r) => r.action === 'StartSshTunnel')),
+    upgrade: span(up),
+    firstByte: first - connected,
+    proxyToFirstByte: first - p.origin,
+    sshAfter: sshEnd - first,
+  };
+}
+
 interface RunFigures {
   readonly brokerTunnel: number;
   readonly brokerDirect: number;
   readonly sshTunnel: number;
+  readonly sshProxyDirect: number;
   readonly sshDirect: number;
+  readonly phasesTunnel: Phases;
+  readonly phasesProxyDirect: Phases;
   readonly scpTunnelMiBs: number;
+  readonly scpProxyDirectMiBs: number;
   readonly scpDirectMiBs: number;
+  /** CPU of the server and of the agent per MiB of the tunnel scp (ms/MiB). */
+  readonly serverCpuPerMiB: number;
+  readonly agentCpuPerMiB: number;
   readonly concurrentOk: number;
   readonly concurrentMs: number;
   readonly peakRssMiB: number;
+}
+
+/** p50 of each phase. */
+function phaseMedians(all: readonly Phases[]): Phases {
+  const out: Record<string, number> = {};
+  for (const [k] of PHASE_NAMES) out[k] = median(all.map((p) => p[k]));
+  return out as unknown as Phases;
 }
 
 async function runOnce(run: number): Promise<RunFigures> {
@@ -85,11 +159,18 @@ async function runOnce(run: number): Promise<RunFigures> {
     const c = { rpc: fx.rpc, endpoint: fx.server.endpoint, instanceId: fx.instanceId, user: fx.user.name };
     const creds = fx.server.credentials;
     if (creds === undefined || fx.server.pid === undefined) throw new Error('no credentials');
+    const home = join(fx.work, 'home');
+    mkdirSync(home, { mode: 0o700 });
+    const phasesFile = join(fx.work, 'phases.jsonl');
     const env: NodeJS.ProcessEnv = {
       ...fx.env,
-      KWT_ENDPOINT: fx.server.endpoint,
-      KWT_ACCESS_KEY_ID: creds.accessKeyId,
-      KWT_ACCESS_KEY_SECRET: creds.accessKeySecret,
+      HOME: home,
+      KEYWARD_ENDPOINT: fx.server.endpoint,
+      KEYWARD_ACCESS_KEY_ID: creds.accessKeyId,
+      KEYWARD_ACCESS_KEY_SECRET: creds.accessKeySecret,
+      KEYWARD_REGION: 'local',
+      KW_PHASES_FILE: phasesFile,
+      NODE_OPTIONS: `--import=${new URL(`file://${PHASES_MODULE}`).href}`,
     };
     const knownHosts = join(fx.work, 'known_hosts');
     writeFileSync(knownHosts, `bench-host ${fx.sshd.hostKeyPub}\n`);
@@ -108,13 +189,12 @@ async function runOnce(run: number): Promise<RunFigures> {
         { version: KEYWARD },
       );
     };
-    const common = [
-      '-F',
-      '/dev/null',
+    const quiet = ['-F', '/dev/null', '-o', 'BatchMode=yes', '-o', 'LogLevel=ERROR'];
+    // Plain ssh with the installed key, as before Keyward's tools.
+    const plain = (flag: '-p' | '-P'): string[] => [
+      ...quiet,
       '-i',
       keyFile,
-      '-o',
-      'BatchMode=yes',
       '-o',
       'IdentitiesOnly=yes',
       '-o',
@@ -125,49 +205,92 @@ async function runOnce(run: number): Promise<RunFigures> {
       'StrictHostKeyChecking=yes',
       '-o',
       'HostKeyAlias=bench-host',
-      '-o',
-      'LogLevel=ERROR',
+      flag,
+      String(fx.sshd.port),
     ];
-    const viaTunnel = ['-o', `ProxyCommand=${process.execPath} ${PROXY} ${fx.instanceId} ${fx.user.name}`];
-    const direct = (flag: '-p' | '-P'): string[] => [flag, String(fx.sshd.port)];
+    // What `keyward ssh-config` writes (src/apps/cli/ssh-tools.ts, proxyOptions), with the route fixed.
+    const kw = join(home, '.keyward');
+    const proxied = (route: 'tunnel' | 'direct'): string[] =>
+      [
+        ['ProxyCommand', `${process.execPath} ${BIN} proxy --route ${route} %r %h %p`],
+        ['IdentityAgent', `${join(kw, 'agent')}/%r@%h:%p`],
+        ['IdentityFile', join(kw, 'agent', 'no-key-file')],
+        ['IdentitiesOnly', 'no'],
+        ['PreferredAuthentications', 'publickey'],
+        ['UserKnownHostsFile', `${join(kw, 'known_hosts.d')}/%h`],
+        ['GlobalKnownHostsFile', '/dev/null'],
+        ['StrictHostKeyChecking', 'yes'],
+        ['UpdateHostKeys', 'no'],
+        ['CheckHostIP', 'no'],
+      ].flatMap(([k, v]) => ['-o', `${k ?? ''}=${v ?? ''}`]);
     const target = (host: string): string => `${fx.user.name}@${host}`;
+    /** Runs a proxied tool and returns its time and the proxy's phases. */
+    const viaProxy = async (file: string, args: string[]): Promise<{ ms: number; phases: Phases }> => {
+      rmSync(phasesFile, { force: true });
+      const start = performance.timeOrigin + performance.now();
+      const ms = await timed(file, args, env);
+      const lines = readFileSync(phasesFile, 'utf8').trim().split('\n');
+      const p = JSON.parse(lines[lines.length - 1] ?? '{}') as ProxyPhases;
+      return { ms, phases: phasesOf(p, start, start + ms) };
+    };
 
     log(
-      `run ${String(run)}: ${String(ROUNDS)} rounds of broker logons and ssh, tunnel and direct interleaved`,
+      `run ${String(run)}: ${String(ROUNDS)} rounds of broker logons and ssh (tunnel proxy, direct proxy, plain), interleaved`,
     );
     const brokerT: number[] = [];
     const brokerD: number[] = [];
     const sshT: number[] = [];
+    const sshPD: number[] = [];
     const sshD: number[] = [];
+    const phT: Phases[] = [];
+    const phPD: Phases[] = [];
     // One warm-up of each, not counted.
     await setRoute(fx, 'tunnel');
     await brokerLogon(c, 'warm-t');
     await setRoute(fx, 'direct');
     await brokerLogon(c, 'warm-d');
+    await viaProxy('/usr/bin/ssh', [...quiet, ...proxied('tunnel'), target(fx.instanceId), 'true']);
+    await viaProxy('/usr/bin/ssh', [...quiet, ...proxied('direct'), target(fx.instanceId), 'true']);
     for (let i = 0; i < ROUNDS; i++) {
       await setRoute(fx, 'tunnel');
       brokerT.push(await brokerLogon(c, `t${String(i)}`));
       await setRoute(fx, 'direct');
       brokerD.push(await brokerLogon(c, `d${String(i)}`));
+      const t = await viaProxy('/usr/bin/ssh', [
+        ...quiet,
+        ...proxied('tunnel'),
+        target(fx.instanceId),
+        'true',
+      ]);
+      sshT.push(t.ms);
+      phT.push(t.phases);
+      const pd = await viaProxy('/usr/bin/ssh', [
+        ...quiet,
+        ...proxied('direct'),
+        target(fx.instanceId),
+        'true',
+      ]);
+      sshPD.push(pd.ms);
+      phPD.push(pd.phases);
       await freshKey();
-      sshT.push(await timed('/usr/bin/ssh', [...common, ...viaTunnel, target(fx.instanceId), 'true'], env));
-      sshD.push(await timed('/usr/bin/ssh', [...common, ...direct('-p'), target('127.0.0.1'), 'true'], env));
+      sshD.push(await timed('/usr/bin/ssh', [...plain('-p'), target('127.0.0.1'), 'true'], env));
     }
 
-    log(`run ${String(run)}: scp -O of 100 MiB, tunnel and direct`);
+    log(`run ${String(run)}: scp -O of 100 MiB, tunnel proxy, direct proxy and plain`);
     const file = join(fx.work, 'payload');
     writeFileSync(file, Buffer.alloc(SCP_BYTES, 7));
+    const dest = `${target(fx.instanceId)}:/dev/null`;
+    const cpu0 = [cpuMs(fx.server.pid), cpuMs(fx.agentPid)];
+    const scpT = (await viaProxy('/usr/bin/scp', ['-O', ...quiet, ...proxied('tunnel'), file, dest])).ms;
+    const cpu1 = [cpuMs(fx.server.pid), cpuMs(fx.agentPid)];
+    const scpPD = (await viaProxy('/usr/bin/scp', ['-O', ...quiet, ...proxied('direct'), file, dest])).ms;
     await freshKey();
-    const scpT = await timed(
-      '/usr/bin/scp',
-      ['-O', ...common, ...viaTunnel, file, `${target(fx.instanceId)}:/dev/null`],
-      env,
-    );
     const scpD = await timed(
       '/usr/bin/scp',
-      ['-O', ...common, ...direct('-P'), file, `${target('127.0.0.1')}:/dev/null`],
+      ['-O', ...plain('-P'), file, `${target('127.0.0.1')}:/dev/null`],
       env,
     );
+    rmSync(file, { force: true });
 
     log(`run ${String(run)}: ${String(CONCURRENT)} tunnelled broker logons at once`);
     await setRoute(fx, 'tunnel');
@@ -183,13 +306,20 @@ async function runOnce(run: number): Promise<RunFigures> {
     const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed.length > 0) log(`${String(failed.length)} failed, e.g. ${String(failed[0]?.reason)}`);
     const hwm = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${String(fx.server.pid)}/status`, 'utf8'));
+    const mibs = (ms: number): number => SCP_BYTES / 1024 / 1024 / (ms / 1000);
     return {
       brokerTunnel: summarize(brokerT).p50,
       brokerDirect: summarize(brokerD).p50,
       sshTunnel: summarize(sshT).p50,
+      sshProxyDirect: summarize(sshPD).p50,
       sshDirect: summarize(sshD).p50,
-      scpTunnelMiBs: SCP_BYTES / 1024 / 1024 / (scpT / 1000),
-      scpDirectMiBs: SCP_BYTES / 1024 / 1024 / (scpD / 1000),
+      phasesTunnel: phaseMedians(phT),
+      phasesProxyDirect: phaseMedians(phPD),
+      scpTunnelMiBs: mibs(scpT),
+      scpProxyDirectMiBs: mibs(scpPD),
+      scpDirectMiBs: mibs(scpD),
+      serverCpuPerMiB: ((cpu1[0] ?? NaN) - (cpu0[0] ?? NaN)) / (SCP_BYTES / 1024 / 1024),
+      agentCpuPerMiB: ((cpu1[1] ?? NaN) - (cpu0[1] ?? NaN)) / (SCP_BYTES / 1024 / 1024),
       concurrentOk: CONCURRENT - failed.length,
       concurrentMs,
       peakRssMiB: Number(hwm?.[1] ?? 0) / 1024,
@@ -254,7 +384,7 @@ async function main(): Promise<void> {
       met(brokerRatio <= 1.15),
     ],
     [
-      'ssh (ProxyCommand helper) p50, tunnel / direct',
+      'ssh via keyward proxy p50: tunnel / plain ssh',
       `${fixed(
         m((x) => x.sshTunnel),
         1,
@@ -267,7 +397,23 @@ async function main(): Promise<void> {
       met(sshRatio <= 1.15),
     ],
     [
-      'scp -O 100 MiB throughput, tunnel / direct',
+      '  (baseline) ssh via keyward proxy --route direct / plain ssh',
+      `${fixed(
+        m((x) => x.sshProxyDirect),
+        1,
+      )} / ${fixed(
+        m((x) => x.sshDirect),
+        1,
+      )} ms`,
+      `${fixed(
+        m((x) => x.sshProxyDirect / x.sshDirect),
+        2,
+      )}× (${spread((x) => x.sshProxyDirect / x.sshDirect, 2)})`,
+      '',
+      '',
+    ],
+    [
+      'scp -O 100 MiB throughput: tunnel proxy / plain scp',
       `${fixed(
         m((x) => x.scpTunnelMiBs),
         0,
@@ -278,6 +424,35 @@ async function main(): Promise<void> {
       `${fixed(scpRatio, 2)}× (${spread((x) => x.scpTunnelMiBs / x.scpDirectMiBs, 2)})`,
       '≥ 0.7×',
       met(scpRatio >= 0.7),
+    ],
+    [
+      '  (baseline) scp via keyward proxy --route direct / plain scp',
+      `${fixed(
+        m((x) => x.scpProxyDirectMiBs),
+        0,
+      )} / ${fixed(
+        m((x) => x.scpDirectMiBs),
+        0,
+      )} MiB/s`,
+      `${fixed(
+        m((x) => x.scpProxyDirectMiBs / x.scpDirectMiBs),
+        2,
+      )}× (${spread((x) => x.scpProxyDirectMiBs / x.scpDirectMiBs, 2)})`,
+      '',
+      '',
+    ],
+    [
+      '  (cost) server / agent CPU during the tunnel scp',
+      `${fixed(
+        m((x) => x.serverCpuPerMiB),
+        2,
+      )} / ${fixed(
+        m((x) => x.agentCpuPerMiB),
+        2,
+      )} ms per MiB`,
+      '',
+      '',
+      '',
     ],
     [
       `${String(CONCURRENT)} tunnelled broker logons at once`,
@@ -296,6 +471,21 @@ async function main(): Promise<void> {
   process.stdout.write(
     `\nSSH through the agent's tunnel vs direct (median of ${String(RUNS)} runs, spread in brackets)\n` +
       `${renderTable(['measure', 'tunnel / direct', 'ratio', 'target', ''], rows)}\n`,
+  );
+  const phaseRows = PHASE_NAMES.map(([k, name]) => [
+    name,
+    fixed(
+      m((x) => x.phasesTunnel[k]),
+      1,
+    ),
+    fixed(
+      m((x) => x.phasesProxyDirect[k]),
+      1,
+    ),
+  ]);
+  process.stdout.write(
+    `\nkeyward proxy's phases, p50 in ms (median of the runs' p50s)\n` +
+      `${renderTable(['phase', '--route tunnel', '--route direct'], phaseRows)}\n`,
   );
   if (!allOk) process.exitCode = 1;
   exitWhenIdle('tunnel');

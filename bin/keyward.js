@@ -26,5 +26,10 @@ if (argv[0] === 'ssh') {
     ssh = undefined;
   }
 }
-const { runCli } = await import(main.href);
+// `keyward proxy` (ssh starts one per connection) runs from the bundled CLI when the build made it: some
+// fifteen chunks to load instead of some forty modules, so the ProxyCommand answers sooner
+// (scripts/build-cli-bundle.mjs).
+const bundled = new URL('../dist/cli-bundle/main.js', import.meta.url);
+const entry = argv[0] === 'proxy' && existsSync(bundled) ? bundled : main;
+const { runCli } = await import(entry.href);
 process.exitCode = await runCli(argv, undefined, { ssh });

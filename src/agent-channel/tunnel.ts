@@ -28,6 +28,16 @@ export const TUNNEL_TOKEN_PATTERN = /^[A-Za-z0-9_-]{43}$/;
 export const TUNNEL_DIAL_TIMEOUT_MS = 10_000;
 /** Largest binary frame either side of a tunnel accepts (a TCP read is at most 64 KiB in Node). */
 export const MAX_TUNNEL_FRAME_BYTES = 256 * 1024;
+/**
+ * The masking key of every frame a tunnel client (`keyward proxy`, the agent) sends: zero, so ws neither
+ * copies nor XORs the payload byte by byte on either end (ws skips both for an all-zero key; without the
+ * optional native `bufferutil` that loop is the tunnel's largest CPU cost). RFC 6455 masks client frames so
+ * a browser script cannot make its bytes appear on the wire verbatim and poison a caching proxy; these
+ * clients are not browsers, and what they send is SSH's own encrypted stream, never chosen by a script.
+ */
+export function tunnelFrameMask(mask: Buffer): void {
+  mask.fill(0);
+}
 /** Tunnels one agent relays at once; more tunnel-open requests are refused by the agent. */
 export const MAX_TUNNELS_PER_AGENT = 256;
 

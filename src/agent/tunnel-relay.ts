@@ -1,11 +1,11 @@
 /**
  * The agent's side of SSH tunnels (contract: src/agent-channel/tunnel.ts). On each `tunnel-open` the agent
- * connects to its own sshd (the SSH address it reports, so the same sshd a direct logon reaches), then dials
- * the tunnel WebSocket to a server URL it was configured with, and relays bytes both ways with
- * back-pressure (ws-duplex.ts: a slow side pauses the other; nothing is buffered beyond the streams' marks).
- * At most `maxTunnels` at once; a request beyond that, or one whose sshd cannot be reached, is still
- * answered by dialing and closing at once with the tunnel close code, so the server learns why without
- * waiting for its timeout. Stopping the agent closes every tunnel.
+ * connects to its own sshd (the SSH address it reports, so the same sshd a direct logon reaches) and, at the
+ * same time, dials the tunnel WebSocket to a server URL it was configured with; once both are up it relays
+ * bytes both ways with back-pressure (ws-duplex.ts: a slow side pauses the other; nothing is buffered beyond
+ * the streams' marks). At most `maxTunnels` at once; a request beyond that, or one whose sshd cannot be
+ * reached, is still answered by a dial closed at once with the tunnel close code, so the server learns why
+ * without waiting for its timeout. Stopping the agent closes every tunnel.
  */
 import { connect as netConnect, type Socket } from 'node:net';
 import type { Logger } from 'pino';
@@ -17,6 +17,7 @@ import {
   MAX_TUNNEL_FRAME_BYTES,
   MAX_TUNNELS_PER_AGENT,
   TUNNEL_CLOSE_CODES,
+  tunnelFrameMask,
   type TunnelOpenMessage,
 } from '../agent-channel/index.js';
 import { WebSocketDuplex } from '../platform/ws-duplex.js';
@@ -77,53 +78,61 @@ export class TunnelRelay {
       return;
     }
     const timeoutMs = this.#o.connectTimeoutMs ?? 10_000;
+    // The TCP connection to sshd and the dial back to the server go at once: sshd's start for the new
+    // connection (its banner) overlaps the WebSocket handshake. Bytes flow once both are up.
     const tcp: Socket = netConnect({ host: target.host, port: target.port });
     tcp.setNoDelay(true);
     tcp.setTimeout(timeoutMs);
+    tcp.pause();
+    const ws = this.#dial(url, message);
+    const stream = new WebSocketDuplex(ws);
     const entry = {
       close: (): void => {
+        stream.endCode = TUNNEL_CLOSE_CODES.serverShutdown;
         tcp.destroy();
+        stream.destroy();
       },
     };
     this.#open.add(entry);
-    const forget = (): void => {
+    let done = false;
+    const finish = (why: string): void => {
+      if (done) return;
+      done = true;
       this.#open.delete(entry);
+      tcp.destroy();
+      stream.destroy();
+      log.info({ why, code: stream.peerClose?.code }, 'tunnel closed');
+    };
+    let tcpUp = false;
+    let wsUp = false;
+    const start = (): void => {
+      if (!tcpUp || !wsUp || done) return;
+      log.info({ serverUrl: url }, 'tunnel open');
+      tcp.pipe(stream);
+      stream.pipe(tcp);
+      tcp.resume();
     };
     tcp.once('timeout', () => {
       tcp.destroy(new Error(`no connection to sshd within ${timeoutMs} ms`));
     });
     const onEarlyError = (err: Error): void => {
-      forget();
       log.warn({ problem: err.message, sshAddress: this.#o.sshAddress() }, 'tunnel: cannot reach sshd');
-      this.#refuse(url, message, TUNNEL_CLOSE_CODES.sshdUnreachable, `sshd unreachable: ${err.message}`);
+      // The server learns why: the WebSocket closes with 4502 (once open, if it is still opening).
+      stream.endCode = TUNNEL_CLOSE_CODES.sshdUnreachable;
+      stream.endReason = `sshd unreachable: ${err.message}`.slice(0, 120);
+      const refuse = (): void => {
+        stream.closeWith(stream.endCode, stream.endReason);
+      };
+      if (ws.readyState === WebSocket.CONNECTING) ws.once('open', refuse);
+      else refuse();
+      done = true;
+      this.#open.delete(entry);
     };
     tcp.once('error', onEarlyError);
     tcp.once('connect', () => {
       tcp.off('error', onEarlyError);
       tcp.setTimeout(0);
-      tcp.pause();
-      const ws = this.#dial(url, message);
-      const stream = new WebSocketDuplex(ws);
-      entry.close = (): void => {
-        stream.endCode = TUNNEL_CLOSE_CODES.serverShutdown;
-        tcp.destroy();
-        stream.destroy();
-      };
-      let done = false;
-      const finish = (why: string): void => {
-        if (done) return;
-        done = true;
-        forget();
-        tcp.destroy();
-        stream.destroy();
-        log.info({ why, code: stream.peerClose?.code }, 'tunnel closed');
-      };
-      ws.once('open', () => {
-        log.info({ serverUrl: url }, 'tunnel open');
-        tcp.pipe(stream);
-        stream.pipe(tcp);
-        tcp.resume();
-      });
+      tcpUp = true;
       tcp.on('error', (err) => {
         finish(`sshd connection: ${err.message}`);
       });
@@ -131,12 +140,17 @@ export class TunnelRelay {
         // sshd closed: what is queued still reaches the server, then the WebSocket closes with 1000.
         if (!stream.writableEnded) stream.end();
       });
-      stream.on('error', (err) => {
-        finish(`tunnel WebSocket: ${err.message}`);
-      });
-      stream.once('close', () => {
-        finish('tunnel WebSocket closed');
-      });
+      start();
+    });
+    ws.once('open', () => {
+      wsUp = true;
+      start();
+    });
+    stream.on('error', (err) => {
+      finish(`tunnel WebSocket: ${err.message}`);
+    });
+    stream.once('close', () => {
+      finish('tunnel WebSocket closed');
     });
   }
 
@@ -154,6 +168,7 @@ export class TunnelRelay {
       {
         maxPayload: MAX_TUNNEL_FRAME_BYTES,
         perMessageDeflate: false,
+        generateMask: tunnelFrameMask,
         handshakeTimeout: this.#o.connectTimeoutMs ?? 10_000,
         followRedirects: false,
         ...(url.startsWith('https:') && this.#o.ca !== undefined && { ca: this.#o.ca }),

@@ -19,6 +19,7 @@ import {
   MAX_TUNNEL_FRAME_BYTES,
   TUNNEL_CLOSE_CODES,
   TUNNEL_SUBPROTOCOL,
+  tunnelFrameMask,
 } from '../tunnels/tunnel-contract.js';
 import { RpcError, type RpcClient } from './rpc-client.js';
 
@@ -80,6 +81,7 @@ export async function openSshTunnel(client: RpcClient, opts: OpenSshTunnelOption
     perMessageDeflate: false,
     maxPayload: MAX_TUNNEL_FRAME_BYTES,
     followRedirects: false,
+    generateMask: tunnelFrameMask,
     handshakeTimeout: opts.timeoutMs ?? 20_000,
     ...(url.startsWith('wss:') && ca !== undefined && { ca }),
   });

@@ -5,7 +5,9 @@
  * - Reading: each binary frame is pushed; when the stream's buffer is full (the consumer is slow) the
  *   WebSocket is paused, so its TCP socket stops being read and the peer's sender blocks; `_read` resumes it.
  * - Writing: each chunk is sent as one binary frame and the write completes when ws has handed it to the
- *   socket, so a slow peer fills the socket's buffer and the writer waits (never an unbounded queue).
+ *   socket, so a slow peer fills the socket's buffer and the writer waits (never an unbounded queue). Chunks
+ *   queued meanwhile go out together (`_writev`): one socket write and one callback for the batch.
+ * - No copies: a frame received is pushed as the Buffer ws made of it, a chunk written is framed as it is.
  * - The end of the writable side closes the WebSocket with `endCode` (1000 unless changed); the peer's
  *   close ends the readable side, and its code and reason are kept in `peerClose`.
  * A text frame is a protocol error: the WebSocket closes with 4400.
@@ -30,7 +32,12 @@ export class WebSocketDuplex extends Duplex {
         this.closeWith(4400, 'text frames are not allowed on a tunnel');
         return;
       }
-      const chunk = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as Buffer);
+      // binaryType 'nodebuffer': ws hands over a Buffer of its own (fragments already joined).
+      const chunk = Array.isArray(data)
+        ? Buffer.concat(data)
+        : Buffer.isBuffer(data)
+          ? data
+          : Buffer.from(data);
       if (!this.push(chunk)) ws.pause();
     });
     ws.once('close', (code: number, reason: Buffer) => {
@@ -54,6 +61,22 @@ export class WebSocketDuplex extends Duplex {
       return;
     }
     this.ws.send(chunk, { binary: true }, (err) => {
+      callback(err ?? null);
+    });
+  }
+
+  override _writev(
+    chunks: Array<{ chunk: Buffer; encoding: BufferEncoding }>,
+    callback: (error?: Error | null) => void,
+  ): void {
+    if (this.ws.readyState !== WebSocket.OPEN) {
+      callback(new Error('the tunnel WebSocket is closed'));
+      return;
+    }
+    // The socket keeps the order: the last frame's callback means every frame before it was handed over.
+    const last = chunks.length - 1;
+    for (let i = 0; i < last; i++) this.ws.send(chunks[i]?.chunk ?? Buffer.alloc(0), { binary: true });
+    this.ws.send(chunks[last]?.chunk ?? Buffer.alloc(0), { binary: true }, (err) => {
       callback(err ?? null);
     });
   }

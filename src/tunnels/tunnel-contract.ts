@@ -10,4 +10,4 @@ export const TUNNEL_PATH = '/tunnel/v1/connect';
 export const TUNNEL_SUBPROTOCOL = 'keyward-tunnel.v1';
 /** Session ids of tunnel tickets (terminal tickets carry `ts-`): a ticket opens only what it was made for. */
 export const TUNNEL_SESSION_PREFIX = 'tn-';
-export { TUNNEL_CLOSE_CODES, MAX_TUNNEL_FRAME_BYTES } from '../agent-channel/tunnel.js';
+export { TUNNEL_CLOSE_CODES, MAX_TUNNEL_FRAME_BYTES, tunnelFrameMask } from '../agent-channel/tunnel.js';

@@ -8,7 +8,9 @@
  *      config's pattern taken off), asks for the grant (SendSSHPublicKey), and writes the pinned host keys
  *      for HOST atomically to ~/.keyward/known_hosts.d/HOST (ssh's `UserKnownHostsFile`),
  *   3. connects by the instance's SshRoute (as SendSSHPublicKey's answer carries it; `--route` overrides
- *      it) — direct, through the tunnel, or auto: ssh-route.ts — and relays bytes between ssh and sshd.
+ *      it) — direct, through the tunnel, or auto: ssh-route.ts — and relays bytes between ssh and sshd. When the route is known to be the
+ *      tunnel before the grant (`--route tunnel`, or the route DescribeInstances showed for a name), the
+ *      tunnel opens while the grant is asked for; not a byte is relayed before the grant is in.
  * With `--connect-only INSTANCE` it does step 3 alone, HOST PORT being the address for the direct route:
  * `keyward ssh` starts it so, as its ProxyCommand for instances reached through the tunnel, having made
  * the key and asked for the grant itself.
@@ -27,6 +29,7 @@ import { parseCommandArgs, stringFlag, UsageError, type CliIo } from '../cli-io.
 import { describeAllPages } from '../ecs-listing.js';
 import { OneKeyAgent } from '../ssh-agent-server.js';
 import { isSshRoute, openRoute, type SshRoute } from '../ssh-route.js';
+import { openTunnel } from '../tunnel-link.js';
 import { keywardDir, toolFailure } from '../ssh-tools.js';
 
 export const PROXY_HELP = `Usage: keyward proxy [options] USER HOST PORT
@@ -138,6 +141,7 @@ export async function proxyCommand(
   }, AGENT_LIFETIME_MS);
   lifetime.unref();
   let stream: Duplex | undefined;
+  let early: Promise<Duplex> | undefined;
   const stop = new AbortController();
   try {
     const { client, regionId } = connect();
@@ -147,7 +151,14 @@ export async function proxyCommand(
       // The socket's name is taken while the server is asked (another connection may hold it a moment).
       const held = holdSocket(agent, socketPath, stop.signal);
       held.catch(() => undefined);
-      instanceId = await resolveInstance(client, regionId, name);
+      const resolved = await resolveInstance(client, regionId, name);
+      instanceId = resolved.instanceId;
+      // The tunnel needs nothing from the grant, so it opens meanwhile (its StartSshTunnel, the agent's
+      // dial-back and sshd's banner overlap SendSSHPublicKey); not a byte is relayed before the grant is in.
+      if ((routeFlag ?? resolved.route) === 'tunnel') {
+        early = openTunnel(client, { regionId, instanceId, loginUser: user, signal: stop.signal });
+        early.catch(() => undefined);
+      }
       sent = await client.call<SendResponse>(
         'SendSSHPublicKey',
         {
@@ -174,14 +185,17 @@ export async function proxyCommand(
       await held;
       agent.open();
       const address = override ?? splitAddress(sent.SshAddress);
-      stream = await openRoute(routeFlag ?? answeredRoute(sent.SshRoute), {
-        client,
-        regionId,
-        instanceId,
-        loginUser: user,
-        host: address.host,
-        port: Number(address.port),
-      });
+      const finalRoute = routeFlag ?? answeredRoute(sent.SshRoute);
+      stream = await (finalRoute === 'tunnel' && early !== undefined
+        ? early
+        : openRoute(finalRoute, {
+            client,
+            regionId,
+            instanceId,
+            loginUser: user,
+            host: address.host,
+            port: Number(address.port),
+          }));
     } finally {
       client.close();
     }
@@ -191,6 +205,11 @@ export async function proxyCommand(
     clearTimeout(lifetime);
     stop.abort();
     stream?.destroy();
+    // A tunnel opened for a grant that failed is closed as soon as it is there.
+    early?.then(
+      (s) => s.destroy(),
+      () => undefined,
+    );
     agent.close();
   }
 }
@@ -289,14 +308,24 @@ function answers(path: string): Promise<boolean> {
 }
 
 /** The instance `name` means: an instance id as it is, else the one instance with that name. */
-async function resolveInstance(client: RpcClient, regionId: string, name: string): Promise<string> {
-  if (INSTANCE_ID.test(name)) return name;
+/** An instance's id from its id or name; with a name, also the route DescribeInstances shows for it. */
+async function resolveInstance(
+  client: RpcClient,
+  regionId: string,
+  name: string,
+): Promise<{ instanceId: string; route?: string }> {
+  if (INSTANCE_ID.test(name)) return { instanceId: name };
+  interface Listed {
+    InstanceId: string;
+    InstanceName: string;
+    KeywardAgent?: { SshRoute?: string };
+  }
   interface Answer {
     TotalCount: number;
-    Instances: { Instance: Array<{ InstanceId: string; InstanceName: string }> };
+    Instances: { Instance: Listed[] };
   }
-  const pick = (r: Answer): Array<{ InstanceId: string; InstanceName: string }> => r.Instances.Instance;
-  let found = await describeAllPages<Answer, { InstanceId: string; InstanceName: string }>(
+  const pick = (r: Answer): Listed[] => r.Instances.Instance;
+  let found = await describeAllPages<Answer, Listed>(
     client,
     'DescribeInstances',
     { RegionId: regionId, InstanceName: name },
@@ -305,7 +334,7 @@ async function resolveInstance(client: RpcClient, regionId: string, name: string
   );
   if (found.length === 0) {
     // ssh lower-cases host names: an instance named with capitals is found by comparing without case.
-    const all = await describeAllPages<Answer, { InstanceId: string; InstanceName: string }>(
+    const all = await describeAllPages<Answer, Listed>(
       client,
       'DescribeInstances',
       { RegionId: regionId },
@@ -323,7 +352,8 @@ async function resolveInstance(client: RpcClient, regionId: string, name: string
       `${String(found.length)} instances are named "${name}" (${found.map((i) => i.InstanceId).join(', ')}); use the instance id`,
     );
   }
-  return only.InstanceId;
+  const route = only.KeywardAgent?.SshRoute;
+  return route === undefined ? { instanceId: only.InstanceId } : { instanceId: only.InstanceId, route };
 }
 
 /** `host:port` / `[v6]:port` / `host` → parts (port 22 when absent). */

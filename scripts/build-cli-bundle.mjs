@@ -1,0 +1,30 @@
+// Bundles the compiled CLI (dist/src/apps/cli/main.js) with esbuild into dist/cli-bundle/: one ES module
+// per dynamically imported command (splitting), ws included, the other runtime dependencies left to
+// node_modules. bin/keyward.js runs `keyward proxy` from it: ssh starts that process for every connection,
+// and some fifteen bundled chunks (ws among them, without Node's CommonJS-to-ESM parse) load sooner than
+// some forty modules. Everything else runs from dist/src as compiled. Run by `npm run build`, after tsc;
+// a `tsc` alone leaves the bundle as it was, so `keyward proxy` would run the previous build.
+import { rmSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const out = join(root, 'dist', 'cli-bundle');
+rmSync(out, { recursive: true, force: true });
+await build({
+  entryPoints: [join(root, 'dist', 'src', 'apps', 'cli', 'main.js')],
+  outdir: out,
+  bundle: true,
+  splitting: true,
+  format: 'esm',
+  platform: 'node',
+  target: 'node20',
+  logLevel: 'warning',
+  // ws's optional native helpers are left to `require` at run time, as ws itself does.
+  external: ['better-sqlite3', 'pg', 'pino', 'fastify', 'kysely', 'ssh2', 'bufferutil', 'utf-8-validate'],
+  // ws is CommonJS and requires Node's built-ins: give the bundle a `require` of its own.
+  banner: {
+    js: "import { createRequire as __kwCreateRequire } from 'node:module'; const require = __kwCreateRequire(import.meta.url);",
+  },
+});
