@@ -28,6 +28,8 @@ export const TUNNEL_TOKEN_PATTERN = /^[A-Za-z0-9_-]{43}$/;
 export const TUNNEL_DIAL_TIMEOUT_MS = 10_000;
 /** Largest binary frame either side of a tunnel accepts (a TCP read is at most 64 KiB in Node). */
 export const MAX_TUNNEL_FRAME_BYTES = 256 * 1024;
+/** How often each side pings a tunnel WebSocket; a peer that has not answered the last ping is cut. */
+export const TUNNEL_PING_INTERVAL_MS = 20_000;
 /** Tunnels one agent relays at once; more tunnel-open requests are refused by the agent. */
 export const MAX_TUNNELS_PER_AGENT = 256;
 
@@ -45,6 +47,10 @@ export const TUNNEL_CLOSE_CODES = {
   instanceOffline: 4404,
   /** A limit on tunnels was reached. */
   tooMany: 4429,
+  /** No bytes either way for the session idle timeout (`--session-idle-seconds`). */
+  idle: 4408,
+  /** The agent's dial reached another replica than the one the tunnel was asked on. */
+  misrouted: 4421,
   /** The caller may no longer log on, or the ticket was not valid. */
   forbidden: 4403,
   /** Something went wrong on the server. */

@@ -5,6 +5,9 @@
  * most the request's timeout plus RELAY_GRACE_MS, then reports `no-answer` (the holder died or the bus
  * lost the message; the state itself is in the database, delivered again on the agent's next hello).
  *
+ * It also carries one message about tunnels: a dial that reached a replica with no such pending tunnel is
+ * told to every other live replica (`reportTunnelMisdial`), so the one that asked fails it at once.
+ *
  * Every message from the bus is checked as strictly as one from the network: the agent-bound message
  * with the channel contract's parser, the answer with the agent-message parser.
  */
@@ -13,6 +16,7 @@ import type { Logger } from 'pino';
 import {
   AgentProtocolError,
   parseAgentMessage,
+  parseAgentTunnelCredential,
   parseServerMessage,
   type ServerMessage,
 } from '../agent-channel/index.js';
@@ -22,6 +26,8 @@ import type { AgentPresence } from './agent-presence.js';
 
 /** How much longer than the request's own timeout the asking replica waits for the holder's answer. */
 export const RELAY_GRACE_MS = 1_000;
+/** Misrouted tunnel dials reported to the other replicas per second at most (the rest wait for their timeout). */
+const MAX_MISDIAL_REPORTS_PER_SECOND = 50;
 /** Longest a forwarded request may wait (bounds what another replica can make this one hold). */
 const MAX_FORWARDED_TIMEOUT_MS = 30_000;
 
@@ -38,6 +44,13 @@ type Envelope =
   | { readonly op: 'answer'; readonly id: string; readonly outcome: RequestOutcome }
   | { readonly op: 'deliver'; readonly instanceId: string; readonly message: ServerMessage }
   | {
+      readonly op: 'tunnel-misdial';
+      readonly from: string;
+      readonly instanceId: string;
+      readonly tunnelId: string;
+      readonly token: string;
+    }
+  | {
       readonly op: 'disconnect';
       readonly instanceId: string;
       readonly code: number;
@@ -50,11 +63,23 @@ export interface AgentRelayDeps {
   readonly bus: ClusterBus;
   readonly replicaId: string;
   readonly logger: Logger;
+  /** The ids of the replicas alive now (the registry's); needed only to report tunnel misdials. */
+  readonly liveReplicas?: () => Promise<string[]>;
+}
+
+/** A tunnel dial that reached the wrong replica (see agent-tunnels.ts). */
+export interface TunnelMisdialReport {
+  readonly instanceId: string;
+  readonly tunnelId: string;
+  readonly token: string;
 }
 
 export class AgentRelay implements RemoteAgents {
   readonly #d: AgentRelayDeps;
   readonly #waiting = new Map<string, (outcome: RequestOutcome) => void>();
+  #onMisdial: ((m: TunnelMisdialReport, from: string) => void) | undefined;
+  #misdialSecond = 0;
+  #misdialsThisSecond = 0;
 
   constructor(deps: AgentRelayDeps) {
     this.#d = deps;
@@ -97,6 +122,35 @@ export class AgentRelay implements RemoteAgents {
     await this.#d.bus.send(replicaId, { op: 'disconnect', instanceId, code, reason } satisfies Envelope);
   }
 
+  /** Sets what to do when another replica reports a tunnel dial it could not pair. */
+  onTunnelMisdial(handler: (m: TunnelMisdialReport, from: string) => void): void {
+    this.#onMisdial = handler;
+  }
+
+  /** Tells every other live replica that a dial for a tunnel not pending here reached this replica. */
+  reportTunnelMisdial(m: TunnelMisdialReport): void {
+    const list = this.#d.liveReplicas;
+    if (list === undefined) return;
+    // The dial is unauthenticated here: bound what it can make this replica send.
+    const second = Math.floor(Date.now() / 1000);
+    if (second !== this.#misdialSecond) {
+      this.#misdialSecond = second;
+      this.#misdialsThisSecond = 0;
+    }
+    this.#misdialsThisSecond += 1;
+    if (this.#misdialsThisSecond > MAX_MISDIAL_REPORTS_PER_SECOND) return;
+    const envelope: Envelope = { op: 'tunnel-misdial', from: this.#d.replicaId, ...m };
+    void list()
+      .then(async (ids) => {
+        await Promise.all(
+          ids.filter((id) => id !== this.#d.replicaId).map((id) => this.#d.bus.send(id, envelope)),
+        );
+      })
+      .catch((err: unknown) => {
+        this.#d.logger.warn({ err }, 'could not tell the other replicas about a misrouted tunnel dial');
+      });
+  }
+
   #receive(raw: unknown): void {
     let envelope: Envelope;
     try {
@@ -128,6 +182,11 @@ export class AgentRelay implements RemoteAgents {
       case 'disconnect':
         hub.disconnect(envelope.instanceId, envelope.code, envelope.reason);
         return;
+      case 'tunnel-misdial': {
+        const { from, instanceId, tunnelId, token } = envelope;
+        this.#onMisdial?.({ instanceId, tunnelId, token }, from);
+        return;
+      }
     }
   }
 }
@@ -209,6 +268,13 @@ export function parseEnvelope(raw: unknown): Envelope {
       if (!Number.isSafeInteger(code) || (code as number) < 1000 || (code as number) > 4999) fail('bad code');
       const reason = typeof o['reason'] === 'string' ? o['reason'].slice(0, 100) : '';
       return { op: 'disconnect', instanceId: text(o, 'instanceId', INSTANCE), code: code as number, reason };
+    }
+    case 'tunnel-misdial': {
+      const parsed = parseAgentTunnelCredential(
+        `${String(o['instanceId'])}.${String(o['tunnelId'])}.${String(o['token'])}`,
+      );
+      if (parsed === undefined) fail('bad tunnel');
+      return { op: 'tunnel-misdial', from: text(o, 'from', REPLICA), ...parsed };
     }
     default:
       return fail('unknown op');

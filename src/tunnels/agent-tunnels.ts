@@ -8,6 +8,13 @@
  * main connection; the dial must name the instance and the tunnel and carry the token, compared as SHA-256
  * digests in constant time, within TUNNEL_DIAL_TIMEOUT_MS, once. The dial carries nothing else: what the
  * tunnel is for (caller, OS user) was decided when it was asked for.
+ *
+ * With several replicas the dial can reach another replica than the one that asked (the agent's URL for
+ * the asking replica is not among its server URLs, or a load balancer chose). That replica has no pending
+ * tunnel of that id: it refuses the dial and, through `onMisdial`, tells every other live replica over the
+ * cluster bus; the one holding the tunnel checks the token (so nobody who does not hold it can cancel a
+ * tunnel) and fails it at once with `Tunnel.DialMisrouted` instead of waiting for the dial timeout.
+ * Both WebSockets of a tunnel are pinged (ws-keepalive.ts) so a vanished agent is noticed.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
@@ -21,17 +28,27 @@ import {
   parseAgentTunnelCredential,
   TUNNEL_CLOSE_CODES,
   TUNNEL_DIAL_TIMEOUT_MS,
+  TUNNEL_PING_INTERVAL_MS,
 } from '../agent-channel/index.js';
 import type { AgentHub } from '../instances/index.js';
 import { AppError } from '../platform/errors.js';
 import { refuseUpgrade } from '../platform/http/refuse-upgrade.js';
 import { WebSocketDuplex } from '../platform/ws-duplex.js';
+import { keepAlive } from '../platform/ws-keepalive.js';
 
 interface Pending {
   readonly instanceId: string;
   readonly digest: Buffer;
   /** False when the caller stopped waiting (timeout, abort) while the upgrade completed. */
   readonly resolve: (stream: WebSocketDuplex) => boolean;
+  readonly reject: (err: AppError) => void;
+}
+
+/** A dial that reached a replica with no such pending tunnel: what that replica tells the others. */
+export interface TunnelMisdial {
+  readonly instanceId: string;
+  readonly tunnelId: string;
+  readonly token: string;
 }
 
 /** Bound on tunnels waiting for their agent's dial (each holds a timer and a map entry). */
@@ -43,6 +60,8 @@ export interface AgentTunnelsDeps {
   /** The URL agents should dial back to (this replica's `--public-url`), when configured. */
   readonly publicUrl?: string;
   readonly dialTimeoutMs?: number;
+  /** Several replicas: tells the others that a dial for a tunnel not pending here reached this one. */
+  readonly onMisdial?: (misdial: TunnelMisdial) => void;
 }
 
 const sha256 = (s: string): Buffer => createHash('sha256').update(s).digest();
@@ -98,6 +117,7 @@ export class AgentTunnels {
           resolve(stream);
           return true;
         },
+        reject,
       });
       timer = setTimeout(() => {
         this.#pending.delete(tunnelId);
@@ -165,6 +185,8 @@ export class AgentTunnels {
         { remoteAddress: req.socket.remoteAddress, tunnelId: parsed?.tunnelId },
         'refused an agent tunnel connection: no such pending tunnel, or a wrong token',
       );
+      // Not pending here: perhaps pending on another replica, which can then fail it at once.
+      if (parsed !== undefined && pending === undefined) this.#d.onMisdial?.(parsed);
       refuseUpgrade(
         socket,
         new AppError(
@@ -176,12 +198,43 @@ export class AgentTunnels {
     }
     this.#pending.delete(parsed.tunnelId);
     this.#wss.handleUpgrade(req, socket, head, (ws) => {
+      keepAlive(ws, TUNNEL_PING_INTERVAL_MS);
       const stream = new WebSocketDuplex(ws);
       stream.on('error', () => undefined);
       this.#open.add(stream);
       ws.once('close', () => this.#open.delete(stream));
       if (!pending.resolve(stream)) stream.closeWith(TUNNEL_CLOSE_CODES.instanceOffline, 'too late');
     });
+  }
+
+  /**
+   * Another replica received the dial of a tunnel pending here: fails it with `Tunnel.DialMisrouted`
+   * when the token is the one this tunnel was made with (else ignores it). True when it failed one.
+   */
+  misdialed(m: TunnelMisdial, replicaId: string): boolean {
+    const pending = this.#pending.get(m.tunnelId);
+    if (
+      pending === undefined ||
+      pending.instanceId !== m.instanceId ||
+      !timingSafeEqual(pending.digest, sha256(m.token))
+    ) {
+      return false;
+    }
+    this.#pending.delete(m.tunnelId);
+    this.#d.logger.warn(
+      { instanceId: m.instanceId, tunnelId: m.tunnelId, replicaId },
+      "an agent dialed its tunnel to another replica than this one; check the agent's server URLs " +
+        "and this replica's --public-url",
+    );
+    pending.reject(
+      new AppError(
+        'Tunnel.DialMisrouted',
+        `The agent of ${m.instanceId} dialed its tunnel to another Keyward replica than the one the tunnel ` +
+          "was asked on. Give this replica its own --public-url and list that URL in the agent's --server " +
+          'URLs (a single load-balancer URL cannot reach a chosen replica); then retry.',
+      ),
+    );
+    return true;
   }
 
   /** Refuses new tunnels and closes the open ones (1001). */
