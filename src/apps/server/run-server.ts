@@ -257,6 +257,8 @@ export async function startServer(
     });
     const tunnelGateway = new TunnelGateway({
       logger,
+      clock,
+      idleTimeoutSeconds: config.logon.idleTimeoutSeconds,
       tickets,
       logon: logonService,
       agents: agentTunnels,
