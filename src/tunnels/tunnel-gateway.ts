@@ -289,6 +289,7 @@ export class TunnelGateway {
     }
     // Why the server closed it, when it did (revoked, idle): the audit's reason.
     let closedFor: string | undefined;
+    let closedWith = 1000;
     const now = this.#d.clock.nowMs();
     this.#watched.set(client, {
       target,
@@ -299,6 +300,7 @@ export class TunnelGateway {
       close: (code, error, why) => {
         if (closedFor !== undefined) return;
         closedFor = why;
+        closedWith = code;
         this.#watched.delete(client);
         this.#d.logger.info(
           { instanceId: t.instanceId, caller: t.caller, why },
@@ -314,7 +316,7 @@ export class TunnelGateway {
     agent.pipe(down).pipe(client);
     agent.once('close', () => {
       if (closedFor !== undefined) {
-        finish(client.peerClose?.code ?? 1006, closedFor);
+        finish(closedWith, closedFor);
         return;
       }
       const code = agent.peerClose?.code ?? 1006;
@@ -332,7 +334,8 @@ export class TunnelGateway {
       setTimeout(() => {
         if (!agent.destroyed) agent.destroy();
       }, 5_000).unref();
-      finish(client.peerClose?.code ?? 1006, closedFor ?? 'client closed');
+      if (closedFor !== undefined) finish(closedWith, closedFor);
+      else finish(client.peerClose?.code ?? 1006, 'client closed');
     });
   }
 
