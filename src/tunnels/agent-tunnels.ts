@@ -229,9 +229,8 @@ export class AgentTunnels {
     pending.reject(
       new AppError(
         'Tunnel.DialMisrouted',
-        `The agent of ${m.instanceId} dialed its tunnel to another Keyward replica than the one the tunnel ` +
-          "was asked on. Give this replica its own --public-url and list that URL in the agent's --server " +
-          'URLs (a single load-balancer URL cannot reach a chosen replica); then retry.',
+        // Short: it travels as a WebSocket close reason (123 bytes at most). docs/errors.md says more.
+        "The agent dialed another replica: add this replica's --public-url to the agent's --server URLs.",
       ),
     );
     return true;
