@@ -1,14 +1,15 @@
 /**
  * Tunnels with several replicas on one PostgreSQL (docs/high-availability.md), every part real: `keyward
  * server` children on 127.0.0.1, each with its own `--public-url`, one database and one master key; a real
- * agent given the URLs of replicas A and B and connected to A (the first), a private sshd and a throwaway
- * OS user.
+ * agent given the URLs of two replicas and connected to one of them (A; the other is B), a private sshd
+ * and a throwaway OS user.
  *   - a client's StartSshTunnel on B: B asks A (over the cluster bus) to send tunnel-open, the agent dials
  *     B's URL, and sshd answers through B;
  *   - a broker logon on B with the route `tunnel` runs a command;
- *   - a replica C whose URL the agent was not given: the dial goes to A, which refuses it and tells the
- *     others; C fails the tunnel with `Tunnel.DialMisrouted` (close code 4421) rather than waiting for the
- *     dial timeout (which would be `Tunnel.AgentUnreachable`).
+ *   - a replica C whose URL the agent was not given (as with one load-balancer URL): the dial goes to A,
+ *     which has no such tunnel, asks the others over the bus, and forwards the dial to C's internal URL.
+ * (A replica with no internal URL fails such a tunnel at once with `Tunnel.DialMisrouted`:
+ * src/tunnels/agent-tunnels.test.ts.)
  *
  * This file starts its own PostgreSQL cluster, so the test runner runs it once.
  */
@@ -19,7 +20,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { WebSocket } from 'ws';
-import { RpcError, type RpcClient } from '../src/client/index.js';
+import type { RpcClient } from '../src/client/index.js';
 import { openSshTunnel } from '../src/client/tunnel.js';
 import {
   agentLogLines,
@@ -43,6 +44,9 @@ let hostDir: string;
 let agent: AgentChild | undefined;
 let instanceId = '';
 const rpcs: RpcClient[] = [];
+/** The replica the agent is connected to, and the other of the two it was given. */
+let holder = 0;
+let other = 1;
 
 /** Starts a replica listening on a port chosen here, with that URL as its `--public-url`. */
 async function addReplica(): Promise<ChildServer> {
@@ -115,9 +119,12 @@ before(async () => {
     }>('DescribeInstances', { RegionId: 'local' });
     return res.Instances.Instance.find((i) => i.Status === 'Running')?.InstanceId;
   });
-  // The agent is connected to A (its first URL), so whatever B and C ask goes through the bus.
+  // Whichever of the two the agent is connected to is "A" below; the other, "B", asks through the bus.
   const connected = agentLogLines(agent.log(), 'connected to the server').map((l) => l['serverUrl']);
-  assert.deepEqual(connected, [a.endpoint], agent.log());
+  assert.equal(connected.length, 1, agent.log());
+  holder = connected[0] === a.endpoint ? 0 : 1;
+  assert.equal(connected[0], set.replicas[holder]?.endpoint, agent.log());
+  other = 1 - holder;
 });
 
 after(async () => {
@@ -133,7 +140,7 @@ after(async () => {
 });
 
 test("a client's tunnel asked on replica B while the agent is connected to A reaches sshd", async () => {
-  const stream = await openSshTunnel(rpcAt(1), {
+  const stream = await openSshTunnel(rpcAt(other), {
     regionId: 'local',
     instanceId,
     loginUser: host.user.name,
@@ -149,17 +156,17 @@ test("a client's tunnel asked on replica B while the agent is connected to A rea
 });
 
 test('a broker logon on replica B with the route tunnel runs a command', async () => {
-  await rpcAt(1).call('ModifyInstanceAttribute', {
+  await rpcAt(other).call('ModifyInstanceAttribute', {
     RegionId: 'local',
     InstanceId: instanceId,
     SshRoute: 'tunnel',
   });
-  const start = await rpcAt(1).call<{ Subprotocols: { Subprotocol: string[] }; WebSocketPath: string }>(
+  const start = await rpcAt(other).call<{ Subprotocols: { Subprotocol: string[] }; WebSocketPath: string }>(
     'StartTerminalSession',
     { RegionId: 'local', InstanceId: instanceId, InstanceOSUser: host.user.name },
     { version: KEYWARD },
   );
-  const endpoint = set.replicas[1]?.endpoint ?? '';
+  const endpoint = set.replicas[other]?.endpoint ?? '';
   const ws = new WebSocket(
     `${endpoint.replace('http', 'ws')}${start.WebSocketPath}`,
     start.Subprotocols.Subprotocol,
@@ -199,18 +206,23 @@ test('a broker logon on replica B with the route tunnel runs a command', async (
   assert.match(result.output, /via-b-42/);
 });
 
-test('a replica whose URL the agent was not given: the tunnel fails at once with Tunnel.DialMisrouted', async () => {
-  await addReplica();
-  const err = await openSshTunnel(rpcAt(2), {
+test('a replica whose URL the agent was not given: A receives the dial and forwards it there', async () => {
+  const c = await addReplica();
+  const stream = await openSshTunnel(rpcAt(2), {
     regionId: 'local',
     instanceId,
     loginUser: host.user.name,
-  }).then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  assert.ok(err instanceof RpcError, String(err));
-  assert.equal(err.code, 'Tunnel.DialMisrouted', `${err.code}: ${err.message}`);
-  assert.equal((err.data as { closeCode: number }).closeCode, 4421);
-  assert.match(err.message, /--public-url/);
+  });
+  const banner = await new Promise<string>((resolve, reject) => {
+    stream.once('data', (chunk: Buffer) => {
+      resolve(chunk.toString('latin1'));
+    });
+    stream.once('error', reject);
+  });
+  assert.match(banner, /^SSH-2\.0-/);
+  stream.destroy();
+  // The agent dialed A (its current connection's URL), and C paired it after A forwarded it.
+  assert.ok(c.logs().includes('which forwards it here'), c.logs());
+  const dialed = agentLogLines(agent?.log() ?? '', 'tunnel open').map((l) => l['serverUrl']);
+  assert.equal(dialed.at(-1), set.replicas[holder]?.endpoint, agent?.log());
 });

@@ -242,19 +242,19 @@ export async function startServer(
     });
     await logonService.sweepExpired('expired-while-server-down');
     const tickets = new TerminalTickets({ db, clock });
+    // Where the other replicas forward tunnel dials meant for this one: --internal-url, else (set once
+    // listening) the listening address when it is a specific one.
+    let internalUrl = config.internalUrl;
     const agentTunnels = new AgentTunnels({
       hub,
       logger,
       ...(config.publicUrl !== undefined && { publicUrl: config.publicUrl }),
       ...(relay !== undefined && {
-        onMisdial: (m: TunnelMisdial) => {
-          relay.reportTunnelMisdial(m);
-        },
+        locate: (m: TunnelMisdial) => relay.locateTunnel(m),
       }),
+      internalUrl: () => internalUrl,
     });
-    relay?.onTunnelMisdial((m, from) => {
-      agentTunnels.misdialed(m, from);
-    });
+    relay?.onTunnelMisdial((m, from) => agentTunnels.misdialed(m, from));
     const tunnelGateway = new TunnelGateway({
       logger,
       clock,
@@ -349,6 +349,7 @@ export async function startServer(
     const address = app.server.address() as AddressInfo;
     const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
     const endpoint = `${config.tls === undefined ? 'http' : 'https'}://${host}:${address.port}`;
+    if (internalUrl === undefined && !['0.0.0.0', '::'].includes(address.address)) internalUrl = endpoint;
 
     // The replica's upkeep, one timer: agent leases checked, expired grants destroyed, old rows pruned.
     replica.onBeat(() => instances.gateway.reconcileLeases());
