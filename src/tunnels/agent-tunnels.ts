@@ -199,10 +199,13 @@ export class AgentTunnels {
       pending.instanceId !== parsed.instanceId ||
       !timingSafeEqual(pending.digest, sha256(parsed.token))
     ) {
-      this.#d.logger.warn(
-        { remoteAddress: req.socket.remoteAddress, tunnelId: parsed?.tunnelId },
-        'refused an agent tunnel connection: no such pending tunnel, or a wrong token',
-      );
+      const refuse = (): void => {
+        this.#d.logger.warn(
+          { remoteAddress: req.socket.remoteAddress, tunnelId: parsed?.tunnelId },
+          'refused an agent tunnel connection: no such pending tunnel, or a wrong token',
+        );
+        refuseUpgrade(socket, credentialInvalid());
+      };
       // Not pending here: perhaps pending on another replica, which the dial is then forwarded to.
       const locate = this.#d.locate;
       if (
@@ -213,11 +216,11 @@ export class AgentTunnels {
       ) {
         void locate(parsed).then((url) => {
           if (url !== undefined && !this.#closing) this.#forward(req, socket, head, url);
-          else refuseUpgrade(socket, credentialInvalid());
+          else refuse();
         });
         return;
       }
-      refuseUpgrade(socket, credentialInvalid());
+      refuse();
       return;
     }
     this.#pending.delete(parsed.tunnelId);
