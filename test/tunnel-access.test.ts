@@ -23,7 +23,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { RpcClient, RpcError } from '../src/client/index.js';
 import { openSshTunnel } from '../src/client/tunnel.js';
 import { ed25519PublicKeyLine, ed25519ToOpenSshPrivateKey } from '../src/keypairs/openssh-private-key.js';
-import type { WebSocketDuplex } from '../src/platform/ws-duplex.js';
+import { WebSocketDuplex } from '../src/platform/ws-duplex.js';
 import {
   agentLogLines,
   dropHost,
@@ -155,10 +155,11 @@ async function logonUser(name: string): Promise<RpcClient> {
 /** An open tunnel and how it ended (the close code and reason the server sent). */
 async function tunnel(
   client: RpcClient,
-): Promise<{ stream: Duplex; ended: Promise<{ code: number; reason: string }> }> {
+): Promise<{ stream: WebSocketDuplex; ended: Promise<{ code: number; reason: string }> }> {
   const stream = await openSshTunnel(client, { regionId: 'local', instanceId, loginUser: host.user.name });
+  assert.ok(stream instanceof WebSocketDuplex);
   stream.on('error', () => undefined);
-  const ws = (stream as WebSocketDuplex).ws;
+  const ws = stream.ws;
   const ended = new Promise<{ code: number; reason: string }>((resolve) => {
     ws.once('close', (code: number, reason: Buffer) => {
       resolve({ code, reason: reason.toString('utf8') });
@@ -226,7 +227,7 @@ test('a RAM user whose policy is detached: the open tunnel is closed with 4403 L
   );
   assert.ok(refused instanceof RpcError && refused.code === 'Forbidden.RAM', String(refused));
   // The root's tunnel, checked in the same rounds, is still open.
-  assert.equal((root.stream as WebSocketDuplex).ws.readyState, 1);
+  assert.equal(root.stream.ws.readyState, 1);
   root.stream.destroy();
   await auditedClose('access-revoked', 4403);
 });
