@@ -51,6 +51,8 @@ export const TUNNEL_CLOSE_CODES = {
   idle: 4408,
   /** The agent's dial reached another replica than the one the tunnel was asked on. */
   misrouted: 4421,
+  /** The caller's access could not be checked for 30 s (the database unreachable). */
+  accessUnverified: 4503,
   /** The caller may no longer log on, or the ticket was not valid. */
   forbidden: 4403,
   /** Something went wrong on the server. */

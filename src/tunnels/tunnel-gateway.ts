@@ -23,8 +23,8 @@
  *
  * Each tunnel is audited: `tunnel.opened`, `tunnel.closed` (bytes each way, seconds, close code) or
  * `tunnel.refused` (the code); the closing reason is `access-revoked`, `access-unverified` or
- * `idle-timeout` when the server closed it for that. The server only ever sees SSH's encrypted stream: it never holds a key
- * for the session, and the client checks the host key against the pinned one.
+ * `idle-timeout` when the server closed it for that. The server only ever sees SSH's encrypted stream:
+ * it never holds a key for the session, and the client checks the host key against the pinned one.
  */
 import type { IncomingMessage } from 'node:http';
 import { Duplex } from 'node:stream';
@@ -85,8 +85,6 @@ interface OpenTunnel {
 
 /** How long an open tunnel may go without a successful access check before it is closed (as terminals). */
 const MAX_UNVERIFIED_MS = 30_000;
-/** Close code of a tunnel whose access could not be checked. */
-const ACCESS_UNVERIFIED_CLOSE_CODE = 4503;
 
 /** The WebSocket close code a refusal gets. */
 function closeCodeOf(err: unknown): number {
@@ -195,7 +193,7 @@ export class TunnelGateway {
       for (const t of open) {
         if (now - t.verifiedAtMs < MAX_UNVERIFIED_MS) continue;
         t.close(
-          ACCESS_UNVERIFIED_CLOSE_CODE,
+          TUNNEL_CLOSE_CODES.accessUnverified,
           new AppError(
             'ServiceUnavailable',
             'The tunnel was closed because access to the instance could not be checked for ' +
