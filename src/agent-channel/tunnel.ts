@@ -38,6 +38,9 @@ export const MAX_TUNNEL_FRAME_BYTES = 256 * 1024;
 export function tunnelFrameMask(mask: Buffer): void {
   mask.fill(0);
 }
+
+/** How often each side pings a tunnel WebSocket; a peer that has not answered the last ping is cut. */
+export const TUNNEL_PING_INTERVAL_MS = 20_000;
 /** Tunnels one agent relays at once; more tunnel-open requests are refused by the agent. */
 export const MAX_TUNNELS_PER_AGENT = 256;
 
@@ -55,6 +58,12 @@ export const TUNNEL_CLOSE_CODES = {
   instanceOffline: 4404,
   /** A limit on tunnels was reached. */
   tooMany: 4429,
+  /** No bytes either way for the session idle timeout (`--session-idle-seconds`). */
+  idle: 4408,
+  /** The agent's dial reached another replica than the one the tunnel was asked on. */
+  misrouted: 4421,
+  /** The caller's access could not be checked for 30 s (the database unreachable). */
+  accessUnverified: 4503,
   /** The caller may no longer log on, or the ticket was not valid. */
   forbidden: 4403,
   /** Something went wrong on the server. */

@@ -5,7 +5,8 @@
  * bytes both ways with back-pressure (ws-duplex.ts: a slow side pauses the other; nothing is buffered beyond
  * the streams' marks). At most `maxTunnels` at once; a request beyond that, or one whose sshd cannot be
  * reached, is still answered by a dial closed at once with the tunnel close code, so the server learns why
- * without waiting for its timeout. Stopping the agent closes every tunnel.
+ * without waiting for its timeout. Stopping the agent closes every tunnel. The tunnel WebSocket is
+ * pinged (ws-keepalive.ts), so a server that vanished without closing frees sshd's connection too.
  */
 import { connect as netConnect, type Socket } from 'node:net';
 import type { Logger } from 'pino';
@@ -18,9 +19,11 @@ import {
   MAX_TUNNELS_PER_AGENT,
   TUNNEL_CLOSE_CODES,
   tunnelFrameMask,
+  TUNNEL_PING_INTERVAL_MS,
   type TunnelOpenMessage,
 } from '../agent-channel/index.js';
 import { WebSocketDuplex } from '../platform/ws-duplex.js';
+import { keepAlive } from '../platform/ws-keepalive.js';
 
 export interface TunnelRelayOptions {
   readonly instanceId: string;
@@ -85,6 +88,8 @@ export class TunnelRelay {
     tcp.setTimeout(timeoutMs);
     tcp.pause();
     const ws = this.#dial(url, message);
+    // A server that vanished without closing is noticed, and sshd's connection let go.
+    keepAlive(ws, TUNNEL_PING_INTERVAL_MS);
     const stream = new WebSocketDuplex(ws);
     const entry = {
       close: (): void => {

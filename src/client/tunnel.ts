@@ -45,6 +45,8 @@ const CODE_OF_CLOSE: Readonly<Record<number, string>> = {
   [TUNNEL_CLOSE_CODES.sshdUnreachable]: 'Tunnel.SshdUnreachable',
   [TUNNEL_CLOSE_CODES.forbidden]: 'Logon.AccessRevoked',
   [TUNNEL_CLOSE_CODES.serverShutdown]: 'ServiceUnavailable',
+  [TUNNEL_CLOSE_CODES.idle]: 'Tunnel.IdleTimeout',
+  [TUNNEL_CLOSE_CODES.misrouted]: 'Tunnel.DialMisrouted',
 };
 
 /** An RpcError for a tunnel WebSocket closed before sshd spoke. */

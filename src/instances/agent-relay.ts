@@ -5,6 +5,10 @@
  * most the request's timeout plus RELAY_GRACE_MS, then reports `no-answer` (the holder died or the bus
  * lost the message; the state itself is in the database, delivered again on the agent's next hello).
  *
+ * It also carries the question a replica asks when an agent's tunnel dial names a tunnel not pending on
+ * it (`locateTunnel`): sent to every other live replica, answered only by the one holding that tunnel, with
+ * the URL to forward the dial to, or null when it cannot be forwarded (that replica then fails the tunnel).
+ *
  * Every message from the bus is checked as strictly as one from the network: the agent-bound message
  * with the channel contract's parser, the answer with the agent-message parser.
  */
@@ -13,6 +17,7 @@ import type { Logger } from 'pino';
 import {
   AgentProtocolError,
   parseAgentMessage,
+  parseAgentTunnelCredential,
   parseServerMessage,
   type ServerMessage,
 } from '../agent-channel/index.js';
@@ -22,6 +27,10 @@ import type { AgentPresence } from './agent-presence.js';
 
 /** How much longer than the request's own timeout the asking replica waits for the holder's answer. */
 export const RELAY_GRACE_MS = 1_000;
+/** How long a replica holds a dial it could not pair while asking the others where it belongs. */
+const LOCATE_TIMEOUT_MS = 2_000;
+/** Misrouted tunnel dials reported to the other replicas per second at most (the rest wait for their timeout). */
+const MAX_MISDIAL_REPORTS_PER_SECOND = 50;
 /** Longest a forwarded request may wait (bounds what another replica can make this one hold). */
 const MAX_FORWARDED_TIMEOUT_MS = 30_000;
 
@@ -37,6 +46,15 @@ type Envelope =
     }
   | { readonly op: 'answer'; readonly id: string; readonly outcome: RequestOutcome }
   | { readonly op: 'deliver'; readonly instanceId: string; readonly message: ServerMessage }
+  | { readonly op: 'tunnel-located'; readonly id: string; readonly url: string | null }
+  | {
+      readonly op: 'tunnel-misdial';
+      readonly id: string;
+      readonly from: string;
+      readonly instanceId: string;
+      readonly tunnelId: string;
+      readonly token: string;
+    }
   | {
       readonly op: 'disconnect';
       readonly instanceId: string;
@@ -50,11 +68,29 @@ export interface AgentRelayDeps {
   readonly bus: ClusterBus;
   readonly replicaId: string;
   readonly logger: Logger;
+  /** The ids of the replicas alive now (the registry's); needed only to report tunnel misdials. */
+  readonly liveReplicas?: () => Promise<string[]>;
+}
+
+/** Where a tunnel dial should be forwarded: `url` absent when it cannot be. */
+export interface TunnelLocation {
+  readonly url?: string;
+}
+
+/** A tunnel dial that reached the wrong replica (see agent-tunnels.ts). */
+export interface TunnelMisdialReport {
+  readonly instanceId: string;
+  readonly tunnelId: string;
+  readonly token: string;
 }
 
 export class AgentRelay implements RemoteAgents {
   readonly #d: AgentRelayDeps;
   readonly #waiting = new Map<string, (outcome: RequestOutcome) => void>();
+  #onMisdial: ((m: TunnelMisdialReport, from: string) => TunnelLocation | undefined) | undefined;
+  readonly #locating = new Map<string, (url: string | undefined) => void>();
+  #misdialSecond = 0;
+  #misdialsThisSecond = 0;
 
   constructor(deps: AgentRelayDeps) {
     this.#d = deps;
@@ -97,6 +133,54 @@ export class AgentRelay implements RemoteAgents {
     await this.#d.bus.send(replicaId, { op: 'disconnect', instanceId, code, reason } satisfies Envelope);
   }
 
+  /**
+   * Sets how this replica answers another's question about a tunnel dial it could not pair: undefined
+   * when the tunnel is not pending here (no answer), else where to forward it (`url` absent: nowhere).
+   */
+  onTunnelMisdial(handler: (m: TunnelMisdialReport, from: string) => TunnelLocation | undefined): void {
+    this.#onMisdial = handler;
+  }
+
+  /**
+   * Asks every other live replica which one holds the tunnel a dial named; resolves with the URL to
+   * forward the dial to, or undefined (nobody holds it, it cannot be forwarded, or no answer in time).
+   */
+  locateTunnel(m: TunnelMisdialReport): Promise<string | undefined> {
+    const list = this.#d.liveReplicas;
+    if (list === undefined) return Promise.resolve(undefined);
+    // The dial is unauthenticated here: bound what it can make this replica send.
+    const second = Math.floor(Date.now() / 1000);
+    if (second !== this.#misdialSecond) {
+      this.#misdialSecond = second;
+      this.#misdialsThisSecond = 0;
+    }
+    this.#misdialsThisSecond += 1;
+    if (this.#misdialsThisSecond > MAX_MISDIAL_REPORTS_PER_SECOND) return Promise.resolve(undefined);
+    const id = randomBytes(12).toString('base64url');
+    const envelope: Envelope = { op: 'tunnel-misdial', id, from: this.#d.replicaId, ...m };
+    return new Promise<string | undefined>((resolve) => {
+      const timer = setTimeout(() => {
+        finish(undefined);
+      }, LOCATE_TIMEOUT_MS);
+      const finish = (url: string | undefined): void => {
+        clearTimeout(timer);
+        this.#locating.delete(id);
+        resolve(url);
+      };
+      this.#locating.set(id, finish);
+      void list()
+        .then(async (ids) => {
+          await Promise.all(
+            ids.filter((r) => r !== this.#d.replicaId).map((r) => this.#d.bus.send(r, envelope)),
+          );
+        })
+        .catch((err: unknown) => {
+          this.#d.logger.warn({ err }, 'could not ask the other replicas about a tunnel dial');
+          finish(undefined);
+        });
+    });
+  }
+
   #receive(raw: unknown): void {
     let envelope: Envelope;
     try {
@@ -127,6 +211,19 @@ export class AgentRelay implements RemoteAgents {
         return;
       case 'disconnect':
         hub.disconnect(envelope.instanceId, envelope.code, envelope.reason);
+        return;
+      case 'tunnel-misdial': {
+        const { id, from, instanceId, tunnelId, token } = envelope;
+        const location = this.#onMisdial?.({ instanceId, tunnelId, token }, from);
+        if (location === undefined) return;
+        const answer: Envelope = { op: 'tunnel-located', id, url: location.url ?? null };
+        this.#d.bus.send(from, answer).catch((err: unknown) => {
+          this.#d.logger.warn({ err, replicaId: from }, 'could not answer another replica about a tunnel');
+        });
+        return;
+      }
+      case 'tunnel-located':
+        this.#locating.get(envelope.id)?.(envelope.url ?? undefined);
         return;
     }
   }
@@ -209,6 +306,19 @@ export function parseEnvelope(raw: unknown): Envelope {
       if (!Number.isSafeInteger(code) || (code as number) < 1000 || (code as number) > 4999) fail('bad code');
       const reason = typeof o['reason'] === 'string' ? o['reason'].slice(0, 100) : '';
       return { op: 'disconnect', instanceId: text(o, 'instanceId', INSTANCE), code: code as number, reason };
+    }
+    case 'tunnel-misdial': {
+      const parsed = parseAgentTunnelCredential(
+        `${String(o['instanceId'])}.${String(o['tunnelId'])}.${String(o['token'])}`,
+      );
+      if (parsed === undefined) fail('bad tunnel');
+      return { op: 'tunnel-misdial', id: text(o, 'id', ID), from: text(o, 'from', REPLICA), ...parsed };
+    }
+    case 'tunnel-located': {
+      const url = o['url'];
+      if (url !== null && (typeof url !== 'string' || !/^https?:\/\/[A-Za-z0-9.:[\]_~%/-]{1,512}$/.test(url)))
+        fail('bad url');
+      return { op: 'tunnel-located', id: text(o, 'id', ID), url };
     }
     default:
       return fail('unknown op');

@@ -22,7 +22,7 @@ export {
   type GatewayTimings,
 } from './gateway/agent-gateway.js';
 export { AgentPresence } from './agent-presence.js';
-export { AgentRelay, RELAY_GRACE_MS } from './agent-relay.js';
+export { AgentRelay, RELAY_GRACE_MS, type TunnelLocation, type TunnelMisdialReport } from './agent-relay.js';
 export { registerEnrollRoute } from './gateway/enroll-route.js';
 export {
   AGENT_ARCHES,

@@ -180,6 +180,14 @@ export const ERROR_CODES = {
     status: 401,
     summary: "An agent's tunnel connection names no pending tunnel or carries the wrong token.",
   },
+  'Tunnel.DialMisrouted': {
+    status: 502,
+    summary: "The instance's agent dialed its tunnel to another replica than the one that asked.",
+  },
+  'Tunnel.IdleTimeout': {
+    status: 408,
+    summary: 'The tunnel carried no bytes either way for the session idle timeout and was closed.',
+  },
 
   // Web console sessions.
   'Console.InvalidCredentials': { status: 401, summary: 'The user name or password is wrong.' },

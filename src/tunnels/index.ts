@@ -3,7 +3,7 @@
  * bytes to its own sshd; clients reach it with StartSshTunnel and `/tunnel/v1/connect`, the broker inside
  * the server.
  */
-export { AgentTunnels, type AgentTunnelsDeps } from './agent-tunnels.js';
+export { AgentTunnels, type AgentTunnelsDeps, type TunnelMisdial } from './agent-tunnels.js';
 export { ByteMeter } from './byte-meter.js';
 export {
   MAX_TUNNEL_FRAME_BYTES,

@@ -13,19 +13,38 @@
  * The broker (`openForBroker`): the same slot, dial and meters, but the stream goes to the broker's ssh2
  * client inside this process, with no WebSocket to itself.
  *
+ * Open client tunnels are watched like terminals (`watchAccess`, the same TerminalAccessCheck, every
+ * TERMINAL_RECHECK_INTERVAL_MS): one whose caller may no longer log on (user deleted, policy detached or
+ * changed, instance deleted, console credentials changed) is closed with 4403 and `Logon.AccessRevoked`;
+ * one that could not be checked for MAX_UNVERIFIED_MS with 4503. A tunnel that carried no byte either
+ * way for `idleTimeoutSeconds` (the terminals' `--session-idle-seconds`) is closed with 4408
+ * `Tunnel.IdleTimeout`. The client's WebSocket is pinged like the agent's (ws-keepalive.ts). A broker
+ * tunnel lives inside a terminal session, which has these checks itself.
+ *
  * Each tunnel is audited: `tunnel.opened`, `tunnel.closed` (bytes each way, seconds, close code) or
- * `tunnel.refused` (the code). The server only ever sees SSH's encrypted stream: it never holds a key
- * for the session, and the client checks the host key against the pinned one.
+ * `tunnel.refused` (the code); the closing reason is `access-revoked`, `access-unverified` or
+ * `idle-timeout` when the server closed it for that. The server only ever sees SSH's encrypted stream:
+ * it never holds a key for the session, and the client checks the host key against the pinned one.
  */
 import type { IncomingMessage } from 'node:http';
 import { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
-import { WebSocketServer } from 'ws';
-import { TUNNEL_CLOSE_CODES } from '../agent-channel/index.js';
-import type { LogonAuditSink, LogonService, TerminalTarget, TerminalTickets } from '../logon/index.js';
+import { WebSocket, WebSocketServer } from 'ws';
+import { TUNNEL_CLOSE_CODES, TUNNEL_PING_INTERVAL_MS } from '../agent-channel/index.js';
+import {
+  DEFAULT_IDLE_TIMEOUT_SECONDS,
+  TERMINAL_RECHECK_INTERVAL_MS,
+  type LogonAuditSink,
+  type LogonService,
+  type TerminalAccessCheck,
+  type TerminalTarget,
+  type TerminalTickets,
+} from '../logon/index.js';
+import type { Clock } from '../platform/clock.js';
 import { AppError, isAppError } from '../platform/errors.js';
 import { refuseUpgrade } from '../platform/http/refuse-upgrade.js';
 import { WebSocketDuplex } from '../platform/ws-duplex.js';
+import { keepAlive } from '../platform/ws-keepalive.js';
 import type { AgentTunnels } from './agent-tunnels.js';
 import { ByteMeter } from './byte-meter.js';
 import { MAX_TUNNEL_FRAME_BYTES, TUNNEL_SESSION_PREFIX, TUNNEL_SUBPROTOCOL } from './tunnel-contract.js';
@@ -33,6 +52,9 @@ import type { TunnelLimits } from './tunnel-limits.js';
 
 export interface TunnelGatewayDeps {
   readonly logger: Logger;
+  readonly clock: Clock;
+  /** Closes a client tunnel after this long without a byte either way (default: the terminals' 30 min). */
+  readonly idleTimeoutSeconds?: number;
   readonly tickets: TerminalTickets;
   readonly logon: LogonService;
   readonly agents: AgentTunnels;
@@ -51,6 +73,19 @@ export interface TunnelFor {
   readonly sourceIp: string;
 }
 
+/** An open client tunnel, as the periodic checks see it. */
+interface OpenTunnel {
+  readonly target: TerminalTarget;
+  readonly bytes: () => number;
+  lastBytes: number;
+  activeAtMs: number;
+  verifiedAtMs: number;
+  readonly close: (code: number, error: AppError, why: string) => void;
+}
+
+/** How long an open tunnel may go without a successful access check before it is closed (as terminals). */
+const MAX_UNVERIFIED_MS = 30_000;
+
 /** The WebSocket close code a refusal gets. */
 function closeCodeOf(err: unknown): number {
   if (!isAppError(err)) return TUNNEL_CLOSE_CODES.internal;
@@ -63,6 +98,8 @@ function closeCodeOf(err: unknown): number {
       return TUNNEL_CLOSE_CODES.instanceOffline;
     case 'Tunnel.SshdUnreachable':
       return TUNNEL_CLOSE_CODES.sshdUnreachable;
+    case 'Tunnel.DialMisrouted':
+      return TUNNEL_CLOSE_CODES.misrouted;
     case 'ServiceUnavailable':
       return TUNNEL_CLOSE_CODES.serverShutdown;
     default:
@@ -74,10 +111,17 @@ export class TunnelGateway {
   readonly #d: TunnelGatewayDeps;
   readonly #wss: WebSocketServer;
   readonly #clients = new Set<WebSocketDuplex>();
+  readonly #watched = new Map<WebSocketDuplex, OpenTunnel>();
+  readonly #idleMs: number;
+  #access: TerminalAccessCheck | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #checking = false;
   #closing = false;
 
   constructor(deps: TunnelGatewayDeps) {
     this.#d = deps;
+    this.#idleMs = (deps.idleTimeoutSeconds ?? DEFAULT_IDLE_TIMEOUT_SECONDS) * 1000;
+    this.#startTimer(TERMINAL_RECHECK_INTERVAL_MS);
     this.#wss = new WebSocketServer({
       noServer: true,
       maxPayload: MAX_TUNNEL_FRAME_BYTES,
@@ -85,6 +129,80 @@ export class TunnelGateway {
       clientTracking: false,
       handleProtocols: () => TUNNEL_SUBPROTOCOL,
     });
+  }
+
+  /**
+   * Checks the access of the callers of open client tunnels every `intervalMs` (and their idleness),
+   * closing those `access` refuses (see the module header).
+   */
+  watchAccess(access: TerminalAccessCheck, intervalMs = TERMINAL_RECHECK_INTERVAL_MS): void {
+    this.#access = access;
+    this.#startTimer(intervalMs);
+  }
+
+  #startTimer(intervalMs: number): void {
+    clearInterval(this.#timer);
+    this.#timer = setInterval(() => {
+      void this.#tick();
+    }, intervalMs);
+    this.#timer.unref();
+  }
+
+  async #tick(): Promise<void> {
+    if (this.#checking || this.#watched.size === 0) return;
+    this.#checking = true;
+    try {
+      const now = this.#d.clock.nowMs();
+      for (const t of this.#watched.values()) {
+        const bytes = t.bytes();
+        if (bytes !== t.lastBytes) {
+          t.lastBytes = bytes;
+          t.activeAtMs = now;
+        } else if (now - t.activeAtMs >= this.#idleMs) {
+          t.close(
+            TUNNEL_CLOSE_CODES.idle,
+            new AppError(
+              'Tunnel.IdleTimeout',
+              `The tunnel carried no bytes for ${String(this.#idleMs / 1000)} s and was closed; open a new one.`,
+            ),
+            'idle-timeout',
+          );
+        }
+      }
+      if (this.#access !== undefined) await this.#recheck(this.#access);
+    } finally {
+      this.#checking = false;
+    }
+  }
+
+  async #recheck(access: TerminalAccessCheck): Promise<void> {
+    const open = [...this.#watched.values()];
+    if (open.length === 0) return;
+    try {
+      // Tunnels are never recorded: checked as StartSshTunnel was, with SessionRecording false.
+      const refused = await access.check(open.map((t) => ({ ...t.target, sessionRecording: false })));
+      const now = this.#d.clock.nowMs();
+      for (const t of open) {
+        const error = refused.get(t.target.sessionId);
+        if (error === undefined) t.verifiedAtMs = now;
+        else t.close(TUNNEL_CLOSE_CODES.forbidden, tunnelRevoked(error), 'access-revoked');
+      }
+    } catch (err) {
+      this.#d.logger.warn({ err }, 'could not check the access of open tunnels');
+      const now = this.#d.clock.nowMs();
+      for (const t of open) {
+        if (now - t.verifiedAtMs < MAX_UNVERIFIED_MS) continue;
+        t.close(
+          TUNNEL_CLOSE_CODES.accessUnverified,
+          new AppError(
+            'ServiceUnavailable',
+            'The tunnel was closed because access to the instance could not be checked for ' +
+              `${String(MAX_UNVERIFIED_MS / 1000)} seconds; open it again.`,
+          ),
+          'access-unverified',
+        );
+      }
+    }
   }
 
   /** Tunnels open on this server (clients and broker). */
@@ -117,11 +235,12 @@ export class TunnelGateway {
           return;
         }
         this.#wss.handleUpgrade(req, socket, head, (ws) => {
+          keepAlive(ws, TUNNEL_PING_INTERVAL_MS);
           const client = new WebSocketDuplex(ws);
           client.on('error', () => undefined);
           this.#clients.add(client);
           ws.once('close', () => this.#clients.delete(client));
-          void this.#serveClient(client, forOf(target));
+          void this.#serveClient(client, target);
         });
       },
       (err: unknown) => {
@@ -145,7 +264,8 @@ export class TunnelGateway {
     );
   }
 
-  async #serveClient(client: WebSocketDuplex, t: TunnelFor): Promise<void> {
+  async #serveClient(client: WebSocketDuplex, target: TerminalTarget): Promise<void> {
+    const t = forOf(target);
     const abort = new AbortController();
     client.ws.once('close', () => {
       abort.abort();
@@ -159,10 +279,44 @@ export class TunnelGateway {
       return;
     }
     const { agent, up, down, finish } = opened;
+    if (client.ws.readyState !== WebSocket.OPEN) {
+      // The client left while the agent dialed.
+      agent.destroy();
+      finish(client.peerClose?.code ?? 1006, 'client closed');
+      return;
+    }
+    // Why the server closed it, when it did (revoked, idle): the audit's reason.
+    let closedFor: string | undefined;
+    let closedWith = 1000;
+    const now = this.#d.clock.nowMs();
+    this.#watched.set(client, {
+      target,
+      bytes: () => up.bytes + down.bytes,
+      lastBytes: 0,
+      activeAtMs: now,
+      verifiedAtMs: now,
+      close: (code, error, why) => {
+        if (closedFor !== undefined) return;
+        closedFor = why;
+        closedWith = code;
+        this.#watched.delete(client);
+        this.#d.logger.info(
+          { instanceId: t.instanceId, caller: t.caller, why },
+          'closed a tunnel: ' + error.code,
+        );
+        client.closeWith(code, `${error.code}: ${error.message}`);
+        agent.destroy();
+      },
+    });
+    client.ws.once('close', () => this.#watched.delete(client));
     // Client ⇄ meters ⇄ agent. sshd closing ends `agent`'s readable side, which ends the client with 1000.
     client.pipe(up).pipe(agent);
     agent.pipe(down).pipe(client);
     agent.once('close', () => {
+      if (closedFor !== undefined) {
+        finish(closedWith, closedFor);
+        return;
+      }
       const code = agent.peerClose?.code ?? 1006;
       if (code !== 1000) {
         client.closeWith(
@@ -178,7 +332,8 @@ export class TunnelGateway {
       setTimeout(() => {
         if (!agent.destroyed) agent.destroy();
       }, 5_000).unref();
-      finish(client.peerClose?.code ?? 1006, 'client closed');
+      if (closedFor !== undefined) finish(closedWith, closedFor);
+      else finish(client.peerClose?.code ?? 1006, 'client closed');
     });
   }
 
@@ -275,6 +430,7 @@ export class TunnelGateway {
   /** Refuses new tunnels and closes the open client tunnels (1001). */
   close(): void {
     this.#closing = true;
+    clearInterval(this.#timer);
     for (const c of this.#clients) c.closeWith(TUNNEL_CLOSE_CODES.serverShutdown, 'server shutting down');
     this.#d.agents.close();
   }
@@ -285,6 +441,15 @@ interface Opened {
   readonly up: ByteMeter;
   readonly down: ByteMeter;
   readonly finish: (closeCode: number, reason: string) => void;
+}
+
+/** The terminals' AccessRevoked, worded for a tunnel. */
+function tunnelRevoked(error: AppError): AppError {
+  if (error.code !== 'Logon.AccessRevoked') return error;
+  return new AppError(
+    'Logon.AccessRevoked',
+    error.message.replace('so the terminal session was closed', 'so the tunnel was closed'),
+  );
 }
 
 function forOf(t: TerminalTarget): TunnelFor {

@@ -325,15 +325,16 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
       instances.gateway.attach(app.server);
     } else {
       // Open terminals end when their caller may no longer log on (checked again every 2 s).
-      logon.terminal.watchAccess(
-        new TerminalAccess({
-          clock: deps.clock,
-          policies: deps.identity.policies,
-          onDeny: reportDecision,
-          users: deps.identity.users,
-          instances: logon.service,
-        }),
-      );
+      // Open client tunnels too, with the same check.
+      const access = new TerminalAccess({
+        clock: deps.clock,
+        policies: deps.identity.policies,
+        onDeny: reportDecision,
+        users: deps.identity.users,
+        instances: logon.service,
+      });
+      logon.terminal.watchAccess(access);
+      logon.tunnels?.gateway.watchAccess(access);
       // Two WebSocket endpoints: route upgrades by path; anything else is refused as the gateway would.
       instances.gateway.attach(app.server, false);
       app.server.on('upgrade', (req, socket, head: Buffer) => {

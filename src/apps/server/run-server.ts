@@ -27,7 +27,7 @@ import {
 import { KeyPairRepository, KeyPairService } from '../../keypairs/index.js';
 import { LogonGrantRepository, LogonService, TerminalGateway, TerminalTickets } from '../../logon/index.js';
 import { ensureRecordingsDir, SessionRecordings, SessionRepository } from '../../sessions/index.js';
-import { AgentTunnels, TunnelGateway, TunnelLimits } from '../../tunnels/index.js';
+import { AgentTunnels, TunnelGateway, TunnelLimits, type TunnelMisdial } from '../../tunnels/index.js';
 import { systemClock, type Clock } from '../../platform/clock.js';
 import { SecretBox } from '../../platform/crypto/secret-box.js';
 import { openDatabase, openRelaxedPostgres, withStartupLock, type Db } from '../../platform/db/database.js';
@@ -178,11 +178,19 @@ export async function startServer(
     // Before any agent can connect: drop the leases this replica's previous process left behind.
     await replica.start({ sole: config.database === undefined });
     const hub = new AgentHub();
+    let relay: AgentRelay | undefined;
     const presence = new AgentPresence({ db, clock, replicas: replica });
     if (config.database !== undefined) {
       bus = new PostgresBus({ url: config.database.url, db, replicaId: replica.id, logger });
       await bus.start();
-      new AgentRelay({ hub, presence, bus, replicaId: replica.id, logger });
+      relay = new AgentRelay({
+        hub,
+        presence,
+        bus,
+        replicaId: replica.id,
+        logger,
+        liveReplicas: () => replica.liveReplicas(),
+      });
     }
     const auditLog = new AuditLog({ db, clock, logger });
     const audit = instanceSink(logger, auditLog);
@@ -234,13 +242,23 @@ export async function startServer(
     });
     await logonService.sweepExpired('expired-while-server-down');
     const tickets = new TerminalTickets({ db, clock });
+    // Where the other replicas forward tunnel dials meant for this one: --internal-url, else (set once
+    // listening) the listening address when it is a specific one.
+    let internalUrl = config.internalUrl;
     const agentTunnels = new AgentTunnels({
       hub,
       logger,
       ...(config.publicUrl !== undefined && { publicUrl: config.publicUrl }),
+      ...(relay !== undefined && {
+        locate: (m: TunnelMisdial) => relay.locateTunnel(m),
+      }),
+      internalUrl: () => internalUrl,
     });
+    relay?.onTunnelMisdial((m, from) => agentTunnels.misdialed(m, from));
     const tunnelGateway = new TunnelGateway({
       logger,
+      clock,
+      idleTimeoutSeconds: config.logon.idleTimeoutSeconds,
       tickets,
       logon: logonService,
       agents: agentTunnels,
@@ -331,6 +349,7 @@ export async function startServer(
     const address = app.server.address() as AddressInfo;
     const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
     const endpoint = `${config.tls === undefined ? 'http' : 'https'}://${host}:${address.port}`;
+    if (internalUrl === undefined && !['0.0.0.0', '::'].includes(address.address)) internalUrl = endpoint;
 
     // The replica's upkeep, one timer: agent leases checked, expired grants destroyed, old rows pruned.
     replica.onBeat(() => instances.gateway.reconcileLeases());

@@ -164,3 +164,18 @@ test('a public URL that is not a plain http(s) URL, or could break out of a shel
     assert.throws(() => loadServerConfig({ publicUrl: bad }, {}), ConfigError, bad);
   }
 });
+
+test('the internal URL (where other replicas forward tunnel dials) is a plain http(s) URL, from a flag or KEYWARD_*', () => {
+  assert.equal(loadServerConfig({}, {}).internalUrl, undefined);
+  assert.equal(
+    loadServerConfig({ internalUrl: 'http://10.0.0.5:8080/' }, {}).internalUrl,
+    'http://10.0.0.5:8080',
+  );
+  assert.equal(
+    loadServerConfig({}, { KEYWARD_INTERNAL_URL: 'https://kw-a.internal:8443' }).internalUrl,
+    'https://kw-a.internal:8443',
+  );
+  for (const bad of ['ftp://10.0.0.5', 'https://user:pw@kw-a', 'http://kw-a/?q=1', 'kw-a:8080']) {
+    assert.throws(() => loadServerConfig({ internalUrl: bad }, {}), ConfigError, bad);
+  }
+});

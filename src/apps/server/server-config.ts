@@ -50,6 +50,11 @@ export interface ServerConfig {
    * absent: taken from each request (its scheme and a checked Host header).
    */
   readonly publicUrl?: string;
+  /**
+   * Where the other replicas reach this one (`--internal-url`); absent, the listening address when it is
+   * a specific one. A tunnel dial that reaches another replica is forwarded here.
+   */
+  readonly internalUrl?: string;
   /** SSH tunnels through agents: open tunnels per instance, per user, in all; bytes/s per tunnel (0: unlimited). */
   readonly tunnels: TunnelLimitsConfig;
 }
@@ -129,6 +134,7 @@ const FILE_FIELDS = [
   'agentPendingPerSource',
   'agentDownloadsDir',
   'publicUrl',
+  'internalUrl',
   'sessionRecording',
   'recordingsDir',
   'recordingMaxBytes',
@@ -162,6 +168,7 @@ const ENV_NAMES: Record<Field, string> = {
   agentPendingPerSource: 'KEYWARD_AGENT_PENDING_PER_SOURCE',
   agentDownloadsDir: 'KEYWARD_AGENT_DOWNLOADS_DIR',
   publicUrl: 'KEYWARD_PUBLIC_URL',
+  internalUrl: 'KEYWARD_INTERNAL_URL',
   sessionRecording: 'KEYWARD_SESSION_RECORDING',
   recordingsDir: 'KEYWARD_RECORDINGS_DIR',
   recordingMaxBytes: 'KEYWARD_RECORDING_MAX_BYTES',
@@ -194,6 +201,7 @@ const FLAG_NAMES: Record<Field, string> = {
   agentPendingPerSource: '--agent-pending-per-source',
   agentDownloadsDir: '--agent-downloads-dir',
   publicUrl: '--public-url',
+  internalUrl: '--internal-url',
   sessionRecording: '--session-recording',
   recordingsDir: '--recordings-dir',
   recordingMaxBytes: '--recording-max-bytes',
@@ -394,6 +402,7 @@ export function loadServerConfig(
     throw new ConfigError(`${downloads.source}: the agent downloads directory path is not valid`);
   }
   const publicUrl = parsePublicUrl(pick('publicUrl'));
+  const internalUrl = parsePublicUrl(pick('internalUrl'));
   const recording = parseRecording(pick, dataDir);
   /** A limit: a whole number, 0 meaning unlimited. */
   const limit = (field: Field, fallback: number, max: number): number => {
@@ -419,6 +428,7 @@ export function loadServerConfig(
     recording,
     ...(downloads !== undefined && { agentDownloadsDir: resolve(downloads.value) }),
     ...(publicUrl !== undefined && { publicUrl }),
+    ...(internalUrl !== undefined && { internalUrl }),
     ...(database !== undefined && { database }),
     dataDir,
     host,

@@ -41,6 +41,9 @@ Options (each also from an environment variable, then from the config file; flag
   --public-url URL    the URL hosts reach this server at, written into the installer (default: taken
                       from each request's scheme and Host header)  KEYWARD_PUBLIC_URL; agents also
                       dial their SSH tunnels back to it (with several replicas: each its own URL)
+  --internal-url URL  where the other replicas reach this one (default: the --listen address unless
+                      it is 0.0.0.0 or ::)  KEYWARD_INTERNAL_URL; an agent's tunnel that reaches
+                      another replica is forwarded here
   Recorded terminal sessions (docs/recordings.md):
   --session-recording on|off|required   record the console's terminal sessions (asciicast v2); with
                       required, a session whose recording fails ends   KEYWARD_SESSION_RECORDING (default on)
