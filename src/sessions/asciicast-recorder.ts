@@ -25,8 +25,20 @@ export const FLUSH_INTERVAL_MS = 1_000;
 const FLUSH_BYTES = 64 * 1024;
 export const BACKLOG_HIGH_WATER_BYTES = 4 * 1024 * 1024;
 
-/** What a recording ends as. `recording` while open; `none` when the session was not recorded. */
-export const RECORDING_STATES = ['recording', 'complete', 'truncated', 'failed', 'none', 'expired'] as const;
+/**
+ * What a recording ends as. `recording` while open; `none` when the session was not recorded;
+ * `interrupted` when the replica bridging the session died and another one closed it with what reached the
+ * disk (session-recordings.ts, `sweepInterrupted`).
+ */
+export const RECORDING_STATES = [
+  'recording',
+  'complete',
+  'truncated',
+  'failed',
+  'interrupted',
+  'none',
+  'expired',
+] as const;
 export type RecordingState = (typeof RECORDING_STATES)[number];
 
 export interface AsciicastHeader {
@@ -146,6 +158,12 @@ export class AsciicastRecorder {
 
   resize(cols: number, rows: number): boolean {
     return this.#event('r', `${String(cols)}x${String(rows)}`);
+  }
+
+  /** Writes what is gathered now, without waiting for the next flush; resolves once it is written. */
+  async flushed(): Promise<void> {
+    this.#flush();
+    await this.#writing;
   }
 
   /**

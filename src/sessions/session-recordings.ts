@@ -42,12 +42,29 @@ export interface SessionRecordingsDeps {
   readonly repository: SessionRepository;
   readonly clock: Clock;
   readonly logger: Logger;
+  /** This replica's id, written on each session's row so a live replica can close it if this one dies. */
+  readonly replicaId?: string;
 }
+
+/** A session closed by `sweepInterrupted`, for its `session.closed` audit event. */
+export interface InterruptedSession extends SessionEnd {
+  readonly sessionId: string;
+  readonly accountId: string;
+  readonly instanceId: string;
+  readonly grantId: string;
+  readonly reason: string;
+  readonly seconds: number;
+}
+
+/** Orphaned sessions closed per upkeep round. */
+const SWEEP_BATCH = 50;
+/** `end_reason` of a session whose replica died while it was open. */
+export const INTERRUPTED_REASON = 'replica-died';
 
 /** What the gateway knows when it bridges a shell. */
 export interface SessionStart extends Omit<
   NewTerminalSession,
-  'recordingFile' | 'recordingState' | 'recordingInput'
+  'recordingFile' | 'recordingState' | 'recordingInput' | 'replicaId'
 > {
   readonly cols: number;
   readonly rows: number;
@@ -128,6 +145,7 @@ export class SessionRecordings {
         recordingFile: file,
         recordingState: file === null ? 'none' : 'recording',
         recordingInput: file !== null && this.#d.recordInput,
+        replicaId: this.#d.replicaId ?? null,
       })
       .then(
         () => true,
@@ -242,6 +260,61 @@ export class SessionRecordings {
   }
 
   /**
+   * Closes the sessions whose replica died while they were open (not among `liveReplicas`): the row is
+   * ended `interrupted` with the size and SHA-256 of the recording's file as it is on disk (its last line
+   * may be cut short), or `none` when it was not recorded, or `failed` when the file is gone. The end time
+   * is the file's last modification (the last output that reached the disk), else now. Safe on several
+   * replicas at once: only the one that writes the end returns the session (and audits it).
+   */
+  async sweepInterrupted(liveReplicas: readonly string[]): Promise<InterruptedSession[]> {
+    const orphans = await this.#d.repository.orphaned(liveReplicas, SWEEP_BATCH);
+    const closed: InterruptedSession[] = [];
+    for (const s of orphans) {
+      let end: SessionEnd = { recordingState: 'none', recordingBytes: null, recordingSha256: null };
+      let endedMs = this.#d.clock.nowMs();
+      if (s.recordingFile !== null && s.recordingState !== 'none') {
+        try {
+          const path = this.#pathOf(s);
+          const { sha256, bytes } = await this.digest(s);
+          endedMs = Math.min(endedMs, Math.max(Date.parse(s.startedAt), statSync(path).mtimeMs));
+          end = { recordingState: 'interrupted', recordingBytes: bytes, recordingSha256: sha256 };
+        } catch (err) {
+          this.#d.logger.warn(
+            { err, sessionId: s.id },
+            'the recording of an interrupted session could not be read; it is closed as failed',
+          );
+          end = { recordingState: 'failed', recordingBytes: null, recordingSha256: null };
+        }
+      }
+      const seconds = Math.max(0, Math.round((endedMs - Date.parse(s.startedAt)) / 1000));
+      const wrote = await this.#d.repository.endOrphan(s.id, {
+        endedAt: new Date(endedMs).toISOString(),
+        endReason: INTERRUPTED_REASON,
+        durationSeconds: seconds,
+        outputBytes: s.outputBytes,
+        ...end,
+      });
+      if (!wrote) continue;
+      closed.push({
+        sessionId: s.id,
+        accountId: s.accountId,
+        instanceId: s.instanceId,
+        grantId: s.grantId,
+        reason: INTERRUPTED_REASON,
+        seconds,
+        ...end,
+      });
+    }
+    if (closed.length > 0) {
+      this.#d.logger.warn(
+        { count: closed.length, sessionIds: closed.map((c) => c.sessionId) },
+        'closed terminal sessions whose replica died while they were open',
+      );
+    }
+    return closed;
+  }
+
+  /**
    * Retention: deletes the files of recordings whose session ended more than `retentionDays` ago and marks
    * them expired (the audit event and its digest stay). Safe on several replicas at once: a file already
    * gone is fine. Returns how many were expired.
@@ -329,6 +402,11 @@ export class LiveSession {
 
   drained(): Promise<void> {
     return this.#recorder?.drained() ?? Promise.resolve();
+  }
+
+  /** Writes the recording's gathered lines now (the flush timer does so every second anyway). */
+  flushed(): Promise<void> {
+    return this.#recorder?.flushed() ?? Promise.resolve();
   }
 
   /** Records an output chunk; false when it may not be shown (see the class comment). */

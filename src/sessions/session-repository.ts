@@ -33,6 +33,7 @@ function toRecord(r: TerminalSessionRow): TerminalSessionRecord {
     recordingBytes: r.recording_bytes,
     recordingSha256: r.recording_sha256,
     recordingInput: r.recording_input === 1,
+    replicaId: r.replica_id,
   };
 }
 
@@ -59,6 +60,7 @@ export class SessionRepository {
         recording_file: s.recordingFile,
         recording_state: s.recordingState,
         recording_input: s.recordingInput ? 1 : 0,
+        replica_id: s.replicaId,
       })
       .execute();
   }
@@ -77,6 +79,43 @@ export class SessionRepository {
       })
       .where('id', '=', id)
       .execute();
+  }
+
+  /**
+   * Sessions still open (no end written) whose replica is not among `liveReplicas` (or unknown: rows from
+   * before migration 0016), oldest first: nobody will write their end.
+   */
+  async orphaned(liveReplicas: readonly string[], limit: number): Promise<TerminalSessionRecord[]> {
+    let q = this.#db.selectFrom('terminal_sessions').selectAll().where('ended_at', 'is', null);
+    if (liveReplicas.length > 0) {
+      q = q.where((eb) =>
+        eb.or([eb('replica_id', 'is', null), eb('replica_id', 'not in', [...liveReplicas])]),
+      );
+    }
+    const rows = await q.orderBy('started_at').limit(limit).execute();
+    return rows.map(toRecord);
+  }
+
+  /**
+   * Writes the end of a session no replica is bridging any more, if nobody wrote one first (several
+   * replicas may sweep at once): true when this call did.
+   */
+  async endOrphan(id: string, e: EndedTerminalSession): Promise<boolean> {
+    const r = await this.#db
+      .updateTable('terminal_sessions')
+      .set({
+        ended_at: e.endedAt,
+        end_reason: e.endReason,
+        duration_seconds: e.durationSeconds,
+        output_bytes: e.outputBytes,
+        recording_state: e.recordingState,
+        recording_bytes: e.recordingBytes,
+        recording_sha256: e.recordingSha256,
+      })
+      .where('id', '=', id)
+      .where('ended_at', 'is', null)
+      .executeTakeFirst();
+    return r.numUpdatedRows > 0n;
   }
 
   async get(accountId: string, id: string): Promise<TerminalSessionRecord | undefined> {
@@ -121,7 +160,7 @@ export class SessionRepository {
     const rows = await this.#db
       .selectFrom('terminal_sessions')
       .select(['id', 'recording_file'])
-      .where('recording_state', 'in', ['complete', 'truncated', 'failed'])
+      .where('recording_state', 'in', ['complete', 'truncated', 'failed', 'interrupted'])
       .where('ended_at', '<', before)
       .where('recording_file', 'is not', null)
       .orderBy('ended_at')

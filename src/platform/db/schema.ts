@@ -329,6 +329,8 @@ export interface TerminalSessionsTable {
   recording_sha256: string | null;
   /** 1 when input was recorded too. */
   recording_input: Generated<number>;
+  /** The replica that bridges (bridged) the session (migration 0016); null on rows from before it. */
+  replica_id: string | null;
 }
 
 export interface Database {
