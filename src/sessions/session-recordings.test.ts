@@ -7,6 +7,7 @@ import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import pino from 'pino';
 import { openTestDatabase, type TestDatabase } from '../../test/helpers/database.js';
 import { fixedClock } from '../platform/clock.js';
@@ -172,6 +173,13 @@ test('the sessions a dead replica left open are closed interrupted, with the dig
       recordingRequired: false,
       onRecordingFailure: () => undefined,
     });
+  const repository = new SessionRepository(testDb.db);
+  /** The rows are written without the shell waiting for them: waits until they are there. */
+  const rowsWritten = async (...ids: string[]): Promise<void> => {
+    for (const id of ids) {
+      while ((await repository.get(ACCOUNT, id)) === undefined) await sleep(5);
+    }
+  };
   const orphanId = 'ts-00000000-0000-4000-8000-0000000000c1';
   const liveId = 'ts-00000000-0000-4000-8000-0000000000c2';
   const orphan = start(dead, orphanId);
@@ -179,6 +187,7 @@ test('the sessions a dead replica left open are closed interrupted, with the dig
   assert.equal(orphan.output(Buffer.from('before the crash\r\n')), true);
   // What a crash leaves: the lines written so far, then a write cut short; the row stays open.
   await orphan.flushed();
+  await rowsWritten(orphanId, liveId);
   const path = join(dir, 'recordings', `${orphanId}.cast`);
   appendFileSync(path, '[1.5, "o", "cut sh');
   const onDisk = readFileSync(path);
@@ -186,7 +195,15 @@ test('the sessions a dead replica left open are closed interrupted, with the dig
   const closed = await alive.sweepInterrupted(['rlivereplica0000']);
   assert.deepEqual(
     closed.map((c) => [c.sessionId, c.reason, c.recordingState, c.recordingBytes, c.recordingSha256]),
-    [[orphanId, 'replica-died', 'interrupted', onDisk.length, createHash('sha256').update(onDisk).digest('hex')]],
+    [
+      [
+        orphanId,
+        'replica-died',
+        'interrupted',
+        onDisk.length,
+        createHash('sha256').update(onDisk).digest('hex'),
+      ],
+    ],
   );
   const row = await alive.get(ACCOUNT, orphanId);
   assert.equal(row.recordingState, 'interrupted');
@@ -198,6 +215,21 @@ test('the sessions a dead replica left open are closed interrupted, with the dig
   assert.equal((await alive.get(ACCOUNT, liveId)).endedAt, null);
   const end = await open.end('shell-exited', clock.nowMs(), clock.nowMs());
   assert.equal(end.recordingState, 'complete');
+  // The same replica restarted (its id is kept in the data directory): the sessions its previous process
+  // left open are orphans too, while the ones this process holds are not.
+  const leftOpen = 'ts-00000000-0000-4000-8000-0000000000c3';
+  start(alive, leftOpen);
+  start(alive, 'ts-00000000-0000-4000-8000-0000000000c4');
+  await rowsWritten(leftOpen, 'ts-00000000-0000-4000-8000-0000000000c4');
+  const restarted = recordings(90, 'rlivereplica0000');
+  assert.deepEqual(
+    (await alive.sweepInterrupted(['rlivereplica0000'])).map((c) => c.sessionId),
+    [],
+  );
+  assert.deepEqual((await restarted.sweepInterrupted(['rlivereplica0000'])).map((c) => c.sessionId).sort(), [
+    leftOpen,
+    'ts-00000000-0000-4000-8000-0000000000c4',
+  ]);
   // Retention treats an interrupted recording like any other ended one.
   clock.advance(91 * DAY_MS);
   assert.ok((await alive.expire()) >= 1);

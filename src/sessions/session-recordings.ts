@@ -89,6 +89,8 @@ export function ensureRecordingsDir(dir: string): void {
 
 export class SessionRecordings {
   readonly #d: SessionRecordingsDeps;
+  /** Sessions this process bridges: their rows are open and are not orphans. */
+  readonly #open = new Set<string>();
 
   constructor(deps: SessionRecordingsDeps) {
     this.#d = deps;
@@ -157,7 +159,10 @@ export class SessionRecordings {
           return false;
         },
       );
-    return new LiveSession(s, recorder, this.#d.recordInput, inserted, this.#d);
+    this.#open.add(s.id);
+    return new LiveSession(s, recorder, this.#d.recordInput, inserted, this.#d, () => {
+      this.#open.delete(s.id);
+    });
   }
 
   /** One page of the account's sessions, newest first, and how many match. */
@@ -260,14 +265,20 @@ export class SessionRecordings {
   }
 
   /**
-   * Closes the sessions whose replica died while they were open (not among `liveReplicas`): the row is
+   * Closes the sessions whose replica died while they were open (not among `liveReplicas`, or this replica's
+   * previous process: open rows of this replica that this process does not hold): the row is
    * ended `interrupted` with the size and SHA-256 of the recording's file as it is on disk (its last line
    * may be cut short), or `none` when it was not recorded, or `failed` when the file is gone. The end time
    * is the file's last modification (the last output that reached the disk), else now. Safe on several
    * replicas at once: only the one that writes the end returns the session (and audits it).
    */
   async sweepInterrupted(liveReplicas: readonly string[]): Promise<InterruptedSession[]> {
-    const orphans = await this.#d.repository.orphaned(liveReplicas, SWEEP_BATCH);
+    const orphans = await this.#d.repository.orphaned(
+      liveReplicas,
+      this.#d.replicaId ?? '',
+      this.#open,
+      SWEEP_BATCH,
+    );
     const closed: InterruptedSession[] = [];
     for (const s of orphans) {
       let end: SessionEnd = { recordingState: 'none', recordingBytes: null, recordingSha256: null };
@@ -360,6 +371,7 @@ export class LiveSession {
   readonly #recordInput: boolean;
   readonly #inserted: Promise<boolean>;
   readonly #d: SessionRecordingsDeps;
+  readonly #onEnded: () => void;
   #outputBytes = 0;
   #limitReached = false;
 
@@ -369,7 +381,9 @@ export class LiveSession {
     recordInput: boolean,
     inserted: Promise<boolean>,
     deps: SessionRecordingsDeps,
+    onEnded: () => void = () => undefined,
   ) {
+    this.#onEnded = onEnded;
     this.#s = s;
     this.#recorder = recorder;
     this.#recordInput = recordInput;
@@ -435,6 +449,14 @@ export class LiveSession {
 
   /** Closes the recording (flush, fsync) and completes the row; the result goes into `session.closed`. */
   async end(reason: string, endedMs: number, startedMs: number): Promise<SessionEnd> {
+    try {
+      return await this.#end(reason, endedMs, startedMs);
+    } finally {
+      this.#onEnded();
+    }
+  }
+
+  async #end(reason: string, endedMs: number, startedMs: number): Promise<SessionEnd> {
     let summary: RecordingSummary | undefined;
     if (this.#recorder !== undefined) summary = await this.#recorder.finish();
     const end: SessionEnd =

@@ -82,18 +82,31 @@ export class SessionRepository {
   }
 
   /**
-   * Sessions still open (no end written) whose replica is not among `liveReplicas` (or unknown: rows from
-   * before migration 0016), oldest first: nobody will write their end.
+   * Sessions still open (no end written) that no live process is bridging, oldest first: their replica is
+   * not among `liveReplicas` (or unknown: rows from before migration 0016), or it is `own` (this replica)
+   * but the session is not among `ownOpen`, the sessions this process holds (the replica's previous process
+   * died with the rest). Nobody will write their end.
    */
-  async orphaned(liveReplicas: readonly string[], limit: number): Promise<TerminalSessionRecord[]> {
+  async orphaned(
+    liveReplicas: readonly string[],
+    own: string,
+    ownOpen: ReadonlySet<string>,
+    limit: number,
+  ): Promise<TerminalSessionRecord[]> {
+    const others = liveReplicas.filter((r) => r !== own);
     let q = this.#db.selectFrom('terminal_sessions').selectAll().where('ended_at', 'is', null);
-    if (liveReplicas.length > 0) {
-      q = q.where((eb) =>
-        eb.or([eb('replica_id', 'is', null), eb('replica_id', 'not in', [...liveReplicas])]),
-      );
+    if (others.length > 0) {
+      q = q.where((eb) => eb.or([eb('replica_id', 'is', null), eb('replica_id', 'not in', others)]));
     }
-    const rows = await q.orderBy('started_at').limit(limit).execute();
-    return rows.map(toRecord);
+    // This process's own open sessions are among the rows read and left out here (a set of any size).
+    const rows = await q
+      .orderBy('started_at')
+      .limit(limit + ownOpen.size)
+      .execute();
+    return rows
+      .filter((r) => !(r.replica_id === own && ownOpen.has(r.id)))
+      .slice(0, limit)
+      .map(toRecord);
   }
 
   /**
