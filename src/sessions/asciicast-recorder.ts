@@ -161,6 +161,11 @@ export class AsciicastRecorder {
     return this.#event('r', `${String(cols)}x${String(rows)}`);
   }
 
+  /** Resolves once the file is open (true) or could not be created (false; the recording failed). */
+  async opened(): Promise<boolean> {
+    return (await this.#file) !== undefined;
+  }
+
   /** Writes what is gathered now, without waiting for the next flush; resolves once it is written. */
   async flushed(): Promise<void> {
     this.#flush();

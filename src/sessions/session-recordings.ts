@@ -418,6 +418,11 @@ export class LiveSession {
     return this.#recorder?.drained() ?? Promise.resolve();
   }
 
+  /** Resolves once the recording's file is open or failed to open (at once when not recorded). */
+  async opened(): Promise<void> {
+    await this.#recorder?.opened();
+  }
+
   /** Writes the recording's gathered lines now (the flush timer does so every second anyway). */
   flushed(): Promise<void> {
     return this.#recorder?.flushed() ?? Promise.resolve();

@@ -238,10 +238,7 @@ async function play(
 }
 
 /** One event line; with `lenient`, a line that is not JSON is undefined rather than an error. */
-function parseEvent(
-  line: string,
-  lenient = false,
-): { time: number; code: string; data: string } | undefined {
+function parseEvent(line: string, lenient = false): { time: number; code: string; data: string } | undefined {
   let v: unknown;
   try {
     v = JSON.parse(line);
