@@ -323,7 +323,7 @@ export interface TerminalSessionsTable {
   output_bytes: Generated<number>;
   /** The asciicast file's name in the recordings directory; null when not recorded. */
   recording_file: string | null;
-  /** recording, complete, truncated, failed, none, expired (sessions/asciicast-recorder.ts). */
+  /** recording, complete, truncated, failed, interrupted, none, expired (sessions/asciicast-recorder.ts). */
   recording_state: string;
   recording_bytes: number | null;
   recording_sha256: string | null;

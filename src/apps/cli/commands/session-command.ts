@@ -23,8 +23,8 @@ Commands:
   list [--instance ID] [--user CALLER] [--since TIME] [--until TIME] [--limit N] [--json]
       Lists the terminal sessions the server's broker ran (the console's Connect, StartTerminalSession),
       newest first: who (root or user/NAME), where (instance and OS user), when, how long, and the
-      recording's state (recording, complete, truncated, failed, none, expired). TIME is ISO 8601;
-      --limit caps the sessions shown (default 50).
+      recording's state (recording, complete, truncated, failed, interrupted, none, expired). TIME is
+      ISO 8601; --limit caps the sessions shown (default 50).
   play SESSION_ID [--speed N] [--max-wait SECONDS] [--no-wait]
       Replays the session's recorded output to this terminal with its timing: --speed 2 plays twice as
       fast; --max-wait caps each pause; --no-wait prints it all at once.
