@@ -7,6 +7,10 @@
  *      client received per second until the marker printed after it; target: on / off ≥ 0.9×.
  * Each side is a fresh `keyward server` child with its own private sshd, throwaway user and agent (one agent
  * reaches one server). Every target is judged on the median of the runs' figures, with the spread shown.
+ * Beside the ratios, what recording costs in the server's CPU time (utime + stime from /proc/PID/stat, less
+ * sensitive to other load on a shared machine than latency): ms per logon (over the measured rounds, the
+ * sessions' ends included) and ms per MiB of `cat` output, on against off; and the logon's phases (the
+ * server's, from the ready frame, and the client's ready → output), median per side.
  * Needs root (useradd, sshd, /run). `--runs N` (default 3); `--rounds N` logons per side and run (default 30).
  */
 import { randomBytes } from 'node:crypto';
@@ -14,7 +18,14 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { WebSocket } from 'ws';
-import { brokerLogon, startLogonFixture, type LogonFixture } from './logon-fixture.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { processCpuMs } from './cpu-monitor.js';
+import {
+  brokerLogon,
+  startLogonFixture,
+  type BrokerLogonPhases,
+  type LogonFixture,
+} from './logon-fixture.js';
 import { median, percentile } from './stats.js';
 import { fixed, ratio, renderTable } from './table.js';
 
@@ -94,17 +105,43 @@ interface RunFigures {
   readonly offP50: number;
   readonly onMiBs: number;
   readonly offMiBs: number;
+  /** Server CPU ms per logon and per MiB of output. */
+  readonly onCpuPerLogon: number;
+  readonly offCpuPerLogon: number;
+  readonly onCpuPerMiB: number;
+  readonly offCpuPerMiB: number;
+  /** Median of each phase (ms) per side. */
+  readonly onPhases: Record<string, number>;
+  readonly offPhases: Record<string, number>;
+}
+
+/** The server child's CPU time so far (ms). */
+function serverCpuMs(fx: LogonFixture): number {
+  return fx.server.pid === undefined ? Number.NaN : processCpuMs(fx.server.pid);
+}
+
+/** Flattens one logon's phases: the server's (from the ready frame) and the client's ready → output. */
+function phaseRow(p: BrokerLogonPhases): Record<string, number> {
+  return { ...p.server, 'ready→output': p.toOutput };
+}
+
+function medianPhases(rows: readonly Record<string, number>[]): Record<string, number> {
+  const names = [...new Set(rows.flatMap((r) => Object.keys(r)))];
+  return Object.fromEntries(
+    names.map((n) => [n, median(rows.map((r) => r[n]).filter((v): v is number => v !== undefined))]),
+  );
 }
 
 async function oneRun(run: number, file: string): Promise<RunFigures> {
   log(`run ${String(run)}: starting a recording server and one with --session-recording off`);
   const on = await startLogonFixture({ prefix: `kw-rec-on${String(run)}` });
-  let off: LogonFixture | undefined;
+  let stopOff: (() => Promise<void>) | undefined;
   try {
-    off = await startLogonFixture({
+    const off = await startLogonFixture({
       prefix: `kw-rec-off${String(run)}`,
       serverArgs: ['--session-recording', 'off'],
     });
+    stopOff = () => off.stop();
     const target = (fx: LogonFixture) => ({
       rpc: fx.rpc,
       endpoint: fx.server.endpoint,
@@ -117,19 +154,53 @@ async function oneRun(run: number, file: string): Promise<RunFigures> {
     }
     const onMs: number[] = [];
     const offMs: number[] = [];
+    const onPhases: Record<string, number>[] = [];
+    const offPhases: Record<string, number>[] = [];
+    const onLogon = async (i: number): Promise<void> => {
+      onMs.push(
+        await brokerLogon(target(on), `on${String(i)}`, { onPhases: (p) => onPhases.push(phaseRow(p)) }),
+      );
+    };
+    const offLogon = async (i: number): Promise<void> => {
+      offMs.push(
+        await brokerLogon(target(off), `off${String(i)}`, { onPhases: (p) => offPhases.push(phaseRow(p)) }),
+      );
+    };
+    // Settle so the warm-up sessions' ends are not counted; after the rounds, so the last ones' are.
+    await sleep(1_500);
+    const cpu0 = { on: serverCpuMs(on), off: serverCpuMs(off) };
     for (let i = 0; i < ROUNDS; i++) {
       // Alternate which goes first, so neither always follows the other's leftovers.
       const first = i % 2 === 0;
-      if (first) onMs.push(await brokerLogon(target(on), `on${String(i)}`));
-      offMs.push(await brokerLogon(target(off), `off${String(i)}`));
-      if (!first) onMs.push(await brokerLogon(target(on), `on${String(i)}`));
+      if (first) await onLogon(i);
+      await offLogon(i);
+      if (!first) await onLogon(i);
     }
+    await sleep(1_500);
+    const cpu1 = { on: serverCpuMs(on), off: serverCpuMs(off) };
     log(`run ${String(run)}: cat of 50 MiB, recording off then on`);
     const offMiBs = await catThroughput(off, file);
+    await sleep(1_500);
+    const cpu2 = { on: serverCpuMs(on), off: serverCpuMs(off) };
     const onMiBs = await catThroughput(on, file);
-    return { onP50: percentile(onMs, 50), offP50: percentile(offMs, 50), onMiBs, offMiBs };
+    await sleep(1_500);
+    const cpu3 = { on: serverCpuMs(on), off: serverCpuMs(off) };
+    const mib = CAT_BYTES / (1024 * 1024);
+    return {
+      onP50: percentile(onMs, 50),
+      offP50: percentile(offMs, 50),
+      onMiBs,
+      offMiBs,
+      onCpuPerLogon: (cpu1.on - cpu0.on) / ROUNDS,
+      offCpuPerLogon: (cpu1.off - cpu0.off) / ROUNDS,
+      // Each side's cat ran in its own interval (off: cpu1 → cpu2, on: cpu2 → cpu3).
+      onCpuPerMiB: (cpu3.on - cpu2.on) / mib,
+      offCpuPerMiB: (cpu2.off - cpu1.off) / mib,
+      onPhases: medianPhases(onPhases),
+      offPhases: medianPhases(offPhases),
+    };
   } finally {
-    await off?.stop();
+    await stopOff?.();
     await on.stop();
   }
 }
@@ -177,6 +248,41 @@ async function main(): Promise<void> {
             verdict(throughputRatio >= THROUGHPUT_TARGET),
           ],
         ],
+      )}\n`,
+    );
+    const cpuRow = (name: string, onF: (r: RunFigures) => number, offF: (r: RunFigures) => number) => {
+      const onV = median(pick(onF));
+      const offV = median(pick(offF));
+      return [name, fixed(onV, 2), fixed(offV, 2), fixed(onV - offV, 2), ratio(onV / offV)];
+    };
+    process.stdout.write(
+      `\nServer CPU time (utime + stime of the server process; median of the runs)\n\n${renderTable(
+        ['figure', 'on', 'off', 'on − off', 'on / off'],
+        [
+          cpuRow(
+            'CPU ms per broker logon',
+            (r) => r.onCpuPerLogon,
+            (r) => r.offCpuPerLogon,
+          ),
+          cpuRow(
+            'CPU ms per MiB of cat output',
+            (r) => r.onCpuPerMiB,
+            (r) => r.offCpuPerMiB,
+          ),
+        ],
+      )}\n`,
+    );
+    const names = [
+      ...new Set(runs.flatMap((r) => [...Object.keys(r.onPhases), ...Object.keys(r.offPhases)])),
+    ];
+    process.stdout.write(
+      `\nBroker logon phases (ms; median per run, then median of the runs)\n\n${renderTable(
+        ['phase', 'on', 'off', 'on − off'],
+        names.map((n) => {
+          const onV = median(runs.map((r) => r.onPhases[n] ?? Number.NaN));
+          const offV = median(runs.map((r) => r.offPhases[n] ?? Number.NaN));
+          return [n, fixed(onV, 2), fixed(offV, 2), fixed(onV - offV, 2)];
+        }),
       )}\n`,
     );
   } finally {

@@ -435,3 +435,42 @@ test('when the disk is full a session that must be recorded ends with the reason
     await rm(filler, { force: true });
   }
 });
+
+test('a session that must be recorded shows nothing when its recording cannot be created', async () => {
+  const start = await alice.call<{
+    SessionId: string;
+    Subprotocols: { Subprotocol: string[] };
+    WebSocketPath: string;
+  }>(
+    'StartTerminalSession',
+    { RegionId: 'local', InstanceId: instanceId, InstanceOSUser: host.user.name },
+    { version: KEYWARD },
+  );
+  // The session's file name is taken: the recording cannot be created (it never reuses a file).
+  const squatter = join(recordingsDir, `${start.SessionId}.cast`);
+  await writeFile(squatter, 'not this session\n');
+  try {
+    const ws = new WebSocket(`${server.endpoint.replace('http', 'ws')}${start.WebSocketPath}`, [
+      ...start.Subprotocols.Subprotocol,
+    ]);
+    let binary = 0;
+    let last: Record<string, unknown> | undefined;
+    const code = await new Promise<number>((resolve, reject) => {
+      ws.on('message', (data: Buffer, isBinary: boolean) => {
+        if (isBinary) binary += data.length;
+        else last = JSON.parse(data.toString()) as Record<string, unknown>;
+      });
+      ws.once('close', resolve);
+      ws.once('error', reject);
+    });
+    assert.equal(code, 4500);
+    assert.equal(last?.['code'], 'Session.RecordingFailed');
+    // Not even the shell's prompt was shown.
+    assert.equal(binary, 0);
+    const s = await endedSession(start.SessionId);
+    assert.equal(s.Recording.State, 'failed');
+    assert.equal(await readFile(squatter, 'utf8'), 'not this session\n');
+  } finally {
+    await rm(squatter, { force: true });
+  }
+});

@@ -60,8 +60,9 @@ export type LogonAuditEvent =
       readonly reason: string;
       readonly seconds: number;
       /**
-       * The recording as it was closed: state (complete, truncated, failed, none), size and SHA-256 of the
-       * exact bytes in the file, so an altered recording disagrees with the hash-chained audit log.
+       * The recording as it was closed: state (complete, truncated, failed, interrupted, none), size and
+       * SHA-256 of the exact bytes in the file, so an altered recording disagrees with the hash-chained
+       * audit log. `interrupted`: closed by the replica upkeep after the replica bridging it died.
        */
       readonly recordingState?: string;
       readonly recordingBytes?: number | null;

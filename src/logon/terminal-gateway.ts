@@ -25,11 +25,12 @@
  * Recording (with `sessions`, src/sessions): each bridged session gets a `terminal_sessions` row and, unless
  * recording is off, an asciicast v2 recording of its output (input too with `--record-input`) and resizes.
  * A session whose recording is required (`--session-recording required`, or the caller's policy allows the
- * logon only with `ecs-workbench:SessionRecording` true) does not go on unrecorded: when a write fails it
+ * logon only with `ecs-workbench:SessionRecording` true) does not go on unrecorded: it shows no output
+ * before its recording's file is open (the row is written alongside, not waited for), when a write fails it
  * ends with `Session.RecordingFailed` (close 4500), and output that would pass the size limit is not shown
  * but ends it with `Session.RecordingLimit` (4413). Otherwise the recording stops (failed, truncated) and
  * the session goes on, re-checked as unrecorded. `session.closed` carries the recording's state, size and
- * SHA-256 once the file is fsynced and closed.
+ * SHA-256 once the file is synced and closed.
  *
  * Access is not decided once: with `watchAccess`, the caller's right to log on is checked again when the
  * ticket is redeemed (before any key is made) and then every TERMINAL_RECHECK_INTERVAL_MS for every open
@@ -548,11 +549,29 @@ export class TerminalGateway {
       },
     });
 
+    // A session that must be recorded shows nothing before its recording's file is open: a file that cannot
+    // be created ends it before any output (a session that may go on unrecorded does not wait).
+    let awaitingFile = live !== undefined && recordingRequired;
     const resumeShell = (): void => {
-      if (ws.bufferedAmount < HIGH_WATER_BYTES / 2 && live?.backlogged !== true && shell.isPaused()) {
+      if (
+        !awaitingFile &&
+        ws.bufferedAmount < HIGH_WATER_BYTES / 2 &&
+        live?.backlogged !== true &&
+        shell.isPaused()
+      ) {
         shell.resume();
       }
     };
+    if (awaitingFile && live !== undefined) {
+      shell.pause();
+      shell.stderr.pause();
+      void live.opened().then(() => {
+        awaitingFile = false;
+        if (ended) return;
+        shell.stderr.resume();
+        resumeShell();
+      });
+    }
     /** Records a chunk, then shows it; a chunk recording must hold but cannot (the limit) ends the session. */
     const show = (chunk: Buffer, stream: 'stdout' | 'stderr'): void => {
       if (ended) return;

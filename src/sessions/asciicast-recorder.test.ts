@@ -4,7 +4,7 @@ import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { AsciicastRecorder } from './asciicast-recorder.js';
+import { AsciicastRecorder, Utf8Chunks } from './asciicast-recorder.js';
 
 let dir = '';
 before(async () => {
@@ -97,4 +97,28 @@ test('a recording whose file cannot be created fails once and reports it', async
   assert.equal(s.bytes, 0);
   assert.equal(failures.length, 1);
   assert.equal((failures[0] as NodeJS.ErrnoException).code, 'ENOENT');
+});
+
+test('streaming UTF-8 decoding: text cut anywhere decodes as the whole; invalid and unfinished bytes become U+FFFD', () => {
+  const text = 'a é € 𝄞 ✓ zh 中文 😀 end';
+  const bytes = Buffer.from(text, 'utf8');
+  for (let cut1 = 0; cut1 <= bytes.length; cut1++) {
+    for (let cut2 = cut1; cut2 <= bytes.length; cut2 += 3) {
+      const d = new Utf8Chunks();
+      const out =
+        d.decode(bytes.subarray(0, cut1)) +
+        d.decode(bytes.subarray(cut1, cut2)) +
+        d.decode(bytes.subarray(cut2)) +
+        d.end();
+      assert.equal(out, text, `cut at ${String(cut1)} and ${String(cut2)}`);
+    }
+  }
+  const d = new Utf8Chunks();
+  // A lone continuation byte, a lead byte followed by ASCII, and a sequence the stream ends in.
+  assert.equal(d.decode(Buffer.from([0x61, 0x80, 0x62])), 'a\ufffdb');
+  assert.equal(d.decode(Buffer.from([0xe2, 0x82])), '');
+  assert.equal(d.decode(Buffer.from([0x41])), '\ufffdA');
+  assert.equal(d.decode(Buffer.from([0xf0, 0x9f, 0x98])), '');
+  assert.equal(d.end(), '\ufffd');
+  assert.equal(d.end(), '');
 });

@@ -2,13 +2,13 @@
  * Writes one terminal session as an asciicast v2 file (https://docs.asciinema.org/manual/asciicast/v2/):
  * a header line `{"version":2,"width","height","timestamp","env","title"}`, then one JSON array per event,
  * `[seconds, "o", text]` for output, `"i"` for input (only when asked), `"r"` with `"COLSxROWS"` for a
- * resize. Text must be a JSON string, so each stream's bytes go through a streaming TextDecoder: a UTF-8
+ * resize. Text must be a JSON string, so each stream's bytes are decoded as a stream (Utf8Chunks): a UTF-8
  * sequence split across two chunks becomes one character, never two replacement characters.
  *
  * Written as it happens, without a write per chunk: lines gather in memory and are written by one write at
- * a time, at least every FLUSH_INTERVAL_MS and whenever FLUSH_BYTES gathered; the file is fsynced and
- * closed when the session ends. The SHA-256 and size are of the exact bytes written, in order, so the
- * digest is known without reading the file back.
+ * a time, at least every FLUSH_INTERVAL_MS and whenever FLUSH_BYTES gathered; the file is synced
+ * (fdatasync: the bytes and the size) and closed when the session ends. The SHA-256 and size are of the exact
+ * bytes written, in order, so the digest is known without reading the file back.
  *
  * Bounded: a line that would take the file past `maxBytes` is not recorded; `output` returns false and the
  * caller decides (end the session when recording is required; otherwise the recording stops, truncated).
@@ -22,11 +22,24 @@ import { createHash, type Hash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 
 export const FLUSH_INTERVAL_MS = 1_000;
-const FLUSH_BYTES = 64 * 1024;
+/** Gathered bytes that start a write before the timer: a handful of SSH packets' worth per write. */
+const FLUSH_BYTES = 256 * 1024;
 export const BACKLOG_HIGH_WATER_BYTES = 4 * 1024 * 1024;
 
-/** What a recording ends as. `recording` while open; `none` when the session was not recorded. */
-export const RECORDING_STATES = ['recording', 'complete', 'truncated', 'failed', 'none', 'expired'] as const;
+/**
+ * What a recording ends as. `recording` while open; `none` when the session was not recorded;
+ * `interrupted` when the replica bridging the session died and another one closed it with what reached the
+ * disk (session-recordings.ts, `sweepInterrupted`).
+ */
+export const RECORDING_STATES = [
+  'recording',
+  'complete',
+  'truncated',
+  'failed',
+  'interrupted',
+  'none',
+  'expired',
+] as const;
 export type RecordingState = (typeof RECORDING_STATES)[number];
 
 export interface AsciicastHeader {
@@ -67,9 +80,9 @@ export class AsciicastRecorder {
   readonly #hash: Hash = createHash('sha256');
   readonly #file: Promise<FileHandle | undefined>;
   readonly #decoders = {
-    stdout: new TextDecoder('utf-8'),
-    stderr: new TextDecoder('utf-8'),
-    input: new TextDecoder('utf-8'),
+    stdout: new Utf8Chunks(),
+    stderr: new Utf8Chunks(),
+    input: new Utf8Chunks(),
   };
   #state: 'recording' | 'truncated' | 'failed' = 'recording';
   #error: Error | undefined;
@@ -136,16 +149,27 @@ export class AsciicastRecorder {
    * chunk would pass the size limit (the first time; the recording stops) or it stopped before.
    */
   output(chunk: Buffer, stream: 'stdout' | 'stderr' = 'stdout'): boolean {
-    return this.#event('o', this.#decoders[stream].decode(chunk, { stream: true }));
+    return this.#event('o', this.#decoders[stream].decode(chunk));
   }
 
   /** Records terminal input (keystrokes, pastes). */
   input(chunk: Buffer): boolean {
-    return this.#event('i', this.#decoders.input.decode(chunk, { stream: true }));
+    return this.#event('i', this.#decoders.input.decode(chunk));
   }
 
   resize(cols: number, rows: number): boolean {
     return this.#event('r', `${String(cols)}x${String(rows)}`);
+  }
+
+  /** Resolves once the file is open (true) or could not be created (false; the recording failed). */
+  async opened(): Promise<boolean> {
+    return (await this.#file) !== undefined;
+  }
+
+  /** Writes what is gathered now, without waiting for the next flush; resolves once it is written. */
+  async flushed(): Promise<void> {
+    this.#flush();
+    await this.#writing;
   }
 
   /**
@@ -166,7 +190,7 @@ export class AsciicastRecorder {
     if (this.#state === 'recording') {
       for (const [stream, decoder] of Object.entries(this.#decoders)) {
         // Bytes of an unfinished UTF-8 sequence at the end become U+FFFD (the terminal showed them as such).
-        this.#event(stream === 'input' ? 'i' : 'o', decoder.decode());
+        this.#event(stream === 'input' ? 'i' : 'o', decoder.end());
       }
     }
     this.#flush();
@@ -174,7 +198,8 @@ export class AsciicastRecorder {
     const fh = await this.#file;
     if (fh !== undefined) {
       try {
-        if (this.#state !== 'failed') await fh.sync();
+        // fdatasync: the bytes and the size, which is what reading the recording back needs.
+        if (this.#state !== 'failed') await fh.datasync();
       } catch (err) {
         this.#fail(err as Error);
       }
@@ -214,28 +239,37 @@ export class AsciicastRecorder {
     this.#timer.unref();
   }
 
-  /** Queues what is pending as one write after the one in flight. */
+  /**
+   * Queues what is pending as one write after the one in flight: the lines go to the kernel as they are,
+   * by one writev (no copy into one buffer), and into the digest after they are written.
+   */
   #flush(): void {
     if (this.#pendingBytes === 0 || this.#state === 'failed') return;
-    const batch = this.#pending.length === 1 ? (this.#pending[0] as Buffer) : Buffer.concat(this.#pending);
+    const lines = this.#pending;
+    const size = this.#pendingBytes;
     this.#pending = [];
     this.#pendingBytes = 0;
-    this.#inFlightBytes += batch.length;
+    this.#inFlightBytes += size;
     this.#writing = this.#writing.then(async () => {
       try {
         const fh = await this.#file;
         if (fh === undefined || this.#state === 'failed') return;
-        let offset = 0;
-        while (offset < batch.length) {
-          const { bytesWritten } = await fh.write(batch, offset, batch.length - offset);
-          offset += bytesWritten;
+        const { bytesWritten } = await fh.writev(lines);
+        if (bytesWritten < size) {
+          // A short write (rare: a signal, a nearly full disk): the rest, until written or an error.
+          const rest = Buffer.concat(lines, size);
+          let offset = bytesWritten;
+          while (offset < size) {
+            const r = await fh.write(rest, offset, size - offset);
+            offset += r.bytesWritten;
+          }
         }
-        this.#hash.update(batch);
-        this.#writtenBytes += batch.length;
+        for (const line of lines) this.#hash.update(line);
+        this.#writtenBytes += size;
       } catch (err) {
         this.#fail(err as Error);
       } finally {
-        this.#inFlightBytes -= batch.length;
+        this.#inFlightBytes -= size;
         if (this.backlogBytes <= BACKLOG_HIGH_WATER_BYTES / 2) this.#wakeDrainWaiters();
       }
     });
@@ -257,4 +291,42 @@ export class AsciicastRecorder {
     this.#drainWaiters = [];
     for (const w of waiters) w();
   }
+}
+
+/**
+ * Streaming UTF-8 decoding with Buffer#toString, which is faster than TextDecoder's `stream` mode: each
+ * chunk is decoded up to an unfinished multi-byte sequence at its end (at most 3 bytes, found by looking at
+ * the last 4), which is kept and put in front of the next chunk. Invalid bytes become U+FFFD, as the
+ * terminal shows them.
+ */
+export class Utf8Chunks {
+  #carry: Buffer | undefined;
+
+  decode(chunk: Buffer): string {
+    const buf = this.#carry === undefined ? chunk : Buffer.concat([this.#carry, chunk]);
+    this.#carry = undefined;
+    const cut = unfinishedTail(buf);
+    if (cut === buf.length) return buf.toString('utf8');
+    this.#carry = Buffer.from(buf.subarray(cut));
+    return buf.toString('utf8', 0, cut);
+  }
+
+  /** What an unfinished sequence left at the end (U+FFFD), or ''. */
+  end(): string {
+    const rest = this.#carry;
+    this.#carry = undefined;
+    return rest === undefined ? '' : rest.toString('utf8');
+  }
+}
+
+/** Where an unfinished UTF-8 sequence at the end of `buf` starts, or `buf.length` when there is none. */
+function unfinishedTail(buf: Buffer): number {
+  const len = buf.length;
+  for (let i = len - 1; i >= 0 && i >= len - 4; i--) {
+    const b = buf[i] as number;
+    if ((b & 0xc0) === 0x80) continue; // a continuation byte: look further back
+    const need = b >= 0xf0 && b <= 0xf7 ? 4 : b >= 0xe0 ? 3 : b >= 0xc0 ? 2 : 1;
+    return b < 0xc0 || b > 0xf7 || i + need <= len ? len : i;
+  }
+  return len;
 }

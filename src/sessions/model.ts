@@ -19,6 +19,8 @@ export interface NewTerminalSession {
   readonly recordingFile: string | null;
   readonly recordingState: RecordingState;
   readonly recordingInput: boolean;
+  /** The replica bridging the session (null on rows written before migration 0015). */
+  readonly replicaId: string | null;
 }
 
 /** What is written when it ends. */

@@ -3,10 +3,11 @@
 // retention deleting old files and marking them expired, by a fixed clock.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import pino from 'pino';
 import { openTestDatabase, type TestDatabase } from '../../test/helpers/database.js';
 import { fixedClock } from '../platform/clock.js';
@@ -35,7 +36,7 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function recordings(retentionDays = 90): SessionRecordings {
+function recordings(retentionDays = 90, replicaId?: string): SessionRecordings {
   const recordingsDir = join(dir, 'recordings');
   ensureRecordingsDir(recordingsDir);
   return new SessionRecordings({
@@ -47,6 +48,7 @@ function recordings(retentionDays = 90): SessionRecordings {
     repository: new SessionRepository(testDb.db),
     clock,
     logger: pino({ level: 'silent' }),
+    ...(replicaId !== undefined && { replicaId }),
   });
 }
 
@@ -150,4 +152,86 @@ test('retention deletes recordings of sessions that ended longer ago and marks t
   clock.advance(365 * DAY_MS);
   assert.equal(await recordings(0).expire(), 0);
   assert.equal((await r.get(ACCOUNT, recent)).recordingState, 'complete');
+});
+
+test('the sessions a dead replica left open are closed interrupted, with the digest of what is on disk', async () => {
+  const dead = recordings(90, 'rdeadreplica0000');
+  const alive = recordings(90, 'rlivereplica0000');
+  const start = (r: SessionRecordings, id: string) =>
+    r.begin({
+      id,
+      accountId: ACCOUNT,
+      regionId: 'local',
+      instanceId: 'i-crash',
+      osUser: 'ops',
+      caller: 'root',
+      sourceIp: '127.0.0.1',
+      grantId: `lg-${id}`,
+      startedAt: new Date(clock.nowMs()).toISOString(),
+      cols: 80,
+      rows: 24,
+      recordingRequired: false,
+      onRecordingFailure: () => undefined,
+    });
+  const repository = new SessionRepository(testDb.db);
+  /** The rows are written without the shell waiting for them: waits until they are there. */
+  const rowsWritten = async (...ids: string[]): Promise<void> => {
+    for (const id of ids) {
+      while ((await repository.get(ACCOUNT, id)) === undefined) await sleep(5);
+    }
+  };
+  const orphanId = 'ts-00000000-0000-4000-8000-0000000000c1';
+  const liveId = 'ts-00000000-0000-4000-8000-0000000000c2';
+  const orphan = start(dead, orphanId);
+  const open = start(alive, liveId);
+  assert.equal(orphan.output(Buffer.from('before the crash\r\n')), true);
+  // What a crash leaves: the lines written so far, then a write cut short; the row stays open.
+  await orphan.flushed();
+  await rowsWritten(orphanId, liveId);
+  const path = join(dir, 'recordings', `${orphanId}.cast`);
+  appendFileSync(path, '[1.5, "o", "cut sh');
+  const onDisk = readFileSync(path);
+
+  const closed = await alive.sweepInterrupted(['rlivereplica0000']);
+  assert.deepEqual(
+    closed.map((c) => [c.sessionId, c.reason, c.recordingState, c.recordingBytes, c.recordingSha256]),
+    [
+      [
+        orphanId,
+        'replica-died',
+        'interrupted',
+        onDisk.length,
+        createHash('sha256').update(onDisk).digest('hex'),
+      ],
+    ],
+  );
+  const row = await alive.get(ACCOUNT, orphanId);
+  assert.equal(row.recordingState, 'interrupted');
+  assert.equal(row.endReason, 'replica-died');
+  assert.notEqual(row.endedAt, null);
+  assert.equal(row.recordingSha256, closed[0]?.recordingSha256);
+  // A second sweep (or another replica's) finds nothing; the live replica's session is left alone.
+  assert.deepEqual(await alive.sweepInterrupted(['rlivereplica0000']), []);
+  assert.equal((await alive.get(ACCOUNT, liveId)).endedAt, null);
+  const end = await open.end('shell-exited', clock.nowMs(), clock.nowMs());
+  assert.equal(end.recordingState, 'complete');
+  // The same replica restarted (its id is kept in the data directory): the sessions its previous process
+  // left open are orphans too, while the ones this process holds are not.
+  const leftOpen = 'ts-00000000-0000-4000-8000-0000000000c3';
+  start(alive, leftOpen);
+  start(alive, 'ts-00000000-0000-4000-8000-0000000000c4');
+  await rowsWritten(leftOpen, 'ts-00000000-0000-4000-8000-0000000000c4');
+  const restarted = recordings(90, 'rlivereplica0000');
+  assert.deepEqual(
+    (await alive.sweepInterrupted(['rlivereplica0000'])).map((c) => c.sessionId),
+    [],
+  );
+  assert.deepEqual((await restarted.sweepInterrupted(['rlivereplica0000'])).map((c) => c.sessionId).sort(), [
+    leftOpen,
+    'ts-00000000-0000-4000-8000-0000000000c4',
+  ]);
+  // Retention treats an interrupted recording like any other ended one.
+  clock.advance(91 * DAY_MS);
+  assert.ok((await alive.expire()) >= 1);
+  assert.equal((await alive.get(ACCOUNT, orphanId)).recordingState, 'expired');
 });

@@ -42,12 +42,29 @@ export interface SessionRecordingsDeps {
   readonly repository: SessionRepository;
   readonly clock: Clock;
   readonly logger: Logger;
+  /** This replica's id, written on each session's row so a live replica can close it if this one dies. */
+  readonly replicaId?: string;
 }
+
+/** A session closed by `sweepInterrupted`, for its `session.closed` audit event. */
+export interface InterruptedSession extends SessionEnd {
+  readonly sessionId: string;
+  readonly accountId: string;
+  readonly instanceId: string;
+  readonly grantId: string;
+  readonly reason: string;
+  readonly seconds: number;
+}
+
+/** Orphaned sessions closed per upkeep round. */
+const SWEEP_BATCH = 50;
+/** `end_reason` of a session whose replica died while it was open. */
+export const INTERRUPTED_REASON = 'replica-died';
 
 /** What the gateway knows when it bridges a shell. */
 export interface SessionStart extends Omit<
   NewTerminalSession,
-  'recordingFile' | 'recordingState' | 'recordingInput'
+  'recordingFile' | 'recordingState' | 'recordingInput' | 'replicaId'
 > {
   readonly cols: number;
   readonly rows: number;
@@ -72,6 +89,8 @@ export function ensureRecordingsDir(dir: string): void {
 
 export class SessionRecordings {
   readonly #d: SessionRecordingsDeps;
+  /** Sessions this process bridges: their rows are open and are not orphans. */
+  readonly #open = new Set<string>();
 
   constructor(deps: SessionRecordingsDeps) {
     this.#d = deps;
@@ -128,6 +147,7 @@ export class SessionRecordings {
         recordingFile: file,
         recordingState: file === null ? 'none' : 'recording',
         recordingInput: file !== null && this.#d.recordInput,
+        replicaId: this.#d.replicaId ?? null,
       })
       .then(
         () => true,
@@ -139,7 +159,10 @@ export class SessionRecordings {
           return false;
         },
       );
-    return new LiveSession(s, recorder, this.#d.recordInput, inserted, this.#d);
+    this.#open.add(s.id);
+    return new LiveSession(s, recorder, this.#d.recordInput, inserted, this.#d, () => {
+      this.#open.delete(s.id);
+    });
   }
 
   /** One page of the account's sessions, newest first, and how many match. */
@@ -242,6 +265,67 @@ export class SessionRecordings {
   }
 
   /**
+   * Closes the sessions whose replica died while they were open (not among `liveReplicas`, or this replica's
+   * previous process: open rows of this replica that this process does not hold): the row is
+   * ended `interrupted` with the size and SHA-256 of the recording's file as it is on disk (its last line
+   * may be cut short), or `none` when it was not recorded, or `failed` when the file is gone. The end time
+   * is the file's last modification (the last output that reached the disk), else now. Safe on several
+   * replicas at once: only the one that writes the end returns the session (and audits it).
+   */
+  async sweepInterrupted(liveReplicas: readonly string[]): Promise<InterruptedSession[]> {
+    const orphans = await this.#d.repository.orphaned(
+      liveReplicas,
+      this.#d.replicaId ?? '',
+      this.#open,
+      SWEEP_BATCH,
+    );
+    const closed: InterruptedSession[] = [];
+    for (const s of orphans) {
+      let end: SessionEnd = { recordingState: 'none', recordingBytes: null, recordingSha256: null };
+      let endedMs = this.#d.clock.nowMs();
+      if (s.recordingFile !== null && s.recordingState !== 'none') {
+        try {
+          const path = this.#pathOf(s);
+          const { sha256, bytes } = await this.digest(s);
+          endedMs = Math.min(endedMs, Math.max(Date.parse(s.startedAt), statSync(path).mtimeMs));
+          end = { recordingState: 'interrupted', recordingBytes: bytes, recordingSha256: sha256 };
+        } catch (err) {
+          this.#d.logger.warn(
+            { err, sessionId: s.id },
+            'the recording of an interrupted session could not be read; it is closed as failed',
+          );
+          end = { recordingState: 'failed', recordingBytes: null, recordingSha256: null };
+        }
+      }
+      const seconds = Math.max(0, Math.round((endedMs - Date.parse(s.startedAt)) / 1000));
+      const wrote = await this.#d.repository.endOrphan(s.id, {
+        endedAt: new Date(endedMs).toISOString(),
+        endReason: INTERRUPTED_REASON,
+        durationSeconds: seconds,
+        outputBytes: s.outputBytes,
+        ...end,
+      });
+      if (!wrote) continue;
+      closed.push({
+        sessionId: s.id,
+        accountId: s.accountId,
+        instanceId: s.instanceId,
+        grantId: s.grantId,
+        reason: INTERRUPTED_REASON,
+        seconds,
+        ...end,
+      });
+    }
+    if (closed.length > 0) {
+      this.#d.logger.warn(
+        { count: closed.length, sessionIds: closed.map((c) => c.sessionId) },
+        'closed terminal sessions whose replica died while they were open',
+      );
+    }
+    return closed;
+  }
+
+  /**
    * Retention: deletes the files of recordings whose session ended more than `retentionDays` ago and marks
    * them expired (the audit event and its digest stay). Safe on several replicas at once: a file already
    * gone is fine. Returns how many were expired.
@@ -287,6 +371,7 @@ export class LiveSession {
   readonly #recordInput: boolean;
   readonly #inserted: Promise<boolean>;
   readonly #d: SessionRecordingsDeps;
+  readonly #onEnded: () => void;
   #outputBytes = 0;
   #limitReached = false;
 
@@ -296,7 +381,9 @@ export class LiveSession {
     recordInput: boolean,
     inserted: Promise<boolean>,
     deps: SessionRecordingsDeps,
+    onEnded: () => void = () => undefined,
   ) {
+    this.#onEnded = onEnded;
     this.#s = s;
     this.#recorder = recorder;
     this.#recordInput = recordInput;
@@ -331,6 +418,16 @@ export class LiveSession {
     return this.#recorder?.drained() ?? Promise.resolve();
   }
 
+  /** Resolves once the recording's file is open or failed to open (at once when not recorded). */
+  async opened(): Promise<void> {
+    await this.#recorder?.opened();
+  }
+
+  /** Writes the recording's gathered lines now (the flush timer does so every second anyway). */
+  flushed(): Promise<void> {
+    return this.#recorder?.flushed() ?? Promise.resolve();
+  }
+
   /** Records an output chunk; false when it may not be shown (see the class comment). */
   output(chunk: Buffer, stream: 'stdout' | 'stderr' = 'stdout'): boolean {
     const r = this.#recorder;
@@ -357,6 +454,14 @@ export class LiveSession {
 
   /** Closes the recording (flush, fsync) and completes the row; the result goes into `session.closed`. */
   async end(reason: string, endedMs: number, startedMs: number): Promise<SessionEnd> {
+    try {
+      return await this.#end(reason, endedMs, startedMs);
+    } finally {
+      this.#onEnded();
+    }
+  }
+
+  async #end(reason: string, endedMs: number, startedMs: number): Promise<SessionEnd> {
     let summary: RecordingSummary | undefined;
     if (this.#recorder !== undefined) summary = await this.#recorder.finish();
     const end: SessionEnd =

@@ -33,6 +33,7 @@ function toRecord(r: TerminalSessionRow): TerminalSessionRecord {
     recordingBytes: r.recording_bytes,
     recordingSha256: r.recording_sha256,
     recordingInput: r.recording_input === 1,
+    replicaId: r.replica_id,
   };
 }
 
@@ -59,6 +60,7 @@ export class SessionRepository {
         recording_file: s.recordingFile,
         recording_state: s.recordingState,
         recording_input: s.recordingInput ? 1 : 0,
+        replica_id: s.replicaId,
       })
       .execute();
   }
@@ -77,6 +79,56 @@ export class SessionRepository {
       })
       .where('id', '=', id)
       .execute();
+  }
+
+  /**
+   * Sessions still open (no end written) that no live process is bridging, oldest first: their replica is
+   * not among `liveReplicas` (or unknown: rows from before migration 0015), or it is `own` (this replica)
+   * but the session is not among `ownOpen`, the sessions this process holds (the replica's previous process
+   * died with the rest). Nobody will write their end.
+   */
+  async orphaned(
+    liveReplicas: readonly string[],
+    own: string,
+    ownOpen: ReadonlySet<string>,
+    limit: number,
+  ): Promise<TerminalSessionRecord[]> {
+    const others = liveReplicas.filter((r) => r !== own);
+    let q = this.#db.selectFrom('terminal_sessions').selectAll().where('ended_at', 'is', null);
+    if (others.length > 0) {
+      q = q.where((eb) => eb.or([eb('replica_id', 'is', null), eb('replica_id', 'not in', others)]));
+    }
+    // This process's own open sessions are among the rows read and left out here (a set of any size).
+    const rows = await q
+      .orderBy('started_at')
+      .limit(limit + ownOpen.size)
+      .execute();
+    return rows
+      .filter((r) => !(r.replica_id === own && ownOpen.has(r.id)))
+      .slice(0, limit)
+      .map(toRecord);
+  }
+
+  /**
+   * Writes the end of a session no replica is bridging any more, if nobody wrote one first (several
+   * replicas may sweep at once): true when this call did.
+   */
+  async endOrphan(id: string, e: EndedTerminalSession): Promise<boolean> {
+    const r = await this.#db
+      .updateTable('terminal_sessions')
+      .set({
+        ended_at: e.endedAt,
+        end_reason: e.endReason,
+        duration_seconds: e.durationSeconds,
+        output_bytes: e.outputBytes,
+        recording_state: e.recordingState,
+        recording_bytes: e.recordingBytes,
+        recording_sha256: e.recordingSha256,
+      })
+      .where('id', '=', id)
+      .where('ended_at', 'is', null)
+      .executeTakeFirst();
+    return r.numUpdatedRows > 0n;
   }
 
   async get(accountId: string, id: string): Promise<TerminalSessionRecord | undefined> {
@@ -121,7 +173,7 @@ export class SessionRepository {
     const rows = await this.#db
       .selectFrom('terminal_sessions')
       .select(['id', 'recording_file'])
-      .where('recording_state', 'in', ['complete', 'truncated', 'failed'])
+      .where('recording_state', 'in', ['complete', 'truncated', 'failed', 'interrupted'])
       .where('ended_at', '<', before)
       .where('recording_file', 'is not', null)
       .orderBy('ended_at')

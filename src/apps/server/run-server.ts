@@ -285,6 +285,7 @@ export async function startServer(
       repository: new SessionRepository(db),
       clock,
       logger,
+      replicaId: replica.id,
     });
     const logon = {
       sessions,
@@ -363,6 +364,24 @@ export async function startServer(
     // Recordings past their retention: files deleted, rows marked expired (the audit events stay).
     replica.onBeat(async () => {
       await sessions.expire();
+    });
+    // Sessions left open by a replica that died (SIGKILL, power loss): closed `interrupted` with the digest
+    // of what reached the disk, and audited as such.
+    replica.onBeat(async () => {
+      for (const s of await sessions.sweepInterrupted(await replica.liveReplicas())) {
+        logonAudit.record({
+          event: 'session.closed',
+          grantId: s.grantId,
+          accountId: s.accountId,
+          instanceId: s.instanceId,
+          sessionId: s.sessionId,
+          reason: s.reason,
+          seconds: s.seconds,
+          recordingState: s.recordingState,
+          recordingBytes: s.recordingBytes,
+          recordingSha256: s.recordingSha256,
+        });
+      }
     });
     await replica.announce(endpoint);
 

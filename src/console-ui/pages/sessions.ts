@@ -24,7 +24,7 @@ interface SessionView {
 }
 
 /** States whose file can be played (an open session's grows; it plays up to now). */
-const PLAYABLE = new Set(['complete', 'truncated', 'failed', 'recording']);
+const PLAYABLE = new Set(['complete', 'truncated', 'failed', 'interrupted', 'recording']);
 const PAGE_SIZE = 50;
 const PAGE_BYTES = 4 * 1024 * 1024;
 
@@ -121,12 +121,19 @@ interface Cast {
   readonly duration: number;
 }
 
+/**
+ * Parses a whole recording. A last line without its newline is the write a crash cut short (an
+ * `interrupted` session): played up to the line before it when it does not parse.
+ */
 function parseCast(text: string): Cast {
-  const lines = text.split('\n').filter((l) => l !== '');
+  const lines = text.split('\n');
+  const tail = lines.pop() ?? '';
+  if (tail !== '' && isJson(tail)) lines.push(tail);
   const header = JSON.parse(lines[0] ?? '{}') as { version?: unknown; width?: unknown; height?: unknown };
   if (header.version !== 2) throw new Error('This recording is not asciicast version 2.');
   const frames: Frame[] = [];
   for (const line of lines.slice(1)) {
+    if (line === '') continue;
     const e = JSON.parse(line) as unknown;
     if (!Array.isArray(e) || typeof e[0] !== 'number' || typeof e[2] !== 'string') continue;
     if (e[1] === 'o') frames.push({ t: e[0], out: e[2] });
@@ -141,6 +148,15 @@ function parseCast(text: string): Cast {
     frames,
     duration: frames.at(-1)?.t ?? 0,
   };
+}
+
+function isJson(line: string): boolean {
+  try {
+    JSON.parse(line);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 async function fetchCast(sessionId: string): Promise<string> {

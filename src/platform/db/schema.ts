@@ -323,12 +323,14 @@ export interface TerminalSessionsTable {
   output_bytes: Generated<number>;
   /** The asciicast file's name in the recordings directory; null when not recorded. */
   recording_file: string | null;
-  /** recording, complete, truncated, failed, none, expired (sessions/asciicast-recorder.ts). */
+  /** recording, complete, truncated, failed, interrupted, none, expired (sessions/asciicast-recorder.ts). */
   recording_state: string;
   recording_bytes: number | null;
   recording_sha256: string | null;
   /** 1 when input was recorded too. */
   recording_input: Generated<number>;
+  /** The replica that bridges (bridged) the session (migration 0015); null on rows from before it. */
+  replica_id: string | null;
 }
 
 export interface Database {

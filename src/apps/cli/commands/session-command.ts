@@ -23,8 +23,8 @@ Commands:
   list [--instance ID] [--user CALLER] [--since TIME] [--until TIME] [--limit N] [--json]
       Lists the terminal sessions the server's broker ran (the console's Connect, StartTerminalSession),
       newest first: who (root or user/NAME), where (instance and OS user), when, how long, and the
-      recording's state (recording, complete, truncated, failed, none, expired). TIME is ISO 8601;
-      --limit caps the sessions shown (default 50).
+      recording's state (recording, complete, truncated, failed, interrupted, none, expired). TIME is
+      ISO 8601; --limit caps the sessions shown (default 50).
   play SESSION_ID [--speed N] [--max-wait SECONDS] [--no-wait]
       Replays the session's recorded output to this terminal with its timing: --speed 2 plays twice as
       fast; --max-wait caps each pause; --no-wait prints it all at once.
@@ -212,7 +212,12 @@ async function play(
       Offset: String(offset),
       MaxBytes: String(PAGE_BYTES),
     });
-    for (const line of page.Data.split('\n')) {
+    const lines = page.Data.split('\n');
+    // The last page's last line without its newline: a write cut short by a crash (an interrupted
+    // session's recording). Played up to the line before it when it does not parse.
+    const cut = page.NextOffset === undefined ? lines.pop() : undefined;
+    if (cut !== undefined && cut !== '' && parseEvent(cut, true) !== undefined) lines.push(cut);
+    for (const line of lines) {
       if (line === '') continue;
       if (header) {
         header = false; // {"version":2,…}: nothing to show
@@ -232,11 +237,13 @@ async function play(
   return 0;
 }
 
-function parseEvent(line: string): { time: number; code: string; data: string } | undefined {
+/** One event line; with `lenient`, a line that is not JSON is undefined rather than an error. */
+function parseEvent(line: string, lenient = false): { time: number; code: string; data: string } | undefined {
   let v: unknown;
   try {
     v = JSON.parse(line);
   } catch {
+    if (lenient) return undefined;
     throw new CliFailure('the recording has a line that is not JSON (verify it: keyward session verify ID)');
   }
   if (!Array.isArray(v) || typeof v[0] !== 'number' || typeof v[1] !== 'string' || typeof v[2] !== 'string') {

@@ -17,6 +17,7 @@ import { migration0011 } from './0011-sshd-readiness.js';
 import { migration0012 } from './0012-grant-used.js';
 import { migration0013 } from './0013-ssh-route.js';
 import { migration0014 } from './0014-terminal-sessions.js';
+import { migration0015 } from './0015-session-replica.js';
 
 const MIGRATIONS: Record<string, Migration> = {
   '0001-initial': migration0001,
@@ -33,6 +34,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0012-grant-used': migration0012,
   '0013-ssh-route': migration0013,
   '0014-terminal-sessions': migration0014,
+  '0015-session-replica': migration0015,
 };
 
 /** Kysely migration provider over the migrations compiled into Keyward (no directory scanning). */
