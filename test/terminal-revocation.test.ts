@@ -2,8 +2,9 @@
  * Open terminal sessions end when their caller may no longer log on, every part real: a `keyward server`
  * child, a `keyward agent` child enrolled with a token, a private sshd on 127.0.0.1, a throwaway OS user,
  * and terminals opened through the broker (StartTerminalSession, and the console's own terminal call).
- * The policy that allowed `ecs-workbench:LoginInstance` detached, a Deny attached beside it, the user
- * deleted, the console user's password changed, the instance deleted: each time the open terminal is told
+ * The policy that allowed `ecs-workbench:LoginInstance` detached, a Deny attached beside it, the access key
+ * that opened it disabled or deleted, the user deleted, the console user's password changed, the instance
+ * deleted: each time the open terminal is told
  * `Logon.AccessRevoked` and closed with 4403 within seconds (the server re-checks every 2 s; the waits
  * below are generous for a loaded machine), while the root's terminal opened alongside stays usable.
  */
@@ -220,6 +221,29 @@ test('a Deny attached beside the Allow ends the terminal (any policy change is r
   const t = await openTerminal(bob);
   await ram('AttachPolicyToUser', { PolicyType: 'Custom', PolicyName: 'deny-logon', UserName: 'term-bob' });
   assert.deepEqual(await endOf(t), REVOKED);
+});
+
+test("disabling the access key that opened a terminal ends it; one opened with the same user's other key stays open", async () => {
+  const frank = await logonUser('term-frank');
+  const { AccessKey } = await ram<{ AccessKey: { AccessKeyId: string; AccessKeySecret: string } }>(
+    'CreateAccessKey',
+    { UserName: 'term-frank' },
+  );
+  const other = new RpcClient({
+    endpoint: server.endpoint,
+    accessKeyId: AccessKey.AccessKeyId,
+    accessKeySecret: AccessKey.AccessKeySecret,
+    timeoutMs: 60_000,
+  });
+  clients.push(other);
+  const leaked = await openTerminal(frank);
+  const kept = await openTerminal(other);
+  await ram('UpdateAccessKey', { UserName: 'term-frank', UserAccessKeyId: frank.keyId, Status: 'Inactive' });
+  assert.deepEqual(await endOf(leaked), REVOKED);
+  await stillUsable(kept);
+  // Deleting the other key ends its terminal too.
+  await ram('DeleteAccessKey', { UserName: 'term-frank', UserAccessKeyId: AccessKey.AccessKeyId });
+  assert.deepEqual(await endOf(kept), REVOKED);
 });
 
 test("deleting the user ends the user's terminal", async () => {

@@ -3,7 +3,8 @@
  * tunnels throttled to 1 MiB/s), a `keyward agent` child that reaches it through a TCP relay in this
  * process (so its main connection can be cut), a private sshd on 127.0.0.1 and a throwaway OS user.
  *   - a RAM user's open tunnel is closed with 4403 `Logon.AccessRevoked` once the policy that allowed it is
- *     detached, and once the user is deleted; the root's tunnel opened alongside stays open;
+ *     detached, once the access key that opened it is disabled, and once the user is deleted; the root's
+ *     tunnel opened alongside stays open;
  *   - a tunnel that carries no byte is closed after the idle timeout with 4408 `Tunnel.IdleTimeout`;
  *   - the audit's `tunnel.closed` says why (`access-revoked`, `idle-timeout`);
  *   - the throttle: 4 MiB from the host through OpenSSH and the tunnel take at least (4 MiB − 1 s of
@@ -229,6 +230,22 @@ test('a RAM user whose policy is detached: the open tunnel is closed with 4403 L
   // The root's tunnel, checked in the same rounds, is still open.
   assert.equal(root.stream.ws.readyState, 1);
   root.stream.destroy();
+  await auditedClose('access-revoked', 4403);
+});
+
+test('the access key that opened a tunnel disabled: the tunnel is closed with 4403', async () => {
+  const erin = await logonUser('tunnel-erin');
+  const t = await tunnel(erin);
+  const { AccessKeys } = await ram<{ AccessKeys: { AccessKey: Array<{ AccessKeyId: string }> } }>(
+    'ListAccessKeys',
+    { UserName: 'tunnel-erin' },
+  );
+  const keyId = AccessKeys.AccessKey[0]?.AccessKeyId ?? '';
+  await ram('UpdateAccessKey', { UserName: 'tunnel-erin', UserAccessKeyId: keyId, Status: 'Inactive' });
+  const end = await within('the tunnel of the disabled key to close', t.ended);
+  assert.equal(end.code, 4403, end.reason);
+  // The close reason is cut at 120 characters (RFC 6455 allows 123 bytes); it starts with the cause.
+  assert.match(end.reason, /^Logon\.AccessRevoked: .*tunnel was closed: the access key /);
   await auditedClose('access-revoked', 4403);
 });
 

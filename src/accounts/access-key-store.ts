@@ -180,6 +180,19 @@ export class AccessKeyStore {
     if (result.numDeletedRows === 0n) throw accessKeyNotFound(accessKeyId);
   }
 
+  /** Which of `accessKeyIds` exist in `accountId` and are active (open terminals and tunnels ask). */
+  async activeKeyIds(accountId: string, accessKeyIds: readonly string[]): Promise<ReadonlySet<string>> {
+    if (accessKeyIds.length === 0) return new Set();
+    const rows = await this.#db
+      .selectFrom('access_keys')
+      .select('id')
+      .where('account_id', '=', accountId)
+      .where('id', 'in', [...accessKeyIds])
+      .where('status', '=', 'Active')
+      .execute();
+    return new Set(rows.map((r) => r.id));
+  }
+
   /** Opens one sealed secret to prove the master key matches the data (fail closed at start-up). */
   async checkMasterKey(): Promise<void> {
     const row = await this.#db.selectFrom('access_keys').select(['id', 'secret_sealed']).executeTakeFirst();

@@ -6,6 +6,8 @@
  *   - its RAM user still exists (the root identity always does);
  *   - for a terminal opened from the console, the user's credential epoch is still the one the console
  *     session was signed in under (a password or MFA change ends the console session and its terminals);
+ *   - for one opened by a signed API call, the access key that signed it still exists and is active
+ *     (disabling or deleting a key that leaked ends what it opened);
  *   - the Authorizer, with the policies attached now and the same action, resource, condition keys and
  *     request facts as the logon (`acs:CurrentTime` now, and `ecs-workbench:SessionRecording` as the
  *     session's recording is now: a session whose recording stopped is checked as unrecorded), still allows
@@ -14,8 +16,8 @@
  * not as unrecorded (a policy with `Bool: {"ecs-workbench:SessionRecording": "true"}`). That question is
  * not audited: it is no decision about a request.
  * Everything is read from the database, so a change made through any replica is seen by all of them.
- * One round costs, per account, one query for the instances, one for the users and one per distinct user
- * for the policies, however many sessions are open. Allowed re-checks are not audited (that would be a
+ * One round costs, per account, one query for the instances, one for the users, one for the access keys
+ * (per ACCESS_KEY_QUERY_BATCH keys) and one per distinct user for the policies, however many sessions are open. Allowed re-checks are not audited (that would be a
  * line every 2 s per session); a deny is, once, like any other deny.
  */
 import {
@@ -59,6 +61,9 @@ export interface TerminalAccessDeps {
       userIds: readonly string[],
     ): Promise<ReadonlyMap<string, { readonly name: string; readonly credentialEpoch: number }>>;
   };
+  readonly accessKeys: {
+    activeKeyIds(accountId: string, accessKeyIds: readonly string[]): Promise<ReadonlySet<string>>;
+  };
   readonly instances: {
     activeInstanceIds(
       accountId: string,
@@ -67,6 +72,9 @@ export interface TerminalAccessDeps {
     ): Promise<ReadonlySet<string>>;
   };
 }
+
+/** Access key ids asked about per query (well below every engine's bound on bound parameters). */
+const ACCESS_KEY_QUERY_BATCH = 500;
 
 function groupBy<T>(items: readonly T[], key: (item: T) => string): Map<string, T[]> {
   const out = new Map<string, T[]>();
@@ -133,14 +141,25 @@ export class TerminalAccess implements TerminalAccessCheck {
     );
   }
 
+  async #activeKeys(accountId: string, keyIds: readonly string[]): Promise<ReadonlySet<string>> {
+    const out = new Set<string>();
+    for (let i = 0; i < keyIds.length; i += ACCESS_KEY_QUERY_BATCH) {
+      const batch = keyIds.slice(i, i + ACCESS_KEY_QUERY_BATCH);
+      for (const id of await this.#d.accessKeys.activeKeyIds(accountId, batch)) out.add(id);
+    }
+    return out;
+  }
+
   async check(targets: readonly AccessTarget[]): Promise<ReadonlyMap<string, AppError>> {
     const denied = new Map<string, AppError>();
     for (const [, list] of groupBy(targets, (t) => `${t.accountId}\n${t.regionId}`)) {
       const { accountId, regionId } = list[0] as AccessTarget;
       const userIds = [...new Set(list.flatMap((t) => (t.userId === null ? [] : [t.userId])))];
-      const [active, users] = await Promise.all([
+      const keyIds = [...new Set(list.flatMap((t) => (t.accessKeyId === null ? [] : [t.accessKeyId])))];
+      const [active, users, activeKeys] = await Promise.all([
         this.#d.instances.activeInstanceIds(accountId, regionId, [...new Set(list.map((t) => t.instanceId))]),
         this.#d.users.credentialStates(accountId, userIds),
+        this.#activeKeys(accountId, keyIds),
       ]);
       // One Authorizer per round: each user's policies are read once, and only denies are reported.
       const documents = new Map<string, Promise<NamedDocument[]>>();
@@ -160,7 +179,7 @@ export class TerminalAccess implements TerminalAccessCheck {
         },
       });
       for (const t of list) {
-        const refusal = await this.#refusal(t, active, users, authorizer);
+        const refusal = await this.#refusal(t, active, users, activeKeys, authorizer);
         if (refusal !== undefined) denied.set(t.sessionId, refusal);
       }
     }
@@ -171,9 +190,13 @@ export class TerminalAccess implements TerminalAccessCheck {
     t: AccessTarget,
     active: ReadonlySet<string>,
     users: Awaited<ReturnType<TerminalAccessDeps['users']['credentialStates']>>,
+    activeKeys: ReadonlySet<string>,
     authorizer: Authorizer,
   ): Promise<AppError | undefined> {
     if (!active.has(t.instanceId)) return accessRevoked(`the instance ${t.instanceId} was deleted.`);
+    if (t.accessKeyId !== null && !activeKeys.has(t.accessKeyId)) {
+      return accessRevoked(`the access key ${t.accessKeyId} that opened it was disabled or deleted.`);
+    }
     let principal: Principal = { kind: 'root', accountId: t.accountId };
     if (t.userId !== null) {
       const user = users.get(t.userId);

@@ -43,6 +43,7 @@ const target = (caller: string): TerminalTarget => ({
   secureTransport: false,
   mfaPresent: false,
   credentialEpoch: null,
+  accessKeyId: 'LTAI-test-key',
   cols: 80,
   rows: 24,
 });

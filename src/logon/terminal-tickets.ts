@@ -46,6 +46,11 @@ export interface TerminalTarget {
    * password or MFA change ends the terminal with the session). Null for API callers.
    */
   readonly credentialEpoch: number | null;
+  /**
+   * Opened by a signed API call: the access key that signed it (disabling or deleting the key ends the
+   * terminal or tunnel). Null from the console, whose sessions end with the credential epoch instead.
+   */
+  readonly accessKeyId: string | null;
   readonly cols: number;
   readonly rows: number;
 }
@@ -65,6 +70,7 @@ const TARGET_KEYS = {
   secureTransport: 'boolean',
   mfaPresent: 'boolean',
   credentialEpoch: 'integer-or-null',
+  accessKeyId: 'string-or-null',
   cols: 'integer',
   rows: 'integer',
 } as const satisfies Record<keyof TerminalTarget, string>;

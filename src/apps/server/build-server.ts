@@ -331,6 +331,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
         policies: deps.identity.policies,
         onDeny: reportDecision,
         users: deps.identity.users,
+        accessKeys: deps.accessKeys,
         instances: logon.service,
       });
       logon.terminal.watchAccess(access);

@@ -35,6 +35,7 @@ import {
   type RpcAction,
   type RpcContext,
 } from '../rpc-action.js';
+import { consoleUserOf } from '../rpc-dispatcher.js';
 
 export const LOGIN_INSTANCE_ACTION = 'ecs-workbench:LoginInstance';
 export const LOGIN_USER_CONDITION_KEY = 'ecs-workbench:LoginUser';
@@ -79,6 +80,14 @@ export async function logonCheck(
     },
     resourceConditions: new Map([[resource, tagConditions(facts?.tags ?? [])]]),
   };
+}
+
+/**
+ * The access key a terminal or tunnel ticket remembers, so that disabling or deleting it ends what it
+ * opened; null for calls from the console (they end with the user's credential epoch instead).
+ */
+export function signingAccessKey(ctx: RpcContext): string | null {
+  return consoleUserOf(ctx.accessKeyId) === undefined ? ctx.accessKeyId : null;
 }
 
 const iso = (v: string | null): string | null => (v === null ? null : ecsTimeSeconds(v));
@@ -200,6 +209,7 @@ export function logonActions(deps: LogonActionDeps): RpcAction[] {
           secureTransport: ctx.requestFacts.secureTransport,
           mfaPresent: ctx.requestFacts.mfaPresent,
           credentialEpoch: ctx.requestFacts.consoleCredentialEpoch ?? null,
+          accessKeyId: signingAccessKey(ctx),
           cols,
           rows,
         });

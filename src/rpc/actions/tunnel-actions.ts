@@ -11,7 +11,13 @@ import { parseOsUser } from '../../logon/index.js';
 import { TUNNEL_PATH, TUNNEL_SESSION_PREFIX } from '../../tunnels/tunnel-contract.js';
 import { ECS_API_VERSION } from '../api-versions.js';
 import { defineAction, readRegionId, type RpcAction } from '../rpc-action.js';
-import { LOGIN_INSTANCE_ACTION, LOGON_KEYS, logonCheck, type LogonActionDeps } from './logon-actions.js';
+import {
+  LOGIN_INSTANCE_ACTION,
+  LOGON_KEYS,
+  logonCheck,
+  signingAccessKey,
+  type LogonActionDeps,
+} from './logon-actions.js';
 
 const DEFAULT_OS_USER = 'root';
 
@@ -54,6 +60,7 @@ export function tunnelActions(deps: TunnelActionDeps): RpcAction[] {
           secureTransport: ctx.requestFacts.secureTransport,
           mfaPresent: ctx.requestFacts.mfaPresent,
           credentialEpoch: ctx.requestFacts.consoleCredentialEpoch ?? null,
+          accessKeyId: signingAccessKey(ctx),
           cols: 80,
           rows: 24,
         });
