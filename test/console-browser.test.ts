@@ -422,7 +422,7 @@ test('instances: the list shows the live status; the detail shows the host key f
   assert.deepEqual(await unlabelled(page), []);
 });
 
-test('instances: an enrollment token with its command, rename, tags added and removed', async () => {
+test('instances: an enrollment token with its command, rename, the SSH route, tags added and removed', async () => {
   await page.goto(consoleUrl('#/instances'));
   await page.getByRole('button', { name: 'Add instance…' }).click();
   await page.getByRole('button', { name: 'Create token' }).click();
@@ -443,6 +443,18 @@ test('instances: an enrollment token with its command, rename, tags added and re
   await page.getByLabel('Name', { exact: true }).fill('web-01');
   await page.getByRole('button', { name: 'Rename', exact: true }).click();
   await page.getByRole('heading', { name: 'web-01', level: 1 }).waitFor();
+  // The SSH route: shown among the facts, changed in a dialog (and set back, for the logons below).
+  assert.match(await page.locator('dl.facts').innerText(), /SSH route\s+direct: the server dials/);
+  for (const route of ['auto', 'direct']) {
+    await page.getByRole('button', { name: 'SSH route…' }).click();
+    await page.getByLabel('Route', { exact: true }).selectOption(route);
+    await page.getByRole('button', { name: 'Save', exact: true }).click();
+    await page.locator('dl.facts dd', { hasText: new RegExp(`^${route}: `) }).waitFor();
+    const described = await rpc.call<{
+      Instances: { Instance: Array<{ KeywardAgent: { SshRoute: string } }> };
+    }>('DescribeInstances', { RegionId: 'local', InstanceIds: JSON.stringify([instanceId]) });
+    assert.equal(described.Instances.Instance[0]?.KeywardAgent.SshRoute, route);
+  }
   await page.getByRole('button', { name: 'Add tags…' }).click();
   await page.getByLabel('Tags', { exact: true }).fill('env=prod, tier=web');
   await page.getByRole('button', { name: 'Add', exact: true }).click();

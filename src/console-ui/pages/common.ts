@@ -29,6 +29,8 @@ export interface Instance {
     readonly AgentVersion: string;
     readonly LastSeenTime: string;
     readonly SshAddress: string;
+    /** How the server and clients reach sshd: direct, tunnel (through the agent) or auto. */
+    readonly SshRoute: string;
     readonly LoginUser: string;
     readonly OSVersion: string;
     readonly Kernel: string;

@@ -174,6 +174,31 @@ export function instancePage(root: HTMLElement, id: string): void {
       { fieldError: () => name },
     );
   };
+  const setRoute = (): void => {
+    const select = h(
+      'select',
+      { name: 'sshRoute' },
+      ...SSH_ROUTES.map(([value, label]) =>
+        h('option', { value, ...(value === current?.KeywardAgent.SshRoute && { selected: true }) }, label),
+      ),
+    );
+    formDialog(
+      'SSH route',
+      [
+        field(
+          'Route',
+          select,
+          'How the console and keyward ssh reach sshd on this host; the tunnel needs no inbound port.',
+        ),
+      ],
+      'Save',
+      async () => {
+        await call('ModifyInstanceAttribute', { RegionId: region(), InstanceId: id, SshRoute: select.value });
+        void tick();
+        return `The SSH route of ${id} is now ${select.value}.`;
+      },
+    );
+  };
   const addTags = (): void => {
     const tags = tagsInput();
     formDialog(
@@ -218,6 +243,7 @@ export function instancePage(root: HTMLElement, id: string): void {
       id,
       [
         button('Rename…', rename),
+        button('SSH route…', setRoute),
         button('Add tags…', addTags),
         button('Revoke…', revoke, 'danger-quiet'),
         h('a', { href: '#/instances' }, '← All instances'),
@@ -305,6 +331,13 @@ export function instancePage(root: HTMLElement, id: string): void {
   poll(body, tick);
 }
 
+/** The routes ModifyInstanceAttribute accepts, as the console names them. */
+const SSH_ROUTES: ReadonlyArray<readonly [string, string]> = [
+  ['direct', 'direct: the server dials the SSH address'],
+  ['tunnel', "tunnel: through the agent's connection (no inbound port)"],
+  ['auto', 'auto: direct when the address answers, else the tunnel'],
+];
+
 /** Ready / Not ready with the host's code and what to change / Unknown (an agent that does not report it). */
 function logonReadiness(l: Instance['KeywardAgent']['OneTimeLogon']): string {
   if (l === undefined || l.Status === 'Unknown') return 'unknown (the agent does not report it)';
@@ -322,6 +355,7 @@ function facts(i: Instance, untag: (key: string) => void): HTMLElement {
     ['OS', `${i.OSName} ${a.OSVersion}`.trim() || '—'],
     ['Kernel', a.Kernel || '—'],
     ['SSH address', address(i)],
+    ['SSH route', SSH_ROUTES.find(([r]) => r === a.SshRoute)?.[1] ?? (a.SshRoute || '—')],
     ['Addresses', i.InnerIpAddress.IpAddress.join(', ') || '—'],
     ['Key pair', i.KeyPairName || 'none (password logins allowed)'],
     ['Binding', a.Binding.State + (a.Binding.ErrorMessage === '' ? '' : `: ${a.Binding.ErrorMessage}`)],
