@@ -7,7 +7,9 @@
  *     B's URL, and sshd answers through B;
  *   - a broker logon on B with the route `tunnel` runs a command;
  *   - a replica C whose URL the agent was not given (as with one load-balancer URL): the dial goes to A,
- *     which has no such tunnel, asks the others over the bus, and forwards the dial to C's internal URL.
+ *     which has no such tunnel, asks the others over the bus, and forwards the dial to C's internal URL;
+ *   - the same with a replica D on https (a self-signed certificate every replica trusts through
+ *     NODE_EXTRA_CA_CERTS): A forwards the dial over TLS, verifying D's certificate.
  * (A replica with no internal URL fails such a tunnel at once with `Tunnel.DialMisrouted`:
  * src/tunnels/agent-tunnels.test.ts.)
  *
@@ -32,9 +34,10 @@ import {
   type HostFixture,
 } from './helpers/agent-child.js';
 import { startReplicaSet, type ReplicaSet } from './helpers/replicas.js';
-import type { ChildServer } from './helpers/server.js';
+import { makeTempDir, removeDir, type ChildServer } from './helpers/server.js';
 import { agentArgs, freePort } from './helpers/sshd.js';
 import { testRpcClient } from './helpers/timeouts.js';
+import { makeSelfSignedCert } from './helpers/tools.js';
 
 const KEYWARD = '2026-11-01';
 
@@ -47,6 +50,9 @@ const rpcs: RpcClient[] = [];
 /** The replica the agent is connected to, and the other of the two it was given. */
 let holder = 0;
 let other = 1;
+/** A certificate for 127.0.0.1 that every replica trusts (NODE_EXTRA_CA_CERTS), for the https replica. */
+let tls: { certFile: string; keyFile: string; pem: string };
+let tlsDir = '';
 
 /** Starts a replica listening on a port chosen here, with that URL as its `--public-url`. */
 async function addReplica(): Promise<ChildServer> {
@@ -93,7 +99,9 @@ before(async () => {
   host = await makeHost('keyward-tunnel-replicas-');
   hostDir = join('/run', `kw-tunnel-replicas-${randomBytes(4).toString('hex')}`);
   await mkdir(join(hostDir, 'libexec'), { recursive: true, mode: 0o755 });
-  set = await startReplicaSet(0);
+  tlsDir = await makeTempDir('keyward-tunnel-replicas-tls-');
+  tls = await makeSelfSignedCert(tlsDir);
+  set = await startReplicaSet(0, { env: { NODE_EXTRA_CA_CERTS: tls.certFile } });
   const a = await addReplica();
   const b = await addReplica();
   const { Token } = await rpcAt(0).call<{ Token: string }>('CreateEnrollmentToken', { RegionId: 'local' });
@@ -137,6 +145,7 @@ after(async () => {
   await set?.close();
   await dropHost(host);
   if (hostDir !== undefined) await rm(hostDir, { recursive: true, force: true });
+  if (tlsDir !== '') await removeDir(tlsDir);
 });
 
 test("a client's tunnel asked on replica B while the agent is connected to A reaches sshd", async () => {
@@ -223,6 +232,45 @@ test('a replica whose URL the agent was not given: A receives the dial and forwa
   stream.destroy();
   // The agent dialed A (its current connection's URL), and C paired it after A forwarded it.
   assert.ok(c.logs().includes('which forwards it here'), c.logs());
+  const dialed = agentLogLines(agent?.log() ?? '', 'tunnel open').map((l) => l['serverUrl']);
+  assert.equal(dialed.at(-1), set.replicas[holder]?.endpoint, agent?.log());
+});
+
+test('a replica on https whose URL the agent was not given: A forwards the dial there over TLS', async () => {
+  const port = await freePort();
+  const url = `https://127.0.0.1:${String(port)}`;
+  const d = await set.add(
+    [
+      '--listen',
+      `127.0.0.1:${String(port)}`,
+      '--public-url',
+      url,
+      '--tls-cert',
+      tls.certFile,
+      '--tls-key',
+      tls.keyFile,
+    ],
+    { ca: tls.pem },
+  );
+  assert.equal(d.endpoint, url);
+  const client = testRpcClient({
+    endpoint: d.endpoint,
+    accessKeyId: d.credentials.accessKeyId,
+    accessKeySecret: d.credentials.accessKeySecret,
+    ca: tls.pem,
+  });
+  rpcs.push(client);
+  const stream = await openSshTunnel(client, { regionId: 'local', instanceId, loginUser: host.user.name });
+  const banner = await new Promise<string>((resolve, reject) => {
+    stream.once('data', (chunk: Buffer) => {
+      resolve(chunk.toString('latin1'));
+    });
+    stream.once('error', reject);
+  });
+  assert.match(banner, /^SSH-2\.0-/);
+  stream.destroy();
+  // The agent dialed A over plain http; A forwarded it to D's https URL, which paired it.
+  assert.ok(d.logs().includes('which forwards it here'), d.logs());
   const dialed = agentLogLines(agent?.log() ?? '', 'tunnel open').map((l) => l['serverUrl']);
   assert.equal(dialed.at(-1), set.replicas[holder]?.endpoint, agent?.log());
 });

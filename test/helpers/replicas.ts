@@ -16,8 +16,8 @@ export interface ReplicaSet {
   readonly masterKey: string;
   /** The replicas, in start order (an entry is replaced when `restart` starts it again). */
   readonly replicas: ChildServer[];
-  /** Starts one more replica on the same database. */
-  add(extraArgs?: readonly string[]): Promise<ChildServer>;
+  /** Starts one more replica on the same database (`ca`: the PEM to trust when it answers over https). */
+  add(extraArgs?: readonly string[], opts?: { readonly ca?: string }): Promise<ChildServer>;
   /** Kills replica `i` with SIGKILL and waits until it is gone. */
   kill(i: number): Promise<void>;
   /** Stops every replica and the cluster, and removes their directories. */
@@ -26,7 +26,7 @@ export interface ReplicaSet {
 
 export async function startReplicaSet(
   count: number,
-  opts: { readonly args?: readonly string[] } = {},
+  opts: { readonly args?: readonly string[]; readonly env?: Readonly<Record<string, string>> } = {},
 ): Promise<ReplicaSet> {
   const cluster = await startPostgresCluster();
   const replicas: ChildServer[] = [];
@@ -34,9 +34,12 @@ export async function startReplicaSet(
   try {
     const databaseUrl = await cluster.createDatabase();
     const masterKey = randomBytes(32).toString('base64');
-    const env = { KEYWARD_MASTER_KEY: masterKey };
+    const env = { ...opts.env, KEYWARD_MASTER_KEY: masterKey };
     const args = ['--database', databaseUrl, ...(opts.args ?? [])];
-    const add = async (extra: readonly string[] = []): Promise<ChildServer> => {
+    const add = async (
+      extra: readonly string[] = [],
+      addOpts: { readonly ca?: string } = {},
+    ): Promise<ChildServer> => {
       if (replicas.length === 0) {
         // The first start on an empty database creates the account and writes initial-credentials.json.
         const first = await startChildServer({ args: [...args, ...extra], env });
@@ -50,7 +53,12 @@ export async function startReplicaSet(
         join(replicas[0]?.dataDir ?? '', 'initial-credentials.json'),
         join(dir, 'initial-credentials.json'),
       );
-      const server = await startChildServer({ args: [...args, ...extra], env, dataDir: dir });
+      const server = await startChildServer({
+        args: [...args, ...extra],
+        env,
+        dataDir: dir,
+        ...(addOpts.ca !== undefined && { ca: addOpts.ca }),
+      });
       replicas.push(server);
       return server;
     };
