@@ -100,6 +100,7 @@ export async function startLogonHost(opts: {
     agent = spawn(
       process.execPath,
       [
+        ...(process.env.KW_PROF ? ['--cpu-prof', '--cpu-prof-dir=/tmp/kwprof'] : []),
         BIN,
         ...agentArgs({
           server: opts.serverUrls.join(','),

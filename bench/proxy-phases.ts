@@ -4,7 +4,8 @@
  * (the API calls, then the tunnel's WebSocket upgrade) from its start to its response or upgrade, the TCP
  * connect of the direct route, and the first bytes written to ssh (sshd's version banner). Just after those
  * first bytes (ssh ends its ProxyCommand with a signal, so there is no exit to wait for), one JSON line of
- * epoch milliseconds is appended to KW_PHASES_FILE.
+ * epoch milliseconds is appended to KW_PHASES_FILE. When KW_PROXY_CPU_FILE is set, the process's own CPU
+ * time (user and system, ms) is appended to it as it ends (exit, or the SIGHUP ssh ends it with).
  */
 import { appendFileSync } from 'node:fs';
 import dc from 'node:diagnostics_channel';
@@ -60,4 +61,19 @@ if (file !== undefined) {
     }
     return write(...args);
   }) as typeof process.stdout.write;
+}
+
+const cpuFile = process.env['KW_PROXY_CPU_FILE'];
+if (cpuFile !== undefined) {
+  let written = false;
+  const record = (): void => {
+    if (written) return;
+    written = true;
+    const { user, system } = process.cpuUsage();
+    appendFileSync(cpuFile, `${String(user / 1000)} ${String(system / 1000)}\n`);
+  };
+  process.once('exit', record);
+  // Ended as ssh asked, with the status a shell reports for the signal (an exit, so `--cpu-prof` is written).
+  process.once('SIGHUP', () => process.exit(129));
+  process.once('SIGTERM', () => process.exit(143));
 }

@@ -17,7 +17,10 @@
  *    tickets): all must succeed; the server's peak RSS is reported.
  *
  * Every target is judged on the median of the runs (`--runs N`, default 3); the spread is printed beside
- * it. Needs root (useradd, sshd, /run), as the host tests do.
+ * it. `--scp-only` runs section 3 alone, `--scp-rounds N` times per run (default 1), for A/B work on
+ * throughput. Besides the ratios it prints the CPU time per MiB of the tunnel copy spent by the server,
+ * the agent and `keyward proxy` (read by bench/proxy-phases.ts as the proxy ends). Needs root (useradd,
+ * sshd, /run), as the host tests do.
  */
 import { spawn } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
@@ -34,12 +37,17 @@ import { fixed, renderTable } from './table.js';
 const runsFlag = process.argv.indexOf('--runs');
 const RUNS = runsFlag === -1 ? 3 : Number(process.argv[runsFlag + 1]);
 const ROUNDS = 15;
+const SCP_ONLY = process.argv.includes('--scp-only');
+const scpRoundsFlag = process.argv.indexOf('--scp-rounds');
+const SCP_ROUNDS = scpRoundsFlag === -1 ? 1 : Number(process.argv[scpRoundsFlag + 1]);
 const CONCURRENT = 200;
 const CONCURRENT_USERS = 20;
 const SCP_BYTES = 100 * 1024 * 1024;
 const KEYWARD = '2026-11-01';
 const RAM = '2015-05-01';
 const PHASES_MODULE = join(REPO_ROOT, 'dist', 'bench', 'proxy-phases.js');
+/** KW_PROF set: every process profiled with `node --cpu-prof` (the server and agent: logon-fixture.ts). */
+const PROXY_PROF = process.env.KW_PROF ? ' --cpu-prof --cpu-prof-dir=/tmp/kwprof/proxy' : '';
 
 function log(line: string): void {
   process.stderr.write(`[tunnel] ${line}\n`);
@@ -59,12 +67,17 @@ function timed(file: string, args: readonly string[], env: NodeJS.ProcessEnv): P
   });
 }
 
-/** utime + stime of `pid` in ms (fields 14 and 15 of /proc/PID/stat, in clock ticks of 1/100 s). */
-function cpuMs(pid: number | undefined): number {
-  if (pid === undefined) return NaN;
+/** utime and stime of `pid` in ms (fields 14 and 15 of /proc/PID/stat, in clock ticks of 1/100 s). */
+function cpuSplitMs(pid: number | undefined): [number, number] {
+  if (pid === undefined) return [NaN, NaN];
   const stat = readFileSync(`/proc/${String(pid)}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10;
+  return [Number(fields[11]) * 10, Number(fields[12]) * 10];
+}
+
+/** "user + system" ms per MiB between two cpuSplitMs readings, for the log. */
+function splitPerMiB(a: [number, number], b: [number, number], mib: number): string {
+  return `${fixed((b[0] - a[0]) / mib, 2)} + ${fixed((b[1] - a[1]) / mib, 2)}`;
 }
 
 async function setRoute(fx: LogonFixture, route: 'direct' | 'tunnel'): Promise<void> {
@@ -138,6 +151,7 @@ interface RunFigures {
   /** CPU of the server and of the agent per MiB of the tunnel scp (ms/MiB). */
   readonly serverCpuPerMiB: number;
   readonly agentCpuPerMiB: number;
+  readonly proxyCpuPerMiB: number;
   readonly concurrentOk: number;
   readonly concurrentMs: number;
   readonly peakRssMiB: number;
@@ -146,7 +160,7 @@ interface RunFigures {
 /** p50 of each phase. */
 function phaseMedians(all: readonly Phases[]): Phases {
   const out: Record<string, number> = {};
-  for (const [k] of PHASE_NAMES) out[k] = median(all.map((p) => p[k]));
+  for (const [k] of PHASE_NAMES) out[k] = all.length === 0 ? NaN : median(all.map((p) => p[k]));
   return out as unknown as Phases;
 }
 
@@ -162,6 +176,7 @@ async function runOnce(run: number): Promise<RunFigures> {
     const home = join(fx.work, 'home');
     mkdirSync(home, { mode: 0o700 });
     const phasesFile = join(fx.work, 'phases.jsonl');
+    const proxyCpuFile = join(fx.work, 'proxy-cpu.txt');
     const env: NodeJS.ProcessEnv = {
       ...fx.env,
       HOME: home,
@@ -170,6 +185,7 @@ async function runOnce(run: number): Promise<RunFigures> {
       KEYWARD_ACCESS_KEY_SECRET: creds.accessKeySecret,
       KEYWARD_REGION: 'local',
       KW_PHASES_FILE: phasesFile,
+      KW_PROXY_CPU_FILE: proxyCpuFile,
       NODE_OPTIONS: `--import=${new URL(`file://${PHASES_MODULE}`).href}`,
     };
     const knownHosts = join(fx.work, 'known_hosts');
@@ -212,7 +228,7 @@ async function runOnce(run: number): Promise<RunFigures> {
     const kw = join(home, '.keyward');
     const proxied = (route: 'tunnel' | 'direct'): string[] =>
       [
-        ['ProxyCommand', `${process.execPath} ${BIN} proxy --route ${route} %r %h %p`],
+        ['ProxyCommand', `${process.execPath}${PROXY_PROF} ${BIN} proxy --route ${route} %r %h %p`],
         ['IdentityAgent', `${join(kw, 'agent')}/%r@%h:%p`],
         ['IdentityFile', join(kw, 'agent', 'no-key-file')],
         ['IdentitiesOnly', 'no'],
@@ -234,8 +250,9 @@ async function runOnce(run: number): Promise<RunFigures> {
       return { ms, phases: phasesOf(p, start, start + ms) };
     };
 
+    const rounds = SCP_ONLY ? 0 : ROUNDS;
     log(
-      `run ${String(run)}: ${String(ROUNDS)} rounds of broker logons and ssh (tunnel proxy, direct proxy, plain), interleaved`,
+      `run ${String(run)}: ${String(rounds)} rounds of broker logons and ssh (tunnel proxy, direct proxy, plain), interleaved`,
     );
     const brokerT: number[] = [];
     const brokerD: number[] = [];
@@ -245,13 +262,15 @@ async function runOnce(run: number): Promise<RunFigures> {
     const phT: Phases[] = [];
     const phPD: Phases[] = [];
     // One warm-up of each, not counted.
-    await setRoute(fx, 'tunnel');
-    await brokerLogon(c, 'warm-t');
-    await setRoute(fx, 'direct');
-    await brokerLogon(c, 'warm-d');
+    if (!SCP_ONLY) {
+      await setRoute(fx, 'tunnel');
+      await brokerLogon(c, 'warm-t');
+      await setRoute(fx, 'direct');
+      await brokerLogon(c, 'warm-d');
+    }
     await viaProxy('/usr/bin/ssh', [...quiet, ...proxied('tunnel'), target(fx.instanceId), 'true']);
     await viaProxy('/usr/bin/ssh', [...quiet, ...proxied('direct'), target(fx.instanceId), 'true']);
-    for (let i = 0; i < ROUNDS; i++) {
+    for (let i = 0; i < rounds; i++) {
       await setRoute(fx, 'tunnel');
       brokerT.push(await brokerLogon(c, `t${String(i)}`));
       await setRoute(fx, 'direct');
@@ -276,21 +295,66 @@ async function runOnce(run: number): Promise<RunFigures> {
       sshD.push(await timed('/usr/bin/ssh', [...plain('-p'), target('127.0.0.1'), 'true'], env));
     }
 
-    log(`run ${String(run)}: scp -O of 100 MiB, tunnel proxy, direct proxy and plain`);
+    log(
+      `run ${String(run)}: scp -O of 100 MiB, tunnel proxy, direct proxy and plain (${String(SCP_ROUNDS)} rounds)`,
+    );
     const file = join(fx.work, 'payload');
     writeFileSync(file, Buffer.alloc(SCP_BYTES, 7));
     const dest = `${target(fx.instanceId)}:/dev/null`;
-    const cpu0 = [cpuMs(fx.server.pid), cpuMs(fx.agentPid)];
-    const scpT = (await viaProxy('/usr/bin/scp', ['-O', ...quiet, ...proxied('tunnel'), file, dest])).ms;
-    const cpu1 = [cpuMs(fx.server.pid), cpuMs(fx.agentPid)];
-    const scpPD = (await viaProxy('/usr/bin/scp', ['-O', ...quiet, ...proxied('direct'), file, dest])).ms;
-    await freshKey();
-    const scpD = await timed(
-      '/usr/bin/scp',
-      ['-O', ...plain('-P'), file, `${target('127.0.0.1')}:/dev/null`],
-      env,
-    );
+    const scpT: number[] = [];
+    const scpPD: number[] = [];
+    const scpD: number[] = [];
+    const serverCpu: number[] = [];
+    const agentCpu: number[] = [];
+    const proxyCpu: number[] = [];
+    const mib = SCP_BYTES / 1024 / 1024;
+    for (let i = 0; i < SCP_ROUNDS; i++) {
+      rmSync(proxyCpuFile, { force: true });
+      const server0 = cpuSplitMs(fx.server.pid);
+      const agent0 = cpuSplitMs(fx.agentPid);
+      scpT.push((await viaProxy('/usr/bin/scp', ['-O', ...quiet, ...proxied('tunnel'), file, dest])).ms);
+      const server1 = cpuSplitMs(fx.server.pid);
+      const agent1 = cpuSplitMs(fx.agentPid);
+      const proxy = await proxyCpuMs(proxyCpuFile);
+      serverCpu.push((server1[0] + server1[1] - server0[0] - server0[1]) / mib);
+      agentCpu.push((agent1[0] + agent1[1] - agent0[0] - agent0[1]) / mib);
+      proxyCpu.push((proxy[0] + proxy[1]) / mib);
+      log(
+        `  tunnel scp ${fixed(mib / ((scpT[i] ?? NaN) / 1000), 0)} MiB/s; CPU ms per MiB, user + system: ` +
+          `server ${splitPerMiB(server0, server1, mib)}, agent ${splitPerMiB(agent0, agent1, mib)}, ` +
+          `proxy ${splitPerMiB([0, 0], proxy, mib)}`,
+      );
+      scpPD.push((await viaProxy('/usr/bin/scp', ['-O', ...quiet, ...proxied('direct'), file, dest])).ms);
+      await freshKey();
+      scpD.push(
+        await timed('/usr/bin/scp', ['-O', ...plain('-P'), file, `${target('127.0.0.1')}:/dev/null`], env),
+      );
+    }
     rmSync(file, { force: true });
+    const mibs = (ms: number): number => mib / (ms / 1000);
+    const scpFigures = {
+      scpTunnelMiBs: mibs(median(scpT)),
+      scpProxyDirectMiBs: mibs(median(scpPD)),
+      scpDirectMiBs: mibs(median(scpD)),
+      serverCpuPerMiB: median(serverCpu),
+      agentCpuPerMiB: median(agentCpu),
+      proxyCpuPerMiB: median(proxyCpu),
+    };
+    if (SCP_ONLY) {
+      return {
+        brokerTunnel: NaN,
+        brokerDirect: NaN,
+        sshTunnel: NaN,
+        sshProxyDirect: NaN,
+        sshDirect: NaN,
+        phasesTunnel: phaseMedians(phT),
+        phasesProxyDirect: phaseMedians(phPD),
+        ...scpFigures,
+        concurrentOk: 0,
+        concurrentMs: NaN,
+        peakRssMiB: NaN,
+      };
+    }
 
     log(`run ${String(run)}: ${String(CONCURRENT)} tunnelled broker logons at once`);
     await setRoute(fx, 'tunnel');
@@ -306,7 +370,6 @@ async function runOnce(run: number): Promise<RunFigures> {
     const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed.length > 0) log(`${String(failed.length)} failed, e.g. ${String(failed[0]?.reason)}`);
     const hwm = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${String(fx.server.pid)}/status`, 'utf8'));
-    const mibs = (ms: number): number => SCP_BYTES / 1024 / 1024 / (ms / 1000);
     return {
       brokerTunnel: summarize(brokerT).p50,
       brokerDirect: summarize(brokerD).p50,
@@ -315,11 +378,7 @@ async function runOnce(run: number): Promise<RunFigures> {
       sshDirect: summarize(sshD).p50,
       phasesTunnel: phaseMedians(phT),
       phasesProxyDirect: phaseMedians(phPD),
-      scpTunnelMiBs: mibs(scpT),
-      scpProxyDirectMiBs: mibs(scpPD),
-      scpDirectMiBs: mibs(scpD),
-      serverCpuPerMiB: ((cpu1[0] ?? NaN) - (cpu0[0] ?? NaN)) / (SCP_BYTES / 1024 / 1024),
-      agentCpuPerMiB: ((cpu1[1] ?? NaN) - (cpu0[1] ?? NaN)) / (SCP_BYTES / 1024 / 1024),
+      ...scpFigures,
       concurrentOk: CONCURRENT - failed.length,
       concurrentMs,
       peakRssMiB: Number(hwm?.[1] ?? 0) / 1024,
@@ -327,6 +386,20 @@ async function runOnce(run: number): Promise<RunFigures> {
   } finally {
     await fx.stop();
   }
+}
+
+/** The proxy's user and system CPU ms as bench/proxy-phases.ts wrote them as it ended (waits up to 5 s). */
+async function proxyCpuMs(path: string): Promise<[number, number]> {
+  for (let i = 0; i < 50; i++) {
+    try {
+      const [user, system] = (readFileSync(path, 'utf8').trim().split('\n').pop() ?? '').split(' ');
+      if (system !== undefined) return [Number(user), Number(system)];
+    } catch {
+      // not written yet
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return [NaN, NaN];
 }
 
 async function createPeople(rpc: RpcClient, endpoint: string, run: number): Promise<RpcClient[]> {
@@ -368,8 +441,8 @@ async function main(): Promise<void> {
   const brokerRatio = m((x) => x.brokerTunnel / x.brokerDirect);
   const sshRatio = m((x) => x.sshTunnel / x.sshDirect);
   const scpRatio = m((x) => x.scpTunnelMiBs / x.scpDirectMiBs);
-  const allOk = runs.every((x) => x.concurrentOk === CONCURRENT);
-  const rows: string[][] = [
+  const allOk = SCP_ONLY || runs.every((x) => x.concurrentOk === CONCURRENT);
+  const allRows: string[][] = [
     [
       'broker logon p50, tunnel / direct',
       `${fixed(
@@ -442,12 +515,15 @@ async function main(): Promise<void> {
       '',
     ],
     [
-      '  (cost) server / agent CPU during the tunnel scp',
+      '  (cost) server / agent / proxy CPU during the tunnel scp',
       `${fixed(
         m((x) => x.serverCpuPerMiB),
         2,
       )} / ${fixed(
         m((x) => x.agentCpuPerMiB),
+        2,
+      )} / ${fixed(
+        m((x) => x.proxyCpuPerMiB),
         2,
       )} ms per MiB`,
       '',
@@ -468,6 +544,8 @@ async function main(): Promise<void> {
       met(allOk),
     ],
   ];
+  // --scp-only: the scp rows alone.
+  const rows = SCP_ONLY ? allRows.slice(3, 6) : allRows;
   process.stdout.write(
     `\nSSH through the agent's tunnel vs direct (median of ${String(RUNS)} runs, spread in brackets)\n` +
       `${renderTable(['measure', 'tunnel / direct', 'ratio', 'target', ''], rows)}\n`,
@@ -483,10 +561,11 @@ async function main(): Promise<void> {
       1,
     ),
   ]);
-  process.stdout.write(
-    `\nkeyward proxy's phases, p50 in ms (median of the runs' p50s)\n` +
-      `${renderTable(['phase', '--route tunnel', '--route direct'], phaseRows)}\n`,
-  );
+  if (!SCP_ONLY)
+    process.stdout.write(
+      `\nkeyward proxy's phases, p50 in ms (median of the runs' p50s)\n` +
+        `${renderTable(['phase', '--route tunnel', '--route direct'], phaseRows)}\n`,
+    );
   if (!allOk) process.exitCode = 1;
   exitWhenIdle('tunnel');
 }
