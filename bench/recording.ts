@@ -233,7 +233,7 @@ async function main(): Promise<void> {
             'broker logon p50 (ms)',
             fixed(median(pick((r) => r.onP50)), 1),
             fixed(median(pick((r) => r.offP50)), 1),
-            ratio(logonRatio),
+            ratio(logonRatio, 3),
             spread(logonRatios, 3),
             `≤ ${LOGON_TARGET.toFixed(2)}×`,
             verdict(logonRatio <= LOGON_TARGET),
@@ -242,7 +242,7 @@ async function main(): Promise<void> {
             'cat 50 MiB through the terminal (MiB/s)',
             fixed(median(pick((r) => r.onMiBs)), 1),
             fixed(median(pick((r) => r.offMiBs)), 1),
-            ratio(throughputRatio),
+            ratio(throughputRatio, 3),
             spread(throughputRatios, 3),
             `≥ ${THROUGHPUT_TARGET.toFixed(2)}×`,
             verdict(throughputRatio >= THROUGHPUT_TARGET),
@@ -253,7 +253,7 @@ async function main(): Promise<void> {
     const cpuRow = (name: string, onF: (r: RunFigures) => number, offF: (r: RunFigures) => number) => {
       const onV = median(pick(onF));
       const offV = median(pick(offF));
-      return [name, fixed(onV, 2), fixed(offV, 2), fixed(onV - offV, 2), ratio(onV / offV)];
+      return [name, fixed(onV, 2), fixed(offV, 2), fixed(onV - offV, 2), ratio(onV / offV, 3)];
     };
     process.stdout.write(
       `\nServer CPU time (utime + stime of the server process; median of the runs)\n\n${renderTable(

@@ -29,7 +29,7 @@ export function fixed(value: number, digits: number): string {
   return Number.isFinite(value) ? value.toFixed(digits) : '—';
 }
 
-/** A ratio as `0.97×`. */
-export function ratio(value: number): string {
-  return Number.isFinite(value) ? `${value.toFixed(2)}×` : '—';
+/** A ratio as `0.97×` (`digits` decimals, 2 unless given). */
+export function ratio(value: number, digits = 2): string {
+  return Number.isFinite(value) ? `${value.toFixed(digits)}×` : '—';
 }

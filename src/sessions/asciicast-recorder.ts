@@ -5,13 +5,23 @@
  * resize. Text must be a JSON string, so each stream's bytes are decoded as a stream (Utf8Chunks): a UTF-8
  * sequence split across two chunks becomes one character, never two replacement characters.
  *
+ * Output is coalesced: chunks arriving within COALESCE_MS of the first pending one (up to COALESCE_MAX_BYTES)
+ * become one `"o"` event with the first chunk's time, so the per-event work (JSON.stringify, UTF-8 encoding)
+ * is paid per event rather than per chunk; a chunk of OWN_EVENT_BYTES or more is an event of its own. The
+ * pending event is closed before any input or resize event (the order stays true), at each write and at the
+ * end.
+ *
  * Written as it happens, without a write per chunk: lines gather in memory and are written by one write at
  * a time, at least every FLUSH_INTERVAL_MS and whenever FLUSH_BYTES gathered; the file is synced
  * (fdatasync: the bytes and the size) and closed when the session ends. The SHA-256 and size are of the exact
  * bytes written, in order, so the digest is known without reading the file back.
  *
- * Bounded: a line that would take the file past `maxBytes` is not recorded; `output` returns false and the
- * caller decides (end the session when recording is required; otherwise the recording stops, truncated).
+ * Bounded: a chunk whose text would take the file past `maxBytes` is not recorded; `output` returns false at
+ * once and the caller decides (end the session when recording is required; otherwise the recording stops, truncated).
+ * The pending event counts towards the limit as it will be written: while far from the limit, at an upper bound
+ * (MAX_JSON_BYTES_PER_UNIT per UTF-16 unit of text); when that bound would pass the limit, at its exact
+ * encoded size (JSON.stringify of well-formed text escapes each character on its own, so the sizes of the
+ * pieces add up), so the decision is exact.
  * A write error stops the recording (`failed`) and calls `onFailure` once. While more than
  * BACKLOG_HIGH_WATER_BYTES wait for the disk, `backlogged` is true so the caller can pause the shell.
  *
@@ -25,6 +35,16 @@ export const FLUSH_INTERVAL_MS = 1_000;
 /** Gathered bytes that start a write before the timer: a handful of SSH packets' worth per write. */
 const FLUSH_BYTES = 256 * 1024;
 export const BACKLOG_HIGH_WATER_BYTES = 4 * 1024 * 1024;
+/** Output arriving within this long of the first pending chunk joins its event. */
+export const COALESCE_MS = 20;
+/** Output bytes one event gathers at most. */
+export const COALESCE_MAX_BYTES = 64 * 1024;
+/** A chunk at least this large is an event of its own (its per-event work is small beside it already). */
+export const OWN_EVENT_BYTES = 16 * 1024;
+/** Most bytes one UTF-16 unit of text takes in a JSON string, UTF-8 encoded: a control character as `\u001b`. */
+const MAX_JSON_BYTES_PER_UNIT = 6;
+/** `"` `"` `]` and the newline around an event's text. */
+const EVENT_TAIL_BYTES = 4;
 
 /**
  * What a recording ends as. `recording` while open; `none` when the session was not recorded;
@@ -86,6 +106,14 @@ export class AsciicastRecorder {
   };
   #state: 'recording' | 'truncated' | 'failed' = 'recording';
   #error: Error | undefined;
+  /** The output event being gathered: its text pieces, time prefix, first chunk's time and bytes. */
+  #out: string[] = [];
+  #outPrefix = '';
+  #outStartMs = 0;
+  #outRawBytes = 0;
+  /** Bytes the limit counts for the gathered event: an upper bound, or exact once `#outExact`. */
+  #outReserved = 0;
+  #outExact = false;
   #pending: Buffer[] = [];
   #pendingBytes = 0;
   /** Bytes accepted into the file (written, being written or pending): what the limit counts. */
@@ -129,7 +157,7 @@ export class AsciicastRecorder {
 
   /** Bytes waiting for the disk (pending and being written). */
   get backlogBytes(): number {
-    return this.#pendingBytes + this.#inFlightBytes;
+    return this.#outRawBytes + this.#pendingBytes + this.#inFlightBytes;
   }
 
   get backlogged(): boolean {
@@ -149,7 +177,22 @@ export class AsciicastRecorder {
    * chunk would pass the size limit (the first time; the recording stops) or it stopped before.
    */
   output(chunk: Buffer, stream: 'stdout' | 'stderr' = 'stdout'): boolean {
-    return this.#event('o', this.#decoders[stream].decode(chunk));
+    if (this.#state !== 'recording') return false;
+    const text = this.#decoders[stream].decode(chunk);
+    if (text === '') return true;
+    const nowMs = this.#now();
+    if (
+      this.#out.length > 0 &&
+      (chunk.length >= OWN_EVENT_BYTES ||
+        nowMs - this.#outStartMs > COALESCE_MS ||
+        this.#outRawBytes + chunk.length > COALESCE_MAX_BYTES)
+    ) {
+      this.#closeOutput();
+    }
+    const ok =
+      chunk.length >= OWN_EVENT_BYTES ? this.#event('o', text) : this.#gather(text, chunk.length, nowMs);
+    if (this.#pendingBytes >= FLUSH_BYTES) this.#flush();
+    return ok;
   }
 
   /** Records terminal input (keystrokes, pastes). */
@@ -168,6 +211,7 @@ export class AsciicastRecorder {
 
   /** Writes what is gathered now, without waiting for the next flush; resolves once it is written. */
   async flushed(): Promise<void> {
+    this.#closeOutput();
     this.#flush();
     await this.#writing;
   }
@@ -190,9 +234,12 @@ export class AsciicastRecorder {
     if (this.#state === 'recording') {
       for (const [stream, decoder] of Object.entries(this.#decoders)) {
         // Bytes of an unfinished UTF-8 sequence at the end become U+FFFD (the terminal showed them as such).
-        this.#event(stream === 'input' ? 'i' : 'o', decoder.end());
+        const text = decoder.end();
+        if (stream === 'input') this.#event('i', text);
+        else if (text !== '') this.#gather(text, 0, this.#now());
       }
     }
+    this.#closeOutput();
     this.#flush();
     await this.#writing;
     const fh = await this.#file;
@@ -214,15 +261,73 @@ export class AsciicastRecorder {
     };
   }
 
+  /** One event of its own, after the gathered output (so the order stays true). */
   #event(code: EventCode, text: string): boolean {
     if (this.#state !== 'recording') return false;
     if (text === '') return true;
-    const seconds = Math.max(0, this.#now() - this.#startMs) / 1000;
-    const line = Buffer.from(`[${seconds.toFixed(6)}, "${code}", ${JSON.stringify(text)}]\n`, 'utf8');
+    this.#closeOutput();
+    const line = Buffer.from(`${this.#prefix(this.#now(), code)}${JSON.stringify(text)}]\n`, 'utf8');
     if (this.#acceptedBytes + line.length > this.#maxBytes) return false;
     this.#accept(line);
     if (this.#pendingBytes >= FLUSH_BYTES) this.#flush();
     return true;
+  }
+
+  #prefix(nowMs: number, code: EventCode): string {
+    const seconds = Math.max(0, nowMs - this.#startMs) / 1000;
+    return `[${seconds.toFixed(6)}, "${code}", `;
+  }
+
+  /**
+   * Adds output text to the gathered event (starting one at `nowMs` when there is none), or refuses it when
+   * the file would then pass the limit. Far from the limit the text is counted at its upper bound; near it,
+   * at its exact size, and the gathered event's reservation is made exact first.
+   */
+  #gather(text: string, rawBytes: number, nowMs: number): boolean {
+    const starting = this.#out.length === 0;
+    const prefix = starting ? this.#prefix(nowMs, 'o') : this.#outPrefix;
+    const base = starting ? prefix.length + EVENT_TAIL_BYTES : 0;
+    let exact = !starting && this.#outExact;
+    let add = exact ? jsonTextBytes(text) : base + text.length * MAX_JSON_BYTES_PER_UNIT;
+    if (!exact && this.#acceptedBytes + add > this.#maxBytes) {
+      if (!starting) this.#exactOutput();
+      exact = true;
+      add = base + jsonTextBytes(text);
+    }
+    if (this.#acceptedBytes + add > this.#maxBytes) return false;
+    if (starting) {
+      this.#outPrefix = prefix;
+      this.#outStartMs = nowMs;
+      this.#outExact = exact;
+    }
+    this.#out.push(text);
+    this.#outRawBytes += rawBytes;
+    this.#outReserved += add;
+    this.#acceptedBytes += add;
+    return true;
+  }
+
+  /** Counts the gathered event at its exact size from now on. */
+  #exactOutput(): void {
+    const size = this.#outPrefix.length + jsonTextBytes(this.#out.join('')) + EVENT_TAIL_BYTES;
+    this.#acceptedBytes += size - this.#outReserved;
+    this.#outReserved = size;
+    this.#outExact = true;
+  }
+
+  /** Turns the gathered output into its line, among those waiting for the next write. */
+  #closeOutput(): void {
+    if (this.#out.length === 0) return;
+    const text = this.#out.length === 1 ? (this.#out[0] as string) : this.#out.join('');
+    const line = Buffer.from(`${this.#outPrefix}${JSON.stringify(text)}]\n`, 'utf8');
+    // The line is never larger than its reservation (an upper bound or its exact size): the limit holds.
+    this.#acceptedBytes += line.length - this.#outReserved;
+    this.#out = [];
+    this.#outRawBytes = 0;
+    this.#outReserved = 0;
+    this.#outExact = false;
+    this.#pending.push(line);
+    this.#pendingBytes += line.length;
   }
 
   #accept(line: Buffer): void {
@@ -244,6 +349,7 @@ export class AsciicastRecorder {
    * by one writev (no copy into one buffer), and into the digest after they are written.
    */
   #flush(): void {
+    if (this.#state !== 'failed') this.#closeOutput();
     if (this.#pendingBytes === 0 || this.#state === 'failed') return;
     const lines = this.#pending;
     const size = this.#pendingBytes;
@@ -281,6 +387,8 @@ export class AsciicastRecorder {
     this.#error = err;
     this.#pending = [];
     this.#pendingBytes = 0;
+    this.#out = [];
+    this.#outRawBytes = 0;
     clearTimeout(this.#timer);
     this.#wakeDrainWaiters();
     this.#onFailure?.(err);
@@ -291,6 +399,11 @@ export class AsciicastRecorder {
     this.#drainWaiters = [];
     for (const w of waiters) w();
   }
+}
+
+/** Bytes of `text` inside a JSON string (without its quotes), UTF-8 encoded. */
+function jsonTextBytes(text: string): number {
+  return Buffer.byteLength(JSON.stringify(text), 'utf8') - 2;
 }
 
 /**
