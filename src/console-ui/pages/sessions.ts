@@ -293,7 +293,7 @@ export function sessionPlayerPage(root: HTMLElement, sessionId: string): () => v
     else start();
   });
   seek.addEventListener('input', () => {
-    seekTo(Number(seek.value));
+    seekTo(Math.min(Number(seek.value), cast?.duration ?? 0));
     lastTick = performance.now();
   });
 
@@ -315,7 +315,9 @@ export function sessionPlayerPage(root: HTMLElement, sessionId: string): () => v
         theme: { background: '#0f1419', foreground: '#e6e1cf' },
       });
       term.open(screen);
-      seek.max = String(cast.duration);
+      // A range input snaps its value to the step (0.1 s), so a max of the exact duration would let the
+      // slider's end fall short of the last frames: the max is the duration rounded up to a step.
+      seek.max = String(Math.ceil(cast.duration * 10) / 10);
       seek.disabled = false;
       play.disabled = false;
       status.textContent = `${String(cast.frames.length)} events, ${clock(cast.duration)} long.`;
