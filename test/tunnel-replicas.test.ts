@@ -19,6 +19,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { Duplex } from 'node:stream';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { WebSocket } from 'ws';
@@ -54,17 +55,23 @@ let other = 1;
 let tls: { certFile: string; keyFile: string; pem: string };
 let tlsDir = '';
 
-/** Starts a replica listening on a port chosen here, with that URL as its `--public-url`. */
-async function addReplica(): Promise<ChildServer> {
+/**
+ * Starts a replica listening on a port chosen here, with that URL as its `--public-url`; `https`: on TLS,
+ * with the certificate every replica trusts.
+ */
+async function addReplica(https = false): Promise<ChildServer> {
   const port = await freePort();
-  const url = `http://127.0.0.1:${String(port)}`;
-  const replica = await set.add(['--listen', `127.0.0.1:${String(port)}`, '--public-url', url]);
+  const url = `${https ? 'https' : 'http'}://127.0.0.1:${String(port)}`;
+  const args = ['--listen', `127.0.0.1:${String(port)}`, '--public-url', url];
+  if (https) args.push('--tls-cert', tls.certFile, '--tls-key', tls.keyFile);
+  const replica = await set.add(args, https ? { ca: tls.pem } : {});
   assert.equal(replica.endpoint, url);
   rpcs.push(
     testRpcClient({
       endpoint: replica.endpoint,
       accessKeyId: replica.credentials.accessKeyId,
       accessKeySecret: replica.credentials.accessKeySecret,
+      ...(https && { ca: tls.pem }),
     }),
   );
   return replica;
@@ -93,6 +100,16 @@ async function until<T>(what: string, probe: () => Promise<T | undefined>, timeo
     }
     await sleep(100);
   }
+}
+
+/** What sshd sent first through a tunnel (its banner). */
+function firstBytes(stream: Duplex): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    stream.once('data', (chunk: Buffer) => {
+      resolve(chunk.toString('latin1'));
+    });
+    stream.once('error', reject);
+  });
 }
 
 before(async () => {
@@ -154,13 +171,7 @@ test("a client's tunnel asked on replica B while the agent is connected to A rea
     instanceId,
     loginUser: host.user.name,
   });
-  const banner = await new Promise<string>((resolve, reject) => {
-    stream.once('data', (c: Buffer) => {
-      resolve(c.toString('latin1'));
-    });
-    stream.once('error', reject);
-  });
-  assert.match(banner, /^SSH-2\.0-/);
+  assert.match(await firstBytes(stream), /^SSH-2\.0-/);
   stream.destroy();
 });
 
@@ -222,13 +233,7 @@ test('a replica whose URL the agent was not given: A receives the dial and forwa
     instanceId,
     loginUser: host.user.name,
   });
-  const banner = await new Promise<string>((resolve, reject) => {
-    stream.once('data', (chunk: Buffer) => {
-      resolve(chunk.toString('latin1'));
-    });
-    stream.once('error', reject);
-  });
-  assert.match(banner, /^SSH-2\.0-/);
+  assert.match(await firstBytes(stream), /^SSH-2\.0-/);
   stream.destroy();
   // The agent dialed A (its current connection's URL), and C paired it after A forwarded it.
   assert.ok(c.logs().includes('which forwards it here'), c.logs());
@@ -237,37 +242,13 @@ test('a replica whose URL the agent was not given: A receives the dial and forwa
 });
 
 test('a replica on https whose URL the agent was not given: A forwards the dial there over TLS', async () => {
-  const port = await freePort();
-  const url = `https://127.0.0.1:${String(port)}`;
-  const d = await set.add(
-    [
-      '--listen',
-      `127.0.0.1:${String(port)}`,
-      '--public-url',
-      url,
-      '--tls-cert',
-      tls.certFile,
-      '--tls-key',
-      tls.keyFile,
-    ],
-    { ca: tls.pem },
-  );
-  assert.equal(d.endpoint, url);
-  const client = testRpcClient({
-    endpoint: d.endpoint,
-    accessKeyId: d.credentials.accessKeyId,
-    accessKeySecret: d.credentials.accessKeySecret,
-    ca: tls.pem,
+  const d = await addReplica(true);
+  const stream = await openSshTunnel(rpcAt(rpcs.length - 1), {
+    regionId: 'local',
+    instanceId,
+    loginUser: host.user.name,
   });
-  rpcs.push(client);
-  const stream = await openSshTunnel(client, { regionId: 'local', instanceId, loginUser: host.user.name });
-  const banner = await new Promise<string>((resolve, reject) => {
-    stream.once('data', (chunk: Buffer) => {
-      resolve(chunk.toString('latin1'));
-    });
-    stream.once('error', reject);
-  });
-  assert.match(banner, /^SSH-2\.0-/);
+  assert.match(await firstBytes(stream), /^SSH-2\.0-/);
   stream.destroy();
   // The agent dialed A over plain http; A forwarded it to D's https URL, which paired it.
   assert.ok(d.logs().includes('which forwards it here'), d.logs());

@@ -211,8 +211,7 @@ export class AsciicastRecorder {
 
   /** Writes what is gathered now, without waiting for the next flush; resolves once it is written. */
   async flushed(): Promise<void> {
-    this.#closeOutput();
-    this.#flush();
+    this.#flush(); // closes the gathered event first
     await this.#writing;
   }
 
@@ -239,8 +238,7 @@ export class AsciicastRecorder {
         else if (text !== '') this.#gather(text, 0, this.#now());
       }
     }
-    this.#closeOutput();
-    this.#flush();
+    this.#flush(); // closes the gathered event first
     await this.#writing;
     const fh = await this.#file;
     if (fh !== undefined) {
@@ -321,13 +319,12 @@ export class AsciicastRecorder {
     const text = this.#out.length === 1 ? (this.#out[0] as string) : this.#out.join('');
     const line = Buffer.from(`${this.#outPrefix}${JSON.stringify(text)}]\n`, 'utf8');
     // The line is never larger than its reservation (an upper bound or its exact size): the limit holds.
-    this.#acceptedBytes += line.length - this.#outReserved;
+    this.#acceptedBytes -= this.#outReserved;
     this.#out = [];
     this.#outRawBytes = 0;
     this.#outReserved = 0;
     this.#outExact = false;
-    this.#pending.push(line);
-    this.#pendingBytes += line.length;
+    this.#accept(line);
   }
 
   #accept(line: Buffer): void {
