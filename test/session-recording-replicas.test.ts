@@ -4,6 +4,9 @@
  * a `keyward agent` child connected to replica A, a private sshd on 127.0.0.1 and a throwaway OS user.
  *   - a session bridged and recorded by replica B is listed, read and verified against its audit digest
  *     through replica A;
+ *   - replica B stopped (SIGSTOP) long enough for A to close its session `interrupted`, then continued:
+ *     B ends the session on the terminal with `Session.Interrupted`, writes no second end, and cuts the
+ *     recording back to what A's digest covers, so it still verifies and the audit log has one close;
  *   - replica B killed with SIGKILL in the middle of a recorded session: replica A closes the session
  *     `interrupted` with the digest of B's file as it is on the shared disk, and verifies it.
  *
@@ -182,16 +185,62 @@ test('a session recorded by replica B is read and verified through replica A', a
   await verifiedOn(0, t.sessionId);
 });
 
+/** Waits until `text` is in the session's recording on the shared disk (written at least every second). */
+async function onSharedDisk(sessionId: string, text: string): Promise<string> {
+  const path = join(shared, `${sessionId}.cast`);
+  const deadline = Date.now() + 30_000;
+  while (!(await readFile(path, 'utf8').catch(() => '')).includes(text)) {
+    if (Date.now() > deadline) throw new Error(`no ${text} in ${path}`);
+    await sleep(100);
+  }
+  return path;
+}
+
+test('replica B stalled until A swept its session: B ends it, and the sweep stays its only end', async () => {
+  const b = set.replicas[1];
+  assert.ok(b !== undefined);
+  const t = await openTerminal(1);
+  let error: Record<string, unknown> | undefined;
+  t.ws.on('message', (data: Buffer, isBinary: boolean) => {
+    if (!isBinary) error = JSON.parse(data.toString()) as Record<string, unknown>;
+  });
+  const closed = new Promise<number>((resolve) => t.ws.once('close', resolve));
+  t.ws.send(Buffer.from('echo before-b-stalled-$((6*7))\n'));
+  const path = await onSharedDisk(t.sessionId, 'before-b-stalled-42');
+  b.child.kill('SIGSTOP');
+  let atSweep: Buffer;
+  try {
+    const s = await endedOn(0, t.sessionId);
+    assert.equal(s.EndReason, 'replica-died');
+    atSweep = await readFile(path);
+    assert.equal(s.Recording.Bytes, atSweep.length);
+  } finally {
+    b.child.kill('SIGCONT');
+  }
+  // B wakes up with the shell still open: its next heartbeat finds the sweep and ends the session.
+  assert.equal(await closed, 4503);
+  assert.equal(error?.['code'], 'Session.Interrupted');
+  assert.deepEqual(await readFile(path), atSweep);
+  const s = await endedOn(1, t.sessionId);
+  assert.equal(s.EndReason, 'replica-died');
+  assert.equal(s.Recording.State, 'interrupted');
+  assert.equal(s.Recording.Bytes, atSweep.length);
+  await verifiedOn(1, t.sessionId);
+  // One session.closed: the sweep's (B wrote none of its own).
+  const events = await rpcAt(1).call<{ Events: { Event: { Detail: Record<string, unknown> }[] } }>(
+    'ListAuditEvents',
+    { EventType: 'session.closed', InstanceId: instanceId, MaxResults: '100' },
+    { version: KEYWARD },
+  );
+  const closes = events.Events.Event.filter((e) => e.Detail['sessionId'] === t.sessionId);
+  assert.equal(closes.length, 1, JSON.stringify(closes));
+  assert.equal(closes[0]?.Detail['reason'], 'replica-died');
+});
+
 test('replica B killed mid-session: replica A closes it interrupted with the digest of the shared file', async () => {
   const t = await openTerminal(1);
   t.ws.send(Buffer.from('echo before-b-died-$((6*7))\n'));
-  // The recorder writes what it gathered at least every second: wait until the output is on the shared disk.
-  const path = join(shared, `${t.sessionId}.cast`);
-  const deadline = Date.now() + 30_000;
-  while (!(await readFile(path, 'utf8').catch(() => '')).includes('before-b-died-42')) {
-    if (Date.now() > deadline) throw new Error(`no output in ${path}`);
-    await sleep(100);
-  }
+  const path = await onSharedDisk(t.sessionId, 'before-b-died-42');
   await set.kill(1);
   t.ws.terminate();
   const onDisk = await readFile(path);

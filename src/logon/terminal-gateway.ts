@@ -51,7 +51,7 @@ import { HandshakeLimiter } from './handshake-limiter.js';
 import type { LogonAuditSink } from './logon-audit.js';
 import type { LogonService } from './logon-service.js';
 import { makeOneTimeKey, type OneTimeKey } from './one-time-key.js';
-import type { LiveSession, SessionRecordings } from '../sessions/index.js';
+import { INTERRUPTED_REASON, type LiveSession, type SessionRecordings } from '../sessions/index.js';
 import { TERMINAL_RECHECK_INTERVAL_MS, type TerminalAccessCheck } from './terminal-access.js';
 import type { TerminalTarget, TerminalTickets } from './terminal-tickets.js';
 
@@ -454,6 +454,16 @@ export class TerminalGateway {
           ),
         );
       },
+      onSwept: () => {
+        end(
+          INTERRUPTED_REASON,
+          new AppError(
+            'Session.Interrupted',
+            'The session was closed: the Keyward server bridging it stopped responding long enough for ' +
+              'another replica to close it as interrupted (its recording ends there). Connect again.',
+          ),
+        );
+      },
     });
     this.#d.audit.record({
       event: 'session.opened',
@@ -515,10 +525,11 @@ export class TerminalGateway {
         this.#d.audit.record(closed);
         return;
       }
-      // The digest is known once the last write is fsynced: the event waits for it.
+      // The digest is known once the last write is fsynced: the event waits for it. A session another
+      // replica swept has its `session.closed` already, with the digest its recording is cut back to.
       live.end(reason, endedMs, startedMs).then(
-        (rec) => {
-          this.#d.audit.record({ ...closed, ...rec });
+        ({ swept, ...rec }) => {
+          if (!swept) this.#d.audit.record({ ...closed, ...rec });
         },
         (err: unknown) => {
           this.#d.logger.warn({ err, sessionId: t.sessionId }, 'could not close a session recording');

@@ -159,6 +159,10 @@ export const ERROR_CODES = {
     status: 413,
     summary: 'The session was closed: its recording reached the size limit and recording is required.',
   },
+  'Session.Interrupted': {
+    status: 503,
+    summary: 'The session was closed: its server replica stalled and another closed it as interrupted.',
+  },
   // SSH tunnels through the agent.
   'Tunnel.TicketInvalid': {
     status: 401,

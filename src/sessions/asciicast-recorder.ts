@@ -224,6 +224,26 @@ export class AsciicastRecorder {
   }
 
   /**
+   * Stops the recording without another byte: what is gathered or pending is dropped, the write in flight
+   * is awaited, and the file is closed. For a session another replica already closed (its digest covers the
+   * file as it was then); the caller cuts the file back to that size.
+   */
+  async abandon(): Promise<void> {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#state === 'recording') this.#state = 'truncated';
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    this.#out = [];
+    this.#outRawBytes = 0;
+    this.#outReserved = 0;
+    await this.#writing;
+    const fh = await this.#file;
+    await fh?.close().catch(() => undefined);
+    this.#wakeDrainWaiters();
+  }
+
+  /**
    * Ends the recording: what the decoders still hold, then the last write, fsync and close. `complete`
    * unless it was truncated or failed.
    */

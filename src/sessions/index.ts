@@ -18,7 +18,7 @@ export type {
   SessionFilter,
   TerminalSessionRecord,
 } from './model.js';
-export { SessionRepository } from './session-repository.js';
+export { SessionRepository, type SweptSession } from './session-repository.js';
 export {
   DEFAULT_RECORDING_MAX_BYTES,
   DEFAULT_RECORDING_RETENTION_DAYS,
@@ -29,6 +29,7 @@ export {
   SESSION_RECORDING_MODES,
   SessionRecordings,
   type InterruptedSession,
+  type LiveSessionEnd,
   type SessionEnd,
   type SessionRecordingMode,
   type SessionRecordingsDeps,

@@ -13,7 +13,7 @@ import { openTestDatabase, type TestDatabase } from '../../test/helpers/database
 import { fixedClock } from '../platform/clock.js';
 import { isAppError } from '../platform/errors.js';
 import { SessionRepository } from './session-repository.js';
-import { ensureRecordingsDir, SessionRecordings } from './session-recordings.js';
+import { ensureRecordingsDir, type LiveSession, SessionRecordings } from './session-recordings.js';
 
 const ACCOUNT = '1000000000000001';
 const T0 = Date.UTC(2026, 0, 1, 12, 0, 0);
@@ -72,6 +72,7 @@ async function session(r: SessionRecordings, instanceId: string, text: string): 
     rows: 24,
     recordingRequired: false,
     onRecordingFailure: () => undefined,
+    onSwept: () => undefined,
   });
   assert.equal(live.output(Buffer.from(text)), true);
   clock.advance(5_000);
@@ -154,25 +155,30 @@ test('retention deletes recordings of sessions that ended longer ago and marks t
   assert.equal((await r.get(ACCOUNT, recent)).recordingState, 'complete');
 });
 
+/** A session of `root` on i-crash begun on `r`, unrecorded failures ignored. */
+function beginOn(r: SessionRecordings, id: string, onSwept: () => void = () => undefined): LiveSession {
+  return r.begin({
+    id,
+    accountId: ACCOUNT,
+    regionId: 'local',
+    instanceId: 'i-crash',
+    osUser: 'ops',
+    caller: 'root',
+    sourceIp: '127.0.0.1',
+    grantId: `lg-${id}`,
+    startedAt: new Date(clock.nowMs()).toISOString(),
+    cols: 80,
+    rows: 24,
+    recordingRequired: false,
+    onRecordingFailure: () => undefined,
+    onSwept,
+  });
+}
+
 test('the sessions a dead replica left open are closed interrupted, with the digest of what is on disk', async () => {
   const dead = recordings(90, 'rdeadreplica0000');
   const alive = recordings(90, 'rlivereplica0000');
-  const start = (r: SessionRecordings, id: string) =>
-    r.begin({
-      id,
-      accountId: ACCOUNT,
-      regionId: 'local',
-      instanceId: 'i-crash',
-      osUser: 'ops',
-      caller: 'root',
-      sourceIp: '127.0.0.1',
-      grantId: `lg-${id}`,
-      startedAt: new Date(clock.nowMs()).toISOString(),
-      cols: 80,
-      rows: 24,
-      recordingRequired: false,
-      onRecordingFailure: () => undefined,
-    });
+  const start = (r: SessionRecordings, id: string) => beginOn(r, id);
   const repository = new SessionRepository(testDb.db);
   /** The rows are written without the shell waiting for them: waits until they are there. */
   const rowsWritten = async (...ids: string[]): Promise<void> => {
@@ -234,4 +240,58 @@ test('the sessions a dead replica left open are closed interrupted, with the dig
   clock.advance(91 * DAY_MS);
   assert.ok((await alive.expire()) >= 1);
   assert.equal((await alive.get(ACCOUNT, orphanId)).recordingState, 'expired');
+});
+
+test('a stalled replica ends the sessions another swept, and the sweep stays their only end', async () => {
+  const stalled = recordings(90, 'rstalledreplica0');
+  const alive = recordings(90, 'rlivereplica0000');
+  const repository = new SessionRepository(testDb.db);
+  const swept: string[] = [];
+  const start = (id: string) => beginOn(stalled, id, () => swept.push(id));
+  const seen = 'ts-00000000-0000-4000-8000-0000000000d1';
+  const unseen = 'ts-00000000-0000-4000-8000-0000000000d2';
+  const sessions = new Map([seen, unseen].map((id) => [id, start(id)]));
+  for (const [id, live] of sessions) {
+    assert.equal(live.output(Buffer.from(`before the stall ${id}\r\n`)), true);
+    await live.flushed();
+    while ((await repository.get(ACCOUNT, id)) === undefined) await sleep(5);
+  }
+  // The stalled replica's heartbeat stopped: the live one sweeps two of its sessions.
+  const atSweep = new Map<string, Buffer>();
+  for (const id of [seen, unseen]) atSweep.set(id, readFileSync(join(dir, 'recordings', `${id}.cast`)));
+  const closed = await alive.sweepInterrupted(['rlivereplica0000']);
+  assert.deepEqual(closed.map((c) => c.sessionId).sort(), [seen, unseen].sort());
+  assert.deepEqual(swept, []);
+
+  // It wakes up and goes on writing before its heartbeat looks.
+  for (const id of [seen, unseen]) {
+    const live = sessions.get(id);
+    assert.ok(live !== undefined);
+    assert.equal(live.output(Buffer.from('after the stall\r\n')), true);
+    await live.flushed();
+  }
+  // `unseen` ends before the heartbeat: the sweep's end is found when its own end is refused.
+  const unseenEnd = await sessions.get(unseen)?.end('shell-exited', clock.nowMs(), clock.nowMs());
+  assert.equal(unseenEnd?.swept, true);
+  // The heartbeat ends `seen` (once), and its end keeps the sweep's too.
+  assert.equal(await stalled.endSwept(), 1);
+  assert.deepEqual(swept, [seen]);
+  assert.equal(await stalled.endSwept(), 1); // still open until the gateway ends it: told only once
+  assert.deepEqual(swept, [seen]);
+  const seenEnd = await sessions.get(seen)?.end('replica-died', clock.nowMs(), clock.nowMs());
+  assert.equal(seenEnd?.swept, true);
+  assert.equal(await stalled.endSwept(), 0);
+
+  for (const id of [seen, unseen]) {
+    const row = await alive.get(ACCOUNT, id);
+    assert.equal(row.endReason, 'replica-died');
+    assert.equal(row.recordingState, 'interrupted');
+    const before = atSweep.get(id);
+    assert.ok(before !== undefined);
+    // Cut back to what the sweep's digest covers: the recording verifies against it.
+    const file = readFileSync(join(dir, 'recordings', `${id}.cast`));
+    assert.deepEqual(file, before);
+    assert.equal(row.recordingSha256, createHash('sha256').update(file).digest('hex'));
+    assert.equal(row.recordingBytes, file.length);
+  }
 });

@@ -11,14 +11,14 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream, mkdirSync, statSync } from 'node:fs';
-import { open, unlink } from 'node:fs/promises';
+import { open, truncate, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Clock } from '../platform/clock.js';
 import { AppError } from '../platform/errors.js';
 import { AsciicastRecorder, type RecordingState, type RecordingSummary } from './asciicast-recorder.js';
 import type { NewTerminalSession, SessionFilter, TerminalSessionRecord } from './model.js';
-import type { SessionRepository } from './session-repository.js';
+import type { SessionRepository, SweptSession } from './session-repository.js';
 
 /** `on` (the default): recorded, and the session goes on unrecorded if recording fails unless a policy
  * requires it; `required`: every session ends when its recording fails; `off`: nothing is recorded. */
@@ -72,6 +72,11 @@ export interface SessionStart extends Omit<
   readonly recordingRequired: boolean;
   /** Called once when a write fails (disk full, directory gone). */
   readonly onRecordingFailure: (err: Error) => void;
+  /**
+   * Called once when another replica closed this session `interrupted` while this one was stalled: the
+   * session must end now; its end is already written and audited.
+   */
+  readonly onSwept: () => void;
 }
 
 /** How a session ended, with its recording, for the `session.closed` audit event. */
@@ -79,6 +84,11 @@ export interface SessionEnd {
   readonly recordingState: RecordingState;
   readonly recordingBytes: number | null;
   readonly recordingSha256: string | null;
+}
+
+/** What `LiveSession.end` wrote: `swept` when another replica's sweep had written the end (and audited it). */
+export interface LiveSessionEnd extends SessionEnd {
+  readonly swept: boolean;
 }
 
 /** Creates the recordings directory (0700) if needed; throws an Error naming it when it cannot. */
@@ -90,7 +100,7 @@ export function ensureRecordingsDir(dir: string): void {
 export class SessionRecordings {
   readonly #d: SessionRecordingsDeps;
   /** Sessions this process bridges: their rows are open and are not orphans. */
-  readonly #open = new Set<string>();
+  readonly #open = new Map<string, LiveSession>();
 
   constructor(deps: SessionRecordingsDeps) {
     this.#d = deps;
@@ -159,10 +169,30 @@ export class SessionRecordings {
           return false;
         },
       );
-    this.#open.add(s.id);
-    return new LiveSession(s, recorder, this.#d.recordInput, inserted, this.#d, () => {
+    const live = new LiveSession(s, recorder, this.#d.recordInput, inserted, this.#d, () => {
       this.#open.delete(s.id);
     });
+    this.#open.set(s.id, live);
+    return live;
+  }
+
+  /**
+   * Ends the sessions this process bridges whose end another replica wrote (it saw this replica's heartbeat
+   * stop and swept them as `interrupted`, with the digest of the file as it was then): a session the audit
+   * log says is closed does not go on. Run by each heartbeat, before this replica's own sweep. Returns how
+   * many were ended.
+   */
+  async endSwept(): Promise<number> {
+    if (this.#open.size === 0) return 0;
+    const swept = await this.#d.repository.endedAmong([...this.#open.keys()]);
+    for (const row of swept) this.#open.get(row.id)?.swept(row);
+    if (swept.length > 0) {
+      this.#d.logger.warn(
+        { count: swept.length, sessionIds: swept.map((r) => r.id) },
+        'ended terminal sessions another replica closed as interrupted while this one was not responding',
+      );
+    }
+    return swept.length;
   }
 
   /** One page of the account's sessions, newest first, and how many match. */
@@ -251,17 +281,11 @@ export class SessionRecordings {
   /** SHA-256 (hex) and size of the recording's file as it is now. */
   async digest(s: TerminalSessionRecord): Promise<{ sha256: string; bytes: number }> {
     const path = this.#pathOf(s);
-    const hash = createHash('sha256');
-    let bytes = 0;
     try {
-      for await (const chunk of createReadStream(path)) {
-        hash.update(chunk as Buffer);
-        bytes += (chunk as Buffer).length;
-      }
+      return await fileDigest(path);
     } catch (err) {
       throw missingFile(s, err);
     }
-    return { sha256: hash.digest('hex'), bytes };
   }
 
   /**
@@ -276,7 +300,7 @@ export class SessionRecordings {
     const orphans = await this.#d.repository.orphaned(
       liveReplicas,
       this.#d.replicaId ?? '',
-      this.#open,
+      new Set(this.#open.keys()),
       SWEEP_BATCH,
     );
     const closed: InterruptedSession[] = [];
@@ -298,7 +322,7 @@ export class SessionRecordings {
         }
       }
       const seconds = Math.max(0, Math.round((endedMs - Date.parse(s.startedAt)) / 1000));
-      const wrote = await this.#d.repository.endOrphan(s.id, {
+      const wrote = await this.#d.repository.end(s.id, {
         endedAt: new Date(endedMs).toISOString(),
         endReason: INTERRUPTED_REASON,
         durationSeconds: seconds,
@@ -374,6 +398,9 @@ export class LiveSession {
   readonly #onEnded: () => void;
   #outputBytes = 0;
   #limitReached = false;
+  #ending = false;
+  /** Set when another replica's sweep wrote this session's end. */
+  #swept: SweptSession | undefined;
 
   constructor(
     s: SessionStart,
@@ -452,8 +479,23 @@ export class LiveSession {
     this.#recorder?.resize(cols, rows);
   }
 
-  /** Closes the recording (flush, fsync) and completes the row; the result goes into `session.closed`. */
-  async end(reason: string, endedMs: number, startedMs: number): Promise<SessionEnd> {
+  /**
+   * Another replica wrote this session's end (`endSwept`): tells the gateway to end it, once, unless it is
+   * ending already.
+   */
+  swept(row: SweptSession): void {
+    if (this.#ending || this.#swept !== undefined) return;
+    this.#swept = row;
+    this.#s.onSwept();
+  }
+
+  /**
+   * Closes the recording (flush, fsync) and completes the row; the result goes into `session.closed`. When
+   * another replica's sweep wrote the end first, that end stands (`swept`: it is audited already) and the
+   * recording is cut back to the size its digest covers.
+   */
+  async end(reason: string, endedMs: number, startedMs: number): Promise<LiveSessionEnd> {
+    this.#ending = true;
     try {
       return await this.#end(reason, endedMs, startedMs);
     } finally {
@@ -461,7 +503,8 @@ export class LiveSession {
     }
   }
 
-  async #end(reason: string, endedMs: number, startedMs: number): Promise<SessionEnd> {
+  async #end(reason: string, endedMs: number, startedMs: number): Promise<LiveSessionEnd> {
+    if (this.#swept !== undefined) return await this.#keepSweep(this.#swept);
     let summary: RecordingSummary | undefined;
     if (this.#recorder !== undefined) summary = await this.#recorder.finish();
     const end: SessionEnd =
@@ -473,7 +516,7 @@ export class LiveSession {
             recordingSha256: summary.sha256,
           };
     if (await this.#inserted) {
-      await this.#d.repository
+      const wrote = await this.#d.repository
         .end(this.#s.id, {
           endedAt: new Date(endedMs).toISOString(),
           endReason: reason,
@@ -486,8 +529,57 @@ export class LiveSession {
             { err, sessionId: this.#s.id },
             'could not record the end of a terminal session',
           );
+          return true;
         });
+      if (!wrote) {
+        // Swept by another replica after this one stalled, and ended here before `endSwept` saw it.
+        const [row] = await this.#d.repository.endedAmong([this.#s.id]);
+        if (row !== undefined) return await this.#keepSweep(row);
+      }
     }
-    return end;
+    return { ...end, swept: false };
   }
+
+  /**
+   * The sweep's end stands: the recording stops and its file is cut back to the bytes the sweep's digest
+   * covers (the file only grows, so what this replica wrote after the sweep is all past that size).
+   */
+  async #keepSweep(row: SweptSession): Promise<LiveSessionEnd> {
+    await this.#recorder?.abandon();
+    const bytes = row.recordingBytes;
+    if (this.#recorder !== undefined && row.recordingState === 'interrupted' && bytes !== null) {
+      const path = join(this.#d.dir, `${this.#s.id}.cast`);
+      try {
+        await truncate(path, bytes);
+        if ((await fileDigest(path)).sha256 !== row.recordingSha256) {
+          this.#d.logger.warn(
+            { sessionId: this.#s.id },
+            'the recording of a swept session does not match the digest its sweep recorded',
+          );
+        }
+      } catch (err) {
+        this.#d.logger.warn(
+          { err, sessionId: this.#s.id },
+          'could not cut the recording of a swept session back to its recorded size',
+        );
+      }
+    }
+    return {
+      recordingState: row.recordingState,
+      recordingBytes: row.recordingBytes,
+      recordingSha256: row.recordingSha256,
+      swept: true,
+    };
+  }
+}
+
+/** SHA-256 (hex) and size of a file's content. */
+async function fileDigest(path: string): Promise<{ sha256: string; bytes: number }> {
+  const hash = createHash('sha256');
+  let bytes = 0;
+  for await (const chunk of createReadStream(path)) {
+    hash.update(chunk as Buffer);
+    bytes += (chunk as Buffer).length;
+  }
+  return { sha256: hash.digest('hex'), bytes };
 }

@@ -37,6 +37,17 @@ function toRecord(r: TerminalSessionRow): TerminalSessionRecord {
   };
 }
 
+/** A session whose end is written: what that end says of its recording. */
+export interface SweptSession {
+  readonly id: string;
+  readonly recordingState: RecordingState;
+  readonly recordingBytes: number | null;
+  readonly recordingSha256: string | null;
+}
+
+/** Session ids asked about per query. */
+const ENDED_BATCH = 500;
+
 export class SessionRepository {
   readonly #db: Db;
 
@@ -65,8 +76,13 @@ export class SessionRepository {
       .execute();
   }
 
-  async end(id: string, e: EndedTerminalSession): Promise<void> {
-    await this.#db
+  /**
+   * Writes the end of a session unless one is already written: by the replica bridging it (unless another
+   * swept it while that one was stalled), or by a sweep (several replicas may sweep at once). True when
+   * this call wrote it.
+   */
+  async end(id: string, e: EndedTerminalSession): Promise<boolean> {
+    const r = await this.#db
       .updateTable('terminal_sessions')
       .set({
         ended_at: e.endedAt,
@@ -78,7 +94,31 @@ export class SessionRepository {
         recording_sha256: e.recordingSha256,
       })
       .where('id', '=', id)
-      .execute();
+      .where('ended_at', 'is', null)
+      .executeTakeFirst();
+    return r.numUpdatedRows > 0n;
+  }
+
+  /** Of the sessions `ids`, those whose end is written, with the recording their end names. */
+  async endedAmong(ids: readonly string[]): Promise<SweptSession[]> {
+    const out: SweptSession[] = [];
+    for (let i = 0; i < ids.length; i += ENDED_BATCH) {
+      const rows = await this.#db
+        .selectFrom('terminal_sessions')
+        .select(['id', 'recording_state', 'recording_bytes', 'recording_sha256'])
+        .where('id', 'in', ids.slice(i, i + ENDED_BATCH))
+        .where('ended_at', 'is not', null)
+        .execute();
+      for (const r of rows) {
+        out.push({
+          id: r.id,
+          recordingState: r.recording_state as RecordingState,
+          recordingBytes: r.recording_bytes,
+          recordingSha256: r.recording_sha256,
+        });
+      }
+    }
+    return out;
   }
 
   /**
@@ -107,28 +147,6 @@ export class SessionRepository {
       .filter((r) => !(r.replica_id === own && ownOpen.has(r.id)))
       .slice(0, limit)
       .map(toRecord);
-  }
-
-  /**
-   * Writes the end of a session no replica is bridging any more, if nobody wrote one first (several
-   * replicas may sweep at once): true when this call did.
-   */
-  async endOrphan(id: string, e: EndedTerminalSession): Promise<boolean> {
-    const r = await this.#db
-      .updateTable('terminal_sessions')
-      .set({
-        ended_at: e.endedAt,
-        end_reason: e.endReason,
-        duration_seconds: e.durationSeconds,
-        output_bytes: e.outputBytes,
-        recording_state: e.recordingState,
-        recording_bytes: e.recordingBytes,
-        recording_sha256: e.recordingSha256,
-      })
-      .where('id', '=', id)
-      .where('ended_at', 'is', null)
-      .executeTakeFirst();
-    return r.numUpdatedRows > 0n;
   }
 
   async get(accountId: string, id: string): Promise<TerminalSessionRecord | undefined> {

@@ -366,8 +366,10 @@ export async function startServer(
       await sessions.expire();
     });
     // Sessions left open by a replica that died (SIGKILL, power loss): closed `interrupted` with the digest
-    // of what reached the disk, and audited as such.
+    // of what reached the disk, and audited as such. First, this replica's own sessions that another swept
+    // while this one was stalled end here too.
     replica.onBeat(async () => {
+      await sessions.endSwept();
       for (const s of await sessions.sweepInterrupted(await replica.liveReplicas())) {
         logonAudit.record({
           event: 'session.closed',
