@@ -19,7 +19,8 @@
  */
 import { mkdirSync, renameSync, writeFileSync, linkSync, rmSync, lstatSync } from 'node:fs';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import { connect as netConnect } from 'node:net';
+import { once } from 'node:events';
+import { connect as netConnect, createServer, Socket } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Duplex } from 'node:stream';
@@ -52,6 +53,9 @@ Options:
   --connect-only INSTANCE
                        only connect to INSTANCE's sshd (HOST PORT: its address for the direct route)
                        and relay: no key, no grant (how keyward ssh reaches a tunnel instance)
+  --fdpass             for ProxyUseFdpass (what keyward ssh-config writes): hand ssh the connection
+                       itself over stdout instead of relaying its bytes, then serve the key until ssh
+                       has used it; run in the background (ssh waits for its ProxyCommand to exit)
   -h, --help           show this help
 `;
 
@@ -60,6 +64,7 @@ const OPTIONS = {
   route: { type: 'string' },
   address: { type: 'string' },
   'connect-only': { type: 'string' },
+  fdpass: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -101,6 +106,7 @@ export async function proxyCommand(
   const routeFlag = stringFlag(values, 'route');
   if (routeFlag !== undefined && !isSshRoute(routeFlag))
     throw new UsageError(`--route is direct, tunnel or auto, not "${routeFlag}"`);
+  const fdpass = values['fdpass'] === true;
   const connectOnly = stringFlag(values, 'connect-only');
   if (connectOnly !== undefined) {
     if (!INSTANCE_ID.test(connectOnly))
@@ -113,6 +119,7 @@ export async function proxyCommand(
       host,
       port,
       route: routeFlag ?? 'auto',
+      fdpass,
     });
   }
   const suffix = stringFlag(values, 'suffix') ?? '';
@@ -156,7 +163,13 @@ export async function proxyCommand(
       // The tunnel needs nothing from the grant, so it opens meanwhile (its StartSshTunnel, the agent's
       // dial-back and sshd's banner overlap SendSSHPublicKey); not a byte is relayed before the grant is in.
       if ((routeFlag ?? resolved.route) === 'tunnel') {
-        early = openTunnel(client, { regionId, instanceId, loginUser: user, signal: stop.signal });
+        early = openTunnel(client, {
+          regionId,
+          instanceId,
+          loginUser: user,
+          signal: stop.signal,
+          raw: fdpass,
+        });
         early.catch(() => undefined);
       }
       sent = await client.call<SendResponse>(
@@ -195,11 +208,18 @@ export async function proxyCommand(
             loginUser: user,
             host: address.host,
             port: Number(address.port),
+            raw: fdpass,
           }));
     } finally {
       client.close();
     }
-    await relay(stream);
+    if (fdpass) {
+      await handOver(stream, agentDir);
+      // ssh has the connection; the key is served until ssh used it (or its lifetime is over).
+      await agent.finished;
+    } else {
+      await relay(stream);
+    }
     return 0;
   } finally {
     clearTimeout(lifetime);
@@ -222,7 +242,7 @@ function answeredRoute(route: string | undefined): SshRoute {
 /** `--connect-only`: the byte stream to the instance's sshd by `route`, relayed; no key, no grant. */
 async function connectOnlyRelay(
   connect: () => { client: RpcClient; regionId: string },
-  opts: { instanceId: string; user: string; host: string; port: number; route: SshRoute },
+  opts: { instanceId: string; user: string; host: string; port: number; route: SshRoute; fdpass: boolean },
 ): Promise<number> {
   let stream: Duplex | undefined;
   try {
@@ -235,11 +255,13 @@ async function connectOnlyRelay(
         loginUser: opts.user,
         host: opts.host,
         port: opts.port,
+        raw: opts.fdpass,
       });
     } finally {
       client.close();
     }
-    await relay(stream);
+    if (opts.fdpass) await handOver(stream, keywardDir(process.env));
+    else await relay(stream);
     return 0;
   } finally {
     stream?.destroy();
@@ -390,5 +412,135 @@ function relay(stream: Duplex): Promise<void> {
     stream.once('close', finish);
     stream.once('error', finish);
     stdout.once('error', finish);
+  });
+}
+
+/** The parts of a TCP or Unix socket's handle `handOver` uses (Node's own, not in its typings). */
+interface SocketHandle {
+  readonly fd?: number;
+  readStop?: () => number;
+  close?: () => void;
+}
+
+/**
+ * ProxyUseFdpass: hands ssh the connection over stdout (a Unix socket ssh made), as SCM_RIGHTS on the first
+ * byte written. ssh reads that one byte and the descriptor, then waits for its ProxyCommand (the shell that
+ * started this process in the background) to exit and talks to sshd over the descriptor itself.
+ * - A plain TCP socket with nothing read from it yet (the direct route, or the tunnel in raw mode over
+ *   http) is handed as it is: this process carries none of the session's bytes.
+ * - Anything else (the tunnel over https: TLS cannot be handed over; the `auto` route, which read sshd's
+ *   version line) is relayed: ssh gets one end of a Unix socket pair, this process relays the other end
+ *   until the connection ends, as without --fdpass.
+ * Resolves once ssh has the descriptor and, when relaying, once the connection ended.
+ */
+async function handOver(stream: Duplex, dir: string): Promise<void> {
+  const plain = plainSocket(stream);
+  if (plain !== undefined) {
+    await sendToSsh(plain);
+    return;
+  }
+  const { mine, theirs } = await socketPair(dir);
+  try {
+    await sendToSsh(theirs);
+    await splice(mine, stream);
+  } finally {
+    mine.destroy();
+  }
+}
+
+/** `stream` when it is a TCP (not TLS) socket holding no byte read, its reading stopped; else undefined. */
+function plainSocket(stream: Duplex): Socket | undefined {
+  if (!(stream instanceof Socket) || 'encrypted' in stream || stream.destroyed || stream.readableLength > 0)
+    return undefined;
+  const handle = (stream as unknown as { _handle?: SocketHandle })._handle;
+  if (handle?.readStop === undefined || typeof handle.fd !== 'number' || handle.fd < 0) return undefined;
+  // The peer sends nothing before ssh speaks (sshd's line is in no buffer: the socket was never read, or
+  // the server holds it until the client's first byte), so nothing is lost; from here on ssh reads it.
+  handle.readStop();
+  return stream;
+}
+
+/** Two connected Unix sockets, made through a listening socket that exists only for that moment. */
+async function socketPair(dir: string): Promise<{ mine: Socket; theirs: Socket }> {
+  const path = join(dir, `.pair-${String(process.pid)}-${randomBytes(4).toString('hex')}`);
+  const server = createServer();
+  server.listen({ path, exclusive: true });
+  try {
+    await once(server, 'listening');
+    const theirs = netConnect({ path });
+    theirs.pause();
+    const [[mine]] = await Promise.all([
+      once(server, 'connection') as Promise<[Socket]>,
+      once(theirs, 'connect'),
+    ]);
+    return { mine, theirs };
+  } catch (err) {
+    throw toolFailure(
+      'Proxy.ConnectFailed',
+      `cannot make the local connection to hand to ssh in ${dir}: ${(err as Error).message}`,
+    );
+  } finally {
+    server.close();
+    rmSync(path, { force: true });
+  }
+}
+
+/** Sends `socket`'s descriptor to ssh over stdout, then closes this process's copy of it. */
+async function sendToSsh(socket: Socket): Promise<void> {
+  const handle = (socket as unknown as { _handle?: SocketHandle })._handle;
+  // Node passes descriptors only on its IPC channel: `_forkChild` makes one of stdout, as Node does at
+  // start-up for NODE_CHANNEL_FD; its first write carries the descriptor, the one byte ssh reads with it.
+  const childProcess = (await import('node:child_process')).default as unknown as {
+    _forkChild?: (fd: number, serialization: string) => void;
+  };
+  if (typeof childProcess._forkChild !== 'function' || handle === undefined) {
+    throw toolFailure('Proxy.ConnectFailed', 'this Node.js cannot hand a connection to ssh (ProxyUseFdpass)');
+  }
+  childProcess._forkChild(1, 'json');
+  const send = process.send?.bind(process);
+  try {
+    if (send === undefined) throw new Error('no channel on stdout');
+    await new Promise<void>((resolve, reject) => {
+      send({ keyward: 'connection' }, socket, undefined, (err: Error | null) => {
+        if (err === null) resolve();
+        else reject(err);
+      });
+    });
+  } catch (err) {
+    throw toolFailure(
+      'Proxy.ConnectFailed',
+      `cannot hand the connection to ssh (${(err as Error).message}); --fdpass needs ssh's ProxyUseFdpass yes`,
+    );
+  } finally {
+    // ssh holds its own copy now; this one would keep the connection open after ssh closed it.
+    handle.close?.();
+    process.channel?.unref();
+  }
+}
+
+/** Carries bytes both ways between `a` and `b`, with back-pressure, until both have closed. */
+function splice(a: Duplex, b: Duplex): Promise<void> {
+  return new Promise((resolve) => {
+    let open = 2;
+    const closed = (): void => {
+      open -= 1;
+      if (open === 0) resolve();
+    };
+    for (const [from, to] of [
+      [a, b],
+      [b, a],
+    ] as const) {
+      from.on('error', () => {
+        to.destroy();
+        from.destroy();
+      });
+      from.once('close', () => {
+        if (!to.writableEnded) to.end();
+        setTimeout(() => to.destroy(), 5_000).unref();
+        closed();
+      });
+    }
+    a.pipe(b);
+    b.pipe(a);
   });
 }
