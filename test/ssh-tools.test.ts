@@ -244,7 +244,7 @@ test('ssh-config --install and --uninstall keep the rest of ~/.ssh/config byte f
   // ssh is handed the connection: the proxy runs in the background of a shell that exits at once.
   assert.match(
     resolved,
-    /^proxycommand \/bin\/sh -c '"\$0" "\$@" &' .* proxy --fdpass --suffix \.keyward %r %h %p$/m,
+    /^proxycommand \/bin\/sh -c 'KEYWARD_SSH_PID=\$PPID "\$0" "\$@" &' .* proxy --fdpass --suffix \.keyward %r %h %p$/m,
   );
   assert.match(resolved, /^proxyusefdpass yes$/m);
   assert.match(resolved, /^stricthostkeychecking true$/m);

@@ -76,10 +76,12 @@ export function shellWord(word: string): string {
  * Runs the rest of a ProxyCommand in the background through /bin/sh: with `ProxyUseFdpass` ssh waits for
  * its ProxyCommand to exit as soon as it has the connection, while `keyward proxy --fdpass` must still serve
  * the key during authentication. The shell exits at once; the proxy goes on with ssh's socket as its stdout
- * (stdin /dev/null) and ssh's stderr. The script is the one quoted word, with no `%` and nothing any shell
- * (sh, bash, zsh, fish, csh) expands inside single quotes; the command and its arguments follow as words.
+ * (stdin /dev/null) and ssh's stderr, and with ssh's pid (the shell's parent) in KEYWARD_SSH_PID, so it
+ * stops as soon as ssh is gone (a script reading ssh's stderr to its end does not wait for the proxy). The
+ * script is the one quoted word, with no `%` and nothing any shell (sh, bash, zsh, fish, csh) expands
+ * inside single quotes; the command and its arguments follow as words.
  */
-export const BACKGROUND_WRAPPER = `/bin/sh -c '"$0" "$@" &'`;
+export const BACKGROUND_WRAPPER = `/bin/sh -c 'KEYWARD_SSH_PID=$PPID "$0" "$@" &'`;
 
 /**
  * How ssh should start `keyward proxy`: this node and this entry point, so PATH does not matter; with

@@ -17,7 +17,7 @@
  * Nothing is relayed before the grant is installed and the host keys are written, so ssh can neither
  * verify the host nor offer the key before that. The private key never leaves this process's memory.
  */
-import { mkdirSync, renameSync, writeFileSync, linkSync, rmSync, lstatSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, writeFileSync, linkSync, rmSync, lstatSync } from 'node:fs';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { connect as netConnect, createServer, Socket } from 'node:net';
@@ -215,8 +215,10 @@ export async function proxyCommand(
     }
     if (fdpass) {
       await handOver(stream, agentDir);
-      // ssh has the connection; the key is served until ssh used it (or its lifetime is over).
-      await agent.finished;
+      // ssh has the connection; the key is served until ssh used it, ssh is gone, or its lifetime is over.
+      const gone = sshGone(io.env['KEYWARD_SSH_PID']);
+      await Promise.race([agent.finished, gone.promise]);
+      gone.stop();
     } else {
       await relay(stream);
     }
@@ -458,6 +460,38 @@ function plainSocket(stream: Duplex): Socket | undefined {
   // the server holds it until the client's first byte), so nothing is lost; from here on ssh reads it.
   handle.readStop();
   return stream;
+}
+
+/** How often a proxy that handed ssh the connection checks that ssh is still there. */
+const SSH_CHECK_MS = 250;
+
+/**
+ * Resolves once the process `pidText` names (ssh, BACKGROUND_WRAPPER's KEYWARD_SSH_PID) has exited or is
+ * a zombie; never when no valid pid is given (the key's lifetime then bounds the wait).
+ */
+function sshGone(pidText: string | undefined): { promise: Promise<void>; stop: () => void } {
+  const pid = /^[1-9]\d{0,9}$/.test(pidText ?? '') ? Number(pidText) : undefined;
+  let timer: NodeJS.Timeout | undefined;
+  const promise = new Promise<void>((resolve) => {
+    if (pid === undefined) return;
+    timer = setInterval(() => {
+      let state = '';
+      try {
+        const stat = readFileSync(`/proc/${String(pid)}/stat`, 'utf8');
+        state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+      } catch {
+        state = 'gone';
+      }
+      if (state === 'gone' || state === 'Z' || state === 'X') resolve();
+    }, SSH_CHECK_MS);
+    timer.unref();
+  });
+  return {
+    promise,
+    stop: () => {
+      clearInterval(timer);
+    },
+  };
 }
 
 /** Two connected Unix sockets, made through a listening socket that exists only for that moment. */
