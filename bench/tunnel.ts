@@ -537,7 +537,8 @@ async function main(): Promise<void> {
       '',
     ],
     [
-      '  (cost) server / agent / proxy CPU during the tunnel scp',
+      // With fdpass the proxy relays nothing: its figure is its whole run (start, grant, handover) / 100 MiB.
+      '  (cost) server / agent / proxy CPU during the tunnel scp (proxy: its whole run)',
       `${fixed(
         m((x) => x.serverCpuPerMiB),
         2,
