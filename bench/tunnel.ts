@@ -5,8 +5,9 @@
  *
  * 1. Broker logon (StartTerminalSession + terminal WebSocket + `echo` → its output), route tunnel / direct.
  *    Target ≤ 1.15×.
- * 2. OpenSSH `ssh … true` as users run it: `ProxyCommand keyward proxy --route tunnel %r %h %p` (a fresh
- *    one-time key served from the proxy's memory, StartSshTunnel, the tunnel WebSocket), against plain
+ * 2. OpenSSH `ssh … true` as users run it, with what `keyward ssh-config` writes: `ProxyUseFdpass yes` and
+ *    `keyward proxy --fdpass --route tunnel %r %h %p` in the background (a fresh one-time key served from
+ *    the proxy's memory, StartSshTunnel, the tunnel in raw mode handed to ssh), against plain
  *    `ssh -p PORT 127.0.0.1` with a key installed beforehand by SendSSHPublicKey. A second baseline,
  *    `keyward proxy --route direct`, shows what is the proxy's own cost and what is the tunnel's. Each
  *    proxy's phases are timed from inside it by bench/proxy-phases.ts and printed as p50s. Target ≤ 1.15×

@@ -11,6 +11,10 @@
  *      it) — direct, through the tunnel, or auto: ssh-route.ts — and relays bytes between ssh and sshd. When the route is known to be the
  *      tunnel before the grant (`--route tunnel`, or the route DescribeInstances showed for a name), the
  *      tunnel opens while the grant is asked for; not a byte is relayed before the grant is in.
+ *   4. with `--fdpass` (ssh's ProxyUseFdpass, what ssh-config writes), instead of relaying, hands ssh the
+ *      connection itself (`handOver`): the direct route's TCP socket or the tunnel in raw mode over http,
+ *      else one end of a local socket pair it relays (TLS, or the `auto` route's connection it read
+ *      from); then it serves the key until ssh used it, or ssh is gone, and exits.
  * With `--connect-only INSTANCE` it does step 3 alone, HOST PORT being the address for the direct route:
  * `keyward ssh` starts it so, as its ProxyCommand for instances reached through the tunnel, having made
  * the key and asked for the grant itself.
