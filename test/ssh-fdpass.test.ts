@@ -9,7 +9,8 @@
  *     server splices to the agent's dial-back.
  * For each: scp of a file there and back (SHA-256 compared), sftp in batch mode, rsync and git clone, each
  * with a fresh one-time key granted and used; and while a session is open, no `keyward proxy` process is
- * left (nothing on this machine relays ssh's bytes), the tunnel audited as opened and then closed.
+ * left (nothing on this machine relays ssh's bytes), the tunnel audited as opened and then closed. And a
+ * block as earlier releases installed it (no ProxyUseFdpass: the proxy relays) still copies by both routes.
  * (Debian 13's 10.0 client runs only inside its own root, where this machine's Node.js is not: the
  * ProxyCommand cannot run there.)
  */
@@ -315,3 +316,28 @@ for (const route of ['direct', 'tunnel'] as const) {
     });
   }
 }
+
+test('a block installed by an earlier release (no ProxyUseFdpass: the proxy relays) still works, both routes', async () => {
+  // What ssh-config wrote before: the same options, `keyward proxy` in the foreground relaying stdin/stdout.
+  const block = readFileSync(config, 'utf8')
+    .split('\n')
+    .filter((l) => !/^\s*ProxyUseFdpass /i.test(l))
+    .map((l) =>
+      l.replace(/^(\s*ProxyCommand )\/bin\/sh -c '[^']*' (.*) proxy --fdpass (.*)$/, '$1$2 proxy $3'),
+    )
+    .join('\n');
+  assert.doesNotMatch(block, /ProxyUseFdpass|--fdpass/);
+  assert.match(block, /ProxyCommand .* proxy --suffix \.keyward %r %h %p/);
+  const old = join(work, 'old-config');
+  writeFileSync(old, block);
+  for (const route of ['direct', 'tunnel'] as const) {
+    await setRoute(route);
+    const local = join(work, `old-${route}.bin`);
+    writeFileSync(local, randomBytes(1024 * 1024));
+    const remote = join(user.home, `old-${route}.bin`);
+    await withGrant(() =>
+      run('/usr/bin/scp', ['-F', old, '-o', 'BatchMode=yes', local, `${target()}:${remote}`], { env }),
+    );
+    assert.equal(sha256(remote), sha256(local));
+  }
+});
