@@ -341,3 +341,15 @@ test('a block installed by an earlier release (no ProxyUseFdpass: the proxy rela
     assert.equal(sha256(remote), sha256(local));
   }
 });
+
+test('keyward proxy --fdpass outside the background wrapper is refused (ssh would wait for it)', async () => {
+  const r = await run(
+    process.execPath,
+    [BIN, 'proxy', '--fdpass', user.name, `${instanceId}.keyward`, '22'],
+    {
+      env,
+    },
+  );
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /--fdpass runs in the background of ssh's ProxyCommand/);
+});

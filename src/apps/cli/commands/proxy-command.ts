@@ -35,7 +35,7 @@ import { describeAllPages } from '../ecs-listing.js';
 import { OneKeyAgent } from '../ssh-agent-server.js';
 import { isSshRoute, openRoute, type SshRoute } from '../ssh-route.js';
 import { openTunnel } from '../tunnel-link.js';
-import { keywardDir, toolFailure } from '../ssh-tools.js';
+import { BACKGROUND_WRAPPER, keywardDir, toolFailure } from '../ssh-tools.js';
 
 export const PROXY_HELP = `Usage: keyward proxy [options] USER HOST PORT
 
@@ -111,6 +111,15 @@ export async function proxyCommand(
   if (routeFlag !== undefined && !isSshRoute(routeFlag))
     throw new UsageError(`--route is direct, tunnel or auto, not "${routeFlag}"`);
   const fdpass = values['fdpass'] === true;
+  // ssh waits for its ProxyCommand to exit once it has the connection: a proxy in the foreground would
+  // keep ssh waiting until the key's lifetime is over, so --fdpass runs only as BACKGROUND_WRAPPER starts it.
+  if (fdpass && !/^[1-9]\d{0,9}$/.test(io.env['KEYWARD_SSH_PID'] ?? '')) {
+    throw new UsageError(
+      `--fdpass runs in the background of ssh's ProxyCommand, as keyward ssh-config writes it ` +
+        `(ProxyUseFdpass yes, ProxyCommand ${BACKGROUND_WRAPPER} … proxy --fdpass …): ssh waits for its ` +
+        'ProxyCommand to exit as soon as it has the connection',
+    );
+  }
   const connectOnly = stringFlag(values, 'connect-only');
   if (connectOnly !== undefined) {
     if (!INSTANCE_ID.test(connectOnly))
