@@ -9,6 +9,8 @@
  *                                     while ssh authenticates)
  *   ~/.keyward/known_hosts.d/HOST     the host keys Keyward pinned for the instance HOST names, written
  *                                     atomically by the proxy before it relays a byte (`UserKnownHostsFile`)
+ *   ~/.keyward/agent/.pair-PID-RAND   for an instant, when `--fdpass` must relay (TLS): the listening
+ *                                     socket that makes the local socket pair, removed once connected
  *
  * No private key is ever written: the agent holds it in memory.
  */
