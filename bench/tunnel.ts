@@ -5,8 +5,9 @@
  *
  * 1. Broker logon (StartTerminalSession + terminal WebSocket + `echo` → its output), route tunnel / direct.
  *    Target ≤ 1.15×.
- * 2. OpenSSH `ssh … true` as users run it: `ProxyCommand keyward proxy --route tunnel %r %h %p` (a fresh
- *    one-time key served from the proxy's memory, StartSshTunnel, the tunnel WebSocket), against plain
+ * 2. OpenSSH `ssh … true` as users run it, with what `keyward ssh-config` writes: `ProxyUseFdpass yes` and
+ *    `keyward proxy --fdpass --route tunnel %r %h %p` in the background (a fresh one-time key served from
+ *    the proxy's memory, StartSshTunnel, the tunnel in raw mode handed to ssh), against plain
  *    `ssh -p PORT 127.0.0.1` with a key installed beforehand by SendSSHPublicKey. A second baseline,
  *    `keyward proxy --route direct`, shows what is the proxy's own cost and what is the tunnel's. Each
  *    proxy's phases are timed from inside it by bench/proxy-phases.ts and printed as p50s. Target ≤ 1.15×
@@ -26,6 +27,7 @@ import { spawn } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { BACKGROUND_WRAPPER } from '../src/apps/cli/ssh-tools.js';
 import { RpcClient } from '../src/client/index.js';
 import { ed25519PublicKeyLine, ed25519ToOpenSshPrivateKey } from '../src/keypairs/openssh-private-key.js';
 import { exitWhenIdle } from './lingering-handles.js';
@@ -100,7 +102,11 @@ interface Phases {
   readonly startTunnel: number;
   /** The tunnel WebSocket's upgrade request → 101 (the server redeems the ticket; tunnel route only). */
   readonly upgrade: number;
-  /** Connected (101, or the direct TCP connect) → sshd's first bytes written to ssh (the agent's dial-back). */
+  /**
+   * Connected (the WebSocket's 101, the raw-mode connection's TCP connect, or the direct TCP connect) →
+   * sshd's first bytes written to ssh, or (fdpass) the connection handed to ssh: the raw mode's 101 comes
+   * once sshd spoke through the agent, so this includes the ticket and the agent's dial-back.
+   */
   readonly firstByte: number;
   /** From the proxy's start to sshd's first bytes, everything included. */
   readonly proxyToFirstByte: number;
@@ -113,9 +119,9 @@ const PHASE_NAMES: ReadonlyArray<[keyof Phases, string]> = [
   ['nodeStart', 'Node start + CLI loading → first API call'],
   ['grant', 'SendSSHPublicKey'],
   ['startTunnel', 'StartSshTunnel (alongside the grant)'],
-  ['upgrade', 'tunnel WebSocket upgrade (ticket redeemed)'],
-  ['firstByte', "connected → sshd's first byte (tunnel: agent dial-back)"],
-  ['proxyToFirstByte', "proxy start → sshd's first byte, in all"],
+  ['upgrade', 'tunnel WebSocket upgrade (relaying form only)'],
+  ['firstByte', "connected → sshd's first byte, or (fdpass) handed to ssh (tunnel: agent dial-back)"],
+  ['proxyToFirstByte', "proxy start → sshd's first byte / handover, in all"],
   ['sshAfter', "sshd's first byte → ssh exits (kex, auth, `true`)"],
 ];
 
@@ -224,11 +230,16 @@ async function runOnce(run: number): Promise<RunFigures> {
       flag,
       String(fx.sshd.port),
     ];
-    // What `keyward ssh-config` writes (src/apps/cli/ssh-tools.ts, proxyOptions), with the route fixed.
+    // What `keyward ssh-config` writes (src/apps/cli/ssh-tools.ts, proxyOptions), with the route fixed:
+    // ssh is handed the connection (ProxyUseFdpass, the proxy in the background).
     const kw = join(home, '.keyward');
     const proxied = (route: 'tunnel' | 'direct'): string[] =>
       [
-        ['ProxyCommand', `${process.execPath}${PROXY_PROF} ${BIN} proxy --route ${route} %r %h %p`],
+        [
+          'ProxyCommand',
+          `${BACKGROUND_WRAPPER} ${process.execPath}${PROXY_PROF} ${BIN} proxy --fdpass --route ${route} %r %h %p`,
+        ],
+        ['ProxyUseFdpass', 'yes'],
         ['IdentityAgent', `${join(kw, 'agent')}/%r@%h:%p`],
         ['IdentityFile', join(kw, 'agent', 'no-key-file')],
         ['IdentitiesOnly', 'no'],
@@ -240,14 +251,23 @@ async function runOnce(run: number): Promise<RunFigures> {
         ['CheckHostIP', 'no'],
       ].flatMap(([k, v]) => ['-o', `${k ?? ''}=${v ?? ''}`]);
     const target = (host: string): string => `${fx.user.name}@${host}`;
-    /** Runs a proxied tool and returns its time and the proxy's phases. */
-    const viaProxy = async (file: string, args: string[]): Promise<{ ms: number; phases: Phases }> => {
+    /** Runs a proxied tool and returns its time, the proxy's phases and what it handed to ssh. */
+    const viaProxy = async (
+      file: string,
+      args: string[],
+    ): Promise<{ ms: number; phases: Phases; passed: string }> => {
       rmSync(phasesFile, { force: true });
       const start = performance.timeOrigin + performance.now();
       const ms = await timed(file, args, env);
       const lines = readFileSync(phasesFile, 'utf8').trim().split('\n');
       const p = JSON.parse(lines[lines.length - 1] ?? '{}') as ProxyPhases;
-      return { ms, phases: phasesOf(p, start, start + ms) };
+      const passed =
+        p.passed === 'tcp'
+          ? 'fdpass, the TCP socket itself'
+          : p.passed === 'unix-pair'
+            ? 'fdpass, a socket pair the proxy relays'
+            : 'no fdpass: the proxy relays';
+      return { ms, phases: phasesOf(p, start, start + ms), passed };
     };
 
     const rounds = SCP_ONLY ? 0 : ROUNDS;
@@ -312,7 +332,8 @@ async function runOnce(run: number): Promise<RunFigures> {
       rmSync(proxyCpuFile, { force: true });
       const server0 = cpuSplitMs(fx.server.pid);
       const agent0 = cpuSplitMs(fx.agentPid);
-      scpT.push((await viaProxy('/usr/bin/scp', ['-O', ...quiet, ...proxied('tunnel'), file, dest])).ms);
+      const tunnelScp = await viaProxy('/usr/bin/scp', ['-O', ...quiet, ...proxied('tunnel'), file, dest]);
+      scpT.push(tunnelScp.ms);
       const server1 = cpuSplitMs(fx.server.pid);
       const agent1 = cpuSplitMs(fx.agentPid);
       const proxy = await proxyCpuMs(proxyCpuFile);
@@ -322,9 +343,11 @@ async function runOnce(run: number): Promise<RunFigures> {
       log(
         `  tunnel scp ${fixed(mib / ((scpT[i] ?? NaN) / 1000), 0)} MiB/s; CPU ms per MiB, user + system: ` +
           `server ${splitPerMiB(server0, server1, mib)}, agent ${splitPerMiB(agent0, agent1, mib)}, ` +
-          `proxy ${splitPerMiB([0, 0], proxy, mib)}`,
+          `proxy ${splitPerMiB([0, 0], proxy, mib)} (${tunnelScp.passed})`,
       );
-      scpPD.push((await viaProxy('/usr/bin/scp', ['-O', ...quiet, ...proxied('direct'), file, dest])).ms);
+      const directScp = await viaProxy('/usr/bin/scp', ['-O', ...quiet, ...proxied('direct'), file, dest]);
+      scpPD.push(directScp.ms);
+      log(`  direct-route scp ${fixed(mib / (directScp.ms / 1000), 0)} MiB/s (${directScp.passed})`);
       await freshKey();
       scpD.push(
         await timed('/usr/bin/scp', ['-O', ...plain('-P'), file, `${target('127.0.0.1')}:/dev/null`], env),
@@ -515,7 +538,8 @@ async function main(): Promise<void> {
       '',
     ],
     [
-      '  (cost) server / agent / proxy CPU during the tunnel scp',
+      // With fdpass the proxy relays nothing: its figure is its whole run (start, grant, handover) / 100 MiB.
+      '  (cost) server / agent / proxy CPU during the tunnel scp (proxy: its whole run)',
       `${fixed(
         m((x) => x.serverCpuPerMiB),
         2,

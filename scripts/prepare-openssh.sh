@@ -1,8 +1,9 @@
 #!/bin/sh
 # Prepares other OpenSSH servers for Keyward's OpenSSH matrix tests (test/openssh-matrix.test.ts):
-# - 8.4 (always): Debian 11's openssh-server 8.4p1 and the libssl1.1 it links against, downloaded from
-#   Debian's "bullseye" suite with apt-get and a temporary sources file (the machine's own apt setup is not
-#   touched), unpacked with dpkg -x; bin/sshd runs it with LD_LIBRARY_PATH.
+# - 8.4 (always): Debian 11's openssh-server and openssh-client 8.4p1 and the libssl1.1 they link against,
+#   downloaded from Debian's "bullseye" suite with apt-get and a temporary sources file (the machine's own
+#   apt setup is not touched), unpacked with dpkg -x; bin/sshd and bin/ssh run them with LD_LIBRARY_PATH
+#   (the client: for the ssh tools' tests, test/ssh-fdpass.test.ts).
 # - 10.0 (on request): Debian 13's OpenSSH needs a newer C library than Debian 12 has, and runs sshd-session
 #   and sshd-auth from its own libexec directory, so it gets a whole Debian 13 ("trixie") root made by
 #   debootstrap --variant=minbase (installed with apt-get when missing). bin/run-in-root runs a program of
@@ -76,7 +77,9 @@ prepare() {
   suite=$2
   shift 2
   target=$cache/$release
-  if [ -x "$target/usr/sbin/sshd" ] && [ -x "$target/bin/sshd" ] && [ -f "$target/env" ]; then
+  if [ -x "$target/usr/sbin/sshd" ] && [ -x "$target/bin/sshd" ] && [ -f "$target/env" ] &&
+    { [ ! -e "$target/usr/bin/ssh" ] || [ -x "$target/bin/ssh" ]; } &&
+    { ! echo " $* " | grep -q ' openssh-client ' || [ -x "$target/bin/ssh" ]; }; then
     echo "prepare-openssh: OpenSSH $release already prepared in $target"
     return 0
   fi
@@ -132,6 +135,23 @@ SOURCES
     echo "LD_LIBRARY_PATH='$final_libs' exec '$target/usr/sbin/sshd' \"\$@\""
   } >"$target.partial/bin/sshd"
   chmod 755 "$target.partial/bin/sshd"
+  if [ -x "$target.partial/usr/bin/ssh" ]; then
+    # bin/ssh, bin/scp, bin/sftp: the client tools of the release with its libraries; scp and sftp start
+    # the release's ssh (-S) and sftp-server is not needed on this side.
+    {
+      echo '#!/bin/sh'
+      echo "LD_LIBRARY_PATH='$final_libs' exec '$target/usr/bin/ssh' \"\$@\""
+    } >"$target.partial/bin/ssh"
+    {
+      echo '#!/bin/sh'
+      echo "LD_LIBRARY_PATH='$final_libs' exec '$target/usr/bin/scp' -S '$target/bin/ssh' \"\$@\""
+    } >"$target.partial/bin/scp"
+    {
+      echo '#!/bin/sh'
+      echo "LD_LIBRARY_PATH='$final_libs' exec '$target/usr/bin/sftp' -S '$target/bin/ssh' \"\$@\""
+    } >"$target.partial/bin/sftp"
+    chmod 755 "$target.partial/bin/ssh" "$target.partial/bin/scp" "$target.partial/bin/sftp"
+  fi
   printf 'SSHD=%s\nLD_LIBRARY_PATH=%s\nVERSION=%s\nPACKAGES=%s\n' "$target/bin/sshd" "$final_libs" \
     "$version" "$pins" >"$target.partial/env"
   rm -rf "$target"
@@ -212,5 +232,5 @@ WRAPPER
 }
 
 mkdir -p "$cache"
-prepare 8.4 bullseye openssh-server libssl1.1
+prepare 8.4 bullseye openssh-server openssh-client libssl1.1
 if wanted 10.0; then prepare_root 10.0 trixie; fi

@@ -241,7 +241,12 @@ test('ssh-config --install and --uninstall keep the rest of ~/.ssh/config byte f
   assert.equal(readFileSync(file, 'utf8'), withBlock, 'installing twice changes nothing');
   // ssh reads it: the block applies to *.keyward only, the user's lines as before.
   const resolved = await runOk('/usr/bin/ssh', ['-G', '-F', file, 'x.keyward']);
-  assert.match(resolved, /^proxycommand .* proxy --suffix \.keyward %r %h %p$/m);
+  // ssh is handed the connection: the proxy runs in the background of a shell that exits at once.
+  assert.match(
+    resolved,
+    /^proxycommand \/bin\/sh -c 'KEYWARD_SSH_PID=\$PPID "\$0" "\$@" &' .* proxy --fdpass --suffix \.keyward %r %h %p$/m,
+  );
+  assert.match(resolved, /^proxyusefdpass yes$/m);
   assert.match(resolved, /^stricthostkeychecking true$/m);
   assert.match(resolved, /^serveraliveinterval 30$/m);
   const other = await runOk('/usr/bin/ssh', ['-G', '-F', file, 'build']);

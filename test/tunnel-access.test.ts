@@ -11,6 +11,10 @@
  *     burst) / rate (a lower bound only);
  *   - the agent's main connection cut while a tunnel is open: the agent reconnects and the next tunnel works;
  *   - sshd stopped: the agent refuses the tunnel with 4502 and `Tunnel.SshdUnreachable` reaches the client.
+ * The same for raw-mode tunnels (src/tunnels/tunnel-contract.ts), as `keyward proxy --fdpass` opens them and
+ * hands them to ssh (OpenSSH through what `keyward ssh-config --route tunnel` writes): a bad ticket is
+ * refused with HTTP 401 before the switch, sshd stopped with HTTP 502 `Tunnel.SshdUnreachable`; the access
+ * key disabled cuts the connection and the ssh session on it ends; an idle one is cut; the throttle holds.
  * The waits are generous for a loaded machine; nothing asserts that something happened fast.
  */
 import assert from 'node:assert/strict';
@@ -22,7 +26,7 @@ import type { Duplex } from 'node:stream';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { RpcClient, RpcError } from '../src/client/index.js';
-import { openSshTunnel } from '../src/client/tunnel.js';
+import { openRawSshTunnel, openSshTunnel } from '../src/client/tunnel.js';
 import { ed25519PublicKeyLine, ed25519ToOpenSshPrivateKey } from '../src/keypairs/openssh-private-key.js';
 import { WebSocketDuplex } from '../src/platform/ws-duplex.js';
 import {
@@ -36,8 +40,9 @@ import {
 } from './helpers/agent-child.js';
 import { waitForRunningInstance } from './helpers/instances.js';
 import { repoRoot } from './helpers/repo-root.js';
-import { baseEnv, startChildServer, type ChildServer } from './helpers/server.js';
+import { BIN, baseEnv, startChildServer, type ChildServer } from './helpers/server.js';
 import { agentArgs } from './helpers/sshd.js';
+import { spawn } from 'node:child_process';
 import { run } from './helpers/tools.js';
 
 const RAM = '2015-05-01';
@@ -129,6 +134,7 @@ after(async () => {
   await server?.close();
   await dropHost(host);
   if (hostDir !== undefined) await rm(hostDir, { recursive: true, force: true });
+  for (const home of homes) await rm(home, { recursive: true, force: true });
 });
 
 function ram<T = unknown>(action: string, params: Record<string, string>): Promise<T> {
@@ -150,8 +156,15 @@ async function logonUser(name: string): Promise<RpcClient> {
     timeoutMs: 60_000,
   });
   clients.push(client);
+  keys.set(name, AccessKey);
   return client;
 }
+
+/** The HOMEs toolHome made (removed at the end). */
+const homes: string[] = [];
+
+/** The access key logonUser made for each user. */
+const keys = new Map<string, { AccessKeyId: string; AccessKeySecret: string }>();
 
 /** An open tunnel and how it ended (the close code and reason the server sent). */
 async function tunnel(
@@ -367,6 +380,138 @@ test("the agent's main connection cut while a tunnel is open: it reconnects and 
   next.destroy();
 });
 
+/** A raw-mode tunnel (tunnel-contract.ts): resolves with its socket, sshd's banner read after ours. */
+async function rawTunnel(client: RpcClient): Promise<{ socket: Socket; closed: Promise<void> }> {
+  const socket = await openRawSshTunnel(client, { regionId: 'local', instanceId, loginUser: host.user.name });
+  socket.on('error', () => undefined);
+  const closed = new Promise<void>((resolve) =>
+    socket.once('close', () => {
+      resolve();
+    }),
+  );
+  // The server holds sshd's bytes until the client spoke, as SSH clients speak first.
+  socket.write('SSH-2.0-KeywardTest\r\n');
+  const banner = await new Promise<string>((resolve) => {
+    socket.once('data', (chunk: Buffer) => {
+      resolve(chunk.toString('latin1'));
+    });
+    socket.resume();
+  });
+  assert.match(banner, /^SSH-2\.0-/);
+  return { socket, closed };
+}
+
+/** What a raw-mode upgrade with `ticket` is answered (the status line and the JSON body's code). */
+async function rawUpgrade(ticket: string): Promise<{ status: number; code: string }> {
+  const socket = netConnect(server.port, '127.0.0.1');
+  socket.write(
+    'GET /tunnel/v1/connect HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\n' +
+      `Upgrade: keyward-tunnel-raw.v1\r\nKeyward-Tunnel-Ticket: ${ticket}\r\n\r\n`,
+  );
+  let text = '';
+  for await (const chunk of socket) text += (chunk as Buffer).toString('latin1');
+  const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0);
+  const body = JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4)) as { Code: string };
+  return { status, code: body.Code };
+}
+
+/** A HOME with what `keyward ssh-config --route tunnel` installs, for `client`'s access key. */
+async function toolHome(
+  name: string,
+  keyId: string,
+  secret: string,
+): Promise<{ env: NodeJS.ProcessEnv; config: string }> {
+  // Short: the agent socket's path (HOME/.keyward/agent/USER@INSTANCE.keyward:22) must fit 107 bytes.
+  const home = join('/tmp', `kwh-${name}-${randomBytes(3).toString('hex')}`);
+  homes.push(home);
+  await mkdir(join(home, '.ssh'), { recursive: true, mode: 0o700 });
+  const env = {
+    ...baseEnv(),
+    KEYWARD_ENDPOINT: server.endpoint,
+    KEYWARD_ACCESS_KEY_ID: keyId,
+    KEYWARD_ACCESS_KEY_SECRET: secret,
+    KEYWARD_REGION: 'local',
+    HOME: home,
+    XDG_CONFIG_HOME: join(home, '.config'),
+  };
+  const config = join(home, '.ssh', 'config');
+  const r = await run(
+    process.execPath,
+    [BIN, 'ssh-config', '--install', '--route', 'tunnel', '--file', config],
+    { env },
+  );
+  assert.equal(r.code, 0, r.stderr);
+  return { env, config };
+}
+
+test('raw mode: a bad ticket is refused with HTTP 401 Tunnel.TicketInvalid before the switch', async () => {
+  const refused = await rawUpgrade('not-a-ticket');
+  assert.deepEqual(refused, { status: 401, code: 'Tunnel.TicketInvalid' });
+});
+
+test('raw mode: the access key disabled cuts the connection; ssh handed it ends; audited access-revoked', async () => {
+  const frank = await logonUser('tunnel-frank');
+  const key = keys.get('tunnel-frank');
+  assert.ok(key !== undefined);
+  const keyId = key.AccessKeyId;
+  const raw = await rawTunnel(frank);
+  // An ssh session through `keyward proxy --fdpass` (the raw connection handed to ssh), held open by cat.
+  const tools = await toolHome('frank', keyId, key.AccessKeySecret);
+  const ssh = spawn(
+    '/usr/bin/ssh',
+    ['-F', tools.config, '-o', 'BatchMode=yes', `${host.user.name}@${instanceId}.keyward`, 'echo ready; cat'],
+    {
+      env: tools.env,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    },
+  );
+  let out = '';
+  let err = '';
+  ssh.stdout.on('data', (c: Buffer) => (out += c.toString()));
+  ssh.stderr.on('data', (c: Buffer) => (err += c.toString()));
+  const exited = new Promise<number | null>((resolve) => ssh.once('exit', resolve));
+  await within(
+    'the ssh session to open',
+    (async () => {
+      while (!out.includes('ready')) {
+        if (ssh.exitCode !== null) throw new Error(`ssh ended: ${err}`);
+        await sleep(50);
+      }
+    })(),
+  );
+  await ram('UpdateAccessKey', { UserName: 'tunnel-frank', UserAccessKeyId: keyId, Status: 'Inactive' });
+  await within('the raw tunnel to be cut', raw.closed);
+  const code = await within('ssh to end', exited);
+  assert.notEqual(code, 0, 'ssh ended because its connection was cut');
+  await auditedClose('access-revoked', 4403);
+});
+
+test(`raw mode: a tunnel with no bytes for ${IDLE_SECONDS} s is cut, audited idle-timeout`, async () => {
+  const t = await rawTunnel(rpc);
+  await within('the idle raw tunnel to be cut', t.closed, IDLE_SECONDS * 1000 + END_WAIT_MS);
+  const events = await closedEvents();
+  assert.ok(events.filter((d) => d['reason'] === 'idle-timeout').length >= 2, JSON.stringify(events));
+});
+
+test(`raw mode: the throttle holds for ssh handed the connection (${TRANSFER / 1048576} MiB from the host)`, async () => {
+  const tools = await toolHome('root', server.credentials.accessKeyId, server.credentials.accessKeySecret);
+  const started = Date.now();
+  const r = await run(
+    '/bin/sh',
+    [
+      '-c',
+      `/usr/bin/ssh -F '${tools.config}' -o BatchMode=yes ${host.user.name}@${instanceId}.keyward ` +
+        `'head -c ${String(TRANSFER)} /dev/zero' | wc -c`,
+    ],
+    { env: tools.env },
+  );
+  const seconds = (Date.now() - started) / 1000;
+  assert.equal(r.code, 0, `${r.stderr}\n${agent?.log() ?? ''}`);
+  assert.equal(r.stdout.trim(), String(TRANSFER));
+  const floor = (TRANSFER - RATE) / RATE;
+  assert.ok(seconds >= floor, `${seconds} s is less than ${floor} s: the throttle did not hold`);
+});
+
 test('sshd stopped: the agent refuses with 4502 and Tunnel.SshdUnreachable reaches the client', async () => {
   await host.sshd.stop();
   const err = await openSshTunnel(rpc, { regionId: 'local', instanceId, loginUser: host.user.name }).then(
@@ -376,4 +521,12 @@ test('sshd stopped: the agent refuses with 4502 and Tunnel.SshdUnreachable reach
   assert.ok(err instanceof RpcError, String(err));
   assert.equal(err.code, 'Tunnel.SshdUnreachable', err.message);
   assert.equal((err.data as { closeCode: number }).closeCode, 4502);
+  // Raw mode: refused before the switch, as an HTTP error with the code.
+  const raw = await openRawSshTunnel(rpc, { regionId: 'local', instanceId, loginUser: host.user.name }).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  assert.ok(raw instanceof RpcError, String(raw));
+  assert.equal(raw.code, 'Tunnel.SshdUnreachable', raw.message);
+  assert.equal(raw.status, 502);
 });

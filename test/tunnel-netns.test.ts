@@ -16,14 +16,14 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, test } from 'node:test';
 import type { Duplex } from 'node:stream';
 import { WebSocket } from 'ws';
 import { RpcError, type RpcClient } from '../src/client/index.js';
-import { openSshTunnel } from '../src/client/tunnel.js';
+import { openRawSshTunnel, openSshTunnel } from '../src/client/tunnel.js';
 import { ed25519PublicKeyLine, ed25519ToOpenSshPrivateKey } from '../src/keypairs/openssh-private-key.js';
 import { credentialsEnv, keyward } from './helpers/cli.js';
 import { startNetnsHost, type NetnsHost } from './helpers/netns-host.js';
@@ -222,8 +222,8 @@ test('plain OpenSSH logs on through the tunnel with a one-time key (ProxyCommand
   assert.equal(r.stdout.trim(), 'via-42');
 });
 
-test('back-pressure: 200 MiB through a stalled reader, the server buffers a bounded amount', async () => {
-  const key = await oneTimeKey();
+/** The server's RSS growth (MiB) while `script` runs; asserts it printed 200 MiB of zeros' SHA-256. */
+async function rssGrowthMiB(script: string, env: NodeJS.ProcessEnv): Promise<number> {
   const pid = server.child.pid ?? 0;
   const rss = (): number => {
     const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -234,18 +234,47 @@ test('back-pressure: 200 MiB through a stalled reader, the server buffers a boun
   const sampler = setInterval(() => {
     peak = Math.max(peak, rss());
   }, 50);
-  // The reader sleeps 3 s before reading: without back-pressure the whole 200 MiB would pile up in between.
-  const script = `/usr/bin/ssh ${sshArgs(key)
-    .map((a) => `'${a.replace(/'/g, "'\\''")}'`)
-    .join(' ')} 'head -c 209715200 /dev/zero' | (sleep 3; sha256sum)`;
-  const r = await run('/bin/sh', ['-c', script], { env: proxyEnv() });
+  const r = await run('/bin/sh', ['-c', script], { env });
   clearInterval(sampler);
   assert.equal(r.code, 0, r.stderr);
   const zeros = await runOk('/bin/sh', ['-c', 'head -c 209715200 /dev/zero | sha256sum']);
   assert.equal(r.stdout.split(' ')[0], zeros.split(' ')[0]);
-  const grownMiB = (peak - before) / 1024 / 1024;
+  return (peak - before) / 1024 / 1024;
+}
+
+/** The reader sleeps 3 s before reading: without back-pressure the whole 200 MiB would pile up meanwhile. */
+const STALLED = `'head -c 209715200 /dev/zero' | (sleep 3; sha256sum)`;
+
+test('back-pressure: 200 MiB through a stalled reader, the server buffers a bounded amount', async () => {
+  const key = await oneTimeKey();
+  const script = `/usr/bin/ssh ${sshArgs(key)
+    .map((a) => `'${a.replace(/'/g, "'\\''")}'`)
+    .join(' ')} ${STALLED}`;
+  const grownMiB = await rssGrowthMiB(script, proxyEnv());
   process.stdout.write(`# server RSS grew by ${grownMiB.toFixed(1)} MiB (bound ${RSS_BOUND_MIB})\n`);
   assert.ok(grownMiB < RSS_BOUND_MIB, `the server's RSS grew by ${grownMiB.toFixed(1)} MiB`);
+});
+
+test('back-pressure in raw mode: ssh handed the connection (keyward ssh-config), the same bound', async () => {
+  // Short: the agent socket's path (HOME/.keyward/agent/USER@INSTANCE.keyward:22) must fit 107 bytes.
+  const home = join('/tmp', `kwh-${randomBytes(3).toString('hex')}`);
+  try {
+    await mkdir(join(home, '.ssh'), { recursive: true, mode: 0o700 });
+    const env = { ...baseEnv(), ...credentialsEnv(server.credentials), HOME: home };
+    const config = join(home, '.ssh', 'config');
+    const installed = await keyward(['ssh-config', '--install', '--route', 'tunnel', '--file', config], {
+      env,
+    });
+    assert.equal(installed.code, 0, installed.stderr);
+    const script = `/usr/bin/ssh -F '${config}' -o BatchMode=yes ${user.name}@${instanceId}.keyward ${STALLED}`;
+    const grownMiB = await rssGrowthMiB(script, env);
+    process.stdout.write(
+      `# raw mode: server RSS grew by ${grownMiB.toFixed(1)} MiB (bound ${RSS_BOUND_MIB})\n`,
+    );
+    assert.ok(grownMiB < RSS_BOUND_MIB, `the server's RSS grew by ${grownMiB.toFixed(1)} MiB`);
+  } finally {
+    await rm(home, { recursive: true, force: true });
+  }
 });
 
 test(`limits: ${PER_INSTANCE} tunnels open on the instance, the next is refused with Tunnel.TooManyTunnels`, async () => {
@@ -261,6 +290,14 @@ test(`limits: ${PER_INSTANCE} tunnels open on the instance, the next is refused 
     assert.ok(err instanceof RpcError, String(err));
     assert.equal(err.code, 'Tunnel.TooManyTunnels');
     assert.equal((err.data as { closeCode: number }).closeCode, 4429);
+    // Raw mode (what keyward proxy --fdpass opens): refused before the switch, HTTP 429 with the code.
+    const raw = await openRawSshTunnel(rpc, { regionId: 'local', instanceId, loginUser: user.name }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    assert.ok(raw instanceof RpcError, String(raw));
+    assert.equal(raw.code, 'Tunnel.TooManyTunnels');
+    assert.equal(raw.status, 429);
   } finally {
     for (const s of open) s.destroy();
   }

@@ -9,7 +9,10 @@
  *   - a replica C whose URL the agent was not given (as with one load-balancer URL): the dial goes to A,
  *     which has no such tunnel, asks the others over the bus, and forwards the dial to C's internal URL;
  *   - the same with a replica D on https (a self-signed certificate every replica trusts through
- *     NODE_EXTRA_CA_CERTS): A forwards the dial over TLS, verifying D's certificate.
+ *     NODE_EXTRA_CA_CERTS): A forwards the dial over TLS, verifying D's certificate;
+ *   - raw-mode tunnels over TLS to D: sshd answers, and OpenSSH through what `keyward ssh-config` writes
+ *     (ssh is handed one end of a local socket pair; `keyward proxy` relays it to the TLS connection, as TLS
+ *     cannot be handed to ssh) copies a file there and back.
  * (A replica with no internal URL fails such a tunnel at once with `Tunnel.DialMisrouted`:
  * src/tunnels/agent-tunnels.test.ts.)
  *
@@ -17,14 +20,14 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { WebSocket } from 'ws';
 import type { RpcClient } from '../src/client/index.js';
-import { openSshTunnel } from '../src/client/tunnel.js';
+import { openRawSshTunnel, openSshTunnel } from '../src/client/tunnel.js';
 import {
   agentLogLines,
   dropHost,
@@ -35,10 +38,10 @@ import {
   type HostFixture,
 } from './helpers/agent-child.js';
 import { startReplicaSet, type ReplicaSet } from './helpers/replicas.js';
-import { makeTempDir, removeDir, type ChildServer } from './helpers/server.js';
+import { BIN, baseEnv, makeTempDir, removeDir, type ChildServer } from './helpers/server.js';
 import { agentArgs, freePort } from './helpers/sshd.js';
 import { testRpcClient } from './helpers/timeouts.js';
-import { makeSelfSignedCert } from './helpers/tools.js';
+import { makeSelfSignedCert, run } from './helpers/tools.js';
 
 const KEYWARD = '2026-11-01';
 
@@ -254,4 +257,56 @@ test('a replica on https whose URL the agent was not given: A forwards the dial 
   assert.ok(d.logs().includes('which forwards it here'), d.logs());
   const dialed = agentLogLines(agent?.log() ?? '', 'tunnel open').map((l) => l['serverUrl']);
   assert.equal(dialed.at(-1), set.replicas[holder]?.endpoint, agent?.log());
+});
+
+test('raw mode over TLS to the https replica: sshd answers; scp through ssh-config copies both ways', async () => {
+  const d = set.replicas.find((r) => r.endpoint.startsWith('https:'));
+  assert.ok(d !== undefined, 'the https replica was added by the test before');
+  const raw = await openRawSshTunnel(rpcAt(rpcs.length - 1), {
+    regionId: 'local',
+    instanceId,
+    loginUser: host.user.name,
+  });
+  assert.ok('encrypted' in raw, 'a TLS socket');
+  raw.write('SSH-2.0-KeywardTest\r\n');
+  raw.resume();
+  assert.match(await firstBytes(raw), /^SSH-2\.0-/);
+  raw.destroy();
+  // Short: the agent socket's path (HOME/.keyward/agent/USER@INSTANCE.keyward:22) must fit 107 bytes.
+  const home = join('/tmp', `kwh-${randomBytes(3).toString('hex')}`);
+  try {
+    await mkdir(join(home, '.ssh'), { recursive: true, mode: 0o700 });
+    const env = {
+      ...baseEnv(),
+      KEYWARD_ENDPOINT: d.endpoint,
+      KEYWARD_ACCESS_KEY_ID: d.credentials.accessKeyId,
+      KEYWARD_ACCESS_KEY_SECRET: d.credentials.accessKeySecret,
+      KEYWARD_REGION: 'local',
+      NODE_EXTRA_CA_CERTS: tls.certFile,
+      HOME: home,
+    };
+    const config = join(home, '.ssh', 'config');
+    const installed = await run(
+      process.execPath,
+      [BIN, 'ssh-config', '--install', '--route', 'tunnel', '--file', config],
+      { env },
+    );
+    assert.equal(installed.code, 0, installed.stderr);
+    const local = join(home, 'up.txt');
+    const text = `over TLS ${randomBytes(8).toString('hex')}\n`;
+    await writeFile(local, text);
+    const target = `${host.user.name}@${instanceId}.keyward`;
+    const remote = join(host.user.home, 'tls-up.txt');
+    // -O: the classic protocol (this sshd has no sftp subsystem).
+    const ssh = ['-O', '-F', config, '-o', 'BatchMode=yes'];
+    const up = await run('/usr/bin/scp', [...ssh, local, `${target}:${remote}`], { env });
+    assert.equal(up.code, 0, `${up.stderr}\n${agent?.log() ?? ''}`);
+    assert.equal(await readFile(remote, 'utf8'), text);
+    const back = join(home, 'back.txt');
+    const down = await run('/usr/bin/scp', [...ssh, `${target}:${remote}`, back], { env });
+    assert.equal(down.code, 0, down.stderr);
+    assert.equal(await readFile(back, 'utf8'), text);
+  } finally {
+    await rm(home, { recursive: true, force: true });
+  }
 });

@@ -27,6 +27,7 @@
  * it never holds a key for the session, and the client checks the host key against the pinned one.
  */
 import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { WebSocket, WebSocketServer } from 'ws';
@@ -47,7 +48,13 @@ import { WebSocketDuplex } from '../platform/ws-duplex.js';
 import { keepAlive } from '../platform/ws-keepalive.js';
 import type { AgentTunnels } from './agent-tunnels.js';
 import { ByteMeter } from './byte-meter.js';
-import { MAX_TUNNEL_FRAME_BYTES, TUNNEL_SESSION_PREFIX, TUNNEL_SUBPROTOCOL } from './tunnel-contract.js';
+import {
+  MAX_TUNNEL_FRAME_BYTES,
+  TUNNEL_RAW_PROTOCOL,
+  TUNNEL_SESSION_PREFIX,
+  TUNNEL_SUBPROTOCOL,
+  TUNNEL_TICKET_HEADER,
+} from './tunnel-contract.js';
 import type { TunnelLimits } from './tunnel-limits.js';
 
 export interface TunnelGatewayDeps {
@@ -111,7 +118,9 @@ export class TunnelGateway {
   readonly #d: TunnelGatewayDeps;
   readonly #wss: WebSocketServer;
   readonly #clients = new Set<WebSocketDuplex>();
-  readonly #watched = new Map<WebSocketDuplex, OpenTunnel>();
+  /** Raw-mode client connections (see tunnel-contract.ts), cut when the server shuts down. */
+  readonly #rawClients = new Set<Duplex>();
+  readonly #watched = new Map<object, OpenTunnel>();
   readonly #idleMs: number;
   #access: TerminalAccessCheck | undefined;
   #timer: NodeJS.Timeout | undefined;
@@ -218,9 +227,17 @@ export class TunnelGateway {
       refuseUpgrade(socket, new AppError('ServiceUnavailable', 'The server is shutting down.'));
       return;
     }
+    const raw = (req.headers.upgrade ?? '').trim().toLowerCase() === TUNNEL_RAW_PROTOCOL;
     const offered = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim());
-    const ticket = offered.length === 2 && offered[0] === TUNNEL_SUBPROTOCOL ? offered[1] : undefined;
-    if (ticket === undefined || ticket.length > 128) {
+    const header = req.headers[TUNNEL_TICKET_HEADER];
+    const ticket = raw
+      ? typeof header === 'string'
+        ? header.trim()
+        : undefined
+      : offered.length === 2 && offered[0] === TUNNEL_SUBPROTOCOL
+        ? offered[1]
+        : undefined;
+    if (ticket === undefined || ticket === '' || ticket.length > 128) {
       this.#refuseTicket(socket);
       return;
     }
@@ -232,6 +249,10 @@ export class TunnelGateway {
         }
         if (this.#closing) {
           refuseUpgrade(socket, new AppError('ServiceUnavailable', 'The server is shutting down.'));
+          return;
+        }
+        if (raw) {
+          void this.#serveRaw(socket, head, target);
           return;
         }
         this.#wss.handleUpgrade(req, socket, head, (ws) => {
@@ -258,7 +279,8 @@ export class TunnelGateway {
       socket,
       new AppError(
         'Tunnel.TicketInvalid',
-        `Open the tunnel with the subprotocols "${TUNNEL_SUBPROTOCOL}" and the ticket from StartSshTunnel, ` +
+        `Open the tunnel with the subprotocols "${TUNNEL_SUBPROTOCOL}" and the ticket from StartSshTunnel ` +
+          `(or, in raw mode, Upgrade "${TUNNEL_RAW_PROTOCOL}" and the ticket in "${TUNNEL_TICKET_HEADER}"), ` +
           'less than 30 seconds old and not used before.',
       ),
     );
@@ -334,6 +356,102 @@ export class TunnelGateway {
       }, 5_000).unref();
       if (closedFor !== undefined) finish(closedWith, closedFor);
       else finish(client.peerClose?.code ?? 1006, 'client closed');
+    });
+  }
+
+  /**
+   * A raw-mode client (tunnel-contract.ts): the tunnel is opened before the switch, so a refusal is an HTTP
+   * error; after the 101 the socket is spliced to the agent's WebSocket through the same meters, checks and
+   * audit as a WebSocket client, sshd's bytes held back until the client's first byte.
+   */
+  async #serveRaw(socket: Duplex, head: Buffer, target: TerminalTarget): Promise<void> {
+    const t = forOf(target);
+    const abort = new AbortController();
+    const onGone = (): void => {
+      abort.abort();
+    };
+    socket.once('close', onGone);
+    let opened: Opened;
+    try {
+      opened = await this.#open(t, 'client', abort.signal);
+    } catch (err) {
+      socket.off('close', onGone);
+      if (!socket.destroyed) refuseUpgrade(socket, refusalOf(err));
+      return;
+    }
+    const { agent, up, down, finish } = opened;
+    const spoke = await firstBytes(agent, socket, RAW_FIRST_BYTES_MS);
+    socket.off('close', onGone);
+    if (spoke !== undefined || socket.destroyed || this.#closing) {
+      agent.destroy();
+      const code = agent.peerClose?.code ?? 1006;
+      finish(code, spoke === undefined ? 'client closed' : spoke.message);
+      if (spoke !== undefined && !socket.destroyed) refuseUpgrade(socket, spoke);
+      else if (this.#closing && !socket.destroyed)
+        refuseUpgrade(socket, new AppError('ServiceUnavailable', 'The server is shutting down.'));
+      else socket.destroy();
+      return;
+    }
+    socket.write(
+      `HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ${TUNNEL_RAW_PROTOCOL}\r\n\r\n`,
+    );
+    const tcp = socket as Partial<Socket>;
+    tcp.setNoDelay?.(true);
+    tcp.setKeepAlive?.(true, RAW_KEEPALIVE_MS);
+    if (head.length > 0) socket.unshift(head);
+    this.#rawClients.add(socket);
+    let closedFor: string | undefined;
+    let closedWith = 1000;
+    const now = this.#d.clock.nowMs();
+    this.#watched.set(socket, {
+      target,
+      bytes: () => up.bytes + down.bytes,
+      lastBytes: 0,
+      activeAtMs: now,
+      verifiedAtMs: now,
+      close: (code, error, why) => {
+        if (closedFor !== undefined) return;
+        closedFor = why;
+        closedWith = code;
+        this.#watched.delete(socket);
+        this.#d.logger.info(
+          { instanceId: t.instanceId, caller: t.caller, why },
+          'closed a tunnel: ' + error.code,
+        );
+        // No close frame to carry the reason: the connection is cut, the audit records why.
+        socket.destroy();
+        agent.destroy();
+      },
+    });
+    // Client ⇄ meters ⇄ agent; sshd's bytes wait in `down` until the client spoke.
+    socket.pipe(up).pipe(agent);
+    agent.pipe(down);
+    let spliced = false;
+    up.once('data', () => {
+      spliced = true;
+      down.pipe(socket);
+    });
+    let done = false;
+    const end = (code: number, why: string): void => {
+      if (done) return;
+      done = true;
+      this.#watched.delete(socket);
+      this.#rawClients.delete(socket);
+      finish(closedFor !== undefined ? closedWith : code, closedFor ?? why);
+    };
+    agent.once('close', () => {
+      const code = agent.peerClose?.code ?? 1006;
+      // sshd closed: what is queued for the client is still written, then its side ends (down ends it).
+      if (code !== 1000) socket.destroy();
+      else if (!spliced) socket.end();
+      end(code, code === 1000 ? 'sshd closed' : agent.peerClose?.reason || 'agent connection lost');
+    });
+    socket.once('close', () => {
+      if (!agent.writableEnded) agent.end();
+      setTimeout(() => {
+        if (!agent.destroyed) agent.destroy();
+      }, 5_000).unref();
+      end(1000, 'client closed');
     });
   }
 
@@ -432,6 +550,7 @@ export class TunnelGateway {
     this.#closing = true;
     clearInterval(this.#timer);
     for (const c of this.#clients) c.closeWith(TUNNEL_CLOSE_CODES.serverShutdown, 'server shutting down');
+    for (const s of this.#rawClients) s.destroy();
     this.#d.agents.close();
   }
 }
@@ -441,6 +560,74 @@ interface Opened {
   readonly up: ByteMeter;
   readonly down: ByteMeter;
   readonly finish: (closeCode: number, reason: string) => void;
+}
+
+/** How long a raw-mode client waits for sshd's first bytes before its tunnel is refused. */
+const RAW_FIRST_BYTES_MS = 20_000;
+/** TCP keep-alive of a raw-mode client's connection (it has no WebSocket pings). */
+const RAW_KEEPALIVE_MS = 20_000;
+
+/** The HTTP refusal of a raw-mode tunnel that could not be opened. */
+function refusalOf(err: unknown): AppError {
+  if (isAppError(err)) return err;
+  return new AppError('InternalError', 'The tunnel could not be opened.');
+}
+
+/**
+ * Waits for the agent's first bytes (sshd's banner, kept in the stream's buffer): undefined then, else the
+ * refusal the agent's close (or the wait's bound) stands for.
+ */
+function firstBytes(
+  agent: WebSocketDuplex,
+  client: Duplex,
+  timeoutMs: number,
+): Promise<AppError | undefined> {
+  return new Promise((resolve) => {
+    const settle = (result: AppError | undefined): void => {
+      clearTimeout(timer);
+      agent.ws.off('message', onMessage);
+      agent.off('close', onClose);
+      client.off('close', onGone);
+      resolve(result);
+    };
+    const onMessage = (): void => {
+      settle(undefined);
+    };
+    const onClose = (): void => {
+      settle(agentRefusal(agent.peerClose?.code ?? 1006, agent.peerClose?.reason ?? ''));
+    };
+    // The client left: nothing to answer (the caller sees the socket destroyed).
+    const onGone = (): void => {
+      settle(undefined);
+    };
+    const timer = setTimeout(() => {
+      settle(new AppError('Tunnel.SshdUnreachable', 'sshd did not answer through the tunnel in time.'));
+    }, timeoutMs);
+    agent.ws.on('message', onMessage);
+    agent.once('close', onClose);
+    client.once('close', onGone);
+  });
+}
+
+/** The error an agent's tunnel closed before sshd spoke stands for. */
+function agentRefusal(code: number, reason: string): AppError {
+  const message = /^[A-Za-z]+(?:\.[A-Za-z]+)*: ?(.*)$/.exec(reason)?.[1] ?? reason;
+  switch (code) {
+    case TUNNEL_CLOSE_CODES.sshdUnreachable:
+      return new AppError('Tunnel.SshdUnreachable', message || "The instance's agent cannot reach its sshd.");
+    case TUNNEL_CLOSE_CODES.tooMany:
+      return new AppError(
+        'Tunnel.TooManyTunnels',
+        message || "The instance's agent relays too many tunnels.",
+      );
+    case TUNNEL_CLOSE_CODES.misrouted:
+      return new AppError('Tunnel.DialMisrouted', message || 'The agent dialed another replica.');
+    default:
+      return new AppError(
+        'Tunnel.AgentUnreachable',
+        message || "The instance's agent closed the tunnel before sshd answered.",
+      );
+  }
 }
 
 /** The terminals' AccessRevoked, worded for a tunnel. */

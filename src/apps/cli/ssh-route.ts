@@ -25,6 +25,8 @@ export interface RouteTarget {
   readonly loginUser: string;
   readonly host: string;
   readonly port: number;
+  /** The tunnel in raw mode (tunnel-link.ts). */
+  readonly raw?: boolean;
 }
 
 /** TCP to host:port, Nagle off; rejects after `timeoutMs` without a connection. */
@@ -36,6 +38,8 @@ export function connectDirect(host: string, port: number, timeoutMs: number): Pr
       reject(new Error(`no connection within ${String(timeoutMs)} ms`));
     }, timeoutMs);
     socket.once('connect', () => {
+      // Not a byte read before a consumer asks: `keyward proxy --fdpass` hands the socket to ssh as it is.
+      socket.pause();
       clearTimeout(timer);
       resolve(socket);
     });
@@ -100,6 +104,7 @@ export async function openRoute(route: SshRoute, target: RouteTarget): Promise<D
       regionId: target.regionId,
       instanceId: target.instanceId,
       loginUser: target.loginUser,
+      ...(target.raw === true && { raw: true }),
     });
   if (route === 'tunnel') return tunnel();
   try {

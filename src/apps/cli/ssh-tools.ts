@@ -9,6 +9,8 @@
  *                                     while ssh authenticates)
  *   ~/.keyward/known_hosts.d/HOST     the host keys Keyward pinned for the instance HOST names, written
  *                                     atomically by the proxy before it relays a byte (`UserKnownHostsFile`)
+ *   ~/.keyward/agent/.pair-PID-RAND   for an instant, when `--fdpass` must relay (TLS): the listening
+ *                                     socket that makes the local socket pair, removed once connected
  *
  * No private key is ever written: the agent holds it in memory.
  */
@@ -72,13 +74,33 @@ export function shellWord(word: string): string {
   return quoted.replaceAll('%', '%%');
 }
 
-/** How ssh should start `keyward proxy`: this node and this entry point, so PATH does not matter. */
-export function proxyCommand(opts: { readonly suffix: string; readonly route?: string | undefined }): string {
+/**
+ * Runs the rest of a ProxyCommand in the background through /bin/sh: with `ProxyUseFdpass` ssh waits for
+ * its ProxyCommand to exit as soon as it has the connection, while `keyward proxy --fdpass` must still serve
+ * the key during authentication. The shell exits at once; the proxy goes on with ssh's socket as its stdout
+ * (stdin /dev/null) and ssh's stderr, and with ssh's pid (the shell's parent) in KEYWARD_SSH_PID, so it
+ * stops as soon as ssh is gone (a script reading ssh's stderr to its end does not wait for the proxy). The
+ * script is the one quoted word, with no `%` and nothing any shell (sh, bash, zsh, fish, csh) expands
+ * inside single quotes; the command and its arguments follow as words.
+ */
+export const BACKGROUND_WRAPPER = `/bin/sh -c 'KEYWARD_SSH_PID=$PPID "$0" "$@" &'`;
+
+/**
+ * How ssh should start `keyward proxy`: this node and this entry point, so PATH does not matter; with
+ * `fdpass`, in the background (BACKGROUND_WRAPPER) and handing ssh the connection (`ProxyUseFdpass yes`).
+ */
+export function proxyCommand(opts: {
+  readonly suffix: string;
+  readonly route?: string | undefined;
+  readonly fdpass?: boolean;
+}): string {
   const entry = process.argv[1] ?? 'keyward';
   return [
+    ...(opts.fdpass === true ? [BACKGROUND_WRAPPER] : []),
     shellWord(process.execPath),
     shellWord(entry),
     'proxy',
+    ...(opts.fdpass === true ? ['--fdpass'] : []),
     ...(opts.suffix === '' ? [] : ['--suffix', shellWord(opts.suffix)]),
     ...(opts.route === undefined ? [] : ['--route', shellWord(opts.route)]),
     '%r',
@@ -88,7 +110,10 @@ export function proxyCommand(opts: { readonly suffix: string; readonly route?: s
 }
 
 /**
- * The ssh options (keyword, value) for a host reached through `keyward proxy`. Identities: the proxy's
+ * The ssh options (keyword, value) for a host reached through `keyward proxy`. Connection: ssh is handed
+ * the connection itself (`ProxyUseFdpass`, `keyward proxy --fdpass`): the direct route's TCP socket, or the
+ * tunnel's raw-mode connection to an http server, so no process relays ssh's bytes on this machine; over
+ * an https server the proxy relays between TLS and a local socket pair. Identities: the proxy's
  * agent is the only one ssh asks (`IdentityAgent`), and its key is offered first; `IdentityFile` names a
  * file that does not exist so ssh adds none of the default ~/.ssh/id_* files. Host keys: only the pinned
  * ones, strictly (`StrictHostKeyChecking yes`, no global file, no updates).
@@ -99,7 +124,8 @@ export function proxyOptions(
 ): Array<[string, string]> {
   const dir = keywardDir(env);
   return [
-    ['ProxyCommand', proxyCommand(opts)],
+    ['ProxyCommand', proxyCommand({ ...opts, fdpass: true })],
+    ['ProxyUseFdpass', 'yes'],
     ['IdentityAgent', configPath(join(dir, 'agent'), '/%r@%h:%p')],
     ['IdentityFile', configPath(join(dir, 'agent', 'no-key-file'))],
     ['IdentitiesOnly', 'no'],

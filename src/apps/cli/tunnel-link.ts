@@ -4,15 +4,17 @@
  */
 import type { Duplex } from 'node:stream';
 import type { RpcClient } from '../../client/index.js';
-import { openSshTunnel } from '../../client/tunnel.js';
+import { openRawSshTunnel, openSshTunnel } from '../../client/tunnel.js';
 
 export interface TunnelRequest {
   readonly regionId: string;
   readonly instanceId: string;
   readonly loginUser: string;
   readonly signal?: AbortSignal;
+  /** Raw mode (the connection itself, for `keyward proxy --fdpass` to hand to ssh), not a WebSocket. */
+  readonly raw?: boolean;
 }
 
 export function openTunnel(client: RpcClient, opts: TunnelRequest): Promise<Duplex> {
-  return openSshTunnel(client, opts);
+  return opts.raw === true ? openRawSshTunnel(client, opts) : openSshTunnel(client, opts);
 }

@@ -11,15 +11,20 @@
  *      it) — direct, through the tunnel, or auto: ssh-route.ts — and relays bytes between ssh and sshd. When the route is known to be the
  *      tunnel before the grant (`--route tunnel`, or the route DescribeInstances showed for a name), the
  *      tunnel opens while the grant is asked for; not a byte is relayed before the grant is in.
+ *   4. with `--fdpass` (ssh's ProxyUseFdpass, what ssh-config writes), instead of relaying, hands ssh the
+ *      connection itself (`handOver`): the direct route's TCP socket or the tunnel in raw mode over http,
+ *      else one end of a local socket pair it relays (TLS, or the `auto` route's connection it read
+ *      from); then it serves the key until ssh used it, or ssh is gone, and exits.
  * With `--connect-only INSTANCE` it does step 3 alone, HOST PORT being the address for the direct route:
  * `keyward ssh` starts it so, as its ProxyCommand for instances reached through the tunnel, having made
  * the key and asked for the grant itself.
  * Nothing is relayed before the grant is installed and the host keys are written, so ssh can neither
  * verify the host nor offer the key before that. The private key never leaves this process's memory.
  */
-import { mkdirSync, renameSync, writeFileSync, linkSync, rmSync, lstatSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, writeFileSync, linkSync, rmSync, lstatSync } from 'node:fs';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import { connect as netConnect } from 'node:net';
+import { once } from 'node:events';
+import { connect as netConnect, createServer, Socket } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Duplex } from 'node:stream';
@@ -30,7 +35,7 @@ import { describeAllPages } from '../ecs-listing.js';
 import { OneKeyAgent } from '../ssh-agent-server.js';
 import { isSshRoute, openRoute, type SshRoute } from '../ssh-route.js';
 import { openTunnel } from '../tunnel-link.js';
-import { keywardDir, toolFailure } from '../ssh-tools.js';
+import { BACKGROUND_WRAPPER, keywardDir, toolFailure } from '../ssh-tools.js';
 
 export const PROXY_HELP = `Usage: keyward proxy [options] USER HOST PORT
 
@@ -52,6 +57,9 @@ Options:
   --connect-only INSTANCE
                        only connect to INSTANCE's sshd (HOST PORT: its address for the direct route)
                        and relay: no key, no grant (how keyward ssh reaches a tunnel instance)
+  --fdpass             for ProxyUseFdpass (what keyward ssh-config writes): hand ssh the connection
+                       itself over stdout instead of relaying its bytes, then serve the key until ssh
+                       has used it; run in the background (ssh waits for its ProxyCommand to exit)
   -h, --help           show this help
 `;
 
@@ -60,6 +68,7 @@ const OPTIONS = {
   route: { type: 'string' },
   address: { type: 'string' },
   'connect-only': { type: 'string' },
+  fdpass: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -101,6 +110,16 @@ export async function proxyCommand(
   const routeFlag = stringFlag(values, 'route');
   if (routeFlag !== undefined && !isSshRoute(routeFlag))
     throw new UsageError(`--route is direct, tunnel or auto, not "${routeFlag}"`);
+  const fdpass = values['fdpass'] === true;
+  // ssh waits for its ProxyCommand to exit once it has the connection: a proxy in the foreground would
+  // keep ssh waiting until the key's lifetime is over, so --fdpass runs only as BACKGROUND_WRAPPER starts it.
+  if (fdpass && !/^[1-9]\d{0,9}$/.test(io.env['KEYWARD_SSH_PID'] ?? '')) {
+    throw new UsageError(
+      `--fdpass runs in the background of ssh's ProxyCommand, as keyward ssh-config writes it ` +
+        `(ProxyUseFdpass yes, ProxyCommand ${BACKGROUND_WRAPPER} … proxy --fdpass …): ssh waits for its ` +
+        'ProxyCommand to exit as soon as it has the connection',
+    );
+  }
   const connectOnly = stringFlag(values, 'connect-only');
   if (connectOnly !== undefined) {
     if (!INSTANCE_ID.test(connectOnly))
@@ -113,6 +132,7 @@ export async function proxyCommand(
       host,
       port,
       route: routeFlag ?? 'auto',
+      fdpass,
     });
   }
   const suffix = stringFlag(values, 'suffix') ?? '';
@@ -156,7 +176,13 @@ export async function proxyCommand(
       // The tunnel needs nothing from the grant, so it opens meanwhile (its StartSshTunnel, the agent's
       // dial-back and sshd's banner overlap SendSSHPublicKey); not a byte is relayed before the grant is in.
       if ((routeFlag ?? resolved.route) === 'tunnel') {
-        early = openTunnel(client, { regionId, instanceId, loginUser: user, signal: stop.signal });
+        early = openTunnel(client, {
+          regionId,
+          instanceId,
+          loginUser: user,
+          signal: stop.signal,
+          raw: fdpass,
+        });
         early.catch(() => undefined);
       }
       sent = await client.call<SendResponse>(
@@ -195,11 +221,20 @@ export async function proxyCommand(
             loginUser: user,
             host: address.host,
             port: Number(address.port),
+            raw: fdpass,
           }));
     } finally {
       client.close();
     }
-    await relay(stream);
+    if (fdpass) {
+      await handOver(stream, agentDir);
+      // ssh has the connection; the key is served until ssh used it, ssh is gone, or its lifetime is over.
+      const gone = sshGone(io.env['KEYWARD_SSH_PID']);
+      await Promise.race([agent.finished, gone.promise]);
+      gone.stop();
+    } else {
+      await relay(stream);
+    }
     return 0;
   } finally {
     clearTimeout(lifetime);
@@ -222,7 +257,7 @@ function answeredRoute(route: string | undefined): SshRoute {
 /** `--connect-only`: the byte stream to the instance's sshd by `route`, relayed; no key, no grant. */
 async function connectOnlyRelay(
   connect: () => { client: RpcClient; regionId: string },
-  opts: { instanceId: string; user: string; host: string; port: number; route: SshRoute },
+  opts: { instanceId: string; user: string; host: string; port: number; route: SshRoute; fdpass: boolean },
 ): Promise<number> {
   let stream: Duplex | undefined;
   try {
@@ -235,11 +270,13 @@ async function connectOnlyRelay(
         loginUser: opts.user,
         host: opts.host,
         port: opts.port,
+        raw: opts.fdpass,
       });
     } finally {
       client.close();
     }
-    await relay(stream);
+    if (opts.fdpass) await handOver(stream, keywardDir(process.env));
+    else await relay(stream);
     return 0;
   } finally {
     stream?.destroy();
@@ -390,5 +427,167 @@ function relay(stream: Duplex): Promise<void> {
     stream.once('close', finish);
     stream.once('error', finish);
     stdout.once('error', finish);
+  });
+}
+
+/** The parts of a TCP or Unix socket's handle `handOver` uses (Node's own, not in its typings). */
+interface SocketHandle {
+  readonly fd?: number;
+  readStop?: () => number;
+  close?: () => void;
+}
+
+/**
+ * ProxyUseFdpass: hands ssh the connection over stdout (a Unix socket ssh made), as SCM_RIGHTS on the first
+ * byte written. ssh reads that one byte and the descriptor, then waits for its ProxyCommand (the shell that
+ * started this process in the background) to exit and talks to sshd over the descriptor itself.
+ * - A plain TCP socket with nothing read from it yet (the direct route, or the tunnel in raw mode over
+ *   http) is handed as it is: this process carries none of the session's bytes.
+ * - Anything else (the tunnel over https: TLS cannot be handed over; the `auto` route, which read sshd's
+ *   version line) is relayed: ssh gets one end of a Unix socket pair, this process relays the other end
+ *   until the connection ends, as without --fdpass.
+ * Resolves once ssh has the descriptor and, when relaying, once the connection ended.
+ */
+async function handOver(stream: Duplex, dir: string): Promise<void> {
+  const plain = plainSocket(stream);
+  if (plain !== undefined) {
+    await sendToSsh(plain);
+    return;
+  }
+  const { mine, theirs } = await socketPair(dir);
+  try {
+    await sendToSsh(theirs);
+    await splice(mine, stream);
+  } finally {
+    mine.destroy();
+  }
+}
+
+/** `stream` when it is a TCP (not TLS) socket holding no byte read, its reading stopped; else undefined. */
+function plainSocket(stream: Duplex): Socket | undefined {
+  if (!(stream instanceof Socket) || 'encrypted' in stream || stream.destroyed || stream.readableLength > 0)
+    return undefined;
+  const handle = (stream as unknown as { _handle?: SocketHandle })._handle;
+  if (handle?.readStop === undefined || typeof handle.fd !== 'number' || handle.fd < 0) return undefined;
+  // The peer sends nothing before ssh speaks (sshd's line is in no buffer: the socket was never read, or
+  // the server holds it until the client's first byte), so nothing is lost; from here on ssh reads it.
+  handle.readStop();
+  return stream;
+}
+
+/** How often a proxy that handed ssh the connection checks that ssh is still there. */
+const SSH_CHECK_MS = 250;
+
+/**
+ * Resolves once the process `pidText` names (ssh, BACKGROUND_WRAPPER's KEYWARD_SSH_PID) has exited or is
+ * a zombie; never when no valid pid is given (the key's lifetime then bounds the wait).
+ */
+function sshGone(pidText: string | undefined): { promise: Promise<void>; stop: () => void } {
+  const pid = /^[1-9]\d{0,9}$/.test(pidText ?? '') ? Number(pidText) : undefined;
+  let timer: NodeJS.Timeout | undefined;
+  const promise = new Promise<void>((resolve) => {
+    if (pid === undefined) return;
+    timer = setInterval(() => {
+      let state = '';
+      try {
+        const stat = readFileSync(`/proc/${String(pid)}/stat`, 'utf8');
+        state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+      } catch {
+        state = 'gone';
+      }
+      if (state === 'gone' || state === 'Z' || state === 'X') resolve();
+    }, SSH_CHECK_MS);
+    timer.unref();
+  });
+  return {
+    promise,
+    stop: () => {
+      clearInterval(timer);
+    },
+  };
+}
+
+/** Two connected Unix sockets, made through a listening socket that exists only for that moment. */
+async function socketPair(dir: string): Promise<{ mine: Socket; theirs: Socket }> {
+  const path = join(dir, `.pair-${String(process.pid)}-${randomBytes(4).toString('hex')}`);
+  const server = createServer();
+  server.listen({ path, exclusive: true });
+  try {
+    await once(server, 'listening');
+    const theirs = netConnect({ path });
+    theirs.pause();
+    const [[mine]] = await Promise.all([
+      once(server, 'connection') as Promise<[Socket]>,
+      once(theirs, 'connect'),
+    ]);
+    return { mine, theirs };
+  } catch (err) {
+    throw toolFailure(
+      'Proxy.ConnectFailed',
+      `cannot make the local connection to hand to ssh in ${dir}: ${(err as Error).message}`,
+    );
+  } finally {
+    server.close();
+    rmSync(path, { force: true });
+  }
+}
+
+/** Sends `socket`'s descriptor to ssh over stdout, then closes this process's copy of it. */
+async function sendToSsh(socket: Socket): Promise<void> {
+  const handle = (socket as unknown as { _handle?: SocketHandle })._handle;
+  // Node passes descriptors only on its IPC channel: `_forkChild` makes one of stdout, as Node does at
+  // start-up for NODE_CHANNEL_FD; its first write carries the descriptor, the one byte ssh reads with it.
+  const childProcess = (await import('node:child_process')).default as unknown as {
+    _forkChild?: (fd: number, serialization: string) => void;
+  };
+  if (typeof childProcess._forkChild !== 'function' || handle === undefined) {
+    throw toolFailure('Proxy.ConnectFailed', 'this Node.js cannot hand a connection to ssh (ProxyUseFdpass)');
+  }
+  childProcess._forkChild(1, 'json');
+  const send = process.send?.bind(process);
+  try {
+    if (send === undefined) throw new Error('no channel on stdout');
+    await new Promise<void>((resolve, reject) => {
+      send({ keyward: 'connection' }, socket, undefined, (err: Error | null) => {
+        if (err === null) resolve();
+        else reject(err);
+      });
+    });
+  } catch (err) {
+    throw toolFailure(
+      'Proxy.ConnectFailed',
+      `cannot hand the connection to ssh (${(err as Error).message}); --fdpass needs ssh's ProxyUseFdpass yes`,
+    );
+  } finally {
+    // ssh holds its own copy now; this one would keep the connection open after ssh closed it.
+    handle.close?.();
+    process.channel?.unref();
+  }
+}
+
+/** Carries bytes both ways between `a` and `b`, with back-pressure, until both have closed. */
+function splice(a: Duplex, b: Duplex): Promise<void> {
+  return new Promise((resolve) => {
+    let open = 2;
+    const closed = (): void => {
+      open -= 1;
+      if (open === 0) resolve();
+    };
+    for (const [from, to] of [
+      [a, b],
+      [b, a],
+    ] as const) {
+      from.on('error', () => {
+        to.destroy();
+        from.destroy();
+      });
+      from.once('close', () => {
+        if (!to.writableEnded) to.end();
+        setTimeout(() => to.destroy(), 5_000).unref();
+        closed();
+      });
+    }
+    a.pipe(b);
+    b.pipe(a);
   });
 }
