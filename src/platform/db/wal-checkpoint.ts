@@ -13,12 +13,14 @@
  *   Keyward's small transactions), a `PASSIVE` checkpoint: it never takes the write lock, so the server
  *   writes and reads on while it runs; SQLite syncs the WAL before copying and the database file after,
  *   as in the commit before (the connection is not `synchronous=OFF`), so a power cut loses nothing;
- * - the frames the server appended while it ran are left to a second `PASSIVE` pass at once. The WAL can
- *   only be restarted (written again from its start, by the server's next write) once a checkpoint has
- *   copied all of it, so while writes never pause the WAL would grow: past `RESTART_FRAMES` frames a
- *   `RESTART` checkpoint, which holds the write lock while it copies the few frames left (a write of the
- *   server waits for it, as it waited for its own checkpoint before), bounds it. Its busy timeout is 0: if
- *   the server is inside a write transaction it does not wait, and the next round tries again;
+ * - a pass copies the WAL as it was when the pass began; the frames the server appended meanwhile are
+ *   left to another pass at once (up to `MAX_PASSES`), until a pass finds nothing new. The WAL can only be
+ *   restarted (written again from its start, by the server's next write) once a checkpoint has copied all
+ *   of it, so while writes never pause the WAL would grow: past `RESTART_FRAMES` frames a round that did
+ *   not catch up ends with a `RESTART` checkpoint, which holds the write lock while it copies the few
+ *   frames left (a write of the server waits for it, as it waited for its own checkpoint before), and
+ *   bounds it. Its busy timeout is 0: if the server is inside a write transaction it does not wait, and the
+ *   next round tries again;
  * - a checkpoint is never waited for by a query: it only copies what is already in the WAL (and synced by
  *   `WalSync`, or by SQLite before copying), and durability stays `WalSync`'s business;
  * - if the thread fails (an I/O error, or it stops), the server's connection gets SQLite's automatic
@@ -34,6 +36,8 @@ import type BetterSqlite3 from 'better-sqlite3';
 export const CHECKPOINT_EVERY_COMMITS = 128;
 /** SQLite's own automatic checkpoint threshold, given back to the server's connection if the thread fails. */
 const SQLITE_AUTOCHECKPOINT_PAGES = 1000;
+/** PASSIVE passes a round makes at most while the server appends frames (each pass after the first copies those). */
+const MAX_PASSES = 3;
 /** WAL frames past which a round that did not copy everything finishes with a RESTART checkpoint. */
 export const RESTART_FRAMES = 4000;
 
@@ -49,13 +53,19 @@ parentPort.on('message', (message) => {
     return;
   }
   try {
+    // A pass copies the WAL as it was when the pass began: frames the server appended meanwhile are left.
+    // The WAL is all copied (and restarted by the next write) once a pass finds no frame the one before
+    // did not see; a pass with nothing to copy syncs nothing.
     let r = checkpoint('PASSIVE');
+    let seen = -1;
+    for (let pass = 1; pass < workerData.passes && r.log !== seen; pass++) {
+      seen = r.log;
+      r = checkpoint('PASSIVE');
+    }
     let restarted = false;
-    // Frames the server appended while the first pass ran: usually few, copied now.
-    if (r.checkpointed < r.log) r = checkpoint('PASSIVE');
-    if (r.checkpointed < r.log && r.log >= workerData.restartFrames) {
+    if ((r.log !== seen || r.checkpointed < r.log) && r.log >= workerData.restartFrames) {
       r = checkpoint('RESTART');
-      restarted = r.busy === 0;
+      restarted = r.busy === 0 && r.checkpointed === r.log;
     }
     parentPort.postMessage({ log: r.log, checkpointed: r.checkpointed, restarted });
   } catch (err) {
@@ -93,7 +103,7 @@ export class WalCheckpointer {
     const driver = createRequire(import.meta.url).resolve('better-sqlite3');
     this.#worker = new Worker(WORKER_SOURCE, {
       eval: true,
-      workerData: { driver, file: databaseFile, restartFrames: RESTART_FRAMES },
+      workerData: { driver, file: databaseFile, passes: MAX_PASSES, restartFrames: RESTART_FRAMES },
     });
     this.#worker.unref();
     this.#worker.on('message', (message: RoundResult) => {
