@@ -16,11 +16,12 @@
  * - a pass copies the WAL as it was when the pass began; the frames the server appended meanwhile are
  *   left to another pass at once (up to `MAX_PASSES`), until a pass finds nothing new. The WAL can only be
  *   restarted (written again from its start, by the server's next write) once a checkpoint has copied all
- *   of it, so while writes never pause the WAL would grow: past `RESTART_FRAMES` frames a round that did
- *   not catch up ends with a `RESTART` checkpoint, which holds the write lock while it copies the few
- *   frames left (a write of the server waits for it, as it waited for its own checkpoint before), and
- *   bounds it. Its busy timeout is 0: if the server is inside a write transaction it does not wait, and the
- *   next round tries again;
+ *   of it, so while writes never pause the WAL would grow. Past `CATCH_UP_FRAMES` frames, a round that did
+ *   not catch up has the server's connection copy the few frames left itself, a `PASSIVE` checkpoint as
+ *   SQLite's automatic one, once no transaction is open on it (nothing is appended while it runs, so it
+ *   copies everything): that bounds the WAL, and is rare. The thread never takes the write lock (a
+ *   `RESTART` checkpoint would): a deferred transaction of the server that read and then writes gets
+ *   `SQLITE_BUSY` at once, without its busy timeout, if another connection holds that lock;
  * - a checkpoint is never waited for by a query: it only copies what is already in the WAL (and synced by
  *   `WalSync`, or by SQLite before copying), and durability stays `WalSync`'s business;
  * - if the thread fails (an I/O error, or it stops), the server's connection gets SQLite's automatic
@@ -38,8 +39,8 @@ export const CHECKPOINT_EVERY_COMMITS = 128;
 const SQLITE_AUTOCHECKPOINT_PAGES = 1000;
 /** PASSIVE passes a round makes at most while the server appends frames (each pass after the first copies those). */
 const MAX_PASSES = 3;
-/** WAL frames past which a round that did not copy everything finishes with a RESTART checkpoint. */
-export const RESTART_FRAMES = 4000;
+/** WAL frames past which a round that did not catch up has the server's connection finish it. */
+export const CATCH_UP_FRAMES = 4000;
 
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
@@ -62,12 +63,8 @@ parentPort.on('message', (message) => {
       seen = r.log;
       r = checkpoint('PASSIVE');
     }
-    let restarted = false;
-    if ((r.log !== seen || r.checkpointed < r.log) && r.log >= workerData.restartFrames) {
-      r = checkpoint('RESTART');
-      restarted = r.busy === 0 && r.checkpointed === r.log;
-    }
-    parentPort.postMessage({ log: r.log, checkpointed: r.checkpointed, restarted });
+    const behind = (r.log !== seen || r.checkpointed < r.log) && r.log >= workerData.catchUpFrames;
+    parentPort.postMessage({ log: r.log, checkpointed: r.checkpointed, behind });
   } catch (err) {
     parentPort.postMessage({ error: String(err && err.message) });
   }
@@ -77,7 +74,7 @@ parentPort.on('message', (message) => {
 interface RoundResult {
   readonly log?: number;
   readonly checkpointed?: number;
-  readonly restarted?: boolean;
+  readonly behind?: boolean;
   readonly error?: string;
   readonly closed?: boolean;
 }
@@ -91,7 +88,9 @@ export class WalCheckpointer {
   #closing: Promise<void> | undefined;
   #onClosed: (() => void) | undefined;
   #rounds = 0;
-  #restarts = 0;
+  #catchUps = 0;
+  /** A round fell behind: the server's connection finishes the checkpoint once no transaction is open. */
+  #catchUp = false;
   #roundWaiters: (() => void)[] = [];
 
   /**
@@ -103,7 +102,7 @@ export class WalCheckpointer {
     const driver = createRequire(import.meta.url).resolve('better-sqlite3');
     this.#worker = new Worker(WORKER_SOURCE, {
       eval: true,
-      workerData: { driver, file: databaseFile, passes: MAX_PASSES, restartFrames: RESTART_FRAMES },
+      workerData: { driver, file: databaseFile, passes: MAX_PASSES, catchUpFrames: CATCH_UP_FRAMES },
     });
     this.#worker.unref();
     this.#worker.on('message', (message: RoundResult) => {
@@ -117,7 +116,10 @@ export class WalCheckpointer {
         this.#fail();
       } else {
         this.#rounds++;
-        if (message.restarted === true) this.#restarts++;
+        if (message.behind === true) {
+          this.#catchUp = true;
+          this.#catchUpNow();
+        }
       }
       for (const resolve of this.#roundWaiters.splice(0)) resolve();
     });
@@ -131,13 +133,13 @@ export class WalCheckpointer {
     sqlite.pragma('wal_autocheckpoint = 0');
   }
 
-  /** Checkpoint rounds completed, and how many of them ended with a RESTART checkpoint (for tests). */
+  /** Checkpoint rounds completed, and how many times the server's connection caught up (for tests). */
   get rounds(): number {
     return this.#rounds;
   }
 
-  get restarts(): number {
-    return this.#restarts;
+  get catchUps(): number {
+    return this.#catchUps;
   }
 
   /** Whether the thread failed and the server's connection checkpoints by itself again. */
@@ -147,6 +149,7 @@ export class WalCheckpointer {
 
   /** Counts a commit of the server's connection; every CHECKPOINT_EVERY_COMMITS, starts a round. */
   committed(): void {
+    if (this.#catchUp) this.#catchUpNow();
     if (++this.#commits < CHECKPOINT_EVERY_COMMITS || this.#running || this.#failed) return;
     if (this.#closing !== undefined) return;
     this.#commits = 0;
@@ -173,6 +176,14 @@ export class WalCheckpointer {
       this.#worker.postMessage('close');
     }).then(() => this.#worker.terminate().then(() => undefined));
     return this.#closing;
+  }
+
+  /** The server's connection finishes a checkpoint the thread could not, unless a transaction is open. */
+  #catchUpNow(): void {
+    if (!this.#sqlite.open || this.#sqlite.inTransaction || this.#closing !== undefined) return;
+    this.#catchUp = false;
+    this.#catchUps++;
+    this.#sqlite.pragma('wal_checkpoint(PASSIVE)');
   }
 
   #fail(): void {
