@@ -63,6 +63,35 @@ test('the connection no longer checkpoints by itself; the checkpointer thread do
   }
 });
 
+test('a round that does not catch up is finished by the connection, once no transaction is open on it', async () => {
+  const { sqlite, file } = walDatabase('catch-up.sqlite');
+  // One pass and no margin: every round that copied something counts as behind.
+  const checkpointer = new WalCheckpointer(sqlite, file, { passes: 1, catchUpFrames: 1 });
+  try {
+    const insert = sqlite.prepare('INSERT INTO t VALUES (randomblob(3000))');
+    for (let i = 0; i < CHECKPOINT_EVERY_COMMITS; i++) {
+      insert.run();
+      checkpointer.committed();
+    }
+    // A transaction is open when the round reports: the connection waits for it to end.
+    sqlite.exec('BEGIN');
+    insert.run();
+    await checkpointer.idle();
+    assert.equal(checkpointer.rounds, 1);
+    assert.equal(checkpointer.catchUps, 0);
+    sqlite.exec('COMMIT');
+    checkpointer.committed();
+    assert.equal(checkpointer.catchUps, 1);
+    // Everything was copied, the transaction's frames too: the next write restarts the WAL.
+    insert.run();
+    const frames = walFrames(file);
+    assert.ok(frames > 0 && frames < 10, `${frames} frames in the WAL after the connection caught up`);
+  } finally {
+    await checkpointer.close();
+    sqlite.close();
+  }
+});
+
 test('a checkpointer whose thread fails gives the connection its automatic checkpoints back', async () => {
   const { sqlite } = walDatabase('fails.sqlite');
   // Its thread cannot open this file (it must exist), so its first round finds it stopped.

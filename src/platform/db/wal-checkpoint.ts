@@ -97,12 +97,20 @@ export class WalCheckpointer {
    * Takes the checkpoints of `sqlite` (the server's connection to `databaseFile`, in WAL mode) over: it
    * switches the connection's automatic checkpoints off.
    */
-  constructor(sqlite: BetterSqlite3.Database, databaseFile: string) {
+  constructor(
+    sqlite: BetterSqlite3.Database,
+    databaseFile: string,
+    /** A round's passes at most, and the WAL frames past which one that did not catch up is finished here. */
+    limits: { readonly passes: number; readonly catchUpFrames: number } = {
+      passes: MAX_PASSES,
+      catchUpFrames: CATCH_UP_FRAMES,
+    },
+  ) {
     this.#sqlite = sqlite;
     const driver = createRequire(import.meta.url).resolve('better-sqlite3');
     this.#worker = new Worker(WORKER_SOURCE, {
       eval: true,
-      workerData: { driver, file: databaseFile, passes: MAX_PASSES, catchUpFrames: CATCH_UP_FRAMES },
+      workerData: { driver, file: databaseFile, passes: limits.passes, catchUpFrames: limits.catchUpFrames },
     });
     this.#worker.unref();
     this.#worker.on('message', (message: RoundResult) => {
