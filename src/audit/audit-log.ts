@@ -306,6 +306,12 @@ export function toRecord(row: AuditEventsTable): AuditRecord {
   };
 }
 
+/** SQLite: the append as one transaction function, with its statements, on one connection. */
+interface SqliteAppend {
+  readonly connection: BetterSqlite3.Database;
+  readonly append: BetterSqlite3.Transaction<(batch: readonly Pending[], at: string) => AuditRecord[]>;
+}
+
 export class AuditLog {
   readonly #db: Db;
   readonly #clock: Clock;
@@ -316,15 +322,8 @@ export class AuditLog {
   readonly #postgres: boolean;
   /** The head as this replica last wrote or read it (PostgreSQL's one-statement append checks it). */
   #head: { seq: number; hash: string } | undefined;
-  /** SQLite: the append's statements, prepared on first use. */
-  #sqliteStatements:
-    | {
-        readonly connection: BetterSqlite3.Database;
-        readonly head: BetterSqlite3.Statement<[], { seq: number; hash: string }>;
-        readonly insert: BetterSqlite3.Statement<[AuditEventsTable]>;
-        readonly setHead: BetterSqlite3.Statement<[number, string]>;
-      }
-    | undefined;
+  /** SQLite: the append's transaction function, made on first use. */
+  #sqliteStatements: SqliteAppend | undefined;
 
   constructor(deps: { db: Db; clock: Clock; logger: Logger }) {
     this.#db = deps.db;
@@ -459,37 +458,40 @@ export class AuditLog {
 
   /**
    * SQLite: the batch as one synchronous transaction on the connection (Kysely's lock held by the caller),
-   * with statements prepared once: the same rows as the portable transaction below, without a round of
+   * with statements and the transaction function made once: the same rows as the portable transaction below, without a round of
    * promises and a query compilation per statement. `BEGIN IMMEDIATE` takes the write lock first, as the
    * portable path's head update does.
    */
   #commitOnSqlite(sqlite: BetterSqlite3.Database, batch: readonly Pending[], at: string): AuditRecord[] {
-    const s = (this.#sqliteStatements ??= {
-      connection: sqlite,
-      head: sqlite.prepare<[], { seq: number; hash: string }>(
-        'SELECT seq, hash FROM audit_head WHERE id = 1',
-      ),
-      insert: sqlite.prepare<[AuditEventsTable]>(
-        'INSERT INTO audit_events (seq, at, type, account_id, actor, request_id, instance_id, remote_address, ' +
-          'detail, prev_hash, hash) VALUES (@seq, @at, @type, @account_id, @actor, @request_id, @instance_id, ' +
-          '@remote_address, @detail, @prev_hash, @hash)',
-      ),
-      setHead: sqlite.prepare<[number, string]>('UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1'),
-    });
+    const s = (this.#sqliteStatements ??= this.#prepareOnSqlite(sqlite));
     if (s.connection !== sqlite) throw new TypeError('the audit log is bound to one SQLite connection');
-    const append = sqlite.transaction((): AuditRecord[] => {
-      const head = s.head.get();
-      if (head === undefined) throw new Error('the audit head row is missing');
-      const records = chain(head, batch, at);
-      for (const r of records) s.insert.run(toRow(r));
-      const last = records[records.length - 1];
-      if (last !== undefined) s.setHead.run(last.seq, last.hash);
-      return records;
-    });
-    const records = append.immediate();
+    const records = s.append.immediate(batch, at);
     const last = records[records.length - 1];
     if (last !== undefined) this.#head = { seq: last.seq, hash: last.hash };
     return records;
+  }
+
+  /** The append's statements and its transaction function, made once per connection (each costs a prepare). */
+  #prepareOnSqlite(sqlite: BetterSqlite3.Database): SqliteAppend {
+    const head = sqlite.prepare<[], { seq: number; hash: string }>(
+      'SELECT seq, hash FROM audit_head WHERE id = 1',
+    );
+    const insert = sqlite.prepare<[AuditEventsTable]>(
+      'INSERT INTO audit_events (seq, at, type, account_id, actor, request_id, instance_id, remote_address, ' +
+        'detail, prev_hash, hash) VALUES (@seq, @at, @type, @account_id, @actor, @request_id, @instance_id, ' +
+        '@remote_address, @detail, @prev_hash, @hash)',
+    );
+    const setHead = sqlite.prepare<[number, string]>('UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1');
+    const append = sqlite.transaction((batch: readonly Pending[], at: string): AuditRecord[] => {
+      const current = head.get();
+      if (current === undefined) throw new Error('the audit head row is missing');
+      const records = chain(current, batch, at);
+      for (const r of records) insert.run(toRow(r));
+      const last = records[records.length - 1];
+      if (last !== undefined) setHead.run(last.seq, last.hash);
+      return records;
+    });
+    return { connection: sqlite, append };
   }
 
   async #readHead(): Promise<{ seq: number; hash: string }> {

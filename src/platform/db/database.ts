@@ -37,6 +37,7 @@ import pg from 'pg';
 import { AppError } from '../errors.js';
 import { migrationProvider } from './migrations/index.js';
 import type { Database } from './schema.js';
+import { WalCheckpointer } from './wal-checkpoint.js';
 import { WalSync } from './wal-sync.js';
 
 export type Db = Kysely<Database>;
@@ -120,8 +121,28 @@ export function openRelaxedPostgres(options: PostgresOptions): Db {
   return openPostgres({ ...options, synchronousCommit: 'off' });
 }
 
-/** The better-sqlite3 connection behind each SQLite `Db` this module opened, and its WAL sync. */
-const sqliteHandles = new WeakMap<Db, { sqlite: BetterSqlite3.Database; walSync: WalSync | undefined }>();
+/**
+ * The WAL of a file database: its sync (wal-sync.ts) and its checkpoints (wal-checkpoint.ts), both on
+ * threads of their own.
+ */
+interface SqliteWal {
+  readonly sync: WalSync;
+  readonly checkpointer: WalCheckpointer;
+}
+
+/** Counts a commit (a transaction that wrote has ended): to be synced, and towards the next checkpoint. */
+function committed(wal: SqliteWal): void {
+  wal.sync.markWritten();
+  wal.checkpointer.committed();
+}
+
+/** The better-sqlite3 connection behind each SQLite `Db` this module opened, and its WAL's threads. */
+const sqliteHandles = new WeakMap<Db, { sqlite: BetterSqlite3.Database; wal: SqliteWal | undefined }>();
+
+/** The checkpointer of a SQLite file database opened here (wal-checkpoint.ts), or undefined (tests). */
+export function walCheckpointerOf(db: Db): WalCheckpointer | undefined {
+  return sqliteHandles.get(db)?.wal?.checkpointer;
+}
 
 /**
  * Runs `fn` with the SQLite connection behind `db`, while Kysely's lock on that connection is held (so no
@@ -140,7 +161,7 @@ export function withSqliteConnection<T>(
       return Promise.resolve(fn(handle.sqlite));
     } finally {
       // Releasing the connection then waits for the sync (DurableDriver), as for Kysely's own queries.
-      if (!handle.sqlite.inTransaction) handle.walSync?.markWritten();
+      if (!handle.sqlite.inTransaction && handle.wal !== undefined) committed(handle.wal);
     }
   });
 }
@@ -151,22 +172,22 @@ function openSqlite(options: SqliteOptions): Db {
   sqlite.pragma('synchronous = FULL');
   sqlite.pragma('foreign_keys = ON');
   sqlite.pragma('busy_timeout = 5000');
-  const walSync = openWalSync(sqlite, options.file);
-  const database = withStatementCache(sqlite, walSync);
+  const wal = openWal(sqlite, options.file);
+  const database = withStatementCache(sqlite, wal);
   const db = new Kysely<Database>({
-    dialect:
-      walSync === undefined ? new SqliteDialect({ database }) : new DurableSqliteDialect(database, walSync),
+    dialect: wal === undefined ? new SqliteDialect({ database }) : new DurableSqliteDialect(database, wal),
   });
-  sqliteHandles.set(db, { sqlite, walSync });
+  sqliteHandles.set(db, { sqlite, wal });
   return db;
 }
 
 /**
  * The WAL sync of a file database in WAL mode, with the connection switched to `synchronous=NORMAL`
- * (wal-sync.ts says why that stays as durable as FULL); undefined, and FULL kept, where there is no WAL
- * file to sync (an in-memory database).
+ * (wal-sync.ts says why that stays as durable as FULL), and its checkpointer, with the connection's own
+ * automatic checkpoints switched off (wal-checkpoint.ts); undefined, and FULL and SQLite's checkpoints
+ * kept, where there is no WAL file to sync (an in-memory database).
  */
-function openWalSync(sqlite: BetterSqlite3.Database, file: string): WalSync | undefined {
+function openWal(sqlite: BetterSqlite3.Database, file: string): SqliteWal | undefined {
   if (sqlite.memory || String(sqlite.pragma('journal_mode', { simple: true })).toLowerCase() !== 'wal') {
     return undefined;
   }
@@ -178,20 +199,20 @@ function openWalSync(sqlite: BetterSqlite3.Database, file: string): WalSync | un
     return undefined;
   }
   sqlite.pragma('synchronous = NORMAL');
-  return walSync;
+  return { sync: walSync, checkpointer: new WalCheckpointer(sqlite, file) };
 }
 
 /** SQLite whose connection, once released after a query or transaction, waits for its writes' sync. */
 class DurableSqliteDialect extends SqliteDialect {
-  readonly #walSync: WalSync;
+  readonly #wal: SqliteWal;
 
-  constructor(database: SqliteDatabase, walSync: WalSync) {
+  constructor(database: SqliteDatabase, wal: SqliteWal) {
     super({ database });
-    this.#walSync = walSync;
+    this.#wal = wal;
   }
 
   override createDriver(): Driver {
-    return new DurableDriver(super.createDriver(), this.#walSync);
+    return new DurableDriver(super.createDriver(), this.#wal);
   }
 }
 
@@ -202,11 +223,11 @@ class DurableSqliteDialect extends SqliteDialect {
  */
 class DurableDriver implements Driver {
   readonly #inner: Driver;
-  readonly #walSync: WalSync;
+  readonly #wal: SqliteWal;
 
-  constructor(inner: Driver, walSync: WalSync) {
+  constructor(inner: Driver, wal: SqliteWal) {
     this.#inner = inner;
-    this.#walSync = walSync;
+    this.#wal = wal;
   }
 
   init(): Promise<void> {
@@ -260,10 +281,12 @@ class DurableDriver implements Driver {
 
   async releaseConnection(connection: DatabaseConnection): Promise<void> {
     await this.#inner.releaseConnection(connection);
-    await this.#walSync.durable();
+    await this.#wal.sync.durable();
   }
 
   async destroy(): Promise<void> {
+    // The checkpointer's connection first: the server's, closed last, then checkpoints and removes the WAL.
+    await this.#wal.checkpointer.close();
     await this.#inner.destroy();
   }
 }
@@ -440,7 +463,7 @@ const MAX_CACHED_STATEMENTS = 256;
  * runs one query at a time on its single connection and Keyward never streams (an iterating statement
  * could not be reused).
  */
-function withStatementCache(sqlite: BetterSqlite3.Database, walSync: WalSync | undefined): SqliteDatabase {
+function withStatementCache(sqlite: BetterSqlite3.Database, wal: SqliteWal | undefined): SqliteDatabase {
   const cache = new Map<string, SqliteStatement>();
   /** A statement that may write ran in the transaction still open (or just ended). */
   let wrote = false;
@@ -449,11 +472,11 @@ function withStatementCache(sqlite: BetterSqlite3.Database, walSync: WalSync | u
     // Counted once the transaction has ended: only then are its frames in the WAL (wal-sync.ts).
     if (wrote && !sqlite.inTransaction) {
       wrote = false;
-      walSync?.markWritten();
+      if (wal !== undefined) committed(wal);
     }
   };
   const tracked = (stmt: BetterSqlite3.Statement): SqliteStatement => {
-    if (walSync === undefined) return stmt;
+    if (wal === undefined) return stmt;
     const writes = !stmt.readonly;
     return {
       reader: stmt.reader,
@@ -481,7 +504,7 @@ function withStatementCache(sqlite: BetterSqlite3.Database, walSync: WalSync | u
     close: () => {
       cache.clear();
       sqlite.close();
-      walSync?.close();
+      wal?.sync.close();
     },
     prepare: (sql) => {
       let stmt = cache.get(sql);

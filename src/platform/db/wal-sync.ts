@@ -21,6 +21,7 @@
  * restarted, which lets SQLite recover from the WAL on disk.
  *
  * The worker is its own thread, not libuv's pool, so syncs never queue behind RSA key generation.
+ * Checkpoints are another thread's (wal-checkpoint.ts): the connection here never runs one inside a commit.
  */
 import { closeSync, openSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
