@@ -1,3 +1,4 @@
+// keyward-test: one engine (the agent's installer on a fresh host; storage only holds the fixture's account)
 /**
  * The one-line install, every part real: a Keyward server on 127.0.0.1 serving the stand-alone agent
  * (`npm run build:agent`) and its installer, run exactly as a person does

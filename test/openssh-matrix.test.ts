@@ -1,3 +1,4 @@
+// keyward-test: one engine (sshd releases; the server's storage only holds the fixture's account)
 /**
  * Keyward against every OpenSSH server release prepared on this machine: Debian 12's own 9.2, Debian 11's
  * 8.4 (scripts/prepare-openssh.sh; missing, this file fails naming that command) and, when prepared

@@ -1,3 +1,4 @@
+// keyward-test: one engine (OpenSSH tools' interoperability; the server's storage only holds the fixture's account)
 /**
  * ssh handed the connection itself (`ProxyUseFdpass yes`, `keyward proxy --fdpass`, what `keyward
  * ssh-config` writes), with the real tools of each OpenSSH client release on this machine — Debian 12's

@@ -1,3 +1,4 @@
+// keyward-test: one engine (OpenSSH tools' interoperability; the server's storage only holds the fixture's account)
 /**
  * Every OpenSSH tool through `keyward proxy`, with the real tools against a real sshd on 127.0.0.1: a
  * `keyward server` child, an enrolled `keyward agent` managing a private sshd (with sftp), a throwaway OS

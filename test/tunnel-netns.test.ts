@@ -1,3 +1,4 @@
+// keyward-test: one engine (network reachability through the agent; storage only holds the fixture's account)
 /**
  * SSH through the agent to a host the server cannot reach, every part real. The topology
  * (test/helpers/netns-host.ts), made for this run and always removed:

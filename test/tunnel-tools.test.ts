@@ -1,3 +1,4 @@
+// keyward-test: one engine (the CLI's SSH tools through a network namespace; storage only holds the fixture's account)
 /**
  * The CLI's own tools reach a host the server cannot reach (test/helpers/netns-host.ts) by following the
  * instance's SshRoute: `keyward ssh` (routes tunnel and auto, and a cached route that went stale),
