@@ -12,7 +12,6 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { RpcClient } from '../src/client/index.js';
@@ -51,7 +50,6 @@ let instanceId = '';
 let home: string;
 let config: string;
 let env: Record<string, string>;
-let tmpBefore: Set<string>;
 let tmp: string;
 
 function requireTools(): void {
@@ -70,7 +68,6 @@ function requireTools(): void {
 
 before(async () => {
   requireTools();
-  tmpBefore = new Set(readdirSync(tmpdir()));
   work = await makeTempDir('keyward-tools-');
   hostDir = join('/run', `kw-tools-${randomBytes(4).toString('hex')}`);
   await mkdir(join(hostDir, 'libexec'), { recursive: true, mode: 0o755 });
@@ -200,12 +197,13 @@ function privateKeyFiles(dir: string): string[] {
 
 function assertNoPrivateKeys(): void {
   assert.deepEqual(privateKeyFiles(home), [], 'no private key file in HOME');
-  // The tools and Keyward run with TMPDIR here, so anything they would put in /tmp is here.
+  // The tools and Keyward run with TMPDIR here (a path `keyward ssh` takes as it is), so anything they
+  // would put in /tmp is here. /tmp itself is not looked at: other test files run at the same time.
   assert.deepEqual(privateKeyFiles(tmp), [], 'no private key file in TMPDIR');
   assert.deepEqual(
-    readdirSync(tmpdir()).filter((n) => !tmpBefore.has(n) && n.startsWith('keyward-ssh-')),
+    readdirSync(tmp).filter((n) => n.startsWith('keyward-ssh-')),
     [],
-    'no keyward-ssh-* directory in /tmp',
+    'no keyward-ssh-* directory left in TMPDIR',
   );
 }
 
