@@ -307,36 +307,18 @@ export class TunnelGateway {
       finish(client.peerClose?.code ?? 1006, 'client closed');
       return;
     }
-    // Why the server closed it, when it did (revoked, idle): the audit's reason.
-    let closedFor: string | undefined;
-    let closedWith = 1000;
-    const now = this.#d.clock.nowMs();
-    this.#watched.set(client, {
-      target,
-      bytes: () => up.bytes + down.bytes,
-      lastBytes: 0,
-      activeAtMs: now,
-      verifiedAtMs: now,
-      close: (code, error, why) => {
-        if (closedFor !== undefined) return;
-        closedFor = why;
-        closedWith = code;
-        this.#watched.delete(client);
-        this.#d.logger.info(
-          { instanceId: t.instanceId, caller: t.caller, why },
-          'closed a tunnel: ' + error.code,
-        );
-        client.closeWith(code, `${error.code}: ${error.message}`);
-        agent.destroy();
-      },
+    const closedBy = this.#watch(client, target, up, down, (code, error) => {
+      client.closeWith(code, `${error.code}: ${error.message}`);
+      agent.destroy();
     });
     client.ws.once('close', () => this.#watched.delete(client));
     // Client ⇄ meters ⇄ agent. sshd closing ends `agent`'s readable side, which ends the client with 1000.
     client.pipe(up).pipe(agent);
     agent.pipe(down).pipe(client);
     agent.once('close', () => {
-      if (closedFor !== undefined) {
-        finish(closedWith, closedFor);
+      const closed = closedBy();
+      if (closed !== undefined) {
+        finish(closed.code, closed.why);
         return;
       }
       const code = agent.peerClose?.code ?? 1006;
@@ -349,14 +331,43 @@ export class TunnelGateway {
       finish(code, code === 1000 ? 'sshd closed' : agent.peerClose?.reason || 'agent connection lost');
     });
     client.once('close', () => {
-      // The client went away: end the agent's side too (what is queued for sshd is still sent).
-      if (!agent.writableEnded) agent.end();
-      setTimeout(() => {
-        if (!agent.destroyed) agent.destroy();
-      }, 5_000).unref();
-      if (closedFor !== undefined) finish(closedWith, closedFor);
-      else finish(client.peerClose?.code ?? 1006, 'client closed');
+      endAgent(agent);
+      const closed = closedBy();
+      finish(closed?.code ?? client.peerClose?.code ?? 1006, closed?.why ?? 'client closed');
     });
+  }
+
+  /**
+   * Puts a client's tunnel under the periodic checks (access, idle); `cut` closes it when they fail. Returns
+   * why the server closed it, once it did (the audit's reason), else undefined.
+   */
+  #watch(
+    key: object,
+    target: TerminalTarget,
+    up: ByteMeter,
+    down: ByteMeter,
+    cut: (code: number, error: AppError) => void,
+  ): () => { code: number; why: string } | undefined {
+    let closed: { code: number; why: string } | undefined;
+    const now = this.#d.clock.nowMs();
+    this.#watched.set(key, {
+      target,
+      bytes: () => up.bytes + down.bytes,
+      lastBytes: 0,
+      activeAtMs: now,
+      verifiedAtMs: now,
+      close: (code, error, why) => {
+        if (closed !== undefined) return;
+        closed = { code, why };
+        this.#watched.delete(key);
+        this.#d.logger.info(
+          { instanceId: target.instanceId, caller: target.caller, why },
+          'closed a tunnel: ' + error.code,
+        );
+        cut(code, error);
+      },
+    });
+    return () => closed;
   }
 
   /**
@@ -400,28 +411,10 @@ export class TunnelGateway {
     tcp.setKeepAlive?.(true, RAW_KEEPALIVE_MS);
     if (head.length > 0) socket.unshift(head);
     this.#rawClients.add(socket);
-    let closedFor: string | undefined;
-    let closedWith = 1000;
-    const now = this.#d.clock.nowMs();
-    this.#watched.set(socket, {
-      target,
-      bytes: () => up.bytes + down.bytes,
-      lastBytes: 0,
-      activeAtMs: now,
-      verifiedAtMs: now,
-      close: (code, error, why) => {
-        if (closedFor !== undefined) return;
-        closedFor = why;
-        closedWith = code;
-        this.#watched.delete(socket);
-        this.#d.logger.info(
-          { instanceId: t.instanceId, caller: t.caller, why },
-          'closed a tunnel: ' + error.code,
-        );
-        // No close frame to carry the reason: the connection is cut, the audit records why.
-        socket.destroy();
-        agent.destroy();
-      },
+    const closedBy = this.#watch(socket, target, up, down, () => {
+      // No close frame to carry the reason: the connection is cut, the audit records why.
+      socket.destroy();
+      agent.destroy();
     });
     // Client ⇄ meters ⇄ agent; sshd's bytes wait in `down` until the client spoke.
     socket.pipe(up).pipe(agent);
@@ -437,7 +430,8 @@ export class TunnelGateway {
       done = true;
       this.#watched.delete(socket);
       this.#rawClients.delete(socket);
-      finish(closedFor !== undefined ? closedWith : code, closedFor ?? why);
+      const closed = closedBy();
+      finish(closed?.code ?? code, closed?.why ?? why);
     };
     agent.once('close', () => {
       const code = agent.peerClose?.code ?? 1006;
@@ -447,10 +441,7 @@ export class TunnelGateway {
       end(code, code === 1000 ? 'sshd closed' : agent.peerClose?.reason || 'agent connection lost');
     });
     socket.once('close', () => {
-      if (!agent.writableEnded) agent.end();
-      setTimeout(() => {
-        if (!agent.destroyed) agent.destroy();
-      }, 5_000).unref();
+      endAgent(agent);
       end(1000, 'client closed');
     });
   }
@@ -560,6 +551,14 @@ interface Opened {
   readonly up: ByteMeter;
   readonly down: ByteMeter;
   readonly finish: (closeCode: number, reason: string) => void;
+}
+
+/** The client went away: the agent's side ends too (what is queued for sshd is still sent), at most 5 s on. */
+function endAgent(agent: WebSocketDuplex): void {
+  if (!agent.writableEnded) agent.end();
+  setTimeout(() => {
+    if (!agent.destroyed) agent.destroy();
+  }, 5_000).unref();
 }
 
 /** How long a raw-mode client waits for sshd's first bytes before its tunnel is refused. */
