@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { after, before, test } from 'node:test';
 import BetterSqlite3 from 'better-sqlite3';
 import { openDatabase, walCheckpointerOf, withSqliteConnection } from './database.js';
@@ -139,4 +142,41 @@ test('a file database is checkpointed by its thread and closes clean; an in-memo
   } finally {
     reopened.close();
   }
+});
+
+test('closing while a round is in flight waits for the thread, even with nothing else keeping the process alive', () => {
+  // In a process of its own, closed while a round runs: the round's answer arrives before the close's (the
+  // thread is made to wait before closing, as on a busy machine), and must not let the event loop empty
+  // while the close still waits. Node would exit 13, a top-level await left unsettled.
+  const file = join(dir, 'close-in-round.sqlite');
+  walDatabase('close-in-round.sqlite').sqlite.close();
+  const driver = pathToFileURL(createRequire(import.meta.url).resolve('better-sqlite3')).href;
+  const module = new URL('./wal-checkpoint.js', import.meta.url).href;
+  const script = join(dir, 'close-in-round.mjs');
+  writeFileSync(
+    script,
+    `import BetterSqlite3 from ${JSON.stringify(driver)};
+    import { WalCheckpointer, CHECKPOINT_EVERY_COMMITS, CATCH_UP_FRAMES } from ${JSON.stringify(module)};
+    const sqlite = new BetterSqlite3(${JSON.stringify(file)});
+    const checkpointer = new WalCheckpointer(sqlite, ${JSON.stringify(file)}, {
+      passes: 3,
+      catchUpFrames: CATCH_UP_FRAMES,
+      closeDelayMs: 300,
+    });
+    const insert = sqlite.prepare('INSERT INTO t VALUES (randomblob(3000))');
+    for (let i = 0; i < CHECKPOINT_EVERY_COMMITS; i++) {
+      insert.run();
+      checkpointer.committed();
+    }
+    const closing = checkpointer.close();
+    await checkpointer.idle();
+    if (checkpointer.rounds !== 1) throw new Error('no round was in flight at the close');
+    await closing;
+    sqlite.close();
+    process.stdout.write('closed');
+    `,
+  );
+  const result = spawnSync(process.execPath, [script], { encoding: 'utf8', timeout: 60_000 });
+  assert.equal(result.status, 0, `exit ${String(result.status)}: ${result.stderr}`);
+  assert.equal(result.stdout, 'closed');
 });

@@ -49,8 +49,12 @@ const db = new Database(workerData.file, { fileMustExist: true, timeout: 0 });
 const checkpoint = (mode) => db.pragma('wal_checkpoint(' + mode + ')')[0];
 parentPort.on('message', (message) => {
   if (message === 'close') {
-    db.close();
-    parentPort.postMessage({ closed: true });
+    const close = () => {
+      db.close();
+      parentPort.postMessage({ closed: true });
+    };
+    if (workerData.closeDelayMs > 0) setTimeout(close, workerData.closeDelayMs);
+    else close();
     return;
   }
   try {
@@ -100,8 +104,11 @@ export class WalCheckpointer {
   constructor(
     sqlite: BetterSqlite3.Database,
     databaseFile: string,
-    /** A round's passes at most, and the WAL frames past which one that did not catch up is finished here. */
-    limits: { readonly passes: number; readonly catchUpFrames: number } = {
+    /**
+     * A round's passes at most, and the WAL frames past which one that did not catch up is finished here.
+     * `closeDelayMs` (tests) has the thread wait before it closes, as on a machine too busy to run it.
+     */
+    limits: { readonly passes: number; readonly catchUpFrames: number; readonly closeDelayMs?: number } = {
       passes: MAX_PASSES,
       catchUpFrames: CATCH_UP_FRAMES,
     },
@@ -110,7 +117,13 @@ export class WalCheckpointer {
     const driver = createRequire(import.meta.url).resolve('better-sqlite3');
     this.#worker = new Worker(WORKER_SOURCE, {
       eval: true,
-      workerData: { driver, file: databaseFile, passes: limits.passes, catchUpFrames: limits.catchUpFrames },
+      workerData: {
+        driver,
+        file: databaseFile,
+        passes: limits.passes,
+        catchUpFrames: limits.catchUpFrames,
+        closeDelayMs: limits.closeDelayMs ?? 0,
+      },
     });
     this.#worker.unref();
     this.#worker.on('message', (message: RoundResult) => {
@@ -119,7 +132,9 @@ export class WalCheckpointer {
         return;
       }
       this.#running = false;
-      this.#worker.unref();
+      // Once closing, the thread stays referenced until it answers the close: a round's answer arriving
+      // first must not let the process exit with the close still waiting.
+      if (this.#closing === undefined) this.#worker.unref();
       if (message.error !== undefined) {
         this.#fail();
       } else {
