@@ -1,6 +1,6 @@
 /**
- * The storage engine the tests run on. `npm test` runs the suite twice (scripts/run-tests.mjs): once on
- * SQLite, then every test that touches storage again on PostgreSQL, with `KEYWARD_TEST_ENGINE=postgres`
+ * The storage engine the tests run on. `npm test` runs the suite twice (scripts/run-tests.mjs), both at
+ * once: on SQLite, and every test that touches storage on PostgreSQL, with `KEYWARD_TEST_ENGINE=postgres`
  * and `KEYWARD_TEST_POSTGRES_URL` naming a cluster the runner started (test/helpers/postgres.ts). One
  * suite, a dialect loop: tests ask this module for a database and never name an engine themselves.
  */
