@@ -222,11 +222,10 @@ export class LogonService {
     return new Set(found.filter((i) => i.status === 'active' && i.regionId === regionId).map((i) => i.id));
   }
 
-  /** Issues a grant and waits until the agent confirms it installed; throws Logon.* errors otherwise. */
   /**
-   * Issues a grant: the instance read and checked, the grant recorded, signed, pushed to the agent and
-   * installed. `hooks.onInstance` is called once the instance is read and may be logged on to, before the
-   * grant is recorded: what may run while it is recorded and installed starts there (the broker's tunnel).
+   * Issues a grant and waits until the agent confirms it installed; throws Logon.* errors otherwise.
+   * `hooks.onInstance` is called once the instance is read and may be logged on to, before the grant is
+   * recorded: what may run while it is recorded and installed starts there (the broker's tunnel).
    */
   async issue(req: IssueRequest, hooks: IssueHooks = {}): Promise<IssuedGrant> {
     if (this.#closed) throw new AppError('ServiceUnavailable', 'The server is shutting down.');
