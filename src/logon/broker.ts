@@ -7,8 +7,8 @@
  *
  * Nagle is off on the socket: with it, every SSH round trip of the handshake can stall on a delayed ACK
  * (measured ≈ 129 ms per logon with it, ≈ 52 ms without). sshd's side keeps Nagle until the session
- * starts, so the broker leaves none of sshd's packets unanswered there: it answers sshd's host key
- * announcement with an ignore message rather than ssh2's request for proofs (answerHostKeyAnnouncement).
+ * starts, so its host key announcement is answered at once with an ignore message rather than with ssh2's
+ * request for proofs, whose answer would go unanswered (answerHostKeyAnnouncement).
  */
 import { sign, type KeyObject } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
