@@ -19,7 +19,10 @@
  *    tickets): all must succeed; the server's peak RSS is reported.
  *
  * Every target is judged on the median of the runs (`--runs N`, default 3); the spread is printed beside
- * it. `--scp-only` runs section 3 alone, `--scp-rounds N` times per run (default 1), for A/B work on
+ * it. Each run has `--rounds N` rounds of sections 1 and 2 (default 15). The broker's phases (the client's
+ * view and the server's LogonTimings from the ready frame, src/logon/terminal-gateway.ts) are printed per
+ * route as p50s, as the proxy's are. `--broker-only` runs section 1 alone, for A/B work on its latency.
+ * `--scp-only` runs section 3 alone, `--scp-rounds N` times per run (default 1), for A/B work on
  * throughput. Besides the ratios it prints the CPU time per MiB of the tunnel copy spent by the server,
  * the agent and `keyward proxy` (read by bench/proxy-phases.ts as the proxy ends). Needs root (useradd,
  * sshd, /run), as the host tests do.
@@ -32,15 +35,24 @@ import { BACKGROUND_WRAPPER } from '../src/apps/cli/ssh-tools.js';
 import { RpcClient } from '../src/client/index.js';
 import { ed25519PublicKeyLine, ed25519ToOpenSshPrivateKey } from '../src/keypairs/openssh-private-key.js';
 import { exitWhenIdle } from './lingering-handles.js';
-import { BIN, brokerLogon, REPO_ROOT, startLogonFixture, type LogonFixture } from './logon-fixture.js';
+import {
+  BIN,
+  brokerLogon,
+  REPO_ROOT,
+  startLogonFixture,
+  type BrokerLogonPhases,
+  type LogonFixture,
+} from './logon-fixture.js';
 import type { ProxyPhases } from './proxy-phases.js';
 import { median, summarize } from './stats.js';
 import { fixed, renderTable } from './table.js';
 
 const runsFlag = process.argv.indexOf('--runs');
 const RUNS = runsFlag === -1 ? 3 : Number(process.argv[runsFlag + 1]);
-const ROUNDS = 15;
+const roundsFlag = process.argv.indexOf('--rounds');
+const ROUNDS = roundsFlag === -1 ? 15 : Number(process.argv[roundsFlag + 1]);
 const SCP_ONLY = process.argv.includes('--scp-only');
+const BROKER_ONLY = process.argv.includes('--broker-only');
 const scpRoundsFlag = process.argv.indexOf('--scp-rounds');
 const SCP_ROUNDS = scpRoundsFlag === -1 ? 1 : Number(process.argv[scpRoundsFlag + 1]);
 const CONCURRENT = 200;
@@ -152,6 +164,9 @@ interface RunFigures {
   readonly sshDirect: number;
   readonly phasesTunnel: Phases;
   readonly phasesProxyDirect: Phases;
+  /** p50 of each broker logon phase (brokerPhaseRow), route tunnel and direct. */
+  readonly brokerPhasesTunnel: Readonly<Record<string, number>>;
+  readonly brokerPhasesDirect: Readonly<Record<string, number>>;
   readonly scpTunnelMiBs: number;
   readonly scpProxyDirectMiBs: number;
   readonly scpDirectMiBs: number;
@@ -169,6 +184,40 @@ function phaseMedians(all: readonly Phases[]): Phases {
   const out: Record<string, number> = {};
   for (const [k] of PHASE_NAMES) out[k] = all.length === 0 ? NaN : median(all.map((p) => p[k]));
   return out as unknown as Phases;
+}
+
+/**
+ * The broker logon's phases in order: the client's view around the server's LogonTimings (which make up
+ * upgrade → ready). With the tunnel route `tcpConnect` is the tunnel's opening (slot, instance read, the
+ * agent's dial-back), the direct route's TCP connect.
+ */
+const BROKER_PHASES: ReadonlyArray<[string, string]> = [
+  ['api', 'StartTerminalSession (client)'],
+  ['upgrade', 'terminal WebSocket upgrade (client)'],
+  ['accessCheck', '  server: access check'],
+  ['grantRecord', '  server: grant recorded'],
+  ['grantInstall', '  server: grant installed by the agent'],
+  ['grantOther', '  server: rest of issuing the grant'],
+  ['handshakeSlot', '  server: handshake slot'],
+  ['tcpConnect', "  server: TCP connect / tunnel open (agent's dial-back)"],
+  ['keyExchange', '  server: key exchange'],
+  ['authentication', '  server: authentication'],
+  ['shellOpen', '  server: shell channel'],
+  ['toReady', 'upgrade → ready frame, in all (client)'],
+  ['toOutput', 'ready → `echo` output (client)'],
+];
+
+function brokerPhaseRow(p: BrokerLogonPhases): Record<string, number> {
+  return { api: p.api, upgrade: p.upgrade, toReady: p.toReady, toOutput: p.toOutput, ...p.server };
+}
+
+function brokerPhaseMedians(all: readonly Record<string, number>[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [k] of BROKER_PHASES) {
+    const v = all.map((p) => p[k]).filter((x): x is number => x !== undefined);
+    out[k] = v.length === 0 ? NaN : median(v);
+  }
+  return out;
 }
 
 async function runOnce(run: number): Promise<RunFigures> {
@@ -282,6 +331,8 @@ async function runOnce(run: number): Promise<RunFigures> {
     const sshD: number[] = [];
     const phT: Phases[] = [];
     const phPD: Phases[] = [];
+    const brokerPhT: Record<string, number>[] = [];
+    const brokerPhD: Record<string, number>[] = [];
     // One warm-up of each, not counted.
     if (!SCP_ONLY) {
       await setRoute(fx, 'tunnel');
@@ -289,13 +340,20 @@ async function runOnce(run: number): Promise<RunFigures> {
       await setRoute(fx, 'direct');
       await brokerLogon(c, 'warm-d');
     }
-    await viaProxy('/usr/bin/ssh', [...quiet, ...proxied('tunnel'), target(fx.instanceId), 'true']);
-    await viaProxy('/usr/bin/ssh', [...quiet, ...proxied('direct'), target(fx.instanceId), 'true']);
+    if (!BROKER_ONLY) {
+      await viaProxy('/usr/bin/ssh', [...quiet, ...proxied('tunnel'), target(fx.instanceId), 'true']);
+      await viaProxy('/usr/bin/ssh', [...quiet, ...proxied('direct'), target(fx.instanceId), 'true']);
+    }
     for (let i = 0; i < rounds; i++) {
       await setRoute(fx, 'tunnel');
-      brokerT.push(await brokerLogon(c, `t${String(i)}`));
+      brokerT.push(
+        await brokerLogon(c, `t${String(i)}`, { onPhases: (p) => brokerPhT.push(brokerPhaseRow(p)) }),
+      );
       await setRoute(fx, 'direct');
-      brokerD.push(await brokerLogon(c, `d${String(i)}`));
+      brokerD.push(
+        await brokerLogon(c, `d${String(i)}`, { onPhases: (p) => brokerPhD.push(brokerPhaseRow(p)) }),
+      );
+      if (BROKER_ONLY) continue;
       const t = await viaProxy('/usr/bin/ssh', [
         ...quiet,
         ...proxied('tunnel'),
@@ -316,6 +374,31 @@ async function runOnce(run: number): Promise<RunFigures> {
       sshD.push(await timed('/usr/bin/ssh', [...plain('-p'), target('127.0.0.1'), 'true'], env));
     }
 
+    const brokerFigures = {
+      brokerPhasesTunnel: brokerPhaseMedians(brokerPhT),
+      brokerPhasesDirect: brokerPhaseMedians(brokerPhD),
+    };
+    if (BROKER_ONLY) {
+      return {
+        brokerTunnel: summarize(brokerT).p50,
+        brokerDirect: summarize(brokerD).p50,
+        sshTunnel: NaN,
+        sshProxyDirect: NaN,
+        sshDirect: NaN,
+        phasesTunnel: phaseMedians(phT),
+        phasesProxyDirect: phaseMedians(phPD),
+        ...brokerFigures,
+        scpTunnelMiBs: NaN,
+        scpProxyDirectMiBs: NaN,
+        scpDirectMiBs: NaN,
+        serverCpuPerMiB: NaN,
+        agentCpuPerMiB: NaN,
+        proxyCpuPerMiB: NaN,
+        concurrentOk: 0,
+        concurrentMs: NaN,
+        peakRssMiB: NaN,
+      };
+    }
     log(
       `run ${String(run)}: scp -O of 100 MiB, tunnel proxy, direct proxy and plain (${String(SCP_ROUNDS)} rounds)`,
     );
@@ -373,6 +456,7 @@ async function runOnce(run: number): Promise<RunFigures> {
         sshDirect: NaN,
         phasesTunnel: phaseMedians(phT),
         phasesProxyDirect: phaseMedians(phPD),
+        ...brokerFigures,
         ...scpFigures,
         concurrentOk: 0,
         concurrentMs: NaN,
@@ -402,6 +486,7 @@ async function runOnce(run: number): Promise<RunFigures> {
       sshDirect: summarize(sshD).p50,
       phasesTunnel: phaseMedians(phT),
       phasesProxyDirect: phaseMedians(phPD),
+      ...brokerFigures,
       ...scpFigures,
       concurrentOk: CONCURRENT - failed.length,
       concurrentMs,
@@ -465,7 +550,7 @@ async function main(): Promise<void> {
   const brokerRatio = m((x) => x.brokerTunnel / x.brokerDirect);
   const sshRatio = m((x) => x.sshTunnel / x.sshProxyDirect);
   const scpRatio = m((x) => x.scpTunnelMiBs / x.scpDirectMiBs);
-  const allOk = SCP_ONLY || runs.every((x) => x.concurrentOk === CONCURRENT);
+  const allOk = SCP_ONLY || BROKER_ONLY || runs.every((x) => x.concurrentOk === CONCURRENT);
   const allRows: string[][] = [
     [
       'broker logon p50, tunnel / direct',
@@ -586,8 +671,8 @@ async function main(): Promise<void> {
       met(allOk),
     ],
   ];
-  // --scp-only: the scp rows alone.
-  const rows = SCP_ONLY ? allRows.slice(4, 7) : allRows;
+  // --scp-only: the scp rows alone; --broker-only: the broker's.
+  const rows = SCP_ONLY ? allRows.slice(4, 7) : BROKER_ONLY ? allRows.slice(0, 1) : allRows;
   process.stdout.write(
     `\nSSH through the agent's tunnel vs direct (median of ${String(RUNS)} runs, spread in brackets)\n` +
       `${renderTable(['measure', 'tunnel / direct', 'ratio', 'target', ''], rows)}\n`,
@@ -603,7 +688,23 @@ async function main(): Promise<void> {
       1,
     ),
   ]);
+  const brokerPhaseRows = BROKER_PHASES.map(([k, name]) => [
+    name,
+    fixed(
+      m((x) => x.brokerPhasesTunnel[k] ?? NaN),
+      1,
+    ),
+    fixed(
+      m((x) => x.brokerPhasesDirect[k] ?? NaN),
+      1,
+    ),
+  ]);
   if (!SCP_ONLY)
+    process.stdout.write(
+      `\nbroker logon's phases, p50 in ms (median of the runs' p50s)\n` +
+        `${renderTable(['phase', 'route tunnel', 'route direct'], brokerPhaseRows)}\n`,
+    );
+  if (!SCP_ONLY && !BROKER_ONLY)
     process.stdout.write(
       `\nkeyward proxy's phases, p50 in ms (median of the runs' p50s)\n` +
         `${renderTable(['phase', '--route tunnel', '--route direct'], phaseRows)}\n`,

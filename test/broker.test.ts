@@ -1,7 +1,8 @@
 /**
  * The broker's SSH client against a real OpenSSH sshd on 127.0.0.1: authentication with a one-time key
  * held only as an unexported KeyObject, host keys pinned (a different host key is refused), the key
- * forgotten once authentication ends, and readable errors for an unreachable sshd and a refused key.
+ * forgotten once authentication ends, sshd's host key announcement answered without a request for proofs,
+ * and readable errors for an unreachable sshd and a refused key.
  */
 import assert from 'node:assert/strict';
 import { chmod, chown, mkdir, writeFile } from 'node:fs/promises';
@@ -131,15 +132,63 @@ test('the broker signs with its first publickey request, so sshd checks the key 
   }
 });
 
-/** Waits until sshd's log after `from` matches (sshd writes it a moment after the client is told). */
-async function waitForLog(from: number, pattern: RegExp): Promise<void> {
+/** Waits until `server`'s log after `from` matches (sshd writes it a moment after the client is told). */
+async function waitForLog(from: number, pattern: RegExp, server: PrivateSshd = sshd): Promise<void> {
   const deadline = Date.now() + 10_000;
-  while (!pattern.test(sshd.log().slice(from))) {
+  while (!pattern.test(server.log().slice(from))) {
     if (Date.now() > deadline)
-      throw new Error(`sshd never logged ${String(pattern)}:\n${sshd.log().slice(from)}`);
+      throw new Error(`sshd never logged ${String(pattern)}:\n${server.log().slice(from)}`);
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+test("sshd's announcement of its host keys is answered with SSH_MSG_IGNORE, not a request for proofs", async () => {
+  // LogLevel DEBUG3 (the first value sshd reads wins): sshd logs the announcement it sends, each global
+  // request it receives and each SSH_MSG_IGNORE.
+  const verbose = await startPrivateSshd({ beforeInclude: ['LogLevel DEBUG3'] });
+  try {
+    const key = makeOneTimeKey();
+    await authorize(key.publicKeyLine);
+    const client = await brokerConnect({
+      instanceId: 'i-test',
+      targetPolicy: { allowLoopback: true, allowlist: [] },
+      sshAddress: `127.0.0.1:${verbose.port}`,
+      hostKeys: [pinned(verbose.hostKeyPub)],
+      username: user.name,
+      privateKey: key.privateKey,
+      publicKeyLine: key.publicKeyLine,
+    });
+    try {
+      // The session goes on as before: a shell with a pty, as the terminal opens it.
+      const out = await new Promise<string>((resolve, reject) => {
+        client.shell({ term: 'xterm-256color', cols: 80, rows: 24 }, (err, channel) => {
+          if (err !== undefined && err !== null) {
+            reject(err);
+            return;
+          }
+          let text = '';
+          channel.on('data', (d: Buffer) => {
+            text += d.toString();
+            if (text.includes('answer:42')) {
+              channel.end('exit\n');
+              resolve(text);
+            }
+          });
+          channel.write('echo answer:$((6*7))\n');
+        });
+      });
+      assert.match(out, /answer:42/);
+      await waitForLog(0, /Received SSH2_MSG_IGNORE/, verbose);
+      const log = verbose.log();
+      assert.match(log, /sent \d+ hostkeys/, 'sshd announced its host keys');
+      assert.doesNotMatch(log, /hostkeys-prove-00@openssh\.com/, 'the broker asked sshd to prove them');
+    } finally {
+      client.end();
+    }
+  } finally {
+    await verbose.stop();
+  }
+});
 
 test('refuses a host whose key is not the pinned one', async () => {
   const key = makeOneTimeKey();

@@ -209,6 +209,55 @@ test('route tunnel: the broker logs on through the agent and runs a command', as
   assert.match(r.output, /tunnel-42/);
 });
 
+test('route tunnel: a logon whose grant is refused gives up the tunnel opened alongside it, closed and audited', async () => {
+  // The agent refuses a grant for an OS user the host does not have; the broker's tunnel was opened while
+  // the grant was asked for. More such logons than the instance's tunnel limit and than the broker's
+  // handshake slots (8), then one that works: a tunnel or a slot left behind would refuse or stall it.
+  const attempts = Math.max(PER_INSTANCE, 8) + 1;
+  const endedBefore = await brokerTunnelEnds();
+  for (let i = 0; i < attempts; i++) {
+    const start = await rpc.call<{ Subprotocols: { Subprotocol: string[] }; WebSocketPath: string }>(
+      'StartTerminalSession',
+      { RegionId: 'local', InstanceId: instanceId, InstanceOSUser: 'kwnosuchuser' },
+      { version: KEYWARD },
+    );
+    const ws = new WebSocket(
+      `${server.endpoint.replace('http', 'ws')}${start.WebSocketPath}`,
+      start.Subprotocols.Subprotocol,
+    );
+    const code = await new Promise<string>((resolve, reject) => {
+      ws.on('message', (data: Buffer, isBinary: boolean) => {
+        if (isBinary) return;
+        const msg = JSON.parse(data.toString()) as Record<string, unknown>;
+        if (msg['type'] === 'error') resolve(String(msg['code']));
+      });
+      ws.on('close', () => {
+        reject(new Error('the terminal closed without an error frame'));
+      });
+      ws.on('error', reject);
+    });
+    assert.equal(code, 'Logon.UnknownOsUser');
+  }
+  const r = await brokerRun('echo after-$((6*7))', 'after-42');
+  assert.equal(r.error, undefined, r.output);
+  // Each given-up tunnel is audited: closed by the broker once the agent had dialed, else refused.
+  await until(
+    'the given-up tunnels audited',
+    async () => (await brokerTunnelEnds()) >= endedBefore + attempts,
+  );
+});
+
+/** Broker tunnels that ended without carrying a logon: closed by the broker, or given up before the dial. */
+async function brokerTunnelEnds(): Promise<number> {
+  const detail = (e: Record<string, unknown>): Record<string, unknown> =>
+    e['Detail'] as Record<string, unknown>;
+  const closed = (await auditEvents('tunnel.closed')).filter(
+    (e) => detail(e)['via'] === 'broker' && detail(e)['bytesToHost'] === 0,
+  );
+  const refused = (await auditEvents('tunnel.refused')).filter((e) => detail(e)['via'] === 'broker');
+  return closed.length + refused.length;
+}
+
 test('route auto: direct fails, the broker falls back to the tunnel', async () => {
   await setRoute('auto');
   const r = await brokerRun('echo auto-$((6*7))', 'auto-42');

@@ -6,7 +6,9 @@
  * drops the only reference as soon as authentication ends, so it cannot sign again.
  *
  * Nagle is off on the socket: with it, every SSH round trip of the handshake can stall on a delayed ACK
- * (measured ≈ 129 ms per logon with it, ≈ 52 ms without).
+ * (measured ≈ 129 ms per logon with it, ≈ 52 ms without). sshd's side keeps Nagle until the session
+ * starts, so its host key announcement is answered at once with an ignore message rather than with ssh2's
+ * request for proofs, whose answer would go unanswered (answerHostKeyAnnouncement).
  */
 import { sign, type KeyObject } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
@@ -107,6 +109,81 @@ function signWithoutQuery(client: Ssh2Client, agent: OneKeyAgent): boolean {
       });
     };
     original.call(this, username, key, keyAlgo, signNow);
+  };
+  return true;
+}
+
+/** The message number of SSH_MSG_IGNORE (RFC 4253 §12). */
+const SSH_MSG_IGNORE = 2;
+
+/**
+ * Makes the broker answer sshd's announcement of its host keys (`hostkeys-00@openssh.com`, OpenSSH's
+ * PROTOCOL §2.5, sent as the session starts) with an `SSH_MSG_IGNORE` instead of a request for proofs.
+ *
+ * ssh2 asks sshd to prove each announced key (`hostkeys-prove-00@openssh.com`) on its own. The broker has
+ * no use for the proofs: it never learns host keys from sshd, it checks the pinned ones, which only the
+ * agent reports and a person accepts (OpenSSH's `ssh` ignores the announcement with `UpdateHostKeys no`).
+ * The request costs sshd a signature per host key, and its answer is a packet the broker does not answer.
+ * sshd's socket has Nagle's algorithm on until the shell starts, so its next packet (the pty request's
+ * answer) waits for the ACK of that one, which a receiver with nothing to send delays by up to 40 ms
+ * (Linux's delayed ACK). Through the agent's tunnel the answers arrive in the order that makes this wait
+ * happen in about half of the logons (+40 ms on the shell channel, seen with tcpdump on the agent's
+ * connection to sshd).
+ *
+ * Not answering at all is worse: the channel's confirmation, which sshd sends right after the announcement,
+ * then waits for that delayed ACK in every logon. An `SSH_MSG_IGNORE` (RFC 4253 §11.2: understood and
+ * ignored at any time, never answered) carries the ACK at once and asks sshd for nothing. Where ssh2's
+ * internals differ, or a key exchange is under way, ssh2's own handling is kept (false, or the proof).
+ */
+function answerHostKeyAnnouncement(client: Ssh2Client): boolean {
+  type Handler = (proto: unknown, name: string, wantReply: boolean, data: unknown) => void;
+  interface Protocol {
+    _handlers?: { GLOBAL_REQUEST?: Handler };
+    _packetRW?: {
+      write?: { allocStart?: number; alloc?: (n: number) => Buffer; finalize?: (p: Buffer) => Buffer };
+    };
+    _cipher?: { encrypt?: (p: Buffer) => void };
+    _kexinit?: unknown;
+    requestSuccess?: () => void;
+  }
+  const proto = (client as unknown as { _protocol?: Protocol })._protocol;
+  const handlers = proto?._handlers;
+  const original = handlers?.GLOBAL_REQUEST;
+  if (
+    proto === undefined ||
+    handlers === undefined ||
+    typeof original !== 'function' ||
+    original.length !== 4 ||
+    typeof proto.requestSuccess !== 'function'
+  ) {
+    return false;
+  }
+  handlers.GLOBAL_REQUEST = function (this: unknown, p, name, wantReply, data) {
+    // The packet writer and the cipher are replaced by each key exchange: taken as they are now.
+    const writer = proto._packetRW?.write;
+    const cipher = proto._cipher;
+    if (
+      name !== 'hostkeys-00@openssh.com' ||
+      proto._kexinit !== undefined ||
+      typeof writer?.allocStart !== 'number' ||
+      typeof writer.alloc !== 'function' ||
+      typeof writer.finalize !== 'function' ||
+      typeof cipher?.encrypt !== 'function'
+    ) {
+      original.call(this, p, name, wantReply, data);
+      return;
+    }
+    // OpenSSH asks no reply (serverloop.c); one is given if asked, as ssh2 does.
+    if (wantReply) {
+      proto.requestSuccess?.();
+      return;
+    }
+    // SSH_MSG_IGNORE with an empty string (RFC 4253 §11.2), written as ssh2 writes its own packets.
+    const start = writer.allocStart;
+    const packet = writer.alloc(1 + 4);
+    packet[start] = SSH_MSG_IGNORE;
+    packet.writeUInt32BE(0, start + 1);
+    cipher.encrypt(writer.finalize(packet));
   };
   return true;
 }
@@ -398,6 +475,7 @@ export function brokerConnect(options: BrokerConnectOptions): Promise<Ssh2Client
         },
       });
       signWithoutQuery(client, agent);
+      answerHostKeyAnnouncement(client);
     });
   }
 }

@@ -24,6 +24,7 @@ export {
   LogonService,
   parseOsUser,
   type IssuedGrant,
+  type IssueHooks,
   type IssueRequest,
   type LogonServiceDeps,
 } from './logon-service.js';

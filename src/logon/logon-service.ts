@@ -70,6 +70,12 @@ export interface IssueRequest {
   readonly portForwarding?: boolean;
 }
 
+/** What a caller of `issue` runs alongside it. */
+export interface IssueHooks {
+  /** The instance was read and may be logged on to; the grant is recorded and installed next. */
+  readonly onInstance?: (instance: InstanceRecord) => void;
+}
+
 export interface IssuedGrant {
   readonly grantId: string;
   readonly instance: InstanceRecord;
@@ -216,8 +222,12 @@ export class LogonService {
     return new Set(found.filter((i) => i.status === 'active' && i.regionId === regionId).map((i) => i.id));
   }
 
-  /** Issues a grant and waits until the agent confirms it installed; throws Logon.* errors otherwise. */
-  async issue(req: IssueRequest): Promise<IssuedGrant> {
+  /**
+   * Issues a grant and waits until the agent confirms it installed; throws Logon.* errors otherwise.
+   * `hooks.onInstance` is called once the instance is read and may be logged on to, before the grant is
+   * recorded: what may run while it is recorded and installed starts there (the broker's tunnel).
+   */
+  async issue(req: IssueRequest, hooks: IssueHooks = {}): Promise<IssuedGrant> {
     if (this.#closed) throw new AppError('ServiceUnavailable', 'The server is shutting down.');
     parseOsUser(req.osUser);
     if (!GRANT_PUBLIC_KEY_PATTERN.test(req.publicKey)) {
@@ -229,6 +239,7 @@ export class LogonService {
     const key = parsePublicKey(req.publicKey);
     const startedAt = performance.now();
     const instance = await this.instanceFor(req.accountId, req.regionId, req.instanceId);
+    hooks.onInstance?.(instance);
 
     const nowMs = this.#d.clock.nowMs();
     const issuedAt = Math.floor(nowMs / 1000);

@@ -298,6 +298,7 @@ export class TerminalGateway {
     });
     sendJson(ws, { type: 'status', phase: 'connecting' });
     let releaseSlot: (() => void) | undefined;
+    let early: EarlyTunnel | undefined;
     const recorded = this.#d.sessions?.recording ?? false;
     try {
       // A ticket's decision is up to 30 s old: check again before a key is made.
@@ -317,29 +318,42 @@ export class TerminalGateway {
       const recordingRequired = this.#recordingRequired(t, recorded);
       // The grant is issued before the wait for a handshake slot, so recording it and the agent installing it
       // overlap the wait instead of holding a slot: only TCP connect, key exchange and authentication do.
+      // The tunnel route takes its slot as the grant starts instead, and opens the tunnel alongside it.
       let key: OneTimeKey | undefined = makeOneTimeKey();
-      const grant = await this.#d.logon.issue({
-        accountId: t.accountId,
-        regionId: t.regionId,
-        instanceId: t.instanceId,
-        osUser: t.osUser,
-        publicKey: key.publicKeyLine,
-        kind: 'broker',
-        caller: t.caller,
-        requestId: t.requestId,
-        sourceIp: t.sourceIp,
-      });
+      const tunnels = this.#d.tunnels?.();
+      const grant = await this.#d.logon.issue(
+        {
+          accountId: t.accountId,
+          regionId: t.regionId,
+          instanceId: t.instanceId,
+          osUser: t.osUser,
+          publicKey: key.publicKeyLine,
+          kind: 'broker',
+          caller: t.caller,
+          requestId: t.requestId,
+          sourceIp: t.sourceIp,
+        },
+        {
+          // The tunnel route: the agent's dial-back and sshd's start overlap the grant (EarlyTunnel).
+          onInstance: (instance) => {
+            if (instance.sshRoute === 'tunnel' && tunnels !== undefined) {
+              early = new EarlyTunnel(this.#handshakes, tunnels, t);
+            }
+          },
+        },
+      );
       grantId = grant.grantId;
       phases.add('grantRecord', grant.timings.recordMs);
       phases.add('grantInstall', grant.timings.installMs);
       phases.mark('grantOther');
-      releaseSlot = await this.#handshakes.acquire(t.instanceId);
+      releaseSlot = await (early?.slot ?? this.#handshakes.acquire(t.instanceId));
       phases.mark('handshakeSlot');
       const id = grant.grantId;
-      const tunnels = this.#d.tunnels?.();
       const connecting = brokerConnect({
         route: grant.instance.sshRoute,
-        ...(tunnels !== undefined && { openTunnel: () => tunnels.openForBroker(t) }),
+        ...(tunnels !== undefined && {
+          openTunnel: () => early?.take() ?? tunnels.openForBroker(t),
+        }),
         instanceId: t.instanceId,
         sshAddress: grant.instance.sshAddress,
         hostKeys: grant.instance.hostKeys,
@@ -385,6 +399,7 @@ export class TerminalGateway {
         required,
       );
     } catch (err) {
+      early?.abandon();
       releaseSlot?.();
       const appErr = isAppError(err)
         ? err
@@ -689,6 +704,64 @@ function sameOrigin(origin: string, req: IncomingMessage): boolean {
   if (host === undefined) return false;
   const scheme = (req.socket as { encrypted?: boolean }).encrypted === true ? 'https' : 'http';
   return origin === `${scheme}://${host}`;
+}
+
+/**
+ * The broker's tunnel, opened while its grant is recorded and installed (the instance's route is `tunnel`)
+ * instead of after: the agent's dial-back and sshd's start for the connection (a process start on the
+ * host) then overlap the grant. The handshake slot is taken first, since the agent connects to sshd as it
+ * dials back, a connection sshd counts against MaxStartups as it does the broker's own. The tunnel is
+ * authorized as a client's is, by the ticket and the access check made before the grant (the tunnel
+ * gateway reads the instance again); the SSH session on it waits for the installed grant as before.
+ */
+class EarlyTunnel {
+  /** The handshake slot, taken before the tunnel opens. */
+  readonly slot: Promise<() => void>;
+  #stream: Promise<Duplex> | undefined;
+  readonly #abort = new AbortController();
+
+  constructor(
+    limiter: HandshakeLimiter,
+    tunnels: BrokerTunnels,
+    t: Parameters<BrokerTunnels['openForBroker']>[0],
+  ) {
+    this.slot = limiter.acquire(t.instanceId);
+    const stream = this.slot.then(() => {
+      if (this.#abort.signal.aborted) {
+        throw new AppError('Tunnel.AgentUnreachable', 'The tunnel was given up before the agent opened it.');
+      }
+      return tunnels.openForBroker(t, this.#abort.signal);
+    });
+    // Awaited by the SSH connection, or given up by abandon(): never an unhandled rejection.
+    stream.catch(() => undefined);
+    this.#stream = stream;
+  }
+
+  /** The tunnel, the first time only: a retry after sshd dropped the connection opens a new one. */
+  take(): Promise<Duplex> | undefined {
+    const stream = this.#stream;
+    this.#stream = undefined;
+    return stream;
+  }
+
+  /** The logon failed before the tunnel was taken: it is given up (closed, if it opened) and the slot freed. */
+  abandon(): void {
+    const stream = this.take();
+    if (stream === undefined) return;
+    this.#abort.abort();
+    void stream
+      .then(
+        (s) => {
+          s.destroy();
+        },
+        () => undefined,
+      )
+      .finally(() =>
+        this.slot.then((release) => {
+          release();
+        }),
+      );
+  }
 }
 
 /**
