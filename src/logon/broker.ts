@@ -135,7 +135,7 @@ const SSH_MSG_IGNORE = 2;
  * ignored at any time, never answered) carries the ACK at once and asks sshd for nothing. Where ssh2's
  * internals differ, or a key exchange is under way, ssh2's own handling is kept (false, or the proof).
  */
-function answerHostKeyAnnouncement(client: Ssh2Client): boolean {
+export function answerHostKeyAnnouncement(client: Ssh2Client): boolean {
   type Handler = (proto: unknown, name: string, wantReply: boolean, data: unknown) => void;
   interface Protocol {
     _handlers?: { GLOBAL_REQUEST?: Handler };
