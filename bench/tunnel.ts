@@ -22,7 +22,8 @@
  * it. Each run has `--rounds N` rounds of sections 1 and 2 (default 15). The broker's phases (the client's
  * view and the server's LogonTimings from the ready frame, src/logon/terminal-gateway.ts) are printed per
  * route as p50s, as the proxy's are. `--broker-only` runs section 1 alone, for A/B work on its latency.
- * `--scp-only` runs section 3 alone, `--scp-rounds N` times per run (default 1), for A/B work on
+ * Section 3 copies `--scp-rounds N` times per run each way (default 5; a run's figure is the median of its
+ * copies: a single copy swings by half on a 2-core machine); `--scp-only` runs it alone, for A/B work on
  * throughput. Besides the ratios it prints the CPU time per MiB of the tunnel copy spent by the server,
  * the agent and `keyward proxy` (read by bench/proxy-phases.ts as the proxy ends). Needs root (useradd,
  * sshd, /run), as the host tests do.
@@ -54,7 +55,7 @@ const ROUNDS = roundsFlag === -1 ? 15 : Number(process.argv[roundsFlag + 1]);
 const SCP_ONLY = process.argv.includes('--scp-only');
 const BROKER_ONLY = process.argv.includes('--broker-only');
 const scpRoundsFlag = process.argv.indexOf('--scp-rounds');
-const SCP_ROUNDS = scpRoundsFlag === -1 ? 1 : Number(process.argv[scpRoundsFlag + 1]);
+const SCP_ROUNDS = scpRoundsFlag === -1 ? 5 : Number(process.argv[scpRoundsFlag + 1]);
 const CONCURRENT = 200;
 const CONCURRENT_USERS = 20;
 const SCP_BYTES = 100 * 1024 * 1024;
