@@ -12,7 +12,8 @@
  *    direct proxy: the tunnel's cost). Plain `ssh -p PORT 127.0.0.1` with a key installed beforehand by
  *    SendSSHPublicKey is printed beside both as a baseline: the proxy's own cost over plain ssh (mostly
  *    Node's start) is judged by bench/logon-latency.ts. Each proxy's phases are timed from inside it by
- *    bench/proxy-phases.ts and printed as p50s.
+ *    bench/proxy-phases.ts and printed as p50s. Then `keyward ssh --route tunnel|direct USER@INSTANCE --
+ *    true` (through the tunnel its ssh runs `keyward proxy --connect-only`, which relays): target ≤ 1.15×.
  * 3. `scp -O` of 100 MiB to the host (to /dev/null), the same three ways: throughput ratio tunnel / plain.
  *    Target ≥ 0.7×.
  * 4. 200 tunnelled broker logons started at once by 20 users (one caller may hold 20 unredeemed terminal
@@ -163,6 +164,9 @@ interface RunFigures {
   readonly sshTunnel: number;
   readonly sshProxyDirect: number;
   readonly sshDirect: number;
+  /** `keyward ssh … true` p50, with --route tunnel and --route direct. */
+  readonly kwsshTunnel: number;
+  readonly kwsshDirect: number;
   readonly phasesTunnel: Phases;
   readonly phasesProxyDirect: Phases;
   /** p50 of each broker logon phase (brokerPhaseRow), route tunnel and direct. */
@@ -302,6 +306,21 @@ async function runOnce(run: number): Promise<RunFigures> {
         ['CheckHostIP', 'no'],
       ].flatMap(([k, v]) => ['-o', `${k ?? ''}=${v ?? ''}`]);
     const target = (host: string): string => `${fx.user.name}@${host}`;
+    // `keyward ssh` as people run it, the route given: through the tunnel its ssh runs `keyward proxy
+    // --connect-only` as ProxyCommand; direct, ssh connects itself. Without the proxies' phase module.
+    const kwEnv: NodeJS.ProcessEnv = { ...env, NODE_OPTIONS: '', KW_PHASES_FILE: '', KW_PROXY_CPU_FILE: '' };
+    const kwssh = (route: 'tunnel' | 'direct'): string[] => [
+      BIN,
+      'ssh',
+      '--route',
+      route,
+      target(fx.instanceId),
+      '--',
+      '-o',
+      'BatchMode=yes',
+      '-T',
+      'true',
+    ];
     /** Runs a proxied tool and returns its time, the proxy's phases and what it handed to ssh. */
     const viaProxy = async (
       file: string,
@@ -330,6 +349,8 @@ async function runOnce(run: number): Promise<RunFigures> {
     const sshT: number[] = [];
     const sshPD: number[] = [];
     const sshD: number[] = [];
+    const kwT: number[] = [];
+    const kwD: number[] = [];
     const phT: Phases[] = [];
     const phPD: Phases[] = [];
     const brokerPhT: Record<string, number>[] = [];
@@ -341,9 +362,11 @@ async function runOnce(run: number): Promise<RunFigures> {
       await setRoute(fx, 'direct');
       await brokerLogon(c, 'warm-d');
     }
-    if (!BROKER_ONLY) {
+    if (!BROKER_ONLY && !SCP_ONLY) {
       await viaProxy('/usr/bin/ssh', [...quiet, ...proxied('tunnel'), target(fx.instanceId), 'true']);
       await viaProxy('/usr/bin/ssh', [...quiet, ...proxied('direct'), target(fx.instanceId), 'true']);
+      await timed(process.execPath, kwssh('tunnel'), kwEnv);
+      await timed(process.execPath, kwssh('direct'), kwEnv);
     }
     for (let i = 0; i < rounds; i++) {
       await setRoute(fx, 'tunnel');
@@ -373,6 +396,8 @@ async function runOnce(run: number): Promise<RunFigures> {
       phPD.push(pd.phases);
       await freshKey();
       sshD.push(await timed('/usr/bin/ssh', [...plain('-p'), target('127.0.0.1'), 'true'], env));
+      kwT.push(await timed(process.execPath, kwssh('tunnel'), kwEnv));
+      kwD.push(await timed(process.execPath, kwssh('direct'), kwEnv));
     }
 
     const brokerFigures = {
@@ -386,6 +411,8 @@ async function runOnce(run: number): Promise<RunFigures> {
         sshTunnel: NaN,
         sshProxyDirect: NaN,
         sshDirect: NaN,
+        kwsshTunnel: NaN,
+        kwsshDirect: NaN,
         phasesTunnel: phaseMedians(phT),
         phasesProxyDirect: phaseMedians(phPD),
         ...brokerFigures,
@@ -455,6 +482,8 @@ async function runOnce(run: number): Promise<RunFigures> {
         sshTunnel: NaN,
         sshProxyDirect: NaN,
         sshDirect: NaN,
+        kwsshTunnel: NaN,
+        kwsshDirect: NaN,
         phasesTunnel: phaseMedians(phT),
         phasesProxyDirect: phaseMedians(phPD),
         ...brokerFigures,
@@ -485,6 +514,8 @@ async function runOnce(run: number): Promise<RunFigures> {
       sshTunnel: summarize(sshT).p50,
       sshProxyDirect: summarize(sshPD).p50,
       sshDirect: summarize(sshD).p50,
+      kwsshTunnel: summarize(kwT).p50,
+      kwsshDirect: summarize(kwD).p50,
       phasesTunnel: phaseMedians(phT),
       phasesProxyDirect: phaseMedians(phPD),
       ...brokerFigures,
@@ -550,6 +581,7 @@ async function main(): Promise<void> {
   const m = (f: (x: RunFigures) => number): number => median(runs.map(f));
   const brokerRatio = m((x) => x.brokerTunnel / x.brokerDirect);
   const sshRatio = m((x) => x.sshTunnel / x.sshProxyDirect);
+  const kwsshRatio = m((x) => x.kwsshTunnel / x.kwsshDirect);
   const scpRatio = m((x) => x.scpTunnelMiBs / x.scpDirectMiBs);
   const allOk = SCP_ONLY || BROKER_ONLY || runs.every((x) => x.concurrentOk === CONCURRENT);
   const allRows: string[][] = [
@@ -579,6 +611,19 @@ async function main(): Promise<void> {
       `${fixed(sshRatio, 2)}× (${spread((x) => x.sshTunnel / x.sshProxyDirect, 2)})`,
       '≤ 1.15×',
       met(sshRatio <= 1.15),
+    ],
+    [
+      'keyward ssh … true p50: --route tunnel / --route direct',
+      `${fixed(
+        m((x) => x.kwsshTunnel),
+        1,
+      )} / ${fixed(
+        m((x) => x.kwsshDirect),
+        1,
+      )} ms`,
+      `${fixed(kwsshRatio, 2)}× (${spread((x) => x.kwsshTunnel / x.kwsshDirect, 2)})`,
+      '≤ 1.15×',
+      met(kwsshRatio <= 1.15),
     ],
     [
       '  (baseline) ssh via keyward proxy --route tunnel / plain ssh',
@@ -673,7 +718,7 @@ async function main(): Promise<void> {
     ],
   ];
   // --scp-only: the scp rows alone; --broker-only: the broker's.
-  const rows = SCP_ONLY ? allRows.slice(4, 7) : BROKER_ONLY ? allRows.slice(0, 1) : allRows;
+  const rows = SCP_ONLY ? allRows.slice(5, 8) : BROKER_ONLY ? allRows.slice(0, 1) : allRows;
   process.stdout.write(
     `\nSSH through the agent's tunnel vs direct (median of ${String(RUNS)} runs, spread in brackets)\n` +
       `${renderTable(['measure', 'tunnel / direct', 'ratio', 'target', ''], rows)}\n`,
