@@ -579,113 +579,82 @@ async function main(): Promise<void> {
     return `${fixed(Math.min(...v), digits)}–${fixed(Math.max(...v), digits)}`;
   };
   const m = (f: (x: RunFigures) => number): number => median(runs.map(f));
-  const brokerRatio = m((x) => x.brokerTunnel / x.brokerDirect);
-  const sshRatio = m((x) => x.sshTunnel / x.sshProxyDirect);
-  const kwsshRatio = m((x) => x.kwsshTunnel / x.kwsshDirect);
-  const scpRatio = m((x) => x.scpTunnelMiBs / x.scpDirectMiBs);
+  type Figure = (x: RunFigures) => number;
+  /** A row `a / b`: the medians of both, the median of the runs' ratios with their spread, and the target. */
+  const ratioRow = (
+    label: string,
+    a: Figure,
+    b: Figure,
+    unit: string,
+    digits: number,
+    target?: { readonly text: string; readonly ok: (ratio: number) => boolean },
+  ): string[] => {
+    const r: Figure = (x) => a(x) / b(x);
+    return [
+      label,
+      `${fixed(m(a), digits)} / ${fixed(m(b), digits)} ${unit}`,
+      `${fixed(m(r), 2)}× (${spread(r, 2)})`,
+      target?.text ?? '',
+      target === undefined ? '' : met(target.ok(m(r))),
+    ];
+  };
+  const atMost115 = { text: '≤ 1.15×', ok: (r: number) => r <= 1.15 };
   const allOk = SCP_ONLY || BROKER_ONLY || runs.every((x) => x.concurrentOk === CONCURRENT);
   const allRows: string[][] = [
-    [
+    ratioRow(
       'broker logon p50, tunnel / direct',
-      `${fixed(
-        m((x) => x.brokerTunnel),
-        1,
-      )} / ${fixed(
-        m((x) => x.brokerDirect),
-        1,
-      )} ms`,
-      `${fixed(brokerRatio, 2)}× (${spread((x) => x.brokerTunnel / x.brokerDirect, 2)})`,
-      '≤ 1.15×',
-      met(brokerRatio <= 1.15),
-    ],
-    [
-      // The issue's target: a logon through the tunnel against a direct logon, the same tool both ways.
+      (x) => x.brokerTunnel,
+      (x) => x.brokerDirect,
+      'ms',
+      1,
+      atMost115,
+    ),
+    // The issue's target: a logon through the tunnel against a direct logon, the same tool both ways.
+    ratioRow(
       'ssh via keyward proxy p50: --route tunnel / --route direct',
-      `${fixed(
-        m((x) => x.sshTunnel),
-        1,
-      )} / ${fixed(
-        m((x) => x.sshProxyDirect),
-        1,
-      )} ms`,
-      `${fixed(sshRatio, 2)}× (${spread((x) => x.sshTunnel / x.sshProxyDirect, 2)})`,
-      '≤ 1.15×',
-      met(sshRatio <= 1.15),
-    ],
-    [
+      (x) => x.sshTunnel,
+      (x) => x.sshProxyDirect,
+      'ms',
+      1,
+      atMost115,
+    ),
+    ratioRow(
       'keyward ssh … true p50: --route tunnel / --route direct',
-      `${fixed(
-        m((x) => x.kwsshTunnel),
-        1,
-      )} / ${fixed(
-        m((x) => x.kwsshDirect),
-        1,
-      )} ms`,
-      `${fixed(kwsshRatio, 2)}× (${spread((x) => x.kwsshTunnel / x.kwsshDirect, 2)})`,
-      '≤ 1.15×',
-      met(kwsshRatio <= 1.15),
-    ],
-    [
+      (x) => x.kwsshTunnel,
+      (x) => x.kwsshDirect,
+      'ms',
+      1,
+      atMost115,
+    ),
+    ratioRow(
       '  (baseline) ssh via keyward proxy --route tunnel / plain ssh',
-      `${fixed(
-        m((x) => x.sshTunnel),
-        1,
-      )} / ${fixed(
-        m((x) => x.sshDirect),
-        1,
-      )} ms`,
-      `${fixed(
-        m((x) => x.sshTunnel / x.sshDirect),
-        2,
-      )}× (${spread((x) => x.sshTunnel / x.sshDirect, 2)})`,
-      '',
-      '',
-    ],
-    [
+      (x) => x.sshTunnel,
+      (x) => x.sshDirect,
+      'ms',
+      1,
+    ),
+    ratioRow(
       '  (baseline) ssh via keyward proxy --route direct / plain ssh',
-      `${fixed(
-        m((x) => x.sshProxyDirect),
-        1,
-      )} / ${fixed(
-        m((x) => x.sshDirect),
-        1,
-      )} ms`,
-      `${fixed(
-        m((x) => x.sshProxyDirect / x.sshDirect),
-        2,
-      )}× (${spread((x) => x.sshProxyDirect / x.sshDirect, 2)})`,
-      '',
-      '',
-    ],
-    [
+      (x) => x.sshProxyDirect,
+      (x) => x.sshDirect,
+      'ms',
+      1,
+    ),
+    ratioRow(
       'scp -O 100 MiB throughput: tunnel proxy / plain scp',
-      `${fixed(
-        m((x) => x.scpTunnelMiBs),
-        0,
-      )} / ${fixed(
-        m((x) => x.scpDirectMiBs),
-        0,
-      )} MiB/s`,
-      `${fixed(scpRatio, 2)}× (${spread((x) => x.scpTunnelMiBs / x.scpDirectMiBs, 2)})`,
-      '≥ 0.7×',
-      met(scpRatio >= 0.7),
-    ],
-    [
+      (x) => x.scpTunnelMiBs,
+      (x) => x.scpDirectMiBs,
+      'MiB/s',
+      0,
+      { text: '≥ 0.7×', ok: (r) => r >= 0.7 },
+    ),
+    ratioRow(
       '  (baseline) scp via keyward proxy --route direct / plain scp',
-      `${fixed(
-        m((x) => x.scpProxyDirectMiBs),
-        0,
-      )} / ${fixed(
-        m((x) => x.scpDirectMiBs),
-        0,
-      )} MiB/s`,
-      `${fixed(
-        m((x) => x.scpProxyDirectMiBs / x.scpDirectMiBs),
-        2,
-      )}× (${spread((x) => x.scpProxyDirectMiBs / x.scpDirectMiBs, 2)})`,
-      '',
-      '',
-    ],
+      (x) => x.scpProxyDirectMiBs,
+      (x) => x.scpDirectMiBs,
+      'MiB/s',
+      0,
+    ),
     [
       // With fdpass the proxy relays nothing: its figure is its whole run (start, grant, handover) / 100 MiB.
       '  (cost) server / agent / proxy CPU during the tunnel scp (proxy: its whole run)',
