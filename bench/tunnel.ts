@@ -13,7 +13,8 @@
  *    SendSSHPublicKey is printed beside both as a baseline: the proxy's own cost over plain ssh (mostly
  *    Node's start) is judged by bench/logon-latency.ts. Each proxy's phases are timed from inside it by
  *    bench/proxy-phases.ts and printed as p50s. Then `keyward ssh --route tunnel|direct USER@INSTANCE --
- *    true` (through the tunnel its ssh runs `keyward proxy --connect-only`, which relays): target ≤ 1.15×.
+ *    true` (through the tunnel `keyward ssh` opens the tunnel itself and relays it to its ssh through two
+ *    named pipes, ssh-pipe-link.ts): target ≤ 1.15×.
  * 3. `scp -O` of 100 MiB to the host (to /dev/null), the same three ways: throughput ratio tunnel / plain.
  *    Target ≥ 0.7×.
  * 4. 200 tunnelled broker logons started at once by 20 users (one caller may hold 20 unredeemed terminal
@@ -306,8 +307,8 @@ async function runOnce(run: number): Promise<RunFigures> {
         ['CheckHostIP', 'no'],
       ].flatMap(([k, v]) => ['-o', `${k ?? ''}=${v ?? ''}`]);
     const target = (host: string): string => `${fx.user.name}@${host}`;
-    // `keyward ssh` as people run it, the route given: through the tunnel its ssh runs `keyward proxy
-    // --connect-only` as ProxyCommand; direct, ssh connects itself. Without the proxies' phase module.
+    // `keyward ssh` as people run it, the route given: through the tunnel it relays the tunnel to its ssh
+    // itself; direct, ssh connects itself. Without the proxies' phase module.
     const kwEnv: NodeJS.ProcessEnv = { ...env, NODE_OPTIONS: '', KW_PHASES_FILE: '', KW_PROXY_CPU_FILE: '' };
     const kwssh = (route: 'tunnel' | 'direct'): string[] => [
       BIN,

@@ -4,16 +4,20 @@
  * instance's SshRoute: `keyward ssh` (routes tunnel and auto, and a cached route that went stale),
  * `keyward scp` both ways, and plain ssh and scp through an installed `keyward ssh-config` block, by
  * instance name. Every logon's one-time key is granted and used; the tunnels are audited as opened and
- * closed. Real OpenSSH, real sshd, real agent and server.
+ * closed; nothing of `keyward ssh`'s ProxyCommand (ssh-pipe-link.ts) is left once it exited, and a refused
+ * tunnel is reported with its code. Real OpenSSH, real sshd, real agent and server.
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { Duplex } from 'node:stream';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { openRawSshTunnel } from '../src/client/raw-tunnel.js';
 import { credentialsEnv } from './helpers/cli.js';
+import { leftovers } from './helpers/leftovers.js';
 import { startNetnsHost, type NetnsHost } from './helpers/netns-host.js';
 import { BIN, baseEnv } from './helpers/server.js';
 import { run, type RunResult } from './helpers/tools.js';
@@ -21,6 +25,8 @@ import { run, type RunResult } from './helpers/tools.js';
 const KEYWARD = '2026-11-01';
 const NAME = 'far-host';
 const SFTP_SERVER = '/usr/lib/openssh/sftp-server';
+/** Tunnels one instance may have open (the server's --tunnels-per-instance): the tools open one at a time. */
+const PER_INSTANCE = 2;
 
 let h: NetnsHost;
 let home: string;
@@ -30,7 +36,10 @@ before(async () => {
   if (!existsSync(SFTP_SERVER)) {
     throw new Error(`${SFTP_SERVER} is required (scp uses sftp): apt-get install -y openssh-sftp-server`);
   }
-  h = await startNetnsHost({ sshdAppend: [`Subsystem sftp ${SFTP_SERVER}`] });
+  h = await startNetnsHost({
+    sshdAppend: [`Subsystem sftp ${SFTP_SERVER}`],
+    serverArgs: ['--tunnels-per-instance', String(PER_INSTANCE)],
+  });
   await h.rpc.call('ModifyInstanceAttribute', {
     RegionId: 'local',
     InstanceId: h.instanceId,
@@ -126,9 +135,12 @@ async function viaTunnel(
   return res;
 }
 
-/** `keyward ssh [own...] USER@INSTANCE -- -T -o BatchMode=yes [sshOptions...] echo on-<the host's address>`. */
-const keywardSsh = (own: string[] = [], sshOptions: string[] = []): Promise<RunResult> =>
-  run(
+/**
+ * `keyward ssh [own...] USER@INSTANCE -- -T -o BatchMode=yes [sshOptions...] echo on-<the host's address>`;
+ * once it exited, nothing of its ProxyCommand is left (tunnel and auto routes: ssh-pipe-link.ts).
+ */
+const keywardSsh = async (own: string[] = [], sshOptions: string[] = []): Promise<RunResult> => {
+  const res = await run(
     process.execPath,
     [
       BIN,
@@ -145,6 +157,9 @@ const keywardSsh = (own: string[] = [], sshOptions: string[] = []): Promise<RunR
     ],
     { env },
   );
+  assert.deepEqual(leftovers(join(env['TMPDIR'] ?? '', 'keyward-ssh-')), [], res.stderr);
+  return res;
+};
 
 function sha256(file: string): string {
   return createHash('sha256').update(readFileSync(file)).digest('hex');
@@ -192,6 +207,37 @@ test('keyward ssh: a cached direct route that went stale is corrected; --route o
   await setRoute('tunnel');
   const r = await viaTunnel(1, 1, () => keywardSsh());
   assert.equal(r.stdout.trim(), `on-${h.hostIp}`, r.stderr);
+});
+
+test('keyward ssh says why when the tunnel is refused (Tunnel.TooManyTunnels), exits 255, leaves nothing', async () => {
+  await setRoute('tunnel');
+  const held: Duplex[] = [];
+  try {
+    for (let i = 0; i < PER_INSTANCE; i += 1) {
+      held.push(
+        await openRawSshTunnel(h.rpc, {
+          regionId: 'local',
+          instanceId: h.instanceId,
+          loginUser: h.user.name,
+        }),
+      );
+    }
+    // Both with the route cached (ssh started at once) and without (ssh started once the server answered).
+    for (const own of [[], ['--route', 'tunnel']]) {
+      const r = await keywardSsh(own);
+      assert.equal(r.code, 255, `${r.stderr}\n${r.stdout}`);
+      assert.match(r.stderr, /^keyward: Tunnel\.TooManyTunnels: /m);
+      assert.equal(r.stdout, '');
+      // ssh's own messages about a connection it never had are not shown.
+      assert.doesNotMatch(r.stderr, /Connection closed|kex_exchange_identification/);
+    }
+    rmSync(join(home, '.cache', 'keyward'), { recursive: true, force: true });
+    const cold = await keywardSsh();
+    assert.equal(cold.code, 255, cold.stderr);
+    assert.match(cold.stderr, /^keyward: Tunnel\.TooManyTunnels: /m);
+  } finally {
+    for (const s of held) s.destroy();
+  }
 });
 
 test('keyward scp copies a file there and back through the tunnel with the same SHA-256', async () => {

@@ -4,7 +4,7 @@
  */
 import type { Duplex } from 'node:stream';
 import type { RpcClient } from '../../client/index.js';
-import { openRawSshTunnel, openSshTunnel } from '../../client/tunnel.js';
+import { openRawSshTunnel } from '../../client/raw-tunnel.js';
 
 export interface TunnelRequest {
   readonly regionId: string;
@@ -15,6 +15,9 @@ export interface TunnelRequest {
   readonly raw?: boolean;
 }
 
-export function openTunnel(client: RpcClient, opts: TunnelRequest): Promise<Duplex> {
-  return opts.raw === true ? openRawSshTunnel(client, opts) : openSshTunnel(client, opts);
+/** The WebSocket form is loaded only when asked for: raw mode (`keyward ssh`, `--fdpass`) needs no `ws`. */
+export async function openTunnel(client: RpcClient, opts: TunnelRequest): Promise<Duplex> {
+  if (opts.raw === true) return openRawSshTunnel(client, opts);
+  const { openSshTunnel } = await import('../../client/tunnel.js');
+  return openSshTunnel(client, opts);
 }

@@ -16,8 +16,7 @@
  *      else one end of a local socket pair it relays (TLS, or the `auto` route's connection it read
  *      from); then it serves the key until ssh used it, or ssh is gone, and exits.
  * With `--connect-only INSTANCE` it does step 3 alone, HOST PORT being the address for the direct route:
- * `keyward ssh` starts it so, as its ProxyCommand for instances reached through the tunnel, having made
- * the key and asked for the grant itself.
+ * for an ssh whose key and grant were made elsewhere (SendSSHPublicKey by a program of the user's).
  * Nothing is relayed before the grant is installed and the host keys are written, so ssh can neither
  * verify the host nor offer the key before that. The private key never leaves this process's memory.
  */
@@ -56,7 +55,8 @@ Options:
                        connect here instead of the SSH address the agent reports
   --connect-only INSTANCE
                        only connect to INSTANCE's sshd (HOST PORT: its address for the direct route)
-                       and relay: no key, no grant (how keyward ssh reaches a tunnel instance)
+                       and relay: no key, no grant (for an ssh whose one-time key was sent
+                       by other means)
   --fdpass             for ProxyUseFdpass (what keyward ssh-config writes): hand ssh the connection
                        itself over stdout instead of relaying its bytes, then serve the key until ssh
                        has used it; run in the background (ssh waits for its ProxyCommand to exit)

@@ -13,10 +13,11 @@
  * Keyward's options come first on ssh's command line, and ssh keeps the first value it reads for each
  * option, so passed-through options cannot weaken the host key check.
  *
- * An instance reached through the tunnel (SshRoute `tunnel`, or `auto` when sshd does not answer
- * directly; `--route` overrides the instance's route) gets a ProxyCommand of this CLI's own:
- * `keyward proxy --connect-only INSTANCE`, which only opens the route and relays (the key and the grant are
- * this process's). Direct instances get none: ssh connects itself, as fast as before.
+ * An instance reached through the tunnel (SshRoute `tunnel`, or `auto`: direct when sshd answers, else the
+ * tunnel; `--route` overrides the instance's route) is reached by this process itself: it opens the route
+ * while it asks for the grant, and relays it to ssh through a ProxyCommand of two `cat`s and two named
+ * pipes (ssh-pipe-link.ts), not a second Node process. Direct instances get no ProxyCommand: ssh connects
+ * itself.
  *
  * When the instance's address, route and pinned host keys are cached from last time, ssh is started before the
  * server is asked (prepareSsh, run by the entry point before the rest of the CLI loads): its TCP connect
@@ -30,14 +31,15 @@ import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import type { Duplex } from 'node:stream';
 import type { RpcClient } from '../../../client/index.js';
 import { KEYWARD_API_VERSION } from '../../../rpc/api-versions.js';
 import { CliFailure, parseCommandArgs, println, stringFlag, UsageError, type CliIo } from '../cli-io.js';
 import { OneKeyAgent } from '../ssh-agent-server.js';
 import { SshCache } from '../ssh-cache.js';
 import { requestsPortForwarding } from '../ssh-forwarding.js';
-import { isSshRoute, shellWord, type SshRoute } from '../ssh-tools.js';
+import { PipeLink } from '../ssh-pipe-link.js';
+import { isSshRoute, type SshRoute } from '../ssh-tools.js';
 
 export const SSH_HELP = `Usage: keyward ssh [options] [USER@]INSTANCE [-- SSH_ARGS...]
 
@@ -116,7 +118,11 @@ export interface SshPlan {
   readonly cachedKeys: readonly string[] | undefined;
   /** The route the early ssh was started for (`--route`, else the cached one). */
   readonly cachedRoute: SshRoute;
-  readonly argsFor: (address: { host: string; port: string }, route: SshRoute) => string[];
+  /** ssh's arguments for `address` by `route`, and the link this process relays (not for direct). */
+  readonly argsFor: (
+    address: { host: string; port: string },
+    route: SshRoute,
+  ) => { args: string[]; link: PipeLink | undefined };
   early: RunningSsh | undefined;
   /** Closes the agent and removes the directory (also at process exit). */
   readonly cleanup: () => void;
@@ -172,8 +178,16 @@ export function prepareSsh(args: readonly string[], env: NodeJS.ProcessEnv): Ssh
     const cachedAddress = override ?? splitCached(cache.address(instanceId));
     const cachedKeys = cache.hostKeys(instanceId);
     const cachedRoute = routeOverride ?? cache.route(instanceId);
-    const argsFor = (address: { host: string; port: string }, route: SshRoute): string[] => [
-      ...(route === 'direct' ? [] : ['-o', `ProxyCommand=${connectOnlyCommand(instanceId, route)}`]),
+    let links = 0;
+    const argsFor = (
+      address: { host: string; port: string },
+      route: SshRoute,
+    ): { args: string[]; link: PipeLink | undefined } => {
+      const link = route === 'direct' ? undefined : new PipeLink(dir, (links += 1));
+      return { args: sshArgs(address, link), link };
+    };
+    const sshArgs = (address: { host: string; port: string }, link: PipeLink | undefined): string[] => [
+      ...(link === undefined ? [] : ['-o', `ProxyCommand=${link.proxyCommand}`, '-o', 'ProxyUseFdpass=no']),
       '-o',
       `IdentityAgent=${socket}`,
       '-o',
@@ -230,28 +244,6 @@ export function prepareSsh(args: readonly string[], env: NodeJS.ProcessEnv): Ssh
   }
 }
 
-/** The entry point of this CLI, which ssh runs as `keyward proxy --connect-only` for a tunnel route. */
-const ENTRY = fileURLToPath(new URL('../../../../../bin/keyward.js', import.meta.url));
-
-/**
- * The ProxyCommand for an instance reached by `route` (tunnel or auto): this node and this entry point
- * (PATH does not matter), connecting only; ssh fills in %r %h %p (user, address, port).
- */
-function connectOnlyCommand(instanceId: string, route: SshRoute): string {
-  return [
-    shellWord(process.execPath),
-    shellWord(ENTRY),
-    'proxy',
-    '--connect-only',
-    instanceId,
-    '--route',
-    route,
-    '%r',
-    '%h',
-    '%p',
-  ].join(' ');
-}
-
 /** Characters a path may hold to be passed to ssh as an option value unquoted and unexpanded. */
 const SAFE_PATH = /^[A-Za-z0-9._/@+,=:-]+$/;
 
@@ -271,11 +263,30 @@ export async function sshCommand(
   const { agent, cachedAddress, cachedKeys, cachedRoute, argsFor, routeOverride } = plan;
   let early = plan.early;
   plan.early = undefined;
+  let opening: Promise<Duplex> | undefined;
+  let session: RunningSsh | undefined;
   try {
     const { client, regionId } = connect();
+    // The route ssh's link relays, opened by this process (tunnel or auto: see ssh-pipe-link.ts).
+    const openLink = (route: SshRoute, address: { host: string; port: string }): Promise<Duplex> => {
+      const opened = import('../ssh-route.js').then(({ openRoute }) =>
+        openRoute(route, {
+          client,
+          regionId,
+          instanceId,
+          loginUser: osUser,
+          host: address.host,
+          port: Number(address.port),
+          // The connection itself, not a WebSocket: nothing to frame, as `keyward proxy --fdpass`.
+          raw: true,
+        }),
+      );
+      opened.catch(() => undefined);
+      return opened;
+    };
     let sent: SendResponse;
     try {
-      sent = await client.call<SendResponse>(
+      const asking = client.call<SendResponse>(
         'SendSSHPublicKey',
         {
           RegionId: regionId,
@@ -286,44 +297,77 @@ export async function sshCommand(
         },
         { version: KEYWARD_API_VERSION },
       );
+      // The early ssh's route opens while the grant is asked for (the agent holds the key until it is in).
+      if (early?.link !== undefined && cachedAddress !== undefined)
+        opening = openLink(cachedRoute, cachedAddress);
+      sent = await asking;
+      const hostKeys = sent.HostKeys.HostKey.map((k) => k.PublicKey);
+      if (hostKeys.length === 0) {
+        throw new CliFailure(
+          `${instanceId} has no pinned host key; Keyward will not trust one on first use.`,
+        );
+      }
+      const address = override ?? splitAddress(sent.SshAddress);
+      // A server from before SshRoute names none: direct, as keyward ssh always went then.
+      const answered = sent.SshRoute !== undefined && isSshRoute(sent.SshRoute) ? sent.SshRoute : 'direct';
+      const route = routeOverride ?? answered;
+      if (
+        early !== undefined &&
+        (address.host !== cachedAddress?.host ||
+          address.port !== cachedAddress.port ||
+          route !== cachedRoute ||
+          !sameKeys(hostKeys, cachedKeys ?? []))
+      ) {
+        // The instance moved, its route or its pinned keys changed: that ssh checked the host against what the
+        // cache said, and has not been able to authenticate (the agent holds its answer). Start over.
+        await early.stop();
+        early = undefined;
+        void opening?.then(
+          (stream) => stream.destroy(),
+          () => undefined,
+        );
+        opening = undefined;
+      }
+      if (early === undefined) {
+        // Written whole under another name, then renamed: ssh never reads half a file.
+        writeFileSync(`${knownHosts}.tmp`, knownHostsLines(instanceId, hostKeys), {
+          mode: 0o600,
+          flag: 'wx',
+        });
+        renameSync(`${knownHosts}.tmp`, knownHosts);
+      }
+      // The grant is installed: ssh may have the key now.
+      agent.open();
+      session = early ?? startSsh(program, argsFor(address, route), route !== 'direct');
+      early = undefined;
+      if (session.link !== undefined) {
+        opening ??= openLink(route, address);
+        let stream: Duplex;
+        try {
+          stream = await opening;
+        } catch (err) {
+          // ssh has not said anything yet (its messages are held): this says why it cannot connect.
+          await session.stop();
+          println(io.stderr, `keyward: ${describeFailure(err)}`);
+          return 255;
+        }
+        opening = undefined;
+        try {
+          await session.link.attach(stream);
+        } catch {
+          // ssh exited before it started its ProxyCommand: its own messages say why.
+          stream.destroy();
+        }
+      }
+      cache.setHostKeys(instanceId, hostKeys);
+      cache.setHostKeyTypes(instanceId, keyTypes(sent.HostKeys.HostKey));
+      if (override === undefined) cache.setAddress(instanceId, sent.SshAddress);
+      if (routeOverride === undefined) cache.setRoute(instanceId, answered);
     } finally {
       client.close();
     }
-    const hostKeys = sent.HostKeys.HostKey.map((k) => k.PublicKey);
-    if (hostKeys.length === 0) {
-      throw new CliFailure(`${instanceId} has no pinned host key; Keyward will not trust one on first use.`);
-    }
-    const address = override ?? splitAddress(sent.SshAddress);
-    // A server from before SshRoute names none: direct, as keyward ssh always went then.
-    const answered = sent.SshRoute !== undefined && isSshRoute(sent.SshRoute) ? sent.SshRoute : 'direct';
-    const route = routeOverride ?? answered;
-    if (
-      early !== undefined &&
-      (address.host !== cachedAddress?.host ||
-        address.port !== cachedAddress.port ||
-        route !== cachedRoute ||
-        !sameKeys(hostKeys, cachedKeys ?? []))
-    ) {
-      // The instance moved, its route or its pinned keys changed: that ssh checked the host against what the cache
-      // said, and has not been able to authenticate (the agent holds its answer). Start over.
-      await early.stop();
-      early = undefined;
-    }
-    if (early === undefined) {
-      // Written whole under another name, then renamed: ssh never reads half a file.
-      writeFileSync(`${knownHosts}.tmp`, knownHostsLines(instanceId, hostKeys), { mode: 0o600, flag: 'wx' });
-      renameSync(`${knownHosts}.tmp`, knownHosts);
-    }
-    // The grant is installed: ssh may have the key now.
-    agent.open();
-    const session = early ?? startSsh(program, argsFor(address, route), false);
-    early = undefined;
     session.release();
     const code = await session.exited;
-    if (override === undefined) cache.setAddress(instanceId, sent.SshAddress);
-    if (routeOverride === undefined) cache.setRoute(instanceId, answered);
-    cache.setHostKeys(instanceId, hostKeys);
-    cache.setHostKeyTypes(instanceId, keyTypes(sent.HostKeys.HostKey));
     cache.save();
     if (code === 255) {
       println(
@@ -335,9 +379,23 @@ export async function sshCommand(
     }
     return code;
   } finally {
+    void opening?.then(
+      (stream) => stream.destroy(),
+      () => undefined,
+    );
     if (early !== undefined) await early.stop();
+    if (session !== undefined) await session.stop();
     plan.cleanup();
   }
+}
+
+/** `Code: message` of a failure to open the route (an RpcError's or a CliFailure's code), else its message. */
+function describeFailure(err: unknown): string {
+  const code = (err as { code?: unknown }).code;
+  const message = err instanceof Error ? err.message : String(err);
+  return typeof code === 'string' && /^[A-Z][A-Za-z]*(\.[A-Za-z]+)*$/.test(code)
+    ? `${code}: ${message}`
+    : message;
 }
 
 /** known_hosts lines for `alias` (the HostKeyAlias) with `keys` (`type base64`). */
@@ -368,6 +426,8 @@ function splitCached(text: string | undefined): { host: string; port: string } |
 
 export interface RunningSsh {
   readonly exited: Promise<number>;
+  /** The link this process relays to ssh (tunnel and auto routes); closed when ssh exits. */
+  readonly link: PipeLink | undefined;
   /** Lets ssh's messages through (those held so far first). */
   release(): void;
   stop(): Promise<void>;
@@ -377,10 +437,15 @@ export interface RunningSsh {
  * Starts ssh on this terminal; `exited` resolves with its exit status (128 + n for a signal). With `hold`,
  * ssh's standard error is kept until `release()` (and dropped if it is stopped before).
  */
-function startSsh(program: string, args: string[], hold: boolean): RunningSsh {
+function startSsh(
+  program: string,
+  { args, link }: { args: string[]; link: PipeLink | undefined },
+  hold: boolean,
+): RunningSsh {
   const child: ChildProcess = spawn(program, args, {
     stdio: ['inherit', 'inherit', hold ? 'pipe' : 'inherit'],
   });
+  link?.watch();
   let held: Buffer[] | undefined = hold ? [] : undefined;
   child.stderr?.on('data', (chunk: Buffer) => {
     if (held !== undefined) held.push(chunk);
@@ -404,6 +469,7 @@ function startSsh(program: string, args: string[], hold: boolean): RunningSsh {
   const exited = new Promise<number>((resolve, reject) => {
     child.once('error', (err: NodeJS.ErrnoException) => {
       done();
+      link?.close();
       reject(
         err.code === 'ENOENT'
           ? new CliFailure(
@@ -413,6 +479,9 @@ function startSsh(program: string, args: string[], hold: boolean): RunningSsh {
       );
     });
     // 'close': ssh has exited and its standard error is fully read.
+    // The ProxyCommand's `cat`s hold ssh's standard error too: they end once the link is closed, and only
+    // then does 'close' come.
+    child.once('exit', () => link?.close());
     child.once('close', (code, signal) => {
       done();
       resolve(code ?? 128 + (signal === null ? 0 : signalNumber(signal)));
@@ -422,6 +491,7 @@ function startSsh(program: string, args: string[], hold: boolean): RunningSsh {
   exited.catch(() => undefined);
   return {
     exited,
+    link,
     release() {
       if (held === undefined) return;
       for (const chunk of held) process.stderr.write(chunk);
