@@ -352,12 +352,9 @@ export async function sshCommand(
           return 255;
         }
         opening = undefined;
-        try {
-          await session.link.attach(stream);
-        } catch {
-          // ssh exited before it started its ProxyCommand: its own messages say why.
-          stream.destroy();
-        }
+        // Not awaited: an ssh that never runs its ProxyCommand (a ControlMaster of the user's config
+        // carries the session) goes on; the link closes when it exits, and the route with it.
+        session.link.attach(stream).catch(() => stream.destroy());
       }
       cache.setHostKeys(instanceId, hostKeys);
       cache.setHostKeyTypes(instanceId, keyTypes(sent.HostKeys.HostKey));
