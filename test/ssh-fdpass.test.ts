@@ -18,13 +18,14 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { RpcClient } from '../src/client/index.js';
 import { credentialsEnv } from './helpers/cli.js';
+import { processes } from './helpers/leftovers.js';
 import { waitForRunningInstance } from './helpers/instances.js';
 import { repoRoot } from './helpers/repo-root.js';
 import {
@@ -206,19 +207,9 @@ const target = (): string => `${user.name}@${instanceId}.keyward`;
 
 /** `keyward proxy` processes running for this test's HOME. */
 function proxies(): number[] {
-  const found: number[] = [];
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const cmdline = readFileSync(`/proc/${name}/cmdline`, 'latin1').split('\0');
-      if (!cmdline.includes('proxy') || !cmdline.includes('--fdpass')) continue;
-      const environ = readFileSync(`/proc/${name}/environ`, 'latin1').split('\0');
-      if (environ.includes(`HOME=${home}`)) found.push(Number(name));
-    } catch {
-      // Gone meanwhile, or not ours to read.
-    }
-  }
-  return found;
+  return processes(
+    (p) => p.args.includes('proxy') && p.args.includes('--fdpass') && p.environ().includes(`HOME=${home}`),
+  ).map((p) => p.pid);
 }
 
 for (const route of ['direct', 'tunnel'] as const) {

@@ -322,10 +322,7 @@ export async function sshCommand(
         // cache said, and has not been able to authenticate (the agent holds its answer). Start over.
         await early.stop();
         early = undefined;
-        void opening?.then(
-          (stream) => stream.destroy(),
-          () => undefined,
-        );
+        dropRoute(opening);
         opening = undefined;
       }
       if (early === undefined) {
@@ -376,14 +373,19 @@ export async function sshCommand(
     }
     return code;
   } finally {
-    void opening?.then(
-      (stream) => stream.destroy(),
-      () => undefined,
-    );
+    dropRoute(opening);
     if (early !== undefined) await early.stop();
     if (session !== undefined) await session.stop();
     plan.cleanup();
   }
+}
+
+/** Closes the route `opening` opens (or opened), whenever it does; a failure to open is already said. */
+function dropRoute(opening: Promise<Duplex> | undefined): void {
+  void opening?.then(
+    (stream) => stream.destroy(),
+    () => undefined,
+  );
 }
 
 /** `Code: message` of a failure to open the route (an RpcError's or a CliFailure's code), else its message. */
