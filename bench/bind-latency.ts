@@ -51,7 +51,7 @@ async function main(): Promise<void> {
     agent = spawn(
       process.execPath,
       [
-        join(REPO_ROOT, 'bin', 'keyward.js'),
+        join(REPO_ROOT, 'bin', 'keyward.cjs'),
         ...agentArgs({
           server: server.endpoint,
           stateDir: join(work, 'agent'),

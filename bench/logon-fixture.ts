@@ -25,7 +25,7 @@ import { waitForRunningInstance } from '../test/helpers/instances.js';
 import { startServerProcess, type ServerProcess } from './server-process.js';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
-export const BIN = join(REPO_ROOT, 'bin', 'keyward.js');
+export const BIN = join(REPO_ROOT, 'bin', 'keyward.cjs');
 const KEYWARD = '2026-11-01';
 
 export interface LogonFixture {

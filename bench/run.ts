@@ -2,7 +2,7 @@
  * `npm run bench`: Keyward's benchmark harness. Every figure is printed next to a baseline measured in the
  * same run on the same machine, because absolute numbers on a shared 2-core VM say little on their own.
  *
- * 1. CreateKeyPair (RSA-2048) through the API against raw node:crypto. The server (`node bin/keyward.js
+ * 1. CreateKeyPair (RSA-2048) through the API against raw node:crypto. The server (`node bin/keyward.cjs
  *    server`, a child process, log level warn) generates keys on libuv's thread pool; the baseline is
  *    `crypto.generateKeyPair('rsa', { modulusLength: 2048 })` in another child process (raw-rsa.ts) with
  *    its own thread pool, run while the server is idle. Both sides generate N key pairs with the same

@@ -1,5 +1,5 @@
 /**
- * Runs `node bin/keyward.js server` as a child process for the benchmark, the way an operator would start
+ * Runs `node bin/keyward.cjs server` as a child process for the benchmark, the way an operator would start
  * it: its own process (so its event loop and libuv thread pool are not shared with the load generator),
  * listening on 127.0.0.1 with an ephemeral port, a temporary data directory, and a chosen log level.
  *
@@ -24,7 +24,7 @@ export interface InitialCredentials {
 }
 
 export interface ServerStartOptions {
-  /** Repository root (holds bin/keyward.js). */
+  /** Repository root (holds bin/keyward.cjs). */
   readonly repoRoot: string;
   readonly dataDir: string;
   readonly logLevel: 'warn' | 'info' | 'debug';
@@ -108,7 +108,7 @@ export function healthStatus(endpoint: string): Promise<number> {
 
 /** Starts the server child and waits until /healthz answers 200. */
 export async function startServerProcess(opts: ServerStartOptions): Promise<ServerProcess> {
-  const bin = join(opts.repoRoot, 'bin', 'keyward.js');
+  const bin = join(opts.repoRoot, 'bin', 'keyward.cjs');
   const args = [
     ...(opts.nodeArgs ?? []),
     bin,

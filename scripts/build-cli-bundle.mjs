@@ -1,11 +1,16 @@
 // Bundles the compiled CLI (dist/src/apps/cli/main.js) with esbuild into dist/cli-bundle/: one ES module
 // per dynamically imported command (splitting), ws included, the other runtime dependencies left to
-// node_modules. bin/keyward.js runs `keyward proxy` from it: ssh starts that process for every connection,
+// node_modules. bin/keyward.cjs runs `keyward proxy` from it: ssh starts that process for every connection,
 // and some fifteen bundled chunks (ws among them, without Node's CommonJS-to-ESM parse) load sooner than
 // some forty modules. Everything else runs from dist/src as compiled. Run by `npm run build`, after tsc;
 // a `tsc` alone leaves the bundle as it was, so `keyward proxy` would run the previous build.
-import { rmSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+//
+// Also dist/cli-bundle/ssh-launch.cjs: the first steps of `keyward ssh` (src/apps/cli/ssh-launch.ts and
+// the few modules it imports) as one CommonJS file, which bin/keyward.cjs loads without Node's ES module
+// loader before it starts ssh. It lists the compiled modules it was built from (`builtFrom`), and the
+// entry point uses it only when none of them is newer than it.
+import { appendFileSync, rmSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 
@@ -28,3 +33,22 @@ await build({
     js: "import { createRequire as __kwCreateRequire } from 'node:module'; const require = __kwCreateRequire(import.meta.url);",
   },
 });
+
+const cli = join(root, 'dist', 'src', 'apps', 'cli');
+const launchFile = join(out, 'ssh-launch.cjs');
+const { metafile } = await build({
+  entryPoints: [join(cli, 'ssh-launch.js')],
+  outfile: launchFile,
+  bundle: true,
+  format: 'cjs',
+  platform: 'node',
+  target: 'node20',
+  logLevel: 'warning',
+  metafile: true,
+  absWorkingDir: root,
+});
+const builtFrom = Object.keys(metafile.inputs).map((input) => relative(cli, join(root, input)));
+if (builtFrom.some((f) => f.startsWith('..'))) {
+  throw new Error(`ssh-launch.cjs must bundle only modules of src/apps/cli, not: ${builtFrom.join(', ')}`);
+}
+appendFileSync(launchFile, `module.exports.builtFrom = ${JSON.stringify(builtFrom)};\n`);

@@ -1,5 +1,5 @@
 // Start-up time of the agent executable (`npm run build:agent` first): the median of 20 runs of
-// `keyward-agent --version` beside 20 of `node -e 0` and of `node bin/keyward.js --version`, each a fresh
+// `keyward-agent --version` beside 20 of `node -e 0` and of `node bin/keyward.cjs --version`, each a fresh
 // process (spawnSync), wall-clock. Figures for docs/agent.md. Usage: node scripts/measure-agent-startup.mjs
 import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
@@ -24,5 +24,5 @@ const exe = join(root, 'dist', 'agent-bin', `keyward-agent-linux-${process.arch}
 console.log(`keyward-agent --version       ${medianMs(exe, ['--version'])} ms (median of ${RUNS})`);
 console.log(`node -e 0                     ${medianMs(process.execPath, ['-e', '0'])} ms`);
 console.log(
-  `node bin/keyward.js --version ${medianMs(process.execPath, ['bin/keyward.js', '--version'])} ms`,
+  `node bin/keyward.cjs --version ${medianMs(process.execPath, ['bin/keyward.cjs', '--version'])} ms`,
 );

@@ -1,6 +1,6 @@
 /**
  * `keyward audit archive` and `keyward audit verify --segment` as operators run them: child processes of
- * bin/keyward.js opening the storage of a server that keeps running (its SQLite file, or its PostgreSQL
+ * bin/keyward.cjs opening the storage of a server that keeps running (its SQLite file, or its PostgreSQL
  * database). The segment verifies offline, the server's own verify reports the anchor and an intact chain,
  * an edited segment line is named, a second archive chains onto the first, and the refusals exit with
  * their codes.

@@ -1,5 +1,5 @@
 /**
- * The `keyward` command as users run it: a child process (`node bin/keyward.js …`) against a real server
+ * The `keyward` command as users run it: a child process (`node bin/keyward.cjs …`) against a real server
  * child process, credentials from KEYWARD_* variables or from a profile written by `keyward configure`,
  * with a temporary HOME. Also `keyward server` itself: configuration errors, /healthz, and a SIGTERM that
  * lets an in-flight request finish before exiting 0.

@@ -1,5 +1,5 @@
 /**
- * `keyward user` and `keyward policy` as shipped (`node bin/keyward.js`), against a real server on
+ * `keyward user` and `keyward policy` as shipped (`node bin/keyward.cjs`), against a real server on
  * 127.0.0.1: a user's whole life cycle, a policy that gives the user's own access key its permissions,
  * passwords only from standard input, and MFA binding with codes computed from the printed seed.
  */

@@ -18,7 +18,7 @@ export interface AgentChild {
 
 const liveAgents = new Set<AgentChild>();
 
-/** Starts `node bin/keyward.js ARGS` (ARGS from `agentArgs`) with the plain test environment. */
+/** Starts `node bin/keyward.cjs ARGS` (ARGS from `agentArgs`) with the plain test environment. */
 export function spawnAgent(args: readonly string[]): AgentChild {
   const child = spawn(process.execPath, [BIN, ...args], {
     env: baseEnv(),

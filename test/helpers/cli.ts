@@ -1,5 +1,5 @@
 /**
- * The `keyward` command as a child process (`node bin/keyward.js …`), with a controlled environment: only
+ * The `keyward` command as a child process (`node bin/keyward.cjs …`), with a controlled environment: only
  * PATH plus what the test passes, and a temporary HOME and XDG_CONFIG_HOME so no real profile is read.
  */
 import { mkdir } from 'node:fs/promises';

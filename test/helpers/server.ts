@@ -1,7 +1,7 @@
 /**
  * Real Keyward servers for the end-to-end tests, listening on 127.0.0.1 with a fresh temporary data
  * directory each: in this process (`startInProcessServer`, cheap, logs captured in memory) or as a child
- * process running `node bin/keyward.js server` (`startChildServer`, the shipped command with its real logger
+ * process running `node bin/keyward.cjs server` (`startChildServer`, the shipped command with its real logger
  * on stdout). Credentials always come from the server's own initial-credentials.json.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -56,7 +56,7 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-export const BIN = join(repoRoot(), 'bin', 'keyward.js');
+export const BIN = join(repoRoot(), 'bin', 'keyward.cjs');
 export const CREDENTIALS_FILE = 'initial-credentials.json';
 
 /** A fresh directory under the OS temp dir. */
@@ -239,7 +239,7 @@ export function healthz(endpoint: string, ca?: string | Buffer): Promise<number 
 }
 
 /**
- * Starts `node bin/keyward.js server --data-dir D --listen 127.0.0.1:0 …` and waits until it has written
+ * Starts `node bin/keyward.cjs server --data-dir D --listen 127.0.0.1:0 …` and waits until it has written
  * D/initial-credentials.json (which happens before /healthz answers 200) and /healthz answers 200.
  */
 export async function startChildServer(opts: ChildServerOptions = {}): Promise<ChildServer> {

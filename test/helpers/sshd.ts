@@ -280,7 +280,7 @@ export async function effectiveSetting(
 }
 
 /**
- * Arguments of `keyward agent` (after `bin/keyward.js`) managing `sshd` for `loginUser`: the one place tests
+ * Arguments of `keyward agent` (after `bin/keyward.cjs`) managing `sshd` for `loginUser`: the one place tests
  * and benchmarks spell the agent's command line.
  */
 export function agentArgs(opts: {

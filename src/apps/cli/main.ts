@@ -5,7 +5,7 @@
 import { RpcClient, RpcError } from '../../client/index.js';
 import { CliFailure, println, UsageError, type CliIo } from './cli-io.js';
 import { resolveCallTimeoutMs, resolveClientSettings } from './client-settings.js';
-import type { SshPlan } from './commands/ssh-command.js';
+import type { SshPlan } from './ssh-launch.js';
 
 export const VERSION = '0.1.0';
 

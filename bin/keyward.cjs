@@ -1,0 +1,76 @@
+#!/usr/bin/env node
+// Entry point of the `keyward` command. The TypeScript sources are compiled to dist/ by `npm run build`,
+// which `npm ci` runs through the `prepare` script.
+//
+// CommonJS, unlike the rest of Keyward: Node starts it without its ES module loader, which `keyward ssh`
+// does not need before it has started ssh (the loader then comes up for the CLI while ssh connects).
+'use strict';
+const { existsSync, statSync } = require('node:fs');
+const { join } = require('node:path');
+const { pathToFileURL } = require('node:url');
+
+const dist = join(__dirname, '..', 'dist');
+const main = join(dist, 'src', 'apps', 'cli', 'main.js');
+if (!existsSync(main)) {
+  process.stderr.write(
+    'keyward: not built yet. Run `npm ci` (or `npm run build`) in the Keyward checkout.\n',
+  );
+  process.exit(1);
+}
+const argv = process.argv.slice(2);
+
+/**
+ * `keyward ssh` starts ssh connecting (when it knows where the instance is) before the rest of the CLI and
+ * the API client are loaded: that loading then overlaps ssh's key exchange instead of delaying it. The
+ * first steps (src/apps/cli/ssh-launch.ts) run from one CommonJS file, which loads in about half the time
+ * of the compiled modules through the ES module loader (scripts/build-cli-bundle.mjs); from the compiled
+ * modules when that file is missing or older than any of them (`tsc` run alone). Anything wrong with the
+ * arguments is left to the command itself, which reports it.
+ */
+async function launchSsh(args) {
+  try {
+    const { prepareSsh } =
+      bundledLaunch() ??
+      (await import(pathToFileURL(join(dist, 'src', 'apps', 'cli', 'ssh-launch.js')).href));
+    const plan = prepareSsh(args, process.env);
+    return plan === 'help' ? undefined : plan;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The bundled ssh-launch, when it was built from the compiled modules as they are. */
+function bundledLaunch() {
+  const file = join(dist, 'cli-bundle', 'ssh-launch.cjs');
+  if (!existsSync(file)) return undefined;
+  const built = statSync(file).mtimeMs;
+  const launch = require(file);
+  const cli = join(dist, 'src', 'apps', 'cli');
+  const fresh = launch.builtFrom.every((f) => {
+    const stat = statSync(join(cli, f), { throwIfNoEntry: false });
+    return stat !== undefined && stat.mtimeMs <= built;
+  });
+  return fresh ? launch : undefined;
+}
+
+async function run() {
+  const ssh = argv[0] === 'ssh' ? await launchSsh(argv.slice(1)) : undefined;
+  // `keyward proxy` (ssh starts one per connection) and `keyward ssh` (whose rest loads while ssh
+  // connects, on the same cores) run from the bundled CLI when the build made it: some fifteen chunks to
+  // load instead of some forty modules.
+  const bundled = join(dist, 'cli-bundle', 'main.js');
+  const entry = (argv[0] === 'proxy' || argv[0] === 'ssh') && existsSync(bundled) ? bundled : main;
+  const { runCli } = await import(pathToFileURL(entry).href);
+  const code = await runCli(argv, undefined, { ssh });
+  // `keyward ssh` ends when ssh has: the key's directory is removed on 'exit', and Node's teardown of the
+  // whole CLI (several milliseconds) is not waited for. Its own messages are written synchronously.
+  if (argv[0] === 'ssh') process.exit(code);
+  process.exitCode = code;
+}
+
+run().catch((err) => {
+  process.stderr.write(
+    `keyward: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+  );
+  process.exitCode = 1;
+});
