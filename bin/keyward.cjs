@@ -20,23 +20,24 @@ if (!existsSync(main)) {
 const argv = process.argv.slice(2);
 
 /**
- * `keyward ssh` starts ssh connecting (when it knows where the instance is) before the rest of the CLI and
- * the API client are loaded: that loading then overlaps ssh's key exchange instead of delaying it. The
- * first steps (src/apps/cli/ssh-launch.ts) run from one CommonJS file, which loads in about half the time
- * of the compiled modules through the ES module loader (scripts/build-cli-bundle.mjs); from the compiled
- * modules when that file is missing or older than any of them (`tsc` run alone). Anything wrong with the
- * arguments is left to the command itself, which reports it.
+ * `keyward ssh` starts ssh connecting (when it knows where the instance is) before the rest of the command
+ * and its API client are loaded: that loading then overlaps ssh's key exchange instead of delaying it. All
+ * of it runs from one CommonJS file (src/apps/cli/ssh-launch.ts bundled, scripts/build-cli-bundle.mjs),
+ * which loads in a fraction of the time of the compiled modules through the ES module loader; from the
+ * compiled modules when that file is missing or older than any of them (`tsc` run alone). Anything wrong
+ * with the arguments is left to the command itself, which reports it.
  */
-async function launchSsh(args) {
+async function ssh(args) {
+  const launch =
+    bundledLaunch() ?? (await import(pathToFileURL(join(dist, 'src', 'apps', 'cli', 'ssh-launch.js')).href));
+  let plan;
   try {
-    const { prepareSsh } =
-      bundledLaunch() ??
-      (await import(pathToFileURL(join(dist, 'src', 'apps', 'cli', 'ssh-launch.js')).href));
-    const plan = prepareSsh(args, process.env);
-    return plan === 'help' ? undefined : plan;
+    const prepared = launch.prepareSsh(args, process.env);
+    if (prepared !== 'help') plan = prepared;
   } catch {
-    return undefined;
+    plan = undefined;
   }
+  return launch.runSsh(args, plan);
 }
 
 /** The bundled ssh-launch, when it was built from the compiled modules as they are. */
@@ -45,27 +46,26 @@ function bundledLaunch() {
   if (!existsSync(file)) return undefined;
   const built = statSync(file).mtimeMs;
   const launch = require(file);
-  const cli = join(dist, 'src', 'apps', 'cli');
+  const src = join(dist, 'src');
   const fresh = launch.builtFrom.every((f) => {
-    const stat = statSync(join(cli, f), { throwIfNoEntry: false });
+    const stat = statSync(join(src, f), { throwIfNoEntry: false });
     return stat !== undefined && stat.mtimeMs <= built;
   });
   return fresh ? launch : undefined;
 }
 
 async function run() {
-  const ssh = argv[0] === 'ssh' ? await launchSsh(argv.slice(1)) : undefined;
-  // `keyward proxy` (ssh starts one per connection) and `keyward ssh` (whose rest loads while ssh
-  // connects, on the same cores) run from the bundled CLI when the build made it: some fifteen chunks to
-  // load instead of some forty modules.
+  if (argv[0] === 'ssh') {
+    // `keyward ssh` ends when ssh has: the key's directory is removed on 'exit', and Node's teardown is
+    // not waited for. Its own messages are written synchronously.
+    process.exit(await ssh(argv.slice(1)));
+  }
+  // `keyward proxy` (ssh starts one per connection) runs from the bundled CLI when the build made it: some
+  // fifteen chunks to load instead of some forty modules.
   const bundled = join(dist, 'cli-bundle', 'main.js');
-  const entry = (argv[0] === 'proxy' || argv[0] === 'ssh') && existsSync(bundled) ? bundled : main;
+  const entry = argv[0] === 'proxy' && existsSync(bundled) ? bundled : main;
   const { runCli } = await import(pathToFileURL(entry).href);
-  const code = await runCli(argv, undefined, { ssh });
-  // `keyward ssh` ends when ssh has: the key's directory is removed on 'exit', and Node's teardown of the
-  // whole CLI (several milliseconds) is not waited for. Its own messages are written synchronously.
-  if (argv[0] === 'ssh') process.exit(code);
-  process.exitCode = code;
+  process.exitCode = await runCli(argv);
 }
 
 run().catch((err) => {

@@ -5,10 +5,10 @@
 // some forty modules. Everything else runs from dist/src as compiled. Run by `npm run build`, after tsc;
 // a `tsc` alone leaves the bundle as it was, so `keyward proxy` would run the previous build.
 //
-// Also dist/cli-bundle/ssh-launch.cjs: the first steps of `keyward ssh` (src/apps/cli/ssh-launch.ts and
-// the few modules it imports) as one CommonJS file, which bin/keyward.cjs loads without Node's ES module
-// loader before it starts ssh. It lists the compiled modules it was built from (`builtFrom`), and the
-// entry point uses it only when none of them is newer than it.
+// Also dist/cli-bundle/ssh-launch.cjs: all of `keyward ssh` (src/apps/cli/ssh-launch.ts, its first steps,
+// and, evaluated only when asked for, the rest: ssh-run.ts, the command and its API client) as one CommonJS
+// file, which bin/keyward.cjs loads without Node's ES module loader. It lists the compiled modules it was
+// built from (`builtFrom`), and the entry point uses it only when none of them is newer than it.
 import { appendFileSync, rmSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -34,10 +34,10 @@ await build({
   },
 });
 
-const cli = join(root, 'dist', 'src', 'apps', 'cli');
+const src = join(root, 'dist', 'src');
 const launchFile = join(out, 'ssh-launch.cjs');
 const { metafile } = await build({
-  entryPoints: [join(cli, 'ssh-launch.js')],
+  entryPoints: [join(src, 'apps', 'cli', 'ssh-launch.js')],
   outfile: launchFile,
   bundle: true,
   format: 'cjs',
@@ -46,9 +46,14 @@ const { metafile } = await build({
   logLevel: 'warning',
   metafile: true,
   absWorkingDir: root,
+  // The tunnel's WebSocket form (rare for keyward ssh, which uses the raw one) requires ws at run time.
+  external: ['ws', 'bufferutil', 'utf-8-validate'],
+  // The API client finds Node's https through createRequire(import.meta.url).
+  define: { 'import.meta.url': '__kwImportMetaUrl' },
+  banner: { js: "const __kwImportMetaUrl = require('node:url').pathToFileURL(__filename).href;" },
 });
-const builtFrom = Object.keys(metafile.inputs).map((input) => relative(cli, join(root, input)));
+const builtFrom = Object.keys(metafile.inputs).map((input) => relative(src, join(root, input)));
 if (builtFrom.some((f) => f.startsWith('..'))) {
-  throw new Error(`ssh-launch.cjs must bundle only modules of src/apps/cli, not: ${builtFrom.join(', ')}`);
+  throw new Error(`ssh-launch.cjs must bundle only Keyward's own modules, not: ${builtFrom.join(', ')}`);
 }
 appendFileSync(launchFile, `module.exports.builtFrom = ${JSON.stringify(builtFrom)};\n`);

@@ -1,70 +1,97 @@
 /**
- * `keyward ssh`'s first steps (src/apps/cli/ssh-launch.ts) as the entry point runs them: from the CommonJS
- * bundle the build makes (dist/cli-bundle/ssh-launch.cjs), a second copy of those modules beside the
- * compiled ones the rest of the command uses. What must hold across the two copies: the bundle is built
- * from the compiled modules as they are, and an error made by one copy is reported by the other as its
- * own kind (a usage error, a failure with its message), never as an unexpected error. And end to end: with
- * the instance cached, the early ssh (a stand-in program here) starts with the cached address before the
- * server answers, and is stopped, its directory removed, when the server refuses.
+ * `keyward ssh` as the entry point runs it: from the CommonJS bundle the build makes of
+ * src/apps/cli/ssh-launch.ts and all it loads (dist/cli-bundle/ssh-launch.cjs), or from the compiled modules
+ * when that bundle is older than any of them. The bundle is built from the modules as they are, used only
+ * then, and reports errors as the CLI does. And end to end: with the instance cached, the early ssh (a
+ * stand-in program here) starts with the cached address before the server answers, and is stopped, its
+ * directory removed, when the server refuses.
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  copyFileSync,
+  mkdirSync,
+  readFileSync,
+  statSync,
+  symlinkSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { CliFailure, UsageError } from '../src/apps/cli/cli-io.js';
-import type * as Launch from '../src/apps/cli/ssh-launch.js';
 import { credentialsEnv, homeEnv, keyward } from './helpers/cli.js';
 import { leftovers, processes } from './helpers/leftovers.js';
 import { repoRoot } from './helpers/repo-root.js';
-import { makeTempDir, removeDir, startChildServer, type ChildServer } from './helpers/server.js';
+import { baseEnv, makeTempDir, removeDir, startChildServer, type ChildServer } from './helpers/server.js';
+import { run } from './helpers/tools.js';
 
-const CLI = join(repoRoot(), 'dist', 'src', 'apps', 'cli');
+const SRC = join(repoRoot(), 'dist', 'src');
 const BUNDLE = join(repoRoot(), 'dist', 'cli-bundle', 'ssh-launch.cjs');
 const INSTANCE = 'i-0a1b2c3d4e5f6a7b8c9d';
 
-const bundled = (): typeof Launch & { builtFrom: string[] } =>
-  createRequire(import.meta.url)(BUNDLE) as typeof Launch & { builtFrom: string[] };
+describe("keyward ssh's bundle", () => {
+  let dir = '';
+  before(async () => {
+    dir = await makeTempDir('keyward-ssh-bundle-');
+  });
+  after(async () => {
+    if (dir !== '') await removeDir(dir);
+  });
 
-describe("keyward ssh's first steps, from the bundle", () => {
-  test('the bundle lists the compiled modules it was built from, all of src/apps/cli, none newer than it', () => {
-    const { builtFrom } = bundled();
-    assert.ok(builtFrom.includes('ssh-launch.js'), builtFrom.join(', '));
-    assert.ok(builtFrom.includes('ssh-agent-server.js'), builtFrom.join(', '));
+  test("lists the compiled modules it was built from, all Keyward's own, none newer than it", () => {
+    const { builtFrom } = createRequire(import.meta.url)(BUNDLE) as { builtFrom: string[] };
+    for (const m of ['apps/cli/ssh-launch.js', 'apps/cli/ssh-run.js', 'apps/cli/commands/ssh-command.js']) {
+      assert.ok(builtFrom.includes(m), `${m} is not in ${builtFrom.join(', ')}`);
+    }
     const built = statSync(BUNDLE).mtimeMs;
     for (const f of builtFrom) {
-      assert.doesNotMatch(f, /^\.\.|^\//, `${f} is outside src/apps/cli`);
-      assert.ok(statSync(join(CLI, f)).mtimeMs <= built, `${f} is newer than the bundle: run npm run build`);
+      assert.doesNotMatch(f, /^\.\.|^\//, `${f} is not under dist/src`);
+      assert.ok(statSync(join(SRC, f)).mtimeMs <= built, `${f} is newer than the bundle: run npm run build`);
     }
-    // Nothing large: the API client, ws and the rest of the CLI load after ssh has started.
-    assert.ok(statSync(BUNDLE).size < 64 * 1024, `the bundle is ${String(statSync(BUNDLE).size)} bytes`);
   });
 
-  test("a usage error from the bundle's copy is a UsageError to the CLI's", () => {
-    const { prepareSsh } = bundled();
-    assert.throws(
-      () => prepareSsh(['not-an-instance'], { HOME: '/nonexistent' }),
-      (err: unknown) => err instanceof UsageError && /not an instance id/.test(err.message),
+  test('is used when it is at least as new as the modules it lists, and not when older', async () => {
+    // A checkout of its own: the entry point, the compiled modules (linked), and a marked copy of the bundle.
+    mkdirSync(join(dir, 'bin'));
+    mkdirSync(join(dir, 'dist', 'cli-bundle'), { recursive: true });
+    copyFileSync(join(repoRoot(), 'bin', 'keyward.cjs'), join(dir, 'bin', 'keyward.cjs'));
+    symlinkSync(SRC, join(dir, 'dist', 'src'));
+    const copy = join(dir, 'dist', 'cli-bundle', 'ssh-launch.cjs');
+    copyFileSync(BUNDLE, copy);
+    appendFileSync(
+      copy,
+      // (esbuild's exports are getters: the object is replaced, not assigned to.)
+      'module.exports = { ...module.exports, runSsh: async () => { ' +
+        "process.stderr.write('from the bundle\\n'); return 7; } };\n",
     );
-    assert.throws(
-      () => prepareSsh([INSTANCE, '--no-such-flag'], { HOME: '/nonexistent' }),
-      (err: unknown) => err instanceof UsageError && !(err instanceof CliFailure),
-    );
-    // And the other way round: the CLI's own classes are not mistaken for each other.
-    assert.equal(new CliFailure('x') instanceof UsageError, false);
-    assert.equal(new UsageError('x') instanceof CliFailure, false);
-    assert.equal(new Error('x') instanceof CliFailure, false);
+    const help = () =>
+      run(process.execPath, [join(dir, 'bin', 'keyward.cjs'), 'ssh', '--help'], {
+        env: baseEnv({ HOME: dir }),
+      });
+
+    const fresh = await help();
+    assert.equal(fresh.code, 7, fresh.stderr);
+    assert.equal(fresh.stderr, 'from the bundle\n');
+
+    const past = new Date(Date.now() - 86_400_000 * 365 * 20);
+    utimesSync(copy, past, past);
+    const stale = await help();
+    assert.equal(stale.code, 0, stale.stderr);
+    assert.match(stale.stdout, /^Usage: keyward ssh /);
   });
 
-  test("an ssh that cannot be run, started by the bundle's copy, fails as a CliFailure the CLI reports", async () => {
-    const { startSsh } = bundled();
-    const ssh = startSsh('/nonexistent/ssh', { args: ['-V'], link: undefined }, true);
-    await assert.rejects(
-      ssh.exited,
-      (err: unknown) =>
-        err instanceof CliFailure &&
-        /cannot run "\/nonexistent\/ssh": not found; install OpenSSH/.test(err.message),
+  test('reports a usage error as the CLI does', async () => {
+    const res = await keyward(['ssh', 'not-an-instance']);
+    assert.equal(res.code, 2, res.stderr);
+    assert.equal(
+      res.stderr,
+      'keyward: "not-an-instance" is not an instance id (i- and 20 letters and digits)\n' +
+        "Run 'keyward ssh --help' for usage.\n",
     );
+    const help = await keyward(['ssh', '--help']);
+    assert.equal(help.code, 0, help.stderr);
+    assert.match(help.stdout, /^Usage: keyward ssh /);
   });
 });
 

@@ -13,24 +13,8 @@ export interface CliIo {
   readonly cwd: string;
 }
 
-/**
- * The brands of the two error classes below. `keyward ssh` runs its first steps from a bundled copy of
- * these modules (ssh-launch.ts), so an error may come from the other copy of its class: `instanceof`
- * looks at the brand, which both copies set, not at the prototype.
- */
-const USAGE_ERROR = Symbol.for('keyward.cli.UsageError');
-const CLI_FAILURE = Symbol.for('keyward.cli.CliFailure');
-
-function branded(value: unknown, brand: symbol): boolean {
-  return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[brand] === true;
-}
-
 /** A mistake in how the command was called: printed with a pointer to `--help`, exit code 2. */
 export class UsageError extends Error {
-  static override [Symbol.hasInstance](value: unknown): boolean {
-    return branded(value, USAGE_ERROR);
-  }
-  readonly [USAGE_ERROR] = true;
   constructor(message: string) {
     super(message);
     this.name = 'UsageError';
@@ -42,10 +26,6 @@ export class UsageError extends Error {
  * `Backup.TargetExists`, listed in docs/errors.md) it prints as `keyward: CODE: message`, like API errors.
  */
 export class CliFailure extends Error {
-  static override [Symbol.hasInstance](value: unknown): boolean {
-    return branded(value, CLI_FAILURE);
-  }
-  readonly [CLI_FAILURE] = true;
   constructor(
     message: string,
     readonly code?: string,

@@ -2,10 +2,8 @@
  * The `keyward` command: parses the first word, runs the matching command, and turns errors into a
  * one-line message and an exit code (0 ok, 1 failed, 2 usage). API errors print their code and message.
  */
-import { RpcClient, RpcError } from '../../client/index.js';
-import { CliFailure, println, UsageError, type CliIo } from './cli-io.js';
-import { resolveCallTimeoutMs, resolveClientSettings } from './client-settings.js';
-import type { SshPlan } from './ssh-launch.js';
+import { println, UsageError, type CliIo } from './cli-io.js';
+import { connector, processIo, reportError } from './cli-run.js';
 
 export const VERSION = '0.1.0';
 
@@ -74,26 +72,12 @@ const HELP: Record<string, () => Promise<string>> = {
 };
 
 /**
- * Runs the CLI with `argv` (without node and script); resolves with the exit code. `prepared` is what the
- * entry point set up for these arguments before it loaded this module (`keyward ssh`: see prepareSsh).
+ * Runs the CLI with `argv` (without node and script); resolves with the exit code. (The `keyward` entry
+ * point runs `keyward ssh` through ssh-run.ts instead, without loading this module.)
  */
-export async function runCli(
-  argv: readonly string[],
-  io: CliIo = processIo(),
-  prepared?: { readonly ssh?: SshPlan },
-): Promise<number> {
+export async function runCli(argv: readonly string[], io: CliIo = processIo()): Promise<number> {
   const [command, ...rest] = argv;
-  let client: RpcClient | undefined;
-  const connect = (): { client: RpcClient; regionId: string } => {
-    const settings = resolveClientSettings(io.env);
-    client ??= new RpcClient({
-      endpoint: settings.endpoint,
-      accessKeyId: settings.accessKeyId,
-      accessKeySecret: settings.accessKeySecret,
-      timeoutMs: resolveCallTimeoutMs(io.env),
-    });
-    return { client, regionId: settings.regionId };
-  };
+  const { connect, close } = connector(io);
   try {
     switch (command) {
       case undefined:
@@ -140,7 +124,7 @@ export async function runCli(
       case 'accesskey':
         return await (await import('./commands/accesskey-command.js')).accesskeyCommand(rest, io, connect);
       case 'ssh':
-        return await (await import('./commands/ssh-command.js')).sshCommand(rest, io, connect, prepared?.ssh);
+        return await (await import('./commands/ssh-command.js')).sshCommand(rest, io, connect);
       case 'proxy':
         return await (await import('./commands/proxy-command.js')).proxyCommand(rest, io, connect);
       case 'ssh-config':
@@ -161,43 +145,8 @@ export async function runCli(
         throw new UsageError(`unknown command "${command}"`);
     }
   } catch (err) {
-    return reportError(err, io, command);
+    return reportError(err, io, command !== undefined && HELP[command] !== undefined ? command : undefined);
   } finally {
-    client?.close();
+    close();
   }
-}
-
-function reportError(err: unknown, io: CliIo, command: string | undefined): number {
-  if (err instanceof UsageError) {
-    println(io.stderr, `keyward: ${err.message}`);
-    println(
-      io.stderr,
-      `Run 'keyward ${command !== undefined && HELP[command] !== undefined ? `${command} ` : ''}--help' for usage.`,
-    );
-    return 2;
-  }
-  if (err instanceof RpcError) {
-    const id = err.requestId === undefined ? '' : ` (request ${err.requestId})`;
-    println(io.stderr, `keyward: ${err.code}: ${err.message}${id}`);
-    return 1;
-  }
-  if (err instanceof CliFailure) {
-    println(io.stderr, `keyward: ${err.code === undefined ? '' : `${err.code}: `}${err.message}`);
-    return 1;
-  }
-  println(
-    io.stderr,
-    `keyward: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`,
-  );
-  return 1;
-}
-
-function processIo(): CliIo {
-  return {
-    stdout: process.stdout,
-    stderr: process.stderr,
-    stdin: process.stdin,
-    env: process.env,
-    cwd: process.cwd(),
-  };
 }

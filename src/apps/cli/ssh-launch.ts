@@ -1,15 +1,13 @@
 /**
  * What `keyward ssh` sets up before it asks the server (ssh-command.ts): the arguments parsed, the one-time
  * key made and held by its one-key agent (listening, its answer held), the private directory, and, when the
- * instance's address, route and pinned host keys are cached, an ssh already connecting. The `keyward` entry
- * point (bin/keyward.cjs) runs `prepareSsh` before it loads the rest of the CLI, from a CommonJS bundle of
- * this module (dist/cli-bundle/ssh-launch.cjs, scripts/build-cli-bundle.mjs): it imports only Node's
- * built-ins and small modules of its own, and nothing here may import the API client or anything large,
- * because every millisecond spent before ssh starts is added to the logon.
+ * instance's address, route and pinned host keys are cached, an ssh already connecting.
  *
- * The bundle is a second copy of these modules beside the compiled ones ssh-command.ts uses: what crosses
- * from one to the other is the plan's objects and their methods, and the errors (cli-io.ts's error
- * classes recognise their copies).
+ * The `keyward` entry point (bin/keyward.cjs) runs `prepareSsh`, then `runSsh` (the rest of the command,
+ * loaded only then), from a CommonJS bundle of this module and what it imports (dist/cli-bundle/
+ * ssh-launch.cjs, scripts/build-cli-bundle.mjs): no ES module loader, and nothing but Node's built-ins and
+ * the small modules imported here before ssh starts. Nothing imported statically here may be large: every
+ * millisecond spent before ssh starts is added to the logon.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
@@ -288,4 +286,10 @@ export function startSsh(
 function signalNumber(signal: NodeJS.Signals): number {
   const numbers: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIGINT: 2, SIGKILL: 9, SIGTERM: 15 };
   return numbers[signal] ?? 0;
+}
+
+/** The rest of `keyward ssh` (ssh-run.ts), loaded once prepareSsh has started ssh. */
+export async function runSsh(args: readonly string[], plan: SshPlan | undefined): Promise<number> {
+  const { runSshCommand } = await import('./ssh-run.js');
+  return runSshCommand(args, plan);
 }
