@@ -47,10 +47,12 @@ function bundledLaunch() {
   const built = statSync(file).mtimeMs;
   const launch = require(file);
   const src = join(dist, 'src');
-  const fresh = launch.builtFrom.every((f) => {
-    const stat = statSync(join(src, f), { throwIfNoEntry: false });
-    return stat !== undefined && stat.mtimeMs <= built;
-  });
+  const fresh =
+    Array.isArray(launch.builtFrom) &&
+    launch.builtFrom.every((f) => {
+      const stat = statSync(join(src, f), { throwIfNoEntry: false });
+      return stat !== undefined && stat.mtimeMs <= built;
+    });
   return fresh ? launch : undefined;
 }
 
