@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -65,6 +65,28 @@ test('a commit still unsynced when the database closes is refused, not acknowled
   sqlite.close();
   sync.close();
   await assert.rejects(sync.durable());
+});
+
+test('a WAL file removed or replaced under the connection fails the sync and every later one', async () => {
+  for (const how of ['removed', 'replaced'] as const) {
+    const { sqlite, sync } = walDatabase(`${how}.sqlite`);
+    const wal = join(dir, `${how}.sqlite-wal`);
+    sqlite.prepare('INSERT INTO t VALUES (?)').run('a');
+    sync.markWritten();
+    await sync.durable();
+    if (how === 'removed') unlinkSync(wal);
+    else {
+      writeFileSync(`${wal}.other`, '');
+      renameSync(`${wal}.other`, wal);
+    }
+    sqlite.prepare('INSERT INTO t VALUES (?)').run('b');
+    sync.markWritten();
+    await assert.rejects(sync.durable(), /was removed or replaced/);
+    // Failed for good: nothing is acknowledged after a sync that did not cover SQLite's file.
+    await assert.rejects(sync.durable(), /was removed or replaced/);
+    sync.close();
+    sqlite.close();
+  }
 });
 
 test('a file database syncs its WAL off the event loop; an in-memory one keeps synchronous=FULL', async () => {
