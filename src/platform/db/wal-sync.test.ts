@@ -81,9 +81,9 @@ test('a WAL file removed or replaced under the connection fails the sync and eve
     }
     sqlite.prepare('INSERT INTO t VALUES (?)').run('b');
     sync.markWritten();
-    await assert.rejects(sync.durable(), /was removed or replaced/);
+    await assert.rejects(sync.durable(), /fdatasync of the SQLite WAL failed/);
     // Failed for good: nothing is acknowledged after a sync that did not cover SQLite's file.
-    await assert.rejects(sync.durable(), /was removed or replaced/);
+    await assert.rejects(sync.durable(), /fdatasync of the SQLite WAL failed/);
     sync.close();
     sqlite.close();
   }

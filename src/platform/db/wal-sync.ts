@@ -28,13 +28,12 @@ import { Worker } from 'node:worker_threads';
 
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
-const { fdatasyncSync, fstatSync } = require('node:fs');
+const { fdatasyncSync, fstatSync, statSync } = require('node:fs');
 parentPort.on('message', (fd) => {
   try {
     fdatasyncSync(fd);
-    // SQLite keeps its WAL file while a connection is open; once that file is removed or replaced (its
-    // last name gone), what SQLite writes is no longer what is synced here. One fstat, no path lookup.
-    if (fstatSync(fd).nlink === 0) throw new Error('the WAL file ' + workerData.path + ' was removed or replaced');
+    // SQLite keeps its WAL file while a connection is open; a different file there would go unsynced.
+    if (fstatSync(fd).ino !== statSync(workerData.path).ino) throw new Error('the WAL file was replaced');
     parentPort.postMessage(null);
   } catch (err) {
     parentPort.postMessage(String(err && err.message));
