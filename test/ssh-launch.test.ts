@@ -51,6 +51,19 @@ describe("keyward ssh's bundle", () => {
     }
   });
 
+  test('loads nothing of the API client before ssh starts: the rest is evaluated only when asked for', async () => {
+    // Node's own list of the built-in modules a process loaded: after the bundle is required (prepareSsh
+    // ready), and after runSsh has loaded the rest.
+    const script =
+      `const launch = require(${JSON.stringify(BUNDLE)});` +
+      'const http = () => process.moduleLoadList.filter((m) => /^NativeModule (http|_http_client)$/.test(m)).length;' +
+      "const before = http(); launch.runSsh(['--help'], undefined).then((code) => " +
+      'process.stderr.write(JSON.stringify({ before, after: http(), code })));';
+    const res = await run(process.execPath, ['-e', script], { env: baseEnv({ HOME: dir }) });
+    assert.deepEqual(JSON.parse(res.stderr), { before: 0, after: 2, code: 0 });
+    assert.match(res.stdout, /^Usage: keyward ssh /);
+  });
+
   test('is used when it is at least as new as the modules it lists, and not when older', async () => {
     // A checkout of its own: the entry point, the compiled modules (linked), and a marked copy of the bundle.
     mkdirSync(join(dir, 'bin'));

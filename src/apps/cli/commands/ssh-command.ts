@@ -19,12 +19,12 @@
  * pipes (ssh-pipe-link.ts), not a second Node process. Direct instances get no ProxyCommand: ssh connects
  * itself.
  *
- * When the instance's address, route and pinned host keys are cached from last time, ssh is started before the
- * server is asked (prepareSsh in ssh-launch.ts, run by the entry point before the rest of the CLI loads): its TCP connect
- * and key exchange overlap the request. It verifies the host against the cached keys, but it cannot
- * authenticate until the agent answers, which it does only once the server has confirmed that the
- * address, the route and the pinned keys are still those; otherwise that ssh is stopped (before it sent anything but
- * the key exchange) and another started with the server's answer.
+ * When the instance's address, route and pinned host keys are cached from last time, ssh is started
+ * before the server is asked (prepareSsh in ssh-launch.ts, run by the entry point before the rest of the
+ * command loads): its TCP connect and key exchange overlap the request. It verifies the host against the
+ * cached keys, but it cannot authenticate until the agent answers, which it does only once the server has
+ * confirmed that the address, the route and the pinned keys are still those; otherwise that ssh is
+ * stopped (before it sent anything but the key exchange) and another started with the server's answer.
  */
 import { renameSync, writeFileSync } from 'node:fs';
 import type { Duplex } from 'node:stream';
