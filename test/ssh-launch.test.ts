@@ -94,6 +94,18 @@ describe("keyward ssh's bundle", () => {
     assert.match(stale.stdout, /^Usage: keyward ssh /);
   });
 
+  test("bin/keyward.js, the entry point's former name, still runs the same command", async () => {
+    const former = join(repoRoot(), 'bin', 'keyward.js');
+    const version = await run(process.execPath, [former, '--version'], { env: baseEnv({ HOME: dir }) });
+    assert.equal(version.code, 0, version.stderr);
+    assert.match(version.stdout, /^\d+\.\d+\.\d+\n$/);
+    const usage = await run(process.execPath, [former, 'ssh', 'not-an-instance'], {
+      env: baseEnv({ HOME: dir }),
+    });
+    assert.equal(usage.code, 2, usage.stderr);
+    assert.match(usage.stderr, /^keyward: "not-an-instance" is not an instance id/);
+  });
+
   test('reports a usage error as the CLI does', async () => {
     const res = await keyward(['ssh', 'not-an-instance']);
     assert.equal(res.code, 2, res.stderr);
