@@ -57,7 +57,8 @@ export interface RpcAction<I = unknown> {
   /**
    * True for an action whose `run` changes nothing (it reads and answers). Its `run` may then start while
    * the audit event of its allowed checks is being committed; the answer still waits for that commit and
-   * is replaced by `AuditLog.Unavailable` if it fails, so nothing is disclosed that the log does not hold.
+   * is replaced by `AuditLog.Unavailable` (`ServiceUnavailable` when the database cannot be reached) if it
+   * fails, so nothing is disclosed that the log does not hold.
    * An action that changes anything leaves this unset: it runs only once its event is committed.
    */
   readonly readOnly?: boolean;

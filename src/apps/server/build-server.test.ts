@@ -15,7 +15,8 @@ import { openDatabase, type Db } from '../../platform/db/database.js';
 import { signAcs3 } from '../../rpc/signature/acs3.js';
 import { NonceCache } from '../../rpc/signature/nonce-cache.js';
 import { AuditLog } from '../../audit/index.js';
-import { buildServer } from './build-server.js';
+import { AppError } from '../../platform/errors.js';
+import { auditFailure, buildServer } from './build-server.js';
 
 const NOW = Date.UTC(2026, 10, 22, 12, 0, 0);
 let dir: string;
@@ -140,4 +141,27 @@ test('the owner parameters every ECS SDK request model carries are accepted and 
     signed('DescribeKeyPairs', { RegionId: 'local', OwnerId: '123', ResourceOwnerAccount: 'acct' }, 'n-6'),
   );
   assert.equal(res.statusCode, 200, res.body);
+});
+
+test('an audit event that cannot be written: ServiceUnavailable when the database is unreachable, else AuditLog.Unavailable', () => {
+  // The database layer's answer to an outage (PostgreSQL restarting), met first by the audit append.
+  const outage = new AppError(
+    'ServiceUnavailable',
+    'The database cannot be reached right now; retry in a few seconds.',
+    {
+      headers: { 'retry-after': '2' },
+    },
+  );
+  const unreachable = auditFailure(outage, 'ecs:DescribeKeyPairs');
+  assert.equal(unreachable.code, 'ServiceUnavailable');
+  assert.equal(unreachable.status, 503);
+  assert.equal(unreachable.headers['retry-after'], '2');
+  // Anything else (the database refused the event): the audit log's own code, the cause kept for the log.
+  const refused = new Error('refused by a trigger');
+  const failure = auditFailure(refused, 'ecs:ImportKeyPair');
+  assert.equal(failure.code, 'AuditLog.Unavailable');
+  assert.equal(failure.status, 503);
+  assert.match(failure.message, /so ecs:ImportKeyPair was not carried out/);
+  assert.equal(failure.cause, refused);
+  assert.equal(auditFailure(new AppError('InvalidParameter', 'x'), 'ecs:X').code, 'AuditLog.Unavailable');
 });

@@ -130,6 +130,22 @@ declare module 'fastify' {
 }
 
 /** One structured, secret-free log line per authorization decision (the audit log takes it over). */
+/**
+ * What a request is answered when the audit event of its decision could not be written: it is not carried
+ * out either way. A database that cannot be reached at all (PostgreSQL restarting, say) gives the answer
+ * every request gets then, `ServiceUnavailable` with its Retry-After, whichever query met the outage first;
+ * anything else (the database refused the event) is `AuditLog.Unavailable`.
+ */
+export function auditFailure(err: unknown, action: string): AppError {
+  if (err instanceof AppError && err.code === 'ServiceUnavailable') return err;
+  return new AppError(
+    'AuditLog.Unavailable',
+    `The audit event of this request could not be written, so ${action} was not carried out. ` +
+      'Retry in a moment; if it persists, the server log says why (request id in this answer).',
+    { cause: err },
+  );
+}
+
 function logDecision(logger: Logger, d: AuthorizationDecision): void {
   const fields = {
     audit: true,
@@ -218,12 +234,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
           { err, requestId: d.requestId, action: d.action },
           'could not write an audit event',
         );
-        throw new AppError(
-          'AuditLog.Unavailable',
-          `The audit event of this request could not be written, so ${d.action} was not carried out. ` +
-            'Retry in a moment; if it persists, the server log says why (request id in this answer).',
-          { cause: err },
-        );
+        throw auditFailure(err, d.action);
       }
     },
   });
